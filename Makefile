@@ -1,0 +1,73 @@
+# Darkroom: `make run` serves the app, `make test` runs every test.
+# Both install what is missing first (and skip what is present).
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+CARGO_LEPTOS_VERSION := 0.3.10
+WASM_BINDGEN_VERSION := 0.2.130
+NODE_BIN := $(CURDIR)/end2end/node_modules/.bin
+# cargo-leptos finds wasm-opt 132 (npm binaryen) and wasm-bindgen on PATH.
+export PATH := $(NODE_BIN):$(HOME)/.cargo/bin:$(PATH)
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: help deps rust-deps chromium node-deps build run dev test test-rust test-e2e lint fmt bench clean-data
+
+help:
+	@echo "make run    install what is missing, build, serve on http://127.0.0.1:3000"
+	@echo "make test   install what is missing, run unit, integration and Playwright tests"
+	@echo "make dev    cargo leptos watch (rebuilds on save)"
+	@echo "make lint   cargo fmt --check and clippy for both feature sets"
+	@echo "make bench  benchmarks (results in BENCHMARKS.md)"
+
+deps: rust-deps chromium node-deps
+
+rust-deps:
+	@rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+	@cargo leptos --version 2>/dev/null | grep -q "$(CARGO_LEPTOS_VERSION)" || \
+		cargo install cargo-leptos --version $(CARGO_LEPTOS_VERSION) --locked
+	@wasm-bindgen --version 2>/dev/null | grep -q "$(WASM_BINDGEN_VERSION)" || \
+		CARGO_RESOLVER_INCOMPATIBLE_RUST_VERSIONS=fallback cargo install wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION)
+
+chromium:
+	@command -v chromium >/dev/null || { $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium; }
+
+# npm ci only when package-lock.json changed since the last install.
+node-deps: end2end/node_modules/.package-lock.json
+end2end/node_modules/.package-lock.json: end2end/package-lock.json
+	cd end2end && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund
+	@touch $@
+
+build: rust-deps node-deps
+	cargo leptos build --release
+
+run: build
+	./target/release/darkroom
+
+dev: rust-deps node-deps
+	cargo leptos watch
+
+test: deps test-rust test-e2e
+
+# Unit and integration tests of the server build, then the unit tests of
+# the browser build (compiled natively).
+test-rust: rust-deps
+	cargo test --features ssr
+	cargo test --lib --features hydrate
+
+test-e2e: build chromium node-deps
+	cd end2end && npx playwright test
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --features ssr --all-targets -- -D warnings
+	cargo clippy --lib --features hydrate --target wasm32-unknown-unknown -- -D warnings
+
+fmt:
+	cargo fmt --all
+
+bench: build
+	cargo run --release --features ssr --bin bench
+
+clean-data:
+	rm -rf data

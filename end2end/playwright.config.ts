@@ -1,0 +1,58 @@
+// Playwright in Debian's Chromium (Playwright cannot download browsers here).
+// The server is the release build, started fresh with its own data dir and
+// a fast simulator (about 2 s per image).
+import { defineConfig } from "@playwright/test";
+
+const port = process.env.E2E_PORT ?? "3100";
+const baseURL = process.env.BASE_URL ?? `http://127.0.0.1:${port}`;
+const dataDir = process.env.E2E_DATA_DIR ?? `/tmp/darkroom-e2e-${process.pid}`;
+
+export default defineConfig({
+  testDir: "./tests",
+  timeout: 60_000,
+  expect: { timeout: 15_000 },
+  fullyParallel: true,
+  workers: 2,
+  retries: 0,
+  reporter: [["list"]],
+  globalSetup: "./global-setup.ts",
+  use: {
+    baseURL,
+    trace: "retain-on-failure",
+    screenshot: "only-on-failure",
+    launchOptions: {
+      executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
+      args: [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+      ],
+    },
+  },
+  webServer: process.env.BASE_URL
+    ? undefined
+    : {
+        command: `rm -rf ${dataDir} && ./target/release/darkroom`,
+        cwd: "..",
+        url: `${baseURL}/healthz`,
+        timeout: 120_000,
+        reuseExistingServer: false,
+        stdout: "pipe",
+        stderr: "pipe",
+        env: {
+          LEPTOS_SITE_ADDR: `127.0.0.1:${port}`,
+          LEPTOS_SITE_ROOT: "target/site",
+          DARKROOM_DATA_DIR: dataDir,
+          DARKROOM_SIM_DURATION_MS: "2000",
+          DARKROOM_POLL_INTERVAL_MS: "1000",
+          DARKROOM_PROVIDER_CHECK_MS: "500",
+          DARKROOM_AUTH_ATTEMPTS_PER_MINUTE: "10000",
+          RUST_LOG: "warn,darkroom=info",
+        },
+      },
+});

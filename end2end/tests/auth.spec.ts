@@ -1,0 +1,81 @@
+import { expect, test } from "@playwright/test";
+import { PASSWORD, freshEmail, hydrated, signUp } from "./helpers";
+
+test("sign up, stay signed in across a reload, sign out and back in", async ({ page }) => {
+  await page.goto("/signup");
+  await hydrated(page);
+  const email = freshEmail();
+  await page.getByLabel("Email").fill(email);
+  await page.getByLabel("Password").fill(PASSWORD);
+  await page.getByRole("button", { name: "Sign up" }).click();
+
+  await expect(page.getByText("100 credits")).toBeVisible();
+  await expect(page).toHaveURL(/\/$/);
+  await expect(page.getByLabel("Prompt")).toBeVisible();
+
+  await page.reload();
+  await expect(page.getByText("100 credits")).toBeVisible();
+
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await expect(page).toHaveURL(/\/login$/);
+  await expect(page.getByText("100 credits")).toHaveCount(0);
+
+  await page.getByLabel("Email").fill(email);
+  await page.getByLabel("Password").fill("not the password");
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await expect(page.getByRole("alert")).toHaveText("wrong email or password");
+
+  await page.getByLabel("Password").fill(PASSWORD);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await expect(page.getByText("100 credits")).toBeVisible();
+  await expect(page).toHaveURL(/\/$/);
+});
+
+test("signed-out visitors are sent to the login page", async ({ page }) => {
+  for (const path of ["/", "/history"]) {
+    await page.goto(path);
+    await expect(page).toHaveURL(/\/login$/);
+    await expect(page.getByRole("heading", { name: "Sign in" })).toBeVisible();
+  }
+});
+
+test("sign-up errors are shown inline", async ({ page }) => {
+  await page.goto("/signup");
+  await hydrated(page);
+  await page.getByLabel("Email").fill(freshEmail());
+  await page.getByLabel("Password").fill("short");
+  // The browser's own minlength check would stop the form: bypass it to see ours.
+  await page.locator("form").evaluate((f: HTMLFormElement) => (f.noValidate = true));
+  await page.getByRole("button", { name: "Sign up" }).click();
+  await expect(page.getByRole("alert")).toHaveText("password must be at least 8 characters");
+});
+
+test.describe("without JavaScript", () => {
+  test.use({ javaScriptEnabled: false });
+
+  test("the server-rendered forms still sign up, out and in", async ({ page }) => {
+    const email = freshEmail();
+    await page.goto("/signup");
+    await page.getByLabel("Email").fill(email);
+    await page.getByLabel("Password").fill(PASSWORD);
+    await page.getByRole("button", { name: "Sign up" }).click();
+    await expect(page.getByText("100 credits")).toBeVisible();
+
+    await page.getByRole("button", { name: "Sign out" }).click();
+    await page.goto("/login");
+    await expect(page.getByText("100 credits")).toHaveCount(0);
+
+    await page.getByLabel("Email").fill(email);
+    await page.getByLabel("Password").fill("not the password");
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await expect(page.getByText("wrong email or password")).toBeVisible();
+
+    await page.getByLabel("Email").fill(email);
+    await page.getByLabel("Password").fill(PASSWORD);
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await expect(page.getByText("100 credits")).toBeVisible();
+    await expect(page.getByLabel("Prompt")).toBeVisible();
+  });
+});
+
+export { signUp };

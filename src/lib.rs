@@ -1,0 +1,26 @@
+//! Darkroom: turn a text prompt into an image through an asynchronous model
+//! provider. One crate, two builds: `ssr` (the axum server) and `hydrate`
+//! (the browser bundle). Everything server-only sits behind `ssr`.
+
+pub mod api;
+pub mod app;
+pub mod error;
+pub mod model;
+pub mod routes;
+
+#[cfg(feature = "ssr")]
+pub mod provider;
+#[cfg(feature = "ssr")]
+pub mod server;
+#[cfg(feature = "ssr")]
+pub mod sim;
+
+/// Entry point of the browser bundle: hydrates the server-rendered page.
+#[cfg(feature = "hydrate")]
+#[wasm_bindgen::prelude::wasm_bindgen]
+pub fn hydrate() {
+    console_error_panic_hook::set_once();
+    leptos::mount::hydrate_body(app::App);
+    // Lets end-to-end tests wait for the page to become interactive.
+    let _ = js_sys::Reflect::set(&leptos::prelude::window(), &"__darkroom_hydrated".into(), &true.into());
+}

@@ -1,0 +1,70 @@
+//! The Darkroom server: reads the configuration, builds the app and serves
+//! it until SIGINT/SIGTERM.
+
+#[cfg(feature = "ssr")]
+#[tokio::main]
+async fn main() {
+    use tracing_subscriber::EnvFilter;
+
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_sessions=warn")),
+        )
+        .init();
+
+    if let Err(e) = run().await {
+        tracing::error!("{e:#}");
+        eprintln!("darkroom: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+#[cfg(feature = "ssr")]
+async fn run() -> anyhow::Result<()> {
+    use std::net::SocketAddr;
+
+    use darkroom::server::{self, config::Config};
+
+    let config = Config::from_env()?;
+    // Leptos.toml holds the run-time site settings; LEPTOS_* variables (set by
+    // cargo-leptos, or by hand) override it.
+    let leptos = if std::path::Path::new("Leptos.toml").exists() {
+        leptos::config::get_configuration(Some("Leptos.toml"))
+    } else {
+        leptos::config::get_configuration(None)
+    }
+    .map_err(|e| anyhow::anyhow!("LEPTOS_* / Leptos.toml: {e}"))?
+    .leptos_options;
+    let addr: SocketAddr = leptos.site_addr;
+
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("LEPTOS_SITE_ADDR: cannot listen on {addr}: {e}"))?;
+    let built = server::build(config, leptos, addr).await?;
+    tracing::info!("Darkroom listening on http://{addr}");
+    axum::serve(listener, built.router.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown())
+        .await?;
+    Ok(())
+}
+
+#[cfg(feature = "ssr")]
+async fn shutdown() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+#[cfg(not(feature = "ssr"))]
+fn main() {
+    // The browser bundle starts from `lib.rs`'s `hydrate()`.
+}

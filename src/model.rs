@@ -1,0 +1,91 @@
+//! What crosses the wire between the server and the browser (and any HTTP
+//! client of `/api/…`): the shapes of the public contract.
+
+use serde::{Deserialize, Serialize};
+
+/// The signed-in person as `/api/me` answers it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub email: String,
+    pub credits: i64,
+}
+
+/// A task's state as users see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskStatus {
+    Processing,
+    Completed,
+    Failed,
+}
+
+impl TaskStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Processing => "processing",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+        }
+    }
+
+    pub fn is_finished(self) -> bool {
+        self != Self::Processing
+    }
+}
+
+/// One generation task, as polls and history answer it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskView {
+    pub id: String,
+    pub status: TaskStatus,
+    pub prompt: String,
+    pub model: String,
+    /// RFC 3339, UTC.
+    pub created_at: String,
+    /// Milliseconds since the Unix epoch (for elapsed-time displays).
+    pub created_ms: i64,
+    /// When the task finished, in milliseconds since the Unix epoch.
+    pub finished_ms: Option<i64>,
+    /// `/images/{id}` once completed.
+    pub image_url: Option<String>,
+    /// Why it failed, in words for a person.
+    pub error: Option<String>,
+    /// Whether the cost was given back.
+    pub refunded: bool,
+    /// 0–100 while the provider reports progress.
+    pub progress: Option<u8>,
+    /// Credits this task cost.
+    pub cost: i64,
+}
+
+/// Answer of `/api/generate_image`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Generated {
+    pub task_id: String,
+}
+
+/// A page of `/api/list_history`, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryPage {
+    pub items: Vec<TaskView>,
+    pub next_cursor: Option<String>,
+}
+
+/// A model people may pick.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelOption {
+    /// `owner/name` (optionally `:version`), as sent to the provider.
+    pub id: String,
+    /// What the picker shows.
+    pub name: String,
+}
+
+/// What the generator page needs to render: models, price, pace and the
+/// task to resume after a reload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GeneratorInfo {
+    pub models: Vec<ModelOption>,
+    pub cost: i64,
+    pub poll_interval_ms: u64,
+    pub resume: Option<TaskView>,
+}

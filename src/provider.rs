@@ -1,0 +1,242 @@
+//! The Replicate adapter: one reqwest-based client for Replicate's HTTP
+//! prediction API. The built-in simulator speaks the same API, so this is
+//! the code path in development, tests and production alike.
+//!
+//! Every call is a single attempt with connect and total timeouts; retrying
+//! is the task engine's decision (and a create is never retried: the API has
+//! no idempotency key).
+
+mod error;
+mod hosts;
+mod model_ref;
+mod prediction;
+
+use std::{fmt, sync::Arc, time::Duration};
+
+use reqwest::{RequestBuilder, Response, header};
+use url::Url;
+
+pub use error::ProviderError;
+use hosts::HostList;
+use model_ref::{ModelRef, cancel_after_value};
+pub use prediction::{Prediction, PredictionStatus, progress_from_logs};
+
+/// Largest API response body we read; a prediction's logs can be long.
+const MAX_API_BODY: usize = 4 * 1024 * 1024;
+/// Largest error body we read from an output host.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// How to reach the provider. Built once from the app's configuration.
+#[derive(Clone)]
+pub struct ProviderConfig {
+    /// The API root, e.g. `https://api.replicate.com/v1` or
+    /// `http://127.0.0.1:3000/sim/v1`.
+    pub base_url: Url,
+    /// The bearer token (`REPLICATE_API_TOKEN`, or the simulator's).
+    pub token: String,
+    /// Hosts outputs may be downloaded from; `replicate.delivery` (or
+    /// `.replicate.delivery`) also allows its subdomains.
+    pub output_hosts: Vec<String>,
+    /// Longest wait for a connection.
+    pub connect_timeout: Duration,
+    /// Longest wait for a whole call (connect, request and response body).
+    pub request_timeout: Duration,
+}
+
+impl fmt::Debug for ProviderConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProviderConfig")
+            .field("base_url", &self.base_url.as_str())
+            .field("token", &"<redacted>")
+            .field("output_hosts", &self.output_hosts)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .finish()
+    }
+}
+
+/// The provider client. Cheap to clone: everything is behind one `Arc`.
+#[derive(Clone)]
+pub struct Provider {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    base: Url,
+    token: String,
+    /// API calls: Replicate's API never redirects, so neither do we.
+    api: reqwest::Client,
+    /// Output downloads: redirects only to allowed hosts.
+    files: reqwest::Client,
+    hosts: Arc<HostList>,
+}
+
+impl fmt::Debug for Provider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Provider")
+            .field("base", &self.inner.base.as_str())
+            .field("hosts", &self.inner.hosts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Provider {
+    /// Builds the client. Fails with [`ProviderError::Invalid`] when the base
+    /// URL is not an http(s) URL or an output host entry is not a host.
+    pub fn new(cfg: ProviderConfig) -> Result<Self, ProviderError> {
+        let invalid = |detail: String| ProviderError::Invalid { detail };
+        let base = cfg.base_url;
+        if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
+            return Err(invalid(format!("provider base URL {base} is not http(s)")));
+        }
+        let hosts = Arc::new(HostList::parse(&cfg.output_hosts).map_err(invalid)?);
+        let builder = || {
+            reqwest::Client::builder()
+                .connect_timeout(cfg.connect_timeout)
+                .timeout(cfg.request_timeout)
+                .user_agent(concat!("darkroom/", env!("CARGO_PKG_VERSION")))
+        };
+        let build_failed = |e: reqwest::Error| invalid(format!("HTTP client: {e}"));
+        let api = builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(build_failed)?;
+        let files = builder()
+            .redirect(hosts.redirect_policy())
+            .build()
+            .map_err(build_failed)?;
+        let inner = Inner {
+            base,
+            token: cfg.token,
+            api,
+            files,
+            hosts,
+        };
+        Ok(Self {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// Starts a prediction of `model` on `prompt`. `cancel_after` asks the
+    /// provider to cancel it by itself after that long (our deadline).
+    ///
+    /// Never retried: on a timeout or 5xx the prediction may or may not
+    /// exist, and a second create could run (and bill) twice.
+    #[tracing::instrument(skip(self, prompt), fields(prompt_len = prompt.len()), err(level = "warn"))]
+    pub async fn create(
+        &self,
+        model: &str,
+        prompt: &str,
+        cancel_after: Option<Duration>,
+    ) -> Result<Prediction, ProviderError> {
+        let target = ModelRef::parse(model).map_err(|detail| ProviderError::Invalid { detail })?;
+        let input = serde_json::json!({ "prompt": prompt });
+        let (url, body) = match target {
+            ModelRef::Model { owner, name } => (
+                self.api_url(&["models", owner, name, "predictions"]),
+                serde_json::json!({ "input": input }),
+            ),
+            ModelRef::Version { version } => (
+                self.api_url(&["predictions"]),
+                serde_json::json!({ "version": version, "input": input }),
+            ),
+        };
+        let mut request = self.inner.api.post(url).json(&body);
+        if let Some(after) = cancel_after {
+            request = request.header("Cancel-After", cancel_after_value(after));
+        }
+        self.call(request).await
+    }
+
+    /// Reads a prediction's current state.
+    #[tracing::instrument(skip(self), err(level = "debug"))]
+    pub async fn get(&self, id: &str) -> Result<Prediction, ProviderError> {
+        let url = self.api_url(&["predictions", id]);
+        self.call(self.inner.api.get(url)).await
+    }
+
+    /// Cancels a prediction; a terminal one comes back unchanged.
+    #[tracing::instrument(skip(self), err(level = "warn"))]
+    pub async fn cancel(&self, id: &str) -> Result<Prediction, ProviderError> {
+        let url = self.api_url(&["predictions", id, "cancel"]);
+        self.call(self.inner.api.post(url)).await
+    }
+
+    /// Opens an output URL for download. Only http(s) URLs on the allowed
+    /// hosts are fetched, and redirects are followed only to allowed hosts
+    /// ([`ProviderError::Disallowed`] otherwise). Sends the bearer token,
+    /// which Replicate's outputs may need. A 404 or 410 (an expired output)
+    /// is [`ProviderError::NotFound`]; other failures map like API calls.
+    /// The caller streams the body (`bytes_stream()`) under its own size cap.
+    #[tracing::instrument(skip(self), err(level = "warn"))]
+    pub async fn open_output(&self, url: &str) -> Result<Response, ProviderError> {
+        let parsed = Url::parse(url)
+            .map_err(|e| ProviderError::Disallowed(format!("{url:?} is not a URL: {e}")))?;
+        self.inner
+            .hosts
+            .check(&parsed)
+            .map_err(ProviderError::Disallowed)?;
+        let response = self
+            .inner
+            .files
+            .get(parsed)
+            .bearer_auth(&self.inner.token)
+            .send()
+            .await
+            .map_err(ProviderError::from_reqwest)?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = read_capped(response, MAX_ERROR_BODY)
+            .await
+            .unwrap_or_default();
+        Err(ProviderError::from_status(status, &headers, &body))
+    }
+
+    /// `{base}/a/b/c`, each segment percent-encoded (an id cannot add path).
+    fn api_url(&self, segments: &[&str]) -> Url {
+        let mut url = self.inner.base.clone();
+        // `new` checked the base can have path segments.
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty().extend(segments);
+        }
+        url
+    }
+
+    /// Sends an API request and reads the prediction it answers with.
+    async fn call(&self, request: RequestBuilder) -> Result<Prediction, ProviderError> {
+        let response = request
+            .bearer_auth(&self.inner.token)
+            .header(header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(ProviderError::from_reqwest)?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = read_capped(response, MAX_API_BODY).await?;
+        if !status.is_success() {
+            return Err(ProviderError::from_status(status, &headers, &body));
+        }
+        Prediction::from_json(&body)
+    }
+}
+
+/// Reads a body up to `cap` bytes; more is a malformed answer.
+async fn read_capped(mut response: Response, cap: usize) -> Result<Vec<u8>, ProviderError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(ProviderError::from_reqwest)?
+    {
+        if body.len() + chunk.len() > cap {
+            return Err(ProviderError::Malformed(format!(
+                "response body larger than {cap} bytes"
+            )));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}

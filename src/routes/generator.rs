@@ -1,0 +1,155 @@
+//! `/`: the prompt form and the current task, polled until it finishes.
+//! The server-rendered page already carries the latest processing task, so
+//! a reload or a reopened browser resumes polling it.
+
+use std::time::Duration;
+
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+
+use super::polling::poll_while;
+use super::task_card::{TaskCard, clock};
+use crate::api::{GenerateImage, check_image_status, generator_setup};
+use crate::app::{RequireUser, use_session};
+use crate::model::{GeneratorInfo, TaskStatus, TaskView};
+
+#[component]
+pub fn GeneratorPage() -> impl IntoView {
+    view! {
+        <RequireUser>
+            <GeneratorLoader />
+        </RequireUser>
+    }
+}
+
+#[component]
+fn GeneratorLoader() -> impl IntoView {
+    let setup = OnceResource::new(generator_setup());
+    view! {
+        <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
+            {move || {
+                setup
+                    .get()
+                    .map(|r| match r {
+                        Ok(setup) => view! { <Generator setup /> }.into_any(),
+                        Err(e) => view! { <p class="form-error" role="alert">{e.message}</p> }.into_any(),
+                    })
+            }}
+        </Suspense>
+    }
+}
+
+#[component]
+fn Generator(setup: GeneratorInfo) -> impl IntoView {
+    let session = use_session();
+    let cost = setup.cost;
+    let task = RwSignal::new(setup.resume.clone());
+    let action = ServerAction::<GenerateImage>::new();
+    let pending = action.pending();
+
+    // A new task: show it at once, then poll it.
+    Effect::new(move |_| {
+        if let Some(Ok(generated)) = action.value().get() {
+            session.refresh();
+            let id = generated.task_id;
+            spawn_local(async move {
+                if let Ok(view) = check_image_status(id).await {
+                    task.set(Some(view));
+                }
+            });
+        }
+    });
+
+    let polling = Memo::new(move |_| {
+        task.with(|t| t.as_ref().filter(|t| t.status == TaskStatus::Processing).map(|t| t.id.clone()))
+    });
+    let in_flight = StoredValue::new(false);
+    poll_while(polling, Duration::from_millis(setup.poll_interval_ms), move |id: String| {
+        if in_flight.get_value() {
+            return;
+        }
+        in_flight.set_value(true);
+        spawn_local(async move {
+            let result = check_image_status(id).await;
+            in_flight.set_value(false);
+            if let Ok(view) = result {
+                let finished = view.status.is_finished();
+                // Ignore an answer about a task that is no longer shown.
+                task.update(|t| {
+                    if t.as_ref().is_some_and(|t| t.id == view.id) {
+                        *t = Some(view);
+                    }
+                });
+                if finished {
+                    session.refresh();
+                }
+            }
+        });
+    });
+
+    let balance = move || session.current().map(|u| u.credits);
+    let short_of_credits = move || balance().is_some_and(|b| b < cost);
+    let now = clock();
+    // The card is rebuilt only when another task is shown, not on every poll.
+    let shown = Memo::new(move |_| task.with(|t| t.as_ref().map(|t| t.id.clone())));
+
+    view! {
+        <section class="generator">
+            <h1 class="visually-hidden">"Generate an image"</h1>
+            <ActionForm action attr:class="prompt-form">
+                <label for="prompt">"Prompt"</label>
+                <textarea
+                    id="prompt"
+                    name="prompt"
+                    rows="3"
+                    maxlength="2000"
+                    required
+                    placeholder="A lighthouse on a cliff at dusk, warm light, film grain"
+                ></textarea>
+                <div class="form-row">
+                    <label for="model" class="inline-label">
+                        "Model"
+                    </label>
+                    <select id="model" name="model">
+                        {setup
+                            .models
+                            .iter()
+                            .map(|m| view! { <option value=m.id.clone()>{m.name.clone()}</option> })
+                            .collect_view()}
+                    </select>
+                    <span class="cost">{format!("{cost} credits per image")}</span>
+                    <button
+                        type="submit"
+                        class="primary"
+                        disabled=move || pending.get() || short_of_credits()
+                        aria-describedby="generate-hint"
+                    >
+                        {move || if pending.get() { "Submitting…" } else { "Generate" }}
+                    </button>
+                </div>
+                <p id="generate-hint" class="hint" role="status">
+                    {move || {
+                        if short_of_credits() {
+                            format!("Not enough credits: an image costs {cost}, you have {}.", balance().unwrap_or(0))
+                        } else {
+                            String::new()
+                        }
+                    }}
+                </p>
+                {move || {
+                    action
+                        .value()
+                        .get()
+                        .and_then(|r| r.err())
+                        .map(|e| view! { <p class="form-error" role="alert">{e.message}</p> })
+                }}
+            </ActionForm>
+            {move || {
+                shown.get().and_then(|_| task.get_untracked()).map(|initial: TaskView| {
+                    let current = Signal::derive(move || task.get().unwrap_or_else(|| initial.clone()));
+                    view! { <TaskCard task=current now=now /> }
+                })
+            }}
+        </section>
+    }
+}

@@ -1,0 +1,166 @@
+//! `/history`: every task, newest first, a page at a time. All processing
+//! tasks on the page update live through one batched status call per
+//! interval, keyed on the set of their ids.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use leptos_router::components::A;
+
+use super::polling::poll_while;
+use super::task_card::{TaskCard, clock};
+use crate::api::{check_image_statuses, generator_setup, list_history};
+use crate::app::{RequireUser, use_session};
+use crate::model::{HistoryPage as Page, TaskStatus, TaskView};
+
+#[component]
+pub fn HistoryPage() -> impl IntoView {
+    view! {
+        <RequireUser>
+            <HistoryLoader />
+        </RequireUser>
+    }
+}
+
+#[component]
+fn HistoryLoader() -> impl IntoView {
+    let first = OnceResource::new(list_history(None));
+    let setup = OnceResource::new(generator_setup());
+    view! {
+        <section class="history">
+            <h1>"History"</h1>
+            <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
+                {move || {
+                    let interval = setup.get().and_then(|s| s.ok()).map(|s| s.poll_interval_ms).unwrap_or(3000);
+                    first
+                        .get()
+                        .map(|r| match r {
+                            Ok(page) => view! { <Grid first=page interval_ms=interval /> }.into_any(),
+                            Err(e) => view! { <p class="form-error" role="alert">{e.message}</p> }.into_any(),
+                        })
+                }}
+            </Suspense>
+        </section>
+    }
+}
+
+#[component]
+fn Grid(first: Page, interval_ms: u64) -> impl IntoView {
+    let session = use_session();
+    // Every task on the page by id, and their order (newest first).
+    let order = RwSignal::new(first.items.iter().map(|t| t.id.clone()).collect::<Vec<_>>());
+    let tasks = RwSignal::new(first.items.into_iter().map(|t| (t.id.clone(), t)).collect::<HashMap<_, _>>());
+    let cursor = RwSignal::new(first.next_cursor);
+    let loading_more = RwSignal::new(false);
+    let more_error = RwSignal::new(None::<String>);
+
+    // The set of processing ids (sorted): the interval restarts whenever the
+    // set changes, not only its size.
+    let processing = Memo::new(move |_| {
+        let mut ids: Vec<String> =
+            tasks.with(|m| m.values().filter(|t| t.status == TaskStatus::Processing).map(|t| t.id.clone()).collect());
+        ids.sort();
+        (!ids.is_empty()).then_some(ids)
+    });
+    let in_flight = StoredValue::new(false);
+    poll_while(processing, Duration::from_millis(interval_ms), move |ids: Vec<String>| {
+        if in_flight.get_value() {
+            return;
+        }
+        in_flight.set_value(true);
+        spawn_local(async move {
+            let result = check_image_statuses(ids).await;
+            in_flight.set_value(false);
+            if let Ok(views) = result {
+                let finished = views.iter().any(|v| v.status.is_finished());
+                tasks.update(|m| {
+                    for v in views {
+                        m.insert(v.id.clone(), v);
+                    }
+                });
+                if finished {
+                    session.refresh();
+                }
+            }
+        });
+    });
+
+    let load_more = move |_| {
+        let Some(c) = cursor.get_untracked() else { return };
+        loading_more.set(true);
+        spawn_local(async move {
+            match list_history(Some(c)).await {
+                Ok(page) => {
+                    order.update(|o| o.extend(page.items.iter().map(|t| t.id.clone())));
+                    tasks.update(|m| m.extend(page.items.into_iter().map(|t| (t.id.clone(), t))));
+                    cursor.set(page.next_cursor);
+                    more_error.set(None);
+                }
+                Err(e) => more_error.set(Some(e.message)),
+            }
+            loading_more.set(false);
+        });
+    };
+
+    let now = clock();
+    view! {
+        <Show
+            when=move || order.with(|o| !o.is_empty())
+            fallback=|| {
+                view! {
+                    <div class="empty">
+                        <p>"Nothing here yet."</p>
+                        <A href="/" attr:class="button primary">
+                            "Generate your first image"
+                        </A>
+                    </div>
+                }
+            }
+        >
+            <ul class="grid" role="list">
+                <For each=move || order.get() key=|id| id.clone() let:id>
+                    {
+                        let task = Signal::derive({
+                            let id = id.clone();
+                            move || tasks.with(|m| m.get(&id).cloned()).unwrap_or_else(|| missing(&id))
+                        });
+                        view! {
+                            <li>
+                                <TaskCard task now compact=true />
+                            </li>
+                        }
+                    }
+                </For>
+            </ul>
+        </Show>
+        {move || more_error.get().map(|e| view! { <p class="form-error" role="alert">{e}</p> })}
+        <Show when=move || cursor.with(Option::is_some)>
+            <p class="more">
+                <button type="button" on:click=load_more disabled=move || loading_more.get()>
+                    {move || if loading_more.get() { "Loading…" } else { "Load more" }}
+                </button>
+            </p>
+        </Show>
+    }
+}
+
+/// Stand-in for an id whose task is not (yet) in the map; never shown in
+/// practice since ids and tasks are inserted together.
+fn missing(id: &str) -> TaskView {
+    TaskView {
+        id: id.to_owned(),
+        status: TaskStatus::Processing,
+        prompt: String::new(),
+        model: String::new(),
+        created_at: String::new(),
+        created_ms: 0,
+        finished_ms: None,
+        image_url: None,
+        error: None,
+        refunded: false,
+        progress: None,
+        cost: 0,
+    }
+}

@@ -1,0 +1,180 @@
+//! One task as a card: status, elapsed time and progress while processing;
+//! the image (alt text = the prompt) once completed; the reason and the
+//! refund once failed. Used by the generator and the history page.
+
+use leptos::prelude::*;
+
+use crate::model::{TaskStatus, TaskView};
+
+/// Milliseconds since the Unix epoch, on either side.
+pub fn now_ms() -> i64 {
+    #[cfg(feature = "hydrate")]
+    {
+        js_sys::Date::now() as i64
+    }
+    #[cfg(not(feature = "hydrate"))]
+    {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    }
+}
+
+/// "12 s", "3 min 05 s".
+pub fn format_elapsed(ms: i64) -> String {
+    let s = (ms.max(0) / 1000) as u64;
+    if s < 60 { format!("{s} s") } else { format!("{} min {:02} s", s / 60, s % 60) }
+}
+
+/// A signal of the current time that ticks every second while mounted in
+/// the browser.
+pub fn clock() -> ReadSignal<i64> {
+    let (now, set_now) = signal(now_ms());
+    Effect::new(move |_| {
+        if let Ok(h) = set_interval_with_handle(move || set_now.set(now_ms()), std::time::Duration::from_secs(1)) {
+            on_cleanup(move || h.clear());
+        }
+    });
+    now
+}
+
+#[component]
+pub fn TaskCard(
+    #[prop(into)] task: Signal<TaskView>,
+    #[prop(into)] now: Signal<i64>,
+    /// Large card on the generator page, compact in the history grid.
+    #[prop(optional)]
+    compact: bool,
+) -> impl IntoView {
+    let status = move || task.with(|t| t.status);
+    let badge = move || match status() {
+        TaskStatus::Processing => "Processing",
+        TaskStatus::Completed => "Completed",
+        TaskStatus::Failed => "Failed",
+    };
+    let elapsed = move || {
+        task.with(|t| {
+            let end = t.finished_ms.unwrap_or_else(|| now.get());
+            format_elapsed(end - t.created_ms)
+        })
+    };
+
+    view! {
+        <article
+            class="task-card"
+            class:compact=compact
+            data-status=move || status().as_str()
+            aria-busy=move || (status() == TaskStatus::Processing).to_string()
+        >
+            <div class="frame">
+                {move || {
+                    let t = task.get();
+                    match (t.status, t.image_url) {
+                        (TaskStatus::Completed, Some(url)) => {
+                            view! {
+                                <a href=url.clone() target="_blank" rel="noopener" class="image-link">
+                                    <img src=url.clone() alt=t.prompt.clone() width="512" height="512" loading="lazy" decoding="async" />
+                                </a>
+                            }
+                                .into_any()
+                        }
+                        (TaskStatus::Failed, _) => {
+                            view! {
+                                <div class="placeholder failed" aria-hidden="true">
+                                    <span>"✕"</span>
+                                </div>
+                            }
+                                .into_any()
+                        }
+                        _ => view! { <div class="placeholder developing" aria-hidden="true"></div> }.into_any(),
+                    }
+                }}
+            </div>
+            <div class="meta">
+                <p class="prompt" title=move || task.with(|t| t.prompt.clone())>
+                    {move || task.with(|t| t.prompt.clone())}
+                </p>
+                <p class="status-line">
+                    <span class="badge" data-status=move || status().as_str()>
+                        {badge}
+                    </span>
+                    <span class="elapsed">{elapsed}</span>
+                </p>
+                {move || {
+                    (status() == TaskStatus::Processing)
+                        .then(|| {
+                            let progress = task.with(|t| t.progress);
+                            match progress {
+                                Some(p) => {
+                                    view! {
+                                        <div
+                                            class="progress"
+                                            role="progressbar"
+                                            aria-label="Progress"
+                                            aria-valuemin="0"
+                                            aria-valuemax="100"
+                                            aria-valuenow=p.to_string()
+                                        >
+                                            <div class="bar" style=format!("width: {p}%")></div>
+                                        </div>
+                                    }
+                                        .into_any()
+                                }
+                                None => {
+                                    view! {
+                                        <div class="progress indeterminate" role="progressbar" aria-label="Progress">
+                                            <div class="bar"></div>
+                                        </div>
+                                    }
+                                        .into_any()
+                                }
+                            }
+                        })
+                }}
+                {move || {
+                    let t = task.get();
+                    match t.status {
+                        TaskStatus::Failed => {
+                            let refund = if t.refunded {
+                                format!("{} credits refunded.", t.cost)
+                            } else {
+                                String::new()
+                            };
+                            view! {
+                                <p class="failure" role="status">
+                                    {t.error.unwrap_or_else(|| "The generation failed.".into())} " "
+                                    <strong>{refund}</strong>
+                                </p>
+                            }
+                                .into_any()
+                        }
+                        TaskStatus::Completed if !compact => {
+                            let url = t.image_url.unwrap_or_default();
+                            let name = format!("darkroom-{}.png", &t.id[..8.min(t.id.len())]);
+                            view! {
+                                <p class="actions">
+                                    <a href=url download=name class="button">
+                                        "Download"
+                                    </a>
+                                </p>
+                            }
+                                .into_any()
+                        }
+                        _ => ().into_any(),
+                    }
+                }}
+            </div>
+        </article>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn elapsed_times_read_naturally() {
+        assert_eq!(format_elapsed(0), "0 s");
+        assert_eq!(format_elapsed(12_400), "12 s");
+        assert_eq!(format_elapsed(185_000), "3 min 05 s");
+        assert_eq!(format_elapsed(-5), "0 s");
+    }
+}

@@ -1,0 +1,213 @@
+//! The server side: configuration, database, accounts, credits, storage, the
+//! task engine, and the assembly of the axum `Router`.
+
+pub mod auth;
+pub mod config;
+pub mod credits;
+pub mod db;
+pub mod http;
+pub mod metrics;
+pub mod state;
+pub mod storage;
+pub mod tasks;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+use axum_login::AuthManagerLayerBuilder;
+use axum_login::tower_sessions::cookie::SameSite;
+use axum_login::tower_sessions::{Expiry, SessionManagerLayer};
+use leptos::config::LeptosOptions;
+use leptos_axum::{LeptosRoutes, generate_route_list};
+use secrecy::ExposeSecret;
+use tower_http::trace::TraceLayer;
+
+use self::auth::{Accounts, AttemptLimiter, Sessions};
+use self::config::{Config, ProviderChoice};
+use self::state::AppState;
+use crate::app::{App, shell};
+use crate::provider::{Provider, ProviderConfig};
+
+/// A built application: the router to serve and its state (tests reach into
+/// the state to inspect the database and the object store).
+pub struct Built {
+    pub router: Router,
+    pub state: AppState,
+}
+
+/// Builds the whole application for `config`, to be served at `addr` (the
+/// simulator needs to know where it is reachable). Starts the background
+/// work (reconciler, session cleanup).
+pub async fn build(config: Config, mut leptos_options: LeptosOptions, addr: SocketAddr) -> anyhow::Result<Built> {
+    leptos_options.site_addr = addr;
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| anyhow::anyhow!("DARKROOM_DATA_DIR: cannot create {}: {e}", config.data_dir.display()))?;
+
+    let db = db::connect(&config.database_url).await?;
+    let sessions = Sessions::open(&config.database_url).await?;
+    sessions.spawn_cleanup(Duration::from_secs(3600));
+    let objects = storage::open(&config.storage)?;
+
+    let local = local_base(addr);
+    let (provider, sim) = match &config.provider {
+        ProviderChoice::Sim => {
+            let secret = sim_secret(&config)?;
+            let token = sim_token(&secret);
+            let sim = crate::sim::SimConfig {
+                public_base: local.join("sim")?,
+                api_token: token.clone(),
+                secret,
+                duration_ms: config.sim_duration_ms,
+                output_ttl: config.sim_output_ttl,
+                huge_bytes: config.max_image_bytes,
+            };
+            let hosts =
+                config.output_hosts.clone().unwrap_or_else(|| vec![local.host_str().unwrap_or("127.0.0.1").to_owned()]);
+            let provider = Provider::new(ProviderConfig {
+                base_url: local.join("sim/v1/")?,
+                token,
+                output_hosts: hosts,
+                connect_timeout: Duration::from_secs(5),
+                request_timeout: Duration::from_secs(30),
+            })?;
+            (provider, Some(sim))
+        }
+        ProviderChoice::Replicate { token, base_url } => {
+            let hosts = config.output_hosts.clone().unwrap_or_else(|| vec!["replicate.delivery".to_owned()]);
+            let provider = Provider::new(ProviderConfig {
+                base_url: base_url.clone(),
+                token: token.expose_secret().to_owned(),
+                output_hosts: hosts,
+                connect_timeout: Duration::from_secs(10),
+                request_timeout: Duration::from_secs(60),
+            })?;
+            (provider, None)
+        }
+    };
+
+    let attempts = Arc::new(AttemptLimiter::per_minute(config.auth_attempts_per_minute));
+    {
+        let attempts = attempts.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(300));
+            loop {
+                tick.tick().await;
+                attempts.prune();
+            }
+        });
+    }
+
+    let session_layer = SessionManagerLayer::new(sessions)
+        .with_name("darkroom_session")
+        .with_http_only(true)
+        .with_same_site(SameSite::Lax)
+        .with_secure(config.secure_cookies)
+        .with_expiry(Expiry::OnInactivity(axum_login::tower_sessions::cookie::time::Duration::seconds(
+            config.session_idle.as_secs() as i64,
+        )));
+    let auth_layer = AuthManagerLayerBuilder::new(Accounts::new(db.clone()), session_layer).build();
+
+    let state = AppState {
+        config: Arc::new(config),
+        db,
+        objects,
+        provider,
+        attempts,
+        metrics: Arc::default(),
+        leptos_options: leptos_options.clone(),
+    };
+
+    tasks::reconcile::spawn(state.clone());
+
+    let routes = generate_route_list(App);
+    let mut router = Router::new()
+        .route("/healthz", get(http::healthz))
+        .route("/images/{task_id}", get(http::image))
+        .leptos_routes(&state, routes, {
+            let options = leptos_options.clone();
+            move || shell(options.clone())
+        })
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .layer(auth_layer)
+        .with_state(state.clone());
+    if let Some(sim) = sim {
+        router = router.nest("/sim", crate::sim::router(sim));
+    }
+    let router = router.layer(TraceLayer::new_for_http());
+
+    Ok(Built { router, state })
+}
+
+/// `http://host:port/` where this server is reachable from itself.
+fn local_base(addr: SocketAddr) -> url::Url {
+    let ip = if addr.ip().is_unspecified() {
+        if addr.is_ipv4() { "127.0.0.1".to_owned() } else { "[::1]".to_owned() }
+    } else if addr.is_ipv6() {
+        format!("[{}]", addr.ip())
+    } else {
+        addr.ip().to_string()
+    };
+    // A literal address and port always parse.
+    url::Url::parse(&format!("http://{ip}:{}/", addr.port())).unwrap_or_else(|_| unreachable!())
+}
+
+/// The simulator's signing key: configured, or kept in the data dir so
+/// prediction ids survive a restart.
+fn sim_secret(config: &Config) -> anyhow::Result<Vec<u8>> {
+    if let Some(secret) = &config.sim_secret {
+        return Ok(secret.expose_secret().as_bytes().to_vec());
+    }
+    let path = config.data_dir.join("sim.key");
+    match std::fs::read(&path) {
+        Ok(key) if key.len() >= 32 => Ok(key),
+        _ => {
+            let key: [u8; 32] = rand::random();
+            let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+            std::fs::write(&path, &hex).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+            Ok(hex.into_bytes())
+        }
+    }
+}
+
+/// The bearer token the simulator accepts, derived from its key.
+fn sim_token(secret: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(secret).unwrap_or_else(|_| unreachable!());
+    mac.update(b"darkroom-sim-api-token");
+    let digest = mac.finalize().into_bytes();
+    format!("r8_sim{}", digest.iter().take(16).map(|b| format!("{b:02x}")).collect::<String>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Leptos.toml (read by the server binary) must agree with the build
+    /// settings in Cargo.toml (read by cargo-leptos).
+    #[test]
+    fn leptos_toml_matches_the_build_settings() {
+        let run = leptos::config::get_configuration(Some("Leptos.toml")).unwrap().leptos_options;
+        let build = leptos::config::get_configuration(Some("Cargo.toml")).unwrap().leptos_options;
+        assert_eq!(run.output_name, build.output_name);
+        assert_eq!(run.site_root, build.site_root);
+        assert_eq!(run.site_pkg_dir, build.site_pkg_dir);
+        assert_eq!(run.site_addr, build.site_addr);
+        assert_eq!(run.reload_port, build.reload_port);
+    }
+
+    #[test]
+    fn the_local_base_is_reachable_from_this_process() {
+        assert_eq!(local_base("0.0.0.0:3000".parse().unwrap()).as_str(), "http://127.0.0.1:3000/");
+        assert_eq!(local_base("[::]:80".parse().unwrap()).as_str(), "http://[::1]:80/");
+        assert_eq!(local_base("10.1.2.3:8080".parse().unwrap()).as_str(), "http://10.1.2.3:8080/");
+    }
+
+    #[test]
+    fn the_sim_token_is_stable_per_key() {
+        assert_eq!(sim_token(b"k1"), sim_token(b"k1"));
+        assert_ne!(sim_token(b"k1"), sim_token(b"k2"));
+    }
+}

@@ -1,0 +1,333 @@
+//! Typed configuration, read once from the environment at start-up. Every
+//! setting has a default that works on a fresh clone; a bad value stops
+//! start-up with a message naming the variable.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+/// Where finished images are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StorageConfig {
+    /// A local folder (`file://…`).
+    Local(PathBuf),
+    /// An S3-compatible bucket (`s3://bucket`); credentials and endpoint
+    /// come from the `AWS_*` variables.
+    S3 { bucket: String },
+}
+
+/// Which provider generations go to.
+#[derive(Debug, Clone)]
+pub enum ProviderChoice {
+    /// The built-in simulator, served by this process under `/sim/`.
+    Sim,
+    /// Replicate's HTTP API.
+    Replicate { token: SecretString, base_url: url::Url },
+}
+
+/// A model offered to people: `owner/name[:version]` and a display name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelSpec {
+    pub id: String,
+    pub name: String,
+}
+
+/// Every setting Darkroom reads (see the README's table).
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub storage: StorageConfig,
+    pub provider: ProviderChoice,
+    pub models: Vec<ModelSpec>,
+    pub generation_cost: i64,
+    pub signup_credits: i64,
+    pub poll_interval: Duration,
+    pub provider_check: Duration,
+    pub reconcile_interval: Duration,
+    pub task_deadline: Duration,
+    pub max_image_bytes: u64,
+    /// Hosts outputs may be downloaded from; `None` means the provider's own.
+    pub output_hosts: Option<Vec<String>>,
+    pub sim_duration_ms: (u64, u64),
+    pub sim_output_ttl: Duration,
+    /// Key that signs simulator prediction ids; instances sharing a database
+    /// must share it. Default: a random key kept in the data dir.
+    pub sim_secret: Option<SecretString>,
+    /// Sign-in and sign-up attempts allowed per client per minute.
+    pub auth_attempts_per_minute: u32,
+    /// Mark the session cookie `Secure` (serve over https).
+    pub secure_cookies: bool,
+    /// Sign out after this long without a visit.
+    pub session_idle: Duration,
+}
+
+/// A setting that could not be used, named.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error in {name}: {problem}")]
+pub struct ConfigError {
+    pub name: &'static str,
+    pub problem: String,
+}
+
+/// The simulator's catalogue, offered when `DARKROOM_MODELS` is unset.
+pub const SIM_MODELS: &[(&str, &str)] = &[
+    ("black-forest-labs/flux-schnell", "FLUX.1 [schnell]"),
+    ("stability-ai/sdxl", "Stable Diffusion XL"),
+    ("bytedance/sdxl-lightning-4step", "SDXL Lightning"),
+];
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads settings through `get` (tests pass a map instead of mutating
+    /// the process environment).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let var = |name: &str| get(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+
+        let data_dir = PathBuf::from(var("DARKROOM_DATA_DIR").unwrap_or_else(|| "./data".into()));
+        let database_url =
+            var("DATABASE_URL").unwrap_or_else(|| format!("sqlite://{}/darkroom.db", data_dir.display()));
+        if !(database_url.starts_with("sqlite:")
+            || database_url.starts_with("postgres://")
+            || database_url.starts_with("postgresql://"))
+        {
+            return Err(err("DATABASE_URL", "must start with sqlite:// or postgres://"));
+        }
+        let storage = parse_storage(var("DARKROOM_STORAGE"), &data_dir)?;
+        let provider = parse_provider(&var)?;
+        let models = match var("DARKROOM_MODELS") {
+            None => SIM_MODELS.iter().map(|(id, name)| ModelSpec { id: (*id).into(), name: (*name).into() }).collect(),
+            Some(list) => parse_models(&list)?,
+        };
+
+        Ok(Self {
+            storage,
+            provider,
+            models,
+            generation_cost: number(&var, "DARKROOM_GENERATION_COST", 10, 1..=1_000_000)?,
+            signup_credits: number(&var, "DARKROOM_SIGNUP_CREDITS", 100, 0..=1_000_000_000)?,
+            poll_interval: millis(&var, "DARKROOM_POLL_INTERVAL_MS", 3000, 100..=600_000)?,
+            provider_check: millis(&var, "DARKROOM_PROVIDER_CHECK_MS", 2000, 0..=600_000)?,
+            reconcile_interval: Duration::from_secs(number(&var, "DARKROOM_RECONCILE_INTERVAL_SECS", 15, 1..=86_400)?),
+            task_deadline: Duration::from_secs(number(&var, "DARKROOM_TASK_DEADLINE_SECS", 600, 1..=86_400)?),
+            max_image_bytes: number(&var, "DARKROOM_MAX_IMAGE_BYTES", 20 * 1024 * 1024, 1024..=1 << 34)?,
+            output_hosts: var("DARKROOM_OUTPUT_HOSTS")
+                .map(|s| s.split(',').map(|h| h.trim().to_ascii_lowercase()).filter(|h| !h.is_empty()).collect()),
+            sim_duration_ms: parse_range(var("DARKROOM_SIM_DURATION_MS"))?,
+            sim_output_ttl: Duration::from_secs(number(&var, "DARKROOM_SIM_OUTPUT_TTL_SECS", 3600, 1..=604_800)?),
+            sim_secret: var("DARKROOM_SIM_SECRET").map(SecretString::from),
+            auth_attempts_per_minute: number(&var, "DARKROOM_AUTH_ATTEMPTS_PER_MINUTE", 10, 1..=1_000_000)?,
+            secure_cookies: boolean(&var, "DARKROOM_SECURE_COOKIES", false)?,
+            session_idle: Duration::from_secs(60 * 60 * 24 * number(&var, "DARKROOM_SESSION_DAYS", 30, 1..=3650)?),
+            data_dir,
+            database_url,
+        })
+    }
+
+    /// Whether `DATABASE_URL` names a SQLite database.
+    pub fn is_sqlite(&self) -> bool {
+        self.database_url.starts_with("sqlite:")
+    }
+}
+
+fn err(name: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError { name, problem: problem.into() }
+}
+
+fn number<T>(
+    var: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: T,
+    range: std::ops::RangeInclusive<T>,
+) -> Result<T, ConfigError>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+{
+    let Some(raw) = var(name) else { return Ok(default) };
+    let value: T = raw.parse().map_err(|_| err(name, format!("`{raw}` is not a whole number")))?;
+    if !range.contains(&value) {
+        return Err(err(name, format!("{value} is outside {}..={}", range.start(), range.end())));
+    }
+    Ok(value)
+}
+
+fn millis(
+    var: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<Duration, ConfigError> {
+    number(var, name, default, range).map(Duration::from_millis)
+}
+
+fn boolean(var: &impl Fn(&str) -> Option<String>, name: &'static str, default: bool) -> Result<bool, ConfigError> {
+    match var(name).as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None => Ok(default),
+        Some("1" | "true" | "yes" | "on") => Ok(true),
+        Some("0" | "false" | "no" | "off") => Ok(false),
+        Some(other) => Err(err(name, format!("`{other}` is not true or false"))),
+    }
+}
+
+fn parse_storage(raw: Option<String>, data_dir: &std::path::Path) -> Result<StorageConfig, ConfigError> {
+    const NAME: &str = "DARKROOM_STORAGE";
+    let Some(raw) = raw else { return Ok(StorageConfig::Local(data_dir.join("objects"))) };
+    if let Some(path) = raw.strip_prefix("file://") {
+        if path.is_empty() {
+            return Err(err(NAME, "file:// needs a folder"));
+        }
+        Ok(StorageConfig::Local(PathBuf::from(path)))
+    } else if let Some(bucket) = raw.strip_prefix("s3://") {
+        let bucket = bucket.trim_end_matches('/');
+        if bucket.is_empty() || bucket.contains('/') {
+            return Err(err(NAME, "s3:// needs a bucket name, like s3://darkroom-images"));
+        }
+        Ok(StorageConfig::S3 { bucket: bucket.into() })
+    } else {
+        Err(err(NAME, format!("`{raw}` must start with file:// or s3://")))
+    }
+}
+
+fn parse_provider(var: &impl Fn(&str) -> Option<String>) -> Result<ProviderChoice, ConfigError> {
+    match var("DARKROOM_PROVIDER").as_deref().unwrap_or("sim") {
+        "sim" => Ok(ProviderChoice::Sim),
+        "replicate" => {
+            let token = var("REPLICATE_API_TOKEN")
+                .ok_or_else(|| err("REPLICATE_API_TOKEN", "is required when DARKROOM_PROVIDER=replicate"))?;
+            let base = var("REPLICATE_BASE_URL").unwrap_or_else(|| "https://api.replicate.com/v1".into());
+            let base_url =
+                url::Url::parse(&base).map_err(|e| err("REPLICATE_BASE_URL", format!("`{base}` is not a URL: {e}")))?;
+            Ok(ProviderChoice::Replicate { token: SecretString::from(token), base_url })
+        }
+        other => Err(err("DARKROOM_PROVIDER", format!("`{other}` must be sim or replicate"))),
+    }
+}
+
+/// `owner/name[:version][=Display name]`, comma separated.
+fn parse_models(list: &str) -> Result<Vec<ModelSpec>, ConfigError> {
+    const NAME: &str = "DARKROOM_MODELS";
+    let mut models = Vec::new();
+    for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (id, name) = match item.split_once('=') {
+            Some((id, name)) => (id.trim(), name.trim().to_owned()),
+            None => (item, item.split([':']).next().unwrap_or(item).rsplit('/').next().unwrap_or(item).to_owned()),
+        };
+        let path = id.split(':').next().unwrap_or(id);
+        let valid = path.split('/').count() == 2
+            && path
+                .split('/')
+                .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)));
+        if !valid {
+            return Err(err(NAME, format!("`{id}` is not owner/name")));
+        }
+        models.push(ModelSpec { id: id.to_owned(), name });
+    }
+    if models.is_empty() {
+        return Err(err(NAME, "names no model"));
+    }
+    Ok(models)
+}
+
+fn parse_range(raw: Option<String>) -> Result<(u64, u64), ConfigError> {
+    const NAME: &str = "DARKROOM_SIM_DURATION_MS";
+    let Some(raw) = raw else { return Ok((8000, 20000)) };
+    let parse =
+        |s: &str| s.trim().parse::<u64>().map_err(|_| err(NAME, format!("`{raw}` is not N or N-M milliseconds")));
+    let (lo, hi) = match raw.split_once('-') {
+        Some((a, b)) => (parse(a)?, parse(b)?),
+        None => {
+            let v = parse(&raw)?;
+            (v, v)
+        }
+    };
+    if lo > hi || hi > 3_600_000 {
+        return Err(err(NAME, format!("`{raw}` must be N-M with N <= M <= 3600000")));
+    }
+    Ok((lo, hi))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn an_empty_environment_gives_the_documented_defaults() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.database_url, "sqlite://./data/darkroom.db");
+        assert_eq!(c.storage, StorageConfig::Local(PathBuf::from("./data/objects")));
+        assert!(matches!(c.provider, ProviderChoice::Sim));
+        assert_eq!(c.generation_cost, 10);
+        assert_eq!(c.signup_credits, 100);
+        assert_eq!(c.poll_interval, Duration::from_millis(3000));
+        assert_eq!(c.provider_check, Duration::from_millis(2000));
+        assert_eq!(c.reconcile_interval, Duration::from_secs(15));
+        assert_eq!(c.task_deadline, Duration::from_secs(600));
+        assert_eq!(c.max_image_bytes, 20_971_520);
+        assert_eq!(c.sim_duration_ms, (8000, 20000));
+        assert_eq!(c.models[0].id, "black-forest-labs/flux-schnell");
+    }
+
+    #[test]
+    fn the_data_dir_moves_the_database_and_the_objects() {
+        let c = config(&[("DARKROOM_DATA_DIR", "/tmp/dr")]).unwrap();
+        assert_eq!(c.database_url, "sqlite:///tmp/dr/darkroom.db");
+        assert_eq!(c.storage, StorageConfig::Local(PathBuf::from("/tmp/dr/objects")));
+    }
+
+    #[test]
+    fn a_bad_value_names_its_variable() {
+        for (name, value) in [
+            ("DARKROOM_GENERATION_COST", "ten"),
+            ("DARKROOM_GENERATION_COST", "0"),
+            ("DARKROOM_POLL_INTERVAL_MS", "-5"),
+            ("DARKROOM_STORAGE", "ftp://x"),
+            ("DARKROOM_PROVIDER", "midjourney"),
+            ("DARKROOM_MODELS", "not-a-model"),
+            ("DARKROOM_SIM_DURATION_MS", "20-10"),
+            ("DATABASE_URL", "mysql://x"),
+            ("DARKROOM_SECURE_COOKIES", "maybe"),
+        ] {
+            let e = config(&[(name, value)]).unwrap_err();
+            assert_eq!(e.name, name, "{value}");
+            assert!(e.to_string().contains(name));
+        }
+    }
+
+    #[test]
+    fn replicate_needs_a_token() {
+        let e = config(&[("DARKROOM_PROVIDER", "replicate")]).unwrap_err();
+        assert_eq!(e.name, "REPLICATE_API_TOKEN");
+        let c = config(&[("DARKROOM_PROVIDER", "replicate"), ("REPLICATE_API_TOKEN", "r8_x")]).unwrap();
+        assert!(matches!(c.provider, ProviderChoice::Replicate { .. }));
+    }
+
+    #[test]
+    fn models_parse_with_and_without_display_names() {
+        let c = config(&[("DARKROOM_MODELS", "a/b=Model B, c/d:abc123")]).unwrap();
+        assert_eq!(
+            c.models,
+            vec![
+                ModelSpec { id: "a/b".into(), name: "Model B".into() },
+                ModelSpec { id: "c/d:abc123".into(), name: "d".into() },
+            ]
+        );
+    }
+
+    #[test]
+    fn storage_and_durations_parse() {
+        let c = config(&[("DARKROOM_STORAGE", "s3://images"), ("DARKROOM_SIM_DURATION_MS", "1500")]).unwrap();
+        assert_eq!(c.storage, StorageConfig::S3 { bucket: "images".into() });
+        assert_eq!(c.sim_duration_ms, (1500, 1500));
+    }
+}

@@ -1,0 +1,38 @@
+//! `AppState`: everything a request needs, built once at start-up and
+//! reached in server functions through Leptos context.
+
+use std::sync::Arc;
+
+use axum::extract::FromRef;
+use leptos::config::LeptosOptions;
+use object_store::ObjectStore;
+
+use super::auth::AttemptLimiter;
+use super::config::Config;
+use super::db::Db;
+use super::metrics::Metrics;
+use crate::error::{AppError, Result};
+use crate::provider::Provider;
+
+/// Shared, cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub db: Db,
+    pub objects: Arc<dyn ObjectStore>,
+    pub provider: Provider,
+    pub attempts: Arc<AttemptLimiter>,
+    pub metrics: Arc<Metrics>,
+    pub leptos_options: LeptosOptions,
+}
+
+impl FromRef<AppState> for LeptosOptions {
+    fn from_ref(state: &AppState) -> Self {
+        state.leptos_options.clone()
+    }
+}
+
+/// The state inside a server function; an error (not a panic) if missing.
+pub fn app_state() -> Result<AppState> {
+    leptos::prelude::use_context::<AppState>().ok_or_else(|| AppError::internal("AppState missing from context"))
+}

@@ -1,0 +1,229 @@
+//! Finalizing a succeeded prediction: stream its output into object storage
+//! (capped, checked to be an image, only from allowed hosts), then mark the
+//! task completed. The object is written before the row says so; a crash in
+//! between heals on the next check, which finds the object and marks it.
+
+use futures::StreamExt;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, WriteMultipart};
+
+use super::fail_and_refund;
+use super::row::TaskRow;
+use crate::error::{AppError, Result};
+use crate::provider::ProviderError;
+use crate::server::db;
+use crate::server::metrics::Metrics;
+use crate::server::state::AppState;
+
+/// How long a finalizing poller holds the task before another may try.
+const DOWNLOAD_LEASE_MS: i64 = 120_000;
+/// Upload part size: small enough to keep memory flat, large enough for S3
+/// (which needs at least 5 MiB per part but the last).
+const PART_BYTES: usize = 5 * 1024 * 1024;
+
+/// Where a task's image lives in the store.
+pub fn object_key(task_id: &str) -> ObjectPath {
+    ObjectPath::from(format!("images/{task_id}"))
+}
+
+/// Downloads `url` into the store and completes the task, or fails and
+/// refunds it when the output is unusable. Transient trouble leaves the
+/// task processing for a later check.
+pub async fn store_output(state: &AppState, task: &TaskRow, token: &str, url: &str) -> Result<()> {
+    if !extend_lease(state, task, token).await? {
+        return Ok(());
+    }
+    let key = object_key(&task.id);
+
+    // A previous poller may have stored it and died before marking.
+    if let Some((content_type, size)) = existing(&*state.objects, &key).await {
+        return mark_completed(state, task, &key, content_type, size).await;
+    }
+
+    match download(state, &key, url).await {
+        Ok((content_type, size)) => mark_completed(state, task, &key, content_type, size).await,
+        Err(Outcome::Unusable(reason)) => {
+            fail_and_refund(state, &task.id, &reason).await?;
+            Ok(())
+        }
+        Err(Outcome::Retry(e)) => {
+            tracing::warn!(task = %task.id, "output download will be retried: {e}");
+            let wait = e.retry_after().unwrap_or(state.config.provider_check);
+            reset_lease(state, task, token, wait).await
+        }
+        Err(Outcome::Internal(e)) => {
+            reset_lease(state, task, token, state.config.provider_check).await?;
+            Err(e)
+        }
+    }
+}
+
+enum Outcome {
+    /// Permanent: fail the task with this message and refund.
+    Unusable(String),
+    /// Transient: try again later.
+    Retry(ProviderError),
+    /// Our side failed (storage): try again later, report.
+    Internal(AppError),
+}
+
+async fn download(state: &AppState, key: &ObjectPath, url: &str) -> Result<(&'static str, u64), Outcome> {
+    let cap = state.config.max_image_bytes;
+    let too_big = || Outcome::Unusable(format!("The image was larger than {} MB.", cap.div_ceil(1024 * 1024)));
+    let response = match state.provider.open_output(url).await {
+        Ok(r) => r,
+        Err(ProviderError::NotFound) => {
+            return Err(Outcome::Unusable("The image expired at the provider before it could be saved.".into()));
+        }
+        Err(ProviderError::Disallowed(host)) => {
+            tracing::error!("output from a host that is not allowed: {host}");
+            return Err(Outcome::Unusable("The provider returned an image from an untrusted address.".into()));
+        }
+        Err(e) if e.is_transient() => return Err(Outcome::Retry(e)),
+        Err(e) => return Err(Outcome::Unusable(format!("The image could not be downloaded ({e})."))),
+    };
+    if response.content_length().is_some_and(|n| n > cap) {
+        return Err(too_big());
+    }
+    let declared = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if !(declared.is_empty() || declared.starts_with("image/") || declared.starts_with("application/octet-stream")) {
+        return Err(Outcome::Unusable("The provider returned something that is not an image.".into()));
+    }
+
+    let upload = state.objects.put_multipart(key).await.map_err(|e| Outcome::Internal(AppError::internal(e)))?;
+    let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_BYTES);
+    let mut stream = response.bytes_stream();
+    let mut head: Vec<u8> = Vec::with_capacity(16);
+    let mut content_type = None;
+    let mut total: u64 = 0;
+    let result: Result<(), Outcome> = async {
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| Outcome::Retry(ProviderError::Transport(e.to_string())))?;
+            total += chunk.len() as u64;
+            if total > cap {
+                return Err(too_big());
+            }
+            if content_type.is_none() {
+                head.extend_from_slice(&chunk[..chunk.len().min(16 - head.len())]);
+                if head.len() >= 12 {
+                    content_type = Some(sniff(&head).ok_or_else(|| {
+                        Outcome::Unusable("The provider returned something that is not an image.".into())
+                    })?);
+                }
+            }
+            writer.wait_for_capacity(2).await.map_err(|e| Outcome::Internal(AppError::internal(e)))?;
+            writer.write(&chunk);
+        }
+        Ok(())
+    }
+    .await;
+    let content_type = match (result, content_type) {
+        (Ok(()), Some(ct)) => ct,
+        (Ok(()), None) => {
+            let _ = writer.abort().await;
+            return Err(Outcome::Unusable("The provider returned something that is not an image.".into()));
+        }
+        (Err(outcome), _) => {
+            let _ = writer.abort().await;
+            return Err(outcome);
+        }
+    };
+    writer.finish().await.map_err(|e| Outcome::Internal(AppError::internal(e)))?;
+    Metrics::inc(&state.metrics.object_writes);
+    Ok((content_type, total))
+}
+
+/// The image format named by a file's first bytes.
+pub fn sniff(head: &[u8]) -> Option<&'static str> {
+    if head.starts_with(b"\x89PNG\r\n\x1a\n") {
+        Some("image/png")
+    } else if head.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        Some("image/jpeg")
+    } else if head.len() >= 12 && &head[0..4] == b"RIFF" && &head[8..12] == b"WEBP" {
+        Some("image/webp")
+    } else if head.starts_with(b"GIF87a") || head.starts_with(b"GIF89a") {
+        Some("image/gif")
+    } else {
+        None
+    }
+}
+
+/// Type and size of an object already stored under `key`.
+async fn existing(store: &dyn ObjectStore, key: &ObjectPath) -> Option<(&'static str, u64)> {
+    let meta = store.head(key).await.ok()?;
+    let head = store.get_range(key, 0..16.min(meta.size)).await.ok()?;
+    sniff(&head).map(|ct| (ct, meta.size))
+}
+
+async fn mark_completed(
+    state: &AppState,
+    task: &TaskRow,
+    key: &ObjectPath,
+    content_type: &str,
+    size: u64,
+) -> Result<()> {
+    let now = db::now_ms();
+    let done = sqlx::query(
+        "UPDATE tasks SET status = 'completed', object_key = $1, content_type = $2, byte_size = $3, progress = 100, \
+         finished_at = $4, updated_at = $4 WHERE id = $5 AND status = 'processing'",
+    )
+    .bind(key.as_ref())
+    .bind(content_type)
+    .bind(size as i64)
+    .bind(now)
+    .bind(&task.id)
+    .execute(&state.db)
+    .await
+    .map_err(AppError::internal)?;
+    if done.rows_affected() == 1 {
+        Metrics::inc(&state.metrics.completions);
+        tracing::info!(task = %task.id, bytes = size, "completed");
+    } else {
+        // It failed meanwhile (deadline): the object belongs to no one.
+        let _ = state.objects.delete(key).await;
+    }
+    Ok(())
+}
+
+/// Holds the task for the download; false when another poller took over.
+async fn extend_lease(state: &AppState, task: &TaskRow, token: &str) -> Result<bool> {
+    let held =
+        sqlx::query("UPDATE tasks SET next_check_at = $1 WHERE id = $2 AND check_token = $3 AND status = 'processing'")
+            .bind(db::now_ms() + DOWNLOAD_LEASE_MS)
+            .bind(&task.id)
+            .bind(token)
+            .execute(&state.db)
+            .await
+            .map_err(AppError::internal)?;
+    Ok(held.rows_affected() == 1)
+}
+
+/// Gives the task back for another attempt after `wait`.
+async fn reset_lease(state: &AppState, task: &TaskRow, token: &str, wait: std::time::Duration) -> Result<()> {
+    sqlx::query("UPDATE tasks SET next_check_at = $1 WHERE id = $2 AND check_token = $3 AND status = 'processing'")
+        .bind(db::now_ms() + wait.as_millis() as i64)
+        .bind(&task.id)
+        .bind(token)
+        .execute(&state.db)
+        .await
+        .map_err(AppError::internal)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_formats_are_recognised_by_their_first_bytes() {
+        assert_eq!(sniff(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"), Some("image/png"));
+        assert_eq!(sniff(&[0xFF, 0xD8, 0xFF, 0xE0, 0, 0, 0, 0, 0, 0, 0, 0]), Some("image/jpeg"));
+        assert_eq!(sniff(b"RIFF\0\0\0\0WEBPVP8 "), Some("image/webp"));
+        assert_eq!(sniff(b"<!doctype html>"), None);
+    }
+}

@@ -1,0 +1,66 @@
+//! The reconciler: a background loop that advances unfinished tasks no poll
+//! has checked recently, through the same `advance` the polls use, so a task
+//! nobody watches still finishes (and its output is saved before the
+//! provider deletes it). Safe with several instances: each check is claimed
+//! by compare-and-set in the database.
+
+use futures::StreamExt;
+use sqlx::Row;
+
+use super::row;
+use crate::error::{AppError, Result};
+use crate::server::db;
+use crate::server::state::AppState;
+
+/// Most tasks one pass looks at.
+const BATCH: i64 = 500;
+
+/// Runs passes forever, one every `reconcile_interval`.
+pub fn spawn(state: AppState) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(state.config.reconcile_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match pass(&state).await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!("reconciler advanced {n} tasks"),
+                Err(e) => tracing::warn!("reconciler pass failed: {e}"),
+            }
+        }
+    })
+}
+
+/// One pass: every due unfinished task gets one `advance`. Returns how many
+/// were looked at.
+pub async fn pass(state: &AppState) -> Result<usize> {
+    let ids: Vec<String> = sqlx::query(
+        "SELECT id FROM tasks WHERE status IN ('submitting', 'processing') AND next_check_at <= $1 \
+         ORDER BY next_check_at LIMIT $2",
+    )
+    .bind(db::now_ms())
+    .bind(BATCH)
+    .fetch_all(&state.db)
+    .await
+    .map_err(AppError::internal)?
+    .iter()
+    .map(|r| r.try_get::<String, _>("id"))
+    .collect::<Result<_, _>>()
+    .map_err(AppError::internal)?;
+    let n = ids.len();
+    futures::stream::iter(ids)
+        .for_each_concurrent(8, |id| async move {
+            let result = async {
+                if let Some(task) = row::load(&state.db, &id).await? {
+                    super::advance(state, task).await?;
+                }
+                Ok::<_, AppError>(())
+            }
+            .await;
+            if let Err(e) = result {
+                tracing::warn!(task = %id, "reconcile: {e}");
+            }
+        })
+        .await;
+    Ok(n)
+}

@@ -1,0 +1,122 @@
+//! A task row as stored, and its view as users see it.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::error::{AppError, Result};
+use crate::model::{TaskStatus, TaskView};
+use crate::server::db;
+
+/// The columns every read of a task selects, with the refund flag taken from
+/// the ledger (the one source of truth for money).
+pub const COLUMNS: &str = "t.id, t.user_id, t.prompt, t.model, t.cost, t.status, t.prediction_id, t.progress, \
+     t.error, t.object_key, t.created_at, t.finished_at, t.deadline_at, t.next_check_at, \
+     CASE WHEN EXISTS (SELECT 1 FROM credit_ledger l WHERE l.entry_key = 'refund:' || t.id) THEN 1 ELSE 0 END AS refunded";
+
+/// Internal state of a task, including the `submitting` step users never see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Submitting,
+    Processing,
+    Completed,
+    Failed,
+}
+
+impl State {
+    fn parse(s: &str) -> Result<Self> {
+        Ok(match s {
+            "submitting" => Self::Submitting,
+            "processing" => Self::Processing,
+            "completed" => Self::Completed,
+            "failed" => Self::Failed,
+            other => return Err(AppError::internal(format!("unknown task status {other}"))),
+        })
+    }
+
+    pub fn is_finished(self) -> bool {
+        matches!(self, Self::Completed | Self::Failed)
+    }
+}
+
+/// One row of `tasks`.
+#[derive(Debug, Clone)]
+pub struct TaskRow {
+    pub id: String,
+    pub user_id: String,
+    pub prompt: String,
+    pub model: String,
+    pub cost: i64,
+    pub state: State,
+    pub prediction_id: Option<String>,
+    pub progress: Option<i64>,
+    pub error: Option<String>,
+    pub object_key: Option<String>,
+    pub created_at: i64,
+    pub finished_at: Option<i64>,
+    pub deadline_at: i64,
+    pub next_check_at: i64,
+    pub refunded: bool,
+}
+
+impl TaskRow {
+    pub fn from_row(r: &AnyRow) -> Result<Self> {
+        let get = |e: sqlx::Error| AppError::internal(e);
+        Ok(Self {
+            id: r.try_get("id").map_err(get)?,
+            user_id: r.try_get("user_id").map_err(get)?,
+            prompt: r.try_get("prompt").map_err(get)?,
+            model: r.try_get("model").map_err(get)?,
+            cost: r.try_get("cost").map_err(get)?,
+            state: State::parse(&r.try_get::<String, _>("status").map_err(get)?)?,
+            prediction_id: r.try_get("prediction_id").map_err(get)?,
+            progress: r.try_get("progress").map_err(get)?,
+            error: r.try_get("error").map_err(get)?,
+            object_key: r.try_get("object_key").map_err(get)?,
+            created_at: r.try_get("created_at").map_err(get)?,
+            finished_at: r.try_get("finished_at").map_err(get)?,
+            deadline_at: r.try_get("deadline_at").map_err(get)?,
+            next_check_at: r.try_get("next_check_at").map_err(get)?,
+            refunded: r.try_get::<i64, _>("refunded").map_err(get)? != 0,
+        })
+    }
+
+    /// What the owner sees.
+    pub fn view(&self) -> TaskView {
+        let status = match self.state {
+            State::Submitting | State::Processing => TaskStatus::Processing,
+            State::Completed => TaskStatus::Completed,
+            State::Failed => TaskStatus::Failed,
+        };
+        TaskView {
+            id: self.id.clone(),
+            status,
+            prompt: self.prompt.clone(),
+            model: self.model.clone(),
+            created_at: db::rfc3339(self.created_at),
+            created_ms: self.created_at,
+            finished_ms: self.finished_at,
+            image_url: (status == TaskStatus::Completed).then(|| format!("/images/{}", self.id)),
+            error: self.error.clone().filter(|_| status == TaskStatus::Failed),
+            refunded: self.refunded,
+            progress: match status {
+                TaskStatus::Completed => Some(100),
+                _ => self.progress.map(|p| p.clamp(0, 100) as u8),
+            },
+            cost: self.cost,
+        }
+    }
+}
+
+/// Loads one of `user_id`'s tasks.
+pub async fn load_owned(db: &db::Db, user_id: &str, task_id: &str) -> Result<Option<TaskRow>> {
+    let sql = format!("SELECT {COLUMNS} FROM tasks t WHERE t.id = $1 AND t.user_id = $2");
+    let row = sqlx::query(&sql).bind(task_id).bind(user_id).fetch_optional(db).await.map_err(AppError::internal)?;
+    row.as_ref().map(TaskRow::from_row).transpose()
+}
+
+/// Loads a task by id, whoever owns it (the reconciler).
+pub async fn load(db: &db::Db, task_id: &str) -> Result<Option<TaskRow>> {
+    let sql = format!("SELECT {COLUMNS} FROM tasks t WHERE t.id = $1");
+    let row = sqlx::query(&sql).bind(task_id).fetch_optional(db).await.map_err(AppError::internal)?;
+    row.as_ref().map(TaskRow::from_row).transpose()
+}

@@ -1,0 +1,169 @@
+//! The built-in provider: a faithful in-process imitation of Replicate's HTTP
+//! prediction API, nested by the app under `/sim`, so that development and
+//! tests run the real adapter over real HTTP.
+//!
+//! Stateless by design: a prediction id encodes, and authenticates with an
+//! HMAC under the configured secret, everything needed to answer for it
+//! (creation time, duration, model, prompt), so any instance sharing the
+//! secret answers the same id the same way, also after a restart. The only
+//! in-memory state is soft and bounded (see `soft.rs`): per-id GET counters
+//! for `#error` / `#ratelimit`, and which ids were canceled.
+//!
+//! Prompt directives (see `directive.rs`) force every path a real provider can
+//! take: `#fail`, `#error`, `#ratelimit`, `#huge`, `#notimage`, `#expire`,
+//! `#slow`.
+
+mod api;
+mod clock;
+mod directive;
+mod files;
+mod id;
+mod render;
+mod soft;
+mod timeline;
+
+use std::{fmt, sync::Arc, time::Duration};
+
+use axum::{
+    Router, middleware,
+    routing::{get, post},
+};
+use url::Url;
+
+/// A `#slow` prediction runs this long whatever the configuration says.
+const SLOW_DURATION_MS: u64 = 60_000;
+
+/// How the simulator behaves. Built once from the app's configuration.
+#[derive(Clone)]
+pub struct SimConfig {
+    /// Where [`router`] is reachable from outside, e.g.
+    /// `http://127.0.0.1:3000/sim`; output and `urls` links start with it.
+    pub public_base: Url,
+    /// The bearer token API calls must carry.
+    pub api_token: String,
+    /// The HMAC key that authenticates prediction ids; instances that share
+    /// it answer each other's ids.
+    pub secret: Vec<u8>,
+    /// Generation time in ms, an inclusive range (equal bounds: fixed).
+    pub duration_ms: (u64, u64),
+    /// How long an output URL works after the prediction completed.
+    pub output_ttl: Duration,
+    /// `#huge` outputs are larger than this many bytes.
+    pub huge_bytes: u64,
+}
+
+impl fmt::Debug for SimConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SimConfig")
+            .field("public_base", &self.public_base.as_str())
+            .field("api_token", &"<redacted>")
+            .field("secret", &"<redacted>")
+            .field("duration_ms", &self.duration_ms)
+            .field("output_ttl", &self.output_ttl)
+            .field("huge_bytes", &self.huge_bytes)
+            .finish()
+    }
+}
+
+/// The shared state of one simulator instance.
+struct Sim {
+    cfg: SimConfig,
+    /// `public_base` without a trailing slash.
+    base: String,
+    soft: soft::SoftState,
+}
+
+impl Sim {
+    fn api_url(&self, rest: &str) -> String {
+        format!("{}/v1/{rest}", self.base)
+    }
+
+    fn file_url(&self, id: &str) -> String {
+        format!("{}/files/{id}/{}", self.base, files::OUTPUT_NAME)
+    }
+}
+
+/// The simulator's routes, relative to where the app nests them (`/sim`):
+/// `POST /v1/models/{owner}/{name}/predictions`, `POST /v1/predictions`,
+/// `GET /v1/predictions/{id}`, `POST /v1/predictions/{id}/cancel` (all with
+/// bearer auth) and `GET /files/{id}/out-0.png` (the output, until it expires).
+pub fn router(cfg: SimConfig) -> Router {
+    let base = cfg.public_base.as_str().trim_end_matches('/').to_owned();
+    let sim = Arc::new(Sim {
+        cfg,
+        base,
+        soft: soft::SoftState::default(),
+    });
+    let v1 = Router::new()
+        .route(
+            "/models/{owner}/{name}/predictions",
+            post(api::create_for_model),
+        )
+        .route("/predictions", post(api::create_for_version))
+        .route("/predictions/{id}", get(api::get))
+        .route("/predictions/{id}/cancel", post(api::cancel))
+        .route_layer(middleware::from_fn_with_state(
+            Arc::clone(&sim),
+            api::require_token,
+        ));
+    Router::new()
+        .nest("/v1", v1)
+        .route("/files/{id}/{file}", get(files::serve))
+        .with_state(sim)
+}
+
+/// Parses `DARKROOM_SIM_DURATION_MS`: `"8000-20000"` (inclusive) or `"1500"`.
+pub fn parse_duration_range(s: &str) -> Result<(u64, u64), String> {
+    let number = |part: &str| {
+        part.trim()
+            .parse::<u64>()
+            .map_err(|_| format!("{s:?} is not a duration in ms (\"1500\" or \"8000-20000\")"))
+    };
+    let (low, high) = match s.split_once('-') {
+        Some((low, high)) => (number(low)?, number(high)?),
+        None => {
+            let fixed = number(s)?;
+            (fixed, fixed)
+        }
+    };
+    if low > high {
+        return Err(format!(
+            "{s:?}: the range's lower bound is above its upper bound"
+        ));
+    }
+    if high > u64::from(u32::MAX) {
+        return Err(format!(
+            "{s:?}: durations above {} ms are not supported",
+            u32::MAX
+        ));
+    }
+    Ok((low, high))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duration_ranges_parse_and_bad_ones_name_the_value() {
+        assert_eq!(parse_duration_range("8000-20000"), Ok((8000, 20000)));
+        assert_eq!(parse_duration_range(" 300 - 500 "), Ok((300, 500)));
+        assert_eq!(parse_duration_range("1500"), Ok((1500, 1500)));
+        assert_eq!(parse_duration_range("0"), Ok((0, 0)));
+        for bad in [
+            "",
+            "fast",
+            "20000-8000",
+            "-5",
+            "1-2-3",
+            "1.5",
+            "99999999999",
+        ] {
+            let err = parse_duration_range(bad).err();
+            assert!(
+                err.is_some_and(|e| e.contains(bad)),
+                "{bad:?} should be rejected"
+            );
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! Prompt directives: `#word` tokens (any case) that make the simulator take
+//! a particular path, so any test, in a browser or over HTTP, can force it.
+
+/// The directives found in a prompt.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Directives {
+    /// `#fail`: the prediction ends `failed` with an `error`.
+    pub fail: bool,
+    /// `#error`: the first 3 GETs of the prediction answer 500.
+    pub error: bool,
+    /// `#ratelimit`: the first 3 GETs answer 429 with a retry hint.
+    pub ratelimit: bool,
+    /// `#huge`: the output is larger than the configured `huge_bytes`.
+    pub huge: bool,
+    /// `#notimage`: the output is an HTML page.
+    pub notimage: bool,
+    /// `#expire`: the output URL is already gone when it is reported.
+    pub expire: bool,
+    /// `#slow`: the prediction takes 60 s.
+    pub slow: bool,
+}
+
+impl Directives {
+    /// Finds `#word` tokens; `#failure` or `abc#fail` are not directives.
+    pub(super) fn parse(prompt: &str) -> Self {
+        let mut found = Self::default();
+        let mut previous = ' ';
+        for (at, c) in prompt.char_indices() {
+            if c == '#' && !previous.is_alphanumeric() {
+                let word: String = prompt[at + 1..]
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric())
+                    .collect();
+                found.set(&word.to_lowercase());
+            }
+            previous = c;
+        }
+        found
+    }
+
+    fn set(&mut self, word: &str) {
+        match word {
+            "fail" => self.fail = true,
+            "error" => self.error = true,
+            "ratelimit" => self.ratelimit = true,
+            "huge" => self.huge = true,
+            "notimage" => self.notimage = true,
+            "expire" => self.expire = true,
+            "slow" => self.slow = true,
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn directives_are_case_insensitive_whole_tokens() {
+        let d = Directives::parse("A cat #FAIL, then #Slow.\n#huge");
+        assert_eq!(
+            d,
+            Directives {
+                fail: true,
+                slow: true,
+                huge: true,
+                ..Directives::default()
+            }
+        );
+        let all = Directives::parse("#fail #error #ratelimit #huge #notimage #expire #slow");
+        assert!(all.fail && all.error && all.ratelimit && all.huge);
+        assert!(all.notimage && all.expire && all.slow);
+    }
+
+    #[test]
+    fn lookalikes_are_not_directives() {
+        for prompt in [
+            "a #failure",
+            "abc#fail",
+            "fail",
+            "# fail",
+            "#ratelimits",
+            "a cat",
+        ] {
+            assert_eq!(
+                Directives::parse(prompt),
+                Directives::default(),
+                "{prompt:?}"
+            );
+        }
+    }
+}

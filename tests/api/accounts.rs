@@ -1,0 +1,135 @@
+//! Accounts: sign-up grants credits through the ledger; every bad input has
+//! its message and creates nothing; sessions; the rate limit.
+
+use crate::helpers::{client, spawn_app, spawn_app_with};
+
+#[tokio::test]
+async fn signing_up_grants_the_signup_credits_through_the_ledger() {
+    let app = spawn_app().await;
+    let c = client();
+    let (status, body) = app.call(&c, "sign_up", &[("email", "Ada@Example.com"), ("password", "correct horse")]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["email"], "ada@example.com");
+    assert_eq!(body["credits"], 100);
+
+    let (status, me) = app.call(&c, "me", &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(me, serde_json::json!({ "email": "ada@example.com", "credits": 100 }));
+
+    let id = app.user_id("ada@example.com").await;
+    let (grants, charges, refunds) = darkroom::server::credits::totals(&app.state.db, &id).await.unwrap();
+    assert_eq!((grants, charges, refunds), (100, 0, 0));
+    assert_eq!(app.count("SELECT COUNT(*) FROM credit_ledger").await, 1);
+}
+
+#[tokio::test]
+async fn the_grant_follows_configuration() {
+    let app = spawn_app_with(&[("DARKROOM_SIGNUP_CREDITS", "25")]).await;
+    let c = client();
+    app.sign_up(&c).await;
+    assert_eq!(app.balance(&c).await, 25);
+}
+
+#[tokio::test]
+async fn bad_sign_ups_say_why_and_create_nothing() {
+    let app = spawn_app().await;
+    let c = client();
+    app.call(&c, "sign_up", &[("email", "taken@example.com"), ("password", "long enough")]).await;
+    let before_users = app.count("SELECT COUNT(*) FROM users").await;
+    let before_ledger = app.count("SELECT COUNT(*) FROM credit_ledger").await;
+
+    let other = client();
+    for (email, password, status, message) in [
+        ("taken@example.com", "long enough", 409, "email already registered"),
+        ("TAKEN@example.com ", "long enough", 409, "email already registered"),
+        ("fresh@example.com", "short", 400, "password must be at least 8 characters"),
+        ("not-an-email", "long enough", 400, "not a valid email"),
+        ("", "long enough", 400, "not a valid email"),
+    ] {
+        let (got, body) = app.call(&other, "sign_up", &[("email", email), ("password", password)]).await;
+        assert_eq!(got, status, "{email}: {body}");
+        assert_eq!(body["message"], message, "{email}");
+    }
+    assert_eq!(app.count("SELECT COUNT(*) FROM users").await, before_users);
+    assert_eq!(app.count("SELECT COUNT(*) FROM credit_ledger").await, before_ledger);
+    // None of them signed the second client in.
+    assert_eq!(app.call(&other, "me", &[]).await.0, 401);
+}
+
+#[tokio::test]
+async fn sign_in_checks_the_password_and_sign_out_ends_the_session() {
+    let app = spawn_app().await;
+    let c = client();
+    let email = app.sign_up(&c).await;
+    app.call(&c, "sign_out", &[]).await;
+    assert_eq!(app.call(&c, "me", &[]).await.0, 401);
+
+    let (status, body) = app.call(&c, "sign_in", &[("email", &email), ("password", "wrong horse")]).await;
+    assert_eq!(status, 401);
+    assert_eq!(body["message"], "wrong email or password");
+    let (status, body) =
+        app.call(&c, "sign_in", &[("email", "nobody@example.com"), ("password", "correct horse")]).await;
+    assert_eq!(status, 401);
+    assert_eq!(body["message"], "wrong email or password");
+    assert_eq!(app.call(&c, "me", &[]).await.0, 401);
+
+    let (status, body) =
+        app.call(&c, "sign_in", &[("email", &email.to_uppercase()), ("password", "correct horse")]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["credits"], 100);
+    assert_eq!(app.call(&c, "me", &[]).await.1["email"], email.as_str());
+}
+
+#[tokio::test]
+async fn signed_out_calls_fail_without_side_effects() {
+    let app = spawn_app().await;
+    let c = client();
+    let (status, body) = app.call(&c, "me", &[]).await;
+    assert_eq!(status, 401);
+    assert_eq!(body["message"], "please sign in");
+    let (status, _) = app.call(&c, "generate_image", &[("prompt", "a cat")]).await;
+    assert_eq!(status, 401);
+    assert_eq!(app.count("SELECT COUNT(*) FROM tasks").await, 0);
+    assert_eq!(app.count("SELECT COUNT(*) FROM credit_ledger").await, 0);
+}
+
+#[tokio::test]
+async fn repeated_attempts_are_rate_limited_per_client() {
+    let app = spawn_app_with(&[("DARKROOM_AUTH_ATTEMPTS_PER_MINUTE", "3")]).await;
+    let c = client();
+    for _ in 0..3 {
+        let (status, _) = app.call(&c, "sign_in", &[("email", "a@example.com"), ("password", "whatever1")]).await;
+        assert_eq!(status, 401);
+    }
+    let (status, body) = app.call(&c, "sign_in", &[("email", "a@example.com"), ("password", "whatever1")]).await;
+    assert_eq!(status, 429, "{body}");
+    assert!(body["message"].as_str().unwrap().starts_with("too many attempts, try again in"), "{body}");
+    let (status, _) = app.call(&c, "sign_up", &[("email", "b@example.com"), ("password", "whatever1")]).await;
+    assert_eq!(status, 429);
+    assert_eq!(app.count("SELECT COUNT(*) FROM users").await, 0);
+}
+
+#[tokio::test]
+async fn health_answers_when_the_database_does() {
+    let app = spawn_app().await;
+    let response = reqwest::get(format!("{}/healthz", app.base)).await.unwrap();
+    assert_eq!(response.status(), 200);
+    app.state.db.close().await;
+    let response = reqwest::get(format!("{}/healthz", app.base)).await.unwrap();
+    assert_eq!(response.status(), 503);
+}
+
+#[tokio::test]
+async fn pages_need_a_signed_in_visitor() {
+    let app = spawn_app().await;
+    let c = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).cookie_store(true).build().unwrap();
+    for page in ["/", "/history"] {
+        let response = c.get(format!("{}{page}", app.base)).header("accept", "text/html").send().await.unwrap();
+        assert_eq!(response.status(), 302, "{page}");
+        assert_eq!(response.headers()["location"], "/login");
+    }
+    let response = c.get(format!("{}/login", app.base)).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let html = response.text().await.unwrap();
+    assert!(html.contains("Sign in"));
+}

@@ -1,0 +1,94 @@
+//! `spawn_app()`: one real Darkroom per test, on 127.0.0.1:0 with its own
+//! temporary data dir (SQLite file and object folder).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use darkroom::server::{self, config::Config, state::AppState};
+use leptos::config::LeptosOptions;
+use serde_json::Value;
+
+pub struct TestApp {
+    pub base: String,
+    pub state: AppState,
+    _dir: tempfile::TempDir,
+}
+
+/// Settings every test app starts with (fast simulator, no reconciler
+/// unless a test asks for it); `overrides` win.
+pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut vars: HashMap<String, String> = HashMap::from([
+        ("DARKROOM_DATA_DIR".into(), dir.path().display().to_string()),
+        ("DARKROOM_SIM_DURATION_MS".into(), "300-600".into()),
+        ("DARKROOM_PROVIDER_CHECK_MS".into(), "100".into()),
+        ("DARKROOM_RECONCILE_INTERVAL_SECS".into(), "86400".into()),
+        ("DARKROOM_AUTH_ATTEMPTS_PER_MINUTE".into(), "1000".into()),
+    ]);
+    for (k, v) in overrides {
+        vars.insert((*k).into(), (*v).into());
+    }
+    let config = Config::from_lookup(|k| vars.get(k).cloned()).expect("config");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let options = LeptosOptions::builder().output_name("darkroom").site_root("target/site").build();
+    let built = server::build(config, options, addr).await.expect("build app");
+    tokio::spawn(async move {
+        axum::serve(listener, built.router.into_make_service_with_connect_info::<SocketAddr>()).await.expect("serve");
+    });
+    TestApp { base: format!("http://{addr}"), state: built.state, _dir: dir }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(&[]).await
+}
+
+/// A browser-like client: keeps cookies.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().cookie_store(true).build().expect("client")
+}
+
+impl TestApp {
+    /// POSTs a server function with URL-encoded arguments; (status, JSON).
+    pub async fn call(&self, client: &reqwest::Client, endpoint: &str, form: &[(&str, &str)]) -> (u16, Value) {
+        let response = client.post(format!("{}/api/{endpoint}", self.base)).form(form).send().await.expect("request");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("body");
+        let json = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, json)
+    }
+
+    /// Signs up a fresh account with `client`; returns its email.
+    pub async fn sign_up(&self, client: &reqwest::Client) -> String {
+        let email = format!("{}@example.com", uuid_like());
+        let (status, body) = self.call(client, "sign_up", &[("email", &email), ("password", "correct horse")]).await;
+        assert_eq!(status, 200, "{body}");
+        email
+    }
+
+    /// The id of the account with `email`.
+    pub async fn user_id(&self, email: &str) -> String {
+        use sqlx::Row;
+        sqlx::query("SELECT id FROM users WHERE email = $1")
+            .bind(email)
+            .fetch_one(&self.state.db)
+            .await
+            .expect("user")
+            .get("id")
+    }
+
+    pub async fn count(&self, sql: &str) -> i64 {
+        use sqlx::Row;
+        sqlx::query(sql).fetch_one(&self.state.db).await.expect("count").get::<i64, _>(0)
+    }
+
+    pub async fn balance(&self, client: &reqwest::Client) -> i64 {
+        let (status, me) = self.call(client, "me", &[]).await;
+        assert_eq!(status, 200, "{me}");
+        me["credits"].as_i64().expect("credits")
+    }
+}
+
+pub fn uuid_like() -> String {
+    format!("u{:016x}", rand::random::<u64>())
+}

@@ -1,0 +1,8 @@
+//! Integration tests: the real app (SQLite file, local object store, the
+//! built-in provider over HTTP) on a random port, driven over HTTP.
+
+mod accounts;
+mod helpers;
+mod provider;
+mod sim;
+mod tasks;

@@ -1,0 +1,382 @@
+//! The task engine over HTTP against the built-in provider: charge,
+//! processing, completion or refund exactly once, coalesced provider calls,
+//! the deadline, the reconciler, healing after a crash, authorization and
+//! bad input.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::helpers::{TestApp, client, spawn_app, spawn_app_with};
+
+/// Submits `prompt`; returns the task id.
+async fn generate(app: &TestApp, c: &reqwest::Client, prompt: &str) -> String {
+    let (status, body) = app.call(c, "generate_image", &[("prompt", prompt)]).await;
+    assert_eq!(status, 200, "{body}");
+    body["task_id"].as_str().expect("task_id").to_owned()
+}
+
+/// Polls like the browser (faster) until the task leaves processing.
+async fn poll_until_done(app: &TestApp, c: &reqwest::Client, id: &str) -> Value {
+    let start = Instant::now();
+    loop {
+        let (status, view) = app.call(c, "check_image_status", &[("task_id", id)]).await;
+        assert_eq!(status, 200, "{view}");
+        if view["status"] != "processing" {
+            return view;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "task {id} still processing: {view}");
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_generation_is_charged_completes_and_serves_its_png() {
+    let app = spawn_app().await;
+    let c = client();
+    app.sign_up(&c).await;
+    let id = generate(&app, &c, "a lighthouse at dusk").await;
+    assert_eq!(app.balance(&c).await, 90);
+
+    let (_, first) = app.call(&c, "check_image_status", &[("task_id", &id)]).await;
+    assert_eq!(first["status"], "processing");
+    assert_eq!(first["prompt"], "a lighthouse at dusk");
+    assert_eq!(first["model"], "black-forest-labs/flux-schnell");
+    assert!(first["created_at"].as_str().unwrap().ends_with('Z'));
+
+    let done = poll_until_done(&app, &c, &id).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["refunded"], false);
+    assert_eq!(done["progress"], 100);
+    let url = done["image_url"].as_str().unwrap();
+    assert_eq!(url, format!("/images/{id}"));
+    assert_eq!(app.balance(&c).await, 90);
+
+    let image = c.get(format!("{}{url}", app.base)).send().await.unwrap();
+    assert_eq!(image.status(), 200);
+    assert_eq!(image.headers()["content-type"], "image/png");
+    assert_eq!(image.headers()["cache-control"], "private, max-age=31536000, immutable");
+    let etag = image.headers()["etag"].to_str().unwrap().to_owned();
+    let bytes = image.bytes().await.unwrap();
+    assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"));
+    let again = c.get(format!("{}{url}", app.base)).header("if-none-match", etag).send().await.unwrap();
+    assert_eq!(again.status(), 304);
+
+    // A finished task is answered from the database alone.
+    let gets = app.state.metrics.provider_gets.load(Ordering::Relaxed);
+    for _ in 0..5 {
+        app.call(&c, "check_image_status", &[("task_id", &id)]).await;
+    }
+    assert_eq!(app.state.metrics.provider_gets.load(Ordering::Relaxed), gets);
+}
+
+#[tokio::test]
+async fn a_failed_prediction_is_refunded() {
+    let app = spawn_app().await;
+    let c = client();
+    app.sign_up(&c).await;
+    let id = generate(&app, &c, "a storm #fail").await;
+    assert_eq!(app.balance(&c).await, 90);
+    let done = poll_until_done(&app, &c, &id).await;
+    assert_eq!(done["status"], "failed");
+    assert_eq!(done["refunded"], true);
+    assert!(done["error"].as_str().unwrap().starts_with("The model failed"), "{done}");
+    assert!(done["image_url"].is_null());
+    assert_eq!(app.balance(&c).await, 100);
+}
+
+#[tokio::test]
+async fn every_directive_ends_as_the_design_says() {
+    let app = spawn_app_with(&[("DARKROOM_MAX_IMAGE_BYTES", "2000000")]).await;
+    let c = client();
+    app.sign_up(&c).await;
+    let cases = [
+        ("flaky #error", "completed", ""),
+        ("busy #ratelimit", "completed", ""),
+        ("enormous #huge", "failed", "larger than"),
+        ("html #notimage", "failed", "not an image"),
+        ("gone #expire", "failed", "expired"),
+    ];
+    let mut ids = Vec::new();
+    for (prompt, _, _) in cases {
+        ids.push(generate(&app, &c, prompt).await);
+    }
+    for ((prompt, status, message), id) in cases.iter().zip(&ids) {
+        let done = poll_until_done(&app, &c, id).await;
+        assert_eq!(done["status"], *status, "{prompt}: {done}");
+        if *status == "failed" {
+            assert!(done["error"].as_str().unwrap().contains(message), "{prompt}: {done}");
+            assert_eq!(done["refunded"], true);
+        }
+    }
+    assert_eq!(app.balance(&c).await, 100 - 2 * 10);
+    assert_eq!(app.count("SELECT COUNT(*) FROM credit_ledger WHERE kind = 'refund'").await, 3);
+}
+
+#[tokio::test]
+async fn dozens_of_concurrent_polls_finalize_once() {
+    let app = spawn_app_with(&[("DARKROOM_SIM_DURATION_MS", "500")]).await;
+    let c = client();
+    app.sign_up(&c).await;
+    let ok = generate(&app, &c, "a quiet harbour").await;
+    let bad = generate(&app, &c, "a quiet harbour #fail").await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+
+    let polls = (0..40).flat_map(|_| [ok.clone(), bad.clone()]).map(|id| {
+        let (app, c) = (&app, &c);
+        async move { app.call(c, "check_image_status", &[("task_id", &id)]).await }
+    });
+    let answers = futures::future::join_all(polls).await;
+    assert!(answers.iter().all(|(s, _)| *s == 200));
+    let ok_done = poll_until_done(&app, &c, &ok).await;
+    let bad_done = poll_until_done(&app, &c, &bad).await;
+    assert_eq!(ok_done["status"], "completed");
+    assert_eq!(bad_done["status"], "failed");
+
+    let m = &app.state.metrics;
+    assert_eq!(m.object_writes.load(Ordering::Relaxed), 1, "one object write");
+    assert_eq!(m.completions.load(Ordering::Relaxed), 1, "one transition to completed");
+    assert_eq!(m.failures.load(Ordering::Relaxed), 1, "one transition to failed");
+    assert_eq!(app.count("SELECT COUNT(*) FROM credit_ledger WHERE kind = 'refund'").await, 1);
+    assert_eq!(app.balance(&c).await, 90);
+}
+
+#[tokio::test]
+async fn the_provider_is_asked_at_most_once_per_check_interval() {
+    let app = spawn_app_with(&[("DARKROOM_SIM_DURATION_MS", "60000"), ("DARKROOM_PROVIDER_CHECK_MS", "500")]).await;
+    let c = client();
+    app.sign_up(&c).await;
+    let id = generate(&app, &c, "a slow sunrise").await;
+    let start = Instant::now();
+    let pollers = (0..20).map(|_| {
+        let (app, c, id) = (&app, &c, id.clone());
+        async move {
+            while start.elapsed() < Duration::from_millis(2000) {
+                let (status, view) = app.call(c, "check_image_status", &[("task_id", &id)]).await;
+                assert_eq!(status, 200);
+                assert_eq!(view["status"], "processing");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    });
+    futures::future::join_all(pollers).await;
+    let elapsed = start.elapsed().as_millis() as u64;
+    let gets = app.state.metrics.provider_gets.load(Ordering::Relaxed);
+    let polls = app.state.metrics.polls.load(Ordering::Relaxed);
+    assert!(polls >= 40, "{polls} polls");
+    assert!(gets >= 2 && gets <= elapsed / 500 + 2, "{gets} provider calls in {elapsed} ms");
+}
+
+#[tokio::test]
+async fn a_task_past_its_deadline_fails_and_is_refunded() {
+    let app = spawn_app_with(&[("DARKROOM_TASK_DEADLINE_SECS", "1")]).await;
+    let c = client();
+    app.sign_up(&c).await;
+    let id = generate(&app, &c, "forever #slow").await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let done = poll_until_done(&app, &c, &id).await;
+    assert_eq!(done["status"], "failed");
+    assert!(done["error"].as_str().unwrap().starts_with("Timed out"), "{done}");
+    assert_eq!(done["refunded"], true);
+    assert_eq!(app.balance(&c).await, 100);
+}
+
+#[tokio::test]
+async fn the_reconciler_finishes_tasks_nobody_polls() {
+    let app = spawn_app_with(&[("DARKROOM_RECONCILE_INTERVAL_SECS", "1")]).await;
+    let c = client();
+    app.sign_up(&c).await;
+    let ok = generate(&app, &c, "an unwatched garden").await;
+    let bad = generate(&app, &c, "an unwatched garden #fail").await;
+    let start = Instant::now();
+    loop {
+        let finished = app.count("SELECT COUNT(*) FROM tasks WHERE status IN ('completed', 'failed')").await;
+        if finished == 2 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "the reconciler did not finish the tasks");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(app.state.metrics.polls.load(Ordering::Relaxed), 0, "nobody polled");
+    let (_, ok) = app.call(&c, "check_image_status", &[("task_id", &ok)]).await;
+    let (_, bad) = app.call(&c, "check_image_status", &[("task_id", &bad)]).await;
+    assert_eq!(ok["status"], "completed");
+    assert_eq!(bad["status"], "failed");
+    assert_eq!(app.balance(&c).await, 90);
+}
+
+#[tokio::test]
+async fn a_crash_between_storing_and_marking_heals_on_the_next_check() {
+    let app = spawn_app().await;
+    let c = client();
+    app.sign_up(&c).await;
+    // `#expire`: the output URL is already gone, so only the stored object
+    // can complete this task.
+    let id = generate(&app, &c, "a crash #expire").await;
+    let png = b"\x89PNG\r\n\x1a\n-pretend-the-rest-is-here".to_vec();
+    let key = darkroom::server::tasks::object_key(&id);
+    app.state.objects.put(&key, png.clone().into()).await.unwrap();
+    let done = poll_until_done(&app, &c, &id).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(app.state.metrics.object_writes.load(Ordering::Relaxed), 0, "nothing downloaded again");
+    let served = c.get(format!("{}/images/{id}", app.base)).send().await.unwrap().bytes().await.unwrap();
+    assert_eq!(served.as_ref(), png.as_slice());
+}
+
+#[tokio::test]
+async fn a_submission_that_fails_charges_nothing() {
+    let app = spawn_app_with(&[
+        ("DARKROOM_PROVIDER", "replicate"),
+        ("REPLICATE_API_TOKEN", "r8_test"),
+        ("REPLICATE_BASE_URL", "http://127.0.0.1:9/v1"),
+    ])
+    .await;
+    let c = client();
+    app.sign_up(&c).await;
+    let (status, body) = app.call(&c, "generate_image", &[("prompt", "a cat")]).await;
+    assert_eq!(status, 502, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("Nothing was charged"), "{body}");
+    assert_eq!(app.balance(&c).await, 100);
+    assert_eq!(app.count("SELECT COUNT(*) FROM tasks WHERE status = 'failed'").await, 1);
+    let (_, history) = app.call(&c, "list_history", &[]).await;
+    assert_eq!(history["items"][0]["refunded"], true);
+}
+
+#[tokio::test]
+async fn other_peoples_tasks_and_images_are_not_found() {
+    let app = spawn_app().await;
+    let (owner, other) = (client(), client());
+    app.sign_up(&owner).await;
+    app.sign_up(&other).await;
+    let id = generate(&app, &owner, "mine").await;
+    poll_until_done(&app, &owner, &id).await;
+
+    let (status, body) = app.call(&other, "check_image_status", &[("task_id", &id)]).await;
+    assert_eq!((status, body["message"].as_str()), (404, Some("not found")));
+    let (status, views) = app.call(&other, "check_image_statuses", &[("task_ids[0]", &id)]).await;
+    assert_eq!(status, 200);
+    assert_eq!(views, serde_json::json!([]));
+    let image = other.get(format!("{}/images/{id}", app.base)).send().await.unwrap();
+    assert_eq!(image.status(), 404);
+    let signed_out = client().get(format!("{}/images/{id}", app.base)).send().await.unwrap();
+    assert_eq!(signed_out.status(), 404);
+    let (_, history) = app.call(&other, "list_history", &[]).await;
+    assert_eq!(history["items"], serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn bad_input_says_why_and_charges_nothing() {
+    let app = spawn_app_with(&[("DARKROOM_SIGNUP_CREDITS", "10")]).await;
+    let c = client();
+    app.sign_up(&c).await;
+    let long = "x".repeat(2001);
+    for (form, status, message) in [
+        (vec![("prompt", "")], 400, "prompt is empty"),
+        (vec![("prompt", "  \n\t ")], 400, "prompt is empty"),
+        (vec![("prompt", long.as_str())], 400, "prompt is too long (at most 2000 characters)"),
+        (vec![("prompt", "a cat"), ("model", "nobody/nothing")], 400, "unknown model nobody/nothing"),
+    ] {
+        let (got, body) = app.call(&c, "generate_image", &form).await;
+        assert_eq!((got, body["message"].as_str()), (status, Some(message)));
+    }
+    let (got, body) = app.call(&c, "check_image_status", &[("task_id", "../../etc/passwd")]).await;
+    assert_eq!((got, body["message"].as_str()), (400, Some("not a valid task id")));
+    assert_eq!(app.count("SELECT COUNT(*) FROM tasks").await, 0);
+    assert_eq!(app.balance(&c).await, 10);
+
+    generate(&app, &c, "the last one").await;
+    let (got, body) = app.call(&c, "generate_image", &[("prompt", "one too many")]).await;
+    assert_eq!((got, body["message"].as_str()), (402, Some("not enough credits")));
+    assert_eq!(app.count("SELECT COUNT(*) FROM tasks").await, 1);
+    assert_eq!(app.balance(&c).await, 0);
+}
+
+#[tokio::test]
+async fn history_pages_newest_first_with_a_cursor() {
+    let app = spawn_app_with(&[("DARKROOM_SIGNUP_CREDITS", "1000"), ("DARKROOM_SIM_DURATION_MS", "60000")]).await;
+    let c = client();
+    app.sign_up(&c).await;
+    let mut ids = Vec::new();
+    for i in 0..26 {
+        ids.push(generate(&app, &c, &format!("picture {i}")).await);
+    }
+    let (_, first) = app.call(&c, "list_history", &[]).await;
+    let items = first["items"].as_array().unwrap();
+    assert_eq!(items.len(), 24);
+    assert_eq!(items[0]["id"], ids[25].as_str());
+    assert_eq!(items[23]["id"], ids[2].as_str());
+    let cursor = first["next_cursor"].as_str().unwrap();
+    let (_, second) = app.call(&c, "list_history", &[("cursor", cursor)]).await;
+    let rest: Vec<&str> = second["items"].as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap()).collect();
+    assert_eq!(rest, vec![ids[1].as_str(), ids[0].as_str()]);
+    assert!(second["next_cursor"].is_null());
+
+    let (status, views) = app
+        .call(&c, "check_image_statuses", &[("task_ids[0]", ids[3].as_str()), ("task_ids[1]", ids[7].as_str())])
+        .await;
+    assert_eq!(status, 200);
+    let got: Vec<&str> = views.as_array().unwrap().iter().map(|v| v["id"].as_str().unwrap()).collect();
+    assert_eq!(got, vec![ids[3].as_str(), ids[7].as_str()]);
+}
+
+/// Hundreds of tasks with mixed outcomes, several pollers each, some users
+/// running out of credits: afterwards every balance equals its ledger and
+/// every completed task's image is in the store.
+#[tokio::test]
+async fn a_randomized_workload_keeps_every_balance_and_image_exact() {
+    use rand::seq::SliceRandom;
+    let app = spawn_app_with(&[("DARKROOM_SIGNUP_CREDITS", "300"), ("DARKROOM_SIM_DURATION_MS", "100-800")]).await;
+    let directives = ["", "", "", " #fail", " #notimage", " #expire", " #error", " #ratelimit"];
+    let users: Vec<reqwest::Client> = (0..5).map(|_| client()).collect();
+    for u in &users {
+        app.sign_up(u).await;
+    }
+    let work = users.iter().enumerate().map(|(n, u)| {
+        let app = &app;
+        async move {
+            let mut ids = Vec::new();
+            for i in 0..40 {
+                let d = *directives.choose(&mut rand::thread_rng()).unwrap();
+                let (status, body) =
+                    app.call(u, "generate_image", &[("prompt", &format!("user {n} picture {i}{d}"))]).await;
+                match status {
+                    200 => ids.push(body["task_id"].as_str().unwrap().to_owned()),
+                    402 => {}
+                    other => panic!("unexpected {other}: {body}"),
+                }
+            }
+            // two pollers per task, like two open tabs
+            let polls = ids.iter().flat_map(|id| [id.clone(), id.clone()]).map(|id| async move {
+                poll_until_done(app, u, &id).await;
+            });
+            futures::future::join_all(polls).await;
+            ids.len()
+        }
+    });
+    let submitted: usize = futures::future::join_all(work).await.into_iter().sum();
+    assert!(submitted >= 150, "only {submitted} tasks");
+
+    use sqlx::Row;
+    let users = sqlx::query("SELECT id, balance FROM users").fetch_all(&app.state.db).await.unwrap();
+    for row in users {
+        let id: String = row.get("id");
+        let balance: i64 = row.get("balance");
+        let (grants, charges, refunds) = darkroom::server::credits::totals(&app.state.db, &id).await.unwrap();
+        assert_eq!(balance, grants - charges + refunds, "user {id}");
+        assert!(balance >= 0);
+    }
+    assert_eq!(app.count("SELECT COUNT(*) FROM tasks WHERE status NOT IN ('completed', 'failed')").await, 0);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM tasks t WHERE status = 'failed' AND NOT EXISTS (SELECT 1 FROM credit_ledger l WHERE l.entry_key = 'refund:' || t.id)").await,
+        0
+    );
+    assert_eq!(app.count("SELECT COUNT(*) FROM credit_ledger WHERE kind = 'charge'").await, submitted as i64);
+    let completed =
+        sqlx::query("SELECT object_key FROM tasks WHERE status = 'completed'").fetch_all(&app.state.db).await.unwrap();
+    assert!(!completed.is_empty());
+    for row in completed {
+        let key: String = row.get("object_key");
+        app.state.objects.head(&key.as_str().into()).await.unwrap_or_else(|e| panic!("{key}: {e}"));
+    }
+}
