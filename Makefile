@@ -11,7 +11,7 @@ NODE_BIN := $(CURDIR)/end2end/node_modules/.bin
 export PATH := $(NODE_BIN):$(HOME)/.cargo/bin:$(PATH)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help deps rust-deps chromium node-deps build run dev test test-rust test-e2e lint fmt bench clean-data
+.PHONY: help deps rust-deps system-deps node-deps build run dev test test-rust test-e2e lint fmt bench clean-data
 
 help:
 	@echo "make run    install what is missing, build, serve on http://127.0.0.1:3000"
@@ -20,7 +20,7 @@ help:
 	@echo "make lint   cargo fmt --check and clippy for both feature sets"
 	@echo "make bench  benchmarks (results in BENCHMARKS.md)"
 
-deps: rust-deps chromium node-deps
+deps: rust-deps system-deps node-deps
 
 rust-deps:
 	@rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
@@ -29,8 +29,12 @@ rust-deps:
 	@wasm-bindgen --version 2>/dev/null | grep -q "$(WASM_BINDGEN_VERSION)" || \
 		CARGO_RESOLVER_INCOMPATIBLE_RUST_VERSIONS=fallback cargo install wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION)
 
-chromium:
-	@command -v chromium >/dev/null || { $(SUDO) apt-get update && $(SUDO) apt-get install -y chromium; }
+# Debian packages: Chromium for Playwright, psql for the PostgreSQL leg.
+system-deps:
+	@missing=""; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v psql >/dev/null || missing="$$missing postgresql-client"; \
+	if [ -n "$$missing" ]; then $(SUDO) apt-get update && $(SUDO) apt-get install -y $$missing; fi
 
 # npm ci only when package-lock.json changed since the last install.
 node-deps: end2end/node_modules/.package-lock.json
@@ -49,13 +53,21 @@ dev: rust-deps node-deps
 
 test: deps test-rust test-e2e
 
-# Unit and integration tests of the server build, then the unit tests of
-# the browser build (compiled natively).
-test-rust: rust-deps
+# PostgreSQL for the second leg of the integration tests (this machine kind
+# runs one on loopback; each test creates a database of its own there).
+TEST_POSTGRES ?= postgres://postgres@127.0.0.1:5432
+
+# Unit and integration tests of the server build (SQLite, then the app's
+# tests again on PostgreSQL), then the unit tests of the browser build
+# (compiled natively).
+test-rust: rust-deps system-deps
 	cargo test --features ssr
+	@psql "$(TEST_POSTGRES)/postgres" -Atc "SELECT datname FROM pg_database WHERE datname LIKE 'darkroom_test_%'" \
+		| while read -r db; do psql -q "$(TEST_POSTGRES)/postgres" -c "DROP DATABASE IF EXISTS $$db"; done
+	DARKROOM_TEST_POSTGRES=$(TEST_POSTGRES) cargo test --features ssr --test api -- accounts:: tasks::
 	cargo test --lib --features hydrate
 
-test-e2e: build chromium node-deps
+test-e2e: build system-deps node-deps
 	cd end2end && npx playwright test
 
 lint:

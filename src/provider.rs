@@ -97,24 +97,10 @@ impl Provider {
                 .user_agent(concat!("darkroom/", env!("CARGO_PKG_VERSION")))
         };
         let build_failed = |e: reqwest::Error| invalid(format!("HTTP client: {e}"));
-        let api = builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(build_failed)?;
-        let files = builder()
-            .redirect(hosts.redirect_policy())
-            .build()
-            .map_err(build_failed)?;
-        let inner = Inner {
-            base,
-            token: cfg.token,
-            api,
-            files,
-            hosts,
-        };
-        Ok(Self {
-            inner: Arc::new(inner),
-        })
+        let api = builder().redirect(reqwest::redirect::Policy::none()).build().map_err(build_failed)?;
+        let files = builder().redirect(hosts.redirect_policy()).build().map_err(build_failed)?;
+        let inner = Inner { base, token: cfg.token, api, files, hosts };
+        Ok(Self { inner: Arc::new(inner) })
     }
 
     /// Starts a prediction of `model` on `prompt`. `cancel_after` asks the
@@ -132,14 +118,12 @@ impl Provider {
         let target = ModelRef::parse(model).map_err(|detail| ProviderError::Invalid { detail })?;
         let input = serde_json::json!({ "prompt": prompt });
         let (url, body) = match target {
-            ModelRef::Model { owner, name } => (
-                self.api_url(&["models", owner, name, "predictions"]),
-                serde_json::json!({ "input": input }),
-            ),
-            ModelRef::Version { version } => (
-                self.api_url(&["predictions"]),
-                serde_json::json!({ "version": version, "input": input }),
-            ),
+            ModelRef::Model { owner, name } => {
+                (self.api_url(&["models", owner, name, "predictions"]), serde_json::json!({ "input": input }))
+            }
+            ModelRef::Version { version } => {
+                (self.api_url(&["predictions"]), serde_json::json!({ "version": version, "input": input }))
+            }
         };
         let mut request = self.inner.api.post(url).json(&body);
         if let Some(after) = cancel_after {
@@ -170,12 +154,8 @@ impl Provider {
     /// The caller streams the body (`bytes_stream()`) under its own size cap.
     #[tracing::instrument(skip(self), err(level = "warn"))]
     pub async fn open_output(&self, url: &str) -> Result<Response, ProviderError> {
-        let parsed = Url::parse(url)
-            .map_err(|e| ProviderError::Disallowed(format!("{url:?} is not a URL: {e}")))?;
-        self.inner
-            .hosts
-            .check(&parsed)
-            .map_err(ProviderError::Disallowed)?;
+        let parsed = Url::parse(url).map_err(|e| ProviderError::Disallowed(format!("{url:?} is not a URL: {e}")))?;
+        self.inner.hosts.check(&parsed).map_err(ProviderError::Disallowed)?;
         let response = self
             .inner
             .files
@@ -189,9 +169,7 @@ impl Provider {
         }
         let status = response.status();
         let headers = response.headers().clone();
-        let body = read_capped(response, MAX_ERROR_BODY)
-            .await
-            .unwrap_or_default();
+        let body = read_capped(response, MAX_ERROR_BODY).await.unwrap_or_default();
         Err(ProviderError::from_status(status, &headers, &body))
     }
 
@@ -226,15 +204,9 @@ impl Provider {
 /// Reads a body up to `cap` bytes; more is a malformed answer.
 async fn read_capped(mut response: Response, cap: usize) -> Result<Vec<u8>, ProviderError> {
     let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(ProviderError::from_reqwest)?
-    {
+    while let Some(chunk) = response.chunk().await.map_err(ProviderError::from_reqwest)? {
         if body.len() + chunk.len() > cap {
-            return Err(ProviderError::Malformed(format!(
-                "response body larger than {cap} bytes"
-            )));
+            return Err(ProviderError::Malformed(format!("response body larger than {cap} bytes")));
         }
         body.extend_from_slice(&chunk);
     }

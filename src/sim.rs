@@ -89,35 +89,20 @@ impl Sim {
 /// bearer auth) and `GET /files/{id}/out-0.png` (the output, until it expires).
 pub fn router(cfg: SimConfig) -> Router {
     let base = cfg.public_base.as_str().trim_end_matches('/').to_owned();
-    let sim = Arc::new(Sim {
-        cfg,
-        base,
-        soft: soft::SoftState::default(),
-    });
+    let sim = Arc::new(Sim { cfg, base, soft: soft::SoftState::default() });
     let v1 = Router::new()
-        .route(
-            "/models/{owner}/{name}/predictions",
-            post(api::create_for_model),
-        )
+        .route("/models/{owner}/{name}/predictions", post(api::create_for_model))
         .route("/predictions", post(api::create_for_version))
         .route("/predictions/{id}", get(api::get))
         .route("/predictions/{id}/cancel", post(api::cancel))
-        .route_layer(middleware::from_fn_with_state(
-            Arc::clone(&sim),
-            api::require_token,
-        ));
-    Router::new()
-        .nest("/v1", v1)
-        .route("/files/{id}/{file}", get(files::serve))
-        .with_state(sim)
+        .route_layer(middleware::from_fn_with_state(Arc::clone(&sim), api::require_token));
+    Router::new().nest("/v1", v1).route("/files/{id}/{file}", get(files::serve)).with_state(sim)
 }
 
 /// Parses `DARKROOM_SIM_DURATION_MS`: `"8000-20000"` (inclusive) or `"1500"`.
 pub fn parse_duration_range(s: &str) -> Result<(u64, u64), String> {
     let number = |part: &str| {
-        part.trim()
-            .parse::<u64>()
-            .map_err(|_| format!("{s:?} is not a duration in ms (\"1500\" or \"8000-20000\")"))
+        part.trim().parse::<u64>().map_err(|_| format!("{s:?} is not a duration in ms (\"1500\" or \"8000-20000\")"))
     };
     let (low, high) = match s.split_once('-') {
         Some((low, high)) => (number(low)?, number(high)?),
@@ -127,15 +112,10 @@ pub fn parse_duration_range(s: &str) -> Result<(u64, u64), String> {
         }
     };
     if low > high {
-        return Err(format!(
-            "{s:?}: the range's lower bound is above its upper bound"
-        ));
+        return Err(format!("{s:?}: the range's lower bound is above its upper bound"));
     }
     if high > u64::from(u32::MAX) {
-        return Err(format!(
-            "{s:?}: durations above {} ms are not supported",
-            u32::MAX
-        ));
+        return Err(format!("{s:?}: durations above {} ms are not supported", u32::MAX));
     }
     Ok((low, high))
 }
@@ -150,20 +130,9 @@ mod tests {
         assert_eq!(parse_duration_range(" 300 - 500 "), Ok((300, 500)));
         assert_eq!(parse_duration_range("1500"), Ok((1500, 1500)));
         assert_eq!(parse_duration_range("0"), Ok((0, 0)));
-        for bad in [
-            "",
-            "fast",
-            "20000-8000",
-            "-5",
-            "1-2-3",
-            "1.5",
-            "99999999999",
-        ] {
+        for bad in ["", "fast", "20000-8000", "-5", "1-2-3", "1.5", "99999999999"] {
             let err = parse_duration_range(bad).err();
-            assert!(
-                err.is_some_and(|e| e.contains(bad)),
-                "{bad:?} should be rejected"
-            );
+            assert!(err.is_some_and(|e| e.contains(bad)), "{bad:?} should be rejected");
         }
     }
 }

@@ -72,11 +72,7 @@ impl ProviderError {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            Self::RateLimited { .. }
-                | Self::Server { .. }
-                | Self::Timeout
-                | Self::Transport(_)
-                | Self::Malformed(_)
+            Self::RateLimited { .. } | Self::Server { .. } | Self::Timeout | Self::Transport(_) | Self::Malformed(_)
         )
     }
 
@@ -102,11 +98,7 @@ impl ProviderError {
                 Self::Unauthorized { status: code }
             }
             404 | 410 => Self::NotFound,
-            429 => Self::RateLimited {
-                retry_after: parsed
-                    .retry_after_hint()
-                    .or_else(|| retry_after_header(headers)),
-            },
+            429 => Self::RateLimited { retry_after: parsed.retry_after_hint().or_else(|| retry_after_header(headers)) },
             400..=499 => Self::Invalid {
                 detail: parsed
                     .detail_text()
@@ -151,11 +143,7 @@ impl ErrorBody {
             Some(serde_json::Value::Null) | None => String::new(),
             Some(other) => other.to_string(),
         };
-        let text = if detail.is_empty() {
-            self.title.as_deref().unwrap_or("").trim().to_owned()
-        } else {
-            detail
-        };
+        let text = if detail.is_empty() { self.title.as_deref().unwrap_or("").trim().to_owned() } else { detail };
         (!text.is_empty()).then_some(text)
     }
 
@@ -180,9 +168,7 @@ fn seconds_to_hint(secs: f64) -> Option<Duration> {
     (hint <= MAX_RETRY_AFTER).then_some(hint)
 }
 
-fn find_source<'a, T: std::error::Error + 'static>(
-    err: &'a (dyn std::error::Error + 'static),
-) -> Option<&'a T> {
+fn find_source<'a, T: std::error::Error + 'static>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a T> {
     let mut current = Some(err);
     while let Some(e) = current {
         if let Some(found) = e.downcast_ref::<T>() {
@@ -233,30 +219,18 @@ mod tests {
         let header_only = map(429, &headers, "throttled");
         assert_eq!(header_only.retry_after(), Some(Duration::from_secs(7)));
         let neither = map(429, &HeaderMap::new(), "{}");
-        assert!(matches!(
-            neither,
-            ProviderError::RateLimited { retry_after: None }
-        ));
+        assert!(matches!(neither, ProviderError::RateLimited { retry_after: None }));
         assert!(neither.is_transient());
     }
 
     #[test]
     fn statuses_map_to_their_variants() {
         let none = HeaderMap::new();
-        assert!(matches!(
-            map(401, &none, ""),
-            ProviderError::Unauthorized { status: 401 }
-        ));
-        assert!(matches!(
-            map(403, &none, ""),
-            ProviderError::Unauthorized { status: 403 }
-        ));
+        assert!(matches!(map(401, &none, ""), ProviderError::Unauthorized { status: 401 }));
+        assert!(matches!(map(403, &none, ""), ProviderError::Unauthorized { status: 403 }));
         assert!(matches!(map(404, &none, ""), ProviderError::NotFound));
         assert!(matches!(map(410, &none, ""), ProviderError::NotFound));
-        assert!(matches!(
-            map(502, &none, ""),
-            ProviderError::Server { status: 502 }
-        ));
+        assert!(matches!(map(502, &none, ""), ProviderError::Server { status: 502 }));
         assert!(matches!(map(409, &none, ""), ProviderError::Invalid { .. }));
         assert!(!map(422, &none, "").is_transient());
         assert!(!map(404, &none, "").is_transient());

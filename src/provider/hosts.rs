@@ -82,11 +82,8 @@ impl Rule {
         let bad = || format!("invalid output host entry {entry:?}");
         let entry = entry.to_ascii_lowercase();
         // Accept a pasted origin ("https://host:port/") as well as a bare host.
-        let with_scheme = if entry.contains("://") {
-            entry.clone()
-        } else {
-            format!("http://{}", entry.trim_start_matches('.'))
-        };
+        let with_scheme =
+            if entry.contains("://") { entry.clone() } else { format!("http://{}", entry.trim_start_matches('.')) };
         let url = Url::parse(&with_scheme).map_err(|_| bad())?;
         let host = url.host_str().ok_or_else(bad)?;
         let host = host.trim_end_matches('.').to_owned();
@@ -94,19 +91,12 @@ impl Rule {
             return Err(bad());
         }
         let is_ip = host.trim_matches(['[', ']']).parse::<IpAddr>().is_ok();
-        Ok(Self {
-            port: url.port(),
-            subdomains: !is_ip,
-            host,
-        })
+        Ok(Self { port: url.port(), subdomains: !is_ip, host })
     }
 
     fn allows(&self, host: &str, port: Option<u16>) -> bool {
         let host_ok = host == self.host
-            || (self.subdomains
-                && host
-                    .strip_suffix(self.host.as_str())
-                    .is_some_and(|prefix| prefix.ends_with('.')));
+            || (self.subdomains && host.strip_suffix(self.host.as_str()).is_some_and(|prefix| prefix.ends_with('.')));
         host_ok && self.port.is_none_or(|p| Some(p) == port)
     }
 }
@@ -127,18 +117,12 @@ mod tests {
 
     #[test]
     fn a_domain_allows_itself_and_its_subdomains_only() {
-        for hosts in [
-            list(&["replicate.delivery"]),
-            list(&[".replicate.delivery"]),
-        ] {
+        for hosts in [list(&["replicate.delivery"]), list(&[".replicate.delivery"])] {
             assert!(allowed(&hosts, "https://replicate.delivery/a.png"));
             assert!(allowed(&hosts, "https://pbxt.replicate.delivery/a.png"));
             assert!(allowed(&hosts, "https://PBXT.Replicate.Delivery./a.png"));
             assert!(!allowed(&hosts, "https://evilreplicate.delivery/a.png"));
-            assert!(!allowed(
-                &hosts,
-                "https://replicate.delivery.evil.com/a.png"
-            ));
+            assert!(!allowed(&hosts, "https://replicate.delivery.evil.com/a.png"));
             assert!(!allowed(&hosts, "ftp://replicate.delivery/a.png"));
             assert!(!allowed(&hosts, "file:///etc/passwd"));
         }

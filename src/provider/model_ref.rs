@@ -31,9 +31,7 @@ impl<'a> ModelRef<'a> {
             };
         }
         match reference.split_once('/') {
-            Some((owner, name)) if is_name(owner) && is_name(name) => {
-                Ok(Self::Model { owner, name })
-            }
+            Some((owner, name)) if is_name(owner) && is_name(name) => Ok(Self::Model { owner, name }),
             None if is_name(reference) => Ok(Self::Version { version: reference }),
             _ => Err(bad()),
         }
@@ -44,8 +42,7 @@ impl<'a> ModelRef<'a> {
 pub(crate) fn is_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 128
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
         && s != "."
         && s != ".."
 }
@@ -64,26 +61,14 @@ mod tests {
     fn references_choose_the_endpoint() {
         assert_eq!(
             ModelRef::parse("black-forest-labs/flux-schnell"),
-            Ok(ModelRef::Model {
-                owner: "black-forest-labs",
-                name: "flux-schnell"
-            })
+            Ok(ModelRef::Model { owner: "black-forest-labs", name: "flux-schnell" })
         );
         assert_eq!(
             ModelRef::parse("stability-ai/sdxl:39ed52f2a78e"),
-            Ok(ModelRef::Version {
-                version: "39ed52f2a78e"
-            })
+            Ok(ModelRef::Version { version: "39ed52f2a78e" })
         );
-        assert_eq!(
-            ModelRef::parse("39ed52f2a78e934b"),
-            Ok(ModelRef::Version {
-                version: "39ed52f2a78e934b"
-            })
-        );
-        for bad in [
-            "", "a/", "/b", "a/b/c", "a/b:", "a:b", "a b/c", "../x", "a/b:c:d",
-        ] {
+        assert_eq!(ModelRef::parse("39ed52f2a78e934b"), Ok(ModelRef::Version { version: "39ed52f2a78e934b" }));
+        for bad in ["", "a/", "/b", "a/b/c", "a/b:", "a:b", "a b/c", "../x", "a/b:c:d"] {
             assert!(ModelRef::parse(bad).is_err(), "{bad:?} should be rejected");
         }
     }

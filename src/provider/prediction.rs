@@ -81,8 +81,8 @@ impl Prediction {
     /// Reads a prediction from an API response body. The `id` and a known
     /// `status` are required; everything else is read leniently.
     pub fn from_json(body: &[u8]) -> Result<Self, ProviderError> {
-        let wire: Wire = serde_json::from_slice(body)
-            .map_err(|e| ProviderError::Malformed(format!("prediction JSON: {e}")))?;
+        let wire: Wire =
+            serde_json::from_slice(body).map_err(|e| ProviderError::Malformed(format!("prediction JSON: {e}")))?;
         if wire.id.trim().is_empty() {
             return Err(ProviderError::Malformed("prediction without an id".into()));
         }
@@ -140,11 +140,7 @@ fn text(value: &Value) -> Option<String> {
 fn output_urls(output: &Value) -> Vec<String> {
     match output {
         Value::String(url) => vec![url.clone()],
-        Value::Array(items) => items
-            .iter()
-            .filter_map(Value::as_str)
-            .map(str::to_owned)
-            .collect(),
+        Value::Array(items) => items.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
         _ => Vec::new(),
     }
 }
@@ -178,21 +174,15 @@ pub fn progress_from_logs(logs: &str) -> Option<u8> {
         }
         // "45.5%": the digits before the '%' are the fraction; use the part
         // before the dot.
-        let (int_start, int_end) = if digits_start >= 2
-            && bytes[digits_start - 1] == b'.'
-            && bytes[digits_start - 2].is_ascii_digit()
-        {
-            (start_of_digits(bytes, digits_start - 1), digits_start - 1)
-        } else {
-            (digits_start, pct)
-        };
+        let (int_start, int_end) =
+            if digits_start >= 2 && bytes[digits_start - 1] == b'.' && bytes[digits_start - 2].is_ascii_digit() {
+                (start_of_digits(bytes, digits_start - 1), digits_start - 1)
+            } else {
+                (digits_start, pct)
+            };
         let digits = &logs[int_start..int_end];
         let value = digits.trim_start_matches('0');
-        let percent = if value.len() > 3 {
-            100
-        } else {
-            value.parse::<u16>().unwrap_or(0)
-        };
+        let percent = if value.len() > 3 { 100 } else { value.parse::<u16>().unwrap_or(0) };
         return Some(percent.min(100) as u8);
     }
     None
@@ -233,9 +223,7 @@ mod tests {
     fn outputs_become_a_list_whatever_their_shape() {
         let one = parse(r#"{"id":"a","status":"succeeded","output":"https://x/1.png"}"#);
         assert_eq!(one.output, vec!["https://x/1.png"]);
-        let many = parse(
-            r#"{"id":"a","status":"succeeded","output":["https://x/1.png",7,"https://x/2.png"]}"#,
-        );
+        let many = parse(r#"{"id":"a","status":"succeeded","output":["https://x/1.png",7,"https://x/2.png"]}"#);
         assert_eq!(many.output, vec!["https://x/1.png", "https://x/2.png"]);
         let none = parse(r#"{"id":"a","status":"starting","output":null}"#);
         assert!(none.output.is_empty());
@@ -270,16 +258,8 @@ mod tests {
             assert_eq!(p.status.is_terminal(), terminal);
             assert_eq!(p.status.is_success(), name == "succeeded");
         }
-        for bad in [
-            r#"{"id":"a","status":"exploded"}"#,
-            r#"{"status":"starting"}"#,
-            "[]",
-            "<html>",
-        ] {
-            assert!(matches!(
-                Prediction::from_json(bad.as_bytes()),
-                Err(ProviderError::Malformed(_))
-            ));
+        for bad in [r#"{"id":"a","status":"exploded"}"#, r#"{"status":"starting"}"#, "[]", "<html>"] {
+            assert!(matches!(Prediction::from_json(bad.as_bytes()), Err(ProviderError::Malformed(_))));
         }
     }
 

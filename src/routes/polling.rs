@@ -36,10 +36,10 @@ where
     Effect::new(move |_| {
         let tick = tick.clone();
         let listener = window_event_listener_untyped("visibilitychange", move |_| {
-            if document().visibility_state() == web_sys::VisibilityState::Visible {
-                if let Some(k) = key.get_untracked() {
-                    tick(k);
-                }
+            if document().visibility_state() == web_sys::VisibilityState::Visible
+                && let Some(k) = key.get_untracked()
+            {
+                tick(k);
             }
         });
         on_cleanup(move || listener.remove());

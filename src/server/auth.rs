@@ -243,7 +243,7 @@ impl Sessions {
     pub fn spawn_cleanup(&self, period: Duration) {
         let store = self.clone();
         tokio::spawn(async move {
-            let _ = store.continuously_delete_expired(tokio::time::Duration::from(period)).await;
+            let _ = store.continuously_delete_expired(period).await;
         });
     }
 }

@@ -57,10 +57,10 @@ async fn migrate(pool: &Db, backend: Backend) -> anyhow::Result<()> {
 fn sqlite_url(url: &str) -> anyhow::Result<String> {
     let opts = sqlx::sqlite::SqliteConnectOptions::from_str(url)
         .map_err(|e| anyhow::anyhow!("DATABASE_URL is not a SQLite URL: {e}"))?;
-    if let Some(dir) = opts.get_filename().parent() {
-        if !dir.as_os_str().is_empty() {
-            std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
-        }
+    if let Some(dir) = opts.get_filename().parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
     }
     Ok(if url.contains("mode=") {
         url.to_owned()

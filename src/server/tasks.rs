@@ -252,10 +252,10 @@ pub async fn advance(state: &AppState, task: TaskRow) -> Result<TaskRow> {
     }
     if now >= task.deadline_at {
         let minutes = state.config.task_deadline.as_secs().div_ceil(60);
-        if fail_and_refund(state, &task.id, &format!("Timed out after {minutes} min.")).await? {
-            if let Some(pid) = &task.prediction_id {
-                let _ = state.provider.cancel(pid).await;
-            }
+        if fail_and_refund(state, &task.id, &format!("Timed out after {minutes} min.")).await?
+            && let Some(pid) = &task.prediction_id
+        {
+            let _ = state.provider.cancel(pid).await;
         }
         return reload(state, task).await;
     }

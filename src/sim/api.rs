@@ -31,24 +31,16 @@ const FAILING_GETS: u32 = 3;
 const UNKNOWN_MODEL: &str = "sim/by-version";
 
 /// Accepts `Authorization: Bearer <token>` (or Replicate's older `Token`).
-pub(super) async fn require_token(
-    State(sim): State<Arc<Sim>>,
-    request: Request,
-    next: Next,
-) -> Response {
+pub(super) async fn require_token(State(sim): State<Arc<Sim>>, request: Request, next: Next) -> Response {
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.trim().split_once(' '))
-        .filter(|(scheme, _)| {
-            scheme.eq_ignore_ascii_case("bearer") || scheme.eq_ignore_ascii_case("token")
-        })
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer") || scheme.eq_ignore_ascii_case("token"))
         .map(|(_, token)| token.trim());
     match presented {
-        Some(token) if !token.is_empty() && same_secret(token, &sim.cfg.api_token) => {
-            next.run(request).await
-        }
+        Some(token) if !token.is_empty() && same_secret(token, &sim.cfg.api_token) => next.run(request).await,
         _ => problem(
             StatusCode::UNAUTHORIZED,
             json!({"detail": "Invalid token.", "status": 401, "title": "Unauthenticated"}),
@@ -69,13 +61,7 @@ pub(super) async fn create_for_model(
         return Err(invalid("model", "invalid_format", &description));
     }
     let json = parse_json(&body)?;
-    create(
-        &sim,
-        format!("{owner}/{name}"),
-        String::new(),
-        &headers,
-        &json,
-    )
+    create(&sim, format!("{owner}/{name}"), String::new(), &headers, &json)
 }
 
 /// `POST /v1/predictions` with `version`: `owner/name:version`,
@@ -86,11 +72,7 @@ pub(super) async fn create_for_version(
     body: Bytes,
 ) -> Result<Response, Problem> {
     let json = parse_json(&body)?;
-    let Some(version) = json
-        .get("version")
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-    else {
+    let Some(version) = json.get("version").and_then(Value::as_str).map(str::to_owned) else {
         return Err(invalid("version", "required", "version is required"));
     };
     let (model, version) = match version.split_once(':') {
@@ -98,26 +80,14 @@ pub(super) async fn create_for_version(
         None if version.contains('/') => (version.clone(), String::new()),
         None => (UNKNOWN_MODEL.to_owned(), version.clone()),
     };
-    let model_ok = model
-        .split_once('/')
-        .is_some_and(|(o, n)| is_name(o) && is_name(n));
+    let model_ok = model.split_once('/').is_some_and(|(o, n)| is_name(o) && is_name(n));
     if !model_ok || !(version.is_empty() || is_name(&version)) {
-        return Err(invalid(
-            "version",
-            "invalid_format",
-            "version is not a valid model version",
-        ));
+        return Err(invalid("version", "invalid_format", "version is not a valid model version"));
     }
     create(&sim, model, version, &headers, &json)
 }
 
-fn create(
-    sim: &Sim,
-    model: String,
-    version: String,
-    headers: &HeaderMap,
-    json: &Value,
-) -> Result<Response, Problem> {
+fn create(sim: &Sim, model: String, version: String, headers: &HeaderMap, json: &Value) -> Result<Response, Problem> {
     let prompt = prompt_of(json)?;
     let cancel_after_ms = match headers.get("cancel-after") {
         None => 0,
@@ -129,7 +99,10 @@ fn create(
             }
         },
     };
-    let duration_ms = if Directives::parse(&prompt).slow {
+    let directives = Directives::parse(&prompt);
+    let duration_ms = if let Some(ms) = directives.duration_ms {
+        ms
+    } else if directives.slow {
         SLOW_DURATION_MS
     } else {
         let (low, high) = sim.cfg.duration_ms;
@@ -158,9 +131,7 @@ pub(super) async fn get(State(sim): State<Arc<Sim>>, Path(id): Path<String>) -> 
         return not_found();
     };
     let directives = Directives::parse(&ticket.prompt);
-    if (directives.error || directives.ratelimit)
-        && sim.soft.count_get(tag, ticket.created_ms) <= FAILING_GETS
-    {
+    if (directives.error || directives.ratelimit) && sim.soft.count_get(tag, ticket.created_ms) <= FAILING_GETS {
         return if directives.error {
             problem(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -208,11 +179,9 @@ fn prompt_of(json: &Value) -> Result<String, Problem> {
     };
     match input.get("prompt") {
         None | Some(Value::Null) => Err(invalid("input", "required", "prompt is required")),
-        Some(Value::String(p)) if p.trim().is_empty() => Err(invalid(
-            "input.prompt",
-            "string_too_short",
-            "String length must be greater than or equal to 1",
-        )),
+        Some(Value::String(p)) if p.trim().is_empty() => {
+            Err(invalid("input.prompt", "string_too_short", "String length must be greater than or equal to 1"))
+        }
         Some(Value::String(p)) if p.len() > MAX_PROMPT_BYTES => Err(invalid(
             "input.prompt",
             "string_too_long",
@@ -222,10 +191,7 @@ fn prompt_of(json: &Value) -> Result<String, Problem> {
         Some(other) => Err(invalid(
             "input.prompt",
             "invalid_type",
-            &format!(
-                "Invalid type. Expected: string, given: {}",
-                type_name(other)
-            ),
+            &format!("Invalid type. Expected: string, given: {}", type_name(other)),
         )),
     }
 }
@@ -244,9 +210,7 @@ fn parse_go_duration_ms(text: &str) -> Option<u64> {
         let number_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
         let number: f64 = rest[..number_len].parse().ok()?;
         rest = &rest[number_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
+        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
         let scale = match &rest[..unit_len] {
             "ms" => 1.0,
             "s" => 1_000.0,
@@ -266,8 +230,7 @@ fn is_name(s: &str) -> bool {
         && s.len() <= 128
         && s != "."
         && s != ".."
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 fn type_name(value: &Value) -> &'static str {
@@ -302,18 +265,12 @@ fn throttled() -> Response {
         "retry_after": 1,
     });
     let mut response = problem(StatusCode::TOO_MANY_REQUESTS, body).into_response();
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
     response
 }
 
 fn not_found() -> Response {
-    problem(
-        StatusCode::NOT_FOUND,
-        json!({"detail": "Not found.", "status": 404}),
-    )
-    .into_response()
+    problem(StatusCode::NOT_FOUND, json!({"detail": "Not found.", "status": 404})).into_response()
 }
 
 fn problem(status: StatusCode, body: Value) -> Problem {

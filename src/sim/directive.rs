@@ -18,6 +18,10 @@ pub(super) struct Directives {
     pub expire: bool,
     /// `#slow`: the prediction takes 60 s.
     pub slow: bool,
+    /// `#ms=N` (an extension of the contract's list): the prediction takes
+    /// N milliseconds, whatever the configured range, so a test can order
+    /// finishes.
+    pub duration_ms: Option<u64>,
 }
 
 impl Directives {
@@ -27,11 +31,16 @@ impl Directives {
         let mut previous = ' ';
         for (at, c) in prompt.char_indices() {
             if c == '#' && !previous.is_alphanumeric() {
-                let word: String = prompt[at + 1..]
-                    .chars()
-                    .take_while(|c| c.is_alphanumeric())
-                    .collect();
-                found.set(&word.to_lowercase());
+                let word: String = prompt[at + 1..].chars().take_while(|c| c.is_alphanumeric()).collect();
+                let word = word.to_lowercase();
+                if word == "ms" {
+                    let rest = &prompt[at + 3..];
+                    if let Some(digits) = rest.strip_prefix('=') {
+                        let digits: String = digits.chars().take_while(char::is_ascii_digit).collect();
+                        found.duration_ms = digits.parse().ok().filter(|ms| *ms <= 600_000);
+                    }
+                }
+                found.set(&word);
             }
             previous = c;
         }
@@ -59,35 +68,25 @@ mod tests {
     #[test]
     fn directives_are_case_insensitive_whole_tokens() {
         let d = Directives::parse("A cat #FAIL, then #Slow.\n#huge");
-        assert_eq!(
-            d,
-            Directives {
-                fail: true,
-                slow: true,
-                huge: true,
-                ..Directives::default()
-            }
-        );
+        assert_eq!(d, Directives { fail: true, slow: true, huge: true, ..Directives::default() });
         let all = Directives::parse("#fail #error #ratelimit #huge #notimage #expire #slow");
         assert!(all.fail && all.error && all.ratelimit && all.huge);
         assert!(all.notimage && all.expire && all.slow);
     }
 
     #[test]
+    fn a_duration_can_be_asked_for() {
+        assert_eq!(Directives::parse("quick #ms=1500").duration_ms, Some(1500));
+        assert_eq!(Directives::parse("#MS=20 #slow").duration_ms, Some(20));
+        assert_eq!(Directives::parse("#ms=").duration_ms, None);
+        assert_eq!(Directives::parse("#ms=9999999").duration_ms, None);
+        assert_eq!(Directives::parse("a#ms=5").duration_ms, None);
+    }
+
+    #[test]
     fn lookalikes_are_not_directives() {
-        for prompt in [
-            "a #failure",
-            "abc#fail",
-            "fail",
-            "# fail",
-            "#ratelimits",
-            "a cat",
-        ] {
-            assert_eq!(
-                Directives::parse(prompt),
-                Directives::default(),
-                "{prompt:?}"
-            );
+        for prompt in ["a #failure", "abc#fail", "fail", "# fail", "#ratelimits", "a cat"] {
+            assert_eq!(Directives::parse(prompt), Directives::default(), "{prompt:?}");
         }
     }
 }

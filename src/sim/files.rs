@@ -30,12 +30,8 @@ static ZEROS: [u8; HUGE_CHUNK] = [0; HUGE_CHUNK];
 
 /// `GET /files/{id}/out-0.png`: no auth needed (the id is unguessable), as
 /// with Replicate's delivery URLs.
-pub(super) async fn serve(
-    State(sim): State<Arc<Sim>>,
-    Path((id, file)): Path<(String, String)>,
-) -> Response {
-    let Some((ticket, tag)) = Ticket::open(&id, &sim.cfg.secret).filter(|_| file == OUTPUT_NAME)
-    else {
+pub(super) async fn serve(State(sim): State<Arc<Sim>>, Path((id, file)): Path<(String, String)>) -> Response {
+    let Some((ticket, tag)) = Ticket::open(&id, &sim.cfg.secret).filter(|_| file == OUTPUT_NAME) else {
         return (StatusCode::NOT_FOUND, "Not found").into_response();
     };
     let now = now_ms();
@@ -58,13 +54,7 @@ pub(super) async fn serve(
 
 async fn image(prompt: String) -> Response {
     match tokio::task::spawn_blocking(move || render::render_png(&prompt)).await {
-        Ok(Ok(png)) => (
-            [
-                (header::CONTENT_TYPE, "image/png"),
-                (header::CACHE_CONTROL, "private, max-age=3600"),
-            ],
-            png,
-        )
+        Ok(Ok(png)) => ([(header::CONTENT_TYPE, "image/png"), (header::CACHE_CONTROL, "private, max-age=3600")], png)
             .into_response(),
         Ok(Err(e)) => {
             tracing::error!(error = %e, "simulator could not encode its image");
@@ -82,14 +72,8 @@ async fn image(prompt: String) -> Response {
 fn huge(limit: u64) -> Response {
     let chunks = limit / HUGE_CHUNK as u64 + 1;
     let filler = (0..chunks).map(|_| Bytes::from_static(&ZEROS));
-    let body = std::iter::once(Bytes::from_static(PNG_SIGNATURE))
-        .chain(filler)
-        .map(Ok::<_, Infallible>);
-    (
-        [(header::CONTENT_TYPE, "image/png")],
-        Body::from_stream(stream::iter(body)),
-    )
-        .into_response()
+    let body = std::iter::once(Bytes::from_static(PNG_SIGNATURE)).chain(filler).map(Ok::<_, Infallible>);
+    ([(header::CONTENT_TYPE, "image/png")], Body::from_stream(stream::iter(body))).into_response()
 }
 
 /// What a misconfigured CDN answers instead of the file: a login page.

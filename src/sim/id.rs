@@ -85,8 +85,8 @@ impl Ticket {
 
 fn mac(secret: &[u8], payload: &[u8]) -> HmacSha256 {
     // HMAC accepts keys of any length, so this cannot fail.
-    let mut mac = <HmacSha256 as Mac>::new_from_slice(secret)
-        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    let mut mac =
+        <HmacSha256 as Mac>::new_from_slice(secret).unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
     mac.update(payload);
     mac
 }
@@ -139,10 +139,7 @@ mod tests {
     #[test]
     fn an_id_round_trips_and_is_url_safe() {
         let id = ticket().seal(b"secret");
-        assert!(
-            id.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        );
+        assert!(id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
         let (opened, tag) = Ticket::open(&id, b"secret").unwrap_or_else(|| panic!("opens"));
         assert_eq!(opened, ticket());
         assert_eq!(Ticket::open(&id, b"secret").map(|(_, t)| t), Some(tag));
@@ -158,10 +155,7 @@ mod tests {
             chars[at] = if chars[at] == 'A' { 'B' } else { 'A' };
             let tampered: String = chars.into_iter().collect();
             if tampered != id {
-                assert!(
-                    Ticket::open(&tampered, b"secret").is_none(),
-                    "flipped at {at}"
-                );
+                assert!(Ticket::open(&tampered, b"secret").is_none(), "flipped at {at}");
             }
         }
         for junk in ["", "abc", "!!!!", &id[..id.len() - 1]] {
@@ -172,10 +166,7 @@ mod tests {
     #[test]
     fn identical_requests_get_different_ids_through_the_nonce() {
         let a = ticket();
-        let b = Ticket {
-            nonce: [9, 9, 9, 9],
-            ..ticket()
-        };
+        let b = Ticket { nonce: [9, 9, 9, 9], ..ticket() };
         assert_ne!(a.seal(b"k"), b.seal(b"k"));
     }
 }

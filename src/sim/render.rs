@@ -27,10 +27,7 @@ pub(super) fn seed_of(prompt: &str) -> u32 {
 
 /// Lower-case hex SHA-256, for made-up but stable version ids.
 pub(super) fn hex_digest(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Renders the prompt's landscape and encodes it as an RGB PNG. CPU-bound
@@ -88,22 +85,12 @@ impl Scene {
         let mut rng = Rng::new(u64::from_be_bytes(seed));
         let palette = &PALETTES[rng.below(PALETTES.len())];
         let horizon = S * rng.range(0.52, 0.66);
-        let radius = if palette.night {
-            rng.range(16.0, 28.0)
-        } else {
-            rng.range(24.0, 44.0)
-        };
-        let sun = (
-            S * rng.range(0.18, 0.82),
-            horizon * rng.range(0.3, 0.85),
-            radius,
-        );
+        let radius = if palette.night { rng.range(16.0, 28.0) } else { rng.range(24.0, 44.0) };
+        let sun = (S * rng.range(0.18, 0.82), horizon * rng.range(0.3, 0.85), radius);
         let cloudiness = rng.range(0.0, 1.0);
         let seeds = [rng.seed32(), rng.seed32(), rng.seed32(), rng.seed32()];
         let count = 4 + rng.below(MAX_LAYERS - 3);
-        let layers = (0..count)
-            .map(|i| layer(&mut rng, palette, horizon, i as f32 / (count - 1) as f32))
-            .collect();
+        let layers = (0..count).map(|i| layer(&mut rng, palette, horizon, i as f32 / (count - 1) as f32)).collect();
         let columns = (0..SIZE)
             .map(|x| {
                 let fx = x as f32 + 0.5;
@@ -114,15 +101,7 @@ impl Scene {
                 }
             })
             .collect();
-        Self {
-            palette,
-            horizon,
-            sun,
-            cloudiness,
-            seeds,
-            layers,
-            columns,
-        }
+        Self { palette, horizon, sun, cloudiness, seeds, layers, columns }
     }
 
     fn paint(&self) -> Vec<u8> {
@@ -146,9 +125,7 @@ impl Scene {
         for (cov, layer) in coverage.iter_mut().zip(&self.layers) {
             *cov = layer.coverage(x, fy);
         }
-        let front = coverage[..self.layers.len()]
-            .iter()
-            .rposition(|&c| c >= 1.0);
+        let front = coverage[..self.layers.len()].iter().rposition(|&c| c >= 1.0);
         let (mut color, first) = match front {
             Some(i) => (self.shade(&self.layers[i], x, fy), i + 1),
             None => (self.sky(x, y), 0),
@@ -178,11 +155,7 @@ impl Scene {
             let h = hash2(x as i32, y as i32, self.seeds[0]);
             if h > 0.9965 {
                 let twinkle = 0.35 + 0.65 * (h - 0.9965) / 0.0035;
-                color = mix(
-                    color,
-                    [1.0; 3],
-                    twinkle * (1.0 - t).powf(1.4) * (1.0 - glow),
-                );
+                color = mix(color, [1.0; 3], twinkle * (1.0 - t).powf(1.4) * (1.0 - glow));
             }
         }
         if p.aurora {
@@ -213,27 +186,16 @@ impl Scene {
         }
         let density = fbm2(fx / 150.0, fy / 26.0, self.seeds[2], 4);
         let alpha = smoothstep(0.62 - 0.14 * self.cloudiness, 0.82, density) * band * 0.7;
-        let lit = mix(
-            mix(self.palette.sky_mid, self.palette.sun, 0.55),
-            self.palette.sun,
-            glow,
-        );
+        let lit = mix(mix(self.palette.sky_mid, self.palette.sun, 0.55), self.palette.sun, glow);
         mix(color, lit, alpha)
     }
 
     /// Curtains of green fading to violet, with vertical rays.
     fn aurora(&self, color: Rgb, column: &Column, fy: f32) -> Rgb {
         let (h, line) = (self.horizon, column.aurora_line);
-        let falloff = if fy < line {
-            (-(line - fy) / (h * 0.2)).exp()
-        } else {
-            (-((fy - line) / (h * 0.035)).powi(2)).exp()
-        };
-        let tint = mix(
-            [0.36, 0.95, 0.70],
-            [0.61, 0.48, 1.0],
-            ((line - fy) / (h * 0.3)).clamp(0.0, 1.0),
-        );
+        let falloff =
+            if fy < line { (-(line - fy) / (h * 0.2)).exp() } else { (-((fy - line) / (h * 0.035)).powi(2)).exp() };
+        let tint = mix([0.36, 0.95, 0.70], [0.61, 0.48, 1.0], ((line - fy) / (h * 0.3)).clamp(0.0, 1.0));
         let strength = falloff * column.aurora_rays * 0.6;
         [0, 1, 2].map(|i| (color[i] + tint[i] * strength).min(1.0))
     }
@@ -246,11 +208,7 @@ impl Scene {
         let mist = (below_ground / (S * 0.22)).min(1.0) * 0.55 * (1.0 - 0.75 * layer.depth);
         let color = mix(layer.color, self.palette.horizon, mist);
         // The crest catches the light; 20 px down it has faded to nothing.
-        let crest = if below < 20.0 {
-            (-below / 3.0).exp() * 0.12
-        } else {
-            0.0
-        };
+        let crest = if below < 20.0 { (-below / 3.0).exp() * 0.12 } else { 0.0 };
         let rim = crest + self.columns[x].toward_sun * 0.06;
         mix(color, self.palette.sun, rim * (1.0 - 0.6 * layer.depth))
     }
@@ -267,11 +225,7 @@ impl Layer {
             return 1.0;
         }
         let samples = &self.ridge[x * SUB..(x + 1) * SUB];
-        samples
-            .iter()
-            .map(|r| (fy + 0.5 - r).clamp(0.0, 1.0))
-            .sum::<f32>()
-            / SUB as f32
+        samples.iter().map(|r| (fy + 0.5 - r).clamp(0.0, 1.0)).sum::<f32>() / SUB as f32
     }
 }
 
@@ -298,20 +252,9 @@ fn layer(rng: &mut Rng, palette: &Palette, horizon: f32, depth: f32) -> Layer {
     }
     let body = mix(palette.far, palette.near, depth);
     let color = mix(palette.horizon, body, 0.4 + 0.6 * depth);
-    let span = ridge
-        .chunks(SUB)
-        .map(|c| {
-            c.iter()
-                .fold((f32::MAX, f32::MIN), |(lo, hi), &r| (lo.min(r), hi.max(r)))
-        })
-        .collect();
-    Layer {
-        ridge,
-        ground,
-        span,
-        color,
-        depth,
-    }
+    let span =
+        ridge.chunks(SUB).map(|c| c.iter().fold((f32::MAX, f32::MIN), |(lo, hi), &r| (lo.min(r), hi.max(r)))).collect();
+    Layer { ridge, ground, span, color, depth }
 }
 
 /// A stand of pines along part of the ridge: triangles rising from it.

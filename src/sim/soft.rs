@@ -39,9 +39,7 @@ impl SoftState {
     /// the cancel time in force.
     pub(super) fn cancel(&self, tag: Tag, created_ms: u64, at_ms: u64) -> u64 {
         let mut entries = self.lock();
-        *entry(&mut entries, tag, created_ms)
-            .canceled_at_ms
-            .get_or_insert(at_ms)
+        *entry(&mut entries, tag, created_ms).canceled_at_ms.get_or_insert(at_ms)
     }
 
     /// When the prediction was canceled, if this instance remembers it.
@@ -51,9 +49,7 @@ impl SoftState {
 
     fn lock(&self) -> MutexGuard<'_, HashMap<Tag, Entry>> {
         // The map is valid after any panic mid-update, so poison is harmless.
-        self.entries
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     #[cfg(test)]
@@ -66,11 +62,7 @@ fn entry(entries: &mut HashMap<Tag, Entry>, tag: Tag, created_ms: u64) -> &mut E
     if entries.len() >= CAPACITY && !entries.contains_key(&tag) {
         evict_oldest_half(entries);
     }
-    entries.entry(tag).or_insert(Entry {
-        created_ms,
-        gets: 0,
-        canceled_at_ms: None,
-    })
+    entries.entry(tag).or_insert(Entry { created_ms, gets: 0, canceled_at_ms: None })
 }
 
 /// Drops the older half of the entries: amortised O(1) per insert, and the
@@ -118,11 +110,7 @@ mod tests {
             soft.count_get(tag(n), n);
         }
         assert!(soft.len() <= CAPACITY);
-        assert_eq!(
-            soft.count_get(tag(total - 1), total - 1),
-            2,
-            "newest entry kept"
-        );
+        assert_eq!(soft.count_get(tag(total - 1), total - 1), 2, "newest entry kept");
         assert_eq!(soft.count_get(tag(0), 0), 1, "oldest entry evicted");
     }
 }

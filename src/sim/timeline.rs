@@ -62,13 +62,8 @@ pub(super) fn state_at(ticket: &Ticket, canceled_at_ms: Option<u64>, now_ms: u64
     let duration = u64::from(ticket.duration_ms);
     let start = created + duration / 10;
     let done = created + duration;
-    let cancel_after =
-        (ticket.cancel_after_ms > 0).then(|| created + u64::from(ticket.cancel_after_ms));
-    let cancel = [canceled_at_ms, cancel_after]
-        .into_iter()
-        .flatten()
-        .min()
-        .filter(|&at| at < done);
+    let cancel_after = (ticket.cancel_after_ms > 0).then(|| created + u64::from(ticket.cancel_after_ms));
+    let cancel = [canceled_at_ms, cancel_after].into_iter().flatten().min().filter(|&at| at < done);
     let now = now_ms.max(created);
     let run_ms = done - start;
     let at = |status, started: bool, completed: Option<u64>, until: u64| State {
@@ -81,11 +76,7 @@ pub(super) fn state_at(ticket: &Ticket, canceled_at_ms: Option<u64>, now_ms: u64
     match cancel {
         Some(stop) if now >= stop => at(Status::Canceled, stop >= start, Some(stop), stop),
         _ if now >= done => {
-            let status = if Directives::parse(&ticket.prompt).fail {
-                Status::Failed
-            } else {
-                Status::Succeeded
-            };
+            let status = if Directives::parse(&ticket.prompt).fail { Status::Failed } else { Status::Succeeded };
             at(status, true, Some(done), done)
         }
         _ if now >= start => at(Status::Processing, true, None, now),
@@ -94,13 +85,7 @@ pub(super) fn state_at(ticket: &Ticket, canceled_at_ms: Option<u64>, now_ms: u64
 }
 
 /// The prediction as Replicate's JSON at `now_ms`.
-pub(super) fn prediction_json(
-    sim: &Sim,
-    id: &str,
-    ticket: &Ticket,
-    state: &State,
-    now_ms: u64,
-) -> Value {
+pub(super) fn prediction_json(sim: &Sim, id: &str, ticket: &Ticket, state: &State, now_ms: u64) -> Value {
     let succeeded = state.status == Status::Succeeded;
     let removed = succeeded && output_expired(sim, state, now_ms);
     let error = (state.status == Status::Failed).then_some(FAIL_MESSAGE);
@@ -137,18 +122,12 @@ pub(super) fn prediction_json(
 /// True once a succeeded prediction's output is past its lifetime.
 pub(super) fn output_expired(sim: &Sim, state: &State, now_ms: u64) -> bool {
     let ttl = u64::try_from(sim.cfg.output_ttl.as_millis()).unwrap_or(u64::MAX);
-    state
-        .completed_ms
-        .is_some_and(|done| now_ms >= done.saturating_add(ttl))
+    state.completed_ms.is_some_and(|done| now_ms >= done.saturating_add(ttl))
 }
 
 /// The version asked for, or a stable made-up version id of the model.
 fn version_of(ticket: &Ticket) -> String {
-    if ticket.version.is_empty() {
-        render::hex_digest(ticket.model.as_bytes())
-    } else {
-        ticket.version.clone()
-    }
+    if ticket.version.is_empty() { render::hex_digest(ticket.model.as_bytes()) } else { ticket.version.clone() }
 }
 
 /// What a diffusion model prints: the seed, then a tqdm bar redrawn with
@@ -181,11 +160,7 @@ fn tqdm_line(n: u64, step_ms: u64) -> String {
         return format!("{percent:>3}%|{bar}| 0/{STEPS} [00:00<?, ?it/s]");
     }
     let per_sec = 1000.0 / step_ms as f64;
-    let rate = if per_sec >= 1.0 {
-        format!("{per_sec:5.2}it/s")
-    } else {
-        format!("{:5.2}s/it", 1.0 / per_sec)
-    };
+    let rate = if per_sec >= 1.0 { format!("{per_sec:5.2}it/s") } else { format!("{:5.2}s/it", 1.0 / per_sec) };
     let elapsed = clock_text(n * step_ms);
     let remaining = clock_text((STEPS - n) * step_ms);
     format!("{percent:>3}%|{bar}| {n}/{STEPS} [{elapsed}<{remaining}, {rate}]")
@@ -235,16 +210,9 @@ mod tests {
         let canceled = state_at(&t, Some(1_005_000), 1_020_000);
         assert_eq!(canceled.status, Status::Canceled);
         assert_eq!(canceled.completed_ms, Some(1_005_000));
-        assert_eq!(
-            state_at(&t, Some(1_005_000), 1_004_000).status,
-            Status::Processing
-        );
+        assert_eq!(state_at(&t, Some(1_005_000), 1_004_000).status, Status::Processing);
         let late = state_at(&t, Some(1_010_000), 1_020_000);
-        assert_eq!(
-            late.status,
-            Status::Succeeded,
-            "a cancel after completion is void"
-        );
+        assert_eq!(late.status, Status::Succeeded, "a cancel after completion is void");
         let early = state_at(&t, Some(1_000_500), 1_020_000);
         assert_eq!((early.status, early.started_ms), (Status::Canceled, None));
         let deadline = state_at(&ticket("a cat", 4_000), None, 1_020_000);
@@ -259,22 +227,10 @@ mod tests {
         assert_eq!(at(500), "");
         let half = at(5_500);
         assert!(half.starts_with("Using seed: 42\n  0%|          | 0/30 [00:00<?, ?it/s]\r"));
-        assert!(
-            half.ends_with(" 50%|█████     | 15/30 [00:04<00:04,  3.33it/s]"),
-            "{half}"
-        );
+        assert!(half.ends_with(" 50%|█████     | 15/30 [00:04<00:04,  3.33it/s]"), "{half}");
         let done = at(10_000);
-        assert!(
-            done.ends_with("100%|██████████| 30/30 [00:09<00:00,  3.33it/s]\n"),
-            "{done}"
-        );
-        assert_eq!(
-            tqdm_line(14, 250),
-            " 46%|████▋     | 14/30 [00:03<00:04,  4.00it/s]"
-        );
-        assert_eq!(
-            tqdm_line(1, 2_000),
-            "  3%|▎         | 1/30 [00:02<00:58,  2.00s/it]"
-        );
+        assert!(done.ends_with("100%|██████████| 30/30 [00:09<00:00,  3.33it/s]\n"), "{done}");
+        assert_eq!(tqdm_line(14, 250), " 46%|████▋     | 14/30 [00:03<00:04,  4.00it/s]");
+        assert_eq!(tqdm_line(1, 2_000), "  3%|▎         | 1/30 [00:02<00:58,  2.00s/it]");
     }
 }

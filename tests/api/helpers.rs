@@ -25,6 +25,9 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
         ("DARKROOM_RECONCILE_INTERVAL_SECS".into(), "86400".into()),
         ("DARKROOM_AUTH_ATTEMPTS_PER_MINUTE".into(), "1000".into()),
     ]);
+    if let Some(url) = fresh_postgres_database().await {
+        vars.insert("DATABASE_URL".into(), url);
+    }
     for (k, v) in overrides {
         vars.insert((*k).into(), (*v).into());
     }
@@ -37,6 +40,21 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
         axum::serve(listener, built.router.into_make_service_with_connect_info::<SocketAddr>()).await.expect("serve");
     });
     TestApp { base: format!("http://{addr}"), state: built.state, _dir: dir }
+}
+
+/// With `DARKROOM_TEST_POSTGRES` set (a server URL such as
+/// `postgres://postgres@127.0.0.1:5432`), each test gets a new database of
+/// its own there; otherwise the app uses SQLite in its temporary data dir.
+async fn fresh_postgres_database() -> Option<String> {
+    let server = std::env::var("DARKROOM_TEST_POSTGRES").ok().filter(|s| !s.is_empty())?;
+    let server = server.trim_end_matches('/');
+    let name = format!("darkroom_test_{}", uuid_like());
+    sqlx::any::install_default_drivers();
+    let mut admin = <sqlx::AnyConnection as sqlx::Connection>::connect(&format!("{server}/postgres"))
+        .await
+        .expect("connect to the PostgreSQL server named by DARKROOM_TEST_POSTGRES");
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.expect("create database");
+    Some(format!("{server}/{name}"))
 }
 
 pub async fn spawn_app() -> TestApp {

@@ -36,9 +36,8 @@ impl Rng {
 
 /// A hash of a lattice point to `[0, 1)`.
 pub(super) fn hash2(x: i32, y: i32, seed: u32) -> f32 {
-    let mut h = (x as u32).wrapping_mul(0x27D4_EB2D)
-        ^ (y as u32).wrapping_mul(0x1656_67B1)
-        ^ seed.wrapping_mul(0x9E37_79B9);
+    let mut h =
+        (x as u32).wrapping_mul(0x27D4_EB2D) ^ (y as u32).wrapping_mul(0x1656_67B1) ^ seed.wrapping_mul(0x9E37_79B9);
     h ^= h >> 15;
     h = h.wrapping_mul(0x2C1B_3C6D);
     h ^= h >> 12;
@@ -50,11 +49,7 @@ pub(super) fn hash2(x: i32, y: i32, seed: u32) -> f32 {
 /// `floor` without a libm call (the default x86-64 target has no SSE4.1).
 fn fast_floor(v: f32) -> i32 {
     let truncated = v as i32;
-    if v < truncated as f32 {
-        truncated - 1
-    } else {
-        truncated
-    }
+    if v < truncated as f32 { truncated - 1 } else { truncated }
 }
 
 fn smooth(t: f32) -> f32 {

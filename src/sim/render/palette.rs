@@ -19,11 +19,7 @@ pub(super) struct Palette {
 }
 
 const fn hex(rgb: u32) -> Rgb {
-    [
-        ((rgb >> 16) & 0xff) as f32 / 255.0,
-        ((rgb >> 8) & 0xff) as f32 / 255.0,
-        (rgb & 0xff) as f32 / 255.0,
-    ]
+    [((rgb >> 16) & 0xff) as f32 / 255.0, ((rgb >> 8) & 0xff) as f32 / 255.0, (rgb & 0xff) as f32 / 255.0]
 }
 
 const fn day(colors: [u32; 6]) -> Palette {
@@ -57,15 +53,9 @@ pub(super) static PALETTES: [Palette; 10] = [
     // mint morning
     day([0x7cc4c4, 0xc8e6c9, 0xf6f1c7, 0xfffde8, 0x86b59a, 0x1d3b34]),
     // moonlit valley
-    night(
-        [0x070b1f, 0x1a2350, 0x3d4f86, 0xeef2ff, 0x34406e, 0x0a0d20],
-        false,
-    ),
+    night([0x070b1f, 0x1a2350, 0x3d4f86, 0xeef2ff, 0x34406e, 0x0a0d20], false),
     // aurora
-    night(
-        [0x03141f, 0x0b3b4a, 0x2a7d7f, 0xe8fff8, 0x1d4e57, 0x04161b],
-        true,
-    ),
+    night([0x03141f, 0x0b3b4a, 0x2a7d7f, 0xe8fff8, 0x1d4e57, 0x04161b], true),
     // lavender haze
     day([0x4b3f8f, 0x9c7fc0, 0xf2c1d9, 0xfff0f6, 0xa07bbd, 0x33244f]),
     // autumn evening
@@ -78,9 +68,5 @@ pub(super) static PALETTES: [Palette; 10] = [
 
 /// Linear blend of two colours.
 pub(super) fn mix(a: Rgb, b: Rgb, t: f32) -> Rgb {
-    [
-        a[0] + (b[0] - a[0]) * t,
-        a[1] + (b[1] - a[1]) * t,
-        a[2] + (b[2] - a[2]) * t,
-    ]
+    [a[0] + (b[0] - a[0]) * t, a[1] + (b[1] - a[1]) * t, a[2] + (b[2] - a[2]) * t]
 }

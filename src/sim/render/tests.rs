@@ -10,13 +10,9 @@ fn render(prompt: &str) -> Vec<u8> {
 /// Decodes a PNG into (width, height, RGB pixels).
 fn decode(bytes: &[u8]) -> (u32, u32, Vec<u8>) {
     let decoder = png::Decoder::new(bytes);
-    let mut reader = decoder
-        .read_info()
-        .unwrap_or_else(|e| panic!("PNG header: {e}"));
+    let mut reader = decoder.read_info().unwrap_or_else(|e| panic!("PNG header: {e}"));
     let mut pixels = vec![0; reader.output_buffer_size()];
-    let info = reader
-        .next_frame(&mut pixels)
-        .unwrap_or_else(|e| panic!("PNG data: {e}"));
+    let info = reader.next_frame(&mut pixels).unwrap_or_else(|e| panic!("PNG data: {e}"));
     assert_eq!(info.color_type, png::ColorType::Rgb);
     pixels.truncate(info.buffer_size());
     (info.width, info.height, pixels)
@@ -24,11 +20,8 @@ fn decode(bytes: &[u8]) -> (u32, u32, Vec<u8>) {
 
 /// Share of pixels whose colour differs by more than 24 levels in a channel.
 fn share_different(a: &[u8], b: &[u8]) -> f64 {
-    let differing = a
-        .chunks(3)
-        .zip(b.chunks(3))
-        .filter(|(p, q)| p.iter().zip(q.iter()).any(|(x, y)| x.abs_diff(*y) > 24))
-        .count();
+    let differing =
+        a.chunks(3).zip(b.chunks(3)).filter(|(p, q)| p.iter().zip(q.iter()).any(|(x, y)| x.abs_diff(*y) > 24)).count();
     differing as f64 / (a.len() / 3) as f64
 }
 
@@ -55,13 +48,7 @@ fn images_are_full_size_and_not_flat() {
 
 #[test]
 fn different_prompts_render_visibly_different_images() {
-    let prompts = [
-        "a cat",
-        "a dog",
-        "a castle in the clouds",
-        "a cat.",
-        "neon city #slow",
-    ];
+    let prompts = ["a cat", "a dog", "a castle in the clouds", "a cat.", "neon city #slow"];
     let images: Vec<Vec<u8>> = prompts.iter().map(|p| decode(&render(p)).2).collect();
     for (i, a) in images.iter().enumerate() {
         for (j, b) in images.iter().enumerate().skip(i + 1) {

@@ -1,0 +1,96 @@
+import { expect, test, type Page } from "@playwright/test";
+import { hydrated, signUp } from "./helpers";
+
+async function generate(page: Page, prompt: string) {
+  await page.getByLabel("Prompt").fill(prompt);
+  await page.getByRole("button", { name: "Generate" }).click();
+}
+
+test("a prompt becomes an image, with progress on the way, and costs 10 credits", async ({ page }) => {
+  await signUp(page);
+  await hydrated(page);
+  await generate(page, "a lighthouse on a cliff at dusk");
+
+  await expect(page.getByText("90 credits")).toBeVisible();
+  await expect(page.getByText("Processing", { exact: true })).toBeVisible();
+  await expect(page.getByRole("progressbar", { name: "Progress" })).toBeVisible();
+
+  const image = page.getByRole("img", { name: "a lighthouse on a cliff at dusk" });
+  await expect(image).toBeVisible();
+  await expect.poll(() => image.evaluate((img: HTMLImageElement) => img.naturalWidth)).toBeGreaterThan(0);
+  await expect(page.getByRole("link", { name: "Download" })).toBeVisible();
+  await expect(page.getByRole("progressbar")).toHaveCount(0);
+  await expect(page.getByText("90 credits")).toBeVisible();
+});
+
+test("a reload while processing resumes polling without a second charge", async ({ page }) => {
+  await signUp(page);
+  await hydrated(page);
+  await generate(page, "a reloaded harbour");
+  await expect(page.getByText("Processing", { exact: true })).toBeVisible();
+
+  await page.reload();
+  await hydrated(page);
+  await expect(page.getByText("a reloaded harbour")).toBeVisible();
+  await expect(page.getByRole("img", { name: "a reloaded harbour" })).toBeVisible();
+  await expect(page.getByText("90 credits")).toBeVisible();
+});
+
+test("a new browser with the same session resumes the task", async ({ page, browser }) => {
+  await signUp(page);
+  await hydrated(page);
+  await generate(page, "a reopened window");
+  await expect(page.getByText("Processing", { exact: true })).toBeVisible();
+  const state = await page.context().storageState();
+  await page.context().close();
+
+  const context = await browser.newContext({ storageState: state });
+  const again = await context.newPage();
+  await again.goto("/");
+  await expect(again.getByRole("img", { name: "a reopened window" })).toBeVisible();
+  await expect(again.getByText("90 credits")).toBeVisible();
+  await context.close();
+});
+
+test("a failed generation says why and gives the credits back", async ({ page }) => {
+  await signUp(page);
+  await hydrated(page);
+  await generate(page, "a storm #fail");
+  await expect(page.getByText("90 credits")).toBeVisible();
+  await expect(page.getByText("10 credits refunded.")).toBeVisible();
+  await expect(page.getByText(/The model failed/)).toBeVisible();
+  await expect(page.getByText("100 credits")).toBeVisible();
+});
+
+test("two pages polling one task: one charge, one image", async ({ page, context }) => {
+  await signUp(page);
+  await hydrated(page);
+  await generate(page, "two tabs, one picture");
+  await expect(page.getByText("Processing", { exact: true })).toBeVisible();
+
+  const second = await context.newPage();
+  await second.goto("/");
+  for (const p of [page, second]) {
+    await expect(p.getByRole("img", { name: "two tabs, one picture" })).toBeVisible();
+  }
+  await second.reload();
+  await expect(second.getByText("90 credits")).toBeVisible();
+  const history = await page.request.post("/api/list_history", { form: {} });
+  const items = (await history.json()).items;
+  expect(items).toHaveLength(1);
+  expect(items[0].status).toBe("completed");
+});
+
+test("Generate is disabled when the balance does not cover the cost", async ({ page }) => {
+  await signUp(page);
+  await hydrated(page);
+  for (let i = 0; i < 10; i++) {
+    const res = await page.request.post("/api/generate_image", { form: { prompt: `filler ${i} #slow` } });
+    expect(res.ok()).toBeTruthy();
+  }
+  await page.reload();
+  await hydrated(page);
+  await expect(page.getByText("0 credits")).toBeVisible();
+  await expect(page.getByRole("button", { name: "Generate" })).toBeDisabled();
+  await expect(page.getByText("Not enough credits")).toBeVisible();
+});
