@@ -52,7 +52,7 @@ export default defineConfig({
           DARKROOM_POLL_INTERVAL_MS: "1000",
           DARKROOM_PROVIDER_CHECK_MS: "500",
           DARKROOM_AUTH_ATTEMPTS_PER_MINUTE: "10000",
-          RUST_LOG: "warn,darkroom=info",
+          RUST_LOG: "warn",
         },
       },
 });

@@ -201,7 +201,7 @@ mod tests {
     #[test]
     fn the_local_base_is_reachable_from_this_process() {
         assert_eq!(local_base("0.0.0.0:3000".parse().unwrap()).as_str(), "http://127.0.0.1:3000/");
-        assert_eq!(local_base("[::]:80".parse().unwrap()).as_str(), "http://[::1]:80/");
+        assert_eq!(local_base("[::]:8080".parse().unwrap()).as_str(), "http://[::1]:8080/");
         assert_eq!(local_base("10.1.2.3:8080".parse().unwrap()).as_str(), "http://10.1.2.3:8080/");
     }
 

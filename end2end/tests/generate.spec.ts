@@ -90,7 +90,7 @@ test("Generate is disabled when the balance does not cover the cost", async ({ p
   }
   await page.reload();
   await hydrated(page);
-  await expect(page.getByText("0 credits")).toBeVisible();
+  await expect(page.getByText("0 credits", { exact: true })).toBeVisible();
   await expect(page.getByRole("button", { name: "Generate" })).toBeDisabled();
   await expect(page.getByText("Not enough credits")).toBeVisible();
 });

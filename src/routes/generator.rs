@@ -11,6 +11,7 @@ use super::polling::poll_while;
 use super::task_card::{TaskCard, clock};
 use crate::api::{GenerateImage, check_image_status, generator_setup};
 use crate::app::{RequireUser, use_session};
+use crate::error::ErrorKind;
 use crate::model::{GeneratorInfo, TaskStatus, TaskView};
 
 #[component]
@@ -47,16 +48,19 @@ fn Generator(setup: GeneratorInfo) -> impl IntoView {
     let action = ServerAction::<GenerateImage>::new();
     let pending = action.pending();
 
-    // A new task: show it at once, then poll it.
+    // Remember what was submitted, to show the new task at once.
+    let submitted = StoredValue::new(None::<(String, String)>);
+    Effect::new(move |_| {
+        if let Some(input) = action.input().get() {
+            submitted.set_value(Some((input.prompt, input.model.unwrap_or_default())));
+        }
+    });
+    // A new task: show it at once (polling fills in the rest).
     Effect::new(move |_| {
         if let Some(Ok(generated)) = action.value().get() {
             session.refresh();
-            let id = generated.task_id;
-            spawn_local(async move {
-                if let Ok(view) = check_image_status(id).await {
-                    task.set(Some(view));
-                }
-            });
+            let (prompt, model) = submitted.get_value().unwrap_or_default();
+            task.set(Some(just_submitted(generated.task_id, prompt.trim().to_owned(), model, cost)));
         }
     });
 
@@ -70,19 +74,32 @@ fn Generator(setup: GeneratorInfo) -> impl IntoView {
         }
         in_flight.set_value(true);
         spawn_local(async move {
-            let result = check_image_status(id).await;
+            let result = check_image_status(id.clone()).await;
             in_flight.set_value(false);
-            if let Ok(view) = result {
-                let finished = view.status.is_finished();
-                // Ignore an answer about a task that is no longer shown.
-                task.update(|t| {
-                    if t.as_ref().is_some_and(|t| t.id == view.id) {
-                        *t = Some(view);
+            match result {
+                Ok(view) => {
+                    let finished = view.status.is_finished();
+                    // Ignore an answer about a task that is no longer shown.
+                    task.update(|t| {
+                        if t.as_ref().is_some_and(|t| t.id == view.id) {
+                            *t = Some(view);
+                        }
+                    });
+                    if finished {
+                        session.refresh();
                     }
-                });
-                if finished {
+                }
+                // Signed out meanwhile, or the task is gone: stop polling it.
+                Err(e) if matches!(e.kind, ErrorKind::Unauthorized | ErrorKind::NotFound) => {
+                    task.update(|t| {
+                        if t.as_ref().is_some_and(|t| t.id == id) {
+                            *t = None;
+                        }
+                    });
                     session.refresh();
                 }
+                // Anything else is passing trouble: the next tick retries.
+                Err(_) => {}
             }
         });
     });
@@ -151,5 +168,24 @@ fn Generator(setup: GeneratorInfo) -> impl IntoView {
                 })
             }}
         </section>
+    }
+}
+
+/// The view of a task the server has just accepted, until the first poll.
+fn just_submitted(id: String, prompt: String, model: String, cost: i64) -> TaskView {
+    let now = super::task_card::now_ms();
+    TaskView {
+        id,
+        status: TaskStatus::Processing,
+        prompt,
+        model,
+        created_at: String::new(),
+        created_ms: now,
+        finished_ms: None,
+        image_url: None,
+        error: None,
+        refunded: false,
+        progress: None,
+        cost,
     }
 }

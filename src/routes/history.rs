@@ -122,9 +122,10 @@ fn Grid(first: Page, interval_ms: u64) -> impl IntoView {
             <ul class="grid" role="list">
                 <For each=move || order.get() key=|id| id.clone() let:id>
                     {
-                        let task = Signal::derive({
+                        // Memoized: a poll re-renders only the cards it changed.
+                        let task = Memo::new({
                             let id = id.clone();
-                            move || tasks.with(|m| m.get(&id).cloned()).unwrap_or_else(|| missing(&id))
+                            move |_| tasks.with(|m| m.get(&id).cloned()).unwrap_or_else(|| missing(&id))
                         });
                         view! {
                             <li>

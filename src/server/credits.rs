@@ -37,7 +37,8 @@ async fn insert(
     key: &str,
 ) -> Result<bool> {
     let result = sqlx::query(
-        "INSERT INTO credit_ledger (user_id, kind, amount, task_id, entry_key, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO credit_ledger (user_id, kind, amount, task_id, entry_key, created_at) VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (entry_key) DO NOTHING",
     )
     .bind(user_id)
     .bind(kind)
@@ -47,9 +48,10 @@ async fn insert(
     .bind(db::now_ms())
     .execute(conn)
     .await;
+    // A duplicate key is skipped by ON CONFLICT (not raised: on PostgreSQL
+    // an error would abort the caller's transaction).
     match result {
-        Ok(_) => Ok(true),
-        Err(e) if db::is_unique_violation(&e) => Ok(false),
+        Ok(done) => Ok(done.rows_affected() == 1),
         Err(e) if db::is_check_violation(&e) => Err(AppError::new(ErrorKind::NotEnoughCredits, "not enough credits")),
         Err(e) => Err(AppError::internal(e)),
     }

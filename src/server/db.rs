@@ -34,14 +34,40 @@ pub async fn connect(url: &str) -> anyhow::Result<Db> {
         Backend::Sqlite => sqlite_url(url)?,
         Backend::Postgres => url.to_owned(),
     };
+    if backend == Backend::Sqlite {
+        enable_wal(&url).await?;
+    }
     let pool = AnyPoolOptions::new()
         .max_connections(if backend == Backend::Sqlite { 8 } else { 16 })
         .acquire_timeout(Duration::from_secs(10))
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                if backend == Backend::Sqlite {
+                    // Safe with WAL (a crash loses at most the last commits'
+                    // durability, never consistency) and much faster.
+                    sqlx::Executor::execute(&mut *conn, "PRAGMA synchronous = NORMAL").await?;
+                }
+                Ok(())
+            })
+        })
         .connect(&url)
         .await
         .map_err(|e| anyhow::anyhow!("cannot open the database ({}): {e}", redact(&url)))?;
     migrate(&pool, backend).await?;
     Ok(pool)
+}
+
+/// Puts the SQLite file in write-ahead-log mode (a property of the file):
+/// readers no longer block the writer, which polling needs.
+async fn enable_wal(url: &str) -> anyhow::Result<()> {
+    use sqlx::ConnectOptions;
+    let conn = sqlx::sqlite::SqliteConnectOptions::from_str(url)?
+        .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+        .connect()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot open the database ({}): {e}", redact(url)))?;
+    sqlx::Connection::close(conn).await.ok();
+    Ok(())
 }
 
 async fn migrate(pool: &Db, backend: Backend) -> anyhow::Result<()> {

@@ -121,6 +121,16 @@ pub async fn generate(state: &AppState, user_id: &str, prompt: &str, model: Opti
     .map_err(AppError::internal)?;
     tx.commit().await.map_err(AppError::internal)?;
 
+    // Submit in a task of its own: if the browser goes away mid-request,
+    // axum drops this future, and a prediction created at the provider must
+    // still have its id stored.
+    tokio::spawn(submit(state.clone(), task_id, model, prompt)).await.map_err(AppError::internal)?
+}
+
+/// Sends a recorded, charged task to the provider and stores the
+/// prediction id; on failure, fails and refunds it.
+async fn submit(state: AppState, task_id: String, model: String, prompt: Prompt) -> Result<Generated> {
+    let state = &state;
     Metrics::inc(&state.metrics.provider_creates);
     let submitted = state.provider.create(&model, prompt.as_str(), Some(state.config.task_deadline)).await;
     match submitted {
@@ -184,9 +194,14 @@ pub async fn check_many(state: &AppState, user_id: &str, task_ids: &[String]) ->
     }
     let rows = query.fetch_all(&state.db).await.map_err(AppError::internal)?;
     let tasks = rows.iter().map(TaskRow::from_row).collect::<Result<Vec<_>>>()?;
-    let advanced: Vec<Result<TaskRow>> =
-        futures::stream::iter(tasks).map(|t| advance(state, t)).buffered(8).collect().await;
-    let mut views = advanced.into_iter().map(|r| r.map(|t| t.view())).collect::<Result<Vec<_>>>()?;
+    // One task's trouble (already logged) must not hide the others: it is
+    // answered as it was.
+    let advanced: Vec<TaskRow> = futures::stream::iter(tasks)
+        .map(|t| async move { advance(state, t.clone()).await.unwrap_or(t) })
+        .buffered(8)
+        .collect()
+        .await;
+    let mut views: Vec<TaskView> = advanced.iter().map(TaskRow::view).collect();
     views.sort_by_key(|v| ids.iter().position(|id| *id == v.id));
     Ok(views)
 }
@@ -239,13 +254,22 @@ fn check_interval_ms(state: &AppState) -> i64 {
 /// across every poller and instance — and finalizes on a terminal answer.
 /// Returns the task as it stands afterwards.
 pub async fn advance(state: &AppState, task: TaskRow) -> Result<TaskRow> {
-    if task.state.is_finished() {
+    let now = db::now_ms();
+    let due = task.state == State::Submitting || now >= task.deadline_at || task.next_check_at <= now;
+    if task.state.is_finished() || !due {
         return Ok(task);
     }
+    // In a task of its own, so a poller that hangs up cannot abandon a
+    // download or a transition half-way.
+    tokio::spawn(advance_due(state.clone(), task)).await.map_err(AppError::internal)?
+}
+
+async fn advance_due(state: AppState, task: TaskRow) -> Result<TaskRow> {
+    let state = &state;
     let now = db::now_ms();
     if task.state == State::Submitting {
         if now >= task.created_at + SUBMIT_GRACE_MS {
-            fail_and_refund(state, &task.id, "Could not start: the image service did not answer.").await?;
+            fail_unsubmitted(state, &task.id, "Could not start: the image service did not answer.").await?;
             return reload(state, task).await;
         }
         return Ok(task);
@@ -354,18 +378,29 @@ async fn reload(state: &AppState, task: TaskRow) -> Result<TaskRow> {
 /// Fails an unfinished task and refunds it, in one transaction; true when
 /// this call made the transition (false: it had already left processing).
 pub async fn fail_and_refund(state: &AppState, task_id: &str, error: &str) -> Result<bool> {
+    fail_from(state, task_id, error, "status IN ('submitting', 'processing')").await
+}
+
+/// Like [`fail_and_refund`], only while the task is still `submitting` (a
+/// submission that just succeeded must not be failed on a stale read).
+async fn fail_unsubmitted(state: &AppState, task_id: &str, error: &str) -> Result<bool> {
+    fail_from(state, task_id, error, "status = 'submitting'").await
+}
+
+async fn fail_from(state: &AppState, task_id: &str, error: &str, status_clause: &str) -> Result<bool> {
     let now = db::now_ms();
     let mut tx = state.db.begin().await.map_err(AppError::internal)?;
-    let row = sqlx::query(
+    let sql = format!(
         "UPDATE tasks SET status = 'failed', error = $1, finished_at = $2, updated_at = $2 \
-         WHERE id = $3 AND status IN ('submitting', 'processing') RETURNING user_id, cost",
-    )
-    .bind(error)
-    .bind(now)
-    .bind(task_id)
-    .fetch_optional(&mut *tx)
-    .await
-    .map_err(AppError::internal)?;
+         WHERE id = $3 AND {status_clause} RETURNING user_id, cost"
+    );
+    let row = sqlx::query(&sql)
+        .bind(error)
+        .bind(now)
+        .bind(task_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(AppError::internal)?;
     let Some(row) = row else {
         return Ok(false);
     };

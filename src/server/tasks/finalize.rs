@@ -183,11 +183,24 @@ async fn mark_completed(
     if done.rows_affected() == 1 {
         Metrics::inc(&state.metrics.completions);
         tracing::info!(task = %task.id, bytes = size, "completed");
-    } else {
-        // It failed meanwhile (deadline): the object belongs to no one.
+    } else if task_failed(state, &task.id).await? {
+        // It failed meanwhile (deadline): the object belongs to no one. (If
+        // another poller completed it, the object is that task's image.)
         let _ = state.objects.delete(key).await;
     }
     Ok(())
+}
+
+async fn task_failed(state: &AppState, task_id: &str) -> Result<bool> {
+    let status = sqlx::query("SELECT status FROM tasks WHERE id = $1")
+        .bind(task_id)
+        .fetch_optional(&state.db)
+        .await
+        .map_err(AppError::internal)?
+        .map(|r| sqlx::Row::try_get::<String, _>(&r, "status"))
+        .transpose()
+        .map_err(AppError::internal)?;
+    Ok(status.as_deref() == Some("failed"))
 }
 
 /// Holds the task for the download; false when another poller took over.

@@ -35,8 +35,8 @@ pub fn spawn(state: AppState) -> tokio::task::JoinHandle<()> {
 /// were looked at.
 pub async fn pass(state: &AppState) -> Result<usize> {
     let ids: Vec<String> = sqlx::query(
-        "SELECT id FROM tasks WHERE status IN ('submitting', 'processing') AND next_check_at <= $1 \
-         ORDER BY next_check_at LIMIT $2",
+        "SELECT id FROM tasks WHERE status IN ('submitting', 'processing') \
+         AND (next_check_at <= $1 OR deadline_at <= $1) ORDER BY next_check_at LIMIT $2",
     )
     .bind(db::now_ms())
     .bind(BATCH)
