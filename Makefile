@@ -11,7 +11,7 @@ NODE_BIN := $(CURDIR)/end2end/node_modules/.bin
 export PATH := $(NODE_BIN):$(HOME)/.cargo/bin:$(PATH)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help deps rust-deps system-deps node-deps build run dev test test-rust test-e2e lint fmt bench clean-data
+.PHONY: help deps rust-deps system-deps python-deps node-deps build run dev test test-rust test-e2e lint fmt bench clean-data
 
 help:
 	@echo "make run    install what is missing, build, serve on http://127.0.0.1:3000"
@@ -20,7 +20,7 @@ help:
 	@echo "make lint   cargo fmt --check and clippy for both feature sets"
 	@echo "make bench  benchmarks (results in BENCHMARKS.md)"
 
-deps: rust-deps system-deps node-deps
+deps: rust-deps system-deps python-deps node-deps
 
 rust-deps:
 	@rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
@@ -35,6 +35,10 @@ system-deps:
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v psql >/dev/null || missing="$$missing postgresql-client"; \
 	if [ -n "$$missing" ]; then $(SUDO) apt-get update && $(SUDO) apt-get install -y $$missing; fi
+
+# moto: an S3-compatible server (from PyPI) for the storage tests.
+python-deps:
+	@command -v moto_server >/dev/null || python3 -m pip install --quiet 'moto[server]'
 
 # npm ci only when package-lock.json changed since the last install.
 node-deps: end2end/node_modules/.package-lock.json
@@ -60,11 +64,12 @@ TEST_POSTGRES ?= postgres://postgres@127.0.0.1:5432
 # Unit and integration tests of the server build (SQLite, then the app's
 # tests again on PostgreSQL), then the unit tests of the browser build
 # (compiled natively).
-test-rust: rust-deps system-deps
-	cargo test --features ssr
+test-rust: rust-deps system-deps python-deps
+	scripts/with-moto.sh cargo test --features ssr
 	@psql "$(TEST_POSTGRES)/postgres" -Atc "SELECT datname FROM pg_database WHERE datname LIKE 'darkroom_test_%'" \
 		| while read -r db; do psql -q "$(TEST_POSTGRES)/postgres" -c "DROP DATABASE IF EXISTS $$db"; done
-	DARKROOM_TEST_POSTGRES=$(TEST_POSTGRES) cargo test --features ssr --test api -- accounts:: tasks::
+	DARKROOM_TEST_POSTGRES=$(TEST_POSTGRES) scripts/with-moto.sh \
+		cargo test --features ssr --test api -- accounts:: tasks:: storage:: scaleout::
 	cargo test --lib --features hydrate
 
 test-e2e: build system-deps node-deps

@@ -89,3 +89,41 @@ pub struct GeneratorInfo {
     pub poll_interval_ms: u64,
     pub resume: Option<TaskView>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_task_view_has_the_contracts_json_shape() {
+        let view = TaskView {
+            id: "t".into(),
+            status: TaskStatus::Completed,
+            prompt: "a cat".into(),
+            model: "a/b".into(),
+            created_at: "2026-01-01T00:00:00.000Z".into(),
+            created_ms: 0,
+            finished_ms: Some(1),
+            image_url: Some("/images/t".into()),
+            error: None,
+            refunded: false,
+            progress: Some(100),
+            cost: 10,
+        };
+        let json = serde_json::to_value(&view).unwrap();
+        for field in ["id", "status", "prompt", "model", "created_at", "image_url", "error", "refunded", "progress"] {
+            assert!(json.get(field).is_some(), "{field} missing");
+        }
+        assert_eq!(json["status"], "completed");
+        assert_eq!(serde_json::to_value(TaskStatus::Processing).unwrap(), "processing");
+        assert_eq!(serde_json::to_value(TaskStatus::Failed).unwrap(), "failed");
+    }
+
+    #[test]
+    fn errors_cross_the_wire_as_kind_and_message() {
+        let e = crate::error::AppError::invalid("prompt is empty");
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(json, serde_json::json!({ "kind": "invalid", "message": "prompt is empty" }));
+        assert_eq!(e.status(), 400);
+    }
+}

@@ -126,12 +126,14 @@ pub async fn build(config: Config, mut leptos_options: LeptosOptions, addr: Sock
     let mut router = Router::new()
         .route("/healthz", get(http::healthz))
         .route("/images/{task_id}", get(http::image))
+        .route("/metrics", get(metrics::serve))
         .leptos_routes(&state, routes, {
             let options = leptos_options.clone();
             move || shell(options.clone())
         })
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .layer(auth_layer)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
         .with_state(state.clone());
     if let Some(sim) = sim {
         router = router.nest("/sim", crate::sim::router(sim));

@@ -232,11 +232,24 @@ impl Sessions {
                 Self::Postgres(PostgresStore::new(pool))
             }
         };
-        match &store {
-            Self::Sqlite(s) => s.migrate().await?,
-            Self::Postgres(s) => s.migrate().await?,
+        // Several instances may start at once and race to create the table;
+        // the loser sees a duplicate and tries again.
+        let mut attempt = 0;
+        loop {
+            let migrated = match &store {
+                Self::Sqlite(s) => s.migrate().await,
+                Self::Postgres(s) => s.migrate().await,
+            };
+            match migrated {
+                Ok(()) => return Ok(store),
+                Err(e) if attempt < 3 => {
+                    attempt += 1;
+                    tracing::debug!("session table creation raced, retrying: {e}");
+                    tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
-        Ok(store)
     }
 
     /// Deletes expired sessions every `period`, forever.

@@ -8,13 +8,38 @@ use std::time::Duration;
 use secrecy::SecretString;
 
 /// Where finished images are kept.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum StorageConfig {
     /// A local folder (`file://…`).
     Local(PathBuf),
-    /// An S3-compatible bucket (`s3://bucket`); credentials and endpoint
-    /// come from the `AWS_*` variables.
-    S3 { bucket: String },
+    /// An S3-compatible bucket (`s3://bucket`), with the `AWS_*` settings
+    /// (endpoint, region, keys) that were set, as (lower-case name, value).
+    S3 { bucket: String, aws: Vec<(String, String)> },
+}
+
+/// The `AWS_*` variables passed to the S3 client when set.
+pub const AWS_VARS: &[&str] = &[
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_ALLOW_HTTP",
+    "AWS_VIRTUAL_HOSTED_STYLE_REQUEST",
+];
+
+impl std::fmt::Debug for StorageConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Local(dir) => f.debug_tuple("Local").field(dir).finish(),
+            Self::S3 { bucket, aws } => {
+                let names: Vec<&str> = aws.iter().map(|(k, _)| k.as_str()).collect();
+                f.debug_struct("S3").field("bucket", bucket).field("aws_settings", &names).finish()
+            }
+        }
+    }
 }
 
 /// Which provider generations go to.
@@ -98,7 +123,10 @@ impl Config {
         {
             return Err(err("DATABASE_URL", "must start with sqlite:// or postgres://"));
         }
-        let storage = parse_storage(var("DARKROOM_STORAGE"), &data_dir)?;
+        let mut storage = parse_storage(var("DARKROOM_STORAGE"), &data_dir)?;
+        if let StorageConfig::S3 { aws, .. } = &mut storage {
+            *aws = AWS_VARS.iter().filter_map(|name| var(name).map(|v| (name.to_ascii_lowercase(), v))).collect();
+        }
         let provider = parse_provider(&var)?;
         let models = match var("DARKROOM_MODELS") {
             None => SIM_MODELS.iter().map(|(id, name)| ModelSpec { id: (*id).into(), name: (*name).into() }).collect(),
@@ -187,7 +215,7 @@ fn parse_storage(raw: Option<String>, data_dir: &std::path::Path) -> Result<Stor
         if bucket.is_empty() || bucket.contains('/') {
             return Err(err(NAME, "s3:// needs a bucket name, like s3://darkroom-images"));
         }
-        Ok(StorageConfig::S3 { bucket: bucket.into() })
+        Ok(StorageConfig::S3 { bucket: bucket.into(), aws: Vec::new() })
     } else {
         Err(err(NAME, format!("`{raw}` must start with file:// or s3://")))
     }
@@ -326,8 +354,21 @@ mod tests {
 
     #[test]
     fn storage_and_durations_parse() {
-        let c = config(&[("DARKROOM_STORAGE", "s3://images"), ("DARKROOM_SIM_DURATION_MS", "1500")]).unwrap();
-        assert_eq!(c.storage, StorageConfig::S3 { bucket: "images".into() });
+        let c = config(&[
+            ("DARKROOM_STORAGE", "s3://images"),
+            ("AWS_REGION", "auto"),
+            ("AWS_SECRET_ACCESS_KEY", "hush"),
+            ("DARKROOM_SIM_DURATION_MS", "1500"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.storage,
+            StorageConfig::S3 {
+                bucket: "images".into(),
+                aws: vec![("aws_region".into(), "auto".into()), ("aws_secret_access_key".into(), "hush".into())]
+            }
+        );
+        assert!(!format!("{:?}", c.storage).contains("hush"));
         assert_eq!(c.sim_duration_ms, (1500, 1500));
     }
 }

@@ -1,26 +1,189 @@
-//! Counters of what the engine does (provider calls, object writes,
-//! finalizations, refunds). Tests and benchmarks read them to check the
-//! coalescing and exactly-once bounds.
+//! What the server does, counted: requests by route, polls, provider calls
+//! by outcome, object writes, finalizations, refunds and generation time,
+//! served at `GET /metrics` in the Prometheus text format. Tests and
+//! benchmarks read the same counters to check the coalescing and
+//! exactly-once bounds.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
-/// Monotonic counters, shared by every request of one process.
-#[derive(Debug, Default)]
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use super::state::AppState;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CallLabels {
+    call: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: String,
+    route: String,
+    status: u16,
+}
+
+/// The process's counters; `Metrics::default()` registers them all.
 pub struct Metrics {
-    pub polls: AtomicU64,
-    pub provider_gets: AtomicU64,
-    pub provider_creates: AtomicU64,
-    pub object_writes: AtomicU64,
-    pub completions: AtomicU64,
-    pub failures: AtomicU64,
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    request_seconds: Family<RequestLabels, Histogram>,
+    polls: Counter,
+    provider_calls: Family<CallLabels, Counter>,
+    object_writes: Counter,
+    finalizations: Family<OutcomeLabels, Counter>,
+    refunds: Counter,
+    generation_seconds: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("darkroom");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let request_seconds = Family::<RequestLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0005, 2.0, 14))
+        });
+        let polls = Counter::default();
+        let provider_calls = Family::<CallLabels, Counter>::default();
+        let object_writes = Counter::default();
+        let finalizations = Family::<OutcomeLabels, Counter>::default();
+        let refunds = Counter::default();
+        let generation_seconds = Histogram::new(exponential_buckets(1.0, 1.5, 14));
+        registry.register("http_requests", "HTTP requests by route and status", requests.clone());
+        registry.register("http_request_duration_seconds", "HTTP request latency", request_seconds.clone());
+        registry.register("polls", "Status checks of unfinished or finished tasks", polls.clone());
+        registry.register("provider_calls", "Calls to the provider by kind and outcome", provider_calls.clone());
+        registry.register("object_writes", "Images written to object storage", object_writes.clone());
+        registry.register("finalizations", "Tasks that left processing, by outcome", finalizations.clone());
+        registry.register("refunds", "Credits refunds (one per failed task)", refunds.clone());
+        registry.register("generation_seconds", "From submission to a stored image", generation_seconds.clone());
+        Self {
+            registry,
+            requests,
+            request_seconds,
+            polls,
+            provider_calls,
+            object_writes,
+            finalizations,
+            refunds,
+            generation_seconds,
+        }
+    }
 }
 
 impl Metrics {
-    pub fn inc(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
+    pub fn poll(&self) {
+        self.polls.inc();
     }
 
-    pub fn get(counter: &AtomicU64) -> u64 {
-        counter.load(Ordering::Relaxed)
+    /// A provider call (`create`, `get`, `cancel`, `output`) and whether it
+    /// answered.
+    pub fn provider_call(&self, call: &'static str, ok: bool) {
+        self.provider_calls.get_or_create(&CallLabels { call, outcome: if ok { "ok" } else { "error" } }).inc();
+    }
+
+    pub fn object_written(&self) {
+        self.object_writes.inc();
+    }
+
+    pub fn completed(&self, took: Duration) {
+        self.finalizations.get_or_create(&OutcomeLabels { outcome: "completed" }).inc();
+        self.generation_seconds.observe(took.as_secs_f64());
+    }
+
+    pub fn failed_and_refunded(&self) {
+        self.finalizations.get_or_create(&OutcomeLabels { outcome: "failed" }).inc();
+        self.refunds.inc();
+    }
+
+    pub fn polls(&self) -> u64 {
+        self.polls.get()
+    }
+
+    /// Provider status checks (`get`), whatever they answered.
+    pub fn provider_gets(&self) -> u64 {
+        ["ok", "error"]
+            .iter()
+            .map(|o| self.provider_calls.get_or_create(&CallLabels { call: "get", outcome: o }).get())
+            .sum()
+    }
+
+    pub fn object_writes(&self) -> u64 {
+        self.object_writes.get()
+    }
+
+    pub fn completions(&self) -> u64 {
+        self.finalizations.get_or_create(&OutcomeLabels { outcome: "completed" }).get()
+    }
+
+    pub fn failures(&self) -> u64 {
+        self.finalizations.get_or_create(&OutcomeLabels { outcome: "failed" }).get()
+    }
+
+    /// The Prometheus text exposition of every counter.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// `GET /metrics`.
+pub async fn serve(State(state): State<AppState>) -> Response {
+    let content_type = HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8");
+    ([(header::CONTENT_TYPE, content_type)], state.metrics.render()).into_response()
+}
+
+/// Middleware: counts and times every request by its route pattern (never
+/// the raw path, so ids do not explode the label set).
+pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
+    let method = request.method().to_string();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let labels = RequestLabels {
+        method,
+        route: route.unwrap_or_else(|| "other".to_owned()),
+        status: response.status().as_u16(),
+    };
+    state.metrics.requests.get_or_create(&labels).inc();
+    state.metrics.request_seconds.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_render_in_the_prometheus_format() {
+        let m = Metrics::default();
+        m.poll();
+        m.provider_call("get", true);
+        m.provider_call("get", false);
+        m.completed(Duration::from_secs(3));
+        m.failed_and_refunded();
+        assert_eq!((m.polls(), m.provider_gets(), m.completions(), m.failures()), (1, 2, 1, 1));
+        let text = m.render();
+        assert!(text.contains("darkroom_polls_total 1"), "{text}");
+        assert!(text.contains(r#"darkroom_provider_calls_total{call="get",outcome="error"} 1"#), "{text}");
+        assert!(text.contains(r#"darkroom_finalizations_total{outcome="completed"} 1"#), "{text}");
+        assert!(text.contains("darkroom_refunds_total 1"), "{text}");
+        assert!(text.contains("darkroom_generation_seconds_count 1"), "{text}");
     }
 }

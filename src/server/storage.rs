@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use object_store::ObjectStore;
-use object_store::aws::AmazonS3Builder;
+use std::str::FromStr;
+
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::local::LocalFileSystem;
 
 use super::config::StorageConfig;
@@ -19,11 +21,14 @@ pub fn open(config: &StorageConfig) -> anyhow::Result<Arc<dyn ObjectStore>> {
                 .map_err(|e| anyhow::anyhow!("DARKROOM_STORAGE: {}: {e}", dir.display()))?;
             Ok(Arc::new(store))
         }
-        StorageConfig::S3 { bucket } => {
-            let store = AmazonS3Builder::from_env()
-                .with_bucket_name(bucket)
-                .build()
-                .map_err(|e| anyhow::anyhow!("DARKROOM_STORAGE: s3://{bucket}: {e}"))?;
+        StorageConfig::S3 { bucket, aws } => {
+            let mut builder = AmazonS3Builder::new().with_bucket_name(bucket);
+            for (name, value) in aws {
+                let key = AmazonS3ConfigKey::from_str(name)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", name.to_ascii_uppercase()))?;
+                builder = builder.with_config(key, value);
+            }
+            let store = builder.build().map_err(|e| anyhow::anyhow!("DARKROOM_STORAGE: s3://{bucket}: {e}"))?;
             Ok(Arc::new(store))
         }
     }

@@ -17,7 +17,6 @@ use sqlx::Row;
 use self::row::{State, TaskRow};
 use super::credits;
 use super::db::{self, Db};
-use super::metrics::Metrics;
 use super::state::AppState;
 use crate::error::{AppError, ErrorKind, Result};
 use crate::model::{Generated, GeneratorInfo, HistoryPage, ModelOption, TaskView};
@@ -131,8 +130,8 @@ pub async fn generate(state: &AppState, user_id: &str, prompt: &str, model: Opti
 /// prediction id; on failure, fails and refunds it.
 async fn submit(state: AppState, task_id: String, model: String, prompt: Prompt) -> Result<Generated> {
     let state = &state;
-    Metrics::inc(&state.metrics.provider_creates);
     let submitted = state.provider.create(&model, prompt.as_str(), Some(state.config.task_deadline)).await;
+    state.metrics.provider_call("create", submitted.is_ok());
     match submitted {
         Ok(prediction) => {
             let now = db::now_ms();
@@ -173,7 +172,7 @@ async fn submit(state: AppState, task_id: String, model: String, prompt: Prompt)
 pub async fn check(state: &AppState, user_id: &str, task_id: &str) -> Result<TaskView> {
     let task_id = parse_task_id(task_id)?;
     let task = row::load_owned(&state.db, user_id, &task_id).await?.ok_or_else(AppError::not_found)?;
-    Metrics::inc(&state.metrics.polls);
+    state.metrics.poll();
     Ok(advance(state, task).await?.view())
 }
 
@@ -292,8 +291,9 @@ async fn advance_due(state: AppState, task: TaskRow) -> Result<TaskRow> {
     let Some(prediction_id) = task.prediction_id.clone() else {
         return Ok(task);
     };
-    Metrics::inc(&state.metrics.provider_gets);
-    match state.provider.get(&prediction_id).await {
+    let answer = state.provider.get(&prediction_id).await;
+    state.metrics.provider_call("get", answer.is_ok());
+    match answer {
         Ok(p) if p.data_removed => {
             fail_and_refund(state, &task.id, "The image was deleted at the provider before it could be saved.").await?;
         }
@@ -408,7 +408,7 @@ async fn fail_from(state: &AppState, task_id: &str, error: &str, status_clause: 
     let cost: i64 = row.try_get("cost").map_err(AppError::internal)?;
     credits::refund(&mut tx, &user_id, task_id, cost).await?;
     tx.commit().await.map_err(AppError::internal)?;
-    Metrics::inc(&state.metrics.failures);
+    state.metrics.failed_and_refunded();
     tracing::info!(task = %task_id, "failed and refunded: {error}");
     Ok(true)
 }

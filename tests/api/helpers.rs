@@ -45,7 +45,7 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
 /// With `DARKROOM_TEST_POSTGRES` set (a server URL such as
 /// `postgres://postgres@127.0.0.1:5432`), each test gets a new database of
 /// its own there; otherwise the app uses SQLite in its temporary data dir.
-async fn fresh_postgres_database() -> Option<String> {
+pub async fn fresh_postgres_database() -> Option<String> {
     let server = std::env::var("DARKROOM_TEST_POSTGRES").ok().filter(|s| !s.is_empty())?;
     let server = server.trim_end_matches('/');
     let name = format!("darkroom_test_{}", uuid_like());
@@ -55,6 +55,29 @@ async fn fresh_postgres_database() -> Option<String> {
         .expect("connect to the PostgreSQL server named by DARKROOM_TEST_POSTGRES");
     sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.expect("create database");
     Some(format!("{server}/{name}"))
+}
+
+/// Settings for a fresh bucket on the S3-compatible server named by
+/// `DARKROOM_TEST_S3` (`make test` starts moto for it), or `None`.
+pub async fn fresh_s3_bucket() -> Option<Vec<(&'static str, String)>> {
+    let endpoint = std::env::var("DARKROOM_TEST_S3").ok().filter(|s| !s.is_empty())?;
+    let bucket = format!("darkroom-test-{}", uuid_like());
+    let created = reqwest::Client::new().put(format!("{endpoint}/{bucket}")).send().await.expect("S3 server");
+    assert!(created.status().is_success(), "create bucket: {}", created.status());
+    Some(vec![
+        ("DARKROOM_STORAGE", format!("s3://{bucket}")),
+        ("AWS_ENDPOINT_URL", endpoint),
+        ("AWS_REGION", "us-east-1".into()),
+        ("AWS_ACCESS_KEY_ID", "test".into()),
+        ("AWS_SECRET_ACCESS_KEY", "test".into()),
+        ("AWS_ALLOW_HTTP", "true".into()),
+    ])
+}
+
+/// Says (on the test's output) why a test that needs an outside server did
+/// nothing; `make test` always provides them.
+pub fn skipped(why: &str) {
+    eprintln!("SKIPPED: {why} (make test provides it)");
 }
 
 pub async fn spawn_app() -> TestApp {

@@ -4,5 +4,7 @@
 mod accounts;
 mod helpers;
 mod provider;
+mod scaleout;
 mod sim;
+mod storage;
 mod tasks;

@@ -3,7 +3,6 @@
 //! the deadline, the reconciler, healing after a crash, authorization and
 //! bad input.
 
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -64,11 +63,20 @@ async fn a_generation_is_charged_completes_and_serves_its_png() {
     assert_eq!(again.status(), 304);
 
     // A finished task is answered from the database alone.
-    let gets = app.state.metrics.provider_gets.load(Ordering::Relaxed);
+    let gets = app.state.metrics.provider_gets();
     for _ in 0..5 {
         app.call(&c, "check_image_status", &[("task_id", &id)]).await;
     }
-    assert_eq!(app.state.metrics.provider_gets.load(Ordering::Relaxed), gets);
+    assert_eq!(app.state.metrics.provider_gets(), gets);
+
+    // And all of it is counted on /metrics, by route pattern.
+    let metrics = reqwest::get(format!("{}/metrics", app.base)).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(r#"darkroom_finalizations_total{outcome="completed"} 1"#), "{metrics}");
+    assert!(metrics.contains(r#"darkroom_object_writes_total 1"#), "{metrics}");
+    assert!(
+        metrics.contains(r#"darkroom_http_requests_total{method="POST",route="/api/check_image_status",status="200"}"#),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
@@ -135,9 +143,9 @@ async fn dozens_of_concurrent_polls_finalize_once() {
     assert_eq!(bad_done["status"], "failed");
 
     let m = &app.state.metrics;
-    assert_eq!(m.object_writes.load(Ordering::Relaxed), 1, "one object write");
-    assert_eq!(m.completions.load(Ordering::Relaxed), 1, "one transition to completed");
-    assert_eq!(m.failures.load(Ordering::Relaxed), 1, "one transition to failed");
+    assert_eq!(m.object_writes(), 1, "one object write");
+    assert_eq!(m.completions(), 1, "one transition to completed");
+    assert_eq!(m.failures(), 1, "one transition to failed");
     assert_eq!(app.count("SELECT COUNT(*) FROM credit_ledger WHERE kind = 'refund'").await, 1);
     assert_eq!(app.balance(&c).await, 90);
 }
@@ -162,8 +170,8 @@ async fn the_provider_is_asked_at_most_once_per_check_interval() {
     });
     futures::future::join_all(pollers).await;
     let elapsed = start.elapsed().as_millis() as u64;
-    let gets = app.state.metrics.provider_gets.load(Ordering::Relaxed);
-    let polls = app.state.metrics.polls.load(Ordering::Relaxed);
+    let gets = app.state.metrics.provider_gets();
+    let polls = app.state.metrics.polls();
     assert!(polls >= 40, "{polls} polls");
     assert!(gets >= 2 && gets <= elapsed / 500 + 2, "{gets} provider calls in {elapsed} ms");
 }
@@ -198,7 +206,7 @@ async fn the_reconciler_finishes_tasks_nobody_polls() {
         assert!(start.elapsed() < Duration::from_secs(10), "the reconciler did not finish the tasks");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert_eq!(app.state.metrics.polls.load(Ordering::Relaxed), 0, "nobody polled");
+    assert_eq!(app.state.metrics.polls(), 0, "nobody polled");
     let (_, ok) = app.call(&c, "check_image_status", &[("task_id", &ok)]).await;
     let (_, bad) = app.call(&c, "check_image_status", &[("task_id", &bad)]).await;
     assert_eq!(ok["status"], "completed");
@@ -219,7 +227,7 @@ async fn a_crash_between_storing_and_marking_heals_on_the_next_check() {
     app.state.objects.put(&key, png.clone().into()).await.unwrap();
     let done = poll_until_done(&app, &c, &id).await;
     assert_eq!(done["status"], "completed", "{done}");
-    assert_eq!(app.state.metrics.object_writes.load(Ordering::Relaxed), 0, "nothing downloaded again");
+    assert_eq!(app.state.metrics.object_writes(), 0, "nothing downloaded again");
     let served = c.get(format!("{}/images/{id}", app.base)).send().await.unwrap().bytes().await.unwrap();
     assert_eq!(served.as_ref(), png.as_slice());
 }

@@ -12,7 +12,6 @@ use super::row::TaskRow;
 use crate::error::{AppError, Result};
 use crate::provider::ProviderError;
 use crate::server::db;
-use crate::server::metrics::Metrics;
 use crate::server::state::AppState;
 
 /// How long a finalizing poller holds the task before another may try.
@@ -70,7 +69,9 @@ enum Outcome {
 async fn download(state: &AppState, key: &ObjectPath, url: &str) -> Result<(&'static str, u64), Outcome> {
     let cap = state.config.max_image_bytes;
     let too_big = || Outcome::Unusable(format!("The image was larger than {} MB.", cap.div_ceil(1024 * 1024)));
-    let response = match state.provider.open_output(url).await {
+    let opened = state.provider.open_output(url).await;
+    state.metrics.provider_call("output", opened.is_ok());
+    let response = match opened {
         Ok(r) => r,
         Err(ProviderError::NotFound) => {
             return Err(Outcome::Unusable("The image expired at the provider before it could be saved.".into()));
@@ -134,7 +135,7 @@ async fn download(state: &AppState, key: &ObjectPath, url: &str) -> Result<(&'st
         }
     };
     writer.finish().await.map_err(|e| Outcome::Internal(AppError::internal(e)))?;
-    Metrics::inc(&state.metrics.object_writes);
+    state.metrics.object_written();
     Ok((content_type, total))
 }
 
@@ -181,7 +182,7 @@ async fn mark_completed(
     .await
     .map_err(AppError::internal)?;
     if done.rows_affected() == 1 {
-        Metrics::inc(&state.metrics.completions);
+        state.metrics.completed(std::time::Duration::from_millis((now - task.created_at).max(0) as u64));
         tracing::info!(task = %task.id, bytes = size, "completed");
     } else if task_failed(state, &task.id).await? {
         // It failed meanwhile (deadline): the object belongs to no one. (If
