@@ -13,8 +13,7 @@ async fn main() {
         .init();
 
     if let Err(e) = run().await {
-        tracing::error!("{e:#}");
-        eprintln!("darkroom: {e:#}");
+        tracing::error!("cannot start: {e:#}");
         std::process::exit(1);
     }
 }

@@ -58,6 +58,27 @@ pub struct TaskView {
     pub cost: i64,
 }
 
+impl TaskView {
+    /// A task known only by what the page submitted, shown until the first
+    /// poll answers for it.
+    pub fn pending(id: String, prompt: String, model: String, cost: i64, created_ms: i64) -> Self {
+        Self {
+            id,
+            status: TaskStatus::Processing,
+            prompt,
+            model,
+            created_at: String::new(),
+            created_ms,
+            finished_ms: None,
+            image_url: None,
+            error: None,
+            refunded: false,
+            progress: None,
+            cost,
+        }
+    }
+}
+
 /// Answer of `/api/generate_image`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Generated {

@@ -4,7 +4,7 @@ import { hydrated, signUp } from "./helpers";
 test("history updates every processing task live with one request per interval", async ({ page }) => {
   await signUp(page);
   // The first submitted finishes last (the simulator's `#ms=` directive).
-  for (const prompt of ["the slower one #ms=5000", "the quicker one #ms=1500"]) {
+  for (const prompt of ["the slower one #ms=10000", "the quicker one #ms=5000"]) {
     const res = await page.request.post("/api/generate_image", { form: { prompt } });
     expect(res.ok()).toBeTruthy();
   }
@@ -20,8 +20,8 @@ test("history updates every processing task live with one request per interval",
   await expect(cards).toHaveCount(2);
   await expect(page.getByText("Processing", { exact: true })).toHaveCount(2);
 
-  const quick = page.getByRole("img", { name: "the quicker one #ms=1500" });
-  const slow = page.getByRole("img", { name: "the slower one #ms=5000" });
+  const quick = page.getByRole("img", { name: "the quicker one #ms=5000" });
+  const slow = page.getByRole("img", { name: "the slower one #ms=10000" });
   await expect(quick).toBeVisible();
   await expect(slow).toHaveCount(0);
   await expect(slow).toBeVisible();

@@ -8,7 +8,7 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 
 use super::polling::poll_while;
-use super::task_card::{TaskCard, clock};
+use super::task_card::{TaskCard, clock, now_ms};
 use crate::api::{GenerateImage, check_image_status, generator_setup};
 use crate::app::{RequireUser, use_session};
 use crate::error::ErrorKind;
@@ -60,7 +60,7 @@ fn Generator(setup: GeneratorInfo) -> impl IntoView {
         if let Some(Ok(generated)) = action.value().get() {
             session.refresh();
             let (prompt, model) = submitted.get_value().unwrap_or_default();
-            task.set(Some(just_submitted(generated.task_id, prompt.trim().to_owned(), model, cost)));
+            task.set(Some(TaskView::pending(generated.task_id, prompt.trim().to_owned(), model, cost, now_ms())));
         }
     });
 
@@ -168,24 +168,5 @@ fn Generator(setup: GeneratorInfo) -> impl IntoView {
                 })
             }}
         </section>
-    }
-}
-
-/// The view of a task the server has just accepted, until the first poll.
-fn just_submitted(id: String, prompt: String, model: String, cost: i64) -> TaskView {
-    let now = super::task_card::now_ms();
-    TaskView {
-        id,
-        status: TaskStatus::Processing,
-        prompt,
-        model,
-        created_at: String::new(),
-        created_ms: now,
-        finished_ms: None,
-        image_url: None,
-        error: None,
-        refunded: false,
-        progress: None,
-        cost,
     }
 }

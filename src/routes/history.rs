@@ -125,7 +125,7 @@ fn Grid(first: Page, interval_ms: u64) -> impl IntoView {
                         // Memoized: a poll re-renders only the cards it changed.
                         let task = Memo::new({
                             let id = id.clone();
-                            move |_| tasks.with(|m| m.get(&id).cloned()).unwrap_or_else(|| missing(&id))
+                            move |_| tasks.with(|m| m.get(&id).cloned()).unwrap_or_else(|| TaskView::pending(id.clone(), String::new(), String::new(), 0, 0))
                         });
                         view! {
                             <li>
@@ -144,24 +144,5 @@ fn Grid(first: Page, interval_ms: u64) -> impl IntoView {
                 </button>
             </p>
         </Show>
-    }
-}
-
-/// Stand-in for an id whose task is not (yet) in the map; never shown in
-/// practice since ids and tasks are inserted together.
-fn missing(id: &str) -> TaskView {
-    TaskView {
-        id: id.to_owned(),
-        status: TaskStatus::Processing,
-        prompt: String::new(),
-        model: String::new(),
-        created_at: String::new(),
-        created_ms: 0,
-        finished_ms: None,
-        image_url: None,
-        error: None,
-        refunded: false,
-        progress: None,
-        cost: 0,
     }
 }

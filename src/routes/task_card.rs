@@ -96,7 +96,9 @@ pub fn TaskCard(
                     <span class="badge" data-status=move || status().as_str()>
                         {badge}
                     </span>
-                    <span class="elapsed">{elapsed}</span>
+                    <span class="elapsed" title=move || task.with(|t| format!("Started {}", t.created_at))>
+                        {elapsed}
+                    </span>
                 </p>
                 {move || {
                     (status() == TaskStatus::Processing)

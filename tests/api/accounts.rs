@@ -133,3 +133,37 @@ async fn pages_need_a_signed_in_visitor() {
     let html = response.text().await.unwrap();
     assert!(html.contains("Sign in"));
 }
+
+#[tokio::test]
+async fn a_bad_setting_stops_start_up_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_darkroom"))
+        .env("DARKROOM_DATA_DIR", dir.path())
+        .env("LEPTOS_SITE_ADDR", "127.0.0.1:0")
+        .env("DARKROOM_GENERATION_COST", "ten")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(said.contains("DARKROOM_GENERATION_COST"), "{said}");
+}
+
+#[tokio::test]
+async fn a_failed_migration_stops_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    // A database whose `users` table is not ours: the first migration fails.
+    let url = format!("sqlite://{}/darkroom.db?mode=rwc", dir.path().display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    sqlx::query("CREATE TABLE users (something_else TEXT)").execute(&pool).await.unwrap();
+    pool.close().await;
+
+    let vars = [("DARKROOM_DATA_DIR", dir.path().display().to_string())];
+    let config =
+        darkroom::server::config::Config::from_lookup(|k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()))
+            .unwrap();
+    let options = leptos::config::LeptosOptions::builder().output_name("darkroom").build();
+    let error =
+        darkroom::server::build(config, options, "127.0.0.1:0".parse().unwrap()).await.err().expect("must fail");
+    assert!(error.to_string().contains("database migration failed"), "{error}");
+}
