@@ -1,0 +1,140 @@
+//! Advancing one unfinished task: the deadline, the once-per-interval
+//! provider check (claimed by compare-and-set, so it holds across pollers
+//! and instances), and the transition its answer calls for. Polls, batched
+//! polls and the reconciler all come through here.
+
+use std::time::Duration;
+
+use super::row::{self, State, TaskRow};
+use super::{SUBMIT_GRACE_MS, check_interval_ms, clip, fail_and_refund, fail_unsubmitted, finalize};
+use crate::error::{AppError, Result};
+use crate::provider::{PredictionStatus, ProviderError};
+use crate::server::db::{self, Db};
+use crate::server::state::AppState;
+
+/// Moves an unfinished task forward if it is due: fails it past its
+/// deadline, otherwise asks the provider — at most once per check interval
+/// across every poller and instance — and finalizes on a terminal answer.
+/// Returns the task as it stands afterwards.
+pub async fn advance(state: &AppState, task: TaskRow) -> Result<TaskRow> {
+    let now = db::now_ms();
+    let due = task.state == State::Submitting || now >= task.deadline_at || task.next_check_at <= now;
+    if task.state.is_finished() || !due {
+        return Ok(task);
+    }
+    // In a task of its own, so a poller that hangs up cannot abandon a
+    // download or a transition half-way.
+    tokio::spawn(advance_due(state.clone(), task)).await.map_err(AppError::internal)?
+}
+
+async fn advance_due(state: AppState, task: TaskRow) -> Result<TaskRow> {
+    let state = &state;
+    let now = db::now_ms();
+    if task.state == State::Submitting {
+        if now >= task.created_at + SUBMIT_GRACE_MS {
+            fail_unsubmitted(state, &task.id, "Could not start: the image service did not answer.").await?;
+            return reload(state, task).await;
+        }
+        return Ok(task);
+    }
+    if now >= task.deadline_at {
+        let minutes = state.config.task_deadline.as_secs().div_ceil(60);
+        if fail_and_refund(state, &task.id, &format!("Timed out after {minutes} min.")).await?
+            && let Some(pid) = &task.prediction_id
+        {
+            let _ = state.provider.cancel(pid).await;
+        }
+        return reload(state, task).await;
+    }
+    if task.next_check_at > now {
+        return Ok(task);
+    }
+    let Some(token) = claim_check(state, &task, now).await? else {
+        return reload(state, task).await;
+    };
+    let Some(prediction_id) = task.prediction_id.clone() else {
+        return Ok(task);
+    };
+    let answer = state.provider.get(&prediction_id).await;
+    state.metrics.provider_call("get", answer.is_ok());
+    match answer {
+        Ok(p) if p.data_removed => {
+            fail_and_refund(state, &task.id, "The image was deleted at the provider before it could be saved.").await?;
+        }
+        Ok(p) => match p.status {
+            PredictionStatus::Starting | PredictionStatus::Processing => {
+                if let Some(progress) = p.progress {
+                    set_progress(&state.db, &task.id, progress).await?;
+                }
+            }
+            PredictionStatus::Succeeded => match p.output.first() {
+                Some(url) => finalize::store_output(state, &task, &token, url).await?,
+                None => {
+                    fail_and_refund(state, &task.id, "The model finished without an image.").await?;
+                }
+            },
+            PredictionStatus::Failed => {
+                let reason = p.error.as_deref().map(str::trim).filter(|e| !e.is_empty()).unwrap_or("no reason given");
+                fail_and_refund(state, &task.id, &format!("The model failed: {}", clip(reason, 300))).await?;
+            }
+            PredictionStatus::Canceled | PredictionStatus::Aborted => {
+                fail_and_refund(state, &task.id, "The generation was canceled at the provider.").await?;
+            }
+        },
+        Err(ProviderError::NotFound) => {
+            fail_and_refund(state, &task.id, "The provider no longer knows this generation.").await?;
+        }
+        Err(e) => {
+            // Transient (or a configuration problem, logged by the adapter):
+            // stay processing; come back after the provider's hint.
+            tracing::warn!(task = %task.id, "provider check failed: {e}");
+            if let Some(wait) = e.retry_after() {
+                postpone(&state.db, &task.id, wait).await?;
+            }
+        }
+    }
+    reload(state, task).await
+}
+
+/// Claims this interval's provider check (compare-and-set on
+/// `next_check_at`); `None` when another poller has it.
+async fn claim_check(state: &AppState, task: &TaskRow, now: i64) -> Result<Option<String>> {
+    let token = uuid::Uuid::new_v4().to_string();
+    let claimed = sqlx::query(
+        "UPDATE tasks SET next_check_at = $1, check_token = $2, last_polled_at = $3 \
+         WHERE id = $4 AND status = 'processing' AND next_check_at <= $3",
+    )
+    .bind(now + check_interval_ms(state).max(1))
+    .bind(&token)
+    .bind(now)
+    .bind(&task.id)
+    .execute(&state.db)
+    .await
+    .map_err(AppError::internal)?;
+    Ok((claimed.rows_affected() == 1).then_some(token))
+}
+
+async fn set_progress(db: &Db, task_id: &str, progress: u8) -> Result<()> {
+    sqlx::query("UPDATE tasks SET progress = $1 WHERE id = $2 AND status = 'processing'")
+        .bind(i64::from(progress.min(100)))
+        .bind(task_id)
+        .execute(db)
+        .await
+        .map_err(AppError::internal)?;
+    Ok(())
+}
+
+async fn postpone(db: &Db, task_id: &str, wait: Duration) -> Result<()> {
+    let until = db::now_ms() + wait.as_millis().min(600_000) as i64;
+    sqlx::query("UPDATE tasks SET next_check_at = $1 WHERE id = $2 AND status = 'processing' AND next_check_at < $1")
+        .bind(until)
+        .bind(task_id)
+        .execute(db)
+        .await
+        .map_err(AppError::internal)?;
+    Ok(())
+}
+
+async fn reload(state: &AppState, task: TaskRow) -> Result<TaskRow> {
+    Ok(row::load(&state.db, &task.id).await?.unwrap_or(task))
+}
