@@ -11,7 +11,7 @@ NODE_BIN := $(CURDIR)/end2end/node_modules/.bin
 export PATH := $(NODE_BIN):$(HOME)/.cargo/bin:$(PATH)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help deps rust-deps system-deps python-deps node-deps build run dev test test-rust test-e2e lint fmt bench clean-data
+.PHONY: help deps rust-deps system-deps python-deps node-deps build run dev test test-rust test-e2e lint fmt bench bench-node-deps clean-data
 
 help:
 	@echo "make run    install what is missing, build, serve on http://127.0.0.1:3000"
@@ -83,8 +83,22 @@ lint:
 fmt:
 	cargo fmt --all
 
-bench: build
-	cargo run --release --features ssr --bin bench
+# The load harness (benches/load.rs) drives the release server built by
+# `make build`; a copy of it and of target/site is taken first, because
+# `cargo bench` rebuilds target/release/darkroom without cargo-leptos'
+# settings (it would then link the wasm under another name) and a
+# concurrent `make dev` rewrites target/site. Results go
+# into BENCHMARKS.md. The Node reference's better-sqlite3 compiles from
+# source on `npm ci` (about 2 min, only when its lock file changed).
+BENCH_BIN := $(CURDIR)/target/bench/darkroom
+bench: build bench-node-deps
+	@rm -rf target/bench && mkdir -p target/bench && cp target/release/darkroom $(BENCH_BIN) && cp -r target/site target/bench/site
+	DARKROOM_BENCH_BIN=$(BENCH_BIN) DARKROOM_BENCH_SITE=$(CURDIR)/target/bench/site cargo bench --bench load --features ssr -- $(BENCH_ARGS)
+
+bench-node-deps: benches/node/node_modules/.package-lock.json
+benches/node/node_modules/.package-lock.json: benches/node/package-lock.json
+	cd benches/node && npm ci --no-audit --no-fund
+	@touch $@
 
 clean-data:
 	rm -rf data

@@ -63,7 +63,10 @@ async fn advance_due(state: AppState, task: TaskRow) -> Result<TaskRow> {
         }
         Ok(p) => match p.status {
             PredictionStatus::Starting | PredictionStatus::Processing => {
-                if let Some(progress) = p.progress {
+                // Write only a change: most checks of a long task see none.
+                if let Some(progress) = p.progress
+                    && task.progress != Some(i64::from(progress))
+                {
                     set_progress(&state.db, &task.id, progress).await?;
                 }
             }

@@ -1,0 +1,128 @@
+//! Child processes under test (the release `darkroom`, the Node reference,
+//! the bare-axum floor): started on a free loopback port, waited for, and
+//! killed when their guard drops — also on panic, and on Ctrl-C through a
+//! registry of live process ids.
+
+use std::{
+    net::{SocketAddr, TcpListener},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+/// Process ids of children still running, for the Ctrl-C handler.
+static LIVE: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+/// A running child; dropping it kills it and waits for it.
+pub struct Proc {
+    child: Child,
+    pub addr: SocketAddr,
+    pub name: &'static str,
+}
+
+impl Proc {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `VmHWM` (peak resident set) and `VmRSS` of the child, in KiB.
+    pub fn memory_kib(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+                .unwrap_or(0)
+        };
+        (field("VmHWM:"), field("VmRSS:"))
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let pid = self.child.id();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Ok(mut live) = LIVE.lock() {
+            live.retain(|&p| p != pid);
+        }
+    }
+}
+
+/// Kills every registered child (the Ctrl-C path; `Drop` does it otherwise).
+pub fn kill_all() {
+    if let Ok(live) = LIVE.lock() {
+        for pid in live.iter() {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+        }
+    }
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free loopback port")
+}
+
+/// Starts `cmd` (already configured with the port it must listen on), then
+/// waits until `addr` accepts connections.
+pub fn start(name: &'static str, mut cmd: Command, addr: SocketAddr, log: &Path) -> Proc {
+    let out = std::fs::File::create(log).expect("log file");
+    let err = out.try_clone().expect("log file");
+    cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+    let child = cmd.spawn().unwrap_or_else(|e| panic!("could not start {name}: {e}"));
+    LIVE.lock().expect("registry").push(child.id());
+    eprintln!("  started {name}: pid {} on {addr}", child.id());
+    let mut proc = Proc { child, addr, name };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        if let Ok(Some(status)) = proc.child.try_wait() {
+            panic!("{name} exited with {status} before listening; see {}", log.display());
+        }
+        assert!(Instant::now() < deadline, "{name} did not listen on {addr} within 30 s; see {}", log.display());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    proc
+}
+
+/// The repository root (benches run from it; the server reads `Leptos.toml`
+/// and serves `target/site` relative to it).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The server under test: `$DARKROOM_BENCH_BIN` (the Makefile's copy of the
+/// `make build` binary), else `target/release/darkroom`.
+pub fn server_bin() -> PathBuf {
+    std::env::var_os("DARKROOM_BENCH_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/release/darkroom"))
+}
+
+/// The site the server under test serves (`$DARKROOM_BENCH_SITE`, the
+/// Makefile's copy of `make build`'s output, else `target/site`).
+pub fn site_root() -> PathBuf {
+    std::env::var_os("DARKROOM_BENCH_SITE").map(PathBuf::from).unwrap_or_else(|| repo_root().join("target/site"))
+}
+
+/// The release server with a fresh data directory under `data_dir`, the
+/// simulator, and `env` on top of the bench defaults.
+pub fn darkroom(data_dir: &Path, env: &[(&str, String)]) -> Proc {
+    let port = free_port();
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let root = repo_root();
+    let mut cmd = Command::new(server_bin());
+    cmd.current_dir(&root)
+        .env("LEPTOS_SITE_ADDR", addr.to_string())
+        .env("LEPTOS_SITE_ROOT", site_root())
+        .env("DARKROOM_DATA_DIR", data_dir)
+        .env("RUST_LOG", "warn")
+        .env("DARKROOM_AUTH_ATTEMPTS_PER_MINUTE", "10000")
+        .env("DARKROOM_SIGNUP_CREDITS", "10000000");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    std::fs::create_dir_all(data_dir).expect("data dir");
+    start("darkroom", cmd, addr, &data_dir.join("server.log"))
+}
