@@ -262,21 +262,10 @@ fn parse_models(list: &str) -> Result<Vec<ModelSpec>, ConfigError> {
 }
 
 fn parse_range(raw: Option<String>) -> Result<(u64, u64), ConfigError> {
-    const NAME: &str = "DARKROOM_SIM_DURATION_MS";
-    let Some(raw) = raw else { return Ok((8000, 20000)) };
-    let parse =
-        |s: &str| s.trim().parse::<u64>().map_err(|_| err(NAME, format!("`{raw}` is not N or N-M milliseconds")));
-    let (lo, hi) = match raw.split_once('-') {
-        Some((a, b)) => (parse(a)?, parse(b)?),
-        None => {
-            let v = parse(&raw)?;
-            (v, v)
-        }
-    };
-    if lo > hi || hi > 3_600_000 {
-        return Err(err(NAME, format!("`{raw}` must be N-M with N <= M <= 3600000")));
+    match raw {
+        None => Ok((8000, 20000)),
+        Some(raw) => crate::sim::parse_duration_range(&raw).map_err(|e| err("DARKROOM_SIM_DURATION_MS", e)),
     }
-    Ok((lo, hi))
 }
 
 #[cfg(test)]
