@@ -22,6 +22,7 @@ async fn main() {
 async fn run() -> anyhow::Result<()> {
     use std::net::SocketAddr;
 
+    use axum::serve::ListenerExt;
     use darkroom::server::{self, config::Config};
 
     let config = Config::from_env()?;
@@ -38,7 +39,14 @@ async fn run() -> anyhow::Result<()> {
 
     let listener = tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|e| anyhow::anyhow!("LEPTOS_SITE_ADDR: cannot listen on {addr}: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("LEPTOS_SITE_ADDR: cannot listen on {addr}: {e}"))?
+        // Pages are streamed in several writes: without TCP_NODELAY, Nagle's
+        // algorithm holds the last one back until the client's delayed ACK.
+        .tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!("cannot set TCP_NODELAY: {e}");
+            }
+        });
     let built = server::build(config, leptos, addr).await?;
     tracing::info!("Darkroom listening on http://{addr}");
     axum::serve(listener, built.router.into_make_service_with_connect_info::<SocketAddr>())

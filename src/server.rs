@@ -7,6 +7,8 @@ pub mod credits;
 pub mod db;
 pub mod http;
 pub mod metrics;
+pub mod reads;
+pub mod sessions;
 pub mod state;
 pub mod storage;
 pub mod tasks;
@@ -25,8 +27,10 @@ use leptos_axum::{LeptosRoutes, generate_route_list};
 use secrecy::ExposeSecret;
 use tower_http::trace::TraceLayer;
 
-use self::auth::{Accounts, AttemptLimiter, Sessions};
+use self::auth::{Accounts, AttemptLimiter};
 use self::config::{Config, ProviderChoice};
+use self::reads::Reads;
+use self::sessions::Sessions;
 use self::state::AppState;
 use crate::app::{App, shell};
 use crate::provider::{Provider, ProviderConfig};
@@ -47,7 +51,8 @@ pub async fn build(config: Config, mut leptos_options: LeptosOptions, addr: Sock
         .map_err(|e| anyhow::anyhow!("DARKROOM_DATA_DIR: cannot create {}: {e}", config.data_dir.display()))?;
 
     let db = db::connect(&config.database_url).await?;
-    let sessions = Sessions::open(&config.database_url).await?;
+    let reads = Reads::open(&config.database_url, &db)?;
+    let sessions = Sessions::new(db.clone(), reads.clone());
     sessions.spawn_cleanup(Duration::from_secs(3600));
     let objects = storage::open(&config.storage)?;
 
@@ -108,11 +113,16 @@ pub async fn build(config: Config, mut leptos_options: LeptosOptions, addr: Sock
         .with_expiry(Expiry::OnInactivity(axum_login::tower_sessions::cookie::time::Duration::seconds(
             config.session_idle.as_secs() as i64,
         )));
-    let auth_layer = AuthManagerLayerBuilder::new(Accounts::new(db.clone()), session_layer).build();
+    let auth_layer = AuthManagerLayerBuilder::new(Accounts::new(reads.clone()), session_layer).build();
 
+    let uploads = Arc::new(tasks::finalize::Uploads::for_store(&config.storage));
     let state = AppState {
         config: Arc::new(config),
         db,
+        reads,
+        finished: Arc::default(),
+        uploads,
+        rechecks: Arc::default(),
         objects,
         provider,
         attempts,

@@ -73,6 +73,8 @@ pub struct Prediction {
     pub predict_time: Option<f64>,
     /// When the prediction was created (RFC 3339, as given).
     pub created_at: Option<String>,
+    /// When the model started running (RFC 3339, as given).
+    pub started_at: Option<String>,
     /// When it reached a terminal status (RFC 3339, as given).
     pub completed_at: Option<String>,
 }
@@ -101,6 +103,7 @@ impl Prediction {
             data_removed: wire.data_removed.as_bool().unwrap_or(false),
             predict_time: wire.metrics.get("predict_time").and_then(Value::as_f64),
             created_at: text(&wire.created_at),
+            started_at: text(&wire.started_at),
             completed_at: text(&wire.completed_at),
         })
     }
@@ -127,6 +130,8 @@ struct Wire {
     metrics: Value,
     #[serde(default)]
     created_at: Value,
+    #[serde(default)]
+    started_at: Value,
     #[serde(default)]
     completed_at: Value,
 }

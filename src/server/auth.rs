@@ -1,20 +1,18 @@
-//! Accounts: sign-up with a credit grant, sign-in, the axum-login backend and
-//! the server-side session store (tower-sessions on the same database).
+//! Accounts: sign-up with a credit grant, sign-in, and the axum-login
+//! backend (which loads the signed-in account on every request).
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::time::Duration;
 
-use axum_login::tower_sessions::session::{Id, Record};
-use axum_login::tower_sessions::session_store::{self, ExpiredDeletion, SessionStore};
 use axum_login::{AuthUser, AuthnBackend};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use sqlx::Row;
-use tower_sessions_sqlx_store::{PostgresStore, SqliteStore};
+use sqlx::any::AnyRow;
 
 use super::credits;
 use super::db::{self, Db};
+use super::reads::{Arg, ReadRow, Reads};
 use crate::error::{AppError, ErrorKind, Result};
 
 /// A signed-in account as the session layer knows it.
@@ -96,17 +94,32 @@ pub struct Credentials {
     pub password: String,
 }
 
+impl ReadRow for Account {
+    fn from_any(r: &AnyRow) -> Result<Self> {
+        let get = |e: sqlx::Error| AppError::internal(e);
+        Ok(Account {
+            id: r.try_get("id").map_err(get)?,
+            email: r.try_get("email").map_err(get)?,
+            password_hash: r.try_get("password_hash").map_err(get)?,
+        })
+    }
+
+    fn from_sqlite(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Account { id: r.get("id")?, email: r.get("email")?, password_hash: r.get("password_hash")? })
+    }
+}
+
 /// The axum-login backend: accounts in the `users` table.
 #[derive(Clone)]
 pub struct Accounts {
-    db: Db,
+    reads: Reads,
 }
 
 /// What can fail while looking accounts up.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
-    #[error(transparent)]
-    Db(#[from] sqlx::Error),
+    #[error("{}", .0.message)]
+    Db(#[from] AppError),
     #[error("password check failed: {0}")]
     Join(#[from] tokio::task::JoinError),
 }
@@ -114,17 +127,8 @@ pub enum AuthError {
 pub type AuthSession = axum_login::AuthSession<Accounts>;
 
 impl Accounts {
-    pub fn new(db: Db) -> Self {
-        Self { db }
-    }
-
-    async fn by(&self, column: &str, value: &str) -> Result<Option<Account>, sqlx::Error> {
-        let sql = format!("SELECT id, email, password_hash FROM users WHERE {column} = $1");
-        let row = sqlx::query(&sql).bind(value).fetch_optional(&self.db).await?;
-        row.map(|r| {
-            Ok(Account { id: r.try_get("id")?, email: r.try_get("email")?, password_hash: r.try_get("password_hash")? })
-        })
-        .transpose()
+    pub fn new(reads: Reads) -> Self {
+        Self { reads }
     }
 }
 
@@ -135,7 +139,10 @@ impl AuthnBackend for Accounts {
 
     async fn authenticate(&self, creds: Credentials) -> Result<Option<Account>, AuthError> {
         let Ok(email) = Email::parse(&creds.email) else { return Ok(None) };
-        let account = self.by("email", email.as_str()).await?;
+        let account: Option<Account> = self
+            .reads
+            .optional("SELECT id, email, password_hash FROM users WHERE email = $1", &[Arg::Text(email.as_str())])
+            .await?;
         // Verify against a dummy hash when the email is unknown, so both
         // answers take the same time.
         let hash = account.as_ref().map(|a| a.password_hash.clone()).unwrap_or_else(|| DUMMY_HASH.clone());
@@ -145,7 +152,7 @@ impl AuthnBackend for Accounts {
     }
 
     async fn get_user(&self, id: &String) -> Result<Option<Account>, AuthError> {
-        Ok(self.by("id", id).await?)
+        Ok(self.reads.optional("SELECT id, email, password_hash FROM users WHERE id = $1", &[Arg::Text(id)]).await?)
     }
 }
 
@@ -209,96 +216,6 @@ impl AttemptLimiter {
     pub fn prune(&self) {
         self.0.retain_recent();
         self.0.shrink_to_fit();
-    }
-}
-
-/// The session store, on whichever database Darkroom uses.
-#[derive(Debug, Clone)]
-pub enum Sessions {
-    Sqlite(SqliteStore),
-    Postgres(PostgresStore),
-}
-
-impl Sessions {
-    /// Opens the store's own pool on `url` and creates its table.
-    pub async fn open(url: &str) -> anyhow::Result<Self> {
-        let store = match db::Backend::of(url) {
-            db::Backend::Sqlite => {
-                let pool = sqlx::SqlitePool::connect(url).await?;
-                Self::Sqlite(SqliteStore::new(pool))
-            }
-            db::Backend::Postgres => {
-                let pool = sqlx::PgPool::connect(url).await?;
-                Self::Postgres(PostgresStore::new(pool))
-            }
-        };
-        // Several instances may start at once and race to create the table;
-        // the loser sees a duplicate and tries again.
-        let mut attempt = 0;
-        loop {
-            let migrated = match &store {
-                Self::Sqlite(s) => s.migrate().await,
-                Self::Postgres(s) => s.migrate().await,
-            };
-            match migrated {
-                Ok(()) => return Ok(store),
-                Err(e) if attempt < 3 => {
-                    attempt += 1;
-                    tracing::debug!("session table creation raced, retrying: {e}");
-                    tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-
-    /// Deletes expired sessions every `period`, forever.
-    pub fn spawn_cleanup(&self, period: Duration) {
-        let store = self.clone();
-        tokio::spawn(async move {
-            let _ = store.continuously_delete_expired(period).await;
-        });
-    }
-}
-
-#[async_trait::async_trait]
-impl SessionStore for Sessions {
-    async fn create(&self, record: &mut Record) -> session_store::Result<()> {
-        match self {
-            Self::Sqlite(s) => s.create(record).await,
-            Self::Postgres(s) => s.create(record).await,
-        }
-    }
-
-    async fn save(&self, record: &Record) -> session_store::Result<()> {
-        match self {
-            Self::Sqlite(s) => s.save(record).await,
-            Self::Postgres(s) => s.save(record).await,
-        }
-    }
-
-    async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
-        match self {
-            Self::Sqlite(s) => s.load(id).await,
-            Self::Postgres(s) => s.load(id).await,
-        }
-    }
-
-    async fn delete(&self, id: &Id) -> session_store::Result<()> {
-        match self {
-            Self::Sqlite(s) => s.delete(id).await,
-            Self::Postgres(s) => s.delete(id).await,
-        }
-    }
-}
-
-#[async_trait::async_trait]
-impl ExpiredDeletion for Sessions {
-    async fn delete_expired(&self) -> session_store::Result<()> {
-        match self {
-            Self::Sqlite(s) => s.delete_expired().await,
-            Self::Postgres(s) => s.delete_expired().await,
-        }
     }
 }
 

@@ -40,6 +40,10 @@ pub async fn connect(url: &str) -> anyhow::Result<Db> {
     let pool = AnyPoolOptions::new()
         .max_connections(if backend == Backend::Sqlite { 8 } else { 16 })
         .acquire_timeout(Duration::from_secs(10))
+        // A ping checks that a network connection survived; an in-process
+        // SQLite connection cannot go stale, and the ping is one more thread
+        // hand-off per query.
+        .test_before_acquire(backend == Backend::Postgres)
         .after_connect(move |conn, _| {
             Box::pin(async move {
                 if backend == Backend::Sqlite {

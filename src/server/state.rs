@@ -11,6 +11,10 @@ use super::auth::AttemptLimiter;
 use super::config::Config;
 use super::db::Db;
 use super::metrics::Metrics;
+use super::reads::Reads;
+use super::tasks::Finished;
+use super::tasks::finalize::Uploads;
+use super::tasks::recheck::Rechecks;
 use crate::error::{AppError, Result};
 use crate::provider::Provider;
 
@@ -19,7 +23,15 @@ use crate::provider::Provider;
 pub struct AppState {
     pub config: Arc<Config>,
     pub db: Db,
+    /// Point reads on the request path (see `reads`).
+    pub reads: Reads,
+    /// Views of finished tasks, which never change.
+    pub finished: Arc<Finished>,
     pub objects: Arc<dyn ObjectStore>,
+    /// Admission of finalizations' uploads (a memory budget).
+    pub uploads: Arc<Uploads>,
+    /// Checks this instance will make when predictions should end.
+    pub rechecks: Arc<Rechecks>,
     pub provider: Provider,
     pub attempts: Arc<AttemptLimiter>,
     pub metrics: Arc<Metrics>,

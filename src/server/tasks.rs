@@ -5,11 +5,14 @@
 
 mod advance;
 pub mod finalize;
+mod finished;
+pub mod recheck;
 pub mod reconcile;
 pub mod row;
 
 pub use advance::advance;
 pub use finalize::object_key;
+pub use finished::Finished;
 
 use futures::StreamExt;
 use sqlx::Row;
@@ -171,9 +174,18 @@ async fn submit(state: AppState, task_id: String, model: String, prompt: Prompt)
 /// One task's state, advanced when it is due.
 pub async fn check(state: &AppState, user_id: &str, task_id: &str) -> Result<TaskView> {
     let task_id = parse_task_id(task_id)?;
-    let task = row::load_owned(&state.db, user_id, &task_id).await?.ok_or_else(AppError::not_found)?;
+    if let Some(finished) = state.finished.get(&task_id) {
+        if finished.owner != user_id {
+            return Err(AppError::not_found());
+        }
+        state.metrics.poll();
+        return Ok(finished.view.clone());
+    }
+    let task = row::load_owned(&state.reads, user_id, &task_id).await?.ok_or_else(AppError::not_found)?;
     state.metrics.poll();
-    Ok(advance(state, task).await?.view())
+    let task = advance(state, task).await?;
+    state.finished.remember(&task);
+    Ok(task.view())
 }
 
 /// Several tasks' states (ids of other users, or unknown, are left out).
@@ -200,6 +212,9 @@ pub async fn check_many(state: &AppState, user_id: &str, task_ids: &[String]) ->
         .buffered(8)
         .collect()
         .await;
+    for task in &advanced {
+        state.finished.remember(task);
+    }
     let mut views: Vec<TaskView> = advanced.iter().map(TaskRow::view).collect();
     views.sort_by_key(|v| ids.iter().position(|id| *id == v.id));
     Ok(views)

@@ -80,6 +80,21 @@ async fn sign_in_checks_the_password_and_sign_out_ends_the_session() {
     assert_eq!(app.call(&c, "me", &[]).await.1["email"], email.as_str());
 }
 
+/// Sessions are read from the database on every request, never remembered
+/// by an instance: a sign-out on one ends the session on the others at once.
+#[tokio::test]
+async fn a_sign_out_on_one_instance_ends_the_session_on_another() {
+    let a = spawn_app().await;
+    let b = spawn_app_with(&[("DATABASE_URL", &a.state.config.database_url)]).await;
+    // Cookies do not depend on the port: the client sends its session to both.
+    let c = client();
+    let email = a.sign_up(&c).await;
+    assert_eq!(b.call(&c, "me", &[]).await.1["email"], email.as_str());
+    assert_eq!(a.call(&c, "sign_out", &[]).await.0, 200);
+    assert_eq!(b.call(&c, "me", &[]).await.0, 401);
+    assert_eq!(a.call(&c, "me", &[]).await.0, 401);
+}
+
 #[tokio::test]
 async fn signed_out_calls_fail_without_side_effects() {
     let app = spawn_app().await;

@@ -273,6 +273,67 @@ async fn other_peoples_tasks_and_images_are_not_found() {
     assert_eq!(history["items"], serde_json::json!([]));
 }
 
+/// A finished task never changes, so its polls are answered from memory
+/// (seen here by changing the row behind the app's back), and still only to
+/// its owner; a processing task is read fresh on every poll.
+#[tokio::test]
+async fn finished_tasks_are_answered_from_memory_processing_ones_fresh() {
+    let app = spawn_app().await;
+    let c = client();
+    app.sign_up(&c).await;
+    let slow = generate(&app, &c, "a slow one #ms=60000").await;
+    sqlx::query("UPDATE tasks SET prompt = 'changed' WHERE id = $1").bind(&slow).execute(&app.state.db).await.unwrap();
+    let (_, view) = app.call(&c, "check_image_status", &[("task_id", &slow)]).await;
+    assert_eq!((view["status"].as_str(), view["prompt"].as_str()), (Some("processing"), Some("changed")));
+
+    let id = generate(&app, &c, "a quick one").await;
+    let done = poll_until_done(&app, &c, &id).await;
+    sqlx::query("UPDATE tasks SET prompt = 'changed' WHERE id = $1").bind(&id).execute(&app.state.db).await.unwrap();
+    let (status, view) = app.call(&c, "check_image_status", &[("task_id", &id)]).await;
+    assert_eq!(status, 200);
+    assert_eq!(view, done, "answered from memory");
+    assert_eq!(view["prompt"], "a quick one");
+
+    let other = client();
+    app.sign_up(&other).await;
+    let (status, _) = app.call(&other, "check_image_status", &[("task_id", &id)]).await;
+    assert_eq!(status, 404);
+}
+
+/// A check that sees the prediction running schedules one more at its
+/// expected end: the task completes then though nobody polls again and the
+/// reconciler is off.
+#[tokio::test]
+async fn a_running_prediction_is_checked_again_when_it_should_end() {
+    let app = spawn_app_with(&[("DARKROOM_PROVIDER_CHECK_MS", "200")]).await;
+    let c = client();
+    app.sign_up(&c).await;
+    let id = generate(&app, &c, "checked once #ms=2000").await;
+    // Past the simulator's starting tenth, well before the end.
+    let progress = loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (_, view) = app.call(&c, "check_image_status", &[("task_id", &id)]).await;
+        assert_eq!(view["status"], "processing", "{view}");
+        if let Some(p) = view["progress"].as_u64().filter(|p| *p > 0) {
+            break p;
+        }
+    };
+    assert!(progress < 100);
+    let polls = app.state.metrics.polls();
+    let start = Instant::now();
+    loop {
+        // Reads the row without advancing anything.
+        let (_, page) = app.call(&c, "list_history", &[]).await;
+        if page["items"][0]["status"] == "completed" {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "not checked again: {page}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(app.state.metrics.polls(), polls, "nobody polled");
+    assert!(app.state.rechecks.is_empty());
+}
+
 #[tokio::test]
 async fn bad_input_says_why_and_charges_nothing() {
     let app = spawn_app_with(&[("DARKROOM_SIGNUP_CREDITS", "10")]).await;

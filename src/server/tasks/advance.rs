@@ -69,6 +69,7 @@ async fn advance_due(state: AppState, task: TaskRow) -> Result<TaskRow> {
                 {
                     set_progress(&state.db, &task.id, progress).await?;
                 }
+                super::recheck::schedule(state, &task.id, &p, now);
             }
             PredictionStatus::Succeeded => match p.output.first() {
                 Some(url) => finalize::store_output(state, &task, &token, url).await?,
@@ -139,5 +140,5 @@ async fn postpone(db: &Db, task_id: &str, wait: Duration) -> Result<()> {
 }
 
 async fn reload(state: &AppState, task: TaskRow) -> Result<TaskRow> {
-    Ok(row::load(&state.db, &task.id).await?.unwrap_or(task))
+    Ok(row::load(&state.reads, &task.id).await?.unwrap_or(task))
 }

@@ -11,14 +11,51 @@ use super::fail_and_refund;
 use super::row::TaskRow;
 use crate::error::{AppError, Result};
 use crate::provider::ProviderError;
+use crate::server::config::StorageConfig;
 use crate::server::db;
 use crate::server::state::AppState;
 
 /// How long a finalizing poller holds the task before another may try.
 const DOWNLOAD_LEASE_MS: i64 = 120_000;
-/// Upload part size: small enough to keep memory flat, large enough for S3
-/// (which needs at least 5 MiB per part but the last).
-const PART_BYTES: usize = 5 * 1024 * 1024;
+/// Parts of one upload in flight while the next is filled.
+const PARTS_IN_FLIGHT: usize = 2;
+/// What all finalizations of one instance may hold in memory together.
+const MEMORY_BUDGET_BYTES: usize = 64 * MIB;
+const MIB: usize = 1024 * 1024;
+
+/// The memory an instance spends on finalizing: an upload holds the part
+/// being filled plus the parts in flight, so it is admitted only while the
+/// sum stays within the budget. A burst of completions then queues (each
+/// waits for a few milliseconds on a local disk) instead of taking memory
+/// in proportion to its size.
+pub struct Uploads {
+    budget: tokio::sync::Semaphore,
+    part_bytes: usize,
+    /// Budget units (MiB) one upload takes.
+    per_upload: u32,
+}
+
+impl Uploads {
+    /// Part size by store: a local file takes any size, so parts are small;
+    /// S3 needs at least 5 MiB per part but the last.
+    pub fn for_store(config: &StorageConfig) -> Self {
+        let part_bytes = match config {
+            StorageConfig::Local(_) => MIB,
+            StorageConfig::S3 { .. } => 5 * MIB,
+        };
+        let per_upload = (part_bytes * (1 + PARTS_IN_FLIGHT)).div_ceil(MIB);
+        Self {
+            budget: tokio::sync::Semaphore::new(MEMORY_BUDGET_BYTES / MIB),
+            part_bytes,
+            per_upload: per_upload as u32,
+        }
+    }
+
+    /// Waits until one more upload fits in the budget.
+    async fn admit(&self) -> Result<tokio::sync::SemaphorePermit<'_>> {
+        self.budget.acquire_many(self.per_upload).await.map_err(AppError::internal)
+    }
+}
 
 /// Where a task's image lives in the store.
 pub fn object_key(task_id: &str) -> ObjectPath {
@@ -96,8 +133,10 @@ async fn download(state: &AppState, key: &ObjectPath, url: &str) -> Result<(&'st
         return Err(Outcome::Unusable("The provider returned something that is not an image.".into()));
     }
 
+    let uploads = &state.uploads;
+    let _admitted = uploads.admit().await.map_err(Outcome::Internal)?;
     let upload = state.objects.put_multipart(key).await.map_err(|e| Outcome::Internal(AppError::internal(e)))?;
-    let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_BYTES);
+    let mut writer = WriteMultipart::new_with_chunk_size(upload, uploads.part_bytes);
     let mut stream = response.bytes_stream();
     let mut head: Vec<u8> = Vec::with_capacity(16);
     let mut content_type = None;
@@ -117,7 +156,7 @@ async fn download(state: &AppState, key: &ObjectPath, url: &str) -> Result<(&'st
                     })?);
                 }
             }
-            writer.wait_for_capacity(2).await.map_err(|e| Outcome::Internal(AppError::internal(e)))?;
+            writer.wait_for_capacity(PARTS_IN_FLIGHT).await.map_err(|e| Outcome::Internal(AppError::internal(e)))?;
             writer.write(&chunk);
         }
         Ok(())
@@ -231,7 +270,26 @@ async fn reset_lease(state: &AppState, task: &TaskRow, token: &str, wait: std::t
 
 #[cfg(test)]
 mod tests {
+    use futures::FutureExt;
+
     use super::*;
+
+    #[test]
+    fn uploads_beyond_the_memory_budget_wait() {
+        let local = Uploads::for_store(&StorageConfig::Local("objects".into()));
+        assert_eq!(local.part_bytes, MIB);
+        // 64 MiB / (1 MiB filling + 2 in flight) = 21 at once.
+        let admitted: Vec<_> = (0..21).map(|_| local.admit().now_or_never().unwrap().unwrap()).collect();
+        assert!(local.admit().now_or_never().is_none(), "the 22nd upload must wait");
+        drop(admitted);
+        assert!(local.admit().now_or_never().is_some());
+
+        let s3 = Uploads::for_store(&StorageConfig::S3 { bucket: "b".into(), aws: Vec::new() });
+        assert_eq!(s3.part_bytes, 5 * MIB);
+        let admitted: Vec<_> = (0..4).map(|_| s3.admit().now_or_never().unwrap().unwrap()).collect();
+        assert!(s3.admit().now_or_never().is_none(), "S3 parts are larger: the 5th waits");
+        drop(admitted);
+    }
 
     #[test]
     fn image_formats_are_recognised_by_their_first_bytes() {

@@ -51,7 +51,7 @@ pub async fn pass(state: &AppState) -> Result<usize> {
     futures::stream::iter(ids)
         .for_each_concurrent(8, |id| async move {
             let result = async {
-                if let Some(task) = row::load(&state.db, &id).await? {
+                if let Some(task) = row::load(&state.reads, &id).await? {
                     super::advance(state, task).await?;
                 }
                 Ok::<_, AppError>(())

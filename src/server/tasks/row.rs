@@ -6,6 +6,7 @@ use sqlx::any::AnyRow;
 use crate::error::{AppError, Result};
 use crate::model::{TaskStatus, TaskView};
 use crate::server::db;
+use crate::server::reads::{Arg, ReadRow, Reads};
 
 /// The columns every read of a task selects, with the refund flag taken from
 /// the ledger (the one source of truth for money).
@@ -23,13 +24,13 @@ pub enum State {
 }
 
 impl State {
-    fn parse(s: &str) -> Result<Self> {
-        Ok(match s {
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
             "submitting" => Self::Submitting,
             "processing" => Self::Processing,
             "completed" => Self::Completed,
             "failed" => Self::Failed,
-            other => return Err(AppError::internal(format!("unknown task status {other}"))),
+            _ => return None,
         })
     }
 
@@ -58,6 +59,39 @@ pub struct TaskRow {
     pub refunded: bool,
 }
 
+impl ReadRow for TaskRow {
+    fn from_any(r: &AnyRow) -> Result<Self> {
+        Self::from_row(r)
+    }
+
+    fn from_sqlite(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        let status: String = r.get("status")?;
+        Ok(Self {
+            id: r.get("id")?,
+            user_id: r.get("user_id")?,
+            prompt: r.get("prompt")?,
+            model: r.get("model")?,
+            cost: r.get("cost")?,
+            state: State::parse(&status).ok_or_else(|| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    0,
+                    rusqlite::types::Type::Text,
+                    format!("unknown task status {status}").into(),
+                )
+            })?,
+            prediction_id: r.get("prediction_id")?,
+            progress: r.get("progress")?,
+            error: r.get("error")?,
+            object_key: r.get("object_key")?,
+            created_at: r.get("created_at")?,
+            finished_at: r.get("finished_at")?,
+            deadline_at: r.get("deadline_at")?,
+            next_check_at: r.get("next_check_at")?,
+            refunded: r.get::<_, i64>("refunded")? != 0,
+        })
+    }
+}
+
 impl TaskRow {
     pub fn from_row(r: &AnyRow) -> Result<Self> {
         let get = |e: sqlx::Error| AppError::internal(e);
@@ -67,7 +101,10 @@ impl TaskRow {
             prompt: r.try_get("prompt").map_err(get)?,
             model: r.try_get("model").map_err(get)?,
             cost: r.try_get("cost").map_err(get)?,
-            state: State::parse(&r.try_get::<String, _>("status").map_err(get)?)?,
+            state: {
+                let status: String = r.try_get("status").map_err(get)?;
+                State::parse(&status).ok_or_else(|| AppError::internal(format!("unknown task status {status}")))?
+            },
             prediction_id: r.try_get("prediction_id").map_err(get)?,
             progress: r.try_get("progress").map_err(get)?,
             error: r.try_get("error").map_err(get)?,
@@ -108,15 +145,15 @@ impl TaskRow {
 }
 
 /// Loads one of `user_id`'s tasks.
-pub async fn load_owned(db: &db::Db, user_id: &str, task_id: &str) -> Result<Option<TaskRow>> {
-    let sql = format!("SELECT {COLUMNS} FROM tasks t WHERE t.id = $1 AND t.user_id = $2");
-    let row = sqlx::query(&sql).bind(task_id).bind(user_id).fetch_optional(db).await.map_err(AppError::internal)?;
-    row.as_ref().map(TaskRow::from_row).transpose()
+pub async fn load_owned(reads: &Reads, user_id: &str, task_id: &str) -> Result<Option<TaskRow>> {
+    static SQL: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| format!("SELECT {COLUMNS} FROM tasks t WHERE t.id = $1 AND t.user_id = $2"));
+    reads.optional(&SQL, &[Arg::Text(task_id), Arg::Text(user_id)]).await
 }
 
 /// Loads a task by id, whoever owns it (the reconciler).
-pub async fn load(db: &db::Db, task_id: &str) -> Result<Option<TaskRow>> {
-    let sql = format!("SELECT {COLUMNS} FROM tasks t WHERE t.id = $1");
-    let row = sqlx::query(&sql).bind(task_id).fetch_optional(db).await.map_err(AppError::internal)?;
-    row.as_ref().map(TaskRow::from_row).transpose()
+pub async fn load(reads: &Reads, task_id: &str) -> Result<Option<TaskRow>> {
+    static SQL: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| format!("SELECT {COLUMNS} FROM tasks t WHERE t.id = $1"));
+    reads.optional(&SQL, &[Arg::Text(task_id)]).await
 }

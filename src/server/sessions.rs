@@ -1,0 +1,153 @@
+//! The server-side session store for tower-sessions, in the app's own
+//! database (table `sessions`, created by the migrations). Writes go through
+//! the pool; the load every request makes goes through [`Reads`].
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum_login::tower_sessions::cookie::time::OffsetDateTime;
+use axum_login::tower_sessions::session::{Id, Record};
+use axum_login::tower_sessions::session_store::{self, ExpiredDeletion, SessionStore};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::db::{self, Db};
+use super::reads::{Arg, ReadRow, Reads};
+use crate::error::{AppError, Result};
+
+/// Sessions of signed-in people.
+#[derive(Clone)]
+pub struct Sessions {
+    db: Db,
+    reads: Reads,
+}
+
+impl std::fmt::Debug for Sessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sessions")
+    }
+}
+
+/// A stored session: its data (JSON) and when it expires.
+struct Stored {
+    data: String,
+    expires_at: i64,
+}
+
+impl ReadRow for Stored {
+    fn from_any(row: &AnyRow) -> Result<Self> {
+        Ok(Self {
+            data: row.try_get("data").map_err(AppError::internal)?,
+            expires_at: row.try_get("expires_at").map_err(AppError::internal)?,
+        })
+    }
+
+    fn from_sqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self { data: row.get("data")?, expires_at: row.get("expires_at")? })
+    }
+}
+
+const LOAD: &str = "SELECT data, expires_at FROM sessions WHERE id = $1 AND expires_at > $2";
+
+impl Sessions {
+    pub fn new(db: Db, reads: Reads) -> Self {
+        Self { db, reads }
+    }
+
+    /// Deletes expired sessions every `period`, forever.
+    pub fn spawn_cleanup(&self, period: Duration) {
+        let store = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            loop {
+                tick.tick().await;
+                if let Err(e) = store.delete_expired().await {
+                    tracing::warn!("cannot delete expired sessions: {e}");
+                }
+            }
+        });
+    }
+}
+
+fn epoch_ms(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+fn store_error(e: impl std::fmt::Display) -> session_store::Error {
+    session_store::Error::Backend(e.to_string())
+}
+
+fn encode(record: &Record) -> session_store::Result<String> {
+    serde_json::to_string(&record.data).map_err(|e| session_store::Error::Encode(e.to_string()))
+}
+
+#[async_trait::async_trait]
+impl SessionStore for Sessions {
+    async fn create(&self, record: &mut Record) -> session_store::Result<()> {
+        let data = encode(record)?;
+        loop {
+            let inserted = sqlx::query("INSERT INTO sessions (id, data, expires_at) VALUES ($1, $2, $3)")
+                .bind(record.id.to_string())
+                .bind(&data)
+                .bind(epoch_ms(record.expiry_date))
+                .execute(&self.db)
+                .await;
+            match inserted {
+                Ok(_) => return Ok(()),
+                // 128 random bits collided: draw again.
+                Err(e) if db::is_unique_violation(&e) => record.id = Id::default(),
+                Err(e) => return Err(store_error(e)),
+            }
+        }
+    }
+
+    async fn save(&self, record: &Record) -> session_store::Result<()> {
+        sqlx::query(
+            "INSERT INTO sessions (id, data, expires_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (id) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at",
+        )
+        .bind(record.id.to_string())
+        .bind(encode(record)?)
+        .bind(epoch_ms(record.expiry_date))
+        .execute(&self.db)
+        .await
+        .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
+        let id_text = id.to_string();
+        let stored: Option<Stored> = self
+            .reads
+            .optional(LOAD, &[Arg::Text(&id_text), Arg::Int(db::now_ms())])
+            .await
+            .map_err(|e| store_error(e.message))?;
+        let Some(stored) = stored else { return Ok(None) };
+        let data: HashMap<String, serde_json::Value> =
+            serde_json::from_str(&stored.data).map_err(|e| session_store::Error::Decode(e.to_string()))?;
+        let expiry_date = OffsetDateTime::from_unix_timestamp_nanos(i128::from(stored.expires_at) * 1_000_000)
+            .map_err(|e| session_store::Error::Decode(e.to_string()))?;
+        Ok(Some(Record { id: *id, data, expiry_date }))
+    }
+
+    async fn delete(&self, id: &Id) -> session_store::Result<()> {
+        sqlx::query("DELETE FROM sessions WHERE id = $1")
+            .bind(id.to_string())
+            .execute(&self.db)
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl ExpiredDeletion for Sessions {
+    async fn delete_expired(&self) -> session_store::Result<()> {
+        sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
+            .bind(db::now_ms())
+            .execute(&self.db)
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,80 @@
+//! Finished tasks in memory. A task leaves `processing` exactly once and
+//! never changes afterwards (its refund, if any, is written in the same
+//! transaction), so a view read once stays true on every instance: polls of
+//! finished tasks are answered from here without touching the database.
+//! Processing tasks are never kept: they are read fresh on every poll.
+
+use std::sync::Arc;
+
+use super::row::TaskRow;
+use crate::model::TaskView;
+
+/// How many finished tasks each instance remembers (least recently used
+/// first out); a miss only costs one database read.
+const CAPACITY: usize = 8192;
+
+/// A finished task: whose it is, and what its owner sees.
+pub struct Entry {
+    pub owner: String,
+    pub view: TaskView,
+}
+
+pub struct Finished(quick_cache::sync::Cache<String, Arc<Entry>>);
+
+impl Default for Finished {
+    fn default() -> Self {
+        Self(quick_cache::sync::Cache::new(CAPACITY))
+    }
+}
+
+impl Finished {
+    /// The finished task `task_id`, if remembered.
+    pub fn get(&self, task_id: &str) -> Option<Arc<Entry>> {
+        self.0.get(task_id)
+    }
+
+    /// Remembers `task` if it is finished.
+    pub fn remember(&self, task: &TaskRow) {
+        if task.state.is_finished() {
+            self.0.insert(task.id.clone(), Arc::new(Entry { owner: task.user_id.clone(), view: task.view() }));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::tasks::row::State;
+
+    fn task(state: State) -> TaskRow {
+        TaskRow {
+            id: "t1".into(),
+            user_id: "u1".into(),
+            prompt: "a cat".into(),
+            model: "m".into(),
+            cost: 10,
+            state,
+            prediction_id: None,
+            progress: None,
+            error: None,
+            object_key: None,
+            created_at: 0,
+            finished_at: None,
+            deadline_at: 0,
+            next_check_at: 0,
+            refunded: false,
+        }
+    }
+
+    #[test]
+    fn only_finished_tasks_are_remembered() {
+        let cache = Finished::default();
+        cache.remember(&task(State::Processing));
+        cache.remember(&task(State::Submitting));
+        assert!(cache.get("t1").is_none());
+        cache.remember(&task(State::Completed));
+        let entry = cache.get("t1").unwrap();
+        assert_eq!(entry.owner, "u1");
+        assert_eq!(entry.view.image_url.as_deref(), Some("/images/t1"));
+    }
+}

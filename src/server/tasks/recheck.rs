@@ -1,0 +1,129 @@
+//! Checking again when a prediction should end. A check that sees a
+//! prediction running knows how far it got since it started; when the end
+//! it points to comes before the next poll (or reconciler pass) would, this
+//! instance checks again right then, so the task completes when the image
+//! is ready rather than up to a poll interval later. The extra check goes
+//! through the same claim as every other, so the provider is still asked at
+//! most once per task per check interval.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use super::row;
+use crate::provider::Prediction;
+use crate::server::db;
+use crate::server::state::AppState;
+
+/// Checked this long after the expected end (the estimate is rounded to a
+/// whole percent).
+const MARGIN_MS: i64 = 100;
+
+/// Pending re-checks of this instance: task id → when. One timer per task;
+/// a newer estimate moves it.
+#[derive(Default)]
+pub struct Rechecks(Mutex<HashMap<String, i64>>);
+
+impl Rechecks {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, i64>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// How many are pending.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// When a running prediction should end: it has run `now − started_at` and
+/// reports `progress` percent. `None` without both.
+pub fn expected_end_ms(prediction: &Prediction, now: i64) -> Option<i64> {
+    let progress = i64::from(prediction.progress?);
+    if progress == 0 {
+        return None;
+    }
+    let started = humantime::parse_rfc3339_weak(prediction.started_at.as_deref()?).ok()?;
+    let started = started.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis() as i64;
+    let ran = now - started;
+    (ran > 0).then(|| started + ran * 100 / progress.min(100))
+}
+
+/// After a check at `checked_at` saw `prediction` still running: schedules
+/// one more check at its expected end (not before the check interval has
+/// passed) when that comes before polls or the reconciler would look again.
+pub fn schedule(state: &AppState, task_id: &str, prediction: &Prediction, checked_at: i64) {
+    let Some(end) = expected_end_ms(prediction, checked_at) else { return };
+    let at = (end + MARGIN_MS).max(checked_at + state.config.provider_check.as_millis() as i64);
+    let horizon = state.config.poll_interval.max(state.config.reconcile_interval).as_millis() as i64;
+    if at > checked_at + horizon {
+        return;
+    }
+    if state.rechecks.lock().insert(task_id.to_owned(), at).is_some() {
+        return; // the pending timer picks up the new time
+    }
+    let state = state.clone();
+    let task_id = task_id.to_owned();
+    tokio::spawn(async move {
+        let mut sleep_until = at;
+        loop {
+            tokio::time::sleep(Duration::from_millis((sleep_until - db::now_ms()).max(0) as u64)).await;
+            let mut pending = state.rechecks.lock();
+            match pending.get(&task_id) {
+                Some(&when) if when > sleep_until => sleep_until = when,
+                _ => {
+                    pending.remove(&task_id);
+                    break;
+                }
+            }
+        }
+        let advanced = async {
+            match row::load(&state.reads, &task_id).await? {
+                Some(task) => super::advance(&state, task).await.map(drop),
+                None => Ok(()),
+            }
+        }
+        .await;
+        if let Err(e) = advanced {
+            tracing::warn!(task = %task_id, "re-check: {e}");
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn running(progress: Option<u8>, started_at: Option<&str>) -> Prediction {
+        let json = serde_json::json!({
+            "id": "p1",
+            "status": "processing",
+            "started_at": started_at,
+            "logs": progress.map(|p| format!("{p:>3}%|█████     | 15/30")),
+        });
+        Prediction::from_json(json.to_string().as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn the_end_is_extrapolated_from_progress_since_start() {
+        // Started at 00:00:10 UTC on 1 Jan 1970, half done 4 s later: ends at 18 s.
+        let p = running(Some(50), Some("1970-01-01T00:00:10.000Z"));
+        assert_eq!(expected_end_ms(&p, 14_000), Some(18_000));
+        // Replicate's microseconds parse too.
+        let p = running(Some(25), Some("1970-01-01T00:00:10.000000Z"));
+        assert_eq!(expected_end_ms(&p, 11_000), Some(14_000));
+    }
+
+    #[test]
+    fn no_estimate_without_progress_or_start() {
+        assert_eq!(expected_end_ms(&running(None, Some("1970-01-01T00:00:10Z")), 14_000), None);
+        assert_eq!(expected_end_ms(&running(Some(0), Some("1970-01-01T00:00:10Z")), 14_000), None);
+        assert_eq!(expected_end_ms(&running(Some(50), None), 14_000), None);
+        assert_eq!(expected_end_ms(&running(Some(50), Some("yesterday")), 14_000), None);
+        // A start in the future (clock skew) says nothing.
+        assert_eq!(expected_end_ms(&running(Some(50), Some("1970-01-01T00:00:20Z")), 14_000), None);
+    }
+}
