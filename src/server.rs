@@ -116,7 +116,7 @@ pub async fn build(config: Config, mut leptos_options: LeptosOptions, addr: Sock
     let auth_layer = AuthManagerLayerBuilder::new(Accounts::new(reads.clone()), session_layer).build();
 
     let uploads = Arc::new(tasks::finalize::Uploads::for_store(&config.storage));
-    let state = AppState {
+    let state = AppState::new(state::Shared {
         config: Arc::new(config),
         db,
         reads,
@@ -128,7 +128,7 @@ pub async fn build(config: Config, mut leptos_options: LeptosOptions, addr: Sock
         attempts,
         metrics: Arc::default(),
         leptos_options: leptos_options.clone(),
-    };
+    });
 
     tasks::reconcile::spawn(state.clone());
 
@@ -142,6 +142,7 @@ pub async fn build(config: Config, mut leptos_options: LeptosOptions, addr: Sock
             move || shell(options.clone())
         })
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .layer(axum::middleware::from_fn(sessions::keep_alive))
         .layer(auth_layer)
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
         .with_state(state.clone());

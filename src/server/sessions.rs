@@ -5,6 +5,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum::response::Response;
+use axum_login::tower_sessions::Session;
 use axum_login::tower_sessions::cookie::time::OffsetDateTime;
 use axum_login::tower_sessions::session::{Id, Record};
 use axum_login::tower_sessions::session_store::{self, ExpiredDeletion, SessionStore};
@@ -67,6 +71,35 @@ impl Sessions {
             }
         });
     }
+}
+
+/// The day (since the epoch) a session was last seen, in its data.
+const SEEN_DAY: &str = "darkroom.seen_day";
+const DAY_MS: i64 = 86_400_000;
+
+/// Keeps a signed-in session alive while it is used. tower-sessions writes a
+/// session only when it changed, so an unchanged one would expire
+/// `DARKROOM_SESSION_DAYS` after sign-in however often it is used; writing
+/// on every request would cost every poll a database write. So the first
+/// request of each day records the day, which saves the session and moves
+/// its expiry, in the database and in the cookie, to the full idle time
+/// from now.
+pub async fn keep_alive(request: Request, next: Next) -> Response {
+    let session = request.extensions().get::<Session>().cloned();
+    // After the handler: a sign-in is then saved once, with the day in it,
+    // and a sign-out (which empties the session) is left alone.
+    let response = next.run(request).await;
+    if let Some(session) = session
+        && !session.is_empty().await
+    {
+        let today = db::now_ms() / DAY_MS;
+        if session.get::<i64>(SEEN_DAY).await.ok().flatten() != Some(today)
+            && let Err(e) = session.insert(SEEN_DAY, today).await
+        {
+            tracing::warn!("cannot refresh a session: {e}");
+        }
+    }
+    response
 }
 
 fn epoch_ms(t: OffsetDateTime) -> i64 {

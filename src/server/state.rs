@@ -18,9 +18,28 @@ use super::tasks::recheck::Rechecks;
 use crate::error::{AppError, Result};
 use crate::provider::Provider;
 
-/// Shared, cheap to clone.
+/// Everything a request needs, behind one `Arc`: axum, Leptos and the
+/// middleware clone the state for every request, so a clone must be a
+/// single reference-count increment.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What [`AppState`] shares.
+pub struct Shared {
     pub config: Arc<Config>,
     pub db: Db,
     /// Point reads on the request path (see `reads`).

@@ -95,6 +95,49 @@ async fn a_sign_out_on_one_instance_ends_the_session_on_another() {
     assert_eq!(a.call(&c, "me", &[]).await.0, 401);
 }
 
+/// A session used every day never expires; its expiry (in the database and
+/// in the cookie) moves with the first visit of each day, not with every
+/// request.
+#[tokio::test]
+async fn a_session_in_use_is_kept_alive_once_a_day() {
+    use sqlx::Row;
+    let app = spawn_app_with(&[("DARKROOM_SESSION_DAYS", "30")]).await;
+    let c = client();
+    app.sign_up(&c).await;
+    let row = sqlx::query("SELECT id, data FROM sessions").fetch_one(&app.state.db).await.unwrap();
+    let (id, data): (String, String) = (row.get("id"), row.get("data"));
+    let mut data: serde_json::Value = serde_json::from_str(&data).unwrap();
+    assert!(data["darkroom.seen_day"].is_i64(), "{data}");
+
+    // Another request the same day writes nothing (no Set-Cookie either).
+    let response = c.post(format!("{}/api/me", app.base)).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.headers().get("set-cookie").is_none());
+
+    // Pretend it was last seen long ago and expires in a minute.
+    data["darkroom.seen_day"] = 0.into();
+    let soon = darkroom::server::db::now_ms() + 60_000;
+    sqlx::query("UPDATE sessions SET data = $1, expires_at = $2 WHERE id = $3")
+        .bind(data.to_string())
+        .bind(soon)
+        .bind(&id)
+        .execute(&app.state.db)
+        .await
+        .unwrap();
+    let response = c.post(format!("{}/api/me", app.base)).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let cookie = response.headers().get("set-cookie").expect("cookie refreshed").to_str().unwrap().to_owned();
+    assert!(cookie.contains("Max-Age=2592000"), "{cookie}");
+    let expires: i64 = sqlx::query("SELECT expires_at FROM sessions WHERE id = $1")
+        .bind(&id)
+        .fetch_one(&app.state.db)
+        .await
+        .unwrap()
+        .get(0);
+    let thirty_days = 30 * 86_400_000;
+    assert!(expires > soon + thirty_days - 120_000, "expiry moved to 30 days from now");
+}
+
 #[tokio::test]
 async fn signed_out_calls_fail_without_side_effects() {
     let app = spawn_app().await;

@@ -17,10 +17,8 @@ use crate::server::state::AppState;
 
 /// How long a finalizing poller holds the task before another may try.
 const DOWNLOAD_LEASE_MS: i64 = 120_000;
-/// Parts of one upload in flight while the next is filled.
-const PARTS_IN_FLIGHT: usize = 2;
 /// What all finalizations of one instance may hold in memory together.
-const MEMORY_BUDGET_BYTES: usize = 64 * MIB;
+const MEMORY_BUDGET_BYTES: usize = 32 * MIB;
 const MIB: usize = 1024 * 1024;
 
 /// The memory an instance spends on finalizing: an upload holds the part
@@ -31,6 +29,8 @@ const MIB: usize = 1024 * 1024;
 pub struct Uploads {
     budget: tokio::sync::Semaphore,
     part_bytes: usize,
+    /// Parts of one upload in flight while the next is filled.
+    parts_in_flight: usize,
     /// Budget units (MiB) one upload takes.
     per_upload: u32,
 }
@@ -39,14 +39,17 @@ impl Uploads {
     /// Part size by store: a local file takes any size, so parts are small;
     /// S3 needs at least 5 MiB per part but the last.
     pub fn for_store(config: &StorageConfig) -> Self {
-        let part_bytes = match config {
-            StorageConfig::Local(_) => MIB,
-            StorageConfig::S3 { .. } => 5 * MIB,
+        // (part size, parts in flight): a local write is quick, an S3 part
+        // upload is a round trip worth overlapping with the next download.
+        let (part_bytes, parts_in_flight) = match config {
+            StorageConfig::Local(_) => (MIB, 2),
+            StorageConfig::S3 { .. } => (5 * MIB, 1),
         };
-        let per_upload = (part_bytes * (1 + PARTS_IN_FLIGHT)).div_ceil(MIB);
+        let per_upload = (part_bytes * (1 + parts_in_flight)).div_ceil(MIB);
         Self {
             budget: tokio::sync::Semaphore::new(MEMORY_BUDGET_BYTES / MIB),
             part_bytes,
+            parts_in_flight,
             per_upload: per_upload as u32,
         }
     }
@@ -106,6 +109,10 @@ enum Outcome {
 async fn download(state: &AppState, key: &ObjectPath, url: &str) -> Result<(&'static str, u64), Outcome> {
     let cap = state.config.max_image_bytes;
     let too_big = || Outcome::Unusable(format!("The image was larger than {} MB.", cap.div_ceil(1024 * 1024)));
+    // Admitted before the download opens: a response waiting for its turn
+    // would fill buffers of its own.
+    let uploads = &state.uploads;
+    let _admitted = uploads.admit().await.map_err(Outcome::Internal)?;
     let opened = state.provider.open_output(url).await;
     state.metrics.provider_call("output", opened.is_ok());
     let response = match opened {
@@ -133,8 +140,6 @@ async fn download(state: &AppState, key: &ObjectPath, url: &str) -> Result<(&'st
         return Err(Outcome::Unusable("The provider returned something that is not an image.".into()));
     }
 
-    let uploads = &state.uploads;
-    let _admitted = uploads.admit().await.map_err(Outcome::Internal)?;
     let upload = state.objects.put_multipart(key).await.map_err(|e| Outcome::Internal(AppError::internal(e)))?;
     let mut writer = WriteMultipart::new_with_chunk_size(upload, uploads.part_bytes);
     let mut stream = response.bytes_stream();
@@ -156,7 +161,10 @@ async fn download(state: &AppState, key: &ObjectPath, url: &str) -> Result<(&'st
                     })?);
                 }
             }
-            writer.wait_for_capacity(PARTS_IN_FLIGHT).await.map_err(|e| Outcome::Internal(AppError::internal(e)))?;
+            writer
+                .wait_for_capacity(uploads.parts_in_flight)
+                .await
+                .map_err(|e| Outcome::Internal(AppError::internal(e)))?;
             writer.write(&chunk);
         }
         Ok(())
@@ -278,16 +286,17 @@ mod tests {
     fn uploads_beyond_the_memory_budget_wait() {
         let local = Uploads::for_store(&StorageConfig::Local("objects".into()));
         assert_eq!(local.part_bytes, MIB);
-        // 64 MiB / (1 MiB filling + 2 in flight) = 21 at once.
-        let admitted: Vec<_> = (0..21).map(|_| local.admit().now_or_never().unwrap().unwrap()).collect();
-        assert!(local.admit().now_or_never().is_none(), "the 22nd upload must wait");
+        // 32 MiB / (1 MiB filling + 2 in flight) = 10 at once.
+        let admitted: Vec<_> = (0..10).map(|_| local.admit().now_or_never().unwrap().unwrap()).collect();
+        assert!(local.admit().now_or_never().is_none(), "the 11th upload must wait");
         drop(admitted);
         assert!(local.admit().now_or_never().is_some());
 
         let s3 = Uploads::for_store(&StorageConfig::S3 { bucket: "b".into(), aws: Vec::new() });
         assert_eq!(s3.part_bytes, 5 * MIB);
-        let admitted: Vec<_> = (0..4).map(|_| s3.admit().now_or_never().unwrap().unwrap()).collect();
-        assert!(s3.admit().now_or_never().is_none(), "S3 parts are larger: the 5th waits");
+        // 32 MiB / (5 MiB filling + 1 in flight) = 3 at once.
+        let admitted: Vec<_> = (0..3).map(|_| s3.admit().now_or_never().unwrap().unwrap()).collect();
+        assert!(s3.admit().now_or_never().is_none(), "S3 parts are larger: the 4th waits");
         drop(admitted);
     }
 
