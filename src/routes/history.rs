@@ -56,12 +56,15 @@ fn Grid(first: Page, interval_ms: u64) -> impl IntoView {
     let loading_more = RwSignal::new(false);
     let more_error = RwSignal::new(None::<String>);
 
-    // The set of processing ids (sorted): the interval restarts whenever the
-    // set changes, not only its size.
+    // The set of processing ids, in page order (one set always gives the same
+    // sequence, without sorting): the interval restarts whenever the set
+    // changes, not only its size.
     let processing = Memo::new(move |_| {
-        let mut ids: Vec<String> =
-            tasks.with(|m| m.values().filter(|t| t.status == TaskStatus::Processing).map(|t| t.id.clone()).collect());
-        ids.sort();
+        let ids: Vec<String> = order.with(|o| {
+            tasks.with(|m| {
+                o.iter().filter(|id| m.get(*id).is_some_and(|t| t.status == TaskStatus::Processing)).cloned().collect()
+            })
+        });
         (!ids.is_empty()).then_some(ids)
     });
     let in_flight = StoredValue::new(false);
