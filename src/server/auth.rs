@@ -125,10 +125,21 @@ impl ReadRow for Account {
 }
 
 /// The axum-login backend: accounts in the `users` table.
+///
+/// Every request loads the signed-in account. What it loads (id, email,
+/// password hash) never changes once the account exists (Darkroom has no
+/// password change or account deletion), so each instance remembers the
+/// accounts it has loaded, like finished tasks; the session itself is still
+/// read from the database every time. A feature that changes a password
+/// must drop this cache (on every instance) or stop using it.
 #[derive(Clone)]
 pub struct Accounts {
     reads: Reads,
+    known: std::sync::Arc<quick_cache::sync::Cache<String, Account>>,
 }
+
+/// Accounts each instance remembers.
+const KNOWN_ACCOUNTS: usize = 4096;
 
 /// What can fail while looking accounts up.
 #[derive(Debug, thiserror::Error)]
@@ -143,7 +154,7 @@ pub type AuthSession = axum_login::AuthSession<Accounts>;
 
 impl Accounts {
     pub fn new(reads: Reads) -> Self {
-        Self { reads }
+        Self { reads, known: std::sync::Arc::new(quick_cache::sync::Cache::new(KNOWN_ACCOUNTS)) }
     }
 }
 
@@ -167,7 +178,15 @@ impl AuthnBackend for Accounts {
     }
 
     async fn get_user(&self, id: &String) -> Result<Option<Account>, AuthError> {
-        Ok(self.reads.optional("SELECT id, email, password_hash FROM users WHERE id = $1", &[Arg::Text(id)]).await?)
+        if let Some(account) = self.known.get(id) {
+            return Ok(Some(account));
+        }
+        let account: Option<Account> =
+            self.reads.optional("SELECT id, email, password_hash FROM users WHERE id = $1", &[Arg::Text(id)]).await?;
+        if let Some(account) = &account {
+            self.known.insert(id.clone(), account.clone());
+        }
+        Ok(account)
     }
 }
 
