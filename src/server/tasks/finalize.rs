@@ -17,46 +17,38 @@ use crate::server::state::AppState;
 
 /// How long a finalizing poller holds the task before another may try.
 const DOWNLOAD_LEASE_MS: i64 = 120_000;
-/// What all finalizations of one instance may hold in memory together.
-const MEMORY_BUDGET_BYTES: usize = 32 * MIB;
 const MIB: usize = 1024 * 1024;
 
-/// The memory an instance spends on finalizing: an upload holds the part
-/// being filled plus the parts in flight, so it is admitted only while the
-/// sum stays within the budget. A burst of completions then queues (each
-/// waits for a few milliseconds on a local disk) instead of taking memory
-/// in proportion to its size.
+/// The memory an instance spends on finalizing. Each upload holds the part
+/// being filled plus the parts in flight, and each open download holds
+/// connection buffers of its own, so only a few run at once per instance; a
+/// burst of completions queues (each waits for a few milliseconds on a
+/// local disk) instead of taking memory in proportion to its size. Parts
+/// held at once: at most `at_once × part_bytes × (1 + parts_in_flight)`.
 pub struct Uploads {
-    budget: tokio::sync::Semaphore,
+    at_once: tokio::sync::Semaphore,
     part_bytes: usize,
     /// Parts of one upload in flight while the next is filled.
     parts_in_flight: usize,
-    /// Budget units (MiB) one upload takes.
-    per_upload: u32,
 }
 
 impl Uploads {
-    /// Part size by store: a local file takes any size, so parts are small;
-    /// S3 needs at least 5 MiB per part but the last.
+    /// A local file takes parts of any size and a write is quick: 1 MiB
+    /// parts, 2 in flight, 8 uploads at once (24 MiB). S3 needs at least
+    /// 5 MiB per part but the last, and a part upload is a round trip worth
+    /// overlapping with the download: 5 MiB parts, 1 in flight, 3 at once
+    /// (30 MiB).
     pub fn for_store(config: &StorageConfig) -> Self {
-        // (part size, parts in flight): a local write is quick, an S3 part
-        // upload is a round trip worth overlapping with the next download.
-        let (part_bytes, parts_in_flight) = match config {
-            StorageConfig::Local(_) => (MIB, 2),
-            StorageConfig::S3 { .. } => (5 * MIB, 1),
+        let (part_bytes, parts_in_flight, at_once) = match config {
+            StorageConfig::Local(_) => (MIB, 2, 8),
+            StorageConfig::S3 { .. } => (5 * MIB, 1, 3),
         };
-        let per_upload = (part_bytes * (1 + parts_in_flight)).div_ceil(MIB);
-        Self {
-            budget: tokio::sync::Semaphore::new(MEMORY_BUDGET_BYTES / MIB),
-            part_bytes,
-            parts_in_flight,
-            per_upload: per_upload as u32,
-        }
+        Self { at_once: tokio::sync::Semaphore::new(at_once), part_bytes, parts_in_flight }
     }
 
-    /// Waits until one more upload fits in the budget.
+    /// Waits until one more upload may start.
     async fn admit(&self) -> Result<tokio::sync::SemaphorePermit<'_>> {
-        self.budget.acquire_many(self.per_upload).await.map_err(AppError::internal)
+        self.at_once.acquire().await.map_err(AppError::internal)
     }
 }
 
@@ -283,18 +275,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn uploads_beyond_the_memory_budget_wait() {
+    fn uploads_beyond_the_limit_wait() {
         let local = Uploads::for_store(&StorageConfig::Local("objects".into()));
         assert_eq!(local.part_bytes, MIB);
-        // 32 MiB / (1 MiB filling + 2 in flight) = 10 at once.
-        let admitted: Vec<_> = (0..10).map(|_| local.admit().now_or_never().unwrap().unwrap()).collect();
-        assert!(local.admit().now_or_never().is_none(), "the 11th upload must wait");
+        let admitted: Vec<_> = (0..8).map(|_| local.admit().now_or_never().unwrap().unwrap()).collect();
+        assert!(local.admit().now_or_never().is_none(), "the 9th upload must wait");
         drop(admitted);
         assert!(local.admit().now_or_never().is_some());
 
         let s3 = Uploads::for_store(&StorageConfig::S3 { bucket: "b".into(), aws: Vec::new() });
         assert_eq!(s3.part_bytes, 5 * MIB);
-        // 32 MiB / (5 MiB filling + 1 in flight) = 3 at once.
         let admitted: Vec<_> = (0..3).map(|_| s3.admit().now_or_never().unwrap().unwrap()).collect();
         assert!(s3.admit().now_or_never().is_none(), "S3 parts are larger: the 4th waits");
         drop(admitted);
