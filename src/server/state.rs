@@ -47,7 +47,7 @@ pub struct Shared {
     /// Views of finished tasks, which never change.
     pub finished: Arc<Finished>,
     pub objects: Arc<dyn ObjectStore>,
-    /// Admission of finalizations' uploads (a memory budget).
+    /// How many finalizations may upload at once.
     pub uploads: Arc<Uploads>,
     /// Checks this instance will make when predictions should end.
     pub rechecks: Arc<Rechecks>,
