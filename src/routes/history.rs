@@ -8,6 +8,7 @@ use std::time::Duration;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use leptos_router::components::A;
+use leptos_router::hooks::use_query_map;
 
 use super::polling::poll_while;
 use super::task_card::{TaskCard, clock};
@@ -26,7 +27,9 @@ pub fn HistoryPage() -> impl IntoView {
 
 #[component]
 fn HistoryLoader() -> impl IntoView {
-    let first = OnceResource::new(list_history(None));
+    // `?cursor=` is where "Load more" leads without JavaScript.
+    let start = use_query_map().with_untracked(|q| q.get("cursor"));
+    let first = OnceResource::new(list_history(start));
     let setup = OnceResource::new(generator_setup());
     view! {
         <section class="history">
@@ -90,7 +93,13 @@ fn Grid(first: Page, interval_ms: u64) -> impl IntoView {
         });
     });
 
-    let load_more = move |_| {
+    // A link to the next page, which works without JavaScript; with it,
+    // the next page is appended here instead.
+    let load_more = move |ev: leptos::ev::MouseEvent| {
+        ev.prevent_default();
+        if loading_more.get_untracked() {
+            return;
+        }
         let Some(c) = cursor.get_untracked() else { return };
         loading_more.set(true);
         spawn_local(async move {
@@ -142,9 +151,14 @@ fn Grid(first: Page, interval_ms: u64) -> impl IntoView {
         {move || more_error.get().map(|e| view! { <p class="form-error" role="alert">{e}</p> })}
         <Show when=move || cursor.with(Option::is_some)>
             <p class="more">
-                <button type="button" on:click=load_more disabled=move || loading_more.get()>
+                <a
+                    class="button"
+                    href=move || cursor.get().map(|c| format!("/history?cursor={c}"))
+                    on:click=load_more
+                    aria-disabled=move || loading_more.get().then_some("true")
+                >
                     {move || if loading_more.get() { "Loading…" } else { "Load more" }}
-                </button>
+                </a>
             </p>
         </Show>
     }

@@ -381,6 +381,23 @@ async fn history_pages_newest_first_with_a_cursor() {
     assert_eq!(rest, vec![ids[1].as_str(), ids[0].as_str()]);
     assert!(second["next_cursor"].is_null());
 
+    // Without JavaScript, "Load more" is a link to the next page, rendered
+    // by the server.
+    let page = |url: String| {
+        let c = c.clone();
+        async move { c.get(url).send().await.unwrap().text().await.unwrap() }
+    };
+    // A card shows its prompt as `title="…"` (the page also carries data
+    // for hydration, where other prompts appear).
+    let card = |n: usize| format!("title=\"picture {n}\"");
+    let html = page(format!("{}/history", app.base)).await;
+    assert!(html.contains(&card(25)) && !html.contains(&card(0)));
+    let link = format!("href=\"/history?cursor={cursor}\"");
+    assert!(html.contains(&link), "no {link} in the page");
+    let older = page(format!("{}/history?cursor={cursor}", app.base)).await;
+    assert!(older.contains(&card(0)) && older.contains(&card(1)) && !older.contains(&card(25)));
+    assert!(!older.contains("Load more"), "the last page has no link onwards");
+
     let (status, views) = app
         .call(&c, "check_image_statuses", &[("task_ids[0]", ids[3].as_str()), ("task_ids[1]", ids[7].as_str())])
         .await;
