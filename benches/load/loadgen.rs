@@ -55,6 +55,43 @@ pub fn median(values: &[f64]) -> f64 {
     if v.is_empty() { f64::NAN } else { v[v.len() / 2] }
 }
 
+/// What one connection saw: answers by outcome and their latencies (µs).
+struct Tally {
+    ok: u64,
+    errors: u64,
+    lat: Vec<u64>,
+}
+
+impl Tally {
+    /// Sends `request` on `conn`; latency counts from `since`.
+    async fn send(&mut self, conn: &mut Conn, request: &[u8], since: Instant) {
+        match conn.send(request).await {
+            Ok(a) if (200..300).contains(&a.status) => self.ok += 1,
+            _ => self.errors += 1,
+        }
+        self.lat.push(since.elapsed().as_micros() as u64);
+    }
+}
+
+/// Runs `worker` on `conns` connections of their own and merges what they
+/// saw; `start` is when the run began, `expected` how many answers one
+/// connection should see (sized up front so the run does not reallocate).
+async fn on_connections<F, Fut>(addr: SocketAddr, conns: usize, start: Instant, expected: usize, worker: F) -> RunStats
+where
+    F: Fn(Conn, Tally) -> Fut,
+    Fut: std::future::Future<Output = Tally> + Send + 'static,
+{
+    let workers: Vec<_> = (0..conns)
+        .map(|_| tokio::spawn(worker(Conn::new(addr), Tally { ok: 0, errors: 0, lat: Vec::with_capacity(expected) })))
+        .collect();
+    let mut parts = Vec::new();
+    for w in workers {
+        let t = w.await.expect("load worker");
+        parts.push((t.ok, t.errors, t.lat));
+    }
+    RunStats::merge(parts, start.elapsed().as_secs_f64())
+}
+
 /// `conns` connections each send `request(i)` back to back for `secs`
 /// (at most `max_requests` in all); a non-2xx answer counts as an error.
 pub async fn closed_loop(
@@ -67,34 +104,20 @@ pub async fn closed_loop(
     let counter = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let end = start + Duration::from_secs_f64(secs);
-    let workers: Vec<_> = (0..conns)
-        .map(|_| {
-            let (counter, request) = (Arc::clone(&counter), Arc::clone(&request));
-            tokio::spawn(async move {
-                let mut conn = Conn::new(addr);
-                let (mut ok, mut errors, mut lat) = (0u64, 0u64, Vec::with_capacity(64 * 1024));
-                while Instant::now() < end {
-                    let i = counter.fetch_add(1, Ordering::Relaxed);
-                    if i >= max_requests {
-                        break;
-                    }
-                    let req = request(i);
-                    let t = Instant::now();
-                    match conn.send(&req).await {
-                        Ok(a) if (200..300).contains(&a.status) => ok += 1,
-                        _ => errors += 1,
-                    }
-                    lat.push(t.elapsed().as_micros() as u64);
+    on_connections(addr, conns, start, 64 * 1024, |mut conn, mut tally| {
+        let (counter, request) = (Arc::clone(&counter), Arc::clone(&request));
+        async move {
+            while Instant::now() < end {
+                let i = counter.fetch_add(1, Ordering::Relaxed);
+                if i >= max_requests {
+                    break;
                 }
-                (ok, errors, lat)
-            })
-        })
-        .collect();
-    let mut parts = Vec::new();
-    for w in workers {
-        parts.push(w.await.expect("load worker"));
-    }
-    RunStats::merge(parts, start.elapsed().as_secs_f64())
+                tally.send(&mut conn, &request(i), Instant::now()).await;
+            }
+            tally
+        }
+    })
+    .await
 }
 
 /// Sends `count` requests per `period`, evenly spread (request `j` is due at
@@ -112,33 +135,20 @@ pub async fn paced(
     let start = Instant::now();
     let total = (secs * count as f64 / period.as_secs_f64()).round() as u64;
     let gap = period.as_secs_f64() / count as f64;
-    let workers: Vec<_> = (0..conns)
-        .map(|_| {
-            let (counter, request) = (Arc::clone(&counter), Arc::clone(&request));
-            tokio::spawn(async move {
-                let mut conn = Conn::new(addr);
-                let (mut ok, mut errors, mut lat) = (0u64, 0u64, Vec::new());
-                loop {
-                    let j = counter.fetch_add(1, Ordering::Relaxed);
-                    if j >= total {
-                        break;
-                    }
-                    let due = start + Duration::from_secs_f64(j as f64 * gap);
-                    tokio::time::sleep_until(due.into()).await;
-                    let req = request(j % count as u64);
-                    match conn.send(&req).await {
-                        Ok(a) if (200..300).contains(&a.status) => ok += 1,
-                        _ => errors += 1,
-                    }
-                    lat.push(due.elapsed().as_micros() as u64);
+    on_connections(addr, conns, start, (total as usize).div_ceil(conns.max(1)), |mut conn, mut tally| {
+        let (counter, request) = (Arc::clone(&counter), Arc::clone(&request));
+        async move {
+            loop {
+                let j = counter.fetch_add(1, Ordering::Relaxed);
+                if j >= total {
+                    break;
                 }
-                (ok, errors, lat)
-            })
-        })
-        .collect();
-    let mut parts = Vec::new();
-    for w in workers {
-        parts.push(w.await.expect("load worker"));
-    }
-    RunStats::merge(parts, start.elapsed().as_secs_f64())
+                let due = start + Duration::from_secs_f64(j as f64 * gap);
+                tokio::time::sleep_until(due.into()).await;
+                tally.send(&mut conn, &request(j % count as u64), due).await;
+            }
+            tally
+        }
+    })
+    .await
 }
