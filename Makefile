@@ -11,7 +11,7 @@ NODE_BIN := $(CURDIR)/end2end/node_modules/.bin
 export PATH := $(NODE_BIN):$(HOME)/.cargo/bin:$(PATH)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help deps rust-deps system-deps python-deps node-deps build run dev test test-rust test-e2e lint fmt bench bench-node-deps clean-data
+.PHONY: help deps rust-deps system-deps python-deps node-deps build run dev test test-rust test-e2e check-bench-target lint fmt bench bench-node-deps clean-data
 
 help:
 	@echo "make run    install what is missing, build, serve on http://127.0.0.1:3000"
@@ -46,8 +46,19 @@ end2end/node_modules/.package-lock.json: end2end/package-lock.json
 	cd end2end && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund
 	@touch $@
 
+# The release build, skipped when nothing it is built from has changed
+# since the last one (cargo-leptos would otherwise re-run wasm-bindgen and
+# wasm-opt, about a minute, on an unchanged tree). The stamp is a digest of
+# the inputs, written only after a build succeeded.
+BUILD_STAMP := target/.release-inputs
+BUILD_INPUTS := src style public migrations Cargo.toml Cargo.lock Leptos.toml
 build: rust-deps node-deps
-	cargo leptos build --release
+	@digest=$$(find $(BUILD_INPUTS) -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1); \
+	if [ -x target/release/darkroom ] && [ -f target/site/pkg/darkroom.wasm ] && [ "$$(cat $(BUILD_STAMP) 2>/dev/null)" = "$$digest" ]; then \
+		echo "release build is up to date (inputs unchanged since the last build)"; \
+	else \
+		rm -f $(BUILD_STAMP) && cargo leptos build --release && echo "$$digest" > $(BUILD_STAMP); \
+	fi
 
 run: build
 	./target/release/darkroom
@@ -55,7 +66,7 @@ run: build
 dev: rust-deps node-deps
 	cargo leptos watch
 
-test: deps test-rust test-e2e
+test: deps check-bench-target test-rust test-e2e
 
 # PostgreSQL for the second leg of the integration tests (this machine kind
 # runs one on loopback; each test creates a database of its own there).
@@ -69,7 +80,7 @@ test-rust: rust-deps system-deps python-deps
 	@psql "$(TEST_POSTGRES)/postgres" -Atc "SELECT datname FROM pg_database WHERE datname LIKE 'darkroom_test_%'" \
 		| while read -r db; do psql -q "$(TEST_POSTGRES)/postgres" -c "DROP DATABASE IF EXISTS $$db"; done
 	DARKROOM_TEST_POSTGRES=$(TEST_POSTGRES) scripts/with-moto.sh \
-		cargo test --features ssr --test api -- accounts:: tasks:: storage:: scaleout::
+		cargo test --features ssr --test api -- accounts:: tasks:: storage:: scaleout:: security::
 	cargo test --lib --features hydrate
 
 test-e2e: build system-deps node-deps
@@ -84,16 +95,25 @@ fmt:
 	cargo fmt --all
 
 # The load harness (benches/load.rs) drives the release server built by
-# `make build`; a copy of it and of target/site is taken first, because
-# `cargo bench` rebuilds target/release/darkroom without cargo-leptos'
-# settings (it would then link the wasm under another name) and a
-# concurrent `make dev` rewrites target/site. Results go
-# into BENCHMARKS.md. The Node reference's better-sqlite3 compiles from
-# source on `npm ci` (about 2 min, only when its lock file changed).
+# `make build`; a copy of it and of target/site is taken first, because a
+# concurrent `make dev` rewrites target/site. `cargo bench` builds in a
+# target directory of its own: it builds the crate's binary too, without
+# cargo-leptos' settings (linking the wasm under another name), and must
+# never overwrite target/release/darkroom. Results go into BENCHMARKS.md.
+# The Node reference's better-sqlite3 compiles from source on `npm ci`
+# (about 2 min, only when its lock file changed).
 BENCH_BIN := $(CURDIR)/target/bench/darkroom
+BENCH_TARGET_DIR := $(CURDIR)/target/bench-build
 bench: build bench-node-deps
 	@rm -rf target/bench && mkdir -p target/bench && cp target/release/darkroom $(BENCH_BIN) && cp -r target/site target/bench/site
-	DARKROOM_BENCH_BIN=$(BENCH_BIN) DARKROOM_BENCH_SITE=$(CURDIR)/target/bench/site cargo bench --bench load --features ssr -- $(BENCH_ARGS)
+	CARGO_TARGET_DIR=$(BENCH_TARGET_DIR) DARKROOM_BENCH_BIN=$(BENCH_BIN) DARKROOM_BENCH_SITE=$(CURDIR)/target/bench/site cargo bench --bench load --features ssr -- $(BENCH_ARGS)
+
+# `make bench` must leave the release binary alone: every cargo command in
+# its recipe builds in a target directory other than target/.
+check-bench-target:
+	@$(MAKE) --no-print-directory -n bench | grep -E '(^|[[:space:]])cargo (bench|build|test|run)' | \
+		grep -v 'CARGO_TARGET_DIR=$(BENCH_TARGET_DIR) ' && { echo "make bench would build into target/"; exit 1; } || \
+		echo "make bench builds into $(BENCH_TARGET_DIR), not target/release"
 
 bench-node-deps: benches/node/node_modules/.package-lock.json
 benches/node/node_modules/.package-lock.json: benches/node/package-lock.json

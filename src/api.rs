@@ -10,9 +10,8 @@ use crate::model::{Generated, GeneratorInfo, HistoryPage, TaskView, User};
 #[cfg(feature = "ssr")]
 mod ssr {
     //! Helpers shared by the server functions.
-    use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+    use std::net::IpAddr;
 
-    use axum::extract::ConnectInfo;
     use axum::http::{StatusCode, header::ACCEPT, request::Parts};
     use leptos::prelude::use_context;
     use leptos_axum::ResponseOptions;
@@ -44,12 +43,22 @@ mod ssr {
         auth_session().await?.user.ok_or_else(AppError::unauthorized)
     }
 
-    /// The client's address, for rate limiting.
-    pub async fn client_ip() -> IpAddr {
-        leptos_axum::extract::<ConnectInfo<SocketAddr>>()
-            .await
-            .map(|ConnectInfo(addr)| addr.ip())
-            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+    /// What rate limits count the client by (its address behind trusted
+    /// proxies, an IPv6 client's /64).
+    pub fn client_key() -> IpAddr {
+        use_context::<Parts>()
+            .and_then(|p| p.extensions.get::<crate::server::client::Client>().copied())
+            .unwrap_or_else(crate::server::client::Client::unknown)
+            .limit_key()
+    }
+
+    /// Signs `account` in on a fresh session id, whatever the request came
+    /// with: an id planted before sign-in (or a previous account's) must not
+    /// become the new sign-in's. The last step that can fail: a failed
+    /// server function answers an error, and the session is not saved then.
+    pub async fn sign_in_fresh(auth: &mut AuthSession, account: &Account) -> Result<()> {
+        auth.session.cycle_id().await.map_err(AppError::internal)?;
+        auth.login(account).await.map_err(AppError::internal)
     }
 }
 
@@ -61,15 +70,13 @@ pub async fn sign_up(email: String, password: String) -> Result<User, AppError> 
     ssr::answer(
         async {
             let state = app_state()?;
-            state.attempts.check(client_ip().await)?;
+            state.attempts.check(client_key())?;
             let email = Email::parse(&email)?;
             let password = NewPassword::parse(password)?;
             let account = create_account(&state.db, &email, password, state.config.signup_credits).await?;
             let mut auth = auth_session().await?;
             let user = User { email: account.email.clone(), credits: state.config.signup_credits };
-            // Signing in is the last step that can fail: a failed server
-            // function answers an error, and the session is not saved then.
-            auth.login(&account).await.map_err(AppError::internal)?;
+            sign_in_fresh(&mut auth, &account).await?;
             Ok(user)
         }
         .await,
@@ -85,7 +92,7 @@ pub async fn sign_in(email: String, password: String) -> Result<User, AppError> 
     ssr::answer(
         async {
             let state = app_state()?;
-            state.attempts.check(client_ip().await)?;
+            state.attempts.check(client_key())?;
             let mut auth = auth_session().await?;
             let account = auth
                 .authenticate(Credentials { email, password })
@@ -93,7 +100,7 @@ pub async fn sign_in(email: String, password: String) -> Result<User, AppError> 
                 .map_err(AppError::internal)?
                 .ok_or_else(|| AppError::new(ErrorKind::Unauthorized, "wrong email or password"))?;
             let user = User { email: account.email.clone(), credits: credits::balance(&state.db, &account.id).await? };
-            auth.login(&account).await.map_err(AppError::internal)?;
+            sign_in_fresh(&mut auth, &account).await?;
             Ok(user)
         }
         .await,

@@ -13,6 +13,10 @@ use crate::routes::{auth::LoginPage, auth::SignupPage, generator::GeneratorPage,
 
 /// The HTML document around the app (server-rendered once per page load).
 pub fn shell(options: LeptosOptions) -> impl IntoView {
+    // The page's Content-Security-Policy names the nonce Leptos puts on the
+    // inline scripts it renders.
+    #[cfg(feature = "ssr")]
+    crate::server::security::set_page_policy(&options);
     view! {
         <!DOCTYPE html>
         <html lang="en">
@@ -155,6 +159,16 @@ fn NotFound() -> impl IntoView {
 #[component]
 pub fn RequireUser(children: ChildrenFn) -> impl IntoView {
     let signed_in = OnceResource::new(current_user());
+    let location = leptos_router::hooks::use_location();
+    let login = move || {
+        let search = location.search.get_untracked();
+        let page = if search.is_empty() {
+            location.pathname.get_untracked()
+        } else {
+            format!("{}?{search}", location.pathname.get_untracked())
+        };
+        crate::paths::login_url(&page)
+    };
     view! {
         <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
             {move || {
@@ -162,7 +176,7 @@ pub fn RequireUser(children: ChildrenFn) -> impl IntoView {
                     .get()
                     .map(|user| match user {
                         Ok(Some(_)) => Either::Left(children()),
-                        _ => Either::Right(view! { <leptos_router::components::Redirect path="/login" /> }),
+                        _ => Either::Right(view! { <leptos_router::components::Redirect path=login() /> }),
                     })
             }}
         </Suspense>

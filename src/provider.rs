@@ -34,7 +34,8 @@ pub struct ProviderConfig {
     pub base_url: Url,
     /// The bearer token (`REPLICATE_API_TOKEN`, or the simulator's).
     pub token: String,
-    /// Hosts outputs may be downloaded from; `replicate.delivery` (or
+    /// Hosts outputs may be downloaded from, each with its scheme and port
+    /// (a bare host means https on 443); `replicate.delivery` (or
     /// `.replicate.delivery`) also allows its subdomains.
     pub output_hosts: Vec<String>,
     /// Longest wait for a connection.
@@ -148,22 +149,15 @@ impl Provider {
 
     /// Opens an output URL for download. Only http(s) URLs on the allowed
     /// hosts are fetched, and redirects are followed only to allowed hosts
-    /// ([`ProviderError::Disallowed`] otherwise). Sends the bearer token,
-    /// which Replicate's outputs may need. A 404 or 410 (an expired output)
+    /// ([`ProviderError::Disallowed`] otherwise). Output URLs are public:
+    /// the API token goes to the API host only, never here. A 404 or 410 (an expired output)
     /// is [`ProviderError::NotFound`]; other failures map like API calls.
     /// The caller streams the body (`bytes_stream()`) under its own size cap.
     #[tracing::instrument(skip(self), err(level = "warn"))]
     pub async fn open_output(&self, url: &str) -> Result<Response, ProviderError> {
         let parsed = Url::parse(url).map_err(|e| ProviderError::Disallowed(format!("{url:?} is not a URL: {e}")))?;
         self.inner.hosts.check(&parsed).map_err(ProviderError::Disallowed)?;
-        let response = self
-            .inner
-            .files
-            .get(parsed)
-            .bearer_auth(&self.inner.token)
-            .send()
-            .await
-            .map_err(ProviderError::from_reqwest)?;
+        let response = self.inner.files.get(parsed).send().await.map_err(ProviderError::from_reqwest)?;
         if response.status().is_success() {
             return Ok(response);
         }

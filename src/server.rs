@@ -2,12 +2,14 @@
 //! task engine, and the assembly of the axum `Router`.
 
 pub mod auth;
+pub mod client;
 pub mod config;
 pub mod credits;
 pub mod db;
 pub mod http;
 pub mod metrics;
 pub mod reads;
+pub mod security;
 pub mod sessions;
 pub mod state;
 pub mod storage;
@@ -69,8 +71,8 @@ pub async fn build(config: Config, mut leptos_options: LeptosOptions, addr: Sock
                 output_ttl: config.sim_output_ttl,
                 huge_bytes: config.max_image_bytes,
             };
-            let hosts =
-                config.output_hosts.clone().unwrap_or_else(|| vec![local.host_str().unwrap_or("127.0.0.1").to_owned()]);
+            // The simulator's own origin, scheme and port included.
+            let hosts = config.output_hosts.clone().unwrap_or_else(|| vec![local.origin().ascii_serialization()]);
             let provider = Provider::new(ProviderConfig {
                 base_url: local.join("sim/v1/")?,
                 token,
@@ -81,7 +83,7 @@ pub async fn build(config: Config, mut leptos_options: LeptosOptions, addr: Sock
             (provider, Some(sim))
         }
         ProviderChoice::Replicate { token, base_url } => {
-            let hosts = config.output_hosts.clone().unwrap_or_else(|| vec!["replicate.delivery".to_owned()]);
+            let hosts = config.output_hosts.clone().unwrap_or_else(|| vec!["https://replicate.delivery".to_owned()]);
             let provider = Provider::new(ProviderConfig {
                 base_url: base_url.clone(),
                 token: token.expose_secret().to_owned(),
@@ -132,6 +134,7 @@ pub async fn build(config: Config, mut leptos_options: LeptosOptions, addr: Sock
 
     tasks::reconcile::spawn(state.clone());
 
+    let proxies = Arc::new(state.config.trusted_proxies.clone());
     let routes = generate_route_list(App);
     let mut router = Router::new()
         .route("/healthz", get(http::healthz))
@@ -142,16 +145,55 @@ pub async fn build(config: Config, mut leptos_options: LeptosOptions, addr: Sock
             move || shell(options.clone())
         })
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        // Innermost first: the session layers, then the cross-site check
+        // outside them (a refused request reaches no session), then
+        // metrics and the headers every response carries.
+        .layer(axum::middleware::from_fn(http::page_redirects))
         .layer(axum::middleware::from_fn(sessions::keep_alive))
         .layer(auth_layer)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), security::refuse_cross_site))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
+        .layer(axum::middleware::from_fn(security::headers))
         .with_state(state.clone());
     if let Some(sim) = sim {
         router = router.nest("/sim", crate::sim::router(sim));
     }
-    let router = router.layer(TraceLayer::new_for_http());
+    // Outermost: who the client is, for everything inside (logs included).
+    let router = router
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &axum::extract::Request| {
+            let client = request.extensions().get::<client::Client>().map(|c| c.ip);
+            tracing::debug_span!("request", method = %request.method(), uri = %request.uri(), client = ?client)
+        }))
+        .layer(axum::middleware::from_fn_with_state(proxies, client::resolve_client));
 
     Ok(Built { router, state })
+}
+
+/// Refuses to serve pages that could never come alive: the script and the
+/// WebAssembly file the pages will link to must be in the site root. A
+/// binary built outside cargo-leptos (`cargo build`, `cargo bench`) links
+/// the WebAssembly under another name than cargo-leptos builds.
+pub fn check_site(options: &LeptosOptions) -> anyhow::Result<()> {
+    let pkg = std::path::Path::new(options.site_root.as_ref()).join(options.site_pkg_dir.as_ref());
+    let name = options.output_name.as_ref();
+    // Mirrors how Leptos' <HydrationScripts> names the files.
+    let wasm_suffix = if option_env!("LEPTOS_OUTPUT_NAME").is_none() { "_bg" } else { "" };
+    for file in [format!("{name}.js"), format!("{name}{wasm_suffix}.wasm")] {
+        let path = pkg.join(&file);
+        if !path.is_file() {
+            anyhow::bail!(
+                "the pages link to {}, which does not exist: build with `make build` (cargo leptos build --release) \
+                 and start the binary it built, with LEPTOS_SITE_ROOT naming its site folder{}",
+                path.display(),
+                if wasm_suffix.is_empty() {
+                    ""
+                } else {
+                    " (this binary was not built by cargo-leptos, e.g. by `cargo build` or `cargo bench`)"
+                }
+            );
+        }
+    }
+    Ok(())
 }
 
 /// `http://host:port/` where this server is reachable from itself.

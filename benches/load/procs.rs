@@ -119,6 +119,9 @@ pub fn darkroom(data_dir: &Path, env: &[(&str, String)]) -> Proc {
         .env("DARKROOM_DATA_DIR", data_dir)
         .env("RUST_LOG", "warn")
         .env("DARKROOM_AUTH_ATTEMPTS_PER_MINUTE", "10000")
+        // The load accounts start thousands of generations at once.
+        .env("DARKROOM_MAX_ACTIVE_TASKS", "10000")
+        .env("DARKROOM_GENERATIONS_PER_MINUTE", "100000")
         .env("DARKROOM_SIGNUP_CREDITS", "10000000");
     for (k, v) in env {
         cmd.env(k, v);

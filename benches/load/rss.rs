@@ -90,7 +90,7 @@ pub async fn bench(dir: &std::path::Path, report: &mut Report) {
                 ("REPLICATE_API_TOKEN", "r8_bench".into()),
                 ("REPLICATE_BASE_URL", format!("http://127.0.0.1:{port}/v1")),
                 ("DARKROOM_MODELS", "bench/big".into()),
-                ("DARKROOM_OUTPUT_HOSTS", format!("127.0.0.1:{port}")),
+                ("DARKROOM_OUTPUT_HOSTS", format!("http://127.0.0.1:{port}")),
                 ("DARKROOM_PROVIDER_CHECK_MS", "200".into()),
                 ("DARKROOM_RECONCILE_INTERVAL_SECS", "3600".into()),
             ],

@@ -15,16 +15,19 @@ const MAX_REDIRECTS: usize = 5;
 #[error("{0}")]
 pub(crate) struct RedirectRefused(pub String);
 
-/// The allow-list: `replicate.delivery` (or `.replicate.delivery`) allows
-/// that host and its subdomains; `host:port` pins the port too; an IP
-/// address allows exactly itself.
+/// The allow-list. Each rule pins a scheme, a host and a port:
+/// `replicate.delivery` (or `.replicate.delivery`) allows
+/// `https://replicate.delivery:443` and its subdomains; `http://host:8080`
+/// that scheme and port; a rule without a scheme means https, one without
+/// a port the scheme's default port. An IP address allows exactly itself.
 #[derive(Debug, Clone)]
 pub(crate) struct HostList(Vec<Rule>);
 
 #[derive(Debug, Clone, PartialEq)]
 struct Rule {
+    scheme: String,
     host: String,
-    port: Option<u16>,
+    port: u16,
     subdomains: bool,
 }
 
@@ -50,11 +53,11 @@ impl HostList {
             .host_str()
             .map(|h| h.trim_end_matches('.').to_ascii_lowercase())
             .ok_or_else(|| "URL has no host".to_owned())?;
-        let port = url.port_or_known_default();
-        if self.0.iter().any(|rule| rule.allows(&host, port)) {
+        let port = url.port_or_known_default().ok_or_else(|| "URL has no port".to_owned())?;
+        if self.0.iter().any(|rule| rule.allows(url.scheme(), &host, port)) {
             Ok(())
         } else {
-            Err(format!("host {host:?} is not an allowed output host"))
+            Err(format!("{}://{host}:{port} is not an allowed output host", url.scheme()))
         }
     }
 
@@ -81,23 +84,29 @@ impl Rule {
     fn parse(entry: &str) -> Result<Self, String> {
         let bad = || format!("invalid output host entry {entry:?}");
         let entry = entry.to_ascii_lowercase();
-        // Accept a pasted origin ("https://host:port/") as well as a bare host.
-        let with_scheme =
-            if entry.contains("://") { entry.clone() } else { format!("http://{}", entry.trim_start_matches('.')) };
+        // An origin ("http://host:port/") or a bare host (https).
+        let with_scheme = match entry.split_once("://") {
+            Some((scheme, rest)) => format!("{scheme}://{}", rest.trim_start_matches('.')),
+            None => format!("https://{}", entry.trim_start_matches('.')),
+        };
         let url = Url::parse(&with_scheme).map_err(|_| bad())?;
-        let host = url.host_str().ok_or_else(bad)?;
-        let host = host.trim_end_matches('.').to_owned();
-        if host.is_empty() || url.path() != "/" || url.query().is_some() {
+        if !matches!(url.scheme(), "http" | "https") {
             return Err(bad());
         }
+        let host = url.host_str().ok_or_else(bad)?;
+        let host = host.trim_end_matches('.').to_owned();
+        if host.is_empty() || url.path() != "/" || url.query().is_some() || !url.username().is_empty() {
+            return Err(bad());
+        }
+        let port = url.port_or_known_default().ok_or_else(bad)?;
         let is_ip = host.trim_matches(['[', ']']).parse::<IpAddr>().is_ok();
-        Ok(Self { port: url.port(), subdomains: !is_ip, host })
+        Ok(Self { scheme: url.scheme().to_owned(), port, subdomains: !is_ip, host })
     }
 
-    fn allows(&self, host: &str, port: Option<u16>) -> bool {
+    fn allows(&self, scheme: &str, host: &str, port: u16) -> bool {
         let host_ok = host == self.host
             || (self.subdomains && host.strip_suffix(self.host.as_str()).is_some_and(|prefix| prefix.ends_with('.')));
-        host_ok && self.port.is_none_or(|p| Some(p) == port)
+        scheme == self.scheme && host_ok && port == self.port
     }
 }
 
@@ -130,12 +139,28 @@ mod tests {
 
     #[test]
     fn ports_and_ip_addresses_are_exact() {
-        let hosts = list(&["127.0.0.1:3000", "[::1]", "https://files.example.com"]);
+        let hosts = list(&["http://127.0.0.1:3000", "http://[::1]", "https://files.example.com"]);
         assert!(allowed(&hosts, "http://127.0.0.1:3000/sim/files/x"));
         assert!(!allowed(&hosts, "http://127.0.0.1:3001/sim/files/x"));
         assert!(!allowed(&hosts, "http://127.0.0.10:3000/x"));
-        assert!(allowed(&hosts, "http://[::1]:8080/x"));
+        assert!(allowed(&hosts, "http://[::1]/x"));
+        assert!(!allowed(&hosts, "http://[::1]:8080/x"), "no port in the rule means the default one");
         assert!(allowed(&hosts, "https://cdn.files.example.com/x"));
+        assert!(allowed(&hosts, "https://cdn.files.example.com:443/x"));
+    }
+
+    #[test]
+    fn rules_pin_the_scheme_and_the_port() {
+        let hosts = list(&["https://files.example.com", "replicate.delivery"]);
+        assert!(!allowed(&hosts, "http://x.files.example.com:8080/a.png"));
+        assert!(!allowed(&hosts, "http://files.example.com/a.png"), "https rule, http URL");
+        assert!(!allowed(&hosts, "https://files.example.com:8443/a.png"));
+        assert!(allowed(&hosts, "https://replicate.delivery/a.png"));
+        assert!(!allowed(&hosts, "http://replicate.delivery/a.png"), "a bare host means https");
+        assert!(!allowed(&hosts, "https://pbxt.replicate.delivery:444/a.png"));
+        let plain = list(&["http://127.0.0.1:8080"]);
+        assert!(!allowed(&plain, "https://127.0.0.1:8080/a.png"));
+        assert!(HostList::parse(&["ftp://files.example.com".to_owned()]).is_err());
     }
 
     #[test]

@@ -14,6 +14,10 @@ use crate::app::{RequireUser, use_session};
 use crate::error::ErrorKind;
 use crate::model::{GeneratorInfo, TaskStatus, TaskView};
 
+/// How long Generate rests after a refusal at a cap (unless a task
+/// finishes first).
+const CAP_PAUSE_MS: i64 = 10_000;
+
 #[component]
 pub fn GeneratorPage() -> impl IntoView {
     view! {
@@ -55,6 +59,16 @@ fn Generator(setup: GeneratorInfo) -> impl IntoView {
             submitted.set_value(Some((input.prompt, input.model.unwrap_or_default())));
         }
     });
+    // At a cap (generations running at once, or per minute): Generate
+    // rests until a task finishes here or a short while has passed.
+    let paused_until = RwSignal::new(None::<i64>);
+    Effect::new(move |_| {
+        if let Some(Err(e)) = action.value().get()
+            && e.kind == ErrorKind::RateLimited
+        {
+            paused_until.set(Some(now_ms() + CAP_PAUSE_MS));
+        }
+    });
     // A new task: show it at once (polling fills in the rest).
     Effect::new(move |_| {
         if let Some(Ok(generated)) = action.value().get() {
@@ -87,6 +101,7 @@ fn Generator(setup: GeneratorInfo) -> impl IntoView {
                     });
                     if finished {
                         session.refresh();
+                        paused_until.set(None);
                     }
                 }
                 // Signed out meanwhile, or the task is gone: stop polling it.
@@ -107,6 +122,7 @@ fn Generator(setup: GeneratorInfo) -> impl IntoView {
     let balance = move || session.current().map(|u| u.credits);
     let short_of_credits = move || balance().is_some_and(|b| b < cost);
     let now = clock();
+    let paused = move || paused_until.get().is_some_and(|until| now.get() < until);
     // The card is rebuilt only when another task is shown, not on every poll.
     let shown = Memo::new(move |_| task.with(|t| t.as_ref().map(|t| t.id.clone())));
 
@@ -138,7 +154,7 @@ fn Generator(setup: GeneratorInfo) -> impl IntoView {
                     <button
                         type="submit"
                         class="primary"
-                        disabled=move || pending.get() || short_of_credits()
+                        disabled=move || pending.get() || short_of_credits() || paused()
                         aria-describedby="generate-hint"
                     >
                         {move || if pending.get() { "Submitting…" } else { "Generate" }}
@@ -148,6 +164,9 @@ fn Generator(setup: GeneratorInfo) -> impl IntoView {
                     {move || {
                         if short_of_credits() {
                             format!("Not enough credits: an image costs {cost}, you have {}.", balance().unwrap_or(0))
+                        } else if paused() {
+                            let left = paused_until.get().unwrap_or(0) - now.get();
+                            format!("Generate is available again in {} s.", (left + 999) / 1000)
                         } else {
                             String::new()
                         }

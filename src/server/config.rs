@@ -82,8 +82,19 @@ pub struct Config {
     pub sim_secret: Option<SecretString>,
     /// Sign-in and sign-up attempts allowed per client per minute.
     pub auth_attempts_per_minute: u32,
-    /// Mark the session cookie `Secure` (serve over https).
+    /// Mark the session cookie `Secure`: set by `DARKROOM_SECURE_COOKIES`,
+    /// or implied by an https `DARKROOM_PUBLIC_URL`.
     pub secure_cookies: bool,
+    /// The site's public origin (`https://darkroom.example`), when known.
+    pub public_url: Option<url::Url>,
+    /// Peers whose `X-Forwarded-For` / `X-Forwarded-Proto` are believed.
+    pub trusted_proxies: crate::server::client::TrustedProxies,
+    /// Bearer token that opens `/metrics` to clients beyond loopback.
+    pub metrics_token: Option<SecretString>,
+    /// A person's generations submitting or processing at once.
+    pub max_active_tasks: i64,
+    /// A person's generations started per minute.
+    pub generations_per_minute: i64,
     /// Sign out after this long without a visit.
     pub session_idle: Duration,
 }
@@ -128,6 +139,7 @@ impl Config {
             *aws = AWS_VARS.iter().filter_map(|name| var(name).map(|v| (name.to_ascii_lowercase(), v))).collect();
         }
         let provider = parse_provider(&var)?;
+        let public_url = var("DARKROOM_PUBLIC_URL").map(|raw| parse_public_url(&raw)).transpose()?;
         let models = match var("DARKROOM_MODELS") {
             None => SIM_MODELS.iter().map(|(id, name)| ModelSpec { id: (*id).into(), name: (*name).into() }).collect(),
             Some(list) => parse_models(&list)?,
@@ -150,7 +162,16 @@ impl Config {
             sim_output_ttl: Duration::from_secs(number(&var, "DARKROOM_SIM_OUTPUT_TTL_SECS", 3600, 1..=604_800)?),
             sim_secret: var("DARKROOM_SIM_SECRET").map(SecretString::from),
             auth_attempts_per_minute: number(&var, "DARKROOM_AUTH_ATTEMPTS_PER_MINUTE", 10, 1..=1_000_000)?,
-            secure_cookies: boolean(&var, "DARKROOM_SECURE_COOKIES", false)?,
+            secure_cookies: boolean(&var, "DARKROOM_SECURE_COOKIES", false)?
+                || public_url.as_ref().is_some_and(|u| u.scheme() == "https"),
+            public_url,
+            trusted_proxies: crate::server::client::TrustedProxies::parse(
+                var("DARKROOM_TRUSTED_PROXIES").as_deref().unwrap_or(""),
+            )
+            .map_err(|e| err("DARKROOM_TRUSTED_PROXIES", e))?,
+            metrics_token: var("DARKROOM_METRICS_TOKEN").map(SecretString::from),
+            max_active_tasks: number(&var, "DARKROOM_MAX_ACTIVE_TASKS", 4, 1..=10_000)?,
+            generations_per_minute: number(&var, "DARKROOM_GENERATIONS_PER_MINUTE", 20, 1..=100_000)?,
             session_idle: Duration::from_secs(60 * 60 * 24 * number(&var, "DARKROOM_SESSION_DAYS", 30, 1..=3650)?),
             data_dir,
             database_url,
@@ -261,6 +282,26 @@ fn parse_models(list: &str) -> Result<Vec<ModelSpec>, ConfigError> {
     Ok(models)
 }
 
+/// An http(s) origin, with at most a trailing `/` for a path.
+fn parse_public_url(raw: &str) -> Result<url::Url, ConfigError> {
+    const NAME: &str = "DARKROOM_PUBLIC_URL";
+    let url = url::Url::parse(raw).map_err(|e| err(NAME, format!("`{raw}` is not a URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(err(NAME, format!("`{raw}` must be an http(s) URL like https://darkroom.example")));
+    }
+    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+        return Err(err(NAME, format!("`{raw}` must be the site's origin, without a path")));
+    }
+    Ok(url)
+}
+
+impl Config {
+    /// The site's own origin (`scheme://host[:port]`), when configured.
+    pub fn public_origin(&self) -> Option<String> {
+        self.public_url.as_ref().map(|u| u.origin().ascii_serialization())
+    }
+}
+
 fn parse_range(raw: Option<String>) -> Result<(u64, u64), ConfigError> {
     match raw {
         None => Ok((8000, 20000)),
@@ -314,11 +355,36 @@ mod tests {
             ("DARKROOM_SIM_DURATION_MS", "20-10"),
             ("DATABASE_URL", "mysql://x"),
             ("DARKROOM_SECURE_COOKIES", "maybe"),
+            ("DARKROOM_PUBLIC_URL", "darkroom.example"),
+            ("DARKROOM_PUBLIC_URL", "https://darkroom.example/app"),
+            ("DARKROOM_PUBLIC_URL", "ftp://darkroom.example"),
+            ("DARKROOM_TRUSTED_PROXIES", "10.0.0.0/33"),
+            ("DARKROOM_TRUSTED_PROXIES", "caddy"),
+            ("DARKROOM_MAX_ACTIVE_TASKS", "0"),
+            ("DARKROOM_GENERATIONS_PER_MINUTE", "lots"),
         ] {
             let e = config(&[(name, value)]).unwrap_err();
             assert_eq!(e.name, name, "{value}");
             assert!(e.to_string().contains(name));
         }
+    }
+
+    #[test]
+    fn an_https_public_url_makes_cookies_secure() {
+        assert!(!config(&[]).unwrap().secure_cookies);
+        assert!(!config(&[("DARKROOM_PUBLIC_URL", "http://127.0.0.1:3000")]).unwrap().secure_cookies);
+        let c = config(&[("DARKROOM_PUBLIC_URL", "https://Darkroom.Example/")]).unwrap();
+        assert!(c.secure_cookies);
+        assert_eq!(c.public_origin().as_deref(), Some("https://darkroom.example"));
+        assert!(config(&[("DARKROOM_SECURE_COOKIES", "true")]).unwrap().secure_cookies);
+    }
+
+    #[test]
+    fn limits_have_their_documented_defaults() {
+        let c = config(&[]).unwrap();
+        assert_eq!((c.max_active_tasks, c.generations_per_minute), (4, 20));
+        assert!(c.metrics_token.is_none());
+        assert!(c.public_url.is_none());
     }
 
     #[test]

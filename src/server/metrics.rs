@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use prometheus_client::encoding::EncodeLabelSet;
@@ -17,6 +17,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use super::client::Client;
 use super::state::AppState;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -30,11 +31,28 @@ struct OutcomeLabels {
     outcome: &'static str,
 }
 
+/// A request's labels, each from a bounded set: a known method or
+/// `other`, a route pattern (the routes are the app's own) or `other`, and
+/// a status code.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    method: String,
+    method: &'static str,
     route: String,
     status: u16,
+}
+
+/// Any token is a valid HTTP method: only the standard ones get a label.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
 }
 
 /// The process's counters; `Metrics::default()` registers them all.
@@ -143,17 +161,42 @@ impl Metrics {
     }
 }
 
-/// `GET /metrics`.
-pub async fn serve(State(state): State<AppState>) -> Response {
+/// `GET /metrics`: to loopback clients (after proxy resolution), or to any
+/// client with `Authorization: Bearer $DARKROOM_METRICS_TOKEN` when that is
+/// set; everyone else gets the 404 of a route that does not exist.
+pub async fn serve(State(state): State<AppState>, request: Request) -> Response {
+    let client = request.extensions().get::<Client>().copied().unwrap_or_else(Client::unknown);
+    if !may_read(&state, &client, request.headers()) {
+        return (StatusCode::NOT_FOUND, "not found").into_response();
+    }
     let content_type = HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8");
     ([(header::CONTENT_TYPE, content_type)], state.metrics.render()).into_response()
+}
+
+fn may_read(state: &AppState, client: &Client, headers: &HeaderMap) -> bool {
+    use secrecy::ExposeSecret;
+    if client.is_loopback() {
+        return true;
+    }
+    let Some(token) = &state.config.metrics_token else { return false };
+    let offered = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    constant_time_eq(offered.trim().as_bytes(), token.expose_secret().as_bytes())
+}
+
+/// Equal bytes, compared in a time that does not depend on where they differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Middleware: counts and times every request by its route pattern (never
 /// the raw path, so ids do not explode the label set).
 pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
-    let method = request.method().to_string();
+    let method = method_label(request.method());
     let started = Instant::now();
     let response = next.run(request).await;
     let labels = RequestLabels {
@@ -185,5 +228,20 @@ mod tests {
         assert!(text.contains(r#"darkroom_finalizations_total{outcome="completed"} 1"#), "{text}");
         assert!(text.contains("darkroom_refunds_total 1"), "{text}");
         assert!(text.contains("darkroom_generation_seconds_count 1"), "{text}");
+    }
+
+    #[test]
+    fn only_standard_methods_get_a_label_of_their_own() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::from_bytes(b"PROPFIND").unwrap()), "other");
+        assert_eq!(method_label(&Method::from_bytes(&[b'X'; 4000]).unwrap()), "other");
+    }
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret2"));
+        assert!(!constant_time_eq(b"", b"secret"));
     }
 }

@@ -134,17 +134,19 @@ impl SessionStore for Sessions {
         }
     }
 
+    /// Updates a session that exists; never brings back a deleted one. A
+    /// request that loaded the session before a sign-out elsewhere (another
+    /// tab, another instance) would otherwise write it back and undo the
+    /// sign-out. (New sessions go through `create`, and so does a session
+    /// whose id was cycled at sign-in.)
     async fn save(&self, record: &Record) -> session_store::Result<()> {
-        sqlx::query(
-            "INSERT INTO sessions (id, data, expires_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (id) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at",
-        )
-        .bind(record.id.to_string())
-        .bind(encode(record)?)
-        .bind(epoch_ms(record.expiry_date))
-        .execute(&self.db)
-        .await
-        .map_err(store_error)?;
+        sqlx::query("UPDATE sessions SET data = $1, expires_at = $2 WHERE id = $3")
+            .bind(encode(record)?)
+            .bind(epoch_ms(record.expiry_date))
+            .bind(record.id.to_string())
+            .execute(&self.db)
+            .await
+            .map_err(store_error)?;
         Ok(())
     }
 

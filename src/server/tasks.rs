@@ -102,9 +102,17 @@ pub async fn generate(state: &AppState, user_id: &str, prompt: &str, model: Opti
     let now = db::now_ms();
     let deadline = now + state.config.task_deadline.as_millis() as i64;
 
-    // Charge and record in one transaction; the ledger insert comes first so
-    // a SQLite transaction takes its write lock at once.
+    // Admit, charge and record in one transaction, which starts with a
+    // write so that it holds SQLite's write lock, or on PostgreSQL the
+    // person's row, before it counts: concurrent generations of one person
+    // (from any instance) are counted one after the other.
     let mut tx = state.db.begin().await.map_err(AppError::internal)?;
+    sqlx::query("UPDATE users SET balance = balance WHERE id = $1")
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(AppError::internal)?;
+    admit(&mut tx, state, user_id, now).await?;
     credits::charge(&mut tx, user_id, &task_id, cost).await?;
     sqlx::query(
         "INSERT INTO tasks (id, user_id, prompt, model, cost, status, created_at, updated_at, deadline_at, next_check_at) \
@@ -127,6 +135,47 @@ pub async fn generate(state: &AppState, user_id: &str, prompt: &str, model: Opti
     // axum drops this future, and a prediction created at the provider must
     // still have its id stored.
     tokio::spawn(submit(state.clone(), task_id, model, prompt)).await.map_err(AppError::internal)?
+}
+
+/// Refuses a generation beyond the person's caps: generations running at
+/// once (`DARKROOM_MAX_ACTIVE_TASKS`) and started in the last minute
+/// (`DARKROOM_GENERATIONS_PER_MINUTE`). Failed generations count too: they
+/// are refunded, so without the cap a script could loop for free.
+async fn admit(conn: &mut sqlx::AnyConnection, state: &AppState, user_id: &str, now: i64) -> Result<()> {
+    let max_active = state.config.max_active_tasks;
+    let active: i64 =
+        sqlx::query("SELECT COUNT(*) AS n FROM tasks WHERE user_id = $1 AND status IN ('submitting', 'processing')")
+            .bind(user_id)
+            .fetch_one(&mut *conn)
+            .await
+            .and_then(|r| r.try_get("n"))
+            .map_err(AppError::internal)?;
+    if active >= max_active {
+        let running = if active == 1 { "1 generation".to_owned() } else { format!("{active} generations") };
+        return Err(AppError::new(
+            ErrorKind::RateLimited,
+            format!("You have {running} running; wait for one to finish."),
+        ));
+    }
+    let per_minute = state.config.generations_per_minute;
+    let recent = sqlx::query(
+        "SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM tasks WHERE user_id = $1 AND created_at > $2",
+    )
+    .bind(user_id)
+    .bind(now - 60_000)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(AppError::internal)?;
+    let started: i64 = recent.try_get("n").map_err(AppError::internal)?;
+    if started >= per_minute {
+        let oldest: Option<i64> = recent.try_get("oldest").map_err(AppError::internal)?;
+        let wait_s = oldest.map_or(60, |t| ((t + 60_000 - now).max(1_000) + 999) / 1_000);
+        return Err(AppError::new(
+            ErrorKind::RateLimited,
+            format!("You have started {started} generations in the last minute; try again in {wait_s} s."),
+        ));
+    }
+    Ok(())
 }
 
 /// Sends a recorded, charged task to the provider and stores the

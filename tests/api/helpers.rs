@@ -24,6 +24,10 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
         ("DARKROOM_PROVIDER_CHECK_MS".into(), "100".into()),
         ("DARKROOM_RECONCILE_INTERVAL_SECS".into(), "86400".into()),
         ("DARKROOM_AUTH_ATTEMPTS_PER_MINUTE".into(), "1000".into()),
+        // Tests start many generations per account; the caps have tests of
+        // their own.
+        ("DARKROOM_MAX_ACTIVE_TASKS".into(), "10000".into()),
+        ("DARKROOM_GENERATIONS_PER_MINUTE".into(), "100000".into()),
     ]);
     if let Some(url) = fresh_postgres_database().await {
         vars.insert("DATABASE_URL".into(), url);
@@ -132,4 +136,16 @@ impl TestApp {
 
 pub fn uuid_like() -> String {
     format!("u{:016x}", rand::random::<u64>())
+}
+
+/// A site folder with the two files the test build of the binary links its
+/// pages to (empty: these tests drive the API, not a browser), so that the
+/// binary's start-up check passes. Returns the folder.
+pub fn stand_in_site(dir: &std::path::Path) -> std::path::PathBuf {
+    let site = dir.join("site");
+    std::fs::create_dir_all(site.join("pkg")).expect("site folder");
+    for file in ["darkroom.js", "darkroom_bg.wasm"] {
+        std::fs::write(site.join("pkg").join(file), b"").expect("site file");
+    }
+    site
 }

@@ -5,6 +5,7 @@ mod accounts;
 mod helpers;
 mod provider;
 mod scaleout;
+mod security;
 mod sim;
 mod storage;
 mod tasks;

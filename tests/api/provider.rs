@@ -117,10 +117,11 @@ fn fake_replicate(log: Log) -> Router {
         .with_state(log)
 }
 
+/// Output files are public: a request that carries the API token (or any
+/// credentials) is refused, so every test here shows it is never sent.
 async fn file(Path(name): Path<String>, headers: HeaderMap) -> Response {
-    let bearer = format!("Bearer {TOKEN}");
-    if headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) != Some(bearer.as_str()) {
-        return StatusCode::UNAUTHORIZED.into_response();
+    if headers.contains_key(header::AUTHORIZATION) {
+        return (StatusCode::BAD_REQUEST, "the API token must not reach an output host").into_response();
     }
     match name.as_str() {
         "ok.png" => ([(header::CONTENT_TYPE, "image/png")], &b"\x89PNG\r\n\x1a\nfake"[..]).into_response(),
@@ -143,7 +144,7 @@ fn provider_at(addr: SocketAddr, request_timeout: Duration) -> Provider {
     let cfg = ProviderConfig {
         base_url: format!("http://{addr}/v1").parse().unwrap_or_else(|e| panic!("{e}")),
         token: TOKEN.into(),
-        output_hosts: vec!["127.0.0.1".into()],
+        output_hosts: vec![format!("http://127.0.0.1:{}", addr.port())],
         connect_timeout: Duration::from_secs(2),
         request_timeout,
     };
@@ -309,7 +310,8 @@ async fn open_output_fetches_allowed_hosts_and_refuses_everything_else() {
     let (provider, _, addr) = spawn_fake().await;
     let ok = provider.open_output(&format!("http://{addr}/files/ok.png")).await.unwrap_or_else(|e| panic!("{e:?}"));
     let bytes = ok.bytes().await.unwrap_or_else(|e| panic!("{e}"));
-    assert!(bytes.starts_with(b"\x89PNG"), "the bearer token was sent");
+    // The fake output host refuses any request with an Authorization header.
+    assert!(bytes.starts_with(b"\x89PNG"), "the API token was sent to an output host");
 
     let followed = provider.open_output(&format!("http://{addr}/files/redirect-in")).await;
     assert!(followed.is_ok_and(|r| r.status().is_success()), "same-host redirect followed");
@@ -327,6 +329,8 @@ async fn open_output_fetches_allowed_hosts_and_refuses_everything_else() {
     let port = addr.port();
     for url in [
         format!("http://localhost:{port}/files/ok.png"),
+        format!("https://127.0.0.1:{port}/files/ok.png"),
+        format!("http://127.0.0.1:{}/files/ok.png", port.wrapping_add(1)),
         "ftp://127.0.0.1/files/ok.png".to_owned(),
         "not a url".to_owned(),
     ] {

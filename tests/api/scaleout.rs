@@ -29,8 +29,10 @@ async fn start(env: &[(&str, String)]) -> Instance {
         l.local_addr().unwrap().port()
     };
     let dir = tempfile::tempdir().unwrap();
+    let site = crate::helpers::stand_in_site(dir.path());
     let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_darkroom"))
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .env("LEPTOS_SITE_ROOT", site)
         .env("LEPTOS_SITE_ADDR", format!("127.0.0.1:{port}"))
         .env("DARKROOM_DATA_DIR", dir.path())
         .stdout(Stdio::null())
@@ -80,6 +82,8 @@ async fn two_instances_share_one_database_and_one_bucket_exactly() {
         ("DARKROOM_RECONCILE_INTERVAL_SECS", "1".into()),
         ("DARKROOM_SIGNUP_CREDITS", "200".into()),
         ("DARKROOM_AUTH_ATTEMPTS_PER_MINUTE", "10000".into()),
+        ("DARKROOM_MAX_ACTIVE_TASKS", "10000".into()),
+        ("DARKROOM_GENERATIONS_PER_MINUTE", "100000".into()),
         ("RUST_LOG", "warn".into()),
     ]);
     let (a, b) = (start(&env).await, start(&env).await);

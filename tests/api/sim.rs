@@ -69,7 +69,7 @@ fn adapter(addr: SocketAddr, token: &str) -> Provider {
     Provider::new(ProviderConfig {
         base_url: url(&format!("http://{addr}/sim/v1")),
         token: token.into(),
-        output_hosts: vec!["127.0.0.1".into()],
+        output_hosts: vec![format!("http://127.0.0.1:{}", addr.port())],
         connect_timeout: Duration::from_secs(2),
         request_timeout: Duration::from_secs(10),
     })

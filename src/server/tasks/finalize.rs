@@ -47,7 +47,7 @@ impl Uploads {
     }
 
     /// Waits until one more upload may start.
-    async fn admit(&self) -> Result<tokio::sync::SemaphorePermit<'_>> {
+    pub async fn admit(&self) -> Result<tokio::sync::SemaphorePermit<'_>> {
         self.at_once.acquire().await.map_err(AppError::internal)
     }
 }
@@ -61,6 +61,12 @@ pub fn object_key(task_id: &str) -> ObjectPath {
 /// refunds it when the output is unusable. Transient trouble leaves the
 /// task processing for a later check.
 pub async fn store_output(state: &AppState, task: &TaskRow, token: &str, url: &str) -> Result<()> {
+    // The upload slot first, then the lease: a poll queued behind other
+    // uploads holds no lease that could run out while it waits (another
+    // poller would then download the same output again). While it waits,
+    // the check it claimed expires as usual, another poller may claim it,
+    // and whichever holds the claim when a slot frees up does the work.
+    let _admitted = state.uploads.admit().await?;
     if !extend_lease(state, task, token).await? {
         return Ok(());
     }
@@ -101,10 +107,9 @@ enum Outcome {
 async fn download(state: &AppState, key: &ObjectPath, url: &str) -> Result<(&'static str, u64), Outcome> {
     let cap = state.config.max_image_bytes;
     let too_big = || Outcome::Unusable(format!("The image was larger than {} MB.", cap.div_ceil(1024 * 1024)));
-    // Admitted before the download opens: a response waiting for its turn
-    // would fill buffers of its own.
+    // The caller holds an upload slot (taken before the download opens: a
+    // response waiting for its turn would fill buffers of its own).
     let uploads = &state.uploads;
-    let _admitted = uploads.admit().await.map_err(Outcome::Internal)?;
     let opened = state.provider.open_output(url).await;
     state.metrics.provider_call("output", opened.is_ok());
     let response = match opened {

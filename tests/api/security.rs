@@ -1,0 +1,441 @@
+//! Darkroom on the open internet, tried as an attacker would: invented HTTP
+//! methods against the metrics, `/metrics` from afar, cross-site posts,
+//! forged `X-Forwarded-For`, greedy generation loops, planted and revived
+//! sessions, and the headers every page carries.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::header::{HeaderMap, HeaderValue};
+use serde_json::Value;
+
+use crate::helpers::{TestApp, client, fresh_postgres_database, skipped, spawn_app, spawn_app_with, uuid_like};
+
+/// POSTs a server function with extra request headers; (status, headers, JSON).
+async fn call_with(
+    app: &TestApp,
+    c: &reqwest::Client,
+    endpoint: &str,
+    form: &[(&str, &str)],
+    headers: &[(&'static str, &str)],
+) -> (u16, HeaderMap, Value) {
+    let mut request = c.post(format!("{}/api/{endpoint}", app.base)).form(form);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.expect("request");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let text = response.text().await.expect("body");
+    (status, headers, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+async fn metrics_text(app: &TestApp) -> String {
+    reqwest::get(format!("{}/metrics", app.base)).await.unwrap().text().await.unwrap()
+}
+
+#[tokio::test]
+async fn invented_methods_do_not_grow_the_metrics() {
+    let app = spawn_app().await;
+    let c = reqwest::Client::new();
+    // Warm the label set with one junk request, so what follows can only
+    // add series if each new method gets one.
+    let junk = |n: usize| reqwest::Method::from_bytes(format!("X{n:04}{}", "Y".repeat(1000)).as_bytes()).unwrap();
+    c.request(junk(0), format!("{}/healthz", app.base)).send().await.unwrap();
+    metrics_text(&app).await;
+    let before = metrics_text(&app).await;
+    for n in 1..=300 {
+        let r = c.request(junk(n), format!("{}/healthz", app.base)).send().await.unwrap();
+        assert!(r.status().is_client_error(), "{}", r.status());
+    }
+    let after = metrics_text(&app).await;
+    assert!(!after.contains("YYYY"), "a client's method became a label");
+    assert!(after.contains(r#"method="other""#), "{after}");
+    // Counters moved, no series was added.
+    assert_eq!(after.lines().count(), before.lines().count(), "{after}");
+    assert!(after.len() < before.len() + 200, "metrics grew from {} to {} bytes", before.len(), after.len());
+}
+
+#[tokio::test]
+async fn metrics_answer_loopback_and_the_token_only() {
+    let app =
+        spawn_app_with(&[("DARKROOM_TRUSTED_PROXIES", "127.0.0.1"), ("DARKROOM_METRICS_TOKEN", "s3cret-metrics")])
+            .await;
+    let c = reqwest::Client::new();
+    let get = |xff: Option<&'static str>, auth: Option<&'static str>| {
+        let mut r = c.get(format!("{}/metrics", app.base));
+        if let Some(xff) = xff {
+            r = r.header("x-forwarded-for", xff);
+        }
+        if let Some(auth) = auth {
+            r = r.header("authorization", auth);
+        }
+        async move { r.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(get(None, None).await, 200, "loopback");
+    assert_eq!(get(Some("127.0.0.1"), None).await, 200, "loopback through the proxy");
+    assert_eq!(get(Some("203.0.113.7"), None).await, 404, "a client beyond the proxy");
+    assert_eq!(get(Some("203.0.113.7"), Some("Bearer wrong")).await, 404);
+    assert_eq!(get(Some("203.0.113.7"), Some("Bearer s3cret-metrics")).await, 200);
+
+    // Without a token, only loopback; a forged header from an untrusted
+    // peer cannot pretend either way.
+    let app = spawn_app_with(&[("DARKROOM_TRUSTED_PROXIES", "127.0.0.1")]).await;
+    let status = |xff: &'static str| {
+        let r = c.get(format!("{}/metrics", app.base)).header("x-forwarded-for", xff);
+        async move { r.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(status("203.0.113.7").await, 404);
+    let untrusted = spawn_app_with(&[("DARKROOM_TRUSTED_PROXIES", "10.0.0.1")]).await;
+    let r = c.get(format!("{}/metrics", untrusted.base)).header("x-forwarded-for", "203.0.113.7").send().await;
+    assert_eq!(r.unwrap().status(), 200, "the peer is loopback; its header is ignored");
+}
+
+#[tokio::test]
+async fn cross_site_sign_in_is_refused_without_a_cookie() {
+    let app = spawn_app().await;
+    let attacker = client();
+    let email = app.sign_up(&attacker).await;
+    let victim = client();
+    for headers in [
+        &[("origin", "https://evil.example")][..],
+        &[("origin", "null")],
+        &[("sec-fetch-site", "cross-site")],
+        &[("sec-fetch-site", "same-site")],
+    ] {
+        let (status, response_headers, body) =
+            call_with(&app, &victim, "sign_in", &[("email", &email), ("password", "correct horse")], headers).await;
+        assert_eq!(status, 403, "{headers:?}: {body}");
+        assert!(body.as_str().is_some_and(|b| b.contains("another site")), "{body}");
+        assert!(response_headers.get("set-cookie").is_none(), "{headers:?} set a cookie");
+        assert_eq!(app.call(&victim, "me", &[]).await.0, 401, "{headers:?} signed the visitor in");
+    }
+}
+
+#[tokio::test]
+async fn cross_site_generations_are_refused_and_same_origin_ones_pass() {
+    let app = spawn_app().await;
+    let c = client();
+    app.sign_up(&c).await;
+    for headers in [&[("origin", "https://evil.example")][..], &[("sec-fetch-site", "same-site")]] {
+        let (status, _, body) = call_with(&app, &c, "generate_image", &[("prompt", "a forged fox")], headers).await;
+        assert_eq!(status, 403, "{headers:?}: {body}");
+    }
+    assert_eq!(app.balance(&c).await, 100);
+    assert_eq!(app.count("SELECT COUNT(*) FROM tasks").await, 0);
+
+    // The site's own pages (scheme and host of the request) and clients
+    // that send neither header pass.
+    let own = app.base.clone();
+    for headers in [&[("origin", own.as_str())][..], &[("sec-fetch-site", "same-origin")], &[]] {
+        let (status, _, body) = call_with(&app, &c, "generate_image", &[("prompt", "a real fox")], headers).await;
+        assert_eq!(status, 200, "{headers:?}: {body}");
+    }
+    assert_eq!(app.balance(&c).await, 70);
+}
+
+#[tokio::test]
+async fn the_public_url_is_the_only_origin_when_set() {
+    let app = spawn_app_with(&[("DARKROOM_PUBLIC_URL", "https://darkroom.example")]).await;
+    let c = client();
+    let email = format!("{}@example.com", uuid_like());
+    let form = [("email", email.as_str()), ("password", "correct horse")];
+    let (status, _, _) = call_with(&app, &c, "sign_up", &form, &[("origin", &app.base)]).await;
+    assert_eq!(status, 403, "the address it happens to be reached at is not the site");
+    let (status, headers, body) =
+        call_with(&app, &c, "sign_up", &form, &[("origin", "https://darkroom.example")]).await;
+    assert_eq!(status, 200, "{body}");
+    // An https public URL makes the cookie Secure.
+    let cookie = headers.get("set-cookie").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    assert!(cookie.contains("Secure"), "{cookie}");
+}
+
+#[tokio::test]
+async fn webhooks_are_not_subject_to_the_cross_site_check() {
+    let app = spawn_app().await;
+    let r = reqwest::Client::new()
+        .post(format!("{}/webhooks/replicate", app.base))
+        .header("origin", "https://api.replicate.com")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(r.status(), 403, "a provider's POST is authenticated by its signature, not its origin");
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_client_has_its_own_sign_in_limit() {
+    let app =
+        spawn_app_with(&[("DARKROOM_TRUSTED_PROXIES", "127.0.0.1"), ("DARKROOM_AUTH_ATTEMPTS_PER_MINUTE", "3")]).await;
+    let c = reqwest::Client::new();
+    let wrong = [("email", "nobody@example.com"), ("password", "wrong horse")];
+    let attempt = |xff: &'static str| {
+        let (app, c, wrong) = (&app, &c, &wrong);
+        async move { call_with(app, c, "sign_in", wrong, &[("x-forwarded-for", xff)]).await }
+    };
+    for _ in 0..3 {
+        assert_eq!(attempt("198.51.100.1").await.0, 401);
+    }
+    let (status, _, body) = attempt("198.51.100.1").await;
+    assert_eq!(status, 429, "{body}");
+    // Another client behind the same proxy is not locked out.
+    assert_eq!(attempt("198.51.100.2").await.0, 401);
+    // A client's own (forged) entries left of the proxy's change nothing.
+    assert_eq!(attempt("203.0.113.9, 198.51.100.1").await.0, 429);
+    // IPv6: one /64 is one client.
+    for _ in 0..3 {
+        assert_eq!(attempt("2001:db8:1:2::1").await.0, 401);
+    }
+    assert_eq!(attempt("2001:db8:1:2::ffff").await.0, 429);
+    assert_eq!(attempt("2001:db8:1:3::1").await.0, 401);
+}
+
+#[tokio::test]
+async fn an_untrusted_peer_cannot_choose_its_address() {
+    let app = spawn_app_with(&[("DARKROOM_AUTH_ATTEMPTS_PER_MINUTE", "3")]).await;
+    let c = reqwest::Client::new();
+    let wrong = [("email", "nobody@example.com"), ("password", "wrong horse")];
+    let mut statuses = Vec::new();
+    for n in 0..5 {
+        let xff = format!("198.51.100.{n}");
+        statuses.push(call_with(&app, &c, "sign_in", &wrong, &[("x-forwarded-for", &xff)]).await.0);
+    }
+    assert_eq!(statuses, [401, 401, 401, 429, 429]);
+}
+
+/// A prompt the simulator takes a minute over.
+const SLOW: &str = "a very slow fox #slow";
+
+#[tokio::test]
+async fn generations_running_at_once_are_capped() {
+    let app = spawn_app_with(&[("DARKROOM_MAX_ACTIVE_TASKS", "2")]).await;
+    let c = client();
+    app.sign_up(&c).await;
+    for _ in 0..2 {
+        assert_eq!(app.call(&c, "generate_image", &[("prompt", SLOW)]).await.0, 200);
+    }
+    let (status, body) = app.call(&c, "generate_image", &[("prompt", SLOW)]).await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["message"], "You have 2 generations running; wait for one to finish.");
+    assert_eq!(app.balance(&c).await, 80, "the refused one charged nothing");
+    assert_eq!(app.count("SELECT COUNT(*) FROM tasks").await, 2, "and created no task");
+
+    // Another person is not affected.
+    let other = client();
+    app.sign_up(&other).await;
+    assert_eq!(app.call(&other, "generate_image", &[("prompt", SLOW)]).await.0, 200);
+}
+
+#[tokio::test]
+async fn the_cap_holds_for_concurrent_requests() {
+    let app = spawn_app_with(&[("DARKROOM_MAX_ACTIVE_TASKS", "3")]).await;
+    let c = client();
+    app.sign_up(&c).await;
+    let statuses = futures::future::join_all(
+        (0..10).map(|_| async { app.call(&c, "generate_image", &[("prompt", SLOW)]).await.0 }),
+    )
+    .await;
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 3, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 7, "{statuses:?}");
+    assert_eq!(app.balance(&c).await, 70);
+}
+
+#[tokio::test]
+async fn generations_per_minute_are_capped_even_when_they_fail() {
+    let app = spawn_app_with(&[("DARKROOM_GENERATIONS_PER_MINUTE", "3"), ("DARKROOM_SIM_DURATION_MS", "50")]).await;
+    let c = client();
+    app.sign_up(&c).await;
+    for _ in 0..3 {
+        let (status, body) = app.call(&c, "generate_image", &[("prompt", "a failing fox #fail")]).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, body) = app.call(&c, "generate_image", &[("prompt", "a fourth fox")]).await;
+    assert_eq!(status, 429, "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(message.starts_with("You have started 3 generations in the last minute; try again in "), "{message}");
+    assert_eq!(app.count("SELECT COUNT(*) FROM tasks").await, 3);
+}
+
+#[tokio::test]
+async fn the_cap_holds_across_two_instances_on_postgres() {
+    let Some(database_url) = fresh_postgres_database().await else {
+        return skipped("DARKROOM_TEST_POSTGRES is not set");
+    };
+    let settings = |url: &str| {
+        vec![
+            ("DATABASE_URL", url.to_owned()),
+            ("DARKROOM_MAX_ACTIVE_TASKS", "3".to_owned()),
+            ("DARKROOM_SIM_SECRET", "shared-secret-for-both".to_owned()),
+        ]
+    };
+    let (a, b) = {
+        let sa = settings(&database_url);
+        let sb = settings(&database_url);
+        let sa: Vec<(&str, &str)> = sa.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let sb: Vec<(&str, &str)> = sb.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        tokio::join!(spawn_app_with(&sa), spawn_app_with(&sb))
+    };
+    let c = client();
+    a.sign_up(&c).await;
+    let statuses = futures::future::join_all((0..12).map(|n| {
+        let app = if n % 2 == 0 { &a } else { &b };
+        let c = &c;
+        async move { app.call(c, "generate_image", &[("prompt", SLOW)]).await.0 }
+    }))
+    .await;
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 3, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 9, "{statuses:?}");
+    assert_eq!(b.balance(&c).await, 70);
+}
+
+/// The value of the session cookie a response set.
+fn session_cookie(headers: &HeaderMap) -> String {
+    headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.strip_prefix("darkroom_session="))
+        .and_then(|v| v.split(';').next())
+        .expect("a session cookie")
+        .to_owned()
+}
+
+/// A client whose cookie jar holds `session` for the app.
+fn client_with_session(app: &TestApp, session: &str) -> reqwest::Client {
+    let jar = Arc::new(reqwest::cookie::Jar::default());
+    jar.add_cookie_str(&format!("darkroom_session={session}; Path=/"), &app.base.parse().unwrap());
+    reqwest::Client::builder().cookie_provider(jar).build().unwrap()
+}
+
+#[tokio::test]
+async fn a_planted_session_id_is_not_the_victims_after_sign_in() {
+    let app = spawn_app().await;
+    // The attacker signs in and learns their own session id.
+    let plain = reqwest::Client::new();
+    let attacker_email = format!("{}@example.com", uuid_like());
+    let (status, headers, _) =
+        call_with(&app, &plain, "sign_up", &[("email", &attacker_email), ("password", "correct horse")], &[]).await;
+    assert_eq!(status, 200);
+    let planted = session_cookie(&headers);
+    // The victim has an account, and a browser with the attacker's id in it.
+    let victim_email = app.sign_up(&client()).await;
+    let victim = client_with_session(&app, &planted);
+    let (status, _) = app.call(&victim, "sign_in", &[("email", &victim_email), ("password", "correct horse")]).await;
+    assert_eq!(status, 200);
+    assert_eq!(app.call(&victim, "me", &[]).await.1["email"], victim_email.as_str());
+    // The attacker's copy of the id is worth nothing now.
+    let attacker = client_with_session(&app, &planted);
+    let (status, me) = app.call(&attacker, "me", &[]).await;
+    assert_eq!(status, 401, "the planted id became the victim's session: {me}");
+}
+
+#[tokio::test]
+async fn a_late_save_does_not_bring_a_signed_out_session_back() {
+    use axum_login::tower_sessions::SessionStore;
+    use axum_login::tower_sessions::session::Id;
+
+    let app = spawn_app().await;
+    let plain = reqwest::Client::new();
+    let email = format!("{}@example.com", uuid_like());
+    let (_, headers, _) =
+        call_with(&app, &plain, "sign_up", &[("email", &email), ("password", "correct horse")], &[]).await;
+    let id_text = session_cookie(&headers);
+    let id: Id = id_text.parse().unwrap();
+    let store = darkroom::server::sessions::Sessions::new(app.state.db.clone(), app.state.reads.clone());
+    // A request loaded the session (a poll, about to refresh it)…
+    let record = store.load(&id).await.unwrap().expect("the session");
+    // …meanwhile the person signed out in another tab…
+    let signed_in = client_with_session(&app, &id_text);
+    assert_eq!(app.call(&signed_in, "sign_out", &[]).await.0, 200);
+    // …and then the first request's save lands.
+    store.save(&record).await.unwrap();
+    assert!(store.load(&id).await.unwrap().is_none());
+    assert_eq!(app.call(&client_with_session(&app, &id_text), "me", &[]).await.0, 401);
+}
+
+#[tokio::test]
+async fn every_page_carries_the_security_headers() {
+    let app = spawn_app().await;
+    let c = client();
+    let mut pages = vec!["/login", "/signup", "/", "/history", "/no-such-page"];
+    app.sign_up(&c).await;
+    pages.extend(["/", "/history"]);
+    for page in pages {
+        let r = c.get(format!("{}{page}", app.base)).send().await.unwrap();
+        let h = r.headers().clone();
+        let header = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+        assert!(header("content-type").starts_with("text/html"), "{page}");
+        assert_eq!(header("x-frame-options"), "DENY", "{page}");
+        assert_eq!(header("x-content-type-options"), "nosniff", "{page}");
+        assert_eq!(header("referrer-policy"), "strict-origin-when-cross-origin", "{page}");
+        let csp = header("content-security-policy");
+        assert!(csp.contains("frame-ancestors 'none'"), "{page}: {csp}");
+        assert!(csp.contains("default-src 'self'"), "{page}: {csp}");
+        // Every inline script carries the nonce the policy names.
+        let nonce = csp.split("'nonce-").nth(1).and_then(|s| s.split('\'').next()).expect("a nonce").to_owned();
+        let body = r.text().await.unwrap();
+        let tags: Vec<&str> = body.split("<script").skip(1).map(|rest| rest.split('>').next().unwrap_or("")).collect();
+        assert!(!tags.is_empty(), "{page}");
+        for tag in tags {
+            assert!(tag.contains(&format!("nonce=\"{nonce}\"")), "{page}: <script{tag}>");
+        }
+    }
+    // Nonces are fresh per response.
+    let nonce = |r: reqwest::Response| r.headers().get("content-security-policy").cloned();
+    let first = nonce(c.get(format!("{}/login", app.base)).send().await.unwrap());
+    let second = nonce(c.get(format!("{}/login", app.base)).send().await.unwrap());
+    assert_ne!(first, second);
+    assert_ne!(first, Some(HeaderValue::from_static("")));
+}
+
+#[tokio::test]
+async fn a_finalize_waiting_for_an_upload_slot_holds_no_lease() {
+    let app = spawn_app_with(&[("DARKROOM_SIM_DURATION_MS", "100")]).await;
+    let c = client();
+    app.sign_up(&c).await;
+    let (status, body) = app.call(&c, "generate_image", &[("prompt", "a queued fox")]).await;
+    assert_eq!(status, 200, "{body}");
+    let id = body["task_id"].as_str().unwrap().to_owned();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+
+    // Every upload slot of this instance is busy.
+    let mut held = Vec::new();
+    while let Some(Ok(permit)) = futures::FutureExt::now_or_never(app.state.uploads.admit()) {
+        held.push(permit);
+    }
+    assert!(!held.is_empty());
+    let poll = {
+        let (base, c, id) = (app.base.clone(), c.clone(), id.clone());
+        tokio::spawn(async move {
+            c.post(format!("{base}/api/check_image_status")).form(&[("task_id", id)]).send().await.unwrap().status()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!poll.is_finished(), "the poll waits for a slot");
+    // The claim it made is the ordinary, short one (100 ms here), not a
+    // two-minute download lease taken before it could download.
+    let next_check: i64 = {
+        use sqlx::Row;
+        sqlx::query("SELECT next_check_at FROM tasks WHERE id = $1")
+            .bind(&id)
+            .fetch_one(&app.state.db)
+            .await
+            .unwrap()
+            .get("next_check_at")
+    };
+    let now = darkroom::server::db::now_ms();
+    assert!(next_check < now + 10_000, "a lease of {} s was taken while waiting", (next_check - now) / 1000);
+    drop(held);
+
+    assert_eq!(poll.await.unwrap(), 200);
+    let start = Instant::now();
+    loop {
+        let (_, view) = app.call(&c, "check_image_status", &[("task_id", &id)]).await;
+        if view["status"] == "completed" {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "{view}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(app.state.metrics.object_writes(), 1);
+}
