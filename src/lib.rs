@@ -6,6 +6,7 @@ pub mod api;
 pub mod app;
 pub mod error;
 pub mod model;
+pub mod paths;
 pub mod routes;
 
 #[cfg(feature = "ssr")]

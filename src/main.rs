@@ -43,6 +43,7 @@ async fn run() -> anyhow::Result<()> {
     .map_err(|e| anyhow::anyhow!("LEPTOS_* / Leptos.toml: {e}"))?
     .leptos_options;
     let addr: SocketAddr = leptos.site_addr;
+    server::check_site(&leptos)?;
 
     let listener = tokio::net::TcpListener::bind(addr)
         .await

@@ -79,3 +79,45 @@ test.describe("without JavaScript", () => {
 });
 
 export { signUp };
+
+test.describe("a signed-out visitor without JavaScript", () => {
+  test.use({ javaScriptEnabled: false });
+
+  test("asking for history gets the sign-in form, then history", async ({ page, browser }) => {
+    // An account made in another browser.
+    const email = freshEmail();
+    const other = await browser.newContext();
+    const signup = await other.newPage();
+    await signup.goto("/signup");
+    await signup.getByLabel("Email").fill(email);
+    await signup.getByLabel("Password").fill(PASSWORD);
+    await signup.getByRole("button", { name: "Sign up" }).click();
+    await expect(signup.getByText("100 credits")).toBeVisible();
+    await other.close();
+
+    const response = await page.goto("/history");
+    expect(response?.status()).toBe(200);
+    await expect(page).toHaveURL(/\/login\?next=\/history$/);
+    await page.getByLabel("Email").fill(email);
+    await page.getByLabel("Password").fill(PASSWORD);
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await expect(page).toHaveURL(/\/history$/);
+    await expect(page.getByRole("heading", { name: "History" })).toBeVisible();
+  });
+});
+
+test("signing in from a page that needed it returns to that page", async ({ page, browser }) => {
+  const email = freshEmail();
+  const other = await browser.newContext();
+  await signUp(await other.newPage(), email);
+  await other.close();
+
+  await page.goto("/history");
+  await expect(page).toHaveURL(/\/login\?next=\/history$/);
+  await hydrated(page);
+  await page.getByLabel("Email").fill(email);
+  await page.getByLabel("Password").fill(PASSWORD);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await expect(page).toHaveURL(/\/history$/);
+  await expect(page.getByRole("heading", { name: "History" })).toBeVisible();
+});

@@ -4,23 +4,33 @@
 use leptos::either::Either;
 use leptos::prelude::*;
 use leptos_router::components::{A, Redirect};
-use leptos_router::hooks::use_navigate;
+use leptos_router::hooks::{use_navigate, use_query_map};
 
 use crate::api::{SignIn, SignUp, current_user};
 use crate::app::use_session;
 use crate::error::AppError;
 use crate::model::User;
 
-/// Sends a visitor who is already signed in to the generator.
+/// The page to go to after signing in: `?next=` when it is a local path.
+fn next_page() -> String {
+    let query = use_query_map();
+    crate::paths::safe_next(query.read_untracked().get("next").as_deref())
+}
+
+/// Sends a visitor who is already signed in on to the page they asked for
+/// (the server does the same before rendering; this covers in-app
+/// navigation).
 #[component]
 fn AwayIfSignedIn() -> impl IntoView {
     let user = OnceResource::new(current_user());
+    let next = next_page();
     view! {
         <Suspense fallback=|| ()>
             {move || {
+                let next = next.clone();
                 user.get()
-                    .map(|u| match u {
-                        Ok(Some(_)) => Either::Left(view! { <Redirect path="/" /> }),
+                    .map(move |u| match u {
+                        Ok(Some(_)) => Either::Left(view! { <Redirect path=next /> }),
                         _ => Either::Right(()),
                     })
             }}
@@ -29,14 +39,15 @@ fn AwayIfSignedIn() -> impl IntoView {
 }
 
 /// After a successful submission with JavaScript: refresh the header and go
-/// to the generator.
+/// to the page the visitor asked for (the generator by default).
 fn on_success(value: impl Get<Value = Option<Result<User, AppError>>> + Send + Sync + 'static) {
     let session = use_session();
     let navigate = use_navigate();
+    let next = next_page();
     Effect::new(move |_| {
         if let Some(Ok(_)) = value.get() {
             session.refresh();
-            navigate("/", Default::default());
+            navigate(&next, Default::default());
         }
     });
 }

@@ -1,4 +1,5 @@
-//! Plain HTTP routes beside the Leptos ones: health and stored images.
+//! Plain HTTP routes beside the Leptos ones: health and stored images, and
+//! the redirects around signing in, answered before any page renders.
 
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -8,6 +9,39 @@ use sqlx::Row;
 
 use super::auth::AuthSession;
 use super::state::AppState;
+
+/// Middleware: a signed-out visitor asking for a page that needs a person
+/// gets `303 See Other` to `/login?next=<page>`, and a signed-in one asking
+/// for `/login` or `/signup` goes to the (local) `next` page — real
+/// redirects that browsers without JavaScript, crawlers and curl follow,
+/// before anything renders. (In-app navigation redirects on the client.)
+pub async fn page_redirects(
+    auth: AuthSession,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use crate::paths::{PRIVATE_PAGES, login_url, safe_next};
+    if !matches!(*request.method(), axum::http::Method::GET | axum::http::Method::HEAD) {
+        return next.run(request).await;
+    }
+    let path = request.uri().path();
+    let signed_in = auth.user.is_some();
+    let target = if !signed_in && PRIVATE_PAGES.contains(&path) {
+        let page = request.uri().path_and_query().map_or(path, |pq| pq.as_str());
+        Some(login_url(page))
+    } else if signed_in && matches!(path, "/login" | "/signup") {
+        let next = request.uri().query().and_then(|q| {
+            url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "next").map(|(_, v)| v.into_owned())
+        });
+        Some(safe_next(next.as_deref()))
+    } else {
+        None
+    };
+    match target.and_then(|t| HeaderValue::from_str(&t).ok()) {
+        Some(location) => (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response(),
+        None => next.run(request).await,
+    }
+}
 
 /// `GET /healthz`: 200 when the database answers.
 pub async fn healthz(State(state): State<AppState>) -> Response {

@@ -177,19 +177,55 @@ async fn health_answers_when_the_database_does() {
     assert_eq!(response.status(), 503);
 }
 
+fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).cookie_store(true).build().unwrap()
+}
+
 #[tokio::test]
-async fn pages_need_a_signed_in_visitor() {
+async fn signed_out_visitors_are_sent_to_sign_in_before_anything_renders() {
     let app = spawn_app().await;
-    let c = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).cookie_store(true).build().unwrap();
-    for page in ["/", "/history"] {
-        let response = c.get(format!("{}{page}", app.base)).header("accept", "text/html").send().await.unwrap();
-        assert_eq!(response.status(), 302, "{page}");
-        assert_eq!(response.headers()["location"], "/login");
+    let c = no_redirects();
+    for (page, location) in [
+        ("/", "/login"),
+        ("/history", "/login?next=/history"),
+        ("/history?cursor=1_x", "/login?next=/history%3Fcursor%3D1_x"),
+        ("/account", "/login?next=/account"),
+    ] {
+        for accept in ["text/html", "*/*"] {
+            let response = c.get(format!("{}{page}", app.base)).header("accept", accept).send().await.unwrap();
+            assert_eq!(response.status(), 303, "{page}");
+            assert_eq!(response.headers()["location"], location, "{page}");
+        }
     }
-    let response = c.get(format!("{}/login", app.base)).send().await.unwrap();
+    let response = c.get(format!("{}/login?next=/history", app.base)).send().await.unwrap();
     assert_eq!(response.status(), 200);
     let html = response.text().await.unwrap();
     assert!(html.contains("Sign in"));
+}
+
+#[tokio::test]
+async fn after_signing_in_only_a_local_next_page_is_followed() {
+    let app = spawn_app().await;
+    let c = no_redirects();
+    app.sign_up(&c).await;
+    for (next, location) in [
+        ("/history", "/history"),
+        ("%2Fhistory%3Fcursor%3D1_x", "/history?cursor=1_x"),
+        ("https://evil.example", "/"),
+        ("https%3A%2F%2Fevil.example", "/"),
+        ("//evil.example", "/"),
+        ("%2F%2Fevil.example", "/"),
+        ("/%5Cevil.example", "/"),
+        ("/\\evil.example", "/"),
+    ] {
+        for page in ["/login", "/signup"] {
+            let response = c.get(format!("{}{page}?next={next}", app.base)).send().await.unwrap();
+            assert_eq!(response.status(), 303, "{page}?next={next}");
+            assert_eq!(response.headers()["location"], location, "{page}?next={next}");
+        }
+    }
+    // Signed in, the private pages render.
+    assert_eq!(c.get(format!("{}/history", app.base)).send().await.unwrap().status(), 200);
 }
 
 #[tokio::test]
@@ -205,6 +241,33 @@ async fn a_bad_setting_stops_start_up_naming_it() {
     assert_eq!(output.status.code(), Some(1));
     let said = String::from_utf8_lossy(&output.stdout);
     assert!(said.contains("DARKROOM_GENERATION_COST"), "{said}");
+}
+
+#[tokio::test]
+async fn a_binary_whose_page_files_are_missing_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |site: std::path::PathBuf| {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_darkroom"))
+            .env("DARKROOM_DATA_DIR", dir.path())
+            .env("LEPTOS_SITE_ADDR", "127.0.0.1:0")
+            .env("LEPTOS_SITE_ROOT", site)
+            .kill_on_drop(true)
+            .output()
+    };
+    let empty = dir.path().join("empty-site");
+    std::fs::create_dir_all(&empty).unwrap();
+    let output = tokio::time::timeout(std::time::Duration::from_secs(30), run(empty)).await.unwrap().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&output.stdout);
+    // This test binary was built by cargo, not cargo-leptos: it links the
+    // WebAssembly under cargo's name, and says so.
+    assert!(said.contains("darkroom.js") && said.contains("does not exist"), "{said}");
+    assert!(said.contains("not built by cargo-leptos"), "{said}");
+
+    // With the files it links to, it starts (and is stopped here).
+    let site = crate::helpers::stand_in_site(dir.path());
+    let started = tokio::time::timeout(std::time::Duration::from_secs(3), run(site)).await;
+    assert!(started.is_err(), "it kept running: {started:?}");
 }
 
 #[tokio::test]
