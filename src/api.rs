@@ -1,6 +1,8 @@
 //! Server functions: the browser's (and outside tests') door to the server,
 //! mounted under `/api/` with stable endpoint names. Each one is thin: it
-//! gets the state and the signed-in user, then calls the server side.
+//! runs its body through `ssr::signed_in` (or `ssr::public` for the ones
+//! that do not need a person), which fetch the state and the account and
+//! always give an error its HTTP status, then calls the server side.
 
 use leptos::prelude::*;
 
@@ -10,6 +12,7 @@ use crate::model::{Generated, GeneratorInfo, HistoryPage, TaskView, User};
 #[cfg(feature = "ssr")]
 mod ssr {
     //! Helpers shared by the server functions.
+    use std::future::Future;
     use std::net::IpAddr;
 
     use axum::http::{StatusCode, header::ACCEPT, request::Parts};
@@ -18,11 +21,38 @@ mod ssr {
 
     use crate::error::{AppError, Result};
     pub use crate::server::auth::{Account, AuthSession};
-    pub use crate::server::state::app_state;
+    use crate::server::state::{AppState, app_state};
+
+    /// Runs a server function's body with the state and the signed-in
+    /// account ("please sign in" otherwise), and answers its error with the
+    /// error's status.
+    pub async fn signed_in<T, F, Fut>(body: F) -> Result<T>
+    where
+        F: FnOnce(AppState, Account) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        answer(
+            async {
+                let state = app_state()?;
+                let account = auth_session().await?.user.ok_or_else(AppError::unauthorized)?;
+                body(state, account).await
+            }
+            .await,
+        )
+    }
+
+    /// Like [`signed_in`], for the server functions anyone may call.
+    pub async fn public<T, F, Fut>(body: F) -> Result<T>
+    where
+        F: FnOnce(AppState) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        answer(async { body(app_state()?).await }.await)
+    }
 
     /// Gives an error its HTTP status — except for a plain form post (no
     /// JavaScript), which Leptos answers with a redirect carrying the error.
-    pub fn answer<T>(result: Result<T>) -> Result<T> {
+    fn answer<T>(result: Result<T>) -> Result<T> {
         if let Err(e) = &result {
             let form_post = use_context::<Parts>()
                 .and_then(|p| p.headers.get(ACCEPT).and_then(|v| v.to_str().ok()).map(|v| v.contains("text/html")))
@@ -36,11 +66,6 @@ mod ssr {
 
     pub async fn auth_session() -> Result<AuthSession> {
         leptos_axum::extract::<AuthSession>().await.map_err(AppError::internal)
-    }
-
-    /// The signed-in account, or "please sign in".
-    pub async fn signed_in() -> Result<Account> {
-        auth_session().await?.user.ok_or_else(AppError::unauthorized)
     }
 
     /// What rate limits count the client by (its address behind trusted
@@ -66,21 +91,17 @@ mod ssr {
 #[server(endpoint = "sign_up")]
 pub async fn sign_up(email: String, password: String) -> Result<User, AppError> {
     use crate::server::auth::{Email, NewPassword, create_account};
-    use ssr::*;
-    ssr::answer(
-        async {
-            let state = app_state()?;
-            state.attempts.check(client_key())?;
-            let email = Email::parse(&email)?;
-            let password = NewPassword::parse(password)?;
-            let account = create_account(&state.db, &email, password, state.config.signup_credits).await?;
-            let mut auth = auth_session().await?;
-            let user = User { email: account.email.clone(), credits: state.config.signup_credits };
-            sign_in_fresh(&mut auth, &account).await?;
-            Ok(user)
-        }
-        .await,
-    )
+    ssr::public(|state| async move {
+        state.attempts.check(ssr::client_key())?;
+        let email = Email::parse(&email)?;
+        let password = NewPassword::parse(password)?;
+        let account = create_account(&state.db, &email, password, state.config.signup_credits).await?;
+        let mut auth = ssr::auth_session().await?;
+        let user = User { email: account.email.clone(), credits: state.config.signup_credits };
+        ssr::sign_in_fresh(&mut auth, &account).await?;
+        Ok(user)
+    })
+    .await
 }
 
 /// Signs in with email and password.
@@ -88,125 +109,99 @@ pub async fn sign_up(email: String, password: String) -> Result<User, AppError> 
 pub async fn sign_in(email: String, password: String) -> Result<User, AppError> {
     use crate::error::ErrorKind;
     use crate::server::{auth::Credentials, credits};
-    use ssr::*;
-    ssr::answer(
-        async {
-            let state = app_state()?;
-            state.attempts.check(client_key())?;
-            let mut auth = auth_session().await?;
-            let account = auth
-                .authenticate(Credentials { email, password })
-                .await
-                .map_err(AppError::internal)?
-                .ok_or_else(|| AppError::new(ErrorKind::Unauthorized, "wrong email or password"))?;
-            let user = User { email: account.email.clone(), credits: credits::balance(&state.db, &account.id).await? };
-            sign_in_fresh(&mut auth, &account).await?;
-            Ok(user)
-        }
-        .await,
-    )
+    ssr::public(|state| async move {
+        state.attempts.check(ssr::client_key())?;
+        let mut auth = ssr::auth_session().await?;
+        let account = auth
+            .authenticate(Credentials { email, password })
+            .await
+            .map_err(AppError::internal)?
+            .ok_or_else(|| AppError::new(ErrorKind::Unauthorized, "wrong email or password"))?;
+        let user = User { email: account.email.clone(), credits: credits::balance(&state.db, &account.id).await? };
+        ssr::sign_in_fresh(&mut auth, &account).await?;
+        Ok(user)
+    })
+    .await
 }
 
 /// Signs out (a no-op when signed out).
 #[server(endpoint = "sign_out")]
 pub async fn sign_out() -> Result<(), AppError> {
-    ssr::answer(
-        async {
-            let mut auth = ssr::auth_session().await?;
-            auth.logout().await.map_err(AppError::internal)?;
-            Ok(())
-        }
-        .await,
-    )
+    ssr::public(|_| async {
+        let mut auth = ssr::auth_session().await?;
+        auth.logout().await.map_err(AppError::internal)?;
+        Ok(())
+    })
+    .await
 }
 
 /// The signed-in person and their balance; fails when signed out.
 #[server(endpoint = "me")]
 pub async fn me() -> Result<User, AppError> {
-    ssr::answer(current_user().await.and_then(|u| u.ok_or_else(AppError::unauthorized)))
+    ssr::signed_in(|state, account| async move {
+        let credits = crate::server::credits::balance(&state.db, &account.id).await?;
+        Ok(User { email: account.email, credits })
+    })
+    .await
 }
 
 /// The signed-in person, or `None`: what pages use to decide what to show
 /// (being signed out is not an error there).
 #[server(endpoint = "current_user")]
 pub async fn current_user() -> Result<Option<User>, AppError> {
-    use ssr::*;
-    let state = app_state()?;
-    match auth_session().await?.user {
-        None => Ok(None),
-        Some(account) => {
-            let credits = crate::server::credits::balance(&state.db, &account.id).await?;
-            Ok(Some(User { email: account.email, credits }))
+    ssr::public(|state| async move {
+        match ssr::auth_session().await?.user {
+            None => Ok(None),
+            Some(account) => {
+                let credits = crate::server::credits::balance(&state.db, &account.id).await?;
+                Ok(Some(User { email: account.email, credits }))
+            }
         }
-    }
+    })
+    .await
 }
 
 /// Models, price, polling pace, and the latest processing task to resume.
 #[server(endpoint = "generator_setup")]
 pub async fn generator_setup() -> Result<GeneratorInfo, AppError> {
-    use ssr::*;
-    ssr::answer(
-        async {
-            let state = app_state()?;
-            let account = signed_in().await?;
-            crate::server::tasks::generator_setup(&state, &account.id).await
-        }
-        .await,
+    ssr::signed_in(
+        |state, account| async move { crate::server::tasks::generator_setup(&state, &account.user_id()).await },
     )
+    .await
 }
 
 /// Charges the cost, submits the prediction and answers the task id at once.
 #[server(endpoint = "generate_image")]
 pub async fn generate_image(prompt: String, model: Option<String>) -> Result<Generated, AppError> {
-    use ssr::*;
-    ssr::answer(
-        async {
-            let state = app_state()?;
-            let account = signed_in().await?;
-            crate::server::tasks::generate(&state, &account.id, &prompt, model.as_deref()).await
-        }
-        .await,
-    )
+    ssr::signed_in(|state, account| async move {
+        crate::server::tasks::generate(&state, &account.user_id(), &prompt, model.as_deref()).await
+    })
+    .await
 }
 
 /// A task's state; advances it when the provider has finished.
 #[server(endpoint = "check_image_status")]
 pub async fn check_image_status(task_id: String) -> Result<TaskView, AppError> {
-    use ssr::*;
-    ssr::answer(
-        async {
-            let state = app_state()?;
-            let account = signed_in().await?;
-            crate::server::tasks::check(&state, &account.id, &task_id).await
-        }
-        .await,
+    ssr::signed_in(
+        |state, account| async move { crate::server::tasks::check(&state, &account.user_id(), &task_id).await },
     )
+    .await
 }
 
 /// Several tasks' states in one call (the history page).
 #[server(endpoint = "check_image_statuses")]
 pub async fn check_image_statuses(task_ids: Vec<String>) -> Result<Vec<TaskView>, AppError> {
-    use ssr::*;
-    ssr::answer(
-        async {
-            let state = app_state()?;
-            let account = signed_in().await?;
-            crate::server::tasks::check_many(&state, &account.id, &task_ids).await
-        }
-        .await,
-    )
+    ssr::signed_in(|state, account| async move {
+        crate::server::tasks::check_many(&state, &account.user_id(), &task_ids).await
+    })
+    .await
 }
 
 /// The signed-in person's tasks, newest first, a page at a time.
 #[server(endpoint = "list_history")]
 pub async fn list_history(cursor: Option<String>) -> Result<HistoryPage, AppError> {
-    use ssr::*;
-    ssr::answer(
-        async {
-            let state = app_state()?;
-            let account = signed_in().await?;
-            crate::server::tasks::history(&state, &account.id, cursor.as_deref()).await
-        }
-        .await,
-    )
+    ssr::signed_in(|state, account| async move {
+        crate::server::tasks::history(&state, &account.user_id(), cursor.as_deref()).await
+    })
+    .await
 }

@@ -89,6 +89,16 @@ impl AppError {
     }
 }
 
+/// A database failure is an internal error: `?` on a sqlx call logs it with
+/// the location of that `?` and answers "something went wrong".
+#[cfg(feature = "ssr")]
+impl From<sqlx::Error> for AppError {
+    #[track_caller]
+    fn from(e: sqlx::Error) -> Self {
+        Self::internal(e)
+    }
+}
+
 impl FromServerFnError for AppError {
     type Encoder = JsonEncoding;
 

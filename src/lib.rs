@@ -8,6 +8,7 @@ pub mod error;
 pub mod model;
 pub mod paths;
 pub mod routes;
+pub mod session;
 
 #[cfg(feature = "ssr")]
 pub mod provider;

@@ -14,6 +14,7 @@ mod prediction;
 use std::{fmt, sync::Arc, time::Duration};
 
 use reqwest::{RequestBuilder, Response, header};
+use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 pub use error::ProviderError;
@@ -32,8 +33,9 @@ pub struct ProviderConfig {
     /// The API root, e.g. `https://api.replicate.com/v1` or
     /// `http://127.0.0.1:3000/sim/v1`.
     pub base_url: Url,
-    /// The bearer token (`REPLICATE_API_TOKEN`, or the simulator's).
-    pub token: String,
+    /// The bearer token (`REPLICATE_API_TOKEN`, or the simulator's); kept
+    /// secret until a request to the API host is built.
+    pub token: SecretString,
     /// Hosts outputs may be downloaded from, each with its scheme and port
     /// (a bare host means https on 443); `replicate.delivery` (or
     /// `.replicate.delivery`) also allows its subdomains.
@@ -64,7 +66,7 @@ pub struct Provider {
 
 struct Inner {
     base: Url,
-    token: String,
+    token: SecretString,
     /// API calls: Replicate's API never redirects, so neither do we.
     api: reqwest::Client,
     /// Output downloads: redirects only to allowed hosts.
@@ -180,7 +182,7 @@ impl Provider {
     /// Sends an API request and reads the prediction it answers with.
     async fn call(&self, request: RequestBuilder) -> Result<Prediction, ProviderError> {
         let response = request
-            .bearer_auth(&self.inner.token)
+            .bearer_auth(self.inner.token.expose_secret())
             .header(header::ACCEPT, "application/json")
             .send()
             .await

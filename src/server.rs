@@ -7,6 +7,7 @@ pub mod config;
 pub mod credits;
 pub mod db;
 pub mod http;
+pub mod ids;
 pub mod metrics;
 pub mod reads;
 pub mod security;
@@ -75,7 +76,7 @@ pub async fn build(config: Config, mut leptos_options: LeptosOptions, addr: Sock
             let hosts = config.output_hosts.clone().unwrap_or_else(|| vec![local.origin().ascii_serialization()]);
             let provider = Provider::new(ProviderConfig {
                 base_url: local.join("sim/v1/")?,
-                token,
+                token: token.into(),
                 output_hosts: hosts,
                 connect_timeout: Duration::from_secs(5),
                 request_timeout: Duration::from_secs(30),
@@ -86,7 +87,7 @@ pub async fn build(config: Config, mut leptos_options: LeptosOptions, addr: Sock
             let hosts = config.output_hosts.clone().unwrap_or_else(|| vec!["https://replicate.delivery".to_owned()]);
             let provider = Provider::new(ProviderConfig {
                 base_url: base_url.clone(),
-                token: token.expose_secret().to_owned(),
+                token: token.clone(),
                 output_hosts: hosts,
                 connect_timeout: Duration::from_secs(10),
                 request_timeout: Duration::from_secs(60),

@@ -1,42 +1,14 @@
 //! `/login` and `/signup`: plain forms that work with and without
 //! JavaScript (server functions answer a form post with a redirect).
 
-use leptos::either::Either;
 use leptos::prelude::*;
-use leptos_router::components::{A, Redirect};
-use leptos_router::hooks::{use_navigate, use_query_map};
+use leptos_router::components::A;
+use leptos_router::hooks::use_navigate;
 
-use crate::api::{SignIn, SignUp, current_user};
-use crate::app::use_session;
+use crate::api::{SignIn, SignUp};
 use crate::error::AppError;
 use crate::model::User;
-
-/// The page to go to after signing in: `?next=` when it is a local path.
-fn next_page() -> String {
-    let query = use_query_map();
-    crate::paths::safe_next(query.read_untracked().get("next").as_deref())
-}
-
-/// Sends a visitor who is already signed in on to the page they asked for
-/// (the server does the same before rendering; this covers in-app
-/// navigation).
-#[component]
-fn AwayIfSignedIn() -> impl IntoView {
-    let user = OnceResource::new(current_user());
-    let next = next_page();
-    view! {
-        <Suspense fallback=|| ()>
-            {move || {
-                let next = next.clone();
-                user.get()
-                    .map(move |u| match u {
-                        Ok(Some(_)) => Either::Left(view! { <Redirect path=next /> }),
-                        _ => Either::Right(()),
-                    })
-            }}
-        </Suspense>
-    }
-}
+use crate::session::{AwayIfSignedIn, next_page, use_session};
 
 /// After a successful submission with JavaScript: refresh the header and go
 /// to the page the visitor asked for (the generator by default).

@@ -10,9 +10,9 @@ use leptos::task::spawn_local;
 use super::polling::poll_while;
 use super::task_card::{TaskCard, clock, now_ms};
 use crate::api::{GenerateImage, check_image_status, generator_setup};
-use crate::app::{RequireUser, use_session};
 use crate::error::ErrorKind;
 use crate::model::{GeneratorInfo, TaskStatus, TaskView};
+use crate::session::{RequireUser, use_session};
 
 /// How long Generate rests after a refusal at a cap (unless a task
 /// finishes first).

@@ -13,8 +13,8 @@ use leptos_router::hooks::use_query_map;
 use super::polling::poll_while;
 use super::task_card::{TaskCard, clock};
 use crate::api::{check_image_statuses, generator_setup, list_history};
-use crate::app::{RequireUser, use_session};
 use crate::model::{HistoryPage as Page, TaskStatus, TaskView};
+use crate::session::{RequireUser, use_session};
 
 #[component]
 pub fn HistoryPage() -> impl IntoView {

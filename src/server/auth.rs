@@ -4,16 +4,14 @@
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 
+use super::credits;
+use super::db::{self, Db};
+use super::ids::UserId;
+use super::reads::{Arg, Columns, ReadRow, Reads};
+use crate::error::{AppError, ErrorKind, Result};
 use axum_login::{AuthUser, AuthnBackend};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use sqlx::Row;
-use sqlx::any::AnyRow;
-
-use super::credits;
-use super::db::{self, Db};
-use super::reads::{Arg, ReadRow, Reads};
-use crate::error::{AppError, ErrorKind, Result};
 
 /// A signed-in account as the session layer knows it.
 #[derive(Clone)]
@@ -110,17 +108,15 @@ pub struct Credentials {
 }
 
 impl ReadRow for Account {
-    fn from_any(r: &AnyRow) -> Result<Self> {
-        let get = |e: sqlx::Error| AppError::internal(e);
-        Ok(Account::new(
-            r.try_get("id").map_err(get)?,
-            r.try_get("email").map_err(get)?,
-            r.try_get("password_hash").map_err(get)?,
-        ))
-    }
-
-    fn from_sqlite(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+    fn read(r: &impl Columns) -> Result<Self> {
         Ok(Account::new(r.get("id")?, r.get("email")?, r.get("password_hash")?))
+    }
+}
+
+impl Account {
+    /// The account's id, typed for the money path.
+    pub fn user_id(&self) -> UserId {
+        UserId::from_db(self.id.clone())
     }
 }
 
@@ -203,7 +199,7 @@ pub async fn create_account(db: &Db, email: &Email, password: NewPassword, signu
     let id = uuid::Uuid::new_v4().to_string();
     let now = db::now_ms();
 
-    let mut tx = db.begin().await.map_err(AppError::internal)?;
+    let mut tx = db.begin().await?;
     let inserted =
         sqlx::query("INSERT INTO users (id, email, password_hash, balance, created_at) VALUES ($1, $2, $3, 0, $4)")
             .bind(&id)
@@ -215,10 +211,10 @@ pub async fn create_account(db: &Db, email: &Email, password: NewPassword, signu
     match inserted {
         Ok(_) => {}
         Err(e) if db::is_unique_violation(&e) => return Err(AppError::conflict("email already registered")),
-        Err(e) => return Err(AppError::internal(e)),
+        Err(e) => return Err(e.into()),
     }
     if signup_credits > 0 {
-        credits::grant(&mut tx, &id, signup_credits, &format!("signup:{id}")).await?;
+        credits::grant(&mut tx, &UserId::from_db(id.clone()), signup_credits, &format!("signup:{id}")).await?;
     }
     tx.commit().await.map_err(|e| {
         if db::is_unique_violation(&e) { AppError::conflict("email already registered") } else { AppError::internal(e) }

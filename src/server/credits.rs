@@ -5,45 +5,46 @@
 use sqlx::{AnyConnection, Row};
 
 use super::db::{self, Db};
+use super::ids::{TaskId, UserId};
 use crate::error::{AppError, ErrorKind, Result};
 
 /// Adds `amount` credits (sign-up grants).
-pub async fn grant(conn: &mut AnyConnection, user_id: &str, amount: i64, key: &str) -> Result<()> {
-    insert(conn, user_id, "grant", amount, None, key).await.map(|_| ())
+pub async fn grant(conn: &mut AnyConnection, user: &UserId, amount: i64, key: &str) -> Result<()> {
+    insert(conn, user, "grant", amount, None, key).await.map(|_| ())
 }
 
-/// Takes `cost` for `task_id`; fails with "not enough credits" and changes
+/// Takes `cost` for `task`; fails with "not enough credits" and changes
 /// nothing when the balance does not cover it.
-pub async fn charge(conn: &mut AnyConnection, user_id: &str, task_id: &str, cost: i64) -> Result<()> {
-    match insert(conn, user_id, "charge", -cost, Some(task_id), &format!("charge:{task_id}")).await {
+pub async fn charge(conn: &mut AnyConnection, user: &UserId, task: &TaskId, cost: i64) -> Result<()> {
+    match insert(conn, user, "charge", -cost, Some(task), &format!("charge:{task}")).await {
         Ok(true) => Ok(()),
-        Ok(false) => Err(AppError::internal(format!("task {task_id} was already charged"))),
+        Ok(false) => Err(AppError::internal(format!("task {task} was already charged"))),
         Err(e) => Err(e),
     }
 }
 
-/// Gives `task_id`'s cost back; returns false when it was already refunded.
-pub async fn refund(conn: &mut AnyConnection, user_id: &str, task_id: &str, cost: i64) -> Result<bool> {
-    insert(conn, user_id, "refund", cost, Some(task_id), &format!("refund:{task_id}")).await
+/// Gives `task`'s cost back; returns false when it was already refunded.
+pub async fn refund(conn: &mut AnyConnection, user: &UserId, task: &TaskId, cost: i64) -> Result<bool> {
+    insert(conn, user, "refund", cost, Some(task), &format!("refund:{task}")).await
 }
 
 /// Inserts a ledger row; `Ok(false)` when its key exists already.
 async fn insert(
     conn: &mut AnyConnection,
-    user_id: &str,
+    user: &UserId,
     kind: &str,
     amount: i64,
-    task_id: Option<&str>,
+    task: Option<&TaskId>,
     key: &str,
 ) -> Result<bool> {
     let result = sqlx::query(
         "INSERT INTO credit_ledger (user_id, kind, amount, task_id, entry_key, created_at) VALUES ($1, $2, $3, $4, $5, $6) \
          ON CONFLICT (entry_key) DO NOTHING",
     )
-    .bind(user_id)
+    .bind(user.as_str())
     .bind(kind)
     .bind(amount)
-    .bind(task_id)
+    .bind(task.map(TaskId::as_str))
     .bind(key)
     .bind(db::now_ms())
     .execute(conn)
@@ -52,20 +53,16 @@ async fn insert(
     // an error would abort the caller's transaction).
     match result {
         Ok(done) => Ok(done.rows_affected() == 1),
-        Err(e) if db::is_check_violation(&e) => Err(AppError::new(ErrorKind::NotEnoughCredits, "not enough credits")),
-        Err(e) => Err(AppError::internal(e)),
+        Err(e) if db::is_negative_balance(&e) => Err(AppError::new(ErrorKind::NotEnoughCredits, "not enough credits")),
+        Err(e) => Err(e.into()),
     }
 }
 
 /// A user's balance.
 pub async fn balance(db: &Db, user_id: &str) -> Result<i64> {
-    let row = sqlx::query("SELECT balance FROM users WHERE id = $1")
-        .bind(user_id)
-        .fetch_optional(db)
-        .await
-        .map_err(AppError::internal)?;
+    let row = sqlx::query("SELECT balance FROM users WHERE id = $1").bind(user_id).fetch_optional(db).await?;
     match row {
-        Some(r) => r.try_get::<i64, _>("balance").map_err(AppError::internal),
+        Some(r) => Ok(r.try_get::<i64, _>("balance")?),
         None => Err(AppError::unauthorized()),
     }
 }
@@ -78,12 +75,11 @@ pub async fn totals(db: &Db, user_id: &str) -> Result<(i64, i64, i64)> {
     )
     .bind(user_id)
     .fetch_all(db)
-    .await
-    .map_err(AppError::internal)?;
+    .await?;
     let (mut grants, mut charges, mut refunds) = (0, 0, 0);
     for row in rows {
-        let kind: String = row.try_get("kind").map_err(AppError::internal)?;
-        let total: i64 = row.try_get("total").map_err(AppError::internal)?;
+        let kind: String = row.try_get("kind")?;
+        let total: i64 = row.try_get("total")?;
         match kind.as_str() {
             "grant" => grants = total,
             "charge" => charges = -total,

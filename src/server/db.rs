@@ -128,9 +128,17 @@ pub fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.kind() == DbErrorKind::UniqueViolation)
 }
 
-/// Whether a database error is a failed CHECK (a balance below zero).
-pub fn is_check_violation(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(d) if d.kind() == DbErrorKind::CheckViolation)
+/// Whether a database error is a balance that would drop below zero. On
+/// PostgreSQL the violated constraint is named (`balance_not_negative`), so
+/// no other CHECK can be mistaken for it; SQLite reports only the kind.
+pub fn is_negative_balance(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(d) if d.kind() == DbErrorKind::CheckViolation => match d.constraint() {
+            Some(name) => name == "balance_not_negative",
+            None => true,
+        },
+        _ => false,
+    }
 }
 
 #[cfg(test)]

@@ -11,6 +11,15 @@
 //! mode a reader never waits for the writer, and every read is its own
 //! transaction, so it sees each commit made before it, from any connection
 //! or instance. Writes stay on the sqlx pool.
+//!
+//! The reads that take this path are the ones every request or poll makes:
+//! the session (`sessions::Sessions::load`), its account
+//! (`auth::Accounts::get_user`) and one task (`tasks::row::load`,
+//! `load_owned`). Everything else (lists, batches, the reconciler's scan,
+//! every read inside a transaction) goes through the pool.
+//!
+//! A row type is mapped once, from [`Columns`], which both drivers' rows
+//! implement.
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -29,10 +38,33 @@ pub enum Arg<'a> {
     Int(i64),
 }
 
-/// A row type both drivers can produce.
+/// A column type both drivers can decode.
+pub trait Column: rusqlite::types::FromSql + for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any> {}
+
+impl<T> Column for T where T: rusqlite::types::FromSql + for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any> {}
+
+/// A row of either driver, read column by column.
+pub trait Columns {
+    fn get<T: Column>(&self, name: &str) -> Result<T>;
+}
+
+impl Columns for AnyRow {
+    #[track_caller]
+    fn get<T: Column>(&self, name: &str) -> Result<T> {
+        Ok(sqlx::Row::try_get(self, name)?)
+    }
+}
+
+impl Columns for rusqlite::Row<'_> {
+    #[track_caller]
+    fn get<T: Column>(&self, name: &str) -> Result<T> {
+        rusqlite::Row::get(self, name).map_err(AppError::internal)
+    }
+}
+
+/// A row type, mapped once from either driver's row.
 pub trait ReadRow: Sized {
-    fn from_any(row: &AnyRow) -> Result<Self>;
-    fn from_sqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self>;
+    fn read(row: &impl Columns) -> Result<Self>;
 }
 
 /// Where point reads go.
@@ -76,8 +108,8 @@ impl Reads {
                         Arg::Int(i) => query.bind(i),
                     };
                 }
-                let row = query.fetch_optional(db).await.map_err(AppError::internal)?;
-                row.as_ref().map(T::from_any).transpose()
+                let row = query.fetch_optional(db).await?;
+                row.as_ref().map(T::read).transpose()
             }
         }
     }
@@ -135,12 +167,12 @@ impl SqliteReads {
         if result.is_ok() {
             self.put(conn);
         }
-        result.map_err(AppError::internal)
+        result
     }
 }
 
-fn query_row<T: ReadRow>(conn: &rusqlite::Connection, sql: &str, args: &[Arg<'_>]) -> rusqlite::Result<Option<T>> {
-    let mut stmt = conn.prepare_cached(sql)?;
+fn query_row<T: ReadRow>(conn: &rusqlite::Connection, sql: &str, args: &[Arg<'_>]) -> Result<Option<T>> {
+    let mut stmt = conn.prepare_cached(sql).map_err(AppError::internal)?;
     // SQLite numbers `$N` parameters in order of first appearance; bind by
     // name so `$2` always gets the second argument.
     for i in 1..=stmt.parameter_count() {
@@ -148,16 +180,16 @@ fn query_row<T: ReadRow>(conn: &rusqlite::Connection, sql: &str, args: &[Arg<'_>
             .parameter_name(i)
             .and_then(|name| name.strip_prefix('$'))
             .and_then(|n| n.parse::<usize>().ok())
-            .ok_or_else(|| rusqlite::Error::InvalidParameterName(format!("parameter {i} of {sql}")))?;
+            .ok_or_else(|| AppError::internal(format!("parameter {i} of {sql} is not $N")))?;
         match args.get(n - 1) {
-            Some(Arg::Text(s)) => stmt.raw_bind_parameter(i, s)?,
-            Some(Arg::Int(v)) => stmt.raw_bind_parameter(i, v)?,
-            None => return Err(rusqlite::Error::InvalidParameterCount(n, args.len())),
+            Some(Arg::Text(s)) => stmt.raw_bind_parameter(i, s).map_err(AppError::internal)?,
+            Some(Arg::Int(v)) => stmt.raw_bind_parameter(i, v).map_err(AppError::internal)?,
+            None => return Err(AppError::internal(format!("{sql} needs ${n}, given {} arguments", args.len()))),
         }
     }
     let mut rows = stmt.raw_query();
-    match rows.next()? {
-        Some(row) => T::from_sqlite(row).map(Some),
+    match rows.next().map_err(AppError::internal)? {
+        Some(row) => T::read(row).map(Some),
         None => Ok(None),
     }
 }
@@ -169,11 +201,8 @@ mod tests {
     struct Pair(String, i64);
 
     impl ReadRow for Pair {
-        fn from_any(_: &AnyRow) -> Result<Self> {
-            unreachable!("these tests read SQLite")
-        }
-        fn from_sqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
-            Ok(Self(row.get(0)?, row.get(1)?))
+        fn read(row: &impl Columns) -> Result<Self> {
+            Ok(Self(row.get("a")?, row.get("b")?))
         }
     }
 

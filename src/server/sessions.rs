@@ -5,6 +5,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use super::db::{self, Db};
+use super::reads::{Arg, Columns, ReadRow, Reads};
+use crate::error::Result;
 use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::Response;
@@ -12,12 +15,6 @@ use axum_login::tower_sessions::Session;
 use axum_login::tower_sessions::cookie::time::OffsetDateTime;
 use axum_login::tower_sessions::session::{Id, Record};
 use axum_login::tower_sessions::session_store::{self, ExpiredDeletion, SessionStore};
-use sqlx::Row;
-use sqlx::any::AnyRow;
-
-use super::db::{self, Db};
-use super::reads::{Arg, ReadRow, Reads};
-use crate::error::{AppError, Result};
 
 /// Sessions of signed-in people.
 #[derive(Clone)]
@@ -39,14 +36,7 @@ struct Stored {
 }
 
 impl ReadRow for Stored {
-    fn from_any(row: &AnyRow) -> Result<Self> {
-        Ok(Self {
-            data: row.try_get("data").map_err(AppError::internal)?,
-            expires_at: row.try_get("expires_at").map_err(AppError::internal)?,
-        })
-    }
-
-    fn from_sqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+    fn read(row: &impl Columns) -> Result<Self> {
         Ok(Self { data: row.get("data")?, expires_at: row.get("expires_at")? })
     }
 }

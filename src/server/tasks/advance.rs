@@ -3,13 +3,11 @@
 //! and instances), and the transition its answer calls for. Polls, batched
 //! polls and the reconciler all come through here.
 
-use std::time::Duration;
-
 use super::row::{self, State, TaskRow};
-use super::{SUBMIT_GRACE_MS, check_interval_ms, clip, fail_and_refund, fail_unsubmitted, finalize};
+use super::{SUBMIT_GRACE_MS, check_interval_ms, clip, fail_and_refund, fail_unsubmitted, finalize, store};
 use crate::error::{AppError, Result};
 use crate::provider::{PredictionStatus, ProviderError};
-use crate::server::db::{self, Db};
+use crate::server::db;
 use crate::server::state::AppState;
 
 /// Moves an unfinished task forward if it is due: fails it past its
@@ -49,7 +47,7 @@ async fn advance_due(state: AppState, task: TaskRow) -> Result<TaskRow> {
     if task.next_check_at > now {
         return Ok(task);
     }
-    let Some(token) = claim_check(state, &task, now).await? else {
+    let Some(claim) = store::claim_check(&state.db, &task.id, now, now + check_interval_ms(state).max(1)).await? else {
         return reload(state, task).await;
     };
     let Some(prediction_id) = task.prediction_id.clone() else {
@@ -67,12 +65,12 @@ async fn advance_due(state: AppState, task: TaskRow) -> Result<TaskRow> {
                 if let Some(progress) = p.progress
                     && task.progress != Some(i64::from(progress))
                 {
-                    set_progress(&state.db, &task.id, progress).await?;
+                    store::set_progress(&state.db, &task.id, progress).await?;
                 }
                 super::recheck::schedule(state, &task.id, &p, now);
             }
             PredictionStatus::Succeeded => match p.output.first() {
-                Some(url) => finalize::store_output(state, &task, &token, url).await?,
+                Some(url) => finalize::store_output(state, &task, &claim, url).await?,
                 None => {
                     fail_and_refund(state, &task.id, "The model finished without an image.").await?;
                 }
@@ -93,50 +91,12 @@ async fn advance_due(state: AppState, task: TaskRow) -> Result<TaskRow> {
             // stay processing; come back after the provider's hint.
             tracing::warn!(task = %task.id, "provider check failed: {e}");
             if let Some(wait) = e.retry_after() {
-                postpone(&state.db, &task.id, wait).await?;
+                let until = db::now_ms() + wait.as_millis().min(600_000) as i64;
+                store::postpone(&state.db, &task.id, until).await?;
             }
         }
     }
     reload(state, task).await
-}
-
-/// Claims this interval's provider check (compare-and-set on
-/// `next_check_at`); `None` when another poller has it.
-async fn claim_check(state: &AppState, task: &TaskRow, now: i64) -> Result<Option<String>> {
-    let token = uuid::Uuid::new_v4().to_string();
-    let claimed = sqlx::query(
-        "UPDATE tasks SET next_check_at = $1, check_token = $2, last_polled_at = $3 \
-         WHERE id = $4 AND status = 'processing' AND next_check_at <= $3",
-    )
-    .bind(now + check_interval_ms(state).max(1))
-    .bind(&token)
-    .bind(now)
-    .bind(&task.id)
-    .execute(&state.db)
-    .await
-    .map_err(AppError::internal)?;
-    Ok((claimed.rows_affected() == 1).then_some(token))
-}
-
-async fn set_progress(db: &Db, task_id: &str, progress: u8) -> Result<()> {
-    sqlx::query("UPDATE tasks SET progress = $1 WHERE id = $2 AND status = 'processing'")
-        .bind(i64::from(progress.min(100)))
-        .bind(task_id)
-        .execute(db)
-        .await
-        .map_err(AppError::internal)?;
-    Ok(())
-}
-
-async fn postpone(db: &Db, task_id: &str, wait: Duration) -> Result<()> {
-    let until = db::now_ms() + wait.as_millis().min(600_000) as i64;
-    sqlx::query("UPDATE tasks SET next_check_at = $1 WHERE id = $2 AND status = 'processing' AND next_check_at < $1")
-        .bind(until)
-        .bind(task_id)
-        .execute(db)
-        .await
-        .map_err(AppError::internal)?;
-    Ok(())
 }
 
 async fn reload(state: &AppState, task: TaskRow) -> Result<TaskRow> {

@@ -8,11 +8,13 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, WriteMultipart};
 
 use super::fail_and_refund;
-use super::row::TaskRow;
+use super::row::{State, TaskRow};
+use super::store::{self, Claim, StoredImage};
 use crate::error::{AppError, Result};
 use crate::provider::ProviderError;
 use crate::server::config::StorageConfig;
 use crate::server::db;
+use crate::server::ids::TaskId;
 use crate::server::state::AppState;
 
 /// How long a finalizing poller holds the task before another may try.
@@ -53,21 +55,21 @@ impl Uploads {
 }
 
 /// Where a task's image lives in the store.
-pub fn object_key(task_id: &str) -> ObjectPath {
-    ObjectPath::from(format!("images/{task_id}"))
+pub fn object_key(task: &TaskId) -> ObjectPath {
+    ObjectPath::from(format!("images/{task}"))
 }
 
 /// Downloads `url` into the store and completes the task, or fails and
 /// refunds it when the output is unusable. Transient trouble leaves the
 /// task processing for a later check.
-pub async fn store_output(state: &AppState, task: &TaskRow, token: &str, url: &str) -> Result<()> {
+pub async fn store_output(state: &AppState, task: &TaskRow, claim: &Claim, url: &str) -> Result<()> {
     // The upload slot first, then the lease: a poll queued behind other
     // uploads holds no lease that could run out while it waits (another
     // poller would then download the same output again). While it waits,
     // the check it claimed expires as usual, another poller may claim it,
     // and whichever holds the claim when a slot frees up does the work.
     let _admitted = state.uploads.admit().await?;
-    if !extend_lease(state, task, token).await? {
+    if !store::extend_lease(&state.db, &task.id, claim, db::now_ms() + DOWNLOAD_LEASE_MS).await? {
         return Ok(());
     }
     let key = object_key(&task.id);
@@ -86,10 +88,11 @@ pub async fn store_output(state: &AppState, task: &TaskRow, token: &str, url: &s
         Err(Outcome::Retry(e)) => {
             tracing::warn!(task = %task.id, "output download will be retried: {e}");
             let wait = e.retry_after().unwrap_or(state.config.provider_check);
-            reset_lease(state, task, token, wait).await
+            store::release_lease(&state.db, &task.id, claim, db::now_ms() + wait.as_millis() as i64).await
         }
         Err(Outcome::Internal(e)) => {
-            reset_lease(state, task, token, state.config.provider_check).await?;
+            let retry_at = db::now_ms() + state.config.provider_check.as_millis() as i64;
+            store::release_lease(&state.db, &task.id, claim, retry_at).await?;
             Err(e)
         }
     }
@@ -213,63 +216,15 @@ async fn mark_completed(
     size: u64,
 ) -> Result<()> {
     let now = db::now_ms();
-    let done = sqlx::query(
-        "UPDATE tasks SET status = 'completed', object_key = $1, content_type = $2, byte_size = $3, progress = 100, \
-         finished_at = $4, updated_at = $4 WHERE id = $5 AND status = 'processing'",
-    )
-    .bind(key.as_ref())
-    .bind(content_type)
-    .bind(size as i64)
-    .bind(now)
-    .bind(&task.id)
-    .execute(&state.db)
-    .await
-    .map_err(AppError::internal)?;
-    if done.rows_affected() == 1 {
+    let image = StoredImage { key: key.as_ref(), content_type, size };
+    if store::mark_completed(&state.db, &task.id, image, now).await? {
         state.metrics.completed(std::time::Duration::from_millis((now - task.created_at).max(0) as u64));
         tracing::info!(task = %task.id, bytes = size, "completed");
-    } else if task_failed(state, &task.id).await? {
+    } else if store::state(&state.db, &task.id).await? == Some(State::Failed) {
         // It failed meanwhile (deadline): the object belongs to no one. (If
         // another poller completed it, the object is that task's image.)
         let _ = state.objects.delete(key).await;
     }
-    Ok(())
-}
-
-async fn task_failed(state: &AppState, task_id: &str) -> Result<bool> {
-    let status = sqlx::query("SELECT status FROM tasks WHERE id = $1")
-        .bind(task_id)
-        .fetch_optional(&state.db)
-        .await
-        .map_err(AppError::internal)?
-        .map(|r| sqlx::Row::try_get::<String, _>(&r, "status"))
-        .transpose()
-        .map_err(AppError::internal)?;
-    Ok(status.as_deref() == Some("failed"))
-}
-
-/// Holds the task for the download; false when another poller took over.
-async fn extend_lease(state: &AppState, task: &TaskRow, token: &str) -> Result<bool> {
-    let held =
-        sqlx::query("UPDATE tasks SET next_check_at = $1 WHERE id = $2 AND check_token = $3 AND status = 'processing'")
-            .bind(db::now_ms() + DOWNLOAD_LEASE_MS)
-            .bind(&task.id)
-            .bind(token)
-            .execute(&state.db)
-            .await
-            .map_err(AppError::internal)?;
-    Ok(held.rows_affected() == 1)
-}
-
-/// Gives the task back for another attempt after `wait`.
-async fn reset_lease(state: &AppState, task: &TaskRow, token: &str, wait: std::time::Duration) -> Result<()> {
-    sqlx::query("UPDATE tasks SET next_check_at = $1 WHERE id = $2 AND check_token = $3 AND status = 'processing'")
-        .bind(db::now_ms() + wait.as_millis() as i64)
-        .bind(&task.id)
-        .bind(token)
-        .execute(&state.db)
-        .await
-        .map_err(AppError::internal)?;
     Ok(())
 }
 

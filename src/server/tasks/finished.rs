@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use super::row::TaskRow;
 use crate::model::TaskView;
+use crate::server::ids::{TaskId, UserId};
 
 /// How many finished tasks each instance remembers (least recently used
 /// first out); a miss only costs one database read.
@@ -15,11 +16,11 @@ const CAPACITY: usize = 8192;
 
 /// A finished task: whose it is, and what its owner sees.
 pub struct Entry {
-    pub owner: String,
+    pub owner: UserId,
     pub view: TaskView,
 }
 
-pub struct Finished(quick_cache::sync::Cache<String, Arc<Entry>>);
+pub struct Finished(quick_cache::sync::Cache<TaskId, Arc<Entry>>);
 
 impl Default for Finished {
     fn default() -> Self {
@@ -29,8 +30,8 @@ impl Default for Finished {
 
 impl Finished {
     /// The finished task `task_id`, if remembered.
-    pub fn get(&self, task_id: &str) -> Option<Arc<Entry>> {
-        self.0.get(task_id)
+    pub fn get(&self, task: &TaskId) -> Option<Arc<Entry>> {
+        self.0.get(task)
     }
 
     /// Remembers `task` if it is finished.
@@ -48,8 +49,8 @@ mod tests {
 
     fn task(state: State) -> TaskRow {
         TaskRow {
-            id: "t1".into(),
-            user_id: "u1".into(),
+            id: TaskId::from_db("t1".into()),
+            user_id: UserId::from_db("u1".into()),
             prompt: "a cat".into(),
             model: "m".into(),
             cost: 10,
@@ -71,10 +72,11 @@ mod tests {
         let cache = Finished::default();
         cache.remember(&task(State::Processing));
         cache.remember(&task(State::Submitting));
-        assert!(cache.get("t1").is_none());
+        let t1 = TaskId::from_db("t1".into());
+        assert!(cache.get(&t1).is_none());
         cache.remember(&task(State::Completed));
-        let entry = cache.get("t1").unwrap();
-        assert_eq!(entry.owner, "u1");
+        let entry = cache.get(&t1).unwrap();
+        assert_eq!(entry.owner.as_str(), "u1");
         assert_eq!(entry.view.image_url.as_deref(), Some("/images/t1"));
     }
 }

@@ -6,6 +6,7 @@
 //! through the same claim as every other, so the provider is still asked at
 //! most once per task per check interval.
 
+use crate::server::ids::TaskId;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -22,10 +23,10 @@ const MARGIN_MS: i64 = 100;
 /// Pending re-checks of this instance: task id → when. One timer per task;
 /// a newer estimate moves it.
 #[derive(Default)]
-pub struct Rechecks(Mutex<HashMap<String, i64>>);
+pub struct Rechecks(Mutex<HashMap<TaskId, i64>>);
 
 impl Rechecks {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, i64>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TaskId, i64>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -55,18 +56,18 @@ pub fn expected_end_ms(prediction: &Prediction, now: i64) -> Option<i64> {
 /// After a check at `checked_at` saw `prediction` still running: schedules
 /// one more check at its expected end (not before the check interval has
 /// passed) when that comes before polls or the reconciler would look again.
-pub fn schedule(state: &AppState, task_id: &str, prediction: &Prediction, checked_at: i64) {
+pub fn schedule(state: &AppState, task_id: &TaskId, prediction: &Prediction, checked_at: i64) {
     let Some(end) = expected_end_ms(prediction, checked_at) else { return };
     let at = (end + MARGIN_MS).max(checked_at + state.config.provider_check.as_millis() as i64);
     let horizon = state.config.poll_interval.max(state.config.reconcile_interval).as_millis() as i64;
     if at > checked_at + horizon {
         return;
     }
-    if state.rechecks.lock().insert(task_id.to_owned(), at).is_some() {
+    if state.rechecks.lock().insert(task_id.clone(), at).is_some() {
         return; // the pending timer picks up the new time
     }
     let state = state.clone();
-    let task_id = task_id.to_owned();
+    let task_id = task_id.clone();
     tokio::spawn(async move {
         let mut sleep_until = at;
         loop {

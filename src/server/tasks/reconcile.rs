@@ -4,6 +4,7 @@
 //! provider deletes it). Safe with several instances: each check is claimed
 //! by compare-and-set in the database.
 
+use crate::server::ids::TaskId;
 use futures::StreamExt;
 use sqlx::Row;
 
@@ -34,19 +35,17 @@ pub fn spawn(state: AppState) -> tokio::task::JoinHandle<()> {
 /// One pass: every due unfinished task gets one `advance`. Returns how many
 /// were looked at.
 pub async fn pass(state: &AppState) -> Result<usize> {
-    let ids: Vec<String> = sqlx::query(
+    let ids: Vec<TaskId> = sqlx::query(
         "SELECT id FROM tasks WHERE status IN ('submitting', 'processing') \
          AND (next_check_at <= $1 OR deadline_at <= $1) ORDER BY next_check_at LIMIT $2",
     )
     .bind(db::now_ms())
     .bind(BATCH)
     .fetch_all(&state.db)
-    .await
-    .map_err(AppError::internal)?
+    .await?
     .iter()
-    .map(|r| r.try_get::<String, _>("id"))
-    .collect::<Result<_, _>>()
-    .map_err(AppError::internal)?;
+    .map(|r| r.try_get::<String, _>("id").map(TaskId::from_db))
+    .collect::<Result<_, _>>()?;
     let n = ids.len();
     futures::stream::iter(ids)
         .for_each_concurrent(8, |id| async move {

@@ -1,12 +1,12 @@
 //! A task row as stored, and its view as users see it.
 
-use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::error::{AppError, Result};
 use crate::model::{TaskStatus, TaskView};
 use crate::server::db;
-use crate::server::reads::{Arg, ReadRow, Reads};
+use crate::server::ids::{TaskId, UserId};
+use crate::server::reads::{Arg, Columns, ReadRow, Reads};
 
 /// The columns every read of a task selects, with the refund flag taken from
 /// the ledger (the one source of truth for money).
@@ -24,7 +24,7 @@ pub enum State {
 }
 
 impl State {
-    fn parse(s: &str) -> Option<Self> {
+    pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "submitting" => Self::Submitting,
             "processing" => Self::Processing,
@@ -42,8 +42,8 @@ impl State {
 /// One row of `tasks`.
 #[derive(Debug, Clone)]
 pub struct TaskRow {
-    pub id: String,
-    pub user_id: String,
+    pub id: TaskId,
+    pub user_id: UserId,
     pub prompt: String,
     pub model: String,
     pub cost: i64,
@@ -60,25 +60,15 @@ pub struct TaskRow {
 }
 
 impl ReadRow for TaskRow {
-    fn from_any(r: &AnyRow) -> Result<Self> {
-        Self::from_row(r)
-    }
-
-    fn from_sqlite(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+    fn read(r: &impl Columns) -> Result<Self> {
         let status: String = r.get("status")?;
         Ok(Self {
-            id: r.get("id")?,
-            user_id: r.get("user_id")?,
+            id: TaskId::from_db(r.get("id")?),
+            user_id: UserId::from_db(r.get("user_id")?),
             prompt: r.get("prompt")?,
             model: r.get("model")?,
             cost: r.get("cost")?,
-            state: State::parse(&status).ok_or_else(|| {
-                rusqlite::Error::FromSqlConversionFailure(
-                    0,
-                    rusqlite::types::Type::Text,
-                    format!("unknown task status {status}").into(),
-                )
-            })?,
+            state: State::parse(&status).ok_or_else(|| AppError::internal(format!("unknown task status {status}")))?,
             prediction_id: r.get("prediction_id")?,
             progress: r.get("progress")?,
             error: r.get("error")?,
@@ -87,34 +77,14 @@ impl ReadRow for TaskRow {
             finished_at: r.get("finished_at")?,
             deadline_at: r.get("deadline_at")?,
             next_check_at: r.get("next_check_at")?,
-            refunded: r.get::<_, i64>("refunded")? != 0,
+            refunded: r.get::<i64>("refunded")? != 0,
         })
     }
 }
 
 impl TaskRow {
     pub fn from_row(r: &AnyRow) -> Result<Self> {
-        let get = |e: sqlx::Error| AppError::internal(e);
-        Ok(Self {
-            id: r.try_get("id").map_err(get)?,
-            user_id: r.try_get("user_id").map_err(get)?,
-            prompt: r.try_get("prompt").map_err(get)?,
-            model: r.try_get("model").map_err(get)?,
-            cost: r.try_get("cost").map_err(get)?,
-            state: {
-                let status: String = r.try_get("status").map_err(get)?;
-                State::parse(&status).ok_or_else(|| AppError::internal(format!("unknown task status {status}")))?
-            },
-            prediction_id: r.try_get("prediction_id").map_err(get)?,
-            progress: r.try_get("progress").map_err(get)?,
-            error: r.try_get("error").map_err(get)?,
-            object_key: r.try_get("object_key").map_err(get)?,
-            created_at: r.try_get("created_at").map_err(get)?,
-            finished_at: r.try_get("finished_at").map_err(get)?,
-            deadline_at: r.try_get("deadline_at").map_err(get)?,
-            next_check_at: r.try_get("next_check_at").map_err(get)?,
-            refunded: r.try_get::<i64, _>("refunded").map_err(get)? != 0,
-        })
+        Self::read(r)
     }
 
     /// What the owner sees.
@@ -125,7 +95,7 @@ impl TaskRow {
             State::Failed => TaskStatus::Failed,
         };
         TaskView {
-            id: self.id.clone(),
+            id: self.id.to_string(),
             status,
             prompt: self.prompt.clone(),
             model: self.model.clone(),
@@ -144,16 +114,16 @@ impl TaskRow {
     }
 }
 
-/// Loads one of `user_id`'s tasks.
-pub async fn load_owned(reads: &Reads, user_id: &str, task_id: &str) -> Result<Option<TaskRow>> {
+/// Loads one of `user`'s tasks.
+pub async fn load_owned(reads: &Reads, user: &UserId, task: &TaskId) -> Result<Option<TaskRow>> {
     static SQL: std::sync::LazyLock<String> =
         std::sync::LazyLock::new(|| format!("SELECT {COLUMNS} FROM tasks t WHERE t.id = $1 AND t.user_id = $2"));
-    reads.optional(&SQL, &[Arg::Text(task_id), Arg::Text(user_id)]).await
+    reads.optional(&SQL, &[Arg::Text(task.as_str()), Arg::Text(user.as_str())]).await
 }
 
 /// Loads a task by id, whoever owns it (the reconciler).
-pub async fn load(reads: &Reads, task_id: &str) -> Result<Option<TaskRow>> {
+pub async fn load(reads: &Reads, task: &TaskId) -> Result<Option<TaskRow>> {
     static SQL: std::sync::LazyLock<String> =
         std::sync::LazyLock::new(|| format!("SELECT {COLUMNS} FROM tasks t WHERE t.id = $1"));
-    reads.optional(&SQL, &[Arg::Text(task_id)]).await
+    reads.optional(&SQL, &[Arg::Text(task.as_str())]).await
 }

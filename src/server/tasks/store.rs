@@ -1,0 +1,289 @@
+//! Every write to the `tasks` table, as named transitions. The rest of the
+//! engine decides *when* a transition happens; this module is the only place
+//! that says *how*, and each transition is a compare-and-set on the state it
+//! leaves, so concurrent pollers, instances and the reconciler can race
+//! freely: exactly one of them makes each transition.
+//!
+//! ```text
+//!                 generate: charge + insert (one transaction)
+//!                               │
+//!                               ▼
+//!                         ┌────────────┐  create failed, or stuck past
+//!                         │ submitting │──────── SUBMIT_GRACE ───────────┐
+//!                         └────────────┘                                 │
+//!                               │ mark_processing (prediction id)        │
+//!                               ▼                                        ▼
+//!   claim_check ──────▶ ┌────────────┐  provider failed / canceled /  ┌────────┐
+//!   (next_check_at,     │ processing │──── 404 / unusable output / ──▶│ failed │
+//!    check_token)       └────────────┘     deadline (fail_and_refund) │+refund │
+//!   set_progress,         │        ▲                                  └────────┘
+//!   postpone              │        │ release_lease (retry later)
+//!                         │ take_lease / extend_lease (download in progress)
+//!                         ▼        │
+//!                  [processing, leased: next_check_at = now + lease,
+//!                   check_token = the downloader's]
+//!                         │ image stored, then mark_completed
+//!                         ▼
+//!                   ┌───────────┐
+//!                   │ completed │
+//!                   └───────────┘
+//! ```
+//!
+//! - Polls, batched polls, re-checks and the reconciler all enter through
+//!   `advance`, which claims a check (at most one provider call per task per
+//!   interval, across instances) and then calls the transition the answer
+//!   calls for. The reconciler also enforces the deadline: a task still
+//!   unfinished at `deadline_at` fails and is refunded.
+//! - The download lease is a sub-state of `processing`: whoever holds
+//!   `check_token` with `next_check_at` in the future is downloading; if it
+//!   dies, the lease runs out and the next claim takes over.
+//! - Money moves only inside these transactions, through `credits`: the
+//!   charge in [`insert_submitting`], the refund in [`fail_and_refund`].
+
+use sqlx::{AnyConnection, Row};
+
+use super::row::State;
+use crate::error::{AppError, ErrorKind, Result};
+use crate::server::credits;
+use crate::server::db::Db;
+use crate::server::ids::{TaskId, UserId};
+
+/// A task about to be charged and recorded.
+pub struct NewTask<'a> {
+    pub id: &'a TaskId,
+    pub user: &'a UserId,
+    pub prompt: &'a str,
+    pub model: &'a str,
+    pub cost: i64,
+    pub now: i64,
+    pub deadline_at: i64,
+    /// When a task still `submitting` counts as stuck.
+    pub submit_grace_until: i64,
+}
+
+/// How many generations a person may have going.
+#[derive(Debug, Clone, Copy)]
+pub struct Caps {
+    /// Submitting or processing at once.
+    pub active: i64,
+    /// Started in the last minute.
+    pub per_minute: i64,
+}
+
+/// Charges the cost and inserts the task as `submitting`, in one
+/// transaction, if the person is within their [`Caps`] and the balance
+/// covers the cost; otherwise changes nothing.
+pub async fn insert_submitting(db: &Db, task: NewTask<'_>, caps: Caps) -> Result<()> {
+    // The transaction starts with a write, so it holds SQLite's write lock,
+    // or on PostgreSQL the person's row, before it counts: concurrent
+    // generations of one person (from any instance) are counted one after
+    // the other.
+    let mut tx = db.begin().await?;
+    sqlx::query("UPDATE users SET balance = balance WHERE id = $1").bind(task.user.as_str()).execute(&mut *tx).await?;
+    within_caps(&mut tx, task.user, task.now, caps).await?;
+    credits::charge(&mut tx, task.user, task.id, task.cost).await?;
+    sqlx::query(
+        "INSERT INTO tasks (id, user_id, prompt, model, cost, status, created_at, updated_at, deadline_at, next_check_at) \
+         VALUES ($1, $2, $3, $4, $5, 'submitting', $6, $6, $7, $8)",
+    )
+    .bind(task.id.as_str())
+    .bind(task.user.as_str())
+    .bind(task.prompt)
+    .bind(task.model)
+    .bind(task.cost)
+    .bind(task.now)
+    .bind(task.deadline_at)
+    .bind(task.submit_grace_until)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Refuses a generation beyond the person's caps. Failed generations count
+/// too: they are refunded, so without the cap a script could loop for free.
+async fn within_caps(conn: &mut AnyConnection, user: &UserId, now: i64, caps: Caps) -> Result<()> {
+    let active: i64 =
+        sqlx::query("SELECT COUNT(*) AS n FROM tasks WHERE user_id = $1 AND status IN ('submitting', 'processing')")
+            .bind(user.as_str())
+            .fetch_one(&mut *conn)
+            .await?
+            .try_get("n")?;
+    if active >= caps.active {
+        let running = if active == 1 { "1 generation".to_owned() } else { format!("{active} generations") };
+        return Err(AppError::new(
+            ErrorKind::RateLimited,
+            format!("You have {running} running; wait for one to finish."),
+        ));
+    }
+    let recent = sqlx::query(
+        "SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM tasks WHERE user_id = $1 AND created_at > $2",
+    )
+    .bind(user.as_str())
+    .bind(now - 60_000)
+    .fetch_one(&mut *conn)
+    .await?;
+    let started: i64 = recent.try_get("n")?;
+    if started >= caps.per_minute {
+        let oldest: Option<i64> = recent.try_get("oldest")?;
+        let wait_s = oldest.map_or(60, |t| ((t + 60_000 - now).max(1_000) + 999) / 1_000);
+        return Err(AppError::new(
+            ErrorKind::RateLimited,
+            format!("You have started {started} generations in the last minute; try again in {wait_s} s."),
+        ));
+    }
+    Ok(())
+}
+
+/// `submitting` → `processing` with the provider's prediction id; false
+/// when the task had already left `submitting` (failed meanwhile).
+pub async fn mark_processing(
+    db: &Db,
+    task: &TaskId,
+    prediction_id: &str,
+    next_check_at: i64,
+    now: i64,
+) -> Result<bool> {
+    let moved = sqlx::query(
+        "UPDATE tasks SET status = 'processing', prediction_id = $1, next_check_at = $2, updated_at = $3 \
+         WHERE id = $4 AND status = 'submitting'",
+    )
+    .bind(prediction_id)
+    .bind(next_check_at)
+    .bind(now)
+    .bind(task.as_str())
+    .execute(db)
+    .await?;
+    Ok(moved.rows_affected() == 1)
+}
+
+/// A claim on a task's provider check; its token also holds the download
+/// lease that may follow.
+#[derive(Debug, Clone)]
+pub struct Claim(String);
+
+/// Claims this interval's provider check: only when the previous claim
+/// (or lease) has run out. `None` when another poller has it.
+pub async fn claim_check(db: &Db, task: &TaskId, now: i64, next_check_at: i64) -> Result<Option<Claim>> {
+    let token = uuid::Uuid::new_v4().to_string();
+    let claimed = sqlx::query(
+        "UPDATE tasks SET next_check_at = $1, check_token = $2, last_polled_at = $3 \
+         WHERE id = $4 AND status = 'processing' AND next_check_at <= $3",
+    )
+    .bind(next_check_at)
+    .bind(&token)
+    .bind(now)
+    .bind(task.as_str())
+    .execute(db)
+    .await?;
+    Ok((claimed.rows_affected() == 1).then_some(Claim(token)))
+}
+
+/// Takes (or extends) the download lease until `until`, with the claim
+/// made for this check; false when another poller has claimed it since.
+pub async fn extend_lease(db: &Db, task: &TaskId, claim: &Claim, until: i64) -> Result<bool> {
+    let held =
+        sqlx::query("UPDATE tasks SET next_check_at = $1 WHERE id = $2 AND check_token = $3 AND status = 'processing'")
+            .bind(until)
+            .bind(task.as_str())
+            .bind(&claim.0)
+            .execute(db)
+            .await?;
+    Ok(held.rows_affected() == 1)
+}
+
+/// Gives the task back for another attempt at `retry_at`.
+pub async fn release_lease(db: &Db, task: &TaskId, claim: &Claim, retry_at: i64) -> Result<()> {
+    extend_lease(db, task, claim, retry_at).await.map(|_| ())
+}
+
+/// Records the provider's progress (0–100) of a processing task.
+pub async fn set_progress(db: &Db, task: &TaskId, progress: u8) -> Result<()> {
+    sqlx::query("UPDATE tasks SET progress = $1 WHERE id = $2 AND status = 'processing'")
+        .bind(i64::from(progress.min(100)))
+        .bind(task.as_str())
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// Moves the next check to `until` (never earlier than already planned):
+/// the provider asked us to wait.
+pub async fn postpone(db: &Db, task: &TaskId, until: i64) -> Result<()> {
+    sqlx::query("UPDATE tasks SET next_check_at = $1 WHERE id = $2 AND status = 'processing' AND next_check_at < $1")
+        .bind(until)
+        .bind(task.as_str())
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// The stored image of a completed task.
+pub struct StoredImage<'a> {
+    pub key: &'a str,
+    pub content_type: &'a str,
+    pub size: u64,
+}
+
+/// `processing` → `completed`, once its image is in the store; false when
+/// the task had already left `processing`.
+pub async fn mark_completed(db: &Db, task: &TaskId, image: StoredImage<'_>, now: i64) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE tasks SET status = 'completed', object_key = $1, content_type = $2, byte_size = $3, progress = 100, \
+         finished_at = $4, updated_at = $4 WHERE id = $5 AND status = 'processing'",
+    )
+    .bind(image.key)
+    .bind(image.content_type)
+    .bind(image.size as i64)
+    .bind(now)
+    .bind(task.as_str())
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// The states a task may fail from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailFrom {
+    /// `submitting` or `processing`.
+    Unfinished,
+    /// Only `submitting`: a submission that just succeeded must not be
+    /// failed on a stale read.
+    Submitting,
+}
+
+/// `from` → `failed` with `error`, and the cost refunded, in one
+/// transaction; true when this call made the transition.
+pub async fn fail_and_refund(db: &Db, task: &TaskId, from: FailFrom, error: &str, now: i64) -> Result<bool> {
+    let sql = match from {
+        FailFrom::Unfinished => {
+            "UPDATE tasks SET status = 'failed', error = $1, finished_at = $2, updated_at = $2 \
+             WHERE id = $3 AND status IN ('submitting', 'processing') RETURNING user_id, cost"
+        }
+        FailFrom::Submitting => {
+            "UPDATE tasks SET status = 'failed', error = $1, finished_at = $2, updated_at = $2 \
+             WHERE id = $3 AND status = 'submitting' RETURNING user_id, cost"
+        }
+    };
+    let mut tx = db.begin().await?;
+    let Some(row) = sqlx::query(sql).bind(error).bind(now).bind(task.as_str()).fetch_optional(&mut *tx).await? else {
+        return Ok(false);
+    };
+    let user = UserId::from_db(row.try_get("user_id")?);
+    let cost: i64 = row.try_get("cost")?;
+    credits::refund(&mut tx, &user, task, cost).await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// A task's current state, read from the pool (after a lost race).
+pub async fn state(db: &Db, task: &TaskId) -> Result<Option<State>> {
+    let row = sqlx::query("SELECT status FROM tasks WHERE id = $1").bind(task.as_str()).fetch_optional(db).await?;
+    match row {
+        None => Ok(None),
+        Some(r) => {
+            let status: String = r.try_get("status")?;
+            State::parse(&status).map(Some).ok_or_else(|| AppError::internal(format!("unknown task status {status}")))
+        }
+    }
+}
