@@ -55,6 +55,7 @@ async fn spawn_sim(opts: Options) -> Running {
         duration_ms: (opts.duration_ms, opts.duration_ms),
         output_ttl: opts.output_ttl,
         huge_bytes: opts.huge_bytes,
+        webhook_secret: darkroom::standard_webhooks::Secret::from_bytes(b"simulator webhook signing key"),
     };
     let app = axum::Router::new().nest("/sim", sim::router(cfg));
     tokio::spawn(async move { axum::serve(listener, app).await });
