@@ -16,6 +16,8 @@ pub mod provider;
 pub mod server;
 #[cfg(feature = "ssr")]
 pub mod sim;
+#[cfg(feature = "ssr")]
+pub mod standard_webhooks;
 
 /// Entry point of the browser bundle: hydrates the server-rendered page.
 #[cfg(feature = "hydrate")]

@@ -63,14 +63,32 @@ pub async fn build(config: Config, mut leptos_options: LeptosOptions, addr: Sock
     let (provider, sim) = match &config.provider {
         ProviderChoice::Sim => {
             let secret = sim_secret(&config)?;
-            let token = sim_token(&secret);
+            let public_base = local.join("sim")?;
+            let token = match &config.sim_token {
+                Some(token) => {
+                    tracing::info!(api = %local.join("sim/v1")?, "simulator API token: DARKROOM_SIM_TOKEN");
+                    token.expose_secret().to_owned()
+                }
+                None => {
+                    let token = sim_token(&secret);
+                    // Printed so a person can point their own Replicate client at it.
+                    tracing::info!(api = %local.join("sim/v1")?, token = %token, "simulator API token");
+                    token
+                }
+            };
+            let webhook_secret = match &config.webhook_secret {
+                Some(raw) => crate::standard_webhooks::Secret::parse(raw.expose_secret())
+                    .map_err(|e| anyhow::anyhow!("DARKROOM_WEBHOOK_SECRET: {e}"))?,
+                None => sim_webhook_secret(&secret),
+            };
             let sim = crate::sim::SimConfig {
-                public_base: local.join("sim")?,
+                public_base,
                 api_token: token.clone(),
                 secret,
                 duration_ms: config.sim_duration_ms,
                 output_ttl: config.sim_output_ttl,
                 huge_bytes: config.max_image_bytes,
+                webhook_secret,
             };
             // The simulator's own origin, scheme and port included.
             let hosts = config.output_hosts.clone().unwrap_or_else(|| vec![local.origin().ascii_serialization()]);
@@ -230,11 +248,22 @@ fn sim_secret(config: &Config) -> anyhow::Result<Vec<u8>> {
 
 /// The bearer token the simulator accepts, derived from its key.
 fn sim_token(secret: &[u8]) -> String {
+    let digest = derive(secret, b"darkroom-sim-api-token");
+    format!("r8_sim{}", digest.iter().take(16).map(|b| format!("{b:02x}")).collect::<String>())
+}
+
+/// The key the simulator signs webhooks with when `DARKROOM_WEBHOOK_SECRET`
+/// is unset: derived from its key, so instances sharing it agree.
+fn sim_webhook_secret(secret: &[u8]) -> crate::standard_webhooks::Secret {
+    crate::standard_webhooks::Secret::from_bytes(&derive(secret, b"darkroom-sim-webhook-secret"))
+}
+
+/// HMAC-SHA256 of a fixed label under the simulator's key.
+fn derive(secret: &[u8], label: &[u8]) -> [u8; 32] {
     use hmac::{Hmac, Mac};
     let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(secret).unwrap_or_else(|_| unreachable!());
-    mac.update(b"darkroom-sim-api-token");
-    let digest = mac.finalize().into_bytes();
-    format!("r8_sim{}", digest.iter().take(16).map(|b| format!("{b:02x}")).collect::<String>())
+    mac.update(label);
+    mac.finalize().into_bytes().into()
 }
 
 #[cfg(test)]
@@ -265,5 +294,13 @@ mod tests {
     fn the_sim_token_is_stable_per_key() {
         assert_eq!(sim_token(b"k1"), sim_token(b"k1"));
         assert_ne!(sim_token(b"k1"), sim_token(b"k2"));
+    }
+
+    #[test]
+    fn the_sim_webhook_secret_is_stable_per_key() {
+        let key = sim_webhook_secret(b"k1").expose_whsec();
+        assert_eq!(key, sim_webhook_secret(b"k1").expose_whsec());
+        assert_ne!(key, sim_webhook_secret(b"k2").expose_whsec());
+        assert!(crate::standard_webhooks::Secret::parse(&key).is_ok());
     }
 }

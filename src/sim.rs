@@ -11,7 +11,12 @@
 //!
 //! Prompt directives (see `directive.rs`) force every path a real provider can
 //! take: `#fail`, `#error`, `#ratelimit`, `#huge`, `#notimage`, `#expire`,
-//! `#slow`.
+//! `#slow`, and for webhooks `#hook-dup`, `#hook-lost`, `#hook-late`.
+//!
+//! Webhooks (see `webhooks.rs`) are the one exception to statelessness: a
+//! create's `webhook` URL is not put in the id, so its events are delivered
+//! by an in-memory task of the instance that took the create, lost on a
+//! restart like any webhook may be.
 
 mod api;
 mod clock;
@@ -21,6 +26,7 @@ mod id;
 mod render;
 mod soft;
 mod timeline;
+mod webhooks;
 
 use std::{fmt, sync::Arc, time::Duration};
 
@@ -50,6 +56,9 @@ pub struct SimConfig {
     pub output_ttl: Duration,
     /// `#huge` outputs are larger than this many bytes.
     pub huge_bytes: u64,
+    /// The key webhooks are signed with, answered by
+    /// `GET /v1/webhooks/default/secret`.
+    pub webhook_secret: crate::standard_webhooks::Secret,
 }
 
 impl fmt::Debug for SimConfig {
@@ -61,6 +70,7 @@ impl fmt::Debug for SimConfig {
             .field("duration_ms", &self.duration_ms)
             .field("output_ttl", &self.output_ttl)
             .field("huge_bytes", &self.huge_bytes)
+            .field("webhook_secret", &self.webhook_secret)
             .finish()
     }
 }
@@ -71,6 +81,7 @@ struct Sim {
     /// `public_base` without a trailing slash.
     base: String,
     soft: soft::SoftState,
+    hooks: webhooks::Hooks,
 }
 
 impl Sim {
@@ -85,16 +96,18 @@ impl Sim {
 
 /// The simulator's routes, relative to where the app nests them (`/sim`):
 /// `POST /v1/models/{owner}/{name}/predictions`, `POST /v1/predictions`,
-/// `GET /v1/predictions/{id}`, `POST /v1/predictions/{id}/cancel` (all with
-/// bearer auth) and `GET /files/{id}/out-0.png` (the output, until it expires).
+/// `GET /v1/predictions/{id}`, `POST /v1/predictions/{id}/cancel`,
+/// `GET /v1/webhooks/default/secret` (all with bearer auth) and
+/// `GET /files/{id}/out-0.png` (the output, until it expires).
 pub fn router(cfg: SimConfig) -> Router {
     let base = cfg.public_base.as_str().trim_end_matches('/').to_owned();
-    let sim = Arc::new(Sim { cfg, base, soft: soft::SoftState::default() });
+    let sim = Arc::new(Sim { cfg, base, soft: soft::SoftState::default(), hooks: webhooks::Hooks::new() });
     let v1 = Router::new()
         .route("/models/{owner}/{name}/predictions", post(api::create_for_model))
         .route("/predictions", post(api::create_for_version))
         .route("/predictions/{id}", get(api::get))
         .route("/predictions/{id}/cancel", post(api::cancel))
+        .route("/webhooks/default/secret", get(api::webhook_secret))
         .route_layer(middleware::from_fn_with_state(Arc::clone(&sim), api::require_token));
     Router::new().nest("/v1", v1).route("/files/{id}/{file}", get(files::serve)).with_state(sim)
 }

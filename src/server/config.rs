@@ -80,6 +80,14 @@ pub struct Config {
     /// Key that signs simulator prediction ids; instances sharing a database
     /// must share it. Default: a random key kept in the data dir.
     pub sim_secret: Option<SecretString>,
+    /// The simulator's API token (`DARKROOM_SIM_TOKEN`), so a person's own
+    /// Replicate client can be pointed at `/sim/v1`. Default: derived from
+    /// the simulator's key and logged at start-up.
+    pub sim_token: Option<SecretString>,
+    /// `whsec_…` key that signs provider webhooks (`DARKROOM_WEBHOOK_SECRET`),
+    /// checked at start-up. The simulator signs with it; without it, it
+    /// derives one from its own key.
+    pub webhook_secret: Option<SecretString>,
     /// Sign-in and sign-up attempts allowed per client per minute.
     pub auth_attempts_per_minute: u32,
     /// Mark the session cookie `Secure`: set by `DARKROOM_SECURE_COOKIES`,
@@ -161,6 +169,8 @@ impl Config {
             sim_duration_ms: parse_range(var("DARKROOM_SIM_DURATION_MS"))?,
             sim_output_ttl: Duration::from_secs(number(&var, "DARKROOM_SIM_OUTPUT_TTL_SECS", 3600, 1..=604_800)?),
             sim_secret: var("DARKROOM_SIM_SECRET").map(SecretString::from),
+            sim_token: var("DARKROOM_SIM_TOKEN").map(|raw| parse_sim_token(&raw)).transpose()?,
+            webhook_secret: var("DARKROOM_WEBHOOK_SECRET").map(|raw| parse_webhook_secret(&raw)).transpose()?,
             auth_attempts_per_minute: number(&var, "DARKROOM_AUTH_ATTEMPTS_PER_MINUTE", 10, 1..=1_000_000)?,
             secure_cookies: boolean(&var, "DARKROOM_SECURE_COOKIES", false)?
                 || public_url.as_ref().is_some_and(|u| u.scheme() == "https"),
@@ -302,6 +312,21 @@ impl Config {
     }
 }
 
+/// A bearer token: visible ASCII without spaces, so it fits a header.
+fn parse_sim_token(raw: &str) -> Result<SecretString, ConfigError> {
+    if !raw.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(err("DARKROOM_SIM_TOKEN", "must be visible ASCII characters without spaces"));
+    }
+    Ok(SecretString::from(raw))
+}
+
+/// A Standard Webhooks key, `whsec_<base64>`; the error says what is wrong
+/// without echoing the value.
+fn parse_webhook_secret(raw: &str) -> Result<SecretString, ConfigError> {
+    crate::standard_webhooks::Secret::parse(raw).map_err(|e| err("DARKROOM_WEBHOOK_SECRET", e.to_string()))?;
+    Ok(SecretString::from(raw))
+}
+
 fn parse_range(raw: Option<String>) -> Result<(u64, u64), ConfigError> {
     match raw {
         None => Ok((8000, 20000)),
@@ -362,6 +387,10 @@ mod tests {
             ("DARKROOM_TRUSTED_PROXIES", "caddy"),
             ("DARKROOM_MAX_ACTIVE_TASKS", "0"),
             ("DARKROOM_GENERATIONS_PER_MINUTE", "lots"),
+            ("DARKROOM_WEBHOOK_SECRET", "hunter2"),
+            ("DARKROOM_WEBHOOK_SECRET", "whsec_not base64!"),
+            ("DARKROOM_WEBHOOK_SECRET", "whsec_c2hvcnQ="),
+            ("DARKROOM_SIM_TOKEN", "r8 with spaces"),
         ] {
             let e = config(&[(name, value)]).unwrap_err();
             assert_eq!(e.name, name, "{value}");
@@ -385,6 +414,25 @@ mod tests {
         assert_eq!((c.max_active_tasks, c.generations_per_minute), (4, 20));
         assert!(c.metrics_token.is_none());
         assert!(c.public_url.is_none());
+    }
+
+    #[test]
+    fn webhook_secret_and_sim_token_are_optional_and_checked() {
+        use secrecy::ExposeSecret;
+        let c = config(&[]).unwrap();
+        assert!(c.webhook_secret.is_none() && c.sim_token.is_none());
+        let c = config(&[
+            ("DARKROOM_WEBHOOK_SECRET", " whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw "),
+            ("DARKROOM_SIM_TOKEN", "r8_local"),
+        ])
+        .unwrap();
+        let secret = c.webhook_secret.as_ref().map(|s| s.expose_secret().to_owned());
+        assert_eq!(secret.as_deref(), Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"));
+        assert_eq!(c.sim_token.as_ref().map(|s| s.expose_secret().to_owned()).as_deref(), Some("r8_local"));
+        let e = config(&[("DARKROOM_WEBHOOK_SECRET", "whsec_c2hvcnQ=")]).unwrap_err();
+        assert!(e.to_string().contains("DARKROOM_WEBHOOK_SECRET") && e.to_string().contains("bytes"), "{e}");
+        let e = config(&[("DARKROOM_WEBHOOK_SECRET", "my-secret-value")]).unwrap_err();
+        assert!(!e.to_string().contains("my-secret-value"), "the value is not echoed: {e}");
     }
 
     #[test]

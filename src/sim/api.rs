@@ -20,6 +20,7 @@ use super::{
     directive::Directives,
     id::Ticket,
     timeline::{prediction_json, state_at},
+    webhooks,
 };
 
 /// Prompts are carried inside ids, so they are capped (far above any
@@ -87,8 +88,15 @@ pub(super) async fn create_for_version(
     create(&sim, model, version, &headers, &json)
 }
 
-fn create(sim: &Sim, model: String, version: String, headers: &HeaderMap, json: &Value) -> Result<Response, Problem> {
+fn create(
+    sim: &Arc<Sim>,
+    model: String,
+    version: String,
+    headers: &HeaderMap,
+    json: &Value,
+) -> Result<Response, Problem> {
     let prompt = prompt_of(json)?;
+    let webhook = webhooks::parse(json).map_err(|e| invalid(e.field, e.kind, &e.description))?;
     let cancel_after_ms = match headers.get("cancel-after") {
         None => 0,
         Some(value) => match value.to_str().ok().and_then(parse_go_duration_ms) {
@@ -118,11 +126,19 @@ fn create(sim: &Sim, model: String, version: String, headers: &HeaderMap, json: 
         version,
         prompt,
     };
-    let id = ticket.seal(&sim.cfg.secret);
+    let (id, tag) = ticket.seal(&sim.cfg.secret);
     let state = state_at(&ticket, None, now);
     tracing::debug!(%id, duration_ms, "simulated prediction created");
     let body = Json(prediction_json(sim, &id, &ticket, &state, now));
+    if let Some(webhook) = webhook {
+        webhooks::spawn(sim, id, ticket, tag, webhook);
+    }
     Ok((StatusCode::CREATED, body).into_response())
+}
+
+/// `GET /v1/webhooks/default/secret`: the key webhooks are signed with.
+pub(super) async fn webhook_secret(State(sim): State<Arc<Sim>>) -> Response {
+    Json(json!({ "key": sim.cfg.webhook_secret.expose_whsec() })).into_response()
 }
 
 /// `GET /v1/predictions/{id}`

@@ -18,6 +18,13 @@ pub(super) struct Directives {
     pub expire: bool,
     /// `#slow`: the prediction takes 60 s.
     pub slow: bool,
+    /// `#hook-dup`: the completed webhook is delivered twice, then a stale
+    /// (still processing) one after it.
+    pub hook_dup: bool,
+    /// `#hook-lost`: no completed webhook is sent (start and logs still are).
+    pub hook_lost: bool,
+    /// `#hook-late`: the completed webhook comes 10 s after completion.
+    pub hook_late: bool,
     /// `#ms=N` (an extension of the contract's list): the prediction takes
     /// N milliseconds, whatever the configured range, so a test can order
     /// finishes.
@@ -31,13 +38,21 @@ impl Directives {
         let mut previous = ' ';
         for (at, c) in prompt.char_indices() {
             if c == '#' && !previous.is_alphanumeric() {
-                let word: String = prompt[at + 1..].chars().take_while(|c| c.is_alphanumeric()).collect();
-                let word = word.to_lowercase();
+                let raw: String = prompt[at + 1..].chars().take_while(|c| c.is_alphanumeric()).collect();
+                let word = raw.to_lowercase();
                 if word == "ms" {
                     let rest = &prompt[at + 3..];
                     if let Some(digits) = rest.strip_prefix('=') {
                         let digits: String = digits.chars().take_while(char::is_ascii_digit).collect();
                         found.duration_ms = digits.parse().ok().filter(|ms| *ms <= 600_000);
+                    }
+                }
+                if word == "hook" {
+                    // `#hook-dup`: the `-` ends a word elsewhere (`#fail-safe` is `#fail`).
+                    let rest = &prompt[at + 1 + raw.len()..];
+                    if let Some(suffix) = rest.strip_prefix('-') {
+                        let suffix: String = suffix.chars().take_while(|c| c.is_alphanumeric()).collect();
+                        found.set_hook(&suffix.to_lowercase());
                     }
                 }
                 found.set(&word);
@@ -56,6 +71,15 @@ impl Directives {
             "notimage" => self.notimage = true,
             "expire" => self.expire = true,
             "slow" => self.slow = true,
+            _ => {}
+        }
+    }
+
+    fn set_hook(&mut self, suffix: &str) {
+        match suffix {
+            "dup" => self.hook_dup = true,
+            "lost" => self.hook_lost = true,
+            "late" => self.hook_late = true,
             _ => {}
         }
     }
@@ -84,8 +108,32 @@ mod tests {
     }
 
     #[test]
+    fn webhook_directives_are_hyphenated() {
+        let d = Directives::parse("a cat #hook-dup, #HOOK-Lost\n#hook-late.");
+        assert!(d.hook_dup && d.hook_lost && d.hook_late);
+        assert!(Directives::parse("#fail-safe").fail, "a hyphen still ends other words");
+        // Lower-casing may change byte lengths (the Kelvin sign becomes `k`):
+        // parsing must not slice inside a character.
+        assert!(Directives::parse("#hoo\u{212A}-dup").hook_dup);
+    }
+
+    #[test]
     fn lookalikes_are_not_directives() {
-        for prompt in ["a #failure", "abc#fail", "fail", "# fail", "#ratelimits", "a cat"] {
+        for prompt in [
+            "a #failure",
+            "abc#fail",
+            "fail",
+            "# fail",
+            "#ratelimits",
+            "a cat",
+            "#hook",
+            "#hook-",
+            "#hook-dups",
+            "#hook dup",
+            "a#hook-dup",
+            "#hooks-dup",
+            "#hook_dup",
+        ] {
             assert_eq!(Directives::parse(prompt), Directives::default(), "{prompt:?}");
         }
     }

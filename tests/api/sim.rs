@@ -1,15 +1,30 @@
 //! The real adapter against the real simulator over HTTP on a random port:
 //! the timeline, every directive, cancel, expiry, auth, validation, and
-//! stateless ids that any instance sharing the secret answers the same way.
+//! stateless ids that any instance sharing the secret answers the same way,
+//! and webhooks delivered to a receiver on loopback and verified the
+//! Standard Webhooks way.
 #![cfg(feature = "ssr")]
 
-use std::{net::SocketAddr, time::Duration};
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
 
+use axum::{
+    body::Bytes,
+    http::{HeaderMap, StatusCode},
+};
 use darkroom::{
     provider::{Prediction, PredictionStatus, Provider, ProviderConfig, ProviderError},
     sim::{self, SimConfig},
+    standard_webhooks::{self, Secret},
 };
 use futures::StreamExt;
+use serde_json::{Value, json};
 
 const TOKEN: &str = "sim-token";
 const SECRET: &[u8] = b"shared simulator secret";
@@ -55,6 +70,7 @@ async fn spawn_sim(opts: Options) -> Running {
         duration_ms: (opts.duration_ms, opts.duration_ms),
         output_ttl: opts.output_ttl,
         huge_bytes: opts.huge_bytes,
+        webhook_secret: darkroom::standard_webhooks::Secret::from_bytes(b"simulator webhook signing key"),
     };
     let app = axum::Router::new().nest("/sim", sim::router(cfg));
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -411,5 +427,352 @@ async fn a_tampered_id_is_not_found() {
         sim.provider.open_output(&done.output[0].replace(&done.id, &forged)).await.err(),
     ] {
         assert!(matches!(err, Some(ProviderError::NotFound)), "{err:?}");
+    }
+}
+
+// ---- Webhooks ----
+
+/// One webhook request as the receiver saw it, and how it answered.
+#[derive(Debug, Clone)]
+struct Hook {
+    headers: HeaderMap,
+    body: Bytes,
+    json: Value,
+    answered: StatusCode,
+    at: Instant,
+}
+
+impl Hook {
+    fn id(&self) -> &str {
+        self.headers.get("webhook-id").and_then(|v| v.to_str().ok()).unwrap_or("")
+    }
+
+    fn status(&self) -> &str {
+        self.json["status"].as_str().unwrap_or("")
+    }
+
+    fn is_terminal(&self) -> bool {
+        matches!(self.status(), "succeeded" | "failed" | "canceled")
+    }
+}
+
+/// A webhook receiver on 127.0.0.1:0 that records every request and
+/// answers 500 to the first `fail_first` of them.
+struct Receiver {
+    url: String,
+    hooks: Arc<Mutex<Vec<Hook>>>,
+}
+
+impl Receiver {
+    async fn spawn(fail_first: usize) -> Self {
+        let hooks: Arc<Mutex<Vec<Hook>>> = Arc::default();
+        let failures = Arc::new(AtomicUsize::new(fail_first));
+        let record = Arc::clone(&hooks);
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |headers: HeaderMap, body: Bytes| {
+                let (record, failures) = (Arc::clone(&record), Arc::clone(&failures));
+                async move {
+                    let fail = failures.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+                    let answered = if fail { StatusCode::INTERNAL_SERVER_ERROR } else { StatusCode::NO_CONTENT };
+                    let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                    let hook = Hook { headers, body, json, answered, at: Instant::now() };
+                    record.lock().unwrap_or_else(|e| e.into_inner()).push(hook);
+                    answered
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("bind: {e}"));
+        let addr = listener.local_addr().unwrap_or_else(|e| panic!("addr: {e}"));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { url: format!("http://{addr}/hook"), hooks }
+    }
+
+    fn hooks(&self) -> Vec<Hook> {
+        self.hooks.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Waits until `done` holds for what was received (panics after 20 s).
+    async fn wait_until(&self, what: &str, done: impl Fn(&[Hook]) -> bool) -> Vec<Hook> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let hooks = self.hooks();
+            if done(&hooks) {
+                return hooks;
+            }
+            assert!(Instant::now() < deadline, "never got {what}: {:#?}", summary(&hooks));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+fn summary(hooks: &[Hook]) -> Vec<(String, String, u16)> {
+    hooks.iter().map(|h| (h.id().to_owned(), h.status().to_owned(), h.answered.as_u16())).collect()
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// The signing key, as `GET /v1/webhooks/default/secret` answers it.
+async fn webhook_key(sim: &Running) -> Secret {
+    let body: Value = reqwest::Client::new()
+        .get(format!("http://{}/sim/v1/webhooks/default/secret", sim.addr))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .unwrap_or_else(|e| panic!("{e}"))
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let key = body["key"].as_str().unwrap_or_else(|| panic!("no key in {body}"));
+    Secret::parse(key).unwrap_or_else(|e| panic!("{key}: {e}"))
+}
+
+/// Every hook verifies under `key` and is JSON.
+fn assert_signed(key: &Secret, hooks: &[Hook]) {
+    for hook in hooks {
+        let verified = standard_webhooks::verify_headers(key, &hook.headers, &hook.body, now_secs());
+        assert_eq!(verified, Ok(()), "{:?}", hook.headers);
+        let content_type = hook.headers.get("content-type").and_then(|v| v.to_str().ok());
+        assert_eq!(content_type, Some("application/json"));
+        assert!(hook.json.is_object(), "{:?}", hook.body);
+    }
+}
+
+/// Creates a prediction with `extra` merged into the body; the raw answer.
+async fn create_raw(sim: &Running, prompt: &str, extra: Value) -> reqwest::Response {
+    let mut body = json!({"input": {"prompt": prompt}});
+    if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+        body.extend(extra.clone());
+    }
+    reqwest::Client::new()
+        .post(format!("http://{}/sim/v1/models/{MODEL}/predictions", sim.addr))
+        .bearer_auth(TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Creates a prediction whose webhooks go to `receiver`; returns its id.
+async fn create_hooked(sim: &Running, receiver: &Receiver, prompt: &str, extra: Value) -> String {
+    let mut hook = json!({"webhook": receiver.url});
+    if let (Some(hook), Some(extra)) = (hook.as_object_mut(), extra.as_object()) {
+        hook.extend(extra.clone());
+    }
+    let response = create_raw(sim, prompt, hook).await;
+    assert_eq!(response.status(), 201);
+    let body: Value = response.json().await.unwrap_or_else(|e| panic!("{e}"));
+    body["id"].as_str().unwrap_or_else(|| panic!("no id in {body}")).to_owned()
+}
+
+async fn get_json(sim: &Running, id: &str) -> Value {
+    reqwest::Client::new()
+        .get(format!("http://{}/sim/v1/predictions/{id}", sim.addr))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[tokio::test]
+async fn a_webhook_gets_start_logs_and_one_completed_all_signed() {
+    let sim = spawn_sim(Options { duration_ms: 2000, ..Options::default() }).await;
+    let receiver = Receiver::spawn(0).await;
+    let id = create_hooked(&sim, &receiver, "a lighthouse with webhooks", json!({})).await;
+    receiver.wait_until("a completed event", |hooks| hooks.iter().any(Hook::is_terminal)).await;
+    // Anything more (a second completed) would arrive within this pause.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let hooks = receiver.hooks();
+    assert_signed(&webhook_key(&sim).await, &hooks);
+
+    let statuses: Vec<&str> = hooks.iter().map(Hook::status).collect();
+    assert_eq!(statuses.first(), Some(&"starting"), "start comes first: {statuses:?}");
+    assert_eq!(statuses.last(), Some(&"succeeded"), "{statuses:?}");
+    assert_eq!(hooks.iter().filter(|h| h.is_terminal()).count(), 1, "{statuses:?}");
+    let logs: Vec<&Hook> = hooks.iter().filter(|h| h.status() == "processing").collect();
+    assert!(logs.len() >= 2, "logs events while processing: {statuses:?}");
+    let texts: Vec<&str> = logs.iter().map(|h| h.json["logs"].as_str().unwrap_or("")).collect();
+    assert!(texts.windows(2).all(|w| w[0] != w[1] && w[1].starts_with(w[0])), "progress grows: {texts:?}");
+    for pair in logs.windows(2) {
+        let gap = pair[1].at.duration_since(pair[0].at);
+        assert!(gap >= Duration::from_millis(400), "logs at most every 500 ms, got {gap:?}");
+    }
+    let mut ids: Vec<&str> = hooks.iter().map(Hook::id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), hooks.len(), "one webhook-id per event");
+    assert!(hooks.iter().all(|h| h.json["id"] == id.as_str()));
+    let completed = hooks.iter().find(|h| h.is_terminal()).map(|h| h.json.clone());
+    assert_eq!(completed, Some(get_json(&sim, &id).await), "the body is the prediction as GET answers it");
+}
+
+#[tokio::test]
+async fn the_webhook_secret_needs_the_token() {
+    let sim = spawn_sim(Options::default()).await;
+    let response = reqwest::Client::new()
+        .get(format!("http://{}/sim/v1/webhooks/default/secret", sim.addr))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(response.status(), 401);
+    let key = webhook_key(&sim).await;
+    assert_eq!(key, Secret::from_bytes(b"simulator webhook signing key"));
+}
+
+#[tokio::test]
+async fn hook_dup_delivers_completed_twice_then_a_stale_one() {
+    let sim = spawn_sim(Options::default()).await;
+    let receiver = Receiver::spawn(0).await;
+    let filter = json!({"webhook_events_filter": ["completed"]});
+    create_hooked(&sim, &receiver, "a mirror #hook-dup", filter).await;
+    let hooks = receiver.wait_until("two completed and a stale one", |hooks| hooks.len() >= 3).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let hooks_after = receiver.hooks();
+    assert_eq!(hooks_after.len(), 3, "nothing more: {:?}", summary(&hooks_after));
+    assert_signed(&webhook_key(&sim).await, &hooks);
+    assert!(hooks[0].is_terminal() && hooks[1].is_terminal(), "{:?}", summary(&hooks));
+    assert_eq!(hooks[0].id(), hooks[1].id(), "the same event, delivered twice");
+    assert_eq!(hooks[0].json, hooks[1].json);
+    assert_eq!(hooks[2].status(), "processing", "then a stale one: {:?}", summary(&hooks));
+    assert_ne!(hooks[2].id(), hooks[0].id());
+}
+
+#[tokio::test]
+async fn hook_lost_sends_start_and_logs_but_no_completed() {
+    let sim = spawn_sim(Options { duration_ms: 1200, ..Options::default() }).await;
+    let receiver = Receiver::spawn(0).await;
+    let id = create_hooked(&sim, &receiver, "a message in a bottle #hook-lost", json!({})).await;
+    let done = follow(&sim, &id).await;
+    assert_eq!(done.last().map(|p| p.status), Some(PredictionStatus::Succeeded));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let hooks = receiver.hooks();
+    assert_signed(&webhook_key(&sim).await, &hooks);
+    assert_eq!(hooks.first().map(Hook::status), Some("starting"), "{:?}", summary(&hooks));
+    assert!(hooks.iter().any(|h| h.status() == "processing"), "{:?}", summary(&hooks));
+    assert!(!hooks.iter().any(Hook::is_terminal), "no completed event: {:?}", summary(&hooks));
+}
+
+#[tokio::test]
+async fn hook_late_sends_completed_ten_seconds_after_completion() {
+    let sim = spawn_sim(Options { duration_ms: 300, ..Options::default() }).await;
+    let receiver = Receiver::spawn(0).await;
+    let filter = json!({"webhook_events_filter": ["completed"]});
+    let id = create_hooked(&sim, &receiver, "a delayed train #hook-late", filter).await;
+    follow(&sim, &id).await;
+    let finished_at = Instant::now();
+    let hooks = receiver.wait_until("a late completed event", |hooks| !hooks.is_empty()).await;
+    assert!(hooks[0].is_terminal());
+    let late = hooks[0].at.duration_since(finished_at);
+    assert!(late >= Duration::from_millis(9_500), "only {late:?} late");
+}
+
+#[tokio::test]
+async fn a_refused_delivery_is_retried_with_the_same_webhook_id() {
+    let sim = spawn_sim(Options::default()).await;
+    let receiver = Receiver::spawn(1).await;
+    let filter = json!({"webhook_events_filter": ["completed"]});
+    create_hooked(&sim, &receiver, "a second chance", filter).await;
+    let hooks = receiver.wait_until("a retry", |hooks| hooks.len() >= 2).await;
+    assert_signed(&webhook_key(&sim).await, &hooks);
+    assert_eq!(hooks[0].answered, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(hooks[1].answered, StatusCode::NO_CONTENT);
+    assert_eq!(hooks[0].id(), hooks[1].id(), "{:?}", summary(&hooks));
+    assert_eq!(hooks[0].body, hooks[1].body);
+    assert!(hooks[1].at.duration_since(hooks[0].at) >= Duration::from_millis(200), "with a back-off");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(receiver.hooks().len(), 2, "delivered, so no more attempts");
+}
+
+#[tokio::test]
+async fn the_events_filter_completed_gives_only_completed() {
+    let sim = spawn_sim(Options { duration_ms: 1500, ..Options::default() }).await;
+    let receiver = Receiver::spawn(0).await;
+    let filter = json!({"webhook_events_filter": ["completed"]});
+    let id = create_hooked(&sim, &receiver, "a filtered view", filter).await;
+    follow(&sim, &id).await;
+    let hooks = receiver.wait_until("a completed event", |hooks| !hooks.is_empty()).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let hooks_after = receiver.hooks();
+    assert_eq!(hooks_after.len(), 1, "{:?}", summary(&hooks_after));
+    assert_eq!(hooks[0].status(), "succeeded");
+}
+
+#[tokio::test]
+async fn a_canceled_prediction_sends_completed_and_its_deliveries_stop() {
+    let sim = spawn_sim(Options::default()).await;
+    let receiver = Receiver::spawn(0).await;
+    let id = create_hooked(&sim, &receiver, "a long exposure #slow", json!({})).await;
+    receiver.wait_until("start", |hooks| !hooks.is_empty()).await;
+    sim.provider.cancel(&id).await.unwrap_or_else(|e| panic!("{e:?}"));
+    let hooks = receiver.wait_until("a canceled event", |hooks| hooks.iter().any(Hook::is_terminal)).await;
+    assert_eq!(hooks.last().map(Hook::status), Some("canceled"));
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(receiver.hooks().len(), hooks.len(), "nothing after the cancel");
+}
+
+#[tokio::test]
+async fn a_webhook_must_be_an_http_url() {
+    let sim = spawn_sim(Options::default()).await;
+    for extra in [
+        json!({"webhook": "ftp://127.0.0.1/hook"}),
+        json!({"webhook": "not a url"}),
+        json!({"webhook": "https://example.com/", "webhook_events_filter": ["finished"]}),
+    ] {
+        let response = create_raw(&sim, "a cat", extra.clone()).await;
+        assert_eq!(response.status(), 422, "{extra}");
+        let problem: Value = response.json().await.unwrap_or_else(|e| panic!("{e}"));
+        let field = problem["invalid_fields"][0]["field"].as_str().unwrap_or("");
+        assert!(field.starts_with("webhook"), "{problem}");
+        assert_eq!(problem["status"], 422);
+    }
+    let by_version = reqwest::Client::new()
+        .post(format!("http://{}/sim/v1/predictions", sim.addr))
+        .bearer_auth(TOKEN)
+        .json(&json!({"version": "a/b:c", "input": {"prompt": "x"}, "webhook": "ftp://h/"}))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(by_version.status(), 422);
+}
+
+#[tokio::test]
+async fn the_app_uses_the_configured_sim_token_and_webhook_secret() {
+    const WHSEC: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let app = crate::helpers::spawn_app_with(&[
+        ("DARKROOM_SIM_TOKEN", "r8_my_own_token"),
+        ("DARKROOM_WEBHOOK_SECRET", WHSEC),
+    ])
+    .await;
+    let secret = |token: &'static str| {
+        reqwest::Client::new().get(format!("{}/sim/v1/webhooks/default/secret", app.base)).bearer_auth(token).send()
+    };
+    let answer = secret("r8_my_own_token").await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(answer.status(), 200);
+    let body: Value = answer.json().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(body["key"], WHSEC);
+    let refused = secret("r8_guess").await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(refused.status(), 401);
+
+    // The app's own adapter uses the configured token too: a generation completes.
+    let c = crate::helpers::client();
+    app.sign_up(&c).await;
+    let (status, body) = app.call(&c, "generate_image", &[("prompt", "a token of trust")]).await;
+    assert_eq!(status, 200, "{body}");
+    let task_id = body["task_id"].as_str().unwrap_or_else(|| panic!("no task_id in {body}")).to_owned();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, view) = app.call(&c, "check_image_status", &[("task_id", &task_id)]).await;
+        if view["status"] != "processing" {
+            assert_eq!(view["status"], "completed", "{view}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "still processing: {view}");
+        tokio::time::sleep(Duration::from_millis(150)).await;
     }
 }
