@@ -205,3 +205,12 @@ pub async fn list_history(cursor: Option<String>) -> Result<HistoryPage, AppErro
     })
     .await
 }
+
+/// Cancels a processing task (refunded), or answers a finished one as it is.
+#[server(endpoint = "cancel_image")]
+pub async fn cancel_image(task_id: String) -> Result<TaskView, AppError> {
+    ssr::signed_in(
+        |state, account| async move { crate::server::tasks::cancel(&state, &account.user_id(), &task_id).await },
+    )
+    .await
+}

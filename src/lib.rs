@@ -2,6 +2,9 @@
 //! provider. One crate, two builds: `ssr` (the axum server) and `hydrate`
 //! (the browser bundle). Everything server-only sits behind `ssr`.
 
+// Leptos' typed views nest deeply; the generator page's passes the default.
+#![recursion_limit = "256"]
+
 pub mod api;
 pub mod app;
 pub mod error;

@@ -17,6 +17,8 @@ pub enum TaskStatus {
     Processing,
     Completed,
     Failed,
+    /// Stopped by its owner; the cost was refunded.
+    Canceled,
 }
 
 impl TaskStatus {
@@ -25,6 +27,7 @@ impl TaskStatus {
             Self::Processing => "processing",
             Self::Completed => "completed",
             Self::Failed => "failed",
+            Self::Canceled => "canceled",
         }
     }
 

@@ -183,7 +183,16 @@ fn Generator(setup: GeneratorInfo) -> impl IntoView {
             {move || {
                 shown.get().and_then(|_| task.get_untracked()).map(|initial: TaskView| {
                     let current = Signal::derive(move || task.get().unwrap_or_else(|| initial.clone()));
-                    view! { <TaskCard task=current now=now /> }
+                    // A cancel answers the task's new state at once.
+                    let changed = Callback::new(move |view: TaskView| {
+                        task.update(|t| {
+                            if t.as_ref().is_some_and(|t| t.id == view.id) {
+                                *t = Some(view);
+                            }
+                        });
+                        paused_until.set(None);
+                    });
+                    view! { <TaskCard task=current now=now on_change=changed /> }
                 })
             }}
         </section>

@@ -141,7 +141,16 @@ fn Grid(first: Page, interval_ms: u64) -> impl IntoView {
                         });
                         view! {
                             <li>
-                                <TaskCard task now compact=true />
+                                <TaskCard
+                                    task
+                                    now
+                                    compact=true
+                                    on_change=Callback::new(move |view: TaskView| {
+                                        tasks.update(|m| {
+                                            m.insert(view.id.clone(), view);
+                                        });
+                                    })
+                                />
                             </li>
                         }
                     }

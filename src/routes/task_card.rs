@@ -3,8 +3,11 @@
 //! refund once failed. Used by the generator and the history page.
 
 use leptos::prelude::*;
+use leptos::task::spawn_local;
 
+use crate::api::cancel_image;
 use crate::model::{TaskStatus, TaskView};
+use crate::session::use_session;
 
 /// Milliseconds since the Unix epoch, on either side.
 pub fn now_ms() -> i64 {
@@ -43,12 +46,39 @@ pub fn TaskCard(
     /// Large card on the generator page, compact in the history grid.
     #[prop(optional)]
     compact: bool,
+    /// Told the task's new state after an action on the card (Cancel).
+    #[prop(optional, into)]
+    on_change: Option<Callback<TaskView>>,
 ) -> impl IntoView {
     let status = move || task.with(|t| t.status);
     let badge = move || match status() {
         TaskStatus::Processing => "Processing",
         TaskStatus::Completed => "Completed",
         TaskStatus::Failed => "Failed",
+        TaskStatus::Canceled => "Canceled",
+    };
+    let session = use_session();
+    let canceling = RwSignal::new(false);
+    let cancel_error = RwSignal::new(None::<String>);
+    let cancel = move |_| {
+        if canceling.get_untracked() {
+            return;
+        }
+        canceling.set(true);
+        let id = task.with_untracked(|t| t.id.clone());
+        spawn_local(async move {
+            match cancel_image(id).await {
+                Ok(view) => {
+                    cancel_error.set(None);
+                    if let Some(on_change) = on_change {
+                        on_change.run(view);
+                    }
+                    session.refresh();
+                }
+                Err(e) => cancel_error.set(Some(e.message)),
+            }
+            canceling.set(false);
+        });
     };
     let elapsed = move || {
         task.with(|t| {
@@ -76,7 +106,7 @@ pub fn TaskCard(
                             }
                                 .into_any()
                         }
-                        (TaskStatus::Failed, _) => {
+                        (TaskStatus::Failed | TaskStatus::Canceled, _) => {
                             view! {
                                 <div class="placeholder failed" aria-hidden="true">
                                     <span>"✕"</span>
@@ -132,8 +162,39 @@ pub fn TaskCard(
                         })
                 }}
                 {move || {
+                    (status() == TaskStatus::Processing && on_change.is_some())
+                        .then(|| {
+                            view! {
+                                <p class="actions">
+                                    <button
+                                        type="button"
+                                        class="button"
+                                        on:click=cancel
+                                        disabled=move || canceling.get()
+                                    >
+                                        {move || if canceling.get() { "Canceling…" } else { "Cancel" }}
+                                    </button>
+                                </p>
+                            }
+                        })
+                }}
+                {move || cancel_error.get().map(|e| view! { <p class="form-error" role="alert">{e}</p> })}
+                {move || {
                     let t = task.get();
                     match t.status {
+                        TaskStatus::Canceled => {
+                            let refund = if t.refunded {
+                                format!("{} credits refunded.", t.cost)
+                            } else {
+                                String::new()
+                            };
+                            view! {
+                                <p class="failure" role="status">
+                                    "Canceled. " <strong>{refund}</strong>
+                                </p>
+                            }
+                                .into_any()
+                        }
                         TaskStatus::Failed => {
                             let refund = if t.refunded {
                                 format!("{} credits refunded.", t.cost)

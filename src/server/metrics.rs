@@ -87,7 +87,7 @@ impl Default for Metrics {
         registry.register("provider_calls", "Calls to the provider by kind and outcome", provider_calls.clone());
         registry.register("object_writes", "Images written to object storage", object_writes.clone());
         registry.register("finalizations", "Tasks that left processing, by outcome", finalizations.clone());
-        registry.register("refunds", "Credits refunds (one per failed task)", refunds.clone());
+        registry.register("refunds", "Credits refunds (one per failed or canceled task)", refunds.clone());
         registry.register("generation_seconds", "From submission to a stored image", generation_seconds.clone());
         Self {
             registry,
@@ -125,6 +125,11 @@ impl Metrics {
 
     pub fn failed_and_refunded(&self) {
         self.finalizations.get_or_create(&OutcomeLabels { outcome: "failed" }).inc();
+        self.refunds.inc();
+    }
+
+    pub fn canceled_and_refunded(&self) {
+        self.finalizations.get_or_create(&OutcomeLabels { outcome: "canceled" }).inc();
         self.refunds.inc();
     }
 

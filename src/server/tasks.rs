@@ -165,6 +165,49 @@ pub async fn check(state: &AppState, user: &UserId, task_id: &str) -> Result<Tas
     Ok(task.view())
 }
 
+/// The owner's cancel: asks the provider to stop the prediction, then
+/// moves the task to `canceled` and refunds it — unless the provider had
+/// already succeeded (the task then completes as usual and stays charged)
+/// or another transition wins the compare-and-set. A finished task is
+/// answered unchanged; a task still `submitting` is canceled here, and its
+/// prediction at the provider as soon as its id is known (`submit`).
+pub async fn cancel(state: &AppState, user: &UserId, task_id: &str) -> Result<TaskView> {
+    let task_id = TaskId::parse(task_id)?;
+    let task = row::load_owned(&state.reads, user, &task_id).await?.ok_or_else(AppError::not_found)?;
+    if task.state.is_finished() || !store::request_cancel(&state.db, &task_id, db::now_ms()).await? {
+        let task = row::load(&state.reads, &task_id).await?.unwrap_or(task);
+        return Ok(task.view());
+    }
+    let succeeded = match &task.prediction_id {
+        Some(pid) => {
+            let answer = state.provider.cancel(pid).await;
+            state.metrics.provider_call("cancel", answer.is_ok());
+            match answer {
+                Ok(p) => p.status == crate::provider::PredictionStatus::Succeeded,
+                Err(e) => {
+                    // Canceled here all the same: the person asked, and the
+                    // provider's own deadline (Cancel-After) stops it.
+                    tracing::warn!(task = %task_id, "provider cancel failed: {e}");
+                    false
+                }
+            }
+        }
+        None => false,
+    };
+    if succeeded {
+        // Too late to cancel: the next check stores the image.
+        let task = row::load(&state.reads, &task_id).await?.unwrap_or(task);
+        return Ok(advance(state, task).await?.view());
+    }
+    if store::cancel_and_refund(&state.db, &task_id, db::now_ms()).await? {
+        state.metrics.canceled_and_refunded();
+        tracing::info!(task = %task_id, "canceled and refunded");
+    }
+    let task = row::load(&state.reads, &task_id).await?.ok_or_else(AppError::not_found)?;
+    state.finished.remember(&task);
+    Ok(task.view())
+}
+
 /// Several tasks' states (ids of other users, or unknown, are left out).
 pub async fn check_many(state: &AppState, user: &UserId, task_ids: &[String]) -> Result<Vec<TaskView>> {
     if task_ids.len() > MAX_BATCH {

@@ -2,6 +2,7 @@
 //! built-in provider over HTTP) on a random port, driven over HTTP.
 
 mod accounts;
+mod cancel;
 mod helpers;
 mod provider;
 mod scaleout;

@@ -80,7 +80,12 @@ async fn advance_due(state: AppState, task: TaskRow) -> Result<TaskRow> {
                 fail_and_refund(state, &task.id, &format!("The model failed: {}", clip(reason, 300))).await?;
             }
             PredictionStatus::Canceled | PredictionStatus::Aborted => {
-                fail_and_refund(state, &task.id, "The generation was canceled at the provider.").await?;
+                let error = "The generation was canceled at the provider.";
+                match store::end_canceled_at_provider(&state.db, &task.id, error, db::now_ms()).await? {
+                    store::ProviderCanceled::Canceled => state.metrics.canceled_and_refunded(),
+                    store::ProviderCanceled::Failed => state.metrics.failed_and_refunded(),
+                    store::ProviderCanceled::AlreadyFinished => {}
+                }
             }
         },
         Err(ProviderError::NotFound) => {

@@ -21,6 +21,7 @@ pub enum State {
     Processing,
     Completed,
     Failed,
+    Canceled,
 }
 
 impl State {
@@ -30,12 +31,13 @@ impl State {
             "processing" => Self::Processing,
             "completed" => Self::Completed,
             "failed" => Self::Failed,
+            "canceled" => Self::Canceled,
             _ => return None,
         })
     }
 
     pub fn is_finished(self) -> bool {
-        matches!(self, Self::Completed | Self::Failed)
+        matches!(self, Self::Completed | Self::Failed | Self::Canceled)
     }
 }
 
@@ -93,6 +95,7 @@ impl TaskRow {
             State::Submitting | State::Processing => TaskStatus::Processing,
             State::Completed => TaskStatus::Completed,
             State::Failed => TaskStatus::Failed,
+            State::Canceled => TaskStatus::Canceled,
         };
         TaskView {
             id: self.id.to_string(),

@@ -27,6 +27,11 @@
 //!                   ┌───────────┐
 //!                   │ completed │
 //!                   └───────────┘
+//!
+//!   submitting | processing ── the owner's cancel: request_cancel, then the
+//!                              provider, then cancel_and_refund ──▶ canceled (+refund)
+//!   (a poll that sees the prediction canceled after request_cancel ends the
+//!    task canceled too: end_canceled_at_provider)
 //! ```
 //!
 //! - Polls, batched polls, re-checks and the reconciler all enter through
@@ -37,8 +42,12 @@
 //! - The download lease is a sub-state of `processing`: whoever holds
 //!   `check_token` with `next_check_at` in the future is downloading; if it
 //!   dies, the lease runs out and the next claim takes over.
+//! - A cancel races the same way: whichever of `cancel_and_refund`,
+//!   `mark_completed` and `fail_and_refund` leaves `processing` first
+//!   decides; the others change nothing.
 //! - Money moves only inside these transactions, through `credits`: the
-//!   charge in [`insert_submitting`], the refund in [`fail_and_refund`].
+//!   charge in [`insert_submitting`], the refund in [`fail_and_refund`] and
+//!   [`cancel_and_refund`].
 
 use sqlx::{AnyConnection, Row};
 
@@ -265,8 +274,72 @@ pub async fn fail_and_refund(db: &Db, task: &TaskId, from: FailFrom, error: &str
              WHERE id = $3 AND status = 'submitting' RETURNING user_id, cost"
         }
     };
+    end_and_refund(db, task, sqlx::query(sql).bind(error).bind(now).bind(task.as_str())).await
+}
+
+/// `submitting` | `processing` → `canceled` (the owner's cancel), and the
+/// cost refunded, in one transaction; true when this call made the
+/// transition (false: the task had finished first).
+pub async fn cancel_and_refund(db: &Db, task: &TaskId, now: i64) -> Result<bool> {
+    let sql = "UPDATE tasks SET status = 'canceled', finished_at = $1, updated_at = $1 \
+               WHERE id = $2 AND status IN ('submitting', 'processing') RETURNING user_id, cost";
+    end_and_refund(db, task, sqlx::query(sql).bind(now).bind(task.as_str())).await
+}
+
+/// Records the owner's wish to cancel an unfinished task, before the
+/// provider is asked; false when the task has finished.
+pub async fn request_cancel(db: &Db, task: &TaskId, now: i64) -> Result<bool> {
+    let asked = sqlx::query(
+        "UPDATE tasks SET cancel_requested_at = $1 WHERE id = $2 AND status IN ('submitting', 'processing')",
+    )
+    .bind(now)
+    .bind(task.as_str())
+    .execute(db)
+    .await?;
+    Ok(asked.rows_affected() == 1)
+}
+
+/// How an unfinished task ended whose prediction the provider reports
+/// canceled: `canceled` when its owner asked for it, `failed` otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderCanceled {
+    /// This call made the transition, to `canceled` (the owner's wish).
+    Canceled,
+    /// This call made the transition, to `failed`.
+    Failed,
+    /// The task had already left `processing`.
+    AlreadyFinished,
+}
+
+/// `processing` → `canceled` or `failed` (decided in the same statement by
+/// whether the owner asked to cancel), refunded, in one transaction.
+pub async fn end_canceled_at_provider(db: &Db, task: &TaskId, error: &str, now: i64) -> Result<ProviderCanceled> {
+    let sql = "UPDATE tasks SET \
+               status = CASE WHEN cancel_requested_at IS NULL THEN 'failed' ELSE 'canceled' END, \
+               error = CASE WHEN cancel_requested_at IS NULL THEN $1 ELSE NULL END, \
+               finished_at = $2, updated_at = $2 \
+               WHERE id = $3 AND status IN ('submitting', 'processing') RETURNING user_id, cost, status";
     let mut tx = db.begin().await?;
     let Some(row) = sqlx::query(sql).bind(error).bind(now).bind(task.as_str()).fetch_optional(&mut *tx).await? else {
+        return Ok(ProviderCanceled::AlreadyFinished);
+    };
+    let user = UserId::from_db(row.try_get("user_id")?);
+    let cost: i64 = row.try_get("cost")?;
+    let status: String = row.try_get("status")?;
+    credits::refund(&mut tx, &user, task, cost).await?;
+    tx.commit().await?;
+    Ok(if status == "canceled" { ProviderCanceled::Canceled } else { ProviderCanceled::Failed })
+}
+
+/// Runs `transition` (an UPDATE … RETURNING user_id, cost) and refunds
+/// what it returns, in one transaction.
+async fn end_and_refund<'q>(
+    db: &Db,
+    task: &TaskId,
+    transition: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+) -> Result<bool> {
+    let mut tx = db.begin().await?;
+    let Some(row) = transition.fetch_optional(&mut *tx).await? else {
         return Ok(false);
     };
     let user = UserId::from_db(row.try_get("user_id")?);
