@@ -72,6 +72,8 @@ struct Inner {
     /// Output downloads: redirects only to allowed hosts.
     files: reqwest::Client,
     hosts: Arc<HostList>,
+    /// Where the provider posts events about our predictions, if anywhere.
+    webhook: Option<Url>,
 }
 
 impl fmt::Debug for Provider {
@@ -102,8 +104,50 @@ impl Provider {
         let build_failed = |e: reqwest::Error| invalid(format!("HTTP client: {e}"));
         let api = builder().redirect(reqwest::redirect::Policy::none()).build().map_err(build_failed)?;
         let files = builder().redirect(hosts.redirect_policy()).build().map_err(build_failed)?;
-        let inner = Inner { base, token: cfg.token, api, files, hosts };
+        let inner = Inner { base, token: cfg.token, api, files, hosts, webhook: None };
         Ok(Self { inner: Arc::new(inner) })
+    }
+
+    /// Every prediction created from now on asks the provider to post its
+    /// `start`, `logs` and `completed` events to `url`.
+    pub fn with_webhook(self, url: Url) -> Self {
+        let inner = Inner {
+            base: self.inner.base.clone(),
+            token: self.inner.token.clone(),
+            api: self.inner.api.clone(),
+            files: self.inner.files.clone(),
+            hosts: Arc::clone(&self.inner.hosts),
+            webhook: Some(url),
+        };
+        Self { inner: Arc::new(inner) }
+    }
+
+    /// The key the provider signs webhooks with
+    /// (`GET /webhooks/default/secret`, `{"key": "whsec_…"}`).
+    pub async fn webhook_secret(&self) -> Result<String, ProviderError> {
+        #[derive(serde::Deserialize)]
+        struct Key {
+            key: String,
+        }
+        let url = self.api_url(&["webhooks", "default", "secret"]);
+        let response = self
+            .inner
+            .api
+            .get(url)
+            .bearer_auth(self.inner.token.expose_secret())
+            .header(header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(ProviderError::from_reqwest)?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = read_capped(response, MAX_ERROR_BODY).await?;
+        if !status.is_success() {
+            return Err(ProviderError::from_status(status, &headers, &body));
+        }
+        serde_json::from_slice::<Key>(&body)
+            .map(|k| k.key)
+            .map_err(|e| ProviderError::Malformed(format!("webhook secret: {e}")))
     }
 
     /// Starts a prediction of `model` on `prompt`. `cancel_after` asks the
@@ -120,7 +164,7 @@ impl Provider {
     ) -> Result<Prediction, ProviderError> {
         let target = ModelRef::parse(model).map_err(|detail| ProviderError::Invalid { detail })?;
         let input = serde_json::json!({ "prompt": prompt });
-        let (url, body) = match target {
+        let (url, mut body) = match target {
             ModelRef::Model { owner, name } => {
                 (self.api_url(&["models", owner, name, "predictions"]), serde_json::json!({ "input": input }))
             }
@@ -128,6 +172,10 @@ impl Provider {
                 (self.api_url(&["predictions"]), serde_json::json!({ "version": version, "input": input }))
             }
         };
+        if let Some(webhook) = &self.inner.webhook {
+            body["webhook"] = serde_json::json!(webhook.as_str());
+            body["webhook_events_filter"] = serde_json::json!(["start", "logs", "completed"]);
+        }
         let mut request = self.inner.api.post(url).json(&body);
         if let Some(after) = cancel_after {
             request = request.header("Cancel-After", cancel_after_value(after));

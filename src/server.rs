@@ -60,7 +60,7 @@ pub async fn build(config: Config, mut leptos_options: LeptosOptions, addr: Sock
     let objects = storage::open(&config.storage)?;
 
     let local = local_base(addr);
-    let (provider, sim) = match &config.provider {
+    let (provider, sim, sim_webhook_key) = match &config.provider {
         ProviderChoice::Sim => {
             let secret = sim_secret(&config)?;
             let public_base = local.join("sim")?;
@@ -99,7 +99,8 @@ pub async fn build(config: Config, mut leptos_options: LeptosOptions, addr: Sock
                 connect_timeout: Duration::from_secs(5),
                 request_timeout: Duration::from_secs(30),
             })?;
-            (provider, Some(sim))
+            let receiver_secret = sim.webhook_secret.clone();
+            (provider, Some(sim), Some(receiver_secret))
         }
         ProviderChoice::Replicate { token, base_url } => {
             let hosts = config.output_hosts.clone().unwrap_or_else(|| vec!["https://replicate.delivery".to_owned()]);
@@ -110,7 +111,32 @@ pub async fn build(config: Config, mut leptos_options: LeptosOptions, addr: Sock
                 connect_timeout: Duration::from_secs(10),
                 request_timeout: Duration::from_secs(60),
             })?;
-            (provider, None)
+            (provider, None, None)
+        }
+    };
+    // Provider webhooks, when the site has a public address to receive them.
+    let (provider, webhooks) = match &config.public_url {
+        None => (provider, None),
+        Some(public) => {
+            let url = public.join("webhooks/replicate")?;
+            let secret = match (&config.webhook_secret, sim_webhook_key) {
+                (Some(raw), _) => crate::standard_webhooks::Secret::parse(raw.expose_secret())
+                    .map_err(|e| anyhow::anyhow!("DARKROOM_WEBHOOK_SECRET: {e}"))?,
+                (None, Some(sim_key)) => sim_key,
+                (None, None) => {
+                    let key = provider.webhook_secret().await.map_err(|e| {
+                        anyhow::anyhow!(
+                            "DARKROOM_PUBLIC_URL is set, so webhooks are on, but the provider's webhook secret could \
+                             not be fetched ({e}); set DARKROOM_WEBHOOK_SECRET"
+                        )
+                    })?;
+                    crate::standard_webhooks::Secret::parse(&key)
+                        .map_err(|e| anyhow::anyhow!("the provider's webhook secret: {e}"))?
+                }
+            };
+            tracing::info!(%url, "provider webhooks on");
+            let receiver = tasks::webhook::Receiver { secret, url: url.clone() };
+            (provider.with_webhook(url), Some(receiver))
         }
     };
 
@@ -146,6 +172,7 @@ pub async fn build(config: Config, mut leptos_options: LeptosOptions, addr: Sock
         rechecks: Arc::default(),
         objects,
         provider,
+        webhooks,
         attempts,
         metrics: Arc::default(),
         leptos_options: leptos_options.clone(),
@@ -159,6 +186,11 @@ pub async fn build(config: Config, mut leptos_options: LeptosOptions, addr: Sock
         .route("/healthz", get(http::healthz))
         .route("/images/{task_id}", get(http::image))
         .route("/metrics", get(metrics::serve))
+        .route(
+            "/webhooks/replicate",
+            axum::routing::post(tasks::webhook::receive)
+                .layer(axum::extract::DefaultBodyLimit::max(tasks::webhook::MAX_EVENT_BYTES)),
+        )
         .leptos_routes(&state, routes, {
             let options = leptos_options.clone();
             move || shell(options.clone())

@@ -36,3 +36,6 @@ CREATE INDEX tasks_by_prediction ON tasks (prediction_id);
 -- The owner asked to cancel (written before the provider is asked, so a
 -- poll that then sees the prediction canceled knows it was the owner).
 ALTER TABLE tasks ADD COLUMN cancel_requested_at INTEGER;
+-- Until when a poller holds the download lease (a provider event must not
+-- take a task over while its output is being stored).
+ALTER TABLE tasks ADD COLUMN leased_until INTEGER;

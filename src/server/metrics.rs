@@ -61,6 +61,7 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     request_seconds: Family<RequestLabels, Histogram>,
     polls: Counter,
+    webhooks: Counter,
     provider_calls: Family<CallLabels, Counter>,
     object_writes: Counter,
     finalizations: Family<OutcomeLabels, Counter>,
@@ -76,6 +77,7 @@ impl Default for Metrics {
             Histogram::new(exponential_buckets(0.0005, 2.0, 14))
         });
         let polls = Counter::default();
+        let webhooks = Counter::default();
         let provider_calls = Family::<CallLabels, Counter>::default();
         let object_writes = Counter::default();
         let finalizations = Family::<OutcomeLabels, Counter>::default();
@@ -84,6 +86,7 @@ impl Default for Metrics {
         registry.register("http_requests", "HTTP requests by route and status", requests.clone());
         registry.register("http_request_duration_seconds", "HTTP request latency", request_seconds.clone());
         registry.register("polls", "Status checks of unfinished or finished tasks", polls.clone());
+        registry.register("webhooks", "Verified provider events received", webhooks.clone());
         registry.register("provider_calls", "Calls to the provider by kind and outcome", provider_calls.clone());
         registry.register("object_writes", "Images written to object storage", object_writes.clone());
         registry.register("finalizations", "Tasks that left processing, by outcome", finalizations.clone());
@@ -94,6 +97,7 @@ impl Default for Metrics {
             requests,
             request_seconds,
             polls,
+            webhooks,
             provider_calls,
             object_writes,
             finalizations,
@@ -106,6 +110,14 @@ impl Default for Metrics {
 impl Metrics {
     pub fn poll(&self) {
         self.polls.inc();
+    }
+
+    pub fn webhook(&self) {
+        self.webhooks.inc();
+    }
+
+    pub fn webhooks(&self) -> u64 {
+        self.webhooks.get()
     }
 
     /// A provider call (`create`, `get`, `cancel`, `output`) and whether it

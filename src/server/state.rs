@@ -52,6 +52,8 @@ pub struct Shared {
     /// Checks this instance will make when predictions should end.
     pub rechecks: Arc<Rechecks>,
     pub provider: Provider,
+    /// Provider events, when `DARKROOM_PUBLIC_URL` is set.
+    pub webhooks: Option<super::tasks::webhook::Receiver>,
     pub attempts: Arc<AttemptLimiter>,
     pub metrics: Arc<Metrics>,
     pub leptos_options: LeptosOptions,

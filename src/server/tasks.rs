@@ -12,6 +12,7 @@ pub mod recheck;
 pub mod reconcile;
 pub mod row;
 pub mod store;
+pub mod webhook;
 
 pub use advance::advance;
 pub use finalize::object_key;

@@ -32,12 +32,14 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
     if let Some(url) = fresh_postgres_database().await {
         vars.insert("DATABASE_URL".into(), url);
     }
-    for (k, v) in overrides {
-        vars.insert((*k).into(), (*v).into());
-    }
-    let config = Config::from_lookup(|k| vars.get(k).cloned()).expect("config");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
+    for (k, v) in overrides {
+        // `DARKROOM_PUBLIC_URL=self`: the address this app is served at.
+        let v = if *k == "DARKROOM_PUBLIC_URL" && *v == "self" { format!("http://{addr}") } else { (*v).to_owned() };
+        vars.insert((*k).into(), v);
+    }
+    let config = Config::from_lookup(|k| vars.get(k).cloned()).expect("config");
     let options = LeptosOptions::builder().output_name("darkroom").site_root("target/site").build();
     let built = server::build(config, options, addr).await.expect("build app");
     tokio::spawn(async move {

@@ -10,3 +10,4 @@ mod security;
 mod sim;
 mod storage;
 mod tasks;
+mod webhooks;

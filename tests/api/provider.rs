@@ -354,3 +354,19 @@ async fn a_bad_configuration_is_refused_up_front() {
     let debug = format!("{:?}", cfg("https://api.replicate.com/v1", &[]));
     assert!(!debug.contains(TOKEN), "the token never reaches logs: {debug}");
 }
+
+#[tokio::test]
+async fn with_a_webhook_every_create_asks_for_start_logs_and_completed_events() {
+    let (provider, log, _) = spawn_fake().await;
+    let hooked = provider.with_webhook("https://darkroom.example/webhooks/replicate".parse().unwrap());
+    hooked.create("black-forest-labs/flux-schnell", "a hooked fox", None).await.unwrap_or_else(|e| panic!("{e:?}"));
+    let seen = log.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    assert_eq!(
+        seen[0].body,
+        serde_json::json!({
+            "input": {"prompt": "a hooked fox"},
+            "webhook": "https://darkroom.example/webhooks/replicate",
+            "webhook_events_filter": ["start", "logs", "completed"]
+        })
+    );
+}

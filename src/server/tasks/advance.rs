@@ -55,6 +55,21 @@ async fn advance_due(state: AppState, task: TaskRow) -> Result<TaskRow> {
     };
     let answer = state.provider.get(&prediction_id).await;
     state.metrics.provider_call("get", answer.is_ok());
+    apply(state, &task, &claim, answer, now).await?;
+    reload(state, task).await
+}
+
+/// Makes the transition the provider's answer about a claimed task calls
+/// for: progress, store the output and complete, fail and refund, or (on
+/// trouble) try again later. A poll's GET and a verified webhook event
+/// both end here.
+pub(super) async fn apply(
+    state: &AppState,
+    task: &TaskRow,
+    claim: &store::Claim,
+    answer: Result<crate::provider::Prediction, ProviderError>,
+    now: i64,
+) -> Result<()> {
     match answer {
         Ok(p) if p.data_removed => {
             fail_and_refund(state, &task.id, "The image was deleted at the provider before it could be saved.").await?;
@@ -70,7 +85,7 @@ async fn advance_due(state: AppState, task: TaskRow) -> Result<TaskRow> {
                 super::recheck::schedule(state, &task.id, &p, now);
             }
             PredictionStatus::Succeeded => match p.output.first() {
-                Some(url) => finalize::store_output(state, &task, &claim, url).await?,
+                Some(url) => finalize::store_output(state, task, claim, url).await?,
                 None => {
                     fail_and_refund(state, &task.id, "The model finished without an image.").await?;
                 }
@@ -101,7 +116,7 @@ async fn advance_due(state: AppState, task: TaskRow) -> Result<TaskRow> {
             }
         }
     }
-    reload(state, task).await
+    Ok(())
 }
 
 async fn reload(state: &AppState, task: TaskRow) -> Result<TaskRow> {

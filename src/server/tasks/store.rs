@@ -40,8 +40,10 @@
 //!   calls for. The reconciler also enforces the deadline: a task still
 //!   unfinished at `deadline_at` fails and is refunded.
 //! - The download lease is a sub-state of `processing`: whoever holds
-//!   `check_token` with `next_check_at` in the future is downloading; if it
-//!   dies, the lease runs out and the next claim takes over.
+//!   `check_token` while `leased_until` is in the future is downloading; if
+//!   it dies, the lease runs out and the next claim takes over. A provider
+//!   event (webhook) may take over an ordinary claim (`claim_for_event`),
+//!   never a lease.
 //! - A cancel races the same way: whichever of `cancel_and_refund`,
 //!   `mark_completed` and `fail_and_refund` leaves `processing` first
 //!   decides; the others change nothing.
@@ -188,22 +190,51 @@ pub async fn claim_check(db: &Db, task: &TaskId, now: i64, next_check_at: i64) -
     Ok((claimed.rows_affected() == 1).then_some(Claim(token)))
 }
 
+/// Claims a task for a provider event (a verified webhook), which carries
+/// the prediction, so no check interval needs to have passed: it takes over
+/// an ordinary claim, never a download lease. `None` while one is held.
+pub async fn claim_for_event(db: &Db, task: &TaskId, now: i64, next_check_at: i64) -> Result<Option<Claim>> {
+    let token = uuid::Uuid::new_v4().to_string();
+    let claimed = sqlx::query(
+        "UPDATE tasks SET next_check_at = $1, check_token = $2, leased_until = NULL \
+         WHERE id = $3 AND status = 'processing' AND (leased_until IS NULL OR leased_until <= $4)",
+    )
+    .bind(next_check_at.max(now))
+    .bind(&token)
+    .bind(task.as_str())
+    .bind(now)
+    .execute(db)
+    .await?;
+    Ok((claimed.rows_affected() == 1).then_some(Claim(token)))
+}
+
 /// Takes (or extends) the download lease until `until`, with the claim
 /// made for this check; false when another poller has claimed it since.
 pub async fn extend_lease(db: &Db, task: &TaskId, claim: &Claim, until: i64) -> Result<bool> {
-    let held =
-        sqlx::query("UPDATE tasks SET next_check_at = $1 WHERE id = $2 AND check_token = $3 AND status = 'processing'")
-            .bind(until)
-            .bind(task.as_str())
-            .bind(&claim.0)
-            .execute(db)
-            .await?;
+    let held = sqlx::query(
+        "UPDATE tasks SET next_check_at = $1, leased_until = $1 \
+         WHERE id = $2 AND check_token = $3 AND status = 'processing'",
+    )
+    .bind(until)
+    .bind(task.as_str())
+    .bind(&claim.0)
+    .execute(db)
+    .await?;
     Ok(held.rows_affected() == 1)
 }
 
 /// Gives the task back for another attempt at `retry_at`.
 pub async fn release_lease(db: &Db, task: &TaskId, claim: &Claim, retry_at: i64) -> Result<()> {
-    extend_lease(db, task, claim, retry_at).await.map(|_| ())
+    sqlx::query(
+        "UPDATE tasks SET next_check_at = $1, leased_until = NULL \
+         WHERE id = $2 AND check_token = $3 AND status = 'processing'",
+    )
+    .bind(retry_at)
+    .bind(task.as_str())
+    .bind(&claim.0)
+    .execute(db)
+    .await?;
+    Ok(())
 }
 
 /// Records the provider's progress (0–100) of a processing task.

@@ -1,0 +1,93 @@
+//! `POST /webhooks/replicate`: the provider's signed events about our
+//! predictions. A verified event *is* the prediction, so it feeds the same
+//! transitions as a poll's GET (`advance::apply`): progress from its logs,
+//! success → store the output and complete, failure → fail and refund.
+//! Events may come twice, late, out of order or not at all: every
+//! transition is a compare-and-set, so a duplicate or a stale event changes
+//! nothing, and polls, re-checks and the reconciler stay the safety net.
+//! The answer is sent at once; the work runs in the background.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use sqlx::Row;
+
+use super::{advance, row, store};
+use crate::error::Result;
+use crate::provider::Prediction;
+use crate::server::db;
+use crate::server::ids::TaskId;
+use crate::server::state::AppState;
+use crate::standard_webhooks::{self, Secret};
+
+/// Where events are received and the key that signs them.
+#[derive(Clone)]
+pub struct Receiver {
+    pub secret: Secret,
+    /// `{DARKROOM_PUBLIC_URL}/webhooks/replicate`.
+    pub url: url::Url,
+}
+
+/// Largest event body read (a prediction with long logs).
+pub const MAX_EVENT_BYTES: usize = 4 * 1024 * 1024;
+
+/// The handler.
+pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(receiver) = &state.webhooks else {
+        return (StatusCode::NOT_FOUND, "webhooks are not enabled (DARKROOM_PUBLIC_URL is not set)").into_response();
+    };
+    let now_secs = (db::now_ms() / 1000).max(0) as u64;
+    if let Err(e) = standard_webhooks::verify_headers(&receiver.secret, &headers, &body, now_secs) {
+        tracing::warn!("webhook refused: {e:?}");
+        return (StatusCode::UNAUTHORIZED, "invalid webhook signature").into_response();
+    }
+    let prediction = match Prediction::from_json(&body) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!("webhook with an unreadable body: {e}");
+            return (StatusCode::BAD_REQUEST, "not a prediction").into_response();
+        }
+    };
+    state.metrics.webhook();
+    let state = state.clone();
+    tokio::spawn(async move {
+        let id = prediction.id.clone();
+        if let Err(e) = apply_event(&state, prediction).await {
+            tracing::warn!(prediction = %id, "webhook event: {e}");
+        }
+    });
+    (StatusCode::OK, "ok").into_response()
+}
+
+/// Applies one verified event to its task, if we know the prediction.
+async fn apply_event(state: &AppState, prediction: Prediction) -> Result<()> {
+    let Some(task_id) = task_of(state, &prediction.id).await? else {
+        tracing::debug!(prediction = %prediction.id, "webhook for an unknown prediction: ignored");
+        return Ok(());
+    };
+    let Some(task) = row::load(&state.reads, &task_id).await? else { return Ok(()) };
+    if task.state.is_finished() {
+        return Ok(());
+    }
+    let now = db::now_ms();
+    let next_check = now + state.config.provider_check.as_millis() as i64;
+    // Another poller is storing the output: it needs no news.
+    let Some(claim) = store::claim_for_event(&state.db, &task.id, now, next_check).await? else { return Ok(()) };
+    advance::apply(state, &task, &claim, Ok(prediction), now).await?;
+    if let Some(task) = row::load(&state.reads, &task.id).await? {
+        state.finished.remember(&task);
+    }
+    Ok(())
+}
+
+async fn task_of(state: &AppState, prediction_id: &str) -> Result<Option<TaskId>> {
+    let row = sqlx::query("SELECT id FROM tasks WHERE prediction_id = $1")
+        .bind(prediction_id)
+        .fetch_optional(&state.db)
+        .await?;
+    Ok(match row {
+        Some(r) => Some(TaskId::from_db(r.try_get("id")?)),
+        None => None,
+    })
+}

@@ -1,0 +1,180 @@
+//! Provider webhooks against the built-in simulator: with checks rare and
+//! the reconciler off, tasks finish from their signed events alone; lost,
+//! late and duplicated events end right; forged ones change nothing.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::helpers::{TestApp, client, spawn_app_with};
+
+/// Polls (which never reach the provider here: checks are ten minutes apart)
+/// until the task leaves processing.
+async fn wait_done(app: &TestApp, c: &reqwest::Client, id: &str, within: Duration) -> Value {
+    let start = Instant::now();
+    loop {
+        let (status, view) = app.call(c, "check_image_status", &[("task_id", id)]).await;
+        assert_eq!(status, 200, "{view}");
+        if view["status"] != "processing" {
+            return view;
+        }
+        assert!(start.elapsed() < within, "{id} still processing: {view}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn generate(app: &TestApp, c: &reqwest::Client, prompt: &str) -> String {
+    let (status, body) = app.call(c, "generate_image", &[("prompt", prompt)]).await;
+    assert_eq!(status, 200, "{body}");
+    body["task_id"].as_str().unwrap().to_owned()
+}
+
+const SIM_TOKEN: &str = "r8_webhook_test_token";
+
+fn rare_checks(check_ms: &'static str) -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("DARKROOM_PUBLIC_URL", "self"),
+        ("DARKROOM_PROVIDER_CHECK_MS", check_ms),
+        ("DARKROOM_RECONCILE_INTERVAL_SECS", "86400"),
+        ("DARKROOM_SIM_DURATION_MS", "400"),
+    ]
+}
+
+#[tokio::test]
+async fn tasks_complete_from_their_events_with_no_provider_gets() {
+    let app = spawn_app_with(&rare_checks("600000")).await;
+    let c = client();
+    app.sign_up(&c).await;
+    let ids = [generate(&app, &c, "a hooked fox").await, generate(&app, &c, "a hooked hare #hook-dup").await];
+    for id in &ids {
+        assert_eq!(wait_done(&app, &c, id, Duration::from_secs(15)).await["status"], "completed");
+        let image = c.get(format!("{}/images/{id}", app.base)).send().await.unwrap();
+        assert_eq!(image.status(), 200);
+    }
+    assert_eq!(app.state.metrics.provider_gets(), 0, "events replaced every provider GET");
+    assert!(app.state.metrics.webhooks() >= 4, "{}", app.state.metrics.webhooks());
+    // The duplicate (and the stale event after it) changed nothing.
+    assert_eq!(app.state.metrics.object_writes(), 2);
+    assert_eq!(app.state.metrics.completions(), 2);
+    assert_eq!(app.balance(&c).await, 80);
+}
+
+#[tokio::test]
+async fn a_failed_prediction_is_refunded_from_its_event() {
+    let app = spawn_app_with(&rare_checks("600000")).await;
+    let c = client();
+    app.sign_up(&c).await;
+    let id = generate(&app, &c, "a doomed fox #fail").await;
+    let view = wait_done(&app, &c, &id, Duration::from_secs(15)).await;
+    assert_eq!(view["status"], "failed", "{view}");
+    assert_eq!(view["refunded"], true);
+    assert_eq!(app.balance(&c).await, 100);
+    assert_eq!(app.count("SELECT COUNT(*) FROM credit_ledger WHERE kind = 'refund'").await, 1);
+    assert_eq!(app.state.metrics.provider_gets(), 0);
+}
+
+#[tokio::test]
+async fn lost_and_late_events_leave_polls_as_the_safety_net() {
+    // Checks every second: polls finish what events do not.
+    let app = spawn_app_with(&rare_checks("1000")).await;
+    let c = client();
+    app.sign_up(&c).await;
+    let lost = generate(&app, &c, "a lost fox #hook-lost").await;
+    let late = generate(&app, &c, "a late fox #hook-late").await;
+    for id in [&lost, &late] {
+        assert_eq!(wait_done(&app, &c, id, Duration::from_secs(15)).await["status"], "completed");
+    }
+    assert!(app.state.metrics.provider_gets() >= 2);
+    // The late completed event (10 s after) arrives and changes nothing.
+    let writes = app.state.metrics.object_writes();
+    let received = app.state.metrics.webhooks();
+    let start = Instant::now();
+    while app.state.metrics.webhooks() == received && start.elapsed() < Duration::from_secs(15) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(app.state.metrics.object_writes(), writes);
+    assert_eq!(app.state.metrics.completions(), 2);
+    assert_eq!(app.balance(&c).await, 80);
+}
+
+#[tokio::test]
+async fn forged_stale_unsigned_and_malformed_events_change_nothing() {
+    use darkroom::standard_webhooks::{Secret, sign};
+
+    let mut settings = rare_checks("600000");
+    settings.push(("DARKROOM_SIM_TOKEN", SIM_TOKEN));
+    let app = spawn_app_with(&settings).await;
+    let c = client();
+    app.sign_up(&c).await;
+    let id = generate(&app, &c, "a guarded fox #hook-lost #slow").await;
+    let prediction: String = {
+        use sqlx::Row;
+        sqlx::query("SELECT prediction_id FROM tasks WHERE id = $1")
+            .bind(&id)
+            .fetch_one(&app.state.db)
+            .await
+            .unwrap()
+            .get("prediction_id")
+    };
+    let body = serde_json::json!({
+        "id": prediction, "status": "failed", "error": "forged", "output": null, "logs": ""
+    })
+    .to_string();
+    let key = reqwest::Client::new()
+        .get(format!("{}/sim/v1/webhooks/default/secret", app.base))
+        .bearer_auth(SIM_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let secret = Secret::parse(&key).unwrap();
+    let now = (darkroom::server::db::now_ms() / 1000) as u64;
+    let wrong = Secret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+    let post = |headers: Vec<(&'static str, String)>, body: String| {
+        let mut r = reqwest::Client::new().post(format!("{}/webhooks/replicate", app.base)).body(body);
+        for (k, v) in headers {
+            r = r.header(k, v);
+        }
+        async move { r.send().await.unwrap().status().as_u16() }
+    };
+    let signed = |secret: &Secret, ts: u64, body: &str| {
+        vec![
+            ("webhook-id", "msg_test".to_owned()),
+            ("webhook-timestamp", ts.to_string()),
+            ("webhook-signature", sign(secret, "msg_test", ts, body.as_bytes())),
+        ]
+    };
+    assert_eq!(post(signed(&wrong, now, &body), body.clone()).await, 401, "forged");
+    assert_eq!(post(signed(&secret, now - 3600, &body), body.clone()).await, 401, "stale");
+    assert_eq!(post(signed(&secret, now + 3600, &body), body.clone()).await, 401, "from the future");
+    assert_eq!(post(vec![], body.clone()).await, 401, "unsigned");
+    let mut empty = signed(&secret, now, &body);
+    empty[2].1 = "v1,".to_owned();
+    assert_eq!(post(empty, body.clone()).await, 401, "empty signature");
+    let mut short = signed(&secret, now, &body);
+    short[2].1 = "v1,AAAA".to_owned();
+    assert_eq!(post(short, body.clone()).await, 401, "wrong length");
+    // Signed, but the body is tampered with after signing.
+    let tampered = body.replace("forged", "forgeD");
+    assert_eq!(post(signed(&secret, now, &body), tampered).await, 401, "tampered");
+    assert_eq!(post(signed(&secret, now, "not json"), "not json".to_owned()).await, 400, "malformed");
+    let unknown = body.replace(&prediction, "someoneelsesprediction");
+    assert_eq!(post(signed(&secret, now, &unknown), unknown).await, 200, "unknown prediction: ignored");
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, view) = app.call(&c, "check_image_status", &[("task_id", &id)]).await;
+    assert_eq!(view["status"], "processing", "{view}");
+    assert_eq!(app.balance(&c).await, 90);
+
+    // The genuine article does move it.
+    assert_eq!(post(signed(&secret, now, &body), body.clone()).await, 200);
+    let view = wait_done(&app, &c, &id, Duration::from_secs(5)).await;
+    assert_eq!(view["status"], "failed");
+    assert_eq!(app.balance(&c).await, 100);
+}
