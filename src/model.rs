@@ -59,6 +59,10 @@ pub struct TaskView {
     pub progress: Option<u8>,
     /// Credits this task cost.
     pub cost: i64,
+    /// While unfinished: the server's advice for the next poll, in ms (the
+    /// regular interval, shorter when the end is near; never under 500).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poll_after_ms: Option<u64>,
 }
 
 impl TaskView {
@@ -78,6 +82,7 @@ impl TaskView {
             refunded: false,
             progress: None,
             cost,
+            poll_after_ms: None,
         }
     }
 }
@@ -133,6 +138,7 @@ mod tests {
             refunded: false,
             progress: Some(100),
             cost: 10,
+            poll_after_ms: None,
         };
         let json = serde_json::to_value(&view).unwrap();
         for field in ["id", "status", "prompt", "model", "created_at", "image_url", "error", "refunded", "progress"] {
@@ -141,6 +147,11 @@ mod tests {
         assert_eq!(json["status"], "completed");
         assert_eq!(serde_json::to_value(TaskStatus::Processing).unwrap(), "processing");
         assert_eq!(serde_json::to_value(TaskStatus::Failed).unwrap(), "failed");
+        assert_eq!(serde_json::to_value(TaskStatus::Canceled).unwrap(), "canceled");
+        // Only unfinished tasks carry the advice.
+        assert!(json.get("poll_after_ms").is_none());
+        let waiting = TaskView { poll_after_ms: Some(1200), ..view };
+        assert_eq!(serde_json::to_value(&waiting).unwrap()["poll_after_ms"], 1200);
     }
 
     #[test]

@@ -124,6 +124,8 @@ pub fn darkroom(data_dir: &Path, env: &[(&str, String)]) -> Proc {
         .env("DARKROOM_GENERATIONS_PER_MINUTE", "100000")
         .env("DARKROOM_SIGNUP_CREDITS", "10000000");
     for (k, v) in env {
+        // `DARKROOM_PUBLIC_URL=self`: this server's own address (webhooks).
+        let v = if *k == "DARKROOM_PUBLIC_URL" && v == "self" { format!("http://{addr}") } else { v.clone() };
         cmd.env(k, v);
     }
     std::fs::create_dir_all(data_dir).expect("data dir");

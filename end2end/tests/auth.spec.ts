@@ -31,10 +31,10 @@ test("sign up, stay signed in across a reload, sign out and back in", async ({ p
   await expect(page).toHaveURL(/\/$/);
 });
 
-test("signed-out visitors are sent to the login page", async ({ page }) => {
-  for (const path of ["/", "/history"]) {
+test("signed-out visitors are sent to the login page, which remembers where they were going", async ({ page }) => {
+  for (const [path, landing] of [["/", /\/login$/], ["/history", /\/login\?next=\/history$/]] as const) {
     await page.goto(path);
-    await expect(page).toHaveURL(/\/login$/);
+    await expect(page).toHaveURL(landing);
     await expect(page.getByRole("heading", { name: "Sign in" })).toBeVisible();
   }
 });

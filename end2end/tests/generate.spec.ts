@@ -84,13 +84,38 @@ test("two pages polling one task: one charge, one image", async ({ page, context
 test("Generate is disabled when the balance does not cover the cost", async ({ page }) => {
   await signUp(page);
   await hydrated(page);
+  // Ten quick generations, one after the other (at most 4 may run at once).
   for (let i = 0; i < 10; i++) {
-    const res = await page.request.post("/api/generate_image", { form: { prompt: `filler ${i} #slow` } });
+    const res = await page.request.post("/api/generate_image", { form: { prompt: `filler ${i} #ms=50` } });
     expect(res.ok()).toBeTruthy();
+    const { task_id } = await res.json();
+    await expect
+      .poll(async () => {
+        const check = await page.request.post("/api/check_image_status", { form: { task_id } });
+        return (await check.json()).status;
+      })
+      .toBe("completed");
   }
   await page.reload();
   await hydrated(page);
   await expect(page.getByText("0 credits", { exact: true })).toBeVisible();
   await expect(page.getByRole("button", { name: "Generate" })).toBeDisabled();
   await expect(page.getByText("Not enough credits")).toBeVisible();
+});
+
+test("a task that finishes while the tab is hidden says so in the tab's title", async ({ page }) => {
+  await signUp(page);
+  await hydrated(page);
+  await generate(page, "a lighthouse seen later");
+  await expect(page.getByText("Processing", { exact: true })).toBeVisible();
+  const setVisibility = (state: "hidden" | "visible") =>
+    page.evaluate((s) => {
+      Object.defineProperty(document, "visibilityState", { configurable: true, get: () => s });
+      document.dispatchEvent(new Event("visibilitychange", { bubbles: true }));
+    }, state);
+  await setVisibility("hidden");
+  await expect(page).toHaveTitle("✓ Image ready — Darkroom");
+  await setVisibility("visible");
+  await expect(page).toHaveTitle("Darkroom");
+  await expect(page.getByRole("img", { name: "a lighthouse seen later" })).toBeVisible();
 });

@@ -2,12 +2,10 @@
 //! The server-rendered page already carries the latest processing task, so
 //! a reload or a reopened browser resumes polling it.
 
-use std::time::Duration;
-
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
-use super::polling::poll_while;
+use super::polling::{pace, poll_while, tell_hidden_tab};
 use super::task_card::{TaskCard, clock, now_ms};
 use crate::api::{GenerateImage, check_image_status, generator_setup};
 use crate::error::ErrorKind;
@@ -82,7 +80,10 @@ fn Generator(setup: GeneratorInfo) -> impl IntoView {
         task.with(|t| t.as_ref().filter(|t| t.status == TaskStatus::Processing).map(|t| t.id.clone()))
     });
     let in_flight = StoredValue::new(false);
-    poll_while(polling, Duration::from_millis(setup.poll_interval_ms), move |id: String| {
+    let interval_ms = setup.poll_interval_ms;
+    let advice = RwSignal::new(setup.resume.as_ref().and_then(|t| t.poll_after_ms));
+    let every = Memo::new(move |_| pace(advice.get(), interval_ms));
+    poll_while(polling, every, move |id: String| {
         if in_flight.get_value() {
             return;
         }
@@ -93,6 +94,14 @@ fn Generator(setup: GeneratorInfo) -> impl IntoView {
             match result {
                 Ok(view) => {
                     let finished = view.status.is_finished();
+                    advice.set(view.poll_after_ms);
+                    if finished {
+                        tell_hidden_tab(if view.status == TaskStatus::Completed {
+                            "✓ Image ready — Darkroom"
+                        } else {
+                            "Generation ended — Darkroom"
+                        });
+                    }
                     // Ignore an answer about a task that is no longer shown.
                     task.update(|t| {
                         if t.as_ref().is_some_and(|t| t.id == view.id) {

@@ -3,14 +3,13 @@
 //! interval, keyed on the set of their ids.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use leptos_router::components::A;
 use leptos_router::hooks::use_query_map;
 
-use super::polling::poll_while;
+use super::polling::{pace, poll_while};
 use super::task_card::{TaskCard, clock};
 use crate::api::{check_image_statuses, generator_setup, list_history};
 use crate::model::{HistoryPage as Page, TaskStatus, TaskView};
@@ -71,7 +70,13 @@ fn Grid(first: Page, interval_ms: u64) -> impl IntoView {
         (!ids.is_empty()).then_some(ids)
     });
     let in_flight = StoredValue::new(false);
-    poll_while(processing, Duration::from_millis(interval_ms), move |ids: Vec<String>| {
+    // The soonest advice among the page's unfinished tasks.
+    let every = Memo::new(move |_| {
+        let advice = tasks
+            .with(|m| m.values().filter(|t| t.status == TaskStatus::Processing).filter_map(|t| t.poll_after_ms).min());
+        pace(advice, interval_ms)
+    });
+    poll_while(processing, every, move |ids: Vec<String>| {
         if in_flight.get_value() {
             return;
         }

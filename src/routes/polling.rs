@@ -8,8 +8,8 @@ use std::time::Duration;
 use leptos::prelude::*;
 
 /// Calls `tick(key)` every `every` while `key` is `Some`. A change of key
-/// (not only of its size) restarts the interval.
-pub fn poll_while<K>(key: Memo<Option<K>>, every: Duration, tick: impl Fn(K) + Clone + 'static)
+/// (not only of its size) or of the pace restarts the interval.
+pub fn poll_while<K>(key: Memo<Option<K>>, every: Memo<Duration>, tick: impl Fn(K) + Clone + 'static)
 where
     K: Clone + PartialEq + Send + Sync + 'static,
 {
@@ -23,6 +23,7 @@ where
     let on_tick = tick.clone();
     Effect::new(move |_| {
         stop();
+        let every = every.get();
         if let Some(k) = key.get() {
             let tick = on_tick.clone();
             if let Ok(h) = set_interval_with_handle(move || tick(k.clone()), every) {
@@ -46,4 +47,52 @@ where
     });
 
     on_cleanup(stop);
+}
+
+/// The pace a page polls at: the server's advice (`poll_after_ms`) bounded
+/// by [500 ms, the configured interval].
+pub fn pace(advice_ms: Option<u64>, interval_ms: u64) -> Duration {
+    let interval = interval_ms.max(500);
+    Duration::from_millis(advice_ms.unwrap_or(interval).clamp(500, interval))
+}
+
+/// Says in the tab's title that a task finished while the tab was hidden,
+/// until the tab is seen again.
+pub fn tell_hidden_tab(finished: &str) {
+    #[cfg(feature = "hydrate")]
+    {
+        let doc = document();
+        if doc.visibility_state() != web_sys::VisibilityState::Hidden {
+            return;
+        }
+        let previous = doc.title();
+        doc.set_title(finished);
+        let handle = StoredValue::new_local(None::<WindowListenerHandle>);
+        let listener = window_event_listener_untyped("visibilitychange", move |_| {
+            let doc = document();
+            if doc.visibility_state() == web_sys::VisibilityState::Visible {
+                doc.set_title(&previous);
+                if let Some(h) = handle.try_update_value(|h| h.take()).flatten() {
+                    h.remove();
+                }
+            }
+        });
+        handle.set_value(Some(listener));
+    }
+    #[cfg(not(feature = "hydrate"))]
+    let _ = finished;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pace_follows_the_advice_within_bounds() {
+        assert_eq!(pace(None, 3000), Duration::from_millis(3000));
+        assert_eq!(pace(Some(1200), 3000), Duration::from_millis(1200));
+        assert_eq!(pace(Some(100), 3000), Duration::from_millis(500));
+        assert_eq!(pace(Some(9000), 3000), Duration::from_millis(3000));
+        assert_eq!(pace(Some(800), 100), Duration::from_millis(500));
+    }
 }

@@ -75,7 +75,7 @@ pub async fn generator_setup(state: &AppState, user: &UserId) -> Result<Generato
         models: state.config.models.iter().map(|m| ModelOption { id: m.id.clone(), name: m.name.clone() }).collect(),
         cost: state.config.generation_cost,
         poll_interval_ms: state.config.poll_interval.as_millis() as u64,
-        resume: resume.as_ref().map(TaskRow::from_row).transpose()?.map(|t| t.view()),
+        resume: resume.as_ref().map(TaskRow::from_row).transpose()?.map(|t| advised(state, &t)),
     })
 }
 
@@ -163,7 +163,7 @@ pub async fn check(state: &AppState, user: &UserId, task_id: &str) -> Result<Tas
     state.metrics.poll();
     let task = advance(state, task).await?;
     state.finished.remember(&task);
-    Ok(task.view())
+    Ok(advised(state, &task))
 }
 
 /// The owner's cancel: asks the provider to stop the prediction, then
@@ -198,7 +198,7 @@ pub async fn cancel(state: &AppState, user: &UserId, task_id: &str) -> Result<Ta
     if succeeded {
         // Too late to cancel: the next check stores the image.
         let task = row::load(&state.reads, &task_id).await?.unwrap_or(task);
-        return Ok(advance(state, task).await?.view());
+        return Ok(advised(state, &advance(state, task).await?));
     }
     if store::cancel_and_refund(&state.db, &task_id, db::now_ms()).await? {
         state.metrics.canceled_and_refunded();
@@ -236,7 +236,7 @@ pub async fn check_many(state: &AppState, user: &UserId, task_ids: &[String]) ->
     for task in &advanced {
         state.finished.remember(task);
     }
-    let mut views: Vec<TaskView> = advanced.iter().map(TaskRow::view).collect();
+    let mut views: Vec<TaskView> = advanced.iter().map(|t| advised(state, t)).collect();
     views.sort_by_key(|v| ids.iter().position(|id| id.as_str() == v.id));
     Ok(views)
 }
@@ -276,7 +276,34 @@ pub async fn history(state: &AppState, user: &UserId, cursor: Option<&str>) -> R
     } else {
         None
     };
-    Ok(HistoryPage { items: items.iter().map(TaskRow::view).collect(), next_cursor })
+    Ok(HistoryPage { items: items.iter().map(|t| advised(state, t)).collect(), next_cursor })
+}
+
+/// The soonest a page is told to poll again.
+pub const MIN_POLL_AFTER_MS: u64 = 500;
+/// How long after a prediction's expected end its image is usually stored
+/// (the server's own re-check comes 100 ms after it, then the download).
+const STORE_MARGIN_MS: u64 = 400;
+
+/// The server's advice for a page's next poll of an unfinished task: the
+/// regular interval, or sooner when the provider's progress says the end
+/// comes before it — so the poll arrives when the image does.
+pub fn poll_after_ms(progress: Option<i64>, created_ms: i64, now: i64, interval_ms: u64) -> u64 {
+    let interval = interval_ms.max(MIN_POLL_AFTER_MS);
+    let Some(p) = progress.filter(|p| (1..100).contains(p)) else { return interval };
+    let elapsed = (now - created_ms).max(0) as u64;
+    let remaining = elapsed * (100 - p as u64) / p as u64;
+    (remaining + STORE_MARGIN_MS).clamp(MIN_POLL_AFTER_MS, interval)
+}
+
+/// A task's view with the poll advice an unfinished one carries.
+fn advised(state: &AppState, task: &TaskRow) -> TaskView {
+    let mut view = task.view();
+    if !task.state.is_finished() {
+        let interval = state.config.poll_interval.as_millis() as u64;
+        view.poll_after_ms = Some(poll_after_ms(task.progress, task.created_at, db::now_ms(), interval));
+    }
+    view
 }
 
 fn check_interval_ms(state: &AppState) -> i64 {
@@ -310,6 +337,23 @@ fn clip(s: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_poll_advice_points_at_the_expected_end() {
+        // No progress yet, or none reported: the regular interval.
+        assert_eq!(poll_after_ms(None, 0, 5_000, 3_000), 3_000);
+        assert_eq!(poll_after_ms(Some(0), 0, 5_000, 3_000), 3_000);
+        // 80 % after 8 s: 2 s to go, plus the time to store the image.
+        assert_eq!(poll_after_ms(Some(80), 0, 8_000, 3_000), 2_400);
+        // Far from the end: never more than the interval.
+        assert_eq!(poll_after_ms(Some(10), 0, 2_000, 3_000), 3_000);
+        // About done: never under 500 ms.
+        assert_eq!(poll_after_ms(Some(99), 0, 20_000, 3_000), 602);
+        assert_eq!(poll_after_ms(Some(99), 0, 1_000, 3_000), 500);
+        // A short configured interval still bounds it, but not below 500.
+        assert_eq!(poll_after_ms(Some(50), 0, 4_000, 1_000), 1_000);
+        assert_eq!(poll_after_ms(None, 0, 0, 100), 500);
+    }
 
     #[test]
     fn prompts_are_trimmed_and_bounded() {

@@ -33,7 +33,7 @@ use super::{
 use crate::standard_webhooks::{self, ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 
 /// Predictions whose webhooks are being delivered at once, at most.
-pub(super) const MAX_ACTIVE_DELIVERIES: usize = 1024;
+pub(super) const MAX_ACTIVE_DELIVERIES: usize = 16_384;
 /// `logs` events are sent at most this often.
 const LOGS_EVERY: Duration = Duration::from_millis(500);
 /// Waits before each retry of a failed delivery (non-2xx or transport error).

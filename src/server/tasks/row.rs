@@ -113,6 +113,7 @@ impl TaskRow {
                 _ => self.progress.map(|p| p.clamp(0, 100) as u8),
             },
             cost: self.cost,
+            poll_after_ms: None,
         }
     }
 }

@@ -71,7 +71,7 @@ async fn apply_event(state: &AppState, prediction: Prediction) -> Result<()> {
         return Ok(());
     }
     let now = db::now_ms();
-    let next_check = now + state.config.provider_check.as_millis() as i64;
+    let next_check = next_check_after_event(&prediction, now, state.config.provider_check.as_millis() as i64);
     // Another poller is storing the output: it needs no news.
     let Some(claim) = store::claim_for_event(&state.db, &task.id, now, next_check).await? else { return Ok(()) };
     advance::apply(state, &task, &claim, Ok(prediction), now).await?;
@@ -79,6 +79,24 @@ async fn apply_event(state: &AppState, prediction: Prediction) -> Result<()> {
         state.finished.remember(&task);
     }
     Ok(())
+}
+
+/// Longest a task goes without a provider check while its events arrive.
+const EVENT_TRUST_MS: i64 = 60_000;
+/// Checks after an event that says nothing of the end.
+const QUIET_CHECKS: i64 = 4;
+
+/// When to ask the provider next after an event: events that keep coming
+/// make status checks unneeded, so none is made before the prediction's
+/// expected end (when its `completed` event is due: a check then catches a
+/// lost one), at most a minute ahead; an event that says nothing of the end
+/// (no progress yet) defers the check by a few intervals only.
+pub fn next_check_after_event(prediction: &Prediction, now: i64, check_ms: i64) -> i64 {
+    let check_ms = check_ms.max(1);
+    match super::recheck::expected_end_ms(prediction, now) {
+        Some(end) => (end + 1_000).clamp(now + check_ms, now + EVENT_TRUST_MS.max(check_ms)),
+        None => now + QUIET_CHECKS * check_ms,
+    }
 }
 
 async fn task_of(state: &AppState, prediction_id: &str) -> Result<Option<TaskId>> {
@@ -90,4 +108,33 @@ async fn task_of(state: &AppState, prediction_id: &str) -> Result<Option<TaskId>
         Some(r) => Some(TaskId::from_db(r.try_get("id")?)),
         None => None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn running(progress: Option<u8>, started_ms_ago: i64, now: i64) -> Prediction {
+        let started = std::time::UNIX_EPOCH + std::time::Duration::from_millis((now - started_ms_ago) as u64);
+        let json = serde_json::json!({
+            "id": "p1",
+            "status": "processing",
+            "started_at": humantime::format_rfc3339_millis(started).to_string(),
+            "logs": progress.map(|p| format!("{p}%|████ | {}/100", p)).unwrap_or_default(),
+        });
+        Prediction::from_json(json.to_string().as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn events_defer_checks_until_the_expected_end() {
+        let now = 1_800_000_000_000;
+        // 50 % after 4 s: the end is due in 4 s; check a second after it.
+        assert_eq!(next_check_after_event(&running(Some(50), 4_000, now), now, 2_000), now + 5_000);
+        // A long one: at most a minute without a check.
+        assert_eq!(next_check_after_event(&running(Some(1), 10_000, now), now, 2_000), now + 60_000);
+        // Nearly done: never sooner than the check interval.
+        assert_eq!(next_check_after_event(&running(Some(99), 10_000, now), now, 2_000), now + 2_000);
+        // No progress yet: a few intervals.
+        assert_eq!(next_check_after_event(&running(None, 1_000, now), now, 2_000), now + 8_000);
+    }
 }
