@@ -129,22 +129,7 @@ impl Provider {
         struct Key {
             key: String,
         }
-        let url = self.api_url(&["webhooks", "default", "secret"]);
-        let response = self
-            .inner
-            .api
-            .get(url)
-            .bearer_auth(self.inner.token.expose_secret())
-            .header(header::ACCEPT, "application/json")
-            .send()
-            .await
-            .map_err(ProviderError::from_reqwest)?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = read_capped(response, MAX_ERROR_BODY).await?;
-        if !status.is_success() {
-            return Err(ProviderError::from_status(status, &headers, &body));
-        }
+        let body = self.send(self.inner.api.get(self.api_url(&["webhooks", "default", "secret"]))).await?;
         serde_json::from_slice::<Key>(&body)
             .map(|k| k.key)
             .map_err(|e| ProviderError::Malformed(format!("webhook secret: {e}")))
@@ -229,6 +214,12 @@ impl Provider {
 
     /// Sends an API request and reads the prediction it answers with.
     async fn call(&self, request: RequestBuilder) -> Result<Prediction, ProviderError> {
+        Prediction::from_json(&self.send(request).await?)
+    }
+
+    /// Sends an API request (with the token, to the API host only) and reads
+    /// a successful answer's body; anything else is a typed error.
+    async fn send(&self, request: RequestBuilder) -> Result<Vec<u8>, ProviderError> {
         let response = request
             .bearer_auth(self.inner.token.expose_secret())
             .header(header::ACCEPT, "application/json")
@@ -241,7 +232,7 @@ impl Provider {
         if !status.is_success() {
             return Err(ProviderError::from_status(status, &headers, &body));
         }
-        Prediction::from_json(&body)
+        Ok(body)
     }
 }
 

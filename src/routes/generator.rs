@@ -103,8 +103,9 @@ fn Generator(setup: GeneratorInfo) -> impl IntoView {
                         });
                     }
                     // Ignore an answer about a task that is no longer shown.
+                    // An answer sent before a Cancel must not undo it.
                     task.update(|t| {
-                        if t.as_ref().is_some_and(|t| t.id == view.id) {
+                        if t.as_ref().is_some_and(|t| t.id == view.id && (finished || !t.status.is_finished())) {
                             *t = Some(view);
                         }
                     });

@@ -88,6 +88,10 @@ fn Grid(first: Page, interval_ms: u64) -> impl IntoView {
                 let finished = views.iter().any(|v| v.status.is_finished());
                 tasks.update(|m| {
                     for v in views {
+                        // An answer sent before a Cancel must not undo it.
+                        if m.get(&v.id).is_some_and(|old| old.status.is_finished() && !v.status.is_finished()) {
+                            continue;
+                        }
                         m.insert(v.id.clone(), v);
                     }
                 });

@@ -57,27 +57,34 @@ pub fn pace(advice_ms: Option<u64>, interval_ms: u64) -> Duration {
 }
 
 /// Says in the tab's title that a task finished while the tab was hidden,
-/// until the tab is seen again.
+/// until the tab is seen again. One listener however many tasks finish
+/// meanwhile; the title it restores is the one from before the first.
 pub fn tell_hidden_tab(finished: &str) {
     #[cfg(feature = "hydrate")]
     {
+        use std::cell::RefCell;
+        thread_local! {
+            /// The title to restore and the listener that restores it.
+            static WAITING: RefCell<Option<(String, WindowListenerHandle)>> = const { RefCell::new(None) };
+        }
         let doc = document();
         if doc.visibility_state() != web_sys::VisibilityState::Hidden {
             return;
         }
-        let previous = doc.title();
-        doc.set_title(finished);
-        let handle = StoredValue::new_local(None::<WindowListenerHandle>);
-        let listener = window_event_listener_untyped("visibilitychange", move |_| {
-            let doc = document();
-            if doc.visibility_state() == web_sys::VisibilityState::Visible {
-                doc.set_title(&previous);
-                if let Some(h) = handle.try_update_value(|h| h.take()).flatten() {
-                    h.remove();
+        let already = WAITING.with(|w| w.borrow().is_some());
+        if !already {
+            let previous = doc.title();
+            let listener = window_event_listener_untyped("visibilitychange", move |_| {
+                if document().visibility_state() == web_sys::VisibilityState::Visible
+                    && let Some((title, handle)) = WAITING.with(|w| w.borrow_mut().take())
+                {
+                    document().set_title(&title);
+                    handle.remove();
                 }
-            }
-        });
-        handle.set_value(Some(listener));
+            });
+            WAITING.with(|w| *w.borrow_mut() = Some((previous, listener)));
+        }
+        doc.set_title(finished);
     }
     #[cfg(not(feature = "hydrate"))]
     let _ = finished;

@@ -39,6 +39,11 @@ pub fn clock() -> ReadSignal<i64> {
     now
 }
 
+/// "10 credits refunded." for a refunded task.
+fn refund_note(t: &TaskView) -> String {
+    if t.refunded { format!("{} credits refunded.", t.cost) } else { String::new() }
+}
+
 #[component]
 pub fn TaskCard(
     #[prop(into)] task: Signal<TaskView>,
@@ -183,11 +188,7 @@ pub fn TaskCard(
                     let t = task.get();
                     match t.status {
                         TaskStatus::Canceled => {
-                            let refund = if t.refunded {
-                                format!("{} credits refunded.", t.cost)
-                            } else {
-                                String::new()
-                            };
+                            let refund = refund_note(&t);
                             view! {
                                 <p class="failure" role="status">
                                     "Canceled. " <strong>{refund}</strong>
@@ -196,11 +197,7 @@ pub fn TaskCard(
                                 .into_any()
                         }
                         TaskStatus::Failed => {
-                            let refund = if t.refunded {
-                                format!("{} credits refunded.", t.cost)
-                            } else {
-                                String::new()
-                            };
+                            let refund = refund_note(&t);
                             view! {
                                 <p class="failure" role="status">
                                     {t.error.unwrap_or_else(|| "The generation failed.".into())} " "

@@ -116,11 +116,14 @@ impl TrustedProxies {
     /// Whether the request reached the proxy over https, as a trusted proxy
     /// says in `X-Forwarded-Proto`.
     fn forwarded_https(&self, peer: IpAddr, headers: &HeaderMap) -> bool {
+        // The nearest proxy's word: the right-most value, like the address.
         self.contains(canonical(peer))
             && headers
-                .get("x-forwarded-proto")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.split(',').next())
+                .get_all("x-forwarded-proto")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .next_back()
                 .is_some_and(|v| v.trim().eq_ignore_ascii_case("https"))
     }
 }
@@ -141,6 +144,11 @@ pub struct Client {
     /// The scheme the client used: `https` only when a trusted proxy says so
     /// (Darkroom itself serves plain http).
     pub https: bool,
+    /// Whether the address can be believed as the client's: the request
+    /// came straight from its peer (no forwarding headers), or through a
+    /// trusted proxy. A local proxy we were not told to trust makes every
+    /// visitor look like loopback: such a request is not vouched for.
+    pub vouched: bool,
 }
 
 impl Client {
@@ -153,16 +161,20 @@ impl Client {
         }
     }
 
+    /// A loopback client we can believe is one (see `vouched`).
     pub fn is_loopback(&self) -> bool {
-        self.ip.is_loopback()
+        self.vouched && self.ip.is_loopback()
     }
 
     /// For requests that did not come through [`resolve_client`] (tests
     /// without connection info): an address no limit or check trusts.
     pub fn unknown() -> Self {
-        Self { ip: IpAddr::V6(Ipv6Addr::UNSPECIFIED), https: false }
+        Self { ip: IpAddr::V6(Ipv6Addr::UNSPECIFIED), https: false, vouched: false }
     }
 }
+
+/// Whether the untrusted-proxy warning was logged (once per process).
+static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Middleware: resolves the [`Client`] of every request into its extensions.
 pub async fn resolve_client(
@@ -171,10 +183,23 @@ pub async fn resolve_client(
     next: Next,
 ) -> Response {
     let client = match request.extensions().get::<ConnectInfo<SocketAddr>>() {
-        Some(ConnectInfo(peer)) => Client {
-            ip: proxies.client_ip(peer.ip(), request.headers()),
-            https: proxies.forwarded_https(peer.ip(), request.headers()),
-        },
+        Some(ConnectInfo(peer)) => {
+            let headers = request.headers();
+            let forwarded = headers.contains_key("x-forwarded-for") || headers.contains_key("forwarded");
+            let trusted = proxies.contains(peer.ip());
+            if forwarded && !trusted && !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                tracing::warn!(
+                    peer = %peer.ip(),
+                    "a request came through a proxy that is not in DARKROOM_TRUSTED_PROXIES: its clients share \
+                     the proxy's address (one sign-in limit for all); add the proxy to DARKROOM_TRUSTED_PROXIES"
+                );
+            }
+            Client {
+                ip: proxies.client_ip(peer.ip(), headers),
+                https: proxies.forwarded_https(peer.ip(), headers),
+                vouched: !forwarded || trusted,
+            }
+        }
         None => Client::unknown(),
     };
     request.extensions_mut().insert(client);
@@ -246,13 +271,13 @@ mod tests {
 
     #[test]
     fn ipv6_clients_are_limited_by_their_64() {
-        let a = Client { ip: ip("2001:db8:1:2:aaaa::1"), https: false };
-        let b = Client { ip: ip("2001:db8:1:2:ffff::9"), https: false };
-        let c = Client { ip: ip("2001:db8:1:3::1"), https: false };
+        let a = Client { ip: ip("2001:db8:1:2:aaaa::1"), https: false, vouched: true };
+        let b = Client { ip: ip("2001:db8:1:2:ffff::9"), https: false, vouched: true };
+        let c = Client { ip: ip("2001:db8:1:3::1"), https: false, vouched: true };
         assert_eq!(a.limit_key(), b.limit_key());
         assert_ne!(a.limit_key(), c.limit_key());
         assert_eq!(a.limit_key(), ip("2001:db8:1:2::"));
-        let v4 = Client { ip: ip("198.51.100.1"), https: false };
+        let v4 = Client { ip: ip("198.51.100.1"), https: false, vouched: true };
         assert_eq!(v4.limit_key(), ip("198.51.100.1"));
     }
 
@@ -264,5 +289,9 @@ mod tests {
         assert!(t.forwarded_https(ip("10.0.0.1"), &h));
         assert!(!t.forwarded_https(ip("10.0.0.2"), &h));
         assert!(!t.forwarded_https(ip("10.0.0.1"), &HeaderMap::new()));
+        // The nearest proxy's value counts, not what the client wrote first.
+        let mut chain = HeaderMap::new();
+        chain.insert("x-forwarded-proto", HeaderValue::from_static("https, http"));
+        assert!(!t.forwarded_https(ip("10.0.0.1"), &chain));
     }
 }

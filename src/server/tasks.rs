@@ -175,24 +175,20 @@ pub async fn check(state: &AppState, user: &UserId, task_id: &str) -> Result<Tas
 pub async fn cancel(state: &AppState, user: &UserId, task_id: &str) -> Result<TaskView> {
     let task_id = TaskId::parse(task_id)?;
     let task = row::load_owned(&state.reads, user, &task_id).await?.ok_or_else(AppError::not_found)?;
+    // In a task of its own, like every transition: a client that hangs up
+    // must not leave a cancel half-done.
+    tokio::spawn(cancel_owned(state.clone(), task)).await.map_err(AppError::internal)?
+}
+
+async fn cancel_owned(state: AppState, task: TaskRow) -> Result<TaskView> {
+    let state = &state;
+    let task_id = task.id.clone();
     if task.state.is_finished() || !store::request_cancel(&state.db, &task_id, db::now_ms()).await? {
         let task = row::load(&state.reads, &task_id).await?.unwrap_or(task);
         return Ok(task.view());
     }
     let succeeded = match &task.prediction_id {
-        Some(pid) => {
-            let answer = state.provider.cancel(pid).await;
-            state.metrics.provider_call("cancel", answer.is_ok());
-            match answer {
-                Ok(p) => p.status == crate::provider::PredictionStatus::Succeeded,
-                Err(e) => {
-                    // Canceled here all the same: the person asked, and the
-                    // provider's own deadline (Cancel-After) stops it.
-                    tracing::warn!(task = %task_id, "provider cancel failed: {e}");
-                    false
-                }
-            }
-        }
+        Some(pid) => cancel_at_provider(state, pid).await,
         None => false,
     };
     if succeeded {
@@ -200,13 +196,45 @@ pub async fn cancel(state: &AppState, user: &UserId, task_id: &str) -> Result<Ta
         let task = row::load(&state.reads, &task_id).await?.unwrap_or(task);
         return Ok(advised(state, &advance(state, task).await?));
     }
-    if store::cancel_and_refund(&state.db, &task_id, db::now_ms()).await? {
+    if let Some(canceled) = store::cancel_and_refund(&state.db, &task_id, db::now_ms()).await? {
         state.metrics.canceled_and_refunded();
         tracing::info!(task = %task_id, "canceled and refunded");
+        // The prediction id may have been stored since the task was read.
+        if task.prediction_id.is_none()
+            && let Some(pid) = &canceled.prediction_id
+        {
+            cancel_at_provider(state, pid).await;
+        }
+        discard_image(state, &task_id).await;
     }
     let task = row::load(&state.reads, &task_id).await?.ok_or_else(AppError::not_found)?;
     state.finished.remember(&task);
     Ok(task.view())
+}
+
+/// Asks the provider to stop a prediction; true when it answers that the
+/// prediction had already succeeded.
+async fn cancel_at_provider(state: &AppState, prediction_id: &str) -> bool {
+    let answer = state.provider.cancel(prediction_id).await;
+    state.metrics.provider_call("cancel", answer.is_ok());
+    match answer {
+        Ok(p) => p.status == crate::provider::PredictionStatus::Succeeded,
+        Err(e) => {
+            // Canceled here all the same: the person asked, and the
+            // provider's own deadline (Cancel-After) stops it.
+            tracing::warn!(prediction = %prediction_id, "provider cancel failed: {e}");
+            false
+        }
+    }
+}
+
+/// Removes whatever a downloader may have stored for a task that ended
+/// without completing (it died between storing and marking); best effort.
+async fn discard_image(state: &AppState, task: &TaskId) {
+    match state.objects.delete(&object_key(task)).await {
+        Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+        Err(e) => tracing::warn!(%task, "cannot remove the stored image of an unfinished task: {e}"),
+    }
 }
 
 /// Several tasks' states (ids of other users, or unknown, are left out).
@@ -326,6 +354,7 @@ async fn fail_from(state: &AppState, task: &TaskId, from: FailFrom, error: &str)
     if failed {
         state.metrics.failed_and_refunded();
         tracing::info!(%task, "failed and refunded: {error}");
+        discard_image(state, task).await;
     }
     Ok(failed)
 }

@@ -5,28 +5,8 @@ use std::time::{Duration, Instant};
 
 use futures::TryStreamExt;
 use object_store::ObjectStore;
-use serde_json::Value;
 
-use crate::helpers::{TestApp, client, spawn_app, spawn_app_with};
-
-async fn generate(app: &TestApp, c: &reqwest::Client, prompt: &str) -> String {
-    let (status, body) = app.call(c, "generate_image", &[("prompt", prompt)]).await;
-    assert_eq!(status, 200, "{body}");
-    body["task_id"].as_str().unwrap().to_owned()
-}
-
-async fn poll_until_done(app: &TestApp, c: &reqwest::Client, id: &str) -> Value {
-    let start = Instant::now();
-    loop {
-        let (status, view) = app.call(c, "check_image_status", &[("task_id", id)]).await;
-        assert_eq!(status, 200, "{view}");
-        if view["status"] != "processing" {
-            return view;
-        }
-        assert!(start.elapsed() < Duration::from_secs(60), "{id} stuck: {view}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+use crate::helpers::{client, generate, poll_until_done, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn a_cancel_refunds_once_and_a_second_changes_nothing() {
@@ -124,8 +104,10 @@ async fn cancels_racing_completions_end_exactly_once() {
                 }
             });
             let cancel = async move {
-                // Spread around the provider's completion (1.4 s after create).
-                tokio::time::sleep(Duration::from_millis(1000 + (n as u64 % 8) * 100)).await;
+                // Spread from well before to well after the provider's
+                // completion (1.4 s after create), most of them close to it.
+                let at = [200, 1100, 1250, 1350, 1450, 1550, 1700, 2600][n % 8];
+                tokio::time::sleep(Duration::from_millis(at)).await;
                 let (status, view) = app.call(c, "cancel_image", &[("task_id", id)]).await;
                 assert_eq!(status, 200, "{view}");
             };

@@ -151,3 +151,34 @@ pub fn stand_in_site(dir: &std::path::Path) -> std::path::PathBuf {
     }
     site
 }
+
+/// Submits `prompt`; returns the task id.
+pub async fn generate(app: &TestApp, c: &reqwest::Client, prompt: &str) -> String {
+    let (status, body) = app.call(c, "generate_image", &[("prompt", prompt)]).await;
+    assert_eq!(status, 200, "{body}");
+    body["task_id"].as_str().expect("task_id").to_owned()
+}
+
+/// Polls like the browser (faster) until the task leaves processing.
+pub async fn poll_until_done(app: &TestApp, c: &reqwest::Client, id: &str) -> Value {
+    poll_until_done_within(app, c, id, std::time::Duration::from_secs(60)).await
+}
+
+/// [`poll_until_done`], failing the test after `within`.
+pub async fn poll_until_done_within(
+    app: &TestApp,
+    c: &reqwest::Client,
+    id: &str,
+    within: std::time::Duration,
+) -> Value {
+    let start = std::time::Instant::now();
+    loop {
+        let (status, view) = app.call(c, "check_image_status", &[("task_id", id)]).await;
+        assert_eq!(status, 200, "{view}");
+        if view["status"] != "processing" {
+            return view;
+        }
+        assert!(start.elapsed() < within, "task {id} still processing: {view}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

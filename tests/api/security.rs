@@ -86,9 +86,15 @@ async fn metrics_answer_loopback_and_the_token_only() {
         async move { r.send().await.unwrap().status().as_u16() }
     };
     assert_eq!(status("203.0.113.7").await, 404);
-    let untrusted = spawn_app_with(&[("DARKROOM_TRUSTED_PROXIES", "10.0.0.1")]).await;
-    let r = c.get(format!("{}/metrics", untrusted.base)).header("x-forwarded-for", "203.0.113.7").send().await;
-    assert_eq!(r.unwrap().status(), 200, "the peer is loopback; its header is ignored");
+    // A local proxy we were not told to trust makes every visitor look like
+    // loopback: forwarded requests from it are not believed to be local.
+    for trusted in ["10.0.0.1", ""] {
+        let untrusted = spawn_app_with(&[("DARKROOM_TRUSTED_PROXIES", trusted)]).await;
+        let r = c.get(format!("{}/metrics", untrusted.base)).header("x-forwarded-for", "127.0.0.1").send().await;
+        assert_eq!(r.unwrap().status(), 404, "trusted proxies: {trusted:?}");
+        let r = c.get(format!("{}/metrics", untrusted.base)).send().await;
+        assert_eq!(r.unwrap().status(), 200, "a direct loopback client");
+    }
 }
 
 #[tokio::test]

@@ -5,30 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
-use crate::helpers::{TestApp, client, spawn_app, spawn_app_with};
-
-/// Submits `prompt`; returns the task id.
-async fn generate(app: &TestApp, c: &reqwest::Client, prompt: &str) -> String {
-    let (status, body) = app.call(c, "generate_image", &[("prompt", prompt)]).await;
-    assert_eq!(status, 200, "{body}");
-    body["task_id"].as_str().expect("task_id").to_owned()
-}
-
-/// Polls like the browser (faster) until the task leaves processing.
-async fn poll_until_done(app: &TestApp, c: &reqwest::Client, id: &str) -> Value {
-    let start = Instant::now();
-    loop {
-        let (status, view) = app.call(c, "check_image_status", &[("task_id", id)]).await;
-        assert_eq!(status, 200, "{view}");
-        if view["status"] != "processing" {
-            return view;
-        }
-        assert!(start.elapsed() < Duration::from_secs(60), "task {id} still processing: {view}");
-        tokio::time::sleep(Duration::from_millis(150)).await;
-    }
-}
+use crate::helpers::{client, generate, poll_until_done, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn a_generation_is_charged_completes_and_serves_its_png() {

@@ -6,28 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::helpers::{TestApp, client, spawn_app_with};
-
-/// Polls (which never reach the provider here: checks are ten minutes apart)
-/// until the task leaves processing.
-async fn wait_done(app: &TestApp, c: &reqwest::Client, id: &str, within: Duration) -> Value {
-    let start = Instant::now();
-    loop {
-        let (status, view) = app.call(c, "check_image_status", &[("task_id", id)]).await;
-        assert_eq!(status, 200, "{view}");
-        if view["status"] != "processing" {
-            return view;
-        }
-        assert!(start.elapsed() < within, "{id} still processing: {view}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn generate(app: &TestApp, c: &reqwest::Client, prompt: &str) -> String {
-    let (status, body) = app.call(c, "generate_image", &[("prompt", prompt)]).await;
-    assert_eq!(status, 200, "{body}");
-    body["task_id"].as_str().unwrap().to_owned()
-}
+use crate::helpers::{client, generate, poll_until_done_within as wait_done, spawn_app_with};
 
 const SIM_TOKEN: &str = "r8_webhook_test_token";
 

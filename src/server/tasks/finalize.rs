@@ -79,8 +79,11 @@ pub async fn store_output(state: &AppState, task: &TaskRow, claim: &Claim, url: 
         return mark_completed(state, task, &key, content_type, size).await;
     }
 
-    match download(state, &key, url).await {
+    match download(state, &key, url, (&task.id, claim)).await {
         Ok((content_type, size)) => mark_completed(state, task, &key, content_type, size).await,
+        // Another poller took the task over (this download ran past its
+        // lease): it does the work; nothing is marked from here.
+        Err(Outcome::LeaseLost) => Ok(()),
         Err(Outcome::Unusable(reason)) => {
             fail_and_refund(state, &task.id, &reason).await?;
             Ok(())
@@ -105,9 +108,20 @@ enum Outcome {
     Retry(ProviderError),
     /// Our side failed (storage): try again later, report.
     Internal(AppError),
+    /// The download lease could not be renewed: stop.
+    LeaseLost,
 }
 
-async fn download(state: &AppState, key: &ObjectPath, url: &str) -> Result<(&'static str, u64), Outcome> {
+/// How often a running download renews its lease.
+const LEASE_RENEW_MS: i64 = DOWNLOAD_LEASE_MS / 4;
+
+async fn download(
+    state: &AppState,
+    key: &ObjectPath,
+    url: &str,
+    (task, claim): (&TaskId, &Claim),
+) -> Result<(&'static str, u64), Outcome> {
+    let mut renewed_at = db::now_ms();
     let cap = state.config.max_image_bytes;
     let too_big = || Outcome::Unusable(format!("The image was larger than {} MB.", cap.div_ceil(1024 * 1024)));
     // The caller holds an upload slot (taken before the download opens: a
@@ -166,6 +180,16 @@ async fn download(state: &AppState, key: &ObjectPath, url: &str) -> Result<(&'st
                 .await
                 .map_err(|e| Outcome::Internal(AppError::internal(e)))?;
             writer.write(&chunk);
+            // A slow download keeps its lease, so no one else starts the same.
+            if db::now_ms() - renewed_at >= LEASE_RENEW_MS {
+                renewed_at = db::now_ms();
+                let held = store::extend_lease(&state.db, task, claim, renewed_at + DOWNLOAD_LEASE_MS)
+                    .await
+                    .map_err(Outcome::Internal)?;
+                if !held {
+                    return Err(Outcome::LeaseLost);
+                }
+            }
         }
         Ok(())
     }

@@ -308,13 +308,28 @@ pub async fn fail_and_refund(db: &Db, task: &TaskId, from: FailFrom, error: &str
     end_and_refund(db, task, sqlx::query(sql).bind(error).bind(now).bind(task.as_str())).await
 }
 
+/// What a cancel ended: the prediction the task had by then, if any (it
+/// may have been stored after the caller read the task).
+pub struct Canceled {
+    pub prediction_id: Option<String>,
+}
+
 /// `submitting` | `processing` → `canceled` (the owner's cancel), and the
-/// cost refunded, in one transaction; true when this call made the
-/// transition (false: the task had finished first).
-pub async fn cancel_and_refund(db: &Db, task: &TaskId, now: i64) -> Result<bool> {
+/// cost refunded, in one transaction; `None` when the task had finished
+/// first.
+pub async fn cancel_and_refund(db: &Db, task: &TaskId, now: i64) -> Result<Option<Canceled>> {
     let sql = "UPDATE tasks SET status = 'canceled', finished_at = $1, updated_at = $1 \
-               WHERE id = $2 AND status IN ('submitting', 'processing') RETURNING user_id, cost";
-    end_and_refund(db, task, sqlx::query(sql).bind(now).bind(task.as_str())).await
+               WHERE id = $2 AND status IN ('submitting', 'processing') RETURNING user_id, cost, prediction_id";
+    let mut tx = db.begin().await?;
+    let Some(row) = sqlx::query(sql).bind(now).bind(task.as_str()).fetch_optional(&mut *tx).await? else {
+        return Ok(None);
+    };
+    let user = UserId::from_db(row.try_get("user_id")?);
+    let cost: i64 = row.try_get("cost")?;
+    let prediction_id: Option<String> = row.try_get("prediction_id")?;
+    credits::refund(&mut tx, &user, task, cost).await?;
+    tx.commit().await?;
+    Ok(Some(Canceled { prediction_id }))
 }
 
 /// Records the owner's wish to cancel an unfinished task, before the

@@ -7,15 +7,14 @@
 //! nothing, and polls, re-checks and the reconciler stay the safety net.
 //! The answer is sent at once; the work runs in the background.
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use sqlx::Row;
 
 use super::{advance, row, store};
 use crate::error::Result;
-use crate::provider::Prediction;
+use crate::provider::{Prediction, PredictionStatus};
 use crate::server::db;
 use crate::server::ids::TaskId;
 use crate::server::state::AppState;
@@ -32,12 +31,29 @@ pub struct Receiver {
 /// Largest event body read (a prediction with long logs).
 pub const MAX_EVENT_BYTES: usize = 4 * 1024 * 1024;
 
-/// The handler.
-pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+/// The handler. Nothing is read from a stranger beyond the headers until
+/// they name a fresh, signed message: the body (bounded) is read only then.
+pub async fn receive(State(state): State<AppState>, request: Request) -> Response {
     let Some(receiver) = &state.webhooks else {
         return (StatusCode::NOT_FOUND, "webhooks are not enabled (DARKROOM_PUBLIC_URL is not set)").into_response();
     };
     let now_secs = (db::now_ms() / 1000).max(0) as u64;
+    let (parts, body) = request.into_parts();
+    let headers = parts.headers;
+    let fresh = headers
+        .get(standard_webhooks::TIMESTAMP_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|ts| ts.abs_diff(now_secs) <= standard_webhooks::TOLERANCE_SECS);
+    if !fresh
+        || !headers.contains_key(standard_webhooks::ID_HEADER)
+        || !headers.contains_key(standard_webhooks::SIGNATURE_HEADER)
+    {
+        return (StatusCode::UNAUTHORIZED, "invalid webhook signature").into_response();
+    }
+    let Ok(body) = axum::body::to_bytes(body, MAX_EVENT_BYTES).await else {
+        return (StatusCode::PAYLOAD_TOO_LARGE, "event too large").into_response();
+    };
     if let Err(e) = standard_webhooks::verify_headers(&receiver.secret, &headers, &body, now_secs) {
         tracing::warn!("webhook refused: {e:?}");
         return (StatusCode::UNAUTHORIZED, "invalid webhook signature").into_response();
@@ -72,7 +88,21 @@ async fn apply_event(state: &AppState, prediction: Prediction) -> Result<()> {
     }
     let now = db::now_ms();
     let next_check = next_check_after_event(&prediction, now, state.config.provider_check.as_millis() as i64);
-    // Another poller is storing the output: it needs no news.
+    if matches!(prediction.status, PredictionStatus::Starting | PredictionStatus::Processing)
+        && !prediction.data_removed
+    {
+        // News, not an ending: record the progress and defer the provider
+        // checks; a poller holding a claim keeps it.
+        if let Some(progress) = prediction.progress
+            && task.progress != Some(i64::from(progress))
+        {
+            store::set_progress(&state.db, &task.id, progress).await?;
+        }
+        store::postpone(&state.db, &task.id, next_check).await?;
+        return Ok(());
+    }
+    // An ending: take the task over (unless another poller is storing its
+    // output: it needs no news).
     let Some(claim) = store::claim_for_event(&state.db, &task.id, now, next_check).await? else { return Ok(()) };
     advance::apply(state, &task, &claim, Ok(prediction), now).await?;
     if let Some(task) = row::load(&state.reads, &task.id).await? {
