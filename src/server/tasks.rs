@@ -314,13 +314,16 @@ pub const MIN_POLL_AFTER_MS: u64 = 500;
 const STORE_MARGIN_MS: u64 = 400;
 
 /// The server's advice for a page's next poll of an unfinished task: the
-/// regular interval, or sooner when the provider's progress says the end
-/// comes before it — so the poll arrives when the image does.
-pub fn poll_after_ms(progress: Option<i64>, created_ms: i64, now: i64, interval_ms: u64) -> u64 {
+/// regular interval, or sooner when the provider's progress (`progress`
+/// percent, read at `read_at`) says the end comes before it — so the poll
+/// arrives when the image does.
+pub fn poll_after_ms(progress: Option<i64>, read_at: Option<i64>, created_ms: i64, now: i64, interval_ms: u64) -> u64 {
     let interval = interval_ms.max(MIN_POLL_AFTER_MS);
-    let Some(p) = progress.filter(|p| (1..100).contains(p)) else { return interval };
-    let elapsed = (now - created_ms).max(0) as u64;
-    let remaining = elapsed * (100 - p as u64) / p as u64;
+    let (Some(p), Some(read_at)) = (progress.filter(|p| (1..100).contains(p)), read_at) else { return interval };
+    // The end the progress pointed at when it was read.
+    let ran = (read_at - created_ms).max(0);
+    let end = created_ms + ran * 100 / p;
+    let remaining = (end - now).max(0) as u64;
     (remaining + STORE_MARGIN_MS).clamp(MIN_POLL_AFTER_MS, interval)
 }
 
@@ -329,7 +332,8 @@ fn advised(state: &AppState, task: &TaskRow) -> TaskView {
     let mut view = task.view();
     if !task.state.is_finished() {
         let interval = state.config.poll_interval.as_millis() as u64;
-        view.poll_after_ms = Some(poll_after_ms(task.progress, task.created_at, db::now_ms(), interval));
+        view.poll_after_ms =
+            Some(poll_after_ms(task.progress, task.last_polled_at, task.created_at, db::now_ms(), interval));
     }
     view
 }
@@ -370,18 +374,21 @@ mod tests {
     #[test]
     fn the_poll_advice_points_at_the_expected_end() {
         // No progress yet, or none reported: the regular interval.
-        assert_eq!(poll_after_ms(None, 0, 5_000, 3_000), 3_000);
-        assert_eq!(poll_after_ms(Some(0), 0, 5_000, 3_000), 3_000);
-        // 80 % after 8 s: 2 s to go, plus the time to store the image.
-        assert_eq!(poll_after_ms(Some(80), 0, 8_000, 3_000), 2_400);
+        assert_eq!(poll_after_ms(None, None, 0, 5_000, 3_000), 3_000);
+        assert_eq!(poll_after_ms(Some(0), Some(4_000), 0, 5_000, 3_000), 3_000);
+        // 80 % read at 8 s: the end is at 10 s; asked at 8 s, 2 s to go plus
+        // the time to store the image.
+        assert_eq!(poll_after_ms(Some(80), Some(8_000), 0, 8_000, 3_000), 2_400);
+        // The same reading, asked a second later: the advice moves with the
+        // clock, not with the stale reading.
+        assert_eq!(poll_after_ms(Some(80), Some(8_000), 0, 9_000, 3_000), 1_400);
+        // Past the expected end: the soonest.
+        assert_eq!(poll_after_ms(Some(80), Some(8_000), 0, 12_000, 3_000), 500);
         // Far from the end: never more than the interval.
-        assert_eq!(poll_after_ms(Some(10), 0, 2_000, 3_000), 3_000);
-        // About done: never under 500 ms.
-        assert_eq!(poll_after_ms(Some(99), 0, 20_000, 3_000), 602);
-        assert_eq!(poll_after_ms(Some(99), 0, 1_000, 3_000), 500);
+        assert_eq!(poll_after_ms(Some(10), Some(2_000), 0, 2_000, 3_000), 3_000);
         // A short configured interval still bounds it, but not below 500.
-        assert_eq!(poll_after_ms(Some(50), 0, 4_000, 1_000), 1_000);
-        assert_eq!(poll_after_ms(None, 0, 0, 100), 500);
+        assert_eq!(poll_after_ms(Some(50), Some(4_000), 0, 4_000, 1_000), 1_000);
+        assert_eq!(poll_after_ms(None, None, 0, 0, 100), 500);
     }
 
     #[test]

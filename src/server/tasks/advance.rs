@@ -80,7 +80,7 @@ pub(super) async fn apply(
                 if let Some(progress) = p.progress
                     && task.progress != Some(i64::from(progress))
                 {
-                    store::set_progress(&state.db, &task.id, progress).await?;
+                    store::set_progress(&state.db, &task.id, progress, now).await?;
                 }
                 super::recheck::schedule(state, &task.id, &p, now);
             }

@@ -63,6 +63,7 @@ mod tests {
             finished_at: None,
             deadline_at: 0,
             next_check_at: 0,
+            last_polled_at: None,
             refunded: false,
         }
     }

@@ -11,7 +11,7 @@ use crate::server::reads::{Arg, Columns, ReadRow, Reads};
 /// The columns every read of a task selects, with the refund flag taken from
 /// the ledger (the one source of truth for money).
 pub const COLUMNS: &str = "t.id, t.user_id, t.prompt, t.model, t.cost, t.status, t.prediction_id, t.progress, \
-     t.error, t.object_key, t.created_at, t.finished_at, t.deadline_at, t.next_check_at, \
+     t.error, t.object_key, t.created_at, t.finished_at, t.deadline_at, t.next_check_at, t.last_polled_at, \
      CASE WHEN EXISTS (SELECT 1 FROM credit_ledger l WHERE l.entry_key = 'refund:' || t.id) THEN 1 ELSE 0 END AS refunded";
 
 /// Internal state of a task, including the `submitting` step users never see.
@@ -58,6 +58,8 @@ pub struct TaskRow {
     pub finished_at: Option<i64>,
     pub deadline_at: i64,
     pub next_check_at: i64,
+    /// When the provider's state (and so `progress`) was last read.
+    pub last_polled_at: Option<i64>,
     pub refunded: bool,
 }
 
@@ -79,6 +81,7 @@ impl ReadRow for TaskRow {
             finished_at: r.get("finished_at")?,
             deadline_at: r.get("deadline_at")?,
             next_check_at: r.get("next_check_at")?,
+            last_polled_at: r.get("last_polled_at")?,
             refunded: r.get::<i64>("refunded")? != 0,
         })
     }

@@ -237,10 +237,13 @@ pub async fn release_lease(db: &Db, task: &TaskId, claim: &Claim, retry_at: i64)
     Ok(())
 }
 
-/// Records the provider's progress (0–100) of a processing task.
-pub async fn set_progress(db: &Db, task: &TaskId, progress: u8) -> Result<()> {
-    sqlx::query("UPDATE tasks SET progress = $1 WHERE id = $2 AND status = 'processing'")
+/// Records the provider's progress (0–100) of a processing task, as read
+/// at `read_at` (kept in `last_polled_at`: the poll advice extrapolates
+/// from it).
+pub async fn set_progress(db: &Db, task: &TaskId, progress: u8, read_at: i64) -> Result<()> {
+    sqlx::query("UPDATE tasks SET progress = $1, last_polled_at = $2 WHERE id = $3 AND status = 'processing'")
         .bind(i64::from(progress.min(100)))
+        .bind(read_at)
         .bind(task.as_str())
         .execute(db)
         .await?;

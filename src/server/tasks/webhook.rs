@@ -96,7 +96,7 @@ async fn apply_event(state: &AppState, prediction: Prediction) -> Result<()> {
         if let Some(progress) = prediction.progress
             && task.progress != Some(i64::from(progress))
         {
-            store::set_progress(&state.db, &task.id, progress).await?;
+            store::set_progress(&state.db, &task.id, progress, now).await?;
         }
         store::postpone(&state.db, &task.id, next_check).await?;
         return Ok(());
@@ -113,19 +113,18 @@ async fn apply_event(state: &AppState, prediction: Prediction) -> Result<()> {
 
 /// Longest a task goes without a provider check while its events arrive.
 const EVENT_TRUST_MS: i64 = 60_000;
-/// Checks after an event that says nothing of the end.
-const QUIET_CHECKS: i64 = 4;
 
 /// When to ask the provider next after an event: events that keep coming
 /// make status checks unneeded, so none is made before the prediction's
 /// expected end (when its `completed` event is due: a check then catches a
-/// lost one), at most a minute ahead; an event that says nothing of the end
-/// (no progress yet) defers the check by a few intervals only.
+/// lost one), and at most a minute ahead when the end is not known yet (no
+/// progress): the next `logs` event moves it to the expected end.
 pub fn next_check_after_event(prediction: &Prediction, now: i64, check_ms: i64) -> i64 {
     let check_ms = check_ms.max(1);
+    let latest = now + EVENT_TRUST_MS.max(check_ms);
     match super::recheck::expected_end_ms(prediction, now) {
-        Some(end) => (end + 1_000).clamp(now + check_ms, now + EVENT_TRUST_MS.max(check_ms)),
-        None => now + QUIET_CHECKS * check_ms,
+        Some(end) => (end + 1_000).clamp(now + check_ms, latest),
+        None => latest,
     }
 }
 
@@ -164,7 +163,7 @@ mod tests {
         assert_eq!(next_check_after_event(&running(Some(1), 10_000, now), now, 2_000), now + 60_000);
         // Nearly done: never sooner than the check interval.
         assert_eq!(next_check_after_event(&running(Some(99), 10_000, now), now, 2_000), now + 2_000);
-        // No progress yet: a few intervals.
-        assert_eq!(next_check_after_event(&running(None, 1_000, now), now, 2_000), now + 8_000);
+        // No progress yet: until the next event, or a quiet minute.
+        assert_eq!(next_check_after_event(&running(None, 1_000, now), now, 2_000), now + 60_000);
     }
 }
