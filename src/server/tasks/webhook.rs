@@ -117,16 +117,20 @@ const EVENT_TRUST_MS: i64 = 60_000;
 /// When to ask the provider next after an event: events that keep coming
 /// make status checks unneeded, so none is made before the prediction's
 /// expected end (when its `completed` event is due: a check then catches a
-/// lost one), and at most a minute ahead when the end is not known yet (no
-/// progress): the next `logs` event moves it to the expected end.
+/// lost one), at most a minute ahead. An event that says nothing of the end
+/// (no progress yet) defers the check by a few intervals only: a short
+/// prediction may send no `logs` before its end, and if its `completed` is
+/// lost, a check must come soon.
 pub fn next_check_after_event(prediction: &Prediction, now: i64, check_ms: i64) -> i64 {
     let check_ms = check_ms.max(1);
-    let latest = now + EVENT_TRUST_MS.max(check_ms);
     match super::recheck::expected_end_ms(prediction, now) {
-        Some(end) => (end + 1_000).clamp(now + check_ms, latest),
-        None => latest,
+        Some(end) => (end + 1_000).clamp(now + check_ms, now + EVENT_TRUST_MS.max(check_ms)),
+        None => now + QUIET_CHECKS * check_ms,
     }
 }
+
+/// Checks an event without progress defers.
+const QUIET_CHECKS: i64 = 4;
 
 async fn task_of(state: &AppState, prediction_id: &str) -> Result<Option<TaskId>> {
     let row = sqlx::query("SELECT id FROM tasks WHERE prediction_id = $1")
@@ -163,7 +167,8 @@ mod tests {
         assert_eq!(next_check_after_event(&running(Some(1), 10_000, now), now, 2_000), now + 60_000);
         // Nearly done: never sooner than the check interval.
         assert_eq!(next_check_after_event(&running(Some(99), 10_000, now), now, 2_000), now + 2_000);
-        // No progress yet: until the next event, or a quiet minute.
-        assert_eq!(next_check_after_event(&running(None, 1_000, now), now, 2_000), now + 60_000);
+        // No progress yet: a few intervals (a lost `completed` of a short
+        // prediction must not wait a minute).
+        assert_eq!(next_check_after_event(&running(None, 1_000, now), now, 2_000), now + 8_000);
     }
 }
