@@ -49,14 +49,12 @@ async fn run(dir: &std::path::Path, report: &mut Report, webhooks: bool, levels:
         report.line("### 2b. In-flight scale with webhooks on");
         report.line(
             "The same, with `DARKROOM_PUBLIC_URL` set: the simulator posts each task's signed `start` and `logs` \
-             events to the app, which then defers the task's provider checks to its expected end (at most a minute \
-             ahead), so polls need no provider call.",
+             events to the app, which defers the task's provider checks: to its expected end (at most a minute \
+             ahead) once progress is known, by 4 check intervals before that.",
         );
         report.line("");
     } else {
         report.line("### 2. In-flight scale: processing tasks, each polled every 3 s");
-    }
-    if !webhooks {
         report.line(&format!(
             "Tasks stay processing (`#ms=600000`), {USERS} accounts; each task is polled through \
          `/api/check_image_status` once per 3 s, evenly spread, from {CONNS} connections; latency counts from when \

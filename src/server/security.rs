@@ -99,8 +99,9 @@ pub fn set_page_policy(options: &leptos::config::LeptosOptions) {
     else {
         return;
     };
-    let reload =
-        std::env::var("LEPTOS_WATCH").is_ok().then(|| options.reload_external_port.unwrap_or(options.reload_port));
+    // Read once: the environment does not change while the server runs.
+    static WATCHING: std::sync::LazyLock<bool> = std::sync::LazyLock::new(|| std::env::var("LEPTOS_WATCH").is_ok());
+    let reload = WATCHING.then(|| options.reload_external_port.unwrap_or(options.reload_port));
     if let Ok(value) = HeaderValue::from_str(&page_policy(&nonce.to_string(), reload)) {
         response.insert_header(header::CONTENT_SECURITY_POLICY, value);
     }

@@ -308,7 +308,7 @@ pub async fn fail_and_refund(db: &Db, task: &TaskId, from: FailFrom, error: &str
              WHERE id = $3 AND status = 'submitting' RETURNING user_id, cost"
         }
     };
-    end_and_refund(db, task, sqlx::query(sql).bind(error).bind(now).bind(task.as_str())).await
+    Ok(end_and_refund(db, task, sqlx::query(sql).bind(error).bind(now).bind(task.as_str())).await?.is_some())
 }
 
 /// What a cancel ended: the prediction the task had by then, if any (it
@@ -323,16 +323,10 @@ pub struct Canceled {
 pub async fn cancel_and_refund(db: &Db, task: &TaskId, now: i64) -> Result<Option<Canceled>> {
     let sql = "UPDATE tasks SET status = 'canceled', finished_at = $1, updated_at = $1 \
                WHERE id = $2 AND status IN ('submitting', 'processing') RETURNING user_id, cost, prediction_id";
-    let mut tx = db.begin().await?;
-    let Some(row) = sqlx::query(sql).bind(now).bind(task.as_str()).fetch_optional(&mut *tx).await? else {
-        return Ok(None);
-    };
-    let user = UserId::from_db(row.try_get("user_id")?);
-    let cost: i64 = row.try_get("cost")?;
-    let prediction_id: Option<String> = row.try_get("prediction_id")?;
-    credits::refund(&mut tx, &user, task, cost).await?;
-    tx.commit().await?;
-    Ok(Some(Canceled { prediction_id }))
+    match end_and_refund(db, task, sqlx::query(sql).bind(now).bind(task.as_str())).await? {
+        Some(row) => Ok(Some(Canceled { prediction_id: row.try_get("prediction_id")? })),
+        None => Ok(None),
+    }
 }
 
 /// Records the owner's wish to cancel an unfinished task, before the
@@ -368,34 +362,30 @@ pub async fn end_canceled_at_provider(db: &Db, task: &TaskId, error: &str, now: 
                error = CASE WHEN cancel_requested_at IS NULL THEN $1 ELSE NULL END, \
                finished_at = $2, updated_at = $2 \
                WHERE id = $3 AND status IN ('submitting', 'processing') RETURNING user_id, cost, status";
-    let mut tx = db.begin().await?;
-    let Some(row) = sqlx::query(sql).bind(error).bind(now).bind(task.as_str()).fetch_optional(&mut *tx).await? else {
+    let Some(row) = end_and_refund(db, task, sqlx::query(sql).bind(error).bind(now).bind(task.as_str())).await? else {
         return Ok(ProviderCanceled::AlreadyFinished);
     };
-    let user = UserId::from_db(row.try_get("user_id")?);
-    let cost: i64 = row.try_get("cost")?;
     let status: String = row.try_get("status")?;
-    credits::refund(&mut tx, &user, task, cost).await?;
-    tx.commit().await?;
     Ok(if status == "canceled" { ProviderCanceled::Canceled } else { ProviderCanceled::Failed })
 }
 
-/// Runs `transition` (an UPDATE … RETURNING user_id, cost) and refunds
-/// what it returns, in one transaction.
+/// Runs `transition` (an UPDATE … RETURNING user_id, cost, and whatever
+/// else the caller needs) and refunds what it returns, in one transaction;
+/// the returned row, or `None` when the transition did not apply.
 async fn end_and_refund<'q>(
     db: &Db,
     task: &TaskId,
     transition: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
-) -> Result<bool> {
+) -> Result<Option<sqlx::any::AnyRow>> {
     let mut tx = db.begin().await?;
     let Some(row) = transition.fetch_optional(&mut *tx).await? else {
-        return Ok(false);
+        return Ok(None);
     };
     let user = UserId::from_db(row.try_get("user_id")?);
     let cost: i64 = row.try_get("cost")?;
     credits::refund(&mut tx, &user, task, cost).await?;
     tx.commit().await?;
-    Ok(true)
+    Ok(Some(row))
 }
 
 /// A task's current state, read from the pool (after a lost race).
