@@ -7,7 +7,7 @@
 use leptos::prelude::*;
 
 use crate::error::AppError;
-use crate::model::{Generated, GeneratorInfo, HistoryPage, TaskView, User};
+use crate::model::{Generated, GeneratorInfo, HistoryPage, LedgerPage, ShareLink, TaskView, User};
 
 #[cfg(feature = "ssr")]
 mod ssr {
@@ -212,5 +212,59 @@ pub async fn cancel_image(task_id: String) -> Result<TaskView, AppError> {
     ssr::signed_in(
         |state, account| async move { crate::server::tasks::cancel(&state, &account.user_id(), &task_id).await },
     )
+    .await
+}
+
+/// The signed-in person's credit ledger, newest first, a page at a time.
+#[server(endpoint = "list_ledger")]
+pub async fn list_ledger(cursor: Option<String>) -> Result<LedgerPage, AppError> {
+    ssr::signed_in(|state, account| async move {
+        crate::server::ledger::page(&state, &account.user_id(), cursor.as_deref()).await
+    })
+    .await
+}
+
+/// Replaces the password (the current one must match, rate limited like
+/// sign-in); this session stays signed in, every other one ends.
+#[server(endpoint = "change_password")]
+pub async fn change_password(current_password: String, new_password: String) -> Result<(), AppError> {
+    use crate::server::auth::NewPassword;
+    ssr::signed_in(|state, account| async move {
+        state.attempts.check(ssr::client_key())?;
+        let new = NewPassword::parse(new_password)?;
+        let mut auth = ssr::auth_session().await?;
+        let keep = auth.session.id().map(|id| id.to_string());
+        crate::server::auth::change_password(&state.db, &account, current_password, new, keep.as_deref()).await?;
+        // A new session id for the new password (the old id is retired).
+        ssr::sign_in_fresh(&mut auth, &account).await
+    })
+    .await
+}
+
+/// A public link to one of the person's completed images.
+#[server(endpoint = "share_image")]
+pub async fn share_image(task_id: String) -> Result<ShareLink, AppError> {
+    ssr::signed_in(|state, account| async move {
+        crate::server::tasks::owned::share(&state, &account.user_id(), &task_id).await
+    })
+    .await
+}
+
+/// Stops sharing an image: its link answers 404 from now on.
+#[server(endpoint = "unshare_image")]
+pub async fn unshare_image(task_id: String) -> Result<(), AppError> {
+    ssr::signed_in(|state, account| async move {
+        crate::server::tasks::owned::unshare(&state, &account.user_id(), &task_id).await
+    })
+    .await
+}
+
+/// Deletes one of the person's tasks and its stored images (a processing
+/// one is canceled first); its ledger rows stay.
+#[server(endpoint = "delete_image")]
+pub async fn delete_image(task_id: String) -> Result<(), AppError> {
+    ssr::signed_in(|state, account| async move {
+        crate::server::tasks::owned::delete(&state, &account.user_id(), &task_id).await
+    })
     .await
 }

@@ -7,7 +7,9 @@ use leptos_router::components::{A, Route, Router, Routes};
 use leptos_router::{SsrMode, path};
 
 use crate::routes::nav::Header;
-use crate::routes::{auth::LoginPage, auth::SignupPage, generator::GeneratorPage, history::HistoryPage};
+use crate::routes::{
+    account::AccountPage, auth::LoginPage, auth::SignupPage, generator::GeneratorPage, history::HistoryPage,
+};
 use crate::session::Session;
 
 /// The HTML document around the app (server-rendered once per page load).
@@ -49,6 +51,7 @@ pub fn App() -> impl IntoView {
                 <Routes fallback=|| view! { <NotFound /> }>
                     <Route path=path!("/") view=GeneratorPage ssr=SsrMode::Async />
                     <Route path=path!("/history") view=HistoryPage ssr=SsrMode::Async />
+                    <Route path=path!("/account") view=AccountPage ssr=SsrMode::Async />
                     <Route path=path!("/login") view=LoginPage ssr=SsrMode::Async />
                     <Route path=path!("/signup") view=SignupPage ssr=SsrMode::Async />
                 </Routes>

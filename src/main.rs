@@ -11,17 +11,36 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[cfg(feature = "ssr")]
 #[tokio::main]
 async fn main() {
+    use darkroom::server::admin::{self, Command};
     use tracing_subscriber::EnvFilter;
 
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_sessions=warn")),
-        )
-        .init();
+    let cli = admin::parse();
+    let admin = match cli.command {
+        None | Some(Command::Serve) => None,
+        Some(Command::Admin(a)) => Some(a),
+    };
+    let filter = |default: &str| EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    if admin.is_some() {
+        // The admin commands print their answer on stdout; only warnings
+        // are logged, on stderr.
+        tracing_subscriber::fmt().with_env_filter(filter("warn")).with_writer(std::io::stderr).init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter("info,sqlx=warn,tower_sessions=warn")).init();
+    }
 
-    if let Err(e) = run().await {
-        tracing::error!("cannot start: {e:#}");
-        std::process::exit(1);
+    match admin {
+        None => {
+            if let Err(e) = run().await {
+                tracing::error!("cannot start: {e:#}");
+                std::process::exit(1);
+            }
+        }
+        Some(command) => {
+            if let Err(e) = admin::run(command).await {
+                eprintln!("darkroom: {e:#}");
+                std::process::exit(1);
+            }
+        }
     }
 }
 

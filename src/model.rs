@@ -119,6 +119,56 @@ pub struct GeneratorInfo {
     pub resume: Option<TaskView>,
 }
 
+/// What moved a balance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LedgerKind {
+    Grant,
+    Charge,
+    Refund,
+}
+
+/// One row of a person's credit ledger.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerEntry {
+    /// The row's number (newer rows have larger ones).
+    pub id: i64,
+    /// RFC 3339, UTC.
+    pub at: String,
+    /// Milliseconds since the Unix epoch.
+    pub at_ms: i64,
+    pub kind: LedgerKind,
+    /// Signed: grants and refunds positive, charges negative.
+    pub amount: i64,
+    /// The task charged or refunded (it may since have been deleted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<String>,
+    /// Why an operator granted credits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// In words: "Sign-up credits", "Image: <prompt>", "Refund: <prompt>",
+    /// "Granted: <reason>", "Image (deleted)".
+    pub what: String,
+    /// Whether the task still exists.
+    pub task_exists: bool,
+    /// The task's image, while it exists and completed (the page links it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_url: Option<String>,
+}
+
+/// A page of `/api/list_ledger`, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerPage {
+    pub items: Vec<LedgerEntry>,
+    pub next_cursor: Option<String>,
+}
+
+/// Answer of `/api/share_image`: the public link, relative to the site.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShareLink {
+    pub url: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,7 @@
 //! The server side: configuration, database, accounts, credits, storage, the
 //! task engine, and the assembly of the axum `Router`.
 
+pub mod admin;
 pub mod auth;
 pub mod client;
 pub mod config;
@@ -8,6 +9,7 @@ pub mod credits;
 pub mod db;
 pub mod http;
 pub mod ids;
+pub mod ledger;
 pub mod metrics;
 pub mod reads;
 pub mod security;
@@ -185,6 +187,8 @@ pub async fn build(config: Config, mut leptos_options: LeptosOptions, addr: Sock
     let mut router = Router::new()
         .route("/healthz", get(http::healthz))
         .route("/images/{task_id}", get(http::image))
+        .route("/s/{token}", get(http::shared_page))
+        .route("/s/{token}/image", get(http::shared_image))
         .route("/metrics", get(metrics::serve))
         .route(
             "/webhooks/replicate",

@@ -159,6 +159,12 @@ fn Grid(first: Page, interval_ms: u64) -> impl IntoView {
                                             m.insert(view.id.clone(), view);
                                         });
                                     })
+                                    on_delete=Callback::new(move |id: String| {
+                                        order.update(|o| o.retain(|i| *i != id));
+                                        tasks.update(|m| {
+                                            m.remove(&id);
+                                        });
+                                    })
                                 />
                             </li>
                         }

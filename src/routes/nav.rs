@@ -35,6 +35,7 @@ pub fn Header() -> impl IntoView {
                                 <nav class="nav" aria-label="Main">
                                     <A href="/">"Generate"</A>
                                     <A href="/history">"History"</A>
+                                    <A href="/account">"Account"</A>
                                 </nav>
                                 <div class="account">
                                     <span class="balance" data-testid="balance">

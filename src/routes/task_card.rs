@@ -5,7 +5,7 @@
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
-use crate::api::cancel_image;
+use crate::api::{cancel_image, delete_image, share_image, unshare_image};
 use crate::model::{TaskStatus, TaskView};
 use crate::session::use_session;
 
@@ -54,6 +54,10 @@ pub fn TaskCard(
     /// Told the task's new state after an action on the card (Cancel).
     #[prop(optional, into)]
     on_change: Option<Callback<TaskView>>,
+    /// Told the task's id once it is deleted; a finished card offers
+    /// "Delete" only when this is given.
+    #[prop(optional, into)]
+    on_delete: Option<Callback<String>>,
 ) -> impl IntoView {
     let status = move || task.with(|t| t.status);
     let badge = move || match status() {
@@ -221,8 +225,168 @@ pub fn TaskCard(
                         _ => ().into_any(),
                     }
                 }}
+                {move || {
+                    let (id, status) = task.with(|t| (t.id.clone(), t.status));
+                    (status == TaskStatus::Completed).then(|| view! { <ShareControls task_id=id /> })
+                }}
+                {move || {
+                    let (id, finished) = task.with(|t| (t.id.clone(), t.status.is_finished()));
+                    on_delete
+                        .filter(|_| finished)
+                        .map(|on_delete| view! { <DeleteControl task_id=id on_delete /> })
+                }}
             </div>
         </article>
+    }
+}
+
+/// `path` as an absolute address on this site (in the browser).
+fn absolute(path: &str) -> String {
+    #[cfg(feature = "hydrate")]
+    if let Some(origin) = web_sys::window().and_then(|w| w.location().origin().ok()) {
+        return format!("{origin}{path}");
+    }
+    path.to_owned()
+}
+
+/// Puts `text` on the clipboard; false when the browser cannot.
+fn copy_to_clipboard(text: &str) -> bool {
+    #[cfg(feature = "hydrate")]
+    if let Some(window) = web_sys::window() {
+        let _ = window.navigator().clipboard().write_text(text);
+        return true;
+    }
+    let _ = text;
+    false
+}
+
+/// "Share" on a completed card: the public link, "Copy link" and "Stop
+/// sharing".
+#[component]
+fn ShareControls(task_id: String) -> impl IntoView {
+    let id = StoredValue::new(task_id);
+    let link = RwSignal::new(None::<String>);
+    let busy = RwSignal::new(false);
+    let copied = RwSignal::new(false);
+    let error = RwSignal::new(None::<String>);
+    let share = move |_| {
+        if busy.get_untracked() {
+            return;
+        }
+        busy.set(true);
+        spawn_local(async move {
+            match share_image(id.get_value()).await {
+                Ok(shared) => {
+                    link.set(Some(absolute(&shared.url)));
+                    error.set(None);
+                }
+                Err(e) => error.set(Some(e.message)),
+            }
+            busy.set(false);
+        });
+    };
+    let unshare = move |_| {
+        if busy.get_untracked() {
+            return;
+        }
+        busy.set(true);
+        spawn_local(async move {
+            match unshare_image(id.get_value()).await {
+                Ok(()) => {
+                    link.set(None);
+                    copied.set(false);
+                    error.set(None);
+                }
+                Err(e) => error.set(Some(e.message)),
+            }
+            busy.set(false);
+        });
+    };
+    let copy = move |_| {
+        if let Some(url) = link.get_untracked() {
+            copied.set(copy_to_clipboard(&url));
+        }
+    };
+    view! {
+        <div class="share">
+            {move || match link.get() {
+                None => {
+                    view! {
+                        <button type="button" class="button" on:click=share disabled=move || busy.get()>
+                            {move || if busy.get() { "Sharing…" } else { "Share" }}
+                        </button>
+                    }
+                        .into_any()
+                }
+                Some(url) => {
+                    view! {
+                        <div class="share-link" role="group" aria-label="Share link">
+                            <input type="url" readonly value=url aria-label="Public link" />
+                            <button type="button" class="button" on:click=copy>
+                                {move || if copied.get() { "Copied" } else { "Copy link" }}
+                            </button>
+                            <button type="button" class="button" on:click=unshare disabled=move || busy.get()>
+                                "Stop sharing"
+                            </button>
+                        </div>
+                    }
+                        .into_any()
+                }
+            }}
+            {move || error.get().map(|e| view! { <p class="form-error" role="alert">{e}</p> })}
+        </div>
+    }
+}
+
+/// "Delete" on a finished card, with a confirmation step.
+#[component]
+fn DeleteControl(task_id: String, on_delete: Callback<String>) -> impl IntoView {
+    let id = StoredValue::new(task_id);
+    let confirming = RwSignal::new(false);
+    let busy = RwSignal::new(false);
+    let error = RwSignal::new(None::<String>);
+    let delete = move |_| {
+        if busy.get_untracked() {
+            return;
+        }
+        busy.set(true);
+        spawn_local(async move {
+            match delete_image(id.get_value()).await {
+                Ok(()) => on_delete.run(id.get_value()),
+                Err(e) => {
+                    error.set(Some(e.message));
+                    busy.set(false);
+                }
+            }
+        });
+    };
+    view! {
+        <div class="delete">
+            {move || {
+                if confirming.get() {
+                    view! {
+                        <div class="confirm" role="group" aria-label="Confirm deletion">
+                            <span>"Delete this image for good?"</span>
+                            <button type="button" class="button danger" on:click=delete disabled=move || busy.get()>
+                                {move || if busy.get() { "Deleting…" } else { "Yes, delete" }}
+                            </button>
+                            <button type="button" class="button" on:click=move |_| confirming.set(false)>
+                                "Keep"
+                            </button>
+                        </div>
+                    }
+                        .into_any()
+                } else {
+                    view! {
+                        <button type="button" class="button" on:click=move |_| confirming.set(true)>
+                            "Delete"
+                        </button>
+                    }
+                        .into_any()
+                }
+            }}
+            {move || error.get().map(|e| view! { <p class="form-error" role="alert">{e}</p> })}
+        </div>
     }
 }
 

@@ -13,24 +13,24 @@ use axum_login::{AuthUser, AuthnBackend};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
-/// A signed-in account as the session layer knows it.
+/// A signed-in account as the session layer knows it: what never changes
+/// once the account exists (so each instance may remember it).
 #[derive(Clone)]
 pub struct Account {
     pub id: String,
     pub email: String,
-    password_hash: String,
-    /// What the session keeps to notice a password change (see
+    /// What the session keeps to check it belongs to this account (see
     /// `session_auth_hash`).
     session_hash: [u8; 16],
 }
 
 impl Account {
-    fn new(id: String, email: String, password_hash: String) -> Self {
+    fn new(id: String, email: String) -> Self {
         use sha2::Digest;
-        let digest = sha2::Sha256::digest(password_hash.as_bytes());
+        let digest = sha2::Sha256::digest(format!("darkroom-session:{id}").as_bytes());
         let mut session_hash = [0; 16];
         session_hash.copy_from_slice(&digest[..16]);
-        Self { id, email, password_hash, session_hash }
+        Self { id, email, session_hash }
     }
 }
 
@@ -47,9 +47,10 @@ impl AuthUser for Account {
         self.id.clone()
     }
 
-    /// Changing the password hash signs out every session. A digest of it,
-    /// not the hash itself: the session decodes this on every request, and
-    /// 16 bytes do that faster than the ~100 of an Argon2 hash string.
+    /// Fixed per account: a password change ends the other sessions by
+    /// deleting them (`change_password`), which every instance sees at
+    /// once, rather than by changing this value, which an instance that
+    /// remembers the account would not see.
     fn session_auth_hash(&self) -> &[u8] {
         &self.session_hash
     }
@@ -109,7 +110,19 @@ pub struct Credentials {
 
 impl ReadRow for Account {
     fn read(r: &impl Columns) -> Result<Self> {
-        Ok(Account::new(r.get("id")?, r.get("email")?, r.get("password_hash")?))
+        Ok(Account::new(r.get("id")?, r.get("email")?))
+    }
+}
+
+/// An account with its password hash, read fresh for every password check.
+struct Login {
+    account: Account,
+    password_hash: String,
+}
+
+impl ReadRow for Login {
+    fn read(r: &impl Columns) -> Result<Self> {
+        Ok(Login { account: Account::read(r)?, password_hash: r.get("password_hash")? })
     }
 }
 
@@ -122,12 +135,12 @@ impl Account {
 
 /// The axum-login backend: accounts in the `users` table.
 ///
-/// Every request loads the signed-in account. What it loads (id, email,
-/// password hash) never changes once the account exists (Darkroom has no
-/// password change or account deletion), so each instance remembers the
-/// accounts it has loaded, like finished tasks; the session itself is still
-/// read from the database every time. A feature that changes a password
-/// must drop this cache (on every instance) or stop using it.
+/// Every request loads the signed-in account. What it loads (id, email)
+/// never changes once the account exists, so each instance remembers the
+/// accounts it has loaded; the password hash is not part of it (every
+/// password check reads it fresh), and the session itself is read from the
+/// database on every request, so a password change, which deletes the
+/// other sessions, ends them on every instance at once.
 #[derive(Clone)]
 pub struct Accounts {
     reads: Reads,
@@ -161,16 +174,15 @@ impl AuthnBackend for Accounts {
 
     async fn authenticate(&self, creds: Credentials) -> Result<Option<Account>, AuthError> {
         let Ok(email) = Email::parse(&creds.email) else { return Ok(None) };
-        let account: Option<Account> = self
+        let login: Option<Login> = self
             .reads
             .optional("SELECT id, email, password_hash FROM users WHERE email = $1", &[Arg::Text(email.as_str())])
             .await?;
         // Verify against a dummy hash when the email is unknown, so both
         // answers take the same time.
-        let hash = account.as_ref().map(|a| a.password_hash.clone()).unwrap_or_else(|| DUMMY_HASH.clone());
-        let ok =
-            tokio::task::spawn_blocking(move || password_auth::verify_password(creds.password, &hash).is_ok()).await?;
-        Ok(account.filter(|_| ok))
+        let hash = login.as_ref().map(|l| l.password_hash.clone()).unwrap_or_else(|| DUMMY_HASH.clone());
+        let ok = verify(creds.password, hash).await?;
+        Ok(login.map(|l| l.account).filter(|_| ok))
     }
 
     async fn get_user(&self, id: &String) -> Result<Option<Account>, AuthError> {
@@ -178,12 +190,57 @@ impl AuthnBackend for Accounts {
             return Ok(Some(account));
         }
         let account: Option<Account> =
-            self.reads.optional("SELECT id, email, password_hash FROM users WHERE id = $1", &[Arg::Text(id)]).await?;
+            self.reads.optional("SELECT id, email FROM users WHERE id = $1", &[Arg::Text(id)]).await?;
         if let Some(account) = &account {
             self.known.insert(id.clone(), account.clone());
         }
         Ok(account)
     }
+}
+
+/// Whether `password` matches `hash` (Argon2, off the async threads).
+async fn verify(password: String, hash: String) -> Result<bool, tokio::task::JoinError> {
+    tokio::task::spawn_blocking(move || password_auth::verify_password(password, &hash).is_ok()).await
+}
+
+async fn hash_password(password: NewPassword) -> Result<String> {
+    tokio::task::spawn_blocking(move || password_auth::generate_hash(password.0)).await.map_err(AppError::internal)
+}
+
+/// Replaces `account`'s password after checking the current one, and ends
+/// every session of the account but `keep` (the one asking), in one
+/// transaction.
+#[tracing::instrument(skip_all, fields(user = %account.id))]
+pub async fn change_password(
+    db: &Db,
+    account: &Account,
+    current: String,
+    new: NewPassword,
+    keep: Option<&str>,
+) -> Result<()> {
+    let row = sqlx::query("SELECT password_hash FROM users WHERE id = $1").bind(&account.id).fetch_optional(db).await?;
+    let Some(row) = row else { return Err(AppError::unauthorized()) };
+    let old_hash: String = sqlx::Row::try_get(&row, "password_hash")?;
+    if !verify(current, old_hash.clone()).await.map_err(AppError::internal)? {
+        return Err(AppError::invalid("the current password is wrong"));
+    }
+    let new_hash = hash_password(new).await?;
+    let mut tx = db.begin().await?;
+    // Compare-and-set: two changes at once cannot both pass the check of
+    // the same old password.
+    let changed = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2 AND password_hash = $3")
+        .bind(&new_hash)
+        .bind(&account.id)
+        .bind(&old_hash)
+        .execute(&mut *tx)
+        .await?;
+    if changed.rows_affected() != 1 {
+        return Err(AppError::conflict("the password was changed meanwhile; sign in again"));
+    }
+    let ended = super::sessions::Sessions::end_others(&mut tx, &account.id, keep).await?;
+    tx.commit().await?;
+    tracing::info!(other_sessions_ended = ended, "password changed");
+    Ok(())
 }
 
 /// A hash of nothing anyone types, verified when an email is unknown.
@@ -193,9 +250,7 @@ static DUMMY_HASH: std::sync::LazyLock<String> =
 /// Creates an account and grants its sign-up credits, in one transaction.
 #[tracing::instrument(skip_all, fields(email = %email.as_str()))]
 pub async fn create_account(db: &Db, email: &Email, password: NewPassword, signup_credits: i64) -> Result<Account> {
-    let hash = tokio::task::spawn_blocking(move || password_auth::generate_hash(password.0))
-        .await
-        .map_err(AppError::internal)?;
+    let hash = hash_password(password).await?;
     let id = uuid::Uuid::new_v4().to_string();
     let now = db::now_ms();
 
@@ -220,7 +275,7 @@ pub async fn create_account(db: &Db, email: &Email, password: NewPassword, signu
         if db::is_unique_violation(&e) { AppError::conflict("email already registered") } else { AppError::internal(e) }
     })?;
     tracing::info!(user = %id, "account created");
-    Ok(Account::new(id, email.clone().0, hash))
+    Ok(Account::new(id, email.clone().0))
 }
 
 /// Per-client limit on sign-in and sign-up attempts (kept in memory: it

@@ -10,13 +10,19 @@ use crate::error::{AppError, ErrorKind, Result};
 
 /// Adds `amount` credits (sign-up grants).
 pub async fn grant(conn: &mut AnyConnection, user: &UserId, amount: i64, key: &str) -> Result<()> {
-    insert(conn, user, "grant", amount, None, key).await.map(|_| ())
+    insert(conn, user, "grant", amount, None, key, None).await.map(|_| ())
+}
+
+/// An operator's grant of `amount` credits, for `reason` (the admin CLI).
+pub async fn grant_with_reason(conn: &mut AnyConnection, user: &UserId, amount: i64, reason: &str) -> Result<()> {
+    let key = format!("grant:{}", uuid::Uuid::new_v4());
+    insert(conn, user, "grant", amount, None, &key, Some(reason)).await.map(|_| ())
 }
 
 /// Takes `cost` for `task`; fails with "not enough credits" and changes
 /// nothing when the balance does not cover it.
 pub async fn charge(conn: &mut AnyConnection, user: &UserId, task: &TaskId, cost: i64) -> Result<()> {
-    match insert(conn, user, "charge", -cost, Some(task), &format!("charge:{task}")).await {
+    match insert(conn, user, "charge", -cost, Some(task), &format!("charge:{task}"), None).await {
         Ok(true) => Ok(()),
         Ok(false) => Err(AppError::internal(format!("task {task} was already charged"))),
         Err(e) => Err(e),
@@ -25,7 +31,7 @@ pub async fn charge(conn: &mut AnyConnection, user: &UserId, task: &TaskId, cost
 
 /// Gives `task`'s cost back; returns false when it was already refunded.
 pub async fn refund(conn: &mut AnyConnection, user: &UserId, task: &TaskId, cost: i64) -> Result<bool> {
-    insert(conn, user, "refund", cost, Some(task), &format!("refund:{task}")).await
+    insert(conn, user, "refund", cost, Some(task), &format!("refund:{task}"), None).await
 }
 
 /// Inserts a ledger row; `Ok(false)` when its key exists already.
@@ -36,10 +42,11 @@ async fn insert(
     amount: i64,
     task: Option<&TaskId>,
     key: &str,
+    reason: Option<&str>,
 ) -> Result<bool> {
     let result = sqlx::query(
-        "INSERT INTO credit_ledger (user_id, kind, amount, task_id, entry_key, created_at) VALUES ($1, $2, $3, $4, $5, $6) \
-         ON CONFLICT (entry_key) DO NOTHING",
+        "INSERT INTO credit_ledger (user_id, kind, amount, task_id, entry_key, created_at, reason) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (entry_key) DO NOTHING",
     )
     .bind(user.as_str())
     .bind(kind)
@@ -47,6 +54,7 @@ async fn insert(
     .bind(task.map(TaskId::as_str))
     .bind(key)
     .bind(db::now_ms())
+    .bind(reason)
     .execute(conn)
     .await;
     // A duplicate key is skipped by ON CONFLICT (not raised: on PostgreSQL

@@ -83,19 +83,36 @@ pub async fn image(
         }
     };
     // A stored image never changes: its ETag is its task id.
-    let etag = format!("\"{task_id}\"");
-    let cache = HeaderValue::from_static("private, max-age=31536000, immutable");
-    if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
-        return (
-            StatusCode::NOT_MODIFIED,
-            [(header::ETAG, etag), (header::CACHE_CONTROL, cache.to_str().unwrap_or_default().to_owned())],
-        )
+    serve_object(
+        &state,
+        &key,
+        &content_type,
+        &format!("\"{task_id}\""),
+        HeaderValue::from_static("private, max-age=31536000, immutable"),
+        &headers,
+    )
+    .await
+}
+
+/// Streams the stored object `key`, or answers 304 when the client's copy
+/// (`If-None-Match`) is `etag`.
+async fn serve_object(
+    state: &AppState,
+    key: &str,
+    content_type: &str,
+    etag: &str,
+    cache: HeaderValue,
+    headers: &HeaderMap,
+) -> Response {
+    let Ok(etag_value) = HeaderValue::from_str(etag) else { return internal() };
+    if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(etag) {
+        return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag_value), (header::CACHE_CONTROL, cache)])
             .into_response();
     }
-    let object = match state.objects.get(&object_store::path::Path::from(key.as_str())).await {
+    let object = match state.objects.get(&object_store::path::Path::from(key)).await {
         Ok(o) => o,
         Err(e) => {
-            tracing::error!(task = %task_id, "stored image missing: {e}");
+            tracing::error!(key, "stored image missing: {e}");
             return internal();
         }
     };
@@ -104,17 +121,171 @@ pub async fn image(
     let h = response.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_str(&content_type).unwrap_or(HeaderValue::from_static("application/octet-stream")),
+        HeaderValue::from_str(content_type).unwrap_or(HeaderValue::from_static("application/octet-stream")),
     );
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
     h.insert(header::CACHE_CONTROL, cache);
-    if let Ok(v) = HeaderValue::from_str(&etag) {
-        h.insert(header::ETAG, v);
-    }
+    h.insert(header::ETAG, etag_value);
     h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
     response
 }
 
+/// Shared images may be kept by browsers and shared caches, which must ask
+/// again before every use (a 304 while shared, a 404 from the moment it is
+/// not), so that "Stop sharing" and "Delete" take effect at once.
+const SHARED_CACHE: &str = "public, no-cache";
+
+/// `GET /s/{token}`: the public page of a shared image, with the
+/// OpenGraph / Twitter card link previews read. Anyone with the link; no
+/// sign-in.
+pub async fn shared_page(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+    client: Option<axum::Extension<super::client::Client>>,
+    headers: HeaderMap,
+) -> Response {
+    let shared = match super::tasks::owned::shared(&state, &token).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return shared_not_found(),
+        Err(e) => {
+            tracing::error!("share lookup: {e}");
+            return internal();
+        }
+    };
+    let base = state.config.public_origin().unwrap_or_else(|| {
+        let https = client.is_some_and(|c| c.https);
+        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+        format!("{}://{}", if https { "https" } else { "http" }, host.to_ascii_lowercase())
+    });
+    let css = format!("/{}/{}.css", state.leptos_options.site_pkg_dir, state.leptos_options.output_name);
+    let page = share_html(&base, &token, &shared, &css);
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8")),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        ],
+        page,
+    )
+        .into_response()
+}
+
+/// `GET /s/{token}/image`: a shared image, with public cache headers.
+pub async fn shared_image(State(state): State<AppState>, Path(token): Path<String>, headers: HeaderMap) -> Response {
+    let shared = match super::tasks::owned::shared(&state, &token).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return (StatusCode::NOT_FOUND, "not found").into_response(),
+        Err(e) => {
+            tracing::error!("share lookup: {e}");
+            return internal();
+        }
+    };
+    let key = super::tasks::object_key(&shared.task_id);
+    let content_type = shared.content_type.as_deref().unwrap_or("application/octet-stream");
+    serve_object(
+        &state,
+        key.as_ref(),
+        content_type,
+        &format!("\"{token}\""),
+        HeaderValue::from_static(SHARED_CACHE),
+        &headers,
+    )
+    .await
+}
+
+fn shared_not_found() -> Response {
+    let page = "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Not found — Darkroom</title>\
+                <meta name=\"robots\" content=\"noindex\"></head><body><main><h1>This link no longer works</h1>\
+                <p>The image was never shared, or its owner stopped sharing or deleted it.</p>\
+                <p><a href=\"/\">Darkroom</a></p></main></body></html>";
+    (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], page).into_response()
+}
+
+/// The public page of a shared image.
+fn share_html(base: &str, token: &str, shared: &super::tasks::owned::SharedImage, css: &str) -> String {
+    let prompt = escape(&shared.prompt);
+    let title = escape(&clip(&shared.prompt, 70));
+    let page_url = escape(&format!("{base}/s/{token}"));
+    let image_url = escape(&format!("{base}/s/{token}/image"));
+    let size = match (shared.width, shared.height) {
+        (Some(w), Some(h)) => format!(
+            "<meta property=\"og:image:width\" content=\"{w}\">\n<meta property=\"og:image:height\" content=\"{h}\">\n"
+        ),
+        _ => String::new(),
+    };
+    let dims = match (shared.width, shared.height) {
+        (Some(w), Some(h)) => format!(" width=\"{w}\" height=\"{h}\""),
+        _ => String::new(),
+    };
+    let image_type = shared.content_type.as_deref().map(escape).unwrap_or_default();
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <title>{title} — Darkroom</title>\n<meta name=\"robots\" content=\"noindex\">\n\
+         <meta name=\"description\" content=\"{prompt}\">\n\
+         <meta property=\"og:type\" content=\"website\">\n<meta property=\"og:site_name\" content=\"Darkroom\">\n\
+         <meta property=\"og:title\" content=\"{title}\">\n<meta property=\"og:description\" content=\"{prompt}\">\n\
+         <meta property=\"og:url\" content=\"{page_url}\">\n<meta property=\"og:image\" content=\"{image_url}\">\n\
+         <meta property=\"og:image:type\" content=\"{image_type}\">\n{size}\
+         <meta property=\"og:image:alt\" content=\"{prompt}\">\n\
+         <meta name=\"twitter:card\" content=\"summary_large_image\">\n<meta name=\"twitter:title\" content=\"{title}\">\n\
+         <meta name=\"twitter:image\" content=\"{image_url}\">\n<meta name=\"twitter:image:alt\" content=\"{prompt}\">\n\
+         <link rel=\"stylesheet\" href=\"{css}\">\n</head>\n<body>\n<main class=\"shared\">\n\
+         <figure class=\"shared-figure\"><img src=\"/s/{token}/image\" alt=\"{prompt}\"{dims}>\
+         <figcaption>{prompt}</figcaption></figure>\n\
+         <p class=\"shared-footer\">Made with <a href=\"/\">Darkroom</a></p>\n</main>\n</body>\n</html>\n"
+    )
+}
+
+/// `s` safe inside HTML text and double-quoted attributes.
+fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn clip(s: &str, max: usize) -> String {
+    let line = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if line.chars().count() <= max { line } else { format!("{}…", line.chars().take(max - 1).collect::<String>()) }
+}
+
 fn internal() -> Response {
     (StatusCode::INTERNAL_SERVER_ERROR, "something went wrong").into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_is_escaped_for_html() {
+        assert_eq!(escape(r#"<a href="x">'&'</a>"#), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
+    }
+
+    #[test]
+    fn the_share_page_carries_the_card() {
+        let shared = super::super::tasks::owned::SharedImage {
+            task_id: super::super::ids::TaskId::from_db("t".into()),
+            prompt: "a \"cat\" <script>".into(),
+            content_type: Some("image/png".into()),
+            width: Some(1024),
+            height: Some(768),
+        };
+        let html = share_html("https://darkroom.example", "tok", &shared, "/pkg/darkroom.css");
+        assert!(html.contains(r#"<meta property="og:image" content="https://darkroom.example/s/tok/image">"#));
+        assert!(html.contains(r#"<meta property="og:image:width" content="1024">"#));
+        assert!(html.contains(r#"<meta property="og:image:height" content="768">"#));
+        assert!(html.contains(r#"<meta name="twitter:card" content="summary_large_image">"#));
+        assert!(html.contains("a &quot;cat&quot; &lt;script&gt;"));
+        assert!(!html.contains("<script>"));
+    }
 }

@@ -66,6 +66,7 @@ pub struct Metrics {
     object_writes: Counter,
     finalizations: Family<OutcomeLabels, Counter>,
     refunds: Counter,
+    deletions: Counter,
     generation_seconds: Histogram,
 }
 
@@ -82,6 +83,7 @@ impl Default for Metrics {
         let object_writes = Counter::default();
         let finalizations = Family::<OutcomeLabels, Counter>::default();
         let refunds = Counter::default();
+        let deletions = Counter::default();
         let generation_seconds = Histogram::new(exponential_buckets(1.0, 1.5, 14));
         registry.register("http_requests", "HTTP requests by route and status", requests.clone());
         registry.register("http_request_duration_seconds", "HTTP request latency", request_seconds.clone());
@@ -91,6 +93,7 @@ impl Default for Metrics {
         registry.register("object_writes", "Images written to object storage", object_writes.clone());
         registry.register("finalizations", "Tasks that left processing, by outcome", finalizations.clone());
         registry.register("refunds", "Credits refunds (one per failed or canceled task)", refunds.clone());
+        registry.register("deletions", "Tasks deleted by their owners", deletions.clone());
         registry.register("generation_seconds", "From submission to a stored image", generation_seconds.clone());
         Self {
             registry,
@@ -102,6 +105,7 @@ impl Default for Metrics {
             object_writes,
             finalizations,
             refunds,
+            deletions,
             generation_seconds,
         }
     }
@@ -138,6 +142,10 @@ impl Metrics {
     pub fn failed_and_refunded(&self) {
         self.finalizations.get_or_create(&OutcomeLabels { outcome: "failed" }).inc();
         self.refunds.inc();
+    }
+
+    pub fn deleted(&self) {
+        self.deletions.inc();
     }
 
     pub fn canceled_and_refunded(&self) {

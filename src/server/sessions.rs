@@ -104,15 +104,39 @@ fn encode(record: &Record) -> session_store::Result<String> {
     serde_json::to_string(&record.data).map_err(|e| session_store::Error::Encode(e.to_string()))
 }
 
+/// Where axum-login keeps the signed-in account in a session's data.
+const AUTH_DATA: &str = "axum-login.data";
+
+/// The account a session is signed in to, stored beside its data so that
+/// a password change can end every other session of the account.
+fn account_of(record: &Record) -> Option<&str> {
+    record.data.get(AUTH_DATA)?.get("user_id")?.as_str()
+}
+
+impl Sessions {
+    /// Ends every session of `user` except `keep`, in the caller's
+    /// transaction. Every instance reads sessions from the database on
+    /// every request, so they end everywhere at once.
+    pub async fn end_others(conn: &mut sqlx::AnyConnection, user: &str, keep: Option<&str>) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND id <> $2")
+            .bind(user)
+            .bind(keep.unwrap_or(""))
+            .execute(conn)
+            .await?;
+        Ok(done.rows_affected())
+    }
+}
+
 #[async_trait::async_trait]
 impl SessionStore for Sessions {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
         let data = encode(record)?;
         loop {
-            let inserted = sqlx::query("INSERT INTO sessions (id, data, expires_at) VALUES ($1, $2, $3)")
+            let inserted = sqlx::query("INSERT INTO sessions (id, data, expires_at, user_id) VALUES ($1, $2, $3, $4)")
                 .bind(record.id.to_string())
                 .bind(&data)
                 .bind(epoch_ms(record.expiry_date))
+                .bind(account_of(record))
                 .execute(&self.db)
                 .await;
             match inserted {
@@ -130,9 +154,10 @@ impl SessionStore for Sessions {
     /// sign-out. (New sessions go through `create`, and so does a session
     /// whose id was cycled at sign-in.)
     async fn save(&self, record: &Record) -> session_store::Result<()> {
-        sqlx::query("UPDATE sessions SET data = $1, expires_at = $2 WHERE id = $3")
+        sqlx::query("UPDATE sessions SET data = $1, expires_at = $2, user_id = $3 WHERE id = $4")
             .bind(encode(record)?)
             .bind(epoch_ms(record.expiry_date))
+            .bind(account_of(record))
             .bind(record.id.to_string())
             .execute(&self.db)
             .await

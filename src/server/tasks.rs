@@ -8,6 +8,7 @@
 mod advance;
 pub mod finalize;
 mod finished;
+pub mod owned;
 pub mod recheck;
 pub mod reconcile;
 pub mod row;

@@ -1,8 +1,10 @@
 //! Integration tests: the real app (SQLite file, local object store, the
 //! built-in provider over HTTP) on a random port, driven over HTTP.
 
+mod account;
 mod accounts;
 mod cancel;
+mod cli;
 mod helpers;
 mod provider;
 mod scaleout;

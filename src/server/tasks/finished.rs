@@ -3,6 +3,12 @@
 //! transaction), so a view read once stays true on every instance: polls of
 //! finished tasks are answered from here without touching the database.
 //! Processing tasks are never kept: they are read fresh on every poll.
+//!
+//! The one change a finished task can still see is its deletion: the
+//! instance that deletes it forgets it at once, and every instance forgets
+//! what it remembered after [`TTL`], so another instance may answer a
+//! deleted task's poll (its owner's only; its image, share link and history
+//! entry are gone everywhere at once) for at most that long.
 
 use std::sync::Arc;
 
@@ -13,11 +19,14 @@ use crate::server::ids::{TaskId, UserId};
 /// How many finished tasks each instance remembers (least recently used
 /// first out); a miss only costs one database read.
 const CAPACITY: usize = 8192;
+/// How long an instance trusts what it remembers.
+pub const TTL: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A finished task: whose it is, and what its owner sees.
 pub struct Entry {
     pub owner: UserId,
     pub view: TaskView,
+    remembered: std::time::Instant,
 }
 
 pub struct Finished(quick_cache::sync::Cache<TaskId, Arc<Entry>>);
@@ -31,13 +40,25 @@ impl Default for Finished {
 impl Finished {
     /// The finished task `task_id`, if remembered.
     pub fn get(&self, task: &TaskId) -> Option<Arc<Entry>> {
-        self.0.get(task)
+        self.0.get(task).filter(|e| e.remembered.elapsed() < TTL)
+    }
+
+    /// Forgets `task` (deleted).
+    pub fn forget(&self, task: &TaskId) {
+        self.0.remove(task);
     }
 
     /// Remembers `task` if it is finished.
     pub fn remember(&self, task: &TaskRow) {
         if task.state.is_finished() {
-            self.0.insert(task.id.clone(), Arc::new(Entry { owner: task.user_id.clone(), view: task.view() }));
+            self.0.insert(
+                task.id.clone(),
+                Arc::new(Entry {
+                    owner: task.user_id.clone(),
+                    view: task.view(),
+                    remembered: std::time::Instant::now(),
+                }),
+            );
         }
     }
 }
@@ -79,5 +100,7 @@ mod tests {
         let entry = cache.get(&t1).unwrap();
         assert_eq!(entry.owner.as_str(), "u1");
         assert_eq!(entry.view.image_url.as_deref(), Some("/images/t1"));
+        cache.forget(&t1);
+        assert!(cache.get(&t1).is_none());
     }
 }

@@ -2,7 +2,8 @@
 //! has checked recently, through the same `advance` the polls use, so a task
 //! nobody watches still finishes (and its output is saved before the
 //! provider deletes it). Safe with several instances: each check is claimed
-//! by compare-and-set in the database.
+//! by compare-and-set in the database. It also finishes deletions whose
+//! stored objects were left behind (a crash after the row was deleted).
 
 use crate::server::ids::TaskId;
 use futures::StreamExt;
@@ -28,8 +29,31 @@ pub fn spawn(state: AppState) -> tokio::task::JoinHandle<()> {
                 Ok(n) => tracing::debug!("reconciler advanced {n} tasks"),
                 Err(e) => tracing::warn!("reconciler pass failed: {e}"),
             }
+            match purge_pass(&state, db::now_ms() - PURGE_GRACE_MS).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!("reconciler removed the stored images of {n} deleted tasks"),
+                Err(e) => tracing::warn!("reconciler purge failed: {e}"),
+            }
         }
     })
+}
+
+/// How old a purge must be before the reconciler takes it over from the
+/// deletion that recorded it (which normally finishes it in milliseconds).
+const PURGE_GRACE_MS: i64 = 10_000;
+
+/// Removes the stored objects of deleted tasks whose purge was recorded
+/// before `before` and never finished. Returns how many were finished.
+pub async fn purge_pass(state: &AppState, before: i64) -> Result<usize> {
+    let pending = super::store::pending_purges(&state.db, before, BATCH).await?;
+    let mut done = 0;
+    for task in pending {
+        match super::owned::purge(state, &task).await {
+            Ok(()) => done += 1,
+            Err(e) => tracing::warn!(%task, "purge: {e}"),
+        }
+    }
+    Ok(done)
 }
 
 /// One pass: every due unfinished task gets one `advance`. Returns how many

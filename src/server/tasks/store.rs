@@ -47,6 +47,12 @@
 //! - A cancel races the same way: whichever of `cancel_and_refund`,
 //!   `mark_completed` and `fail_and_refund` leaves `processing` first
 //!   decides; the others change nothing.
+//! - A finished task may be shared (`share`, `unshare`: a token on the
+//!   row) and deleted by its owner: `delete_finished` removes the row and
+//!   records a purge in one transaction, so the task is gone everywhere at
+//!   once; its stored objects are removed next and the purge row with them
+//!   (`purged`). A purge left behind by a crash is finished by the
+//!   reconciler (`pending_purges`). Its ledger rows stay.
 //! - Money moves only inside these transactions, through `credits`: the
 //!   charge in [`insert_submitting`], the refund in [`fail_and_refund`] and
 //!   [`cancel_and_refund`].
@@ -386,6 +392,89 @@ async fn end_and_refund<'q>(
     credits::refund(&mut tx, &user, task, cost).await?;
     tx.commit().await?;
     Ok(Some(row))
+}
+
+/// Statuses a task may be shared or deleted in.
+const FINISHED: &str = "('completed', 'failed', 'canceled')";
+
+/// Shares `user`'s completed `task`: its share token, `fresh` unless it
+/// had one already; `None` when the task is not theirs or not completed.
+pub async fn share(db: &Db, user: &UserId, task: &TaskId, fresh: &str) -> Result<Option<String>> {
+    let row = sqlx::query(
+        "UPDATE tasks SET share_token = COALESCE(share_token, $1)          WHERE id = $2 AND user_id = $3 AND status = 'completed' RETURNING share_token",
+    )
+    .bind(fresh)
+    .bind(task.as_str())
+    .bind(user.as_str())
+    .fetch_optional(db)
+    .await?;
+    row.map(|r| r.try_get::<String, _>("share_token").map_err(AppError::from)).transpose()
+}
+
+/// Records the stored image's size (read when it is first shared).
+pub async fn set_image_size(db: &Db, task: &TaskId, width: u32, height: u32) -> Result<()> {
+    sqlx::query("UPDATE tasks SET image_width = $1, image_height = $2 WHERE id = $3")
+        .bind(i64::from(width))
+        .bind(i64::from(height))
+        .bind(task.as_str())
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// Stops sharing `user`'s `task`; false when it is not theirs.
+pub async fn unshare(db: &Db, user: &UserId, task: &TaskId) -> Result<bool> {
+    let done = sqlx::query("UPDATE tasks SET share_token = NULL WHERE id = $1 AND user_id = $2")
+        .bind(task.as_str())
+        .bind(user.as_str())
+        .execute(db)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Deletes `user`'s finished `task`: the row (prompt, share token) goes and
+/// a purge of its stored objects is recorded, in one transaction. False
+/// when the task is not theirs, not finished, or already deleted.
+pub async fn delete_finished(db: &Db, user: &UserId, task: &TaskId, now: i64) -> Result<bool> {
+    let mut tx = db.begin().await?;
+    let recorded = sqlx::query(&format!(
+        "INSERT INTO purges (task_id, user_id, created_at) SELECT id, user_id, $1 FROM tasks          WHERE id = $2 AND user_id = $3 AND status IN {FINISHED} ON CONFLICT (task_id) DO NOTHING"
+    ))
+    .bind(now)
+    .bind(task.as_str())
+    .bind(user.as_str())
+    .execute(&mut *tx)
+    .await?;
+    if recorded.rows_affected() != 1 {
+        return Ok(false);
+    }
+    let deleted = sqlx::query(&format!("DELETE FROM tasks WHERE id = $1 AND user_id = $2 AND status IN {FINISHED}"))
+        .bind(task.as_str())
+        .bind(user.as_str())
+        .execute(&mut *tx)
+        .await?;
+    if deleted.rows_affected() != 1 {
+        return Ok(false);
+    }
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// The purge of `task` is done: its objects are gone.
+pub async fn purged(db: &Db, task: &TaskId) -> Result<()> {
+    sqlx::query("DELETE FROM purges WHERE task_id = $1").bind(task.as_str()).execute(db).await?;
+    Ok(())
+}
+
+/// Purges recorded before `before` and not yet done (a crash between the
+/// row and the objects), oldest first.
+pub async fn pending_purges(db: &Db, before: i64, limit: i64) -> Result<Vec<TaskId>> {
+    let rows = sqlx::query("SELECT task_id FROM purges WHERE created_at <= $1 ORDER BY created_at LIMIT $2")
+        .bind(before)
+        .bind(limit)
+        .fetch_all(db)
+        .await?;
+    rows.iter().map(|r| Ok(TaskId::from_db(r.try_get("task_id")?))).collect()
 }
 
 /// A task's current state, read from the pool (after a lost race).

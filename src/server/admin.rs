@@ -1,0 +1,247 @@
+//! The operator's command line, in the same binary as the server:
+//! `darkroom [serve]` serves the app; `darkroom admin …` grants credits and
+//! looks at accounts and tasks. It reads the same configuration (the
+//! environment) and talks to the same database, safely while servers run
+//! (SQLite in WAL mode, or PostgreSQL): a grant is one ledger row in one
+//! transaction, like every other change of a balance.
+
+use std::fmt::Write as _;
+
+use clap::{Parser, Subcommand};
+use sqlx::Row;
+
+use super::auth::Email;
+use super::config::Config;
+use super::db::{self, Db};
+use super::ids::UserId;
+use crate::error::{AppError, ErrorKind, Result};
+
+#[derive(Debug, Parser)]
+#[command(name = "darkroom", version, about = "Darkroom: text to image on an asynchronous model provider")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the app (the default); configured by the environment.
+    Serve,
+    /// Operator commands on the configured database.
+    #[command(subcommand)]
+    Admin(Admin),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Admin {
+    /// Grant credits to an account (a ledger row carrying the reason).
+    Grant {
+        /// The account's email.
+        email: String,
+        /// How many credits: a positive whole number.
+        #[arg(value_parser = parse_credits, allow_negative_numbers = true)]
+        credits: i64,
+        /// Why (shown to the person on their account page as "Granted: <reason>").
+        #[arg(long)]
+        reason: String,
+    },
+    /// An account: balance, tasks by status, the latest tasks.
+    User {
+        /// The account's email.
+        email: String,
+    },
+    /// The latest tasks, newest first.
+    Tasks {
+        /// Only tasks in this status: submitting, processing, completed, failed or canceled.
+        #[arg(long, value_parser = ["submitting", "processing", "completed", "failed", "canceled"])]
+        status: Option<String>,
+        /// Only this account's tasks.
+        #[arg(long)]
+        email: Option<String>,
+        /// How many (1–1000).
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(i64).range(1..=1000))]
+        limit: i64,
+    },
+}
+
+/// Most credits one grant may add.
+pub const MAX_GRANT: i64 = 1_000_000_000;
+/// Longest reason, in characters.
+const MAX_REASON_CHARS: usize = 200;
+
+fn parse_credits(raw: &str) -> std::result::Result<i64, String> {
+    match raw.trim().parse::<i64>() {
+        Ok(n) if (1..=MAX_GRANT).contains(&n) => Ok(n),
+        _ => Err(format!("credits must be a positive whole number, at most {MAX_GRANT}")),
+    }
+}
+
+/// Parses the command line; a mistake is one line on stderr and exit code
+/// 2 (`--help` and `--version` print as usual).
+pub fn parse() -> Cli {
+    match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => e.exit(),
+        Err(e) => {
+            eprintln!("{}", one_line(&e.render().to_string()));
+            std::process::exit(2);
+        }
+    }
+}
+
+/// clap's error without its usage and help hints, on one line.
+fn one_line(rendered: &str) -> String {
+    rendered
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .filter(|l| !l.is_empty() && !l.starts_with("tip:"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Runs an admin command; what it prints goes to stdout.
+pub async fn run(command: Admin) -> anyhow::Result<()> {
+    let config = Config::from_env()?;
+    let db = db::connect(&config.database_url).await?;
+    let out = match command {
+        Admin::Grant { email, credits, reason } => grant(&db, &email, credits, &reason).await?,
+        Admin::User { email } => user(&db, &email).await?,
+        Admin::Tasks { status, email, limit } => tasks(&db, status.as_deref(), email.as_deref(), limit).await?,
+    };
+    print!("{out}");
+    Ok(())
+}
+
+/// The account with `email`, or a clear error.
+async fn account(db: &Db, email: &str) -> Result<(UserId, String)> {
+    let email = Email::parse(email)?;
+    let row =
+        sqlx::query("SELECT id, email FROM users WHERE email = $1").bind(email.as_str()).fetch_optional(db).await?;
+    match row {
+        Some(r) => Ok((UserId::from_db(r.try_get("id")?), r.try_get("email")?)),
+        None => Err(AppError::new(ErrorKind::NotFound, format!("no account with email {}", email.as_str()))),
+    }
+}
+
+/// Adds `credits` to the account, with a ledger row carrying `reason`.
+pub async fn grant(db: &Db, email: &str, credits: i64, reason: &str) -> Result<String> {
+    let reason = reason.trim();
+    if reason.is_empty() {
+        return Err(AppError::invalid("--reason must say why the credits are granted"));
+    }
+    if reason.chars().count() > MAX_REASON_CHARS || reason.chars().any(char::is_control) {
+        return Err(AppError::invalid(format!("--reason must be one line of at most {MAX_REASON_CHARS} characters")));
+    }
+    parse_credits(&credits.to_string()).map_err(AppError::invalid)?;
+    let (user, email) = account(db, email).await?;
+    let mut tx = db.begin().await?;
+    super::credits::grant_with_reason(&mut tx, &user, credits, reason).await?;
+    tx.commit().await?;
+    let balance = super::credits::balance(db, user.as_str()).await?;
+    Ok(format!("granted {credits} credits to {email} ({reason}); balance {balance} credits\n"))
+}
+
+/// An account's balance, its tasks by status and the latest ones.
+pub async fn user(db: &Db, email: &str) -> Result<String> {
+    let (user, email) = account(db, email).await?;
+    let row =
+        sqlx::query("SELECT balance, created_at FROM users WHERE id = $1").bind(user.as_str()).fetch_one(db).await?;
+    let balance: i64 = row.try_get("balance")?;
+    let created: i64 = row.try_get("created_at")?;
+    let counts = sqlx::query(
+        "SELECT status, CAST(COUNT(*) AS BIGINT) AS n FROM tasks WHERE user_id = $1 GROUP BY status ORDER BY status",
+    )
+    .bind(user.as_str())
+    .fetch_all(db)
+    .await?;
+    let mut out = String::new();
+    let _ = writeln!(out, "email:    {email}");
+    let _ = writeln!(out, "id:       {user}");
+    let _ = writeln!(out, "since:    {}", db::rfc3339(created));
+    let _ = writeln!(out, "balance:  {balance} credits");
+    let by_status = counts
+        .iter()
+        .map(|r| Ok(format!("{} {}", r.try_get::<String, _>("status")?, r.try_get::<i64, _>("n")?)))
+        .collect::<Result<Vec<_>>>()?;
+    let _ = writeln!(out, "tasks:    {}", if by_status.is_empty() { "none".to_owned() } else { by_status.join(", ") });
+    let latest = task_lines(db, None, Some(&user), 10).await?;
+    if !latest.is_empty() {
+        let _ = writeln!(out, "latest:");
+        for line in latest {
+            let _ = writeln!(out, "  {line}");
+        }
+    }
+    Ok(out)
+}
+
+/// The latest tasks, optionally of one status and one account.
+pub async fn tasks(db: &Db, status: Option<&str>, email: Option<&str>, limit: i64) -> Result<String> {
+    let user = match email {
+        Some(e) => Some(account(db, e).await?.0),
+        None => None,
+    };
+    let lines = task_lines(db, status, user.as_ref(), limit).await?;
+    if lines.is_empty() {
+        return Ok("no tasks\n".to_owned());
+    }
+    Ok(lines.into_iter().map(|l| l + "\n").collect())
+}
+
+/// One line per task: created, status, id, owner, cost, prompt.
+async fn task_lines(db: &Db, status: Option<&str>, user: Option<&UserId>, limit: i64) -> Result<Vec<String>> {
+    let rows = sqlx::query(
+        "SELECT t.id, t.status, t.prompt, t.cost, t.created_at, u.email FROM tasks t JOIN users u ON u.id = t.user_id \
+         WHERE ($1 IS NULL OR t.status = $1) AND ($2 IS NULL OR t.user_id = $2) \
+         ORDER BY t.created_at DESC, t.id DESC LIMIT $3",
+    )
+    .bind(status)
+    .bind(user.map(UserId::as_str))
+    .bind(limit)
+    .fetch_all(db)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let prompt: String = r.try_get("prompt")?;
+            let prompt = prompt.split_whitespace().collect::<Vec<_>>().join(" ");
+            let prompt: String =
+                if prompt.chars().count() > 60 { prompt.chars().take(59).chain(['…']).collect() } else { prompt };
+            Ok(format!(
+                "{}  {:<10}  {}  {}  {} credits  {}",
+                db::rfc3339(r.try_get("created_at")?),
+                r.try_get::<String, _>("status")?,
+                r.try_get::<String, _>("id")?,
+                r.try_get::<String, _>("email")?,
+                r.try_get::<i64, _>("cost")?,
+                prompt
+            ))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credits_must_be_a_positive_whole_number() {
+        assert_eq!(parse_credits("50"), Ok(50));
+        for bad in ["0", "-5", "1.5", "ten", "", "1000000001", "99999999999999999999"] {
+            assert!(parse_credits(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_command_line_parses() {
+        let cli = Cli::try_parse_from(["darkroom", "admin", "grant", "a@b.co", "50", "--reason", "beta"]).unwrap();
+        assert!(matches!(cli.command, Some(Command::Admin(Admin::Grant { credits: 50, .. }))));
+        assert!(Cli::try_parse_from(["darkroom"]).unwrap().command.is_none());
+        assert!(matches!(Cli::try_parse_from(["darkroom", "serve"]).unwrap().command, Some(Command::Serve)));
+        let e = Cli::try_parse_from(["darkroom", "admin", "grant", "a@b.co", "50"]).unwrap_err();
+        let line = one_line(&e.render().to_string());
+        assert!(line.contains("--reason"), "{line}");
+        assert!(!line.contains('\n'));
+        let e = Cli::try_parse_from(["darkroom", "admin", "tasks", "--status", "done"]).unwrap_err();
+        assert!(one_line(&e.render().to_string()).contains("done"));
+    }
+}

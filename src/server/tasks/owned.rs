@@ -1,0 +1,190 @@
+//! What an owner does with a finished task besides looking at it: share it
+//! by a link, stop sharing it, delete it. The writes are transitions in
+//! `store`; this module checks ownership and state, and removes a deleted
+//! task's stored objects.
+
+use futures::TryStreamExt;
+use object_store::ObjectStore;
+use object_store::path::Path as ObjectPath;
+
+use super::{cancel, object_key, row, store};
+use crate::error::{AppError, Result};
+use crate::model::{ShareLink, TaskStatus};
+use crate::server::db;
+use crate::server::ids::{TaskId, UserId};
+use crate::server::state::AppState;
+
+/// A share token: 128 random bits, base64url without padding.
+pub struct ShareToken;
+
+impl ShareToken {
+    pub const LEN: usize = 22;
+
+    pub fn fresh() -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 16]>())
+    }
+
+    /// Whether `raw` could be a token (checked before any lookup).
+    pub fn is_well_formed(raw: &str) -> bool {
+        raw.len() == Self::LEN && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    }
+}
+
+/// The public link of the owner's completed task (the same link when it
+/// is already shared).
+pub async fn share(state: &AppState, user: &UserId, task_id: &str) -> Result<ShareLink> {
+    let task_id = TaskId::parse(task_id)?;
+    let Some(token) = store::share(&state.db, user, &task_id, &ShareToken::fresh()).await? else {
+        return Err(match row::load_owned(&state.reads, user, &task_id).await? {
+            None => AppError::not_found(),
+            Some(_) => AppError::conflict("only a completed image can be shared"),
+        });
+    };
+    record_image_size(state, &task_id).await;
+    Ok(ShareLink { url: format!("/s/{token}") })
+}
+
+/// Stops sharing the owner's task; its link answers 404 from now on.
+pub async fn unshare(state: &AppState, user: &UserId, task_id: &str) -> Result<()> {
+    let task_id = TaskId::parse(task_id)?;
+    if store::unshare(&state.db, user, &task_id).await? { Ok(()) } else { Err(AppError::not_found()) }
+}
+
+/// Most bytes read from the start of an image to learn its size.
+const HEADER_BYTES: u64 = 64 * 1024;
+
+/// Reads the stored image's width and height for the share card, once;
+/// best effort (the card then goes without them).
+async fn record_image_size(state: &AppState, task: &TaskId) {
+    let known = sqlx::query("SELECT image_width FROM tasks WHERE id = $1 AND image_width IS NOT NULL")
+        .bind(task.as_str())
+        .fetch_optional(&state.db)
+        .await;
+    if matches!(known, Ok(Some(_))) {
+        return;
+    }
+    let key = object_key(task);
+    let size = async {
+        let meta = state.objects.head(&key).await.ok()?;
+        let bytes = state.objects.get_range(&key, 0..meta.size.min(HEADER_BYTES)).await.ok()?;
+        imagesize::blob_size(&bytes).ok()
+    }
+    .await;
+    match size {
+        Some(size) => {
+            let (Ok(w), Ok(h)) = (u32::try_from(size.width), u32::try_from(size.height)) else { return };
+            if let Err(e) = store::set_image_size(&state.db, task, w, h).await {
+                tracing::warn!(%task, "cannot record the image size: {e}");
+            }
+        }
+        None => tracing::warn!(%task, "cannot read the stored image's size"),
+    }
+}
+
+/// Deletes the owner's task: a processing one is canceled first. Its
+/// stored objects are removed after the row; a crash in between leaves a
+/// purge the reconciler finishes.
+pub async fn delete(state: &AppState, user: &UserId, task_id: &str) -> Result<()> {
+    let task = TaskId::parse(task_id)?;
+    let found = row::load_owned(&state.reads, user, &task).await?.ok_or_else(AppError::not_found)?;
+    if !found.state.is_finished() {
+        let view = cancel(state, user, task.as_str()).await?;
+        if view.status == TaskStatus::Processing {
+            return Err(AppError::conflict("the image is being stored; try again in a moment"));
+        }
+    }
+    // In a task of its own: a client that hangs up must not leave the
+    // objects behind until the reconciler's next pass.
+    let state = state.clone();
+    let user = user.clone();
+    tokio::spawn(async move {
+        if !store::delete_finished(&state.db, &user, &task, db::now_ms()).await? {
+            return Err(AppError::not_found());
+        }
+        state.finished.forget(&task);
+        state.metrics.deleted();
+        tracing::info!(%task, "deleted");
+        if let Err(e) = purge(&state, &task).await {
+            tracing::warn!(%task, "stored images not yet removed (the reconciler will): {e}");
+        }
+        Ok(())
+    })
+    .await
+    .map_err(AppError::internal)?
+}
+
+/// Removes every stored object of a deleted task, then its purge row.
+pub async fn purge(state: &AppState, task: &TaskId) -> Result<()> {
+    remove_objects(state.objects.as_ref(), task).await.map_err(AppError::internal)?;
+    store::purged(&state.db, task).await
+}
+
+/// Deletes `images/{task}` and anything under `images/{task}/`.
+async fn remove_objects(objects: &dyn ObjectStore, task: &TaskId) -> object_store::Result<()> {
+    ignore_missing(objects.delete(&object_key(task)).await)?;
+    let prefix = ObjectPath::from(format!("images/{task}"));
+    let under: Vec<_> = objects.list(Some(&prefix)).map_ok(|meta| meta.location).try_collect().await?;
+    for location in under {
+        ignore_missing(objects.delete(&location).await)?;
+    }
+    Ok(())
+}
+
+fn ignore_missing(result: object_store::Result<()>) -> object_store::Result<()> {
+    match result {
+        Err(object_store::Error::NotFound { .. }) => Ok(()),
+        other => other,
+    }
+}
+
+/// A shared image as its public page shows it.
+pub struct SharedImage {
+    pub task_id: TaskId,
+    pub prompt: String,
+    pub content_type: Option<String>,
+    pub width: Option<i64>,
+    pub height: Option<i64>,
+}
+
+/// The completed task shared under `token`, read from the database (an
+/// unshare or a deletion on any instance takes effect at once).
+pub async fn shared(state: &AppState, token: &str) -> Result<Option<SharedImage>> {
+    use sqlx::Row;
+    if !ShareToken::is_well_formed(token) {
+        return Ok(None);
+    }
+    let row = sqlx::query(
+        "SELECT id, prompt, content_type, image_width, image_height FROM tasks \
+         WHERE share_token = $1 AND status = 'completed'",
+    )
+    .bind(token)
+    .fetch_optional(&state.db)
+    .await?;
+    row.map(|r| {
+        Ok(SharedImage {
+            task_id: TaskId::from_db(r.try_get("id")?),
+            prompt: r.try_get("prompt")?,
+            content_type: r.try_get("content_type")?,
+            width: r.try_get("image_width")?,
+            height: r.try_get("image_height")?,
+        })
+    })
+    .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn share_tokens_are_128_bit_base64url() {
+        let a = ShareToken::fresh();
+        assert_eq!(a.len(), ShareToken::LEN);
+        assert!(ShareToken::is_well_formed(&a));
+        assert_ne!(a, ShareToken::fresh());
+        for bad in ["", "short", &"a".repeat(23), "aaaaaaaaaaaaaaaaaaaa/=", "aaaaaaaaaaaaaaaaaaaa.."] {
+            assert!(!ShareToken::is_well_formed(bad), "{bad:?}");
+        }
+    }
+}

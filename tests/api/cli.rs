@@ -1,0 +1,100 @@
+//! The operator CLI, run as a real process (`darkroom admin …`) against
+//! the database of a server that is running at the same time.
+
+use std::process::Output;
+
+use crate::helpers::{TestApp, client, generate, poll_until_done, spawn_app};
+
+/// Runs `darkroom args…` with the app's configuration.
+async fn darkroom(app: &TestApp, args: &[&str]) -> Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_darkroom"))
+        .args(args)
+        .env("DARKROOM_DATA_DIR", &app.state.config.data_dir)
+        .env("DATABASE_URL", &app.state.config.database_url)
+        .env_remove("RUST_LOG")
+        .output()
+        .await
+        .expect("run darkroom")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A refusal: a non-zero exit, one line on stderr saying `what`, nothing
+/// on stdout.
+fn refused(out: &Output, what: &str) {
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "expected a refusal: {stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr:?}");
+    assert!(stderr.contains(what), "{stderr:?} should say {what:?}");
+    assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
+}
+
+#[tokio::test]
+async fn grant_user_and_tasks_work_beside_a_running_server() {
+    let app = spawn_app().await;
+    let c = client();
+    let email = app.sign_up(&c).await;
+    let id = generate(&app, &c, "a kite over dunes").await;
+    assert_eq!(poll_until_done(&app, &c, &id).await["status"], "completed");
+
+    let out = darkroom(&app, &["admin", "grant", &email.to_uppercase(), "50", "--reason", "beta tester"]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), format!("granted 50 credits to {email} (beta tester); balance 140 credits\n"));
+    assert_eq!(app.balance(&c).await, 140, "the server sees the grant");
+    let ledger = app.call(&c, "list_ledger", &[]).await.1;
+    assert_eq!(ledger["items"][0]["what"], "Granted: beta tester");
+    assert_eq!(ledger["items"][0]["amount"], 50);
+
+    let out = darkroom(&app, &["admin", "user", &email]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let user = text(&out.stdout);
+    assert!(user.contains(&format!("email:    {email}")), "{user}");
+    assert!(user.contains("balance:  140 credits"), "{user}");
+    assert!(user.contains("tasks:    completed 1"), "{user}");
+    assert!(user.contains(&id) && user.contains("a kite over dunes"), "{user}");
+
+    let out = darkroom(&app, &["admin", "tasks", "--status", "completed", "--email", &email, "--limit", "5"]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let tasks = text(&out.stdout);
+    assert_eq!(tasks.lines().count(), 1, "{tasks}");
+    assert!(tasks.contains(&id) && tasks.contains("completed") && tasks.contains(&email), "{tasks}");
+    let out = darkroom(&app, &["admin", "tasks", "--status", "failed"]).await;
+    assert_eq!(text(&out.stdout), "no tasks\n");
+}
+
+#[tokio::test]
+async fn every_refusal_is_one_clear_line_and_changes_nothing() {
+    let app = spawn_app().await;
+    let c = client();
+    let email = app.sign_up(&c).await;
+
+    refused(
+        &darkroom(&app, &["admin", "grant", "nobody@example.com", "5", "--reason", "x"]).await,
+        "no account with email nobody@example.com",
+    );
+    for credits in ["0", "-3", "ten", "2.5", "99999999999"] {
+        refused(&darkroom(&app, &["admin", "grant", &email, credits, "--reason", "x"]).await, "positive whole number");
+    }
+    refused(&darkroom(&app, &["admin", "grant", &email, "5"]).await, "--reason");
+    refused(&darkroom(&app, &["admin", "grant", &email, "5", "--reason", "  "]).await, "--reason must say why");
+    refused(&darkroom(&app, &["admin", "user", "not-an-email"]).await, "not a valid email");
+    refused(&darkroom(&app, &["admin", "tasks", "--status", "bogus"]).await, "bogus");
+    refused(&darkroom(&app, &["admin", "tasks", "--limit", "0"]).await, "0");
+    refused(&darkroom(&app, &["admin", "frobnicate"]).await, "frobnicate");
+    assert_eq!(app.balance(&c).await, 100);
+    assert_eq!(app.count("SELECT COUNT(*) FROM credit_ledger").await, 1, "only the sign-up grant");
+
+    for args in [
+        &["--help"][..],
+        &["admin", "--help"],
+        &["admin", "grant", "--help"],
+        &["admin", "user", "--help"],
+        &["admin", "tasks", "--help"],
+    ] {
+        let out = darkroom(&app, args).await;
+        assert!(out.status.success(), "{args:?}");
+        assert!(text(&out.stdout).contains("Usage:"), "{args:?}: {}", text(&out.stdout));
+    }
+}
