@@ -79,11 +79,14 @@ mod ssr {
 
     /// Signs `account` in on a fresh session id, whatever the request came
     /// with: an id planted before sign-in (or a previous account's) must not
-    /// become the new sign-in's. The last step that can fail: a failed
-    /// server function answers an error, and the session is not saved then.
-    pub async fn sign_in_fresh(auth: &mut AuthSession, account: &Account) -> Result<()> {
+    /// become the new sign-in's. `epoch` is the account's session epoch as
+    /// read with the password just checked. The last step that can fail: a
+    /// failed server function answers an error, and the session is not
+    /// saved then.
+    pub async fn sign_in_fresh(auth: &mut AuthSession, account: &Account, epoch: i64) -> Result<()> {
         auth.session.cycle_id().await.map_err(AppError::internal)?;
-        auth.login(account).await.map_err(AppError::internal)
+        auth.login(account).await.map_err(AppError::internal)?;
+        crate::server::sessions::set_epoch(&auth.session, epoch).await
     }
 }
 
@@ -98,7 +101,8 @@ pub async fn sign_up(email: String, password: String) -> Result<User, AppError> 
         let account = create_account(&state.db, &email, password, state.config.signup_credits).await?;
         let mut auth = ssr::auth_session().await?;
         let user = User { email: account.email.clone(), credits: state.config.signup_credits };
-        ssr::sign_in_fresh(&mut auth, &account).await?;
+        // A new account's sessions start at epoch 0.
+        ssr::sign_in_fresh(&mut auth, &account, 0).await?;
         Ok(user)
     })
     .await
@@ -112,13 +116,14 @@ pub async fn sign_in(email: String, password: String) -> Result<User, AppError> 
     ssr::public(|state| async move {
         state.attempts.check(ssr::client_key())?;
         let mut auth = ssr::auth_session().await?;
-        let account = auth
-            .authenticate(Credentials { email, password })
+        let (account, epoch) = auth
+            .backend
+            .verify(Credentials { email, password })
             .await
             .map_err(AppError::internal)?
             .ok_or_else(|| AppError::new(ErrorKind::Unauthorized, "wrong email or password"))?;
         let user = User { email: account.email.clone(), credits: credits::balance(&state.db, &account.id).await? };
-        ssr::sign_in_fresh(&mut auth, &account).await?;
+        ssr::sign_in_fresh(&mut auth, &account, epoch).await?;
         Ok(user)
     })
     .await
@@ -231,12 +236,15 @@ pub async fn change_password(current_password: String, new_password: String) -> 
     use crate::server::auth::NewPassword;
     ssr::signed_in(|state, account| async move {
         state.attempts.check(ssr::client_key())?;
+        state.account_attempts.check(account.id.clone())?;
         let new = NewPassword::parse(new_password)?;
-        let mut auth = ssr::auth_session().await?;
+        let auth = ssr::auth_session().await?;
         let keep = auth.session.id().map(|id| id.to_string());
-        crate::server::auth::change_password(&state.db, &account, current_password, new, keep.as_deref()).await?;
-        // A new session id for the new password (the old id is retired).
-        ssr::sign_in_fresh(&mut auth, &account).await
+        let epoch =
+            crate::server::auth::change_password(&state.db, &account, current_password, new, keep.as_deref()).await?;
+        // This session stays, at the new epoch (its id too: a request of
+        // the same browser still in flight must not find it gone).
+        crate::server::sessions::set_epoch(&auth.session, epoch).await
     })
     .await
 }

@@ -143,13 +143,15 @@ pub async fn build(config: Config, mut leptos_options: LeptosOptions, addr: Sock
     };
 
     let attempts = Arc::new(AttemptLimiter::per_minute(config.auth_attempts_per_minute));
+    let account_attempts = Arc::new(AttemptLimiter::<String>::per_minute(config.auth_attempts_per_minute));
     {
-        let attempts = attempts.clone();
+        let (attempts, account_attempts) = (attempts.clone(), account_attempts.clone());
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(300));
             loop {
                 tick.tick().await;
                 attempts.prune();
+                account_attempts.prune();
             }
         });
     }
@@ -176,6 +178,7 @@ pub async fn build(config: Config, mut leptos_options: LeptosOptions, addr: Sock
         provider,
         webhooks,
         attempts,
+        account_attempts,
         metrics: Arc::default(),
         leptos_options: leptos_options.clone(),
     });

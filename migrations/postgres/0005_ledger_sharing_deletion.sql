@@ -22,8 +22,13 @@ CREATE TABLE purges (
     created_at BIGINT  NOT NULL
 );
 
--- Sessions name their account, so a password change can end the others.
--- (Sessions signed in before this migration end at their next request: the
--- session's check value no longer derives from the password hash.)
+-- Sessions name their account, so a password change can end the others,
+-- and the account's session epoch as of the password check that signed
+-- them in: a password change moves the account's epoch on, so a sign-in
+-- with the old password that was still being checked meanwhile yields a
+-- session that never loads. (Sessions signed in before this migration end
+-- at their next request.)
+ALTER TABLE users ADD COLUMN session_epoch BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE sessions ADD COLUMN user_id TEXT;
+ALTER TABLE sessions ADD COLUMN epoch BIGINT;
 CREATE INDEX sessions_by_user ON sessions (user_id);

@@ -249,15 +249,25 @@ fn absolute(path: &str) -> String {
     path.to_owned()
 }
 
-/// Puts `text` on the clipboard; false when the browser cannot.
-fn copy_to_clipboard(text: &str) -> bool {
+/// Puts `text` on the clipboard; false when the browser cannot or will not
+/// (no clipboard outside a secure context, or permission refused).
+async fn copy_to_clipboard(text: String) -> bool {
     #[cfg(feature = "hydrate")]
-    if let Some(window) = web_sys::window() {
-        let _ = window.navigator().clipboard().write_text(text);
-        return true;
+    {
+        let Some(window) = web_sys::window() else { return false };
+        let navigator = window.navigator();
+        // `navigator.clipboard` is undefined on plain-http origins.
+        let has_clipboard = js_sys::Reflect::get(&navigator, &"clipboard".into()).is_ok_and(|c| !c.is_undefined());
+        if !has_clipboard {
+            return false;
+        }
+        wasm_bindgen_futures::JsFuture::from(navigator.clipboard().write_text(&text)).await.is_ok()
     }
-    let _ = text;
-    false
+    #[cfg(not(feature = "hydrate"))]
+    {
+        let _ = text;
+        false
+    }
 }
 
 /// "Share" on a completed card: the public link, "Copy link" and "Stop
@@ -267,7 +277,8 @@ fn ShareControls(task_id: String) -> impl IntoView {
     let id = StoredValue::new(task_id);
     let link = RwSignal::new(None::<String>);
     let busy = RwSignal::new(false);
-    let copied = RwSignal::new(false);
+    // Whether the last "Copy link" worked (None: not tried since shown).
+    let copied = RwSignal::new(None::<bool>);
     let error = RwSignal::new(None::<String>);
     let share = move |_| {
         if busy.get_untracked() {
@@ -294,7 +305,7 @@ fn ShareControls(task_id: String) -> impl IntoView {
             match unshare_image(id.get_value()).await {
                 Ok(()) => {
                     link.set(None);
-                    copied.set(false);
+                    copied.set(None);
                     error.set(None);
                 }
                 Err(e) => error.set(Some(e.message)),
@@ -304,7 +315,7 @@ fn ShareControls(task_id: String) -> impl IntoView {
     };
     let copy = move |_| {
         if let Some(url) = link.get_untracked() {
-            copied.set(copy_to_clipboard(&url));
+            spawn_local(async move { copied.set(Some(copy_to_clipboard(url).await)) });
         }
     };
     view! {
@@ -323,7 +334,7 @@ fn ShareControls(task_id: String) -> impl IntoView {
                         <div class="share-link" role="group" aria-label="Share link">
                             <input type="url" readonly value=url aria-label="Public link" />
                             <button type="button" class="button" on:click=copy>
-                                {move || if copied.get() { "Copied" } else { "Copy link" }}
+                                {move || if copied.get() == Some(true) { "Copied" } else { "Copy link" }}
                             </button>
                             <button type="button" class="button" on:click=unshare disabled=move || busy.get()>
                                 "Stop sharing"
@@ -332,6 +343,16 @@ fn ShareControls(task_id: String) -> impl IntoView {
                     }
                         .into_any()
                 }
+            }}
+            {move || {
+                (copied.get() == Some(false))
+                    .then(|| {
+                        view! {
+                            <p class="hint" role="status">
+                                "This browser would not copy it: select the link and copy it."
+                            </p>
+                        }
+                    })
             }}
             {move || error.get().map(|e| view! { <p class="form-error" role="alert">{e}</p> })}
         </div>

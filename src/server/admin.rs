@@ -103,6 +103,16 @@ fn one_line(rendered: &str) -> String {
 /// Runs an admin command; what it prints goes to stdout.
 pub async fn run(command: Admin) -> anyhow::Result<()> {
     let config = Config::from_env()?;
+    // An operator pointing at the wrong place must hear so, not get a new
+    // empty database.
+    if let Some(file) = db::sqlite_file(&config.database_url)
+        && !file.exists()
+    {
+        anyhow::bail!(
+            "no database at {} (set DARKROOM_DATA_DIR or DATABASE_URL as the server has them)",
+            file.display()
+        );
+    }
     let db = db::connect(&config.database_url).await?;
     let out = match command {
         Admin::Grant { email, credits, reason } => grant(&db, &email, credits, &reason).await?,

@@ -114,15 +114,17 @@ impl ReadRow for Account {
     }
 }
 
-/// An account with its password hash, read fresh for every password check.
+/// An account with its password hash and session epoch, read fresh (in one
+/// read) for every password check.
 struct Login {
     account: Account,
     password_hash: String,
+    epoch: i64,
 }
 
 impl ReadRow for Login {
     fn read(r: &impl Columns) -> Result<Self> {
-        Ok(Login { account: Account::read(r)?, password_hash: r.get("password_hash")? })
+        Ok(Login { account: Account::read(r)?, password_hash: r.get("password_hash")?, epoch: r.get("session_epoch")? })
     }
 }
 
@@ -167,22 +169,34 @@ impl Accounts {
     }
 }
 
+impl Accounts {
+    /// The account `creds` name, if the password matches, with the
+    /// account's session epoch as read with the password hash (a sign-in
+    /// records it in the session; see `sessions::LOAD`).
+    pub async fn verify(&self, creds: Credentials) -> Result<Option<(Account, i64)>, AuthError> {
+        let Ok(email) = Email::parse(&creds.email) else { return Ok(None) };
+        let login: Option<Login> = self
+            .reads
+            .optional(
+                "SELECT id, email, password_hash, session_epoch FROM users WHERE email = $1",
+                &[Arg::Text(email.as_str())],
+            )
+            .await?;
+        // Verify against a dummy hash when the email is unknown, so both
+        // answers take the same time.
+        let hash = login.as_ref().map(|l| l.password_hash.clone()).unwrap_or_else(|| DUMMY_HASH.clone());
+        let ok = verify(creds.password, hash).await?;
+        Ok(login.filter(|_| ok).map(|l| (l.account, l.epoch)))
+    }
+}
+
 impl AuthnBackend for Accounts {
     type User = Account;
     type Credentials = Credentials;
     type Error = AuthError;
 
     async fn authenticate(&self, creds: Credentials) -> Result<Option<Account>, AuthError> {
-        let Ok(email) = Email::parse(&creds.email) else { return Ok(None) };
-        let login: Option<Login> = self
-            .reads
-            .optional("SELECT id, email, password_hash FROM users WHERE email = $1", &[Arg::Text(email.as_str())])
-            .await?;
-        // Verify against a dummy hash when the email is unknown, so both
-        // answers take the same time.
-        let hash = login.as_ref().map(|l| l.password_hash.clone()).unwrap_or_else(|| DUMMY_HASH.clone());
-        let ok = verify(creds.password, hash).await?;
-        Ok(login.map(|l| l.account).filter(|_| ok))
+        Ok(self.verify(creds).await?.map(|(account, _)| account))
     }
 
     async fn get_user(&self, id: &String) -> Result<Option<Account>, AuthError> {
@@ -207,9 +221,10 @@ async fn hash_password(password: NewPassword) -> Result<String> {
     tokio::task::spawn_blocking(move || password_auth::generate_hash(password.0)).await.map_err(AppError::internal)
 }
 
-/// Replaces `account`'s password after checking the current one, and ends
-/// every session of the account but `keep` (the one asking), in one
-/// transaction.
+/// Replaces `account`'s password after checking the current one, moves the
+/// account's session epoch on and ends every session of the account but
+/// `keep` (the one asking, which moves on with it), in one transaction.
+/// Returns the new epoch.
 #[tracing::instrument(skip_all, fields(user = %account.id))]
 pub async fn change_password(
     db: &Db,
@@ -217,7 +232,7 @@ pub async fn change_password(
     current: String,
     new: NewPassword,
     keep: Option<&str>,
-) -> Result<()> {
+) -> Result<i64> {
     let row = sqlx::query("SELECT password_hash FROM users WHERE id = $1").bind(&account.id).fetch_optional(db).await?;
     let Some(row) = row else { return Err(AppError::unauthorized()) };
     let old_hash: String = sqlx::Row::try_get(&row, "password_hash")?;
@@ -228,19 +243,23 @@ pub async fn change_password(
     let mut tx = db.begin().await?;
     // Compare-and-set: two changes at once cannot both pass the check of
     // the same old password.
-    let changed = sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2 AND password_hash = $3")
-        .bind(&new_hash)
-        .bind(&account.id)
-        .bind(&old_hash)
-        .execute(&mut *tx)
-        .await?;
-    if changed.rows_affected() != 1 {
+    let changed = sqlx::query(
+        "UPDATE users SET password_hash = $1, session_epoch = session_epoch + 1 \
+         WHERE id = $2 AND password_hash = $3 RETURNING session_epoch",
+    )
+    .bind(&new_hash)
+    .bind(&account.id)
+    .bind(&old_hash)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(changed) = changed else {
         return Err(AppError::conflict("the password was changed meanwhile; sign in again"));
-    }
-    let ended = super::sessions::Sessions::end_others(&mut tx, &account.id, keep).await?;
+    };
+    let epoch: i64 = sqlx::Row::try_get(&changed, "session_epoch")?;
+    let ended = super::sessions::Sessions::end_others(&mut tx, &account.id, keep, epoch).await?;
     tx.commit().await?;
     tracing::info!(other_sessions_ended = ended, "password changed");
-    Ok(())
+    Ok(epoch)
 }
 
 /// A hash of nothing anyone types, verified when an email is unknown.
@@ -278,19 +297,21 @@ pub async fn create_account(db: &Db, email: &Email, password: NewPassword, signu
     Ok(Account::new(id, email.clone().0))
 }
 
-/// Per-client limit on sign-in and sign-up attempts (kept in memory: it
-/// protects one instance and is not needed for correctness).
-pub struct AttemptLimiter(DefaultKeyedRateLimiter<IpAddr>);
+/// Limit on password attempts per client address (sign-in, sign-up,
+/// password change) or per account (password change: a stolen session must
+/// not guess the current password from many addresses). Kept in memory: it
+/// protects one instance and is not needed for correctness.
+pub struct AttemptLimiter<K: std::hash::Hash + Eq + Clone = IpAddr>(DefaultKeyedRateLimiter<K>);
 
-impl AttemptLimiter {
+impl<K: std::hash::Hash + Eq + Clone> AttemptLimiter<K> {
     pub fn per_minute(n: u32) -> Self {
         let n = NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN);
         Self(RateLimiter::keyed(Quota::per_minute(n)))
     }
 
-    /// Counts an attempt from `ip`, or says how long to wait.
-    pub fn check(&self, ip: IpAddr) -> Result<()> {
-        self.0.check_key(&ip).map_err(|not_until| {
+    /// Counts an attempt by `key`, or says how long to wait.
+    pub fn check(&self, key: K) -> Result<()> {
+        self.0.check_key(&key).map_err(|not_until| {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
             let secs = wait.as_secs().max(1);
             AppError::new(ErrorKind::RateLimited, format!("too many attempts, try again in {secs} s"))

@@ -101,6 +101,14 @@ fn sqlite_url(url: &str) -> anyhow::Result<String> {
     })
 }
 
+/// The file a SQLite URL names, if it is one (`None` for PostgreSQL).
+pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    if Backend::of(url) != Backend::Sqlite {
+        return None;
+    }
+    sqlx::sqlite::SqliteConnectOptions::from_str(url).ok().map(|o| o.get_filename().to_path_buf())
+}
+
 /// The URL without its password, for messages.
 pub fn redact(url: &str) -> String {
     match url::Url::parse(url) {

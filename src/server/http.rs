@@ -111,6 +111,8 @@ async fn serve_object(
     }
     let object = match state.objects.get(&object_store::path::Path::from(key)).await {
         Ok(o) => o,
+        // Deleted since the row was read.
+        Err(object_store::Error::NotFound { .. }) => return (StatusCode::NOT_FOUND, "not found").into_response(),
         Err(e) => {
             tracing::error!(key, "stored image missing: {e}");
             return internal();

@@ -41,7 +41,10 @@ impl ReadRow for Stored {
     }
 }
 
-const LOAD: &str = "SELECT data, expires_at FROM sessions WHERE id = $1 AND expires_at > $2";
+/// A session loads while it has not expired and, when signed in, while its
+/// epoch is still its account's (a password change moves it on).
+const LOAD: &str = "SELECT s.data, s.expires_at FROM sessions s LEFT JOIN users u ON u.id = s.user_id \
+                    WHERE s.id = $1 AND s.expires_at > $2 AND (s.user_id IS NULL OR s.epoch = u.session_epoch)";
 
 impl Sessions {
     pub fn new(db: Db, reads: Reads) -> Self {
@@ -107,21 +110,43 @@ fn encode(record: &Record) -> session_store::Result<String> {
 /// Where axum-login keeps the signed-in account in a session's data.
 const AUTH_DATA: &str = "axum-login.data";
 
+/// Where a session keeps its account's epoch as of the sign-in.
+const EPOCH: &str = "darkroom.epoch";
+
 /// The account a session is signed in to, stored beside its data so that
 /// a password change can end every other session of the account.
 fn account_of(record: &Record) -> Option<&str> {
     record.data.get(AUTH_DATA)?.get("user_id")?.as_str()
 }
 
+/// The account epoch a session was signed in at (see `LOAD`).
+fn epoch_of(record: &Record) -> Option<i64> {
+    record.data.get(EPOCH)?.as_i64()
+}
+
+/// Records in `session` the account epoch read with the password that
+/// signed it in (every sign-in does; a session without one never loads).
+pub async fn set_epoch(session: &Session, epoch: i64) -> Result<()> {
+    session.insert(EPOCH, epoch).await.map_err(crate::error::AppError::internal)
+}
+
 impl Sessions {
-    /// Ends every session of `user` except `keep`, in the caller's
-    /// transaction. Every instance reads sessions from the database on
-    /// every request, so they end everywhere at once.
-    pub async fn end_others(conn: &mut sqlx::AnyConnection, user: &str, keep: Option<&str>) -> Result<u64> {
+    /// Ends every session of `user` except `keep`, which moves on to the
+    /// account's new `epoch`, in the caller's transaction. Every instance
+    /// reads sessions from the database on every request, so the others
+    /// end everywhere at once.
+    pub async fn end_others(conn: &mut sqlx::AnyConnection, user: &str, keep: Option<&str>, epoch: i64) -> Result<u64> {
+        let keep = keep.unwrap_or("");
         let done = sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND id <> $2")
             .bind(user)
-            .bind(keep.unwrap_or(""))
-            .execute(conn)
+            .bind(keep)
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query("UPDATE sessions SET epoch = $1 WHERE id = $2 AND user_id = $3")
+            .bind(epoch)
+            .bind(keep)
+            .bind(user)
+            .execute(&mut *conn)
             .await?;
         Ok(done.rows_affected())
     }
@@ -132,13 +157,15 @@ impl SessionStore for Sessions {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
         let data = encode(record)?;
         loop {
-            let inserted = sqlx::query("INSERT INTO sessions (id, data, expires_at, user_id) VALUES ($1, $2, $3, $4)")
-                .bind(record.id.to_string())
-                .bind(&data)
-                .bind(epoch_ms(record.expiry_date))
-                .bind(account_of(record))
-                .execute(&self.db)
-                .await;
+            let inserted =
+                sqlx::query("INSERT INTO sessions (id, data, expires_at, user_id, epoch) VALUES ($1, $2, $3, $4, $5)")
+                    .bind(record.id.to_string())
+                    .bind(&data)
+                    .bind(epoch_ms(record.expiry_date))
+                    .bind(account_of(record))
+                    .bind(epoch_of(record))
+                    .execute(&self.db)
+                    .await;
             match inserted {
                 Ok(_) => return Ok(()),
                 // 128 random bits collided: draw again.
@@ -154,10 +181,11 @@ impl SessionStore for Sessions {
     /// sign-out. (New sessions go through `create`, and so does a session
     /// whose id was cycled at sign-in.)
     async fn save(&self, record: &Record) -> session_store::Result<()> {
-        sqlx::query("UPDATE sessions SET data = $1, expires_at = $2, user_id = $3 WHERE id = $4")
+        sqlx::query("UPDATE sessions SET data = $1, expires_at = $2, user_id = $3, epoch = $4 WHERE id = $5")
             .bind(encode(record)?)
             .bind(epoch_ms(record.expiry_date))
             .bind(account_of(record))
+            .bind(epoch_of(record))
             .bind(record.id.to_string())
             .execute(&self.db)
             .await

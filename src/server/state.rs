@@ -55,6 +55,8 @@ pub struct Shared {
     /// Provider events, when `DARKROOM_PUBLIC_URL` is set.
     pub webhooks: Option<super::tasks::webhook::Receiver>,
     pub attempts: Arc<AttemptLimiter>,
+    /// Password changes per account.
+    pub account_attempts: Arc<AttemptLimiter<String>>,
     pub metrics: Arc<Metrics>,
     pub leptos_options: LeptosOptions,
 }

@@ -312,3 +312,76 @@ async fn deleting_a_processing_task_cancels_and_refunds_it_first() {
     let whats: Vec<&str> = items.iter().map(|i| i["what"].as_str().unwrap()).collect();
     assert_eq!(whats, ["Refund (deleted image)", "Image (deleted)", "Sign-up credits"]);
 }
+
+#[tokio::test]
+async fn a_sign_in_checked_against_the_old_password_never_outlives_the_change() {
+    use sqlx::Row;
+    let app = spawn_app().await;
+    let (mine, late) = (client(), client());
+    let email = app.sign_up(&mine).await;
+    assert_eq!(app.call(&late, "sign_in", &[("email", &email), ("password", "correct horse")]).await.0, 200);
+    let user = app.user_id(&email).await;
+    // The session that sign-in made, as it would be written by a sign-in
+    // whose password check (against the old password) ends only after the
+    // change: its row is created after the other sessions were ended.
+    let row =
+        sqlx::query("SELECT id, data, expires_at, epoch FROM sessions WHERE user_id = $1 ORDER BY expires_at DESC")
+            .bind(&user)
+            .fetch_all(&app.state.db)
+            .await
+            .unwrap();
+    assert_eq!(row.len(), 2);
+    let (status, body) = app
+        .call(&mine, "change_password", &[("current_password", "correct horse"), ("new_password", "battery staple")])
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let survivors: Vec<String> = sqlx::query("SELECT id FROM sessions WHERE user_id = $1")
+        .bind(&user)
+        .fetch_all(&app.state.db)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get("id"))
+        .collect();
+    assert_eq!(survivors.len(), 1);
+    let late_row = row.iter().find(|r| !survivors.contains(&r.get::<String, _>("id"))).expect("the late session");
+    sqlx::query("INSERT INTO sessions (id, data, expires_at, user_id, epoch) VALUES ($1, $2, $3, $4, $5)")
+        .bind(late_row.get::<String, _>("id"))
+        .bind(late_row.get::<String, _>("data"))
+        .bind(late_row.get::<i64, _>("expires_at"))
+        .bind(&user)
+        .bind(late_row.get::<i64, _>("epoch"))
+        .execute(&app.state.db)
+        .await
+        .unwrap();
+    assert_eq!(app.call(&late, "me", &[]).await.0, 401, "a session of the old password's epoch never loads");
+    assert_eq!(app.call(&mine, "me", &[]).await.0, 200);
+}
+
+#[tokio::test]
+async fn password_guesses_are_limited_per_account_whatever_the_address() {
+    let app =
+        spawn_app_with(&[("DARKROOM_TRUSTED_PROXIES", "127.0.0.1"), ("DARKROOM_AUTH_ATTEMPTS_PER_MINUTE", "3")]).await;
+    let c = client();
+    app.sign_up(&c).await;
+    let guess = |n: u8| {
+        let c = c.clone();
+        let url = format!("{}/api/change_password", app.base);
+        async move {
+            c.post(url)
+                .header("x-forwarded-for", format!("203.0.113.{n}"))
+                .form(&[("current_password", "a wrong guess"), ("new_password", "battery staple")])
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    // Each guess from another address, so the per-address limit never
+    // trips; the account's allows three a minute.
+    for n in 1..=3 {
+        assert_eq!(guess(n).await, 400);
+    }
+    assert_eq!(guess(4).await, 429, "the account's limit holds across addresses");
+}

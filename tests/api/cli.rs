@@ -83,6 +83,17 @@ async fn every_refusal_is_one_clear_line_and_changes_nothing() {
     refused(&darkroom(&app, &["admin", "tasks", "--status", "bogus"]).await, "bogus");
     refused(&darkroom(&app, &["admin", "tasks", "--limit", "0"]).await, "0");
     refused(&darkroom(&app, &["admin", "frobnicate"]).await, "frobnicate");
+    // Pointed at the wrong place: said so, and no database is created there.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_darkroom"))
+        .args(["admin", "user", &email])
+        .env("DARKROOM_DATA_DIR", elsewhere.path())
+        .env_remove("DATABASE_URL")
+        .output()
+        .await
+        .unwrap();
+    refused(&out, "no database at");
+    assert!(!elsewhere.path().join("darkroom.db").exists());
     assert_eq!(app.balance(&c).await, 100);
     assert_eq!(app.count("SELECT COUNT(*) FROM credit_ledger").await, 1, "only the sign-up grant");
 

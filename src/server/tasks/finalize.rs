@@ -244,10 +244,10 @@ async fn mark_completed(
     if store::mark_completed(&state.db, &task.id, image, now).await? {
         state.metrics.completed(std::time::Duration::from_millis((now - task.created_at).max(0) as u64));
         tracing::info!(task = %task.id, bytes = size, "completed");
-    } else if matches!(store::state(&state.db, &task.id).await?, Some(State::Failed | State::Canceled)) {
-        // It failed (deadline) or was canceled meanwhile: the object belongs
-        // to no one. (If another poller completed it, the object is that
-        // task's image.)
+    } else if !matches!(store::state(&state.db, &task.id).await?, Some(State::Completed)) {
+        // It failed (deadline), was canceled, or was canceled and deleted
+        // meanwhile: the object belongs to no one. (If another poller
+        // completed it, the object is that task's image.)
         let _ = state.objects.delete(key).await;
     }
     Ok(())

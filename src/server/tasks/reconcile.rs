@@ -50,7 +50,10 @@ pub async fn purge_pass(state: &AppState, before: i64) -> Result<usize> {
     for task in pending {
         match super::owned::purge(state, &task).await {
             Ok(()) => done += 1,
-            Err(e) => tracing::warn!(%task, "purge: {e}"),
+            Err(e) => {
+                tracing::warn!(%task, "purge: {e}");
+                super::store::purge_later(&state.db, &task, db::now_ms()).await?;
+            }
         }
     }
     Ok(done)

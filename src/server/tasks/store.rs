@@ -466,6 +466,17 @@ pub async fn purged(db: &Db, task: &TaskId) -> Result<()> {
     Ok(())
 }
 
+/// A purge that failed goes to the back of the queue (one that keeps
+/// failing must not hold up the others).
+pub async fn purge_later(db: &Db, task: &TaskId, now: i64) -> Result<()> {
+    sqlx::query("UPDATE purges SET created_at = $1 WHERE task_id = $2")
+        .bind(now)
+        .bind(task.as_str())
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
 /// Purges recorded before `before` and not yet done (a crash between the
 /// row and the objects), oldest first.
 pub async fn pending_purges(db: &Db, before: i64, limit: i64) -> Result<Vec<TaskId>> {
