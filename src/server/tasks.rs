@@ -328,13 +328,30 @@ pub fn poll_after_ms(progress: Option<i64>, read_at: Option<i64>, created_ms: i6
     (remaining + STORE_MARGIN_MS).clamp(MIN_POLL_AFTER_MS, interval)
 }
 
-/// A task's view with the poll advice an unfinished one carries.
+/// How long after this instance's re-check of a task its image is usually
+/// stored (the provider's answer, the download and the write).
+const STORED_AFTER_RECHECK_MS: u64 = 150;
+
+/// The advice when this instance will re-check the task at `due` (the
+/// prediction's expected end, from the provider's own start time and
+/// progress): poll just after that check will have stored the image.
+pub fn poll_after_recheck_ms(due: i64, now: i64, interval_ms: u64) -> u64 {
+    let until = (due - now).max(0) as u64;
+    (until + STORED_AFTER_RECHECK_MS).clamp(MIN_POLL_AFTER_MS, interval_ms.max(MIN_POLL_AFTER_MS))
+}
+
+/// A task's view with the poll advice an unfinished one carries: timed to
+/// this instance's pending re-check when there is one (it is what stores
+/// the image), else extrapolated from the progress.
 fn advised(state: &AppState, task: &TaskRow) -> TaskView {
     let mut view = task.view();
     if !task.state.is_finished() {
         let interval = state.config.poll_interval.as_millis() as u64;
-        view.poll_after_ms =
-            Some(poll_after_ms(task.progress, task.last_polled_at, task.created_at, db::now_ms(), interval));
+        let now = db::now_ms();
+        view.poll_after_ms = Some(match state.rechecks.due(&task.id) {
+            Some(due) => poll_after_recheck_ms(due, now, interval),
+            None => poll_after_ms(task.progress, task.last_polled_at, task.created_at, now, interval),
+        });
     }
     view
 }
@@ -390,6 +407,15 @@ mod tests {
         // A short configured interval still bounds it, but not below 500.
         assert_eq!(poll_after_ms(Some(50), Some(4_000), 0, 4_000, 1_000), 1_000);
         assert_eq!(poll_after_ms(None, None, 0, 0, 100), 500);
+    }
+
+    #[test]
+    fn the_poll_advice_follows_a_pending_re_check() {
+        // The re-check at 10 s stores the image; the page comes just after.
+        assert_eq!(poll_after_recheck_ms(10_000, 8_000, 3_000), 2_150);
+        assert_eq!(poll_after_recheck_ms(10_000, 9_900, 3_000), 500, "never sooner than 500 ms");
+        assert_eq!(poll_after_recheck_ms(10_000, 12_000, 3_000), 500, "a late re-check: soon");
+        assert_eq!(poll_after_recheck_ms(60_000, 0, 3_000), 3_000, "never later than the interval");
     }
 
     #[test]

@@ -443,3 +443,33 @@ async fn a_randomized_workload_keeps_every_balance_and_image_exact() {
         app.state.objects.head(&key.as_str().into()).await.unwrap_or_else(|e| panic!("{key}: {e}"));
     }
 }
+
+#[tokio::test]
+async fn the_poll_advice_points_just_past_the_servers_re_check() {
+    use darkroom::server::{db, ids::TaskId};
+    let app = spawn_app_with(&[("DARKROOM_POLL_INTERVAL_MS", "3000")]).await;
+    let c = client();
+    app.sign_up(&c).await;
+    let id = generate(&app, &c, "a slow dawn #ms=2000").await;
+    let task = TaskId::from_db(id.clone());
+    let start = Instant::now();
+    loop {
+        let before = db::now_ms();
+        let (status, view) = app.call(&c, "check_image_status", &[("task_id", &id)]).await;
+        let after = db::now_ms();
+        assert_eq!(status, 200, "{view}");
+        if view["progress"].as_u64().unwrap_or(0) > 0 {
+            // The check that read the progress scheduled this instance's
+            // re-check at the expected end; the page is told to come just
+            // after it (the image is stored by then).
+            let due = app.state.rechecks.due(&task).expect("a re-check pending at the expected end");
+            let advice = view["poll_after_ms"].as_i64().expect("advice while processing");
+            let earliest = (due - after + 150).clamp(500, 3000);
+            let latest = (due - before + 150).clamp(500, 3000);
+            assert!((earliest..=latest).contains(&advice), "{advice} ms, expected {earliest}..={latest}");
+            return;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "no progress reported: {view}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -38,6 +38,11 @@ impl Rechecks {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// When this instance will check `task` again, if it will.
+    pub fn due(&self, task: &TaskId) -> Option<i64> {
+        self.lock().get(task).copied()
+    }
 }
 
 /// When a running prediction should end: it has run `now − started_at` and
