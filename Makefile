@@ -11,7 +11,7 @@ NODE_BIN := $(CURDIR)/end2end/node_modules/.bin
 export PATH := $(NODE_BIN):$(HOME)/.cargo/bin:$(PATH)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help deps rust-deps system-deps python-deps node-deps build run dev test test-rust test-e2e check-bench-target lint fmt bench bench-node-deps clean-data
+.PHONY: help deps rust-deps system-deps python-deps node-deps build run dev test test-rust test-e2e check-bench-target lint fmt bench bench-postgres bench-node-deps clean-data
 
 help:
 	@echo "make run    install what is missing, build, serve on http://127.0.0.1:3000"
@@ -107,6 +107,12 @@ BENCH_TARGET_DIR := $(CURDIR)/target/bench-build
 bench: build bench-node-deps
 	@rm -rf target/bench && mkdir -p target/bench && cp target/release/darkroom $(BENCH_BIN) && cp -r target/site target/bench/site
 	CARGO_TARGET_DIR=$(BENCH_TARGET_DIR) DARKROOM_BENCH_BIN=$(BENCH_BIN) DARKROOM_BENCH_SITE=$(CURDIR)/target/bench/site cargo bench --bench load --features ssr -- $(BENCH_ARGS)
+
+# The same sections on PostgreSQL (the machine's, on loopback; a fresh
+# database per server), into a results block of their own.
+bench-postgres: build bench-node-deps
+	@rm -rf target/bench && mkdir -p target/bench && cp target/release/darkroom $(BENCH_BIN) && cp -r target/site target/bench/site
+	CARGO_TARGET_DIR=$(BENCH_TARGET_DIR) DARKROOM_BENCH_BIN=$(BENCH_BIN) DARKROOM_BENCH_SITE=$(CURDIR)/target/bench/site cargo bench --bench load --features ssr -- --postgres $(TEST_POSTGRES) --only $(or $(BENCH_ONLY),1,2,3,5) --skip-minimal
 
 # `make bench` must leave the release binary alone: every cargo command in
 # its recipe builds in a target directory other than target/.

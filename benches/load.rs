@@ -4,8 +4,10 @@
 //! simulator, drives it over loopback only, and writes the figures into
 //! `BENCHMARKS.md`.
 //!
-//! `cargo bench --bench load --features ssr [-- --only 1,3] [--skip-minimal]`
-//! (or `make bench`).
+//! `cargo bench --bench load --features ssr [-- --only 1,3] [--skip-minimal]
+//! [--postgres postgres://user@host:port]` (or `make bench`, `make
+//! bench-postgres`). With `--postgres`, every server runs on a fresh
+//! database there and the results go into a block of their own.
 //! Sections: 1 polls vs references, 2 in-flight scale, 3 completion lag,
 //! 4 peak RSS while finalizing large outputs, 5 bundle size and `/history`.
 
@@ -47,6 +49,10 @@ fn main() {
         .and_then(|at| args.get(at + 1))
         .map(|list| list.split(',').filter_map(|s| s.trim().parse().ok()).collect());
     let build_minimal = !args.iter().any(|a| a == "--skip-minimal");
+    let postgres = args.iter().position(|a| a == "--postgres").and_then(|at| args.get(at + 1));
+    if let Some(server) = postgres {
+        procs::use_postgres(server);
+    }
     let wanted = |n: u32| only.as_ref().is_none_or(|o| o.contains(&n));
 
     let bin = procs::server_bin();
@@ -58,7 +64,7 @@ fn main() {
     let dir = tempfile::Builder::new().prefix("darkroom-bench-").tempdir().expect("temp dir");
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     let started = Instant::now();
-    let mut report = Report::default();
+    let mut report = if postgres.is_some() { Report::postgres() } else { Report::default() };
     report.line(&machine());
     rt.block_on(async {
         if wanted(1) {
@@ -154,10 +160,15 @@ fn machine() -> String {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .unwrap_or_default();
+    let (heading, command, database) = if procs::on_postgres() {
+        ("Last run on PostgreSQL", "make bench-postgres", "PostgreSQL on 127.0.0.1 (a fresh database per server)")
+    } else {
+        ("Last run", "make bench", "SQLite in a temp dir")
+    };
     format!(
-        "## Last run\n\n- command: `make bench` (`cargo bench --bench load --features ssr`)\n- date: {date}\n\
+        "## {heading}\n\n- command: `{command}` (`cargo bench --bench load --features ssr`)\n- date: {date}\n\
          - machine: {nproc} cores ({}), {:.1} GiB memory\n- server: `target/release/darkroom` \
-         of commit `{commit}` (as of the bench run), SQLite + local objects in a temp dir, built-in simulator\n",
+         of commit `{commit}` (as of the bench run), {database}, local objects in a temp dir, built-in simulator\n",
         cpu.unwrap_or("unknown CPU"),
         mem_kib as f64 / 1024.0 / 1024.0
     )

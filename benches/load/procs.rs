@@ -106,8 +106,50 @@ pub fn site_root() -> PathBuf {
     std::env::var_os("DARKROOM_BENCH_SITE").map(PathBuf::from).unwrap_or_else(|| repo_root().join("target/site"))
 }
 
-/// The release server with a fresh data directory under `data_dir`, the
-/// simulator, and `env` on top of the bench defaults.
+/// The PostgreSQL server the run uses instead of SQLite (`--postgres URL`).
+static POSTGRES: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Runs every server of this run on PostgreSQL at `server` (a URL without
+/// a database name), a fresh database per server; the bench databases of
+/// earlier runs are dropped first.
+pub fn use_postgres(server: &str) {
+    let server = server.trim_end_matches('/').to_owned();
+    let old = psql(&server, "SELECT datname FROM pg_database WHERE datname LIKE 'darkroom_bench_%'");
+    for name in old.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        psql(&server, &format!("DROP DATABASE IF EXISTS {name}"));
+    }
+    let _ = POSTGRES.set(server);
+}
+
+/// Whether this run's servers use PostgreSQL (`--postgres`).
+pub fn on_postgres() -> bool {
+    POSTGRES.get().is_some()
+}
+
+/// A new database on the run's PostgreSQL server, or `None` on SQLite.
+fn fresh_database() -> Option<String> {
+    let server = POSTGRES.get()?;
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let name = format!("darkroom_bench_{nanos:x}");
+    psql(server, &format!("CREATE DATABASE {name}"));
+    Some(format!("{server}/{name}"))
+}
+
+/// Runs one statement with `psql` against the server's `postgres`
+/// database; its output.
+fn psql(server: &str, sql: &str) -> String {
+    let out = Command::new("psql")
+        .arg(format!("{server}/postgres"))
+        .args(["-Atqc", sql])
+        .output()
+        .unwrap_or_else(|e| panic!("psql: {e}"));
+    assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The release server with a fresh data directory under `data_dir` (and a
+/// fresh PostgreSQL database with `--postgres`), the simulator, and `env`
+/// on top of the bench defaults.
 pub fn darkroom(data_dir: &Path, env: &[(&str, String)]) -> Proc {
     let port = free_port();
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
@@ -123,6 +165,9 @@ pub fn darkroom(data_dir: &Path, env: &[(&str, String)]) -> Proc {
         .env("DARKROOM_MAX_ACTIVE_TASKS", "10000")
         .env("DARKROOM_GENERATIONS_PER_MINUTE", "100000")
         .env("DARKROOM_SIGNUP_CREDITS", "10000000");
+    if let Some(url) = fresh_database() {
+        cmd.env("DATABASE_URL", url);
+    }
     for (k, v) in env {
         // `DARKROOM_PUBLIC_URL=self`: this server's own address (webhooks).
         let v = if *k == "DARKROOM_PUBLIC_URL" && v == "self" { format!("http://{addr}") } else { v.clone() };

@@ -6,10 +6,14 @@ use std::path::Path;
 
 const START: &str = "<!-- results:start (written by `make bench`; edit outside the markers) -->";
 const END: &str = "<!-- results:end -->";
+/// The block of a run on PostgreSQL (`make bench-postgres`).
+const PG_START: &str = "<!-- results-postgres:start (written by `make bench-postgres`; edit outside the markers) -->";
+const PG_END: &str = "<!-- results-postgres:end -->";
 
 #[derive(Default)]
 pub struct Report {
     lines: Vec<String>,
+    postgres: bool,
 }
 
 impl Report {
@@ -18,12 +22,18 @@ impl Report {
         self.lines.push(text.to_owned());
     }
 
+    /// A report of a run on PostgreSQL: written into a block of its own.
+    pub fn postgres() -> Self {
+        Self { lines: Vec::new(), postgres: true }
+    }
+
     /// Replaces the results block of `file` (appends one if it has none).
     pub fn write_into(&self, file: &Path) -> std::io::Result<()> {
+        let (start, end) = if self.postgres { (PG_START, PG_END) } else { (START, END) };
         let old = std::fs::read_to_string(file).unwrap_or_else(|_| "# Benchmarks\n".to_owned());
-        let block = format!("{START}\n{}\n{END}", self.lines.join("\n"));
-        let new = match (old.find(START), old.find(END)) {
-            (Some(a), Some(b)) if a < b => format!("{}{block}{}", &old[..a], &old[b + END.len()..]),
+        let block = format!("{start}\n{}\n{end}", self.lines.join("\n"));
+        let new = match (old.find(start), old.find(end)) {
+            (Some(a), Some(b)) if a < b => format!("{}{block}{}", &old[..a], &old[b + end.len()..]),
             _ => format!("{}\n{block}\n", old.trim_end()),
         };
         std::fs::write(file, new)
