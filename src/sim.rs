@@ -4,14 +4,22 @@
 //!
 //! Stateless by design: a prediction id encodes, and authenticates with an
 //! HMAC under the configured secret, everything needed to answer for it
-//! (creation time, duration, model, prompt), so any instance sharing the
-//! secret answers the same id the same way, also after a restart. The only
-//! in-memory state is soft and bounded (see `soft.rs`): per-id GET counters
-//! for `#error` / `#ratelimit`, and which ids were canceled.
+//! (creation time, duration, model, prompt, model inputs), so any instance
+//! sharing the secret answers the same id the same way, also after a
+//! restart. The only in-memory state is soft and bounded (see `soft.rs`):
+//! per-id GET counters for `#error` / `#ratelimit`, and which ids were
+//! canceled.
+//!
+//! Model inputs (see `inputs.rs`) are checked like a Cog model's schema:
+//! `aspect_ratio` shapes the images, `num_outputs` makes a list of
+//! different images, `seed` (picked at random when not given, and printed
+//! in the logs as `Using seed: N`) makes them reproducible, and
+//! `negative_prompt` and `output_format` are accepted and echoed.
 //!
 //! Prompt directives (see `directive.rs`) force every path a real provider can
 //! take: `#fail`, `#error`, `#ratelimit`, `#huge`, `#notimage`, `#expire`,
-//! `#slow`, and for webhooks `#hook-dup`, `#hook-lost`, `#hook-late`.
+//! `#bad-output`, `#slow`, and for webhooks `#hook-dup`, `#hook-lost`,
+//! `#hook-late`.
 //!
 //! Webhooks (see `webhooks.rs`) are the one exception to statelessness: a
 //! create's `webhook` URL is not put in the id, so its events are delivered
@@ -23,6 +31,7 @@ mod clock;
 mod directive;
 mod files;
 mod id;
+mod inputs;
 mod render;
 mod soft;
 mod timeline;
@@ -89,8 +98,9 @@ impl Sim {
         format!("{}/v1/{rest}", self.base)
     }
 
-    fn file_url(&self, id: &str) -> String {
-        format!("{}/files/{id}/{}", self.base, files::OUTPUT_NAME)
+    /// Where output `index` of prediction `id` is served.
+    fn file_url(&self, id: &str, index: u8) -> String {
+        format!("{}/files/{id}/{}", self.base, files::output_name(index))
     }
 }
 
@@ -98,7 +108,7 @@ impl Sim {
 /// `POST /v1/models/{owner}/{name}/predictions`, `POST /v1/predictions`,
 /// `GET /v1/predictions/{id}`, `POST /v1/predictions/{id}/cancel`,
 /// `GET /v1/webhooks/default/secret` (all with bearer auth) and
-/// `GET /files/{id}/out-0.png` (the output, until it expires).
+/// `GET /files/{id}/out-{n}.png` (the outputs, until they expire).
 pub fn router(cfg: SimConfig) -> Router {
     let base = cfg.public_base.as_str().trim_end_matches('/').to_owned();
     let sim = Arc::new(Sim { cfg, base, soft: soft::SoftState::default(), hooks: webhooks::Hooks::new() });

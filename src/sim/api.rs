@@ -1,5 +1,6 @@
 //! The simulator's API: create, get and cancel predictions with Replicate's
-//! JSON shapes, status codes and bearer-token auth.
+//! JSON shapes, status codes and bearer-token auth. A create's inputs are
+//! all checked (422 naming the field) before anything happens.
 
 use std::sync::Arc;
 
@@ -12,13 +13,14 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use rand::Rng;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use super::{
     SLOW_DURATION_MS, Sim,
     clock::now_ms,
     directive::Directives,
     id::Ticket,
+    inputs::{Inputs, type_name},
     timeline::{prediction_json, state_at},
     webhooks,
 };
@@ -95,7 +97,9 @@ fn create(
     headers: &HeaderMap,
     json: &Value,
 ) -> Result<Response, Problem> {
-    let prompt = prompt_of(json)?;
+    let input = input_of(json)?;
+    let prompt = prompt_of(input)?;
+    let inputs = Inputs::parse(input, rand::random).map_err(|e| invalid(e.field, e.kind, &e.description))?;
     let webhook = webhooks::parse(json).map_err(|e| invalid(e.field, e.kind, &e.description))?;
     let cancel_after_ms = match headers.get("cancel-after") {
         None => 0,
@@ -125,6 +129,7 @@ fn create(
         model,
         version,
         prompt,
+        inputs,
     };
     let (id, tag) = ticket.seal(&sim.cfg.secret);
     let state = state_at(&ticket, None, now);
@@ -188,11 +193,13 @@ fn parse_json(body: &[u8]) -> Result<Value, Problem> {
     })
 }
 
+/// The body's `input` object.
+fn input_of(json: &Value) -> Result<&Map<String, Value>, Problem> {
+    json.get("input").and_then(Value::as_object).ok_or_else(|| invalid("input", "required", "input is required"))
+}
+
 /// `input.prompt`, which must be a non-blank string of bounded length.
-fn prompt_of(json: &Value) -> Result<String, Problem> {
-    let Some(input) = json.get("input").and_then(Value::as_object) else {
-        return Err(invalid("input", "required", "input is required"));
-    };
+fn prompt_of(input: &Map<String, Value>) -> Result<String, Problem> {
     match input.get("prompt") {
         None | Some(Value::Null) => Err(invalid("input", "required", "prompt is required")),
         Some(Value::String(p)) if p.trim().is_empty() => {
@@ -247,18 +254,6 @@ fn is_name(s: &str) -> bool {
         && s != "."
         && s != ".."
         && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-}
-
-fn type_name(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
 }
 
 /// A 422 in Replicate's shape.

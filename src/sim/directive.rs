@@ -25,6 +25,9 @@ pub(super) struct Directives {
     pub hook_lost: bool,
     /// `#hook-late`: the completed webhook comes 10 s after completion.
     pub hook_late: bool,
+    /// `#bad-output`: the prediction's last output file answers 404 (the
+    /// others are served), so one image of several cannot be had.
+    pub bad_output: bool,
     /// `#ms=N` (an extension of the contract's list): the prediction takes
     /// N milliseconds, whatever the configured range, so a test can order
     /// finishes.
@@ -47,12 +50,13 @@ impl Directives {
                         found.duration_ms = digits.parse().ok().filter(|ms| *ms <= 600_000);
                     }
                 }
-                if word == "hook" {
-                    // `#hook-dup`: the `-` ends a word elsewhere (`#fail-safe` is `#fail`).
+                if word == "hook" || word == "bad" {
+                    // `#hook-dup`, `#bad-output`: the `-` ends a word elsewhere
+                    // (`#fail-safe` is `#fail`).
                     let rest = &prompt[at + 1 + raw.len()..];
                     if let Some(suffix) = rest.strip_prefix('-') {
                         let suffix: String = suffix.chars().take_while(|c| c.is_alphanumeric()).collect();
-                        found.set_hook(&suffix.to_lowercase());
+                        found.set_hyphenated(&word, &suffix.to_lowercase());
                     }
                 }
                 found.set(&word);
@@ -75,11 +79,12 @@ impl Directives {
         }
     }
 
-    fn set_hook(&mut self, suffix: &str) {
-        match suffix {
-            "dup" => self.hook_dup = true,
-            "lost" => self.hook_lost = true,
-            "late" => self.hook_late = true,
+    fn set_hyphenated(&mut self, word: &str, suffix: &str) {
+        match (word, suffix) {
+            ("hook", "dup") => self.hook_dup = true,
+            ("hook", "lost") => self.hook_lost = true,
+            ("hook", "late") => self.hook_late = true,
+            ("bad", "output") => self.bad_output = true,
             _ => {}
         }
     }
@@ -118,6 +123,14 @@ mod tests {
     }
 
     #[test]
+    fn bad_output_is_hyphenated_too() {
+        let d = Directives::parse("three foxes, one lost #bad-output");
+        assert_eq!(d, Directives { bad_output: true, ..Directives::default() });
+        assert!(Directives::parse("#BAD-Output.").bad_output);
+        assert!(!Directives::parse("#bad-hook").hook_dup && !Directives::parse("#hook-output").bad_output);
+    }
+
+    #[test]
     fn lookalikes_are_not_directives() {
         for prompt in [
             "a #failure",
@@ -133,6 +146,14 @@ mod tests {
             "a#hook-dup",
             "#hooks-dup",
             "#hook_dup",
+            "#bad",
+            "#bad-",
+            "#bad-outputs",
+            "#bad_output",
+            "#bad output",
+            "a#bad-output",
+            "#hook-output",
+            "#bad-dup",
         ] {
             assert_eq!(Directives::parse(prompt), Directives::default(), "{prompt:?}");
         }

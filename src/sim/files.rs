@@ -1,6 +1,6 @@
-//! The simulator's output files, as a delivery host would serve them: the
-//! rendered PNG while the output lives, 410 once it expired, and the odd
-//! outputs that `#huge` and `#notimage` ask for.
+//! The simulator's output files, as a delivery host would serve them: each
+//! output's rendered PNG while the outputs live, 410 once they expired, and
+//! the odd outputs that `#huge`, `#notimage` and `#bad-output` ask for.
 
 use std::{convert::Infallible, sync::Arc};
 
@@ -17,29 +17,46 @@ use super::{
     clock::now_ms,
     directive::Directives,
     id::Ticket,
-    render,
+    render::{self, Picture},
     timeline::{Status, output_expired, state_at},
 };
 
-/// The one output file of a prediction.
-pub(super) const OUTPUT_NAME: &str = "out-0.png";
 const PNG_SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
 /// Chunk of filler streamed for `#huge` (never held more than once).
 const HUGE_CHUNK: usize = 64 * 1024;
 static ZEROS: [u8; HUGE_CHUNK] = [0; HUGE_CHUNK];
 
-/// `GET /files/{id}/out-0.png`: no auth needed (the id is unguessable), as
-/// with Replicate's delivery URLs.
+/// The file name of output `index`: `out-0.png`, `out-1.png`, …
+pub(super) fn output_name(index: u8) -> String {
+    format!("out-{index}.png")
+}
+
+/// The index in an output file name, as [`output_name`] writes it (no sign,
+/// no leading zero); `None` for any other name.
+fn output_index(file: &str) -> Option<u8> {
+    let digits = file.strip_prefix("out-")?.strip_suffix(".png")?;
+    let canonical = digits.bytes().all(|b| b.is_ascii_digit()) && (digits == "0" || !digits.starts_with('0'));
+    // An empty or too large number does not parse.
+    if canonical { digits.parse().ok() } else { None }
+}
+
+/// `GET /files/{id}/out-{n}.png`: no auth needed (the id is unguessable),
+/// as with Replicate's delivery URLs. Renders only the output asked for.
 pub(super) async fn serve(State(sim): State<Arc<Sim>>, Path((id, file)): Path<(String, String)>) -> Response {
-    let Some((ticket, tag)) = Ticket::open(&id, &sim.cfg.secret).filter(|_| file == OUTPUT_NAME) else {
-        return (StatusCode::NOT_FOUND, "Not found").into_response();
+    let opened = Ticket::open(&id, &sim.cfg.secret);
+    let asked = opened.zip(output_index(&file)).filter(|((ticket, _), index)| *index < ticket.inputs.outputs());
+    let Some(((ticket, tag), index)) = asked else {
+        return not_found();
     };
     let now = now_ms();
     let state = state_at(&ticket, sim.soft.canceled_at(&tag), now);
     if state.status != Status::Succeeded {
-        return (StatusCode::NOT_FOUND, "Not found").into_response();
+        return not_found();
     }
     let directives = Directives::parse(&ticket.prompt);
+    if directives.bad_output && index + 1 == ticket.inputs.outputs() {
+        return not_found();
+    }
     if directives.expire || output_expired(&sim, &state, now) {
         return (StatusCode::GONE, "Gone: this output has expired").into_response();
     }
@@ -49,11 +66,17 @@ pub(super) async fn serve(State(sim): State<Arc<Sim>>, Path((id, file)): Path<(S
     if directives.huge {
         return huge(sim.cfg.huge_bytes);
     }
-    image(ticket.prompt).await
+    let (width, height) = ticket.inputs.size();
+    image(Picture { seed: ticket.inputs.seed.value(), prompt: ticket.prompt, index, width, height }).await
 }
 
-async fn image(prompt: String) -> Response {
-    match tokio::task::spawn_blocking(move || render::render_png(&prompt)).await {
+fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, "Not found").into_response()
+}
+
+/// Renders the picture off the async threads and serves it.
+async fn image(picture: Picture) -> Response {
+    match tokio::task::spawn_blocking(move || render::render_png(&picture)).await {
         Ok(Ok(png)) => ([(header::CONTENT_TYPE, "image/png"), (header::CACHE_CONTROL, "private, max-age=3600")], png)
             .into_response(),
         Ok(Err(e)) => {
@@ -83,4 +106,21 @@ fn not_an_image() -> Response {
         <p>This page stands in for an image (simulated by the #notimage directive).</p>\
         </body></html>\n";
     ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], PAGE).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_names_round_trip_and_nothing_else_is_one() {
+        for index in [0, 1, 3, 255] {
+            assert_eq!(output_index(&output_name(index)), Some(index));
+        }
+        let others =
+            ["out-01.png", "out-.png", "out--1.png", "out-+1.png", "out-1.jpg", "out-256.png", "0.png", "out-1"];
+        for name in others {
+            assert_eq!(output_index(name), None, "{name}");
+        }
+    }
 }

@@ -1,7 +1,14 @@
-//! The simulator's output: a 512×512 PNG landscape rendered from the prompt.
-//! Deterministic (the prompt's SHA-256 seeds everything), different for
-//! every prompt (palette, sun, hills, trees, clouds), and made to be looked
-//! at: it is the first image every new user sees.
+//! The simulator's output: a PNG landscape rendered from the prompt, the
+//! seed and the output's index, 512×512 or any other width and height.
+//! Deterministic (the three together seed everything), different for every
+//! prompt, seed and index (palette, sun, hills, trees, clouds), and made to
+//! be looked at: it is the first image every new user sees.
+//!
+//! The scene is laid out in a frame 512 units tall: vertical positions
+//! follow the height, horizontal ones the width, and sizes (sun, trees,
+//! noise scales) the height, so a wide image shows a wider view rather than
+//! stretched hills. At 512×512 every unit is one pixel, which keeps the
+//! images of ids minted before sizes existed byte for byte.
 
 mod noise;
 mod palette;
@@ -11,18 +18,45 @@ use sha2::{Digest, Sha256};
 use noise::{Rng, fbm1, fbm2, hash2};
 use palette::{PALETTES, Palette, Rgb, mix};
 
-/// Width and height of the image.
-pub(super) const SIZE: usize = 512;
+/// Width and height of an image without an aspect ratio, and the height of
+/// the frame scenes are designed in.
+pub(super) const SIZE: u32 = 512;
 /// Ridge samples per pixel column, for smooth hill and tree edges.
 const SUB: usize = 3;
-const S: f32 = SIZE as f32;
 /// Most bands of hills in one image.
 const MAX_LAYERS: usize = 6;
+/// Largest width or height rendered (the simulator asks for 768 at most).
+const MAX_SIDE: u32 = 4096;
 
-/// The seed a prediction's logs print (the image is seeded the same way).
+/// What to render: one output of one prediction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Picture {
+    pub prompt: String,
+    pub seed: u32,
+    /// Which of the prediction's outputs (0 for the first).
+    pub index: u8,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// The seed of an id minted before seeds could be asked for: the first four
+/// bytes of the prompt's SHA-256, as those predictions' logs printed it.
 pub(super) fn seed_of(prompt: &str) -> u32 {
     let digest = Sha256::digest(prompt.as_bytes());
     u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]])
+}
+
+/// The 64-bit seed of a scene: the seed in the high half, and in the low
+/// half the next four bytes of the prompt's SHA-256, mixed with the index.
+/// So a different seed or index always gives a different scene, and with
+/// the seed [`seed_of`] picks, index 0 is seeded exactly as before seeds
+/// existed (by the first eight bytes of the digest).
+fn scene_seed(prompt: &str, seed: u32, index: u8) -> u64 {
+    let digest = Sha256::digest(prompt.as_bytes());
+    let word = u32::from_be_bytes([digest[4], digest[5], digest[6], digest[7]]);
+    // An odd multiplier: distinct indexes give distinct words.
+    let low = word ^ u32::from(index).wrapping_mul(0x9E37_79B9);
+    (u64::from(seed) << 32) | u64::from(low)
 }
 
 /// Lower-case hex SHA-256, for made-up but stable version ids.
@@ -30,12 +64,15 @@ pub(super) fn hex_digest(bytes: &[u8]) -> String {
     Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Renders the prompt's landscape and encodes it as an RGB PNG. CPU-bound
-/// (a few tens of ms): call it from `spawn_blocking`.
-pub(super) fn render_png(prompt: &str) -> Result<Vec<u8>, png::EncodingError> {
-    let pixels = Scene::new(prompt).paint();
-    let mut out = Vec::with_capacity(SIZE * SIZE);
-    let mut encoder = png::Encoder::new(&mut out, SIZE as u32, SIZE as u32);
+/// Renders the picture's landscape and encodes it as an RGB PNG.
+/// CPU-bound (tens of ms): call it from `spawn_blocking`. Sides are
+/// clamped to 1..=4096.
+pub(super) fn render_png(picture: &Picture) -> Result<Vec<u8>, png::EncodingError> {
+    let (width, height) = (picture.width.clamp(1, MAX_SIDE), picture.height.clamp(1, MAX_SIDE));
+    let scene = Scene::new(scene_seed(&picture.prompt, picture.seed, picture.index), width, height);
+    let pixels = scene.paint();
+    let mut out = Vec::with_capacity(pixels.len() / 3);
+    let mut encoder = png::Encoder::new(&mut out, width, height);
     encoder.set_color(png::ColorType::Rgb);
     encoder.set_depth(png::BitDepth::Eight);
     encoder.set_compression(png::Compression::Fast);
@@ -58,6 +95,7 @@ struct Layer {
 }
 
 struct Scene {
+    frame: Frame,
     palette: &'static Palette,
     horizon: f32,
     sun: (f32, f32, f32),
@@ -78,37 +116,37 @@ struct Column {
 }
 
 impl Scene {
-    fn new(prompt: &str) -> Self {
-        let digest = Sha256::digest(prompt.as_bytes());
-        let mut seed = [0u8; 8];
-        seed.copy_from_slice(&digest[..8]);
-        let mut rng = Rng::new(u64::from_be_bytes(seed));
+    fn new(seed: u64, width: u32, height: u32) -> Self {
+        let frame = Frame::new(width, height);
+        let (w, h, unit) = (frame.w, frame.h, frame.unit);
+        let mut rng = Rng::new(seed);
         let palette = &PALETTES[rng.below(PALETTES.len())];
-        let horizon = S * rng.range(0.52, 0.66);
-        let radius = if palette.night { rng.range(16.0, 28.0) } else { rng.range(24.0, 44.0) };
-        let sun = (S * rng.range(0.18, 0.82), horizon * rng.range(0.3, 0.85), radius);
+        let horizon = h * rng.range(0.52, 0.66);
+        let radius = unit * if palette.night { rng.range(16.0, 28.0) } else { rng.range(24.0, 44.0) };
+        let sun = (w * rng.range(0.18, 0.82), horizon * rng.range(0.3, 0.85), radius);
         let cloudiness = rng.range(0.0, 1.0);
         let seeds = [rng.seed32(), rng.seed32(), rng.seed32(), rng.seed32()];
         let count = 4 + rng.below(MAX_LAYERS - 3);
-        let layers = (0..count).map(|i| layer(&mut rng, palette, horizon, i as f32 / (count - 1) as f32)).collect();
-        let columns = (0..SIZE)
+        let layers =
+            (0..count).map(|i| layer(&mut rng, palette, &frame, horizon, i as f32 / (count - 1) as f32)).collect();
+        let columns = (0..frame.width)
             .map(|x| {
                 let fx = x as f32 + 0.5;
                 Column {
-                    toward_sun: (-(fx - sun.0).abs() / (S * 0.6)).exp(),
-                    aurora_line: horizon * (0.38 + 0.22 * (fbm1(fx / 170.0, seeds[2], 3) - 0.5)),
-                    aurora_rays: 0.55 + 0.45 * fbm1(fx / 9.0, seeds[1], 2),
+                    toward_sun: (-(fx - sun.0).abs() / (w * 0.6)).exp(),
+                    aurora_line: horizon * (0.38 + 0.22 * (fbm1(fx / (170.0 * unit), seeds[2], 3) - 0.5)),
+                    aurora_rays: 0.55 + 0.45 * fbm1(fx / (9.0 * unit), seeds[1], 2),
                 }
             })
             .collect();
-        Self { palette, horizon, sun, cloudiness, seeds, layers, columns }
+        Self { frame, palette, horizon, sun, cloudiness, seeds, layers, columns }
     }
 
     fn paint(&self) -> Vec<u8> {
-        let mut pixels = Vec::with_capacity(SIZE * SIZE * 3);
-        for y in 0..SIZE {
-            for x in 0..SIZE {
-                let color = vignette(self.pixel(x, y), x, y);
+        let mut pixels = Vec::with_capacity(self.frame.width * self.frame.height * 3);
+        for y in 0..self.frame.height {
+            for x in 0..self.frame.width {
+                let color = self.vignette(self.pixel(x, y), x, y);
                 let grain = hash2(x as i32, y as i32, self.seeds[3]) - 0.5;
                 // Clamped to 0..=255.5 first, so the cast rounds to nearest.
                 pixels.extend(color.map(|c| (c * 255.0 + grain + 0.5).clamp(0.0, 255.5) as u8));
@@ -165,7 +203,7 @@ impl Scene {
         let cover = (r - d + 0.5).clamp(0.0, 1.0);
         if cover > 0.0 {
             let disc = if p.night {
-                let maria = fbm2(fx / 7.0, fy / 7.0, self.seeds[1], 3);
+                let maria = fbm2(fx / (7.0 * self.frame.unit), fy / (7.0 * self.frame.unit), self.seeds[1], 3);
                 p.sun.map(|c| c * (0.86 + 0.14 * maria))
             } else {
                 p.sun
@@ -184,7 +222,7 @@ impl Scene {
         if band <= 0.0 || self.cloudiness < 0.15 {
             return color;
         }
-        let density = fbm2(fx / 150.0, fy / 26.0, self.seeds[2], 4);
+        let density = fbm2(fx / (150.0 * self.frame.unit), fy / (26.0 * self.frame.unit), self.seeds[2], 4);
         let alpha = smoothstep(0.62 - 0.14 * self.cloudiness, 0.82, density) * band * 0.7;
         let lit = mix(mix(self.palette.sky_mid, self.palette.sun, 0.55), self.palette.sun, glow);
         mix(color, lit, alpha)
@@ -205,12 +243,36 @@ impl Scene {
         let sample = x * SUB + SUB / 2;
         let below_ground = (fy - layer.ground[sample]).max(0.0);
         let below = (fy - layer.ridge[sample]).max(0.0);
-        let mist = (below_ground / (S * 0.22)).min(1.0) * 0.55 * (1.0 - 0.75 * layer.depth);
+        let mist = (below_ground / (self.frame.h * 0.22)).min(1.0) * 0.55 * (1.0 - 0.75 * layer.depth);
         let color = mix(layer.color, self.palette.horizon, mist);
-        // The crest catches the light; 20 px down it has faded to nothing.
-        let crest = if below < 20.0 { (-below / 3.0).exp() * 0.12 } else { 0.0 };
+        // The crest catches the light; 20 units down it has faded to nothing.
+        let crest = if below < 20.0 * self.frame.unit { (-below / (3.0 * self.frame.unit)).exp() * 0.12 } else { 0.0 };
         let rim = crest + self.columns[x].toward_sun * 0.06;
         mix(color, self.palette.sun, rim * (1.0 - 0.6 * layer.depth))
+    }
+
+    /// Darkens towards the corners, following the frame's shape.
+    fn vignette(&self, color: Rgb, x: usize, y: usize) -> Rgb {
+        let (dx, dy) = (x as f32 / self.frame.w - 0.5, y as f32 / self.frame.h - 0.5);
+        let v = 1.0 - 0.4 * (dx * dx + dy * dy);
+        color.map(|c| c * v)
+    }
+}
+
+/// The image's size, in pixels and as floats, and its design unit.
+struct Frame {
+    width: usize,
+    height: usize,
+    w: f32,
+    h: f32,
+    /// Pixels per unit of the 512-tall design frame (exactly 1 at 512).
+    unit: f32,
+}
+
+impl Frame {
+    fn new(width: u32, height: u32) -> Self {
+        let (w, h) = (width as f32, height as f32);
+        Self { width: width as usize, height: height as usize, w, h, unit: h / SIZE as f32 }
     }
 }
 
@@ -230,17 +292,19 @@ impl Layer {
 }
 
 /// A band of hills: far ones tall, jagged and hazy; near ones low, rounded,
-/// dark, and sometimes wooded.
-fn layer(rng: &mut Rng, palette: &Palette, horizon: f32, depth: f32) -> Layer {
-    let base = horizon + (S - horizon) * (0.03 + 0.72 * depth.powf(1.3));
-    let amplitude = S * (0.2 * (1.0 - depth) + 0.05) * rng.range(0.7, 1.15);
+/// dark, and sometimes wooded. A hill's width follows the height, like its
+/// amplitude, so wide images show more hills rather than wider ones.
+fn layer(rng: &mut Rng, palette: &Palette, frame: &Frame, horizon: f32, depth: f32) -> Layer {
+    let h = frame.h;
+    let base = horizon + (h - horizon) * (0.03 + 0.72 * depth.powf(1.3));
+    let amplitude = h * (0.2 * (1.0 - depth) + 0.05) * rng.range(0.7, 1.15);
     let bumps = rng.range(1.5, 3.0) * (1.0 + 1.6 * (1.0 - depth));
     let (seed, offset) = (rng.seed32(), rng.range(0.0, 100.0));
     let (octaves, contrast) = if depth < 0.5 { (6, 1.6) } else { (4, 1.9) };
-    let ground: Vec<f32> = (0..SIZE * SUB)
+    let ground: Vec<f32> = (0..frame.width * SUB)
         .map(|i| {
             let x = (i as f32 + 0.5) / SUB as f32;
-            let n = fbm1(offset + x / S * bumps, seed, octaves);
+            let n = fbm1(offset + x / h * bumps, seed, octaves);
             let n = ((n - 0.5) * contrast + 0.5).clamp(0.0, 1.0);
             let shape = if depth < 0.5 { n.powf(1.4) } else { n };
             base - amplitude * shape
@@ -248,7 +312,7 @@ fn layer(rng: &mut Rng, palette: &Palette, horizon: f32, depth: f32) -> Layer {
         .collect();
     let mut ridge = ground.clone();
     if depth > 0.6 && rng.range(0.0, 1.0) < 0.65 {
-        add_trees(&mut ridge, &ground, rng, depth);
+        add_trees(&mut ridge, &ground, rng, frame, depth);
     }
     let body = mix(palette.far, palette.near, depth);
     let color = mix(palette.horizon, body, 0.4 + 0.6 * depth);
@@ -258,12 +322,12 @@ fn layer(rng: &mut Rng, palette: &Palette, horizon: f32, depth: f32) -> Layer {
 }
 
 /// A stand of pines along part of the ridge: triangles rising from it.
-fn add_trees(ridge: &mut [f32], ground: &[f32], rng: &mut Rng, depth: f32) {
-    let scale = 0.6 + 0.8 * depth;
-    let start = S * rng.range(-0.2, 0.5);
-    let end = start + S * rng.range(0.35, 0.9);
-    let mut cx = start.max(0.0) + rng.range(0.0, 6.0);
-    while cx < end.min(S) {
+fn add_trees(ridge: &mut [f32], ground: &[f32], rng: &mut Rng, frame: &Frame, depth: f32) {
+    let scale = (0.6 + 0.8 * depth) * frame.unit;
+    let start = frame.w * rng.range(-0.2, 0.5);
+    let end = start + frame.w * rng.range(0.35, 0.9);
+    let mut cx = start.max(0.0) + rng.range(0.0, 6.0) * frame.unit;
+    while cx < end.min(frame.w) {
         let height = rng.range(9.0, 24.0) * scale;
         let half_width = height * rng.range(0.2, 0.3);
         let centre = ((cx * SUB as f32) as usize).min(ground.len() - 1);
@@ -283,12 +347,6 @@ fn add_trees(ridge: &mut [f32], ground: &[f32], rng: &mut Rng, depth: f32) {
 fn smoothstep(edge0: f32, edge1: f32, x: f32) -> f32 {
     let t = ((x - edge0) / (edge1 - edge0)).clamp(0.0, 1.0);
     t * t * (3.0 - 2.0 * t)
-}
-
-fn vignette(color: Rgb, x: usize, y: usize) -> Rgb {
-    let (dx, dy) = (x as f32 / S - 0.5, y as f32 / S - 0.5);
-    let v = 1.0 - 0.4 * (dx * dx + dy * dy);
-    color.map(|c| c * v)
 }
 
 #[cfg(test)]

@@ -89,7 +89,7 @@ pub(super) fn prediction_json(sim: &Sim, id: &str, ticket: &Ticket, state: &Stat
     let succeeded = state.status == Status::Succeeded;
     let removed = succeeded && output_expired(sim, state, now_ms);
     let error = (state.status == Status::Failed).then_some(FAIL_MESSAGE);
-    let mut logs = logs(render::seed_of(&ticket.prompt), state);
+    let mut logs = logs(ticket.inputs.seed.value(), state);
     if let Some(error) = error {
         logs.push_str(&format!("RuntimeError: {error}\n"));
     }
@@ -101,9 +101,9 @@ pub(super) fn prediction_json(sim: &Sim, id: &str, ticket: &Ticket, state: &Stat
         "id": id,
         "model": ticket.model,
         "version": version_of(ticket),
-        "input": { "prompt": ticket.prompt },
+        "input": ticket.inputs.echo(&ticket.prompt),
         "logs": logs,
-        "output": succeeded.then(|| vec![sim.file_url(id)]),
+        "output": succeeded.then(|| output_urls(sim, id, ticket)),
         "data_removed": removed,
         "error": error,
         "status": state.status.as_str(),
@@ -117,6 +117,11 @@ pub(super) fn prediction_json(sim: &Sim, id: &str, ticket: &Ticket, state: &Stat
         },
         "metrics": predict_time,
     })
+}
+
+/// A succeeded prediction's `output`: always a list, one URL per image.
+fn output_urls(sim: &Sim, id: &str, ticket: &Ticket) -> Vec<String> {
+    (0..ticket.inputs.outputs()).map(|index| sim.file_url(id, index)).collect()
 }
 
 /// True once a succeeded prediction's output is past its lifetime.
@@ -184,6 +189,7 @@ mod tests {
             model: "a/b".into(),
             version: String::new(),
             prompt: prompt.into(),
+            inputs: crate::sim::inputs::Inputs::from_prompt(prompt),
         }
     }
 

@@ -776,3 +776,274 @@ async fn the_app_uses_the_configured_sim_token_and_webhook_secret() {
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
 }
+
+// ---- Model inputs ----
+
+/// Adds the keys of object `from` to object `into`.
+fn merge(into: &mut Value, from: &Value) {
+    if let (Some(into), Some(from)) = (into.as_object_mut(), from.as_object()) {
+        into.extend(from.clone());
+    }
+}
+
+/// Creates a prediction of `prompt` with `inputs` merged into its `input`
+/// and `extra` into the body; the raw answer.
+async fn create_with_inputs(sim: &Running, prompt: &str, inputs: Value, extra: Value) -> reqwest::Response {
+    let mut input = json!({"prompt": prompt});
+    merge(&mut input, &inputs);
+    let mut body = json!({"input": input});
+    merge(&mut body, &extra);
+    create_raw(sim, prompt, body).await
+}
+
+/// Creates a prediction with `inputs` (must be accepted); its JSON.
+async fn created_with(sim: &Running, prompt: &str, inputs: Value) -> Value {
+    let response = create_with_inputs(sim, prompt, inputs.clone(), json!({})).await;
+    assert_eq!(response.status(), 201, "{inputs}");
+    response.json().await.unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Creates a prediction with `inputs` and waits until it is done.
+async fn finished_with(sim: &Running, prompt: &str, inputs: Value) -> Prediction {
+    let created = created_with(sim, prompt, inputs).await;
+    let id = created["id"].as_str().unwrap_or_else(|| panic!("no id in {created}"));
+    let mut seen = follow(sim, id).await;
+    seen.pop().unwrap_or_else(|| unreachable!())
+}
+
+/// Downloads a PNG output; its bytes and size (from the decoded header).
+async fn png_at(sim: &Running, url: &str) -> (Vec<u8>, (u32, u32)) {
+    let (content_type, _, bytes) = download(sim, url).await;
+    assert_eq!(content_type.as_deref(), Some("image/png"), "{url}");
+    let info = png::Decoder::new(bytes.as_slice()).read_info().unwrap_or_else(|e| panic!("{url}: not a PNG: {e}"));
+    let size = (info.info().width, info.info().height);
+    (bytes, size)
+}
+
+/// The seed of a `Using seed: N` first line of the logs.
+fn logged_seed(logs: Option<&str>) -> Option<u32> {
+    logs?.lines().next()?.strip_prefix("Using seed: ")?.parse().ok()
+}
+
+#[tokio::test]
+async fn every_invalid_input_is_a_422_naming_its_field_and_starts_nothing() {
+    let sim = spawn_sim(Options::default()).await;
+    let receiver = Receiver::spawn(0).await;
+    let cases = [
+        (json!({"aspect_ratio": "7:3"}), "aspect_ratio"),
+        (json!({"aspect_ratio": "16x9"}), "aspect_ratio"),
+        (json!({"aspect_ratio": 1.78}), "aspect_ratio"),
+        (json!({"num_outputs": 0}), "num_outputs"),
+        (json!({"num_outputs": 5}), "num_outputs"),
+        (json!({"num_outputs": "2"}), "num_outputs"),
+        (json!({"num_outputs": 2.5}), "num_outputs"),
+        (json!({"seed": -1}), "seed"),
+        (json!({"seed": 4_294_967_296u64}), "seed"),
+        (json!({"seed": 1.5}), "seed"),
+        (json!({"seed": "42"}), "seed"),
+        (json!({"negative_prompt": "x".repeat(2001)}), "negative_prompt"),
+        (json!({"negative_prompt": ["blurry"]}), "negative_prompt"),
+        (json!({"output_format": "gif"}), "output_format"),
+        (json!({"output_format": true}), "output_format"),
+    ];
+    let hooked = json!({"webhook": receiver.url});
+    for (inputs, key) in &cases {
+        let response = create_with_inputs(&sim, "a refused fox", inputs.clone(), hooked.clone()).await;
+        assert_eq!(response.status(), 422, "{inputs}");
+        let problem: Value = response.json().await.unwrap_or_else(|e| panic!("{e}"));
+        let field = format!("input.{key}");
+        assert_eq!(problem["status"], 422);
+        assert_eq!(problem["title"], "Input validation failed");
+        assert_eq!(problem["invalid_fields"][0]["field"], field.as_str(), "{inputs}: {problem}");
+        let detail = problem["detail"].as_str().unwrap_or_default();
+        assert!(detail.starts_with(&format!("- {field}: ")), "{inputs}: {detail}");
+        let description = problem["invalid_fields"][0]["description"].as_str().unwrap_or_default();
+        assert!(!description.is_empty() && detail.contains(description), "{problem}");
+    }
+    // The same requests with a good value are accepted: each 422 was the field's.
+    let accepted = [
+        json!({"aspect_ratio": "21:9"}),
+        json!({"num_outputs": 4}),
+        json!({"seed": 4_294_967_295u64}),
+        json!({"seed": 0}),
+        json!({"negative_prompt": "x".repeat(2000)}),
+        json!({"output_format": "jpg", "seed": null, "unknown": {"nested": 1}}),
+    ];
+    for inputs in accepted {
+        created_with(&sim, "an accepted fox", inputs).await;
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let hooks = receiver.hooks();
+    assert!(hooks.is_empty(), "a refused create sent webhooks: {:?}", summary(&hooks));
+}
+
+#[tokio::test]
+async fn an_aspect_ratio_shapes_the_png_with_a_long_side_of_768() {
+    let sim = spawn_sim(Options::default()).await;
+    for (ratio, size) in [("16:9", (768, 432)), ("9:16", (432, 768)), ("1:1", (768, 768)), ("4:5", (614, 768))] {
+        let done = finished_with(&sim, "a wide valley", json!({"aspect_ratio": ratio})).await;
+        assert_eq!(done.status, PredictionStatus::Succeeded);
+        assert_eq!(png_at(&sim, &done.output[0]).await.1, size, "{ratio}");
+    }
+    let square = finished(&sim, "a wide valley").await;
+    assert_eq!(png_at(&sim, &square.output[0]).await.1, (512, 512), "no aspect ratio: as before");
+}
+
+#[tokio::test]
+async fn num_outputs_gives_that_many_urls_each_a_different_image() {
+    let sim = spawn_sim(Options::default()).await;
+    let done = finished_with(&sim, "three foxes", json!({"num_outputs": 3, "aspect_ratio": "16:9"})).await;
+    assert_eq!(done.status, PredictionStatus::Succeeded);
+    let expected: Vec<String> = (0..3).map(|n| format!("{}/files/{}/out-{n}.png", sim.public_base, done.id)).collect();
+    assert_eq!(done.output, expected);
+    let mut images = Vec::new();
+    for url in &done.output {
+        let (bytes, size) = png_at(&sim, url).await;
+        assert_eq!(size, (768, 432));
+        images.push(bytes);
+    }
+    assert!(images[0] != images[1] && images[1] != images[2] && images[0] != images[2], "three different images");
+    assert_eq!(png_at(&sim, &done.output[1]).await.0, images[1], "each is the same on a second download");
+    for file in ["out-3.png", "out-01.png", "out-x.png", "out-1.jpg"] {
+        let url = format!("{}/files/{}/{file}", sim.public_base, done.id);
+        let err = sim.provider.open_output(&url).await.err();
+        assert!(matches!(err, Some(ProviderError::NotFound)), "{file}: {err:?}");
+    }
+    let one = finished_with(&sim, "one fox", json!({"num_outputs": 1})).await;
+    assert_eq!(one.output, vec![format!("{}/files/{}/out-0.png", sim.public_base, one.id)], "still a list");
+}
+
+#[tokio::test]
+async fn the_same_seed_gives_the_same_bytes_and_another_seed_others() {
+    let sim = spawn_sim(Options::default()).await;
+    let mut firsts = Vec::new();
+    for seed in [42u32, 42, 43] {
+        let done = finished_with(&sim, "a seeded fox", json!({"seed": seed, "num_outputs": 2})).await;
+        assert_eq!(logged_seed(done.logs.as_deref()), Some(seed), "{:?}", done.logs);
+        let first = png_at(&sim, &done.output[0]).await.0;
+        assert_ne!(first, png_at(&sim, &done.output[1]).await.0, "index 1 differs from index 0");
+        firsts.push(first);
+    }
+    assert_eq!(firsts[0], firsts[1], "same seed, prompt and index: the same bytes");
+    assert_ne!(firsts[0], firsts[2], "another seed: another image");
+    let other_prompt = finished_with(&sim, "a seeded hen", json!({"seed": 42})).await;
+    assert_ne!(png_at(&sim, &other_prompt.output[0]).await.0, firsts[0], "another prompt: another image");
+}
+
+#[tokio::test]
+async fn without_a_seed_a_random_one_is_picked_logged_and_reproducible() {
+    let sim = spawn_sim(Options::default()).await;
+    let a = finished_with(&sim, "an unseeded fox", json!({})).await;
+    let b = finished_with(&sim, "an unseeded fox", json!({})).await;
+    let seed_a = logged_seed(a.logs.as_deref()).unwrap_or_else(|| panic!("no seed in {:?}", a.logs));
+    let seed_b = logged_seed(b.logs.as_deref()).unwrap_or_else(|| panic!("no seed in {:?}", b.logs));
+    assert_ne!(seed_a, seed_b, "picked at random for each prediction");
+    let image_a = png_at(&sim, &a.output[0]).await.0;
+    assert_ne!(image_a, png_at(&sim, &b.output[0]).await.0);
+    // The logged seed is the one the image was made with.
+    let again = finished_with(&sim, "an unseeded fox", json!({"seed": seed_a})).await;
+    assert_eq!(png_at(&sim, &again.output[0]).await.0, image_a);
+    // A picked seed is not an input: it is not echoed.
+    assert_eq!(get_json(&sim, &a.id).await["input"], json!({"prompt": "an unseeded fox"}));
+}
+
+#[tokio::test]
+async fn bad_output_makes_only_the_last_output_answer_404() {
+    let sim = spawn_sim(Options::default()).await;
+    let done = finished_with(&sim, "three foxes, one lost #bad-output", json!({"num_outputs": 3})).await;
+    assert_eq!((done.status, done.output.len()), (PredictionStatus::Succeeded, 3));
+    for url in &done.output[..2] {
+        assert_eq!(png_at(&sim, url).await.1, (512, 512));
+    }
+    let err = sim.provider.open_output(&done.output[2]).await.err();
+    assert!(matches!(err, Some(ProviderError::NotFound)), "{err:?}");
+    let single = finished(&sim, "a lost fox #BAD-OUTPUT").await;
+    let err = sim.provider.open_output(&single.output[0]).await.err();
+    assert!(matches!(err, Some(ProviderError::NotFound)), "one output is also the last: {err:?}");
+}
+
+#[tokio::test]
+async fn the_input_is_echoed_by_create_get_cancel_and_webhooks() {
+    let sim = spawn_sim(Options::default()).await;
+    let receiver = Receiver::spawn(0).await;
+    let inputs = json!({
+        "aspect_ratio": "3:2", "num_outputs": 2, "seed": 7, "negative_prompt": "", "output_format": "webp",
+        "guidance": 3.5,
+    });
+    let expected = json!({
+        "prompt": "an echoing fox", "aspect_ratio": "3:2", "num_outputs": 2, "seed": 7,
+        "negative_prompt": "", "output_format": "webp",
+    });
+    let filter = json!({"webhook": receiver.url, "webhook_events_filter": ["completed"]});
+    let response = create_with_inputs(&sim, "an echoing fox", inputs, filter).await;
+    assert_eq!(response.status(), 201);
+    let created: Value = response.json().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(created["input"], expected, "create");
+    let id = created["id"].as_str().unwrap_or_else(|| panic!("no id in {created}")).to_owned();
+    follow(&sim, &id).await;
+    let got = get_json(&sim, &id).await;
+    assert_eq!(got["input"], expected, "get");
+    let hooks = receiver.wait_until("a completed event", |hooks| !hooks.is_empty()).await;
+    assert_eq!(hooks[0].json["input"], expected, "webhook");
+    assert_eq!(hooks[0].json["output"], got["output"], "the webhook carries the output list");
+    let outputs = got["output"].as_array().map(Vec::len);
+    assert_eq!(outputs, Some(2));
+    // `output_format` is accepted, but the file is a PNG all the same.
+    let url = got["output"][1].as_str().unwrap_or_default();
+    assert_eq!(png_at(&sim, url).await.1, (768, 512));
+
+    let slow = created_with(&sim, "a slow fox #slow", json!({"aspect_ratio": "9:21"})).await;
+    let slow_id = slow["id"].as_str().unwrap_or_default();
+    let canceled: Value = reqwest::Client::new()
+        .post(format!("http://{}/sim/v1/predictions/{slow_id}/cancel", sim.addr))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(canceled["status"], "canceled");
+    assert_eq!(canceled["input"], json!({"prompt": "a slow fox #slow", "aspect_ratio": "9:21"}), "cancel");
+}
+
+/// The id the simulator minted before model inputs existed (format 1),
+/// sealed by hand: format, created, duration, cancel-after, nonce, model,
+/// version, prompt, then the HMAC-SHA256 tag truncated to 16 bytes.
+fn v1_id(created_ms: u64, duration_ms: u32, model: &str, prompt: &str) -> String {
+    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+    use hmac::{Hmac, Mac};
+    let mut payload = vec![1u8];
+    payload.extend_from_slice(&created_ms.to_be_bytes());
+    payload.extend_from_slice(&duration_ms.to_be_bytes());
+    payload.extend_from_slice(&0u32.to_be_bytes());
+    payload.extend_from_slice(&[5, 6, 7, 8]);
+    payload.push(u8::try_from(model.len()).unwrap_or(u8::MAX));
+    payload.extend_from_slice(model.as_bytes());
+    payload.push(0);
+    payload.extend_from_slice(prompt.as_bytes());
+    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(SECRET).unwrap_or_else(|e| panic!("{e}"));
+    mac.update(&payload);
+    payload.extend_from_slice(&mac.finalize().into_bytes()[..16]);
+    URL_SAFE_NO_PAD.encode(payload)
+}
+
+#[tokio::test]
+async fn a_prediction_from_before_inputs_answers_and_renders_as_it_did() {
+    use sha2::Digest;
+    let sim = spawn_sim(Options::default()).await;
+    let prompt = "a lighthouse on a cliff at dusk";
+    let created_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0) - 2_000;
+    let id = v1_id(created_ms, 400, MODEL, prompt);
+    let body = get_json(&sim, &id).await;
+    assert_eq!(body["status"], "succeeded", "{body}");
+    assert_eq!(body["input"], json!({"prompt": prompt}));
+    let outputs = body["output"].as_array().cloned().unwrap_or_default();
+    assert_eq!(outputs, vec![json!(format!("{}/files/{id}/out-0.png", sim.public_base))]);
+    // The seed its logs always printed: the first four bytes of the prompt's SHA-256.
+    assert_eq!(logged_seed(body["logs"].as_str()), Some(553_500_617));
+    let (png, size) = png_at(&sim, outputs[0].as_str().unwrap_or_default()).await;
+    assert_eq!(size, (512, 512));
+    let digest: String = sha2::Sha256::digest(&png).iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(digest, "fb68e4ffd71e0771480df14ce4d681148afdad6f04b82e5de5ffd5fbacd0d2a7", "the same bytes as before");
+}

@@ -1,10 +1,20 @@
-//! Tests of the renderer: real PNGs, the same bytes for the same prompt,
-//! visibly different images for different prompts.
+//! Tests of the renderer: real PNGs of the asked size, the same bytes for
+//! the same prompt, seed and index, visibly different images otherwise, and
+//! the bytes of ids from before seeds and sizes existed.
 
 use super::*;
 
+/// A picture as an id from before seeds existed asked for it.
+fn square(prompt: &str) -> Picture {
+    Picture { prompt: prompt.into(), seed: seed_of(prompt), index: 0, width: SIZE, height: SIZE }
+}
+
+fn render_picture(picture: &Picture) -> Vec<u8> {
+    render_png(picture).unwrap_or_else(|e| panic!("render {picture:?}: {e}"))
+}
+
 fn render(prompt: &str) -> Vec<u8> {
-    render_png(prompt).unwrap_or_else(|e| panic!("render {prompt:?}: {e}"))
+    render_picture(&square(prompt))
 }
 
 /// Decodes a PNG into (width, height, RGB pixels).
@@ -35,15 +45,59 @@ fn the_same_prompt_renders_the_same_bytes() {
 #[test]
 fn images_are_full_size_and_not_flat() {
     let (width, height, pixels) = decode(&render("a quiet valley"));
-    assert_eq!((width, height), (SIZE as u32, SIZE as u32));
-    assert_eq!(pixels.len(), SIZE * SIZE * 3);
+    assert_eq!((width, height), (SIZE, SIZE));
+    let size = SIZE as usize;
+    assert_eq!(pixels.len(), size * size * 3);
     let mut colours: Vec<[u8; 3]> = pixels.chunks(3).map(|p| [p[0], p[1], p[2]]).collect();
     colours.sort_unstable();
     colours.dedup();
     assert!(colours.len() > 2_000, "only {} colours", colours.len());
     // The sky (top rows) and the ground (bottom rows) differ.
-    let row = |y: usize| &pixels[y * SIZE * 3..(y + 1) * SIZE * 3];
-    assert!(share_different(row(4), row(SIZE - 4)) > 0.5);
+    let row = |y: usize| &pixels[y * size * 3..(y + 1) * size * 3];
+    assert!(share_different(row(4), row(size - 4)) > 0.5);
+}
+
+#[test]
+fn pictures_from_before_seeds_and_sizes_keep_their_bytes() {
+    // SHA-256 of the PNGs the renderer made before it took a seed, an
+    // index and a size (seeded by the prompt alone, 512×512).
+    for (prompt, expected) in [
+        ("a lighthouse on a cliff at dusk", "fb68e4ffd71e0771480df14ce4d681148afdad6f04b82e5de5ffd5fbacd0d2a7"),
+        ("a quiet valley", "9003a234c27efa75ce1c7a5b99b3a66ab6c82cea1eb27403aed10d2720e33832"),
+        ("a cat", "e91472e65b287f4238b45823cfcec4285ea2059ac87ae6ef331b2a1fba184e4c"),
+    ] {
+        assert_eq!(hex_digest(&render(prompt)), expected, "{prompt:?}");
+    }
+}
+
+#[test]
+fn pictures_have_the_asked_size_whatever_the_shape() {
+    for (width, height) in [(768, 432), (432, 768), (768, 329), (768, 768)] {
+        let picture = Picture { width, height, ..square("a wide valley") };
+        let (w, h, pixels) = decode(&render_picture(&picture));
+        assert_eq!((w, h), (width, height));
+        // Sky above, ground below, whatever the shape.
+        let row = |y: u32| &pixels[(y * width * 3) as usize..((y + 1) * width * 3) as usize];
+        assert!(share_different(row(4), row(height - 4)) > 0.5, "{width}×{height}");
+    }
+}
+
+#[test]
+fn the_seed_and_the_index_each_change_the_image() {
+    let base = Picture { seed: 42, index: 0, width: 96, height: 64, ..square("a seeded fox") };
+    let image = |picture: &Picture| decode(&render_picture(picture)).2;
+    let first = image(&base);
+    assert_eq!(first, image(&base.clone()), "same seed, prompt and index");
+    for other in [
+        Picture { seed: 43, ..base.clone() },
+        Picture { index: 1, ..base.clone() },
+        Picture { index: 3, ..base.clone() },
+        Picture { prompt: "a seeded fox.".into(), ..base.clone() },
+    ] {
+        assert!(share_different(&first, &image(&other)) > 0.02, "{other:?}");
+    }
+    assert_ne!(scene_seed("a", 1, 0), scene_seed("a", 1, 1));
+    assert_ne!(scene_seed("a", 1, 0), scene_seed("a", 2, 0));
 }
 
 #[test]
@@ -70,7 +124,8 @@ fn different_prompts_render_visibly_different_images() {
 fn every_palette_is_reachable_from_some_prompt() {
     let mut seen = [false; PALETTES.len()];
     for n in 0..200 {
-        let scene = Scene::new(&format!("prompt {n}"));
+        let prompt = format!("prompt {n}");
+        let scene = Scene::new(scene_seed(&prompt, seed_of(&prompt), 0), SIZE, SIZE);
         if let Some(i) = PALETTES.iter().position(|p| std::ptr::eq(p, scene.palette)) {
             seen[i] = true;
         }
