@@ -176,10 +176,26 @@ pub async fn generator_setup() -> Result<GeneratorInfo, AppError> {
 }
 
 /// Charges the cost, submits the prediction and answers the task id at once.
+/// The model's inputs are optional and arrive as text (form fields); each
+/// is checked against the model before anything is charged.
 #[server(endpoint = "generate_image")]
-pub async fn generate_image(prompt: String, model: Option<String>) -> Result<Generated, AppError> {
+pub async fn generate_image(
+    prompt: String,
+    model: Option<String>,
+    aspect_ratio: Option<String>,
+    num_outputs: Option<String>,
+    seed: Option<String>,
+    negative_prompt: Option<String>,
+) -> Result<Generated, AppError> {
+    use crate::server::catalogue::RawInputs;
     ssr::signed_in(|state, account| async move {
-        crate::server::tasks::generate(&state, &account.user_id(), &prompt, model.as_deref()).await
+        let inputs = RawInputs {
+            aspect_ratio: aspect_ratio.as_deref(),
+            num_outputs: num_outputs.as_deref(),
+            seed: seed.as_deref(),
+            negative_prompt: negative_prompt.as_deref(),
+        };
+        crate::server::tasks::generate(&state, &account.user_id(), &prompt, model.as_deref(), inputs).await
     })
     .await
 }

@@ -49,8 +49,11 @@ pub struct TaskView {
     pub created_ms: i64,
     /// When the task finished, in milliseconds since the Unix epoch.
     pub finished_ms: Option<i64>,
-    /// `/images/{id}` once completed.
+    /// `/images/{id}` once completed (the first image).
     pub image_url: Option<String>,
+    /// Every image once completed: `/images/{id}/{n}`.
+    #[serde(default)]
+    pub image_urls: Vec<String>,
     /// Why it failed, in words for a person.
     pub error: Option<String>,
     /// Whether the cost was given back.
@@ -63,6 +66,22 @@ pub struct TaskView {
     /// regular interval, shorter when the end is near; never under 500).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub poll_after_ms: Option<u64>,
+    /// The seed asked for, or the one the provider reported; `None` while
+    /// unknown.
+    #[serde(default)]
+    pub seed: Option<u32>,
+    /// The aspect ratio asked for (the model's default when none was).
+    #[serde(default)]
+    pub aspect_ratio: Option<String>,
+    /// Images asked for.
+    #[serde(default = "one")]
+    pub num_outputs: u8,
+    #[serde(default)]
+    pub negative_prompt: Option<String>,
+}
+
+fn one() -> u8 {
+    1
 }
 
 impl TaskView {
@@ -78,12 +97,55 @@ impl TaskView {
             created_ms,
             finished_ms: None,
             image_url: None,
+            image_urls: Vec::new(),
             error: None,
             refunded: false,
             progress: None,
             cost,
             poll_after_ms: None,
+            seed: None,
+            aspect_ratio: None,
+            num_outputs: 1,
+            negative_prompt: None,
         }
+    }
+}
+
+impl TaskView {
+    /// Every image's address (a view from before several images existed
+    /// carries only the first).
+    pub fn images(&self) -> Vec<String> {
+        if self.image_urls.is_empty() { self.image_url.iter().cloned().collect() } else { self.image_urls.clone() }
+    }
+
+    /// The generator with this task's prompt, model and inputs filled in,
+    /// and its seed too when `with_seed` ("Reuse seed").
+    pub fn reuse_url(&self, with_seed: bool) -> String {
+        let count = if self.num_outputs > 1 { self.num_outputs.to_string() } else { String::new() };
+        let seed = self.seed.filter(|_| with_seed).map(|s| s.to_string()).unwrap_or_default();
+        crate::paths::generator_url(&[
+            ("prompt", &self.prompt),
+            ("model", &self.model),
+            ("aspect_ratio", self.aspect_ratio.as_deref().unwrap_or("")),
+            ("num_outputs", &count),
+            ("seed", &seed),
+            ("negative_prompt", self.negative_prompt.as_deref().unwrap_or("")),
+        ])
+    }
+}
+
+/// Width and height of an image of aspect ratio `ratio` (`W:H`) whose long
+/// side is `long`; square when the ratio is unknown.
+pub fn aspect_size(ratio: Option<&str>, long: u32) -> (u32, u32) {
+    let parsed = ratio
+        .and_then(|r| r.split_once(':'))
+        .and_then(|(w, h)| Some((w.parse::<u64>().ok()?, h.parse::<u64>().ok()?)))
+        .filter(|&(w, h)| (1..=100).contains(&w) && (1..=100).contains(&h));
+    let scale = |short: u64, of: u64| ((u64::from(long) * short + of / 2) / of) as u32;
+    match parsed {
+        Some((w, h)) if w >= h => (long, scale(h, w)),
+        Some((w, h)) => (scale(w, h), long),
+        None => (long, long),
     }
 }
 
@@ -100,20 +162,32 @@ pub struct HistoryPage {
     pub next_cursor: Option<String>,
 }
 
-/// A model people may pick.
+/// A model people may pick, with the inputs it takes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModelOption {
     /// `owner/name` (optionally `:version`), as sent to the provider.
     pub id: String,
     /// What the picker shows.
     pub name: String,
+    /// Credits per image.
+    pub credits: i64,
+    /// Aspect ratios offered (`W:H`), the default first; empty when the
+    /// model takes none.
+    pub aspect_ratios: Vec<String>,
+    /// Images one generation may ask for.
+    pub max_outputs: u8,
+    /// Whether it takes a seed.
+    pub seed: bool,
+    /// Whether it takes a negative prompt.
+    pub negative_prompt: bool,
 }
 
-/// What the generator page needs to render: models, price, pace and the
-/// task to resume after a reload.
+/// What the generator page needs to render: models (each with its price
+/// and inputs), pace and the task to resume after a reload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GeneratorInfo {
     pub models: Vec<ModelOption>,
+    /// Credits per image of the default (first) model.
     pub cost: i64,
     pub poll_interval_ms: u64,
     pub resume: Option<TaskView>,
@@ -184,14 +258,33 @@ mod tests {
             created_ms: 0,
             finished_ms: Some(1),
             image_url: Some("/images/t".into()),
+            image_urls: vec!["/images/t/0".into(), "/images/t/1".into()],
             error: None,
             refunded: false,
             progress: Some(100),
             cost: 10,
             poll_after_ms: None,
+            seed: Some(42),
+            aspect_ratio: Some("16:9".into()),
+            num_outputs: 2,
+            negative_prompt: None,
         };
         let json = serde_json::to_value(&view).unwrap();
-        for field in ["id", "status", "prompt", "model", "created_at", "image_url", "error", "refunded", "progress"] {
+        for field in [
+            "id",
+            "status",
+            "prompt",
+            "model",
+            "created_at",
+            "image_url",
+            "image_urls",
+            "error",
+            "refunded",
+            "progress",
+            "seed",
+            "aspect_ratio",
+            "num_outputs",
+        ] {
             assert!(json.get(field).is_some(), "{field} missing");
         }
         assert_eq!(json["status"], "completed");
@@ -202,6 +295,32 @@ mod tests {
         assert!(json.get("poll_after_ms").is_none());
         let waiting = TaskView { poll_after_ms: Some(1200), ..view };
         assert_eq!(serde_json::to_value(&waiting).unwrap()["poll_after_ms"], 1200);
+    }
+
+    #[test]
+    fn a_task_reopens_in_the_generator_with_its_inputs() {
+        let mut view = TaskView::pending("t".into(), "a fox & a hen".into(), "a/b".into(), 30, 0);
+        view.aspect_ratio = Some("16:9".into());
+        view.num_outputs = 3;
+        view.seed = Some(42);
+        assert_eq!(
+            view.reuse_url(false),
+            "/?prompt=a%20fox%20%26%20a%20hen&model=a%2Fb&aspect_ratio=16%3A9&num_outputs=3"
+        );
+        assert!(view.reuse_url(true).ends_with("&num_outputs=3&seed=42"));
+        view.image_url = Some("/images/t".into());
+        assert_eq!(view.images(), ["/images/t"], "an older view's one image");
+    }
+
+    #[test]
+    fn image_sizes_follow_the_aspect_ratio() {
+        assert_eq!(aspect_size(Some("16:9"), 768), (768, 432));
+        assert_eq!(aspect_size(Some("9:16"), 768), (432, 768));
+        assert_eq!(aspect_size(Some("4:3"), 768), (768, 576));
+        assert_eq!(aspect_size(Some("1:1"), 512), (512, 512));
+        assert_eq!(aspect_size(None, 512), (512, 512));
+        assert_eq!(aspect_size(Some("0:0"), 512), (512, 512));
+        assert_eq!(aspect_size(Some("wide"), 512), (512, 512));
     }
 
     #[test]

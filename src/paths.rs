@@ -30,14 +30,32 @@ pub fn login_url(next: &str) -> String {
         return "/login".to_owned();
     }
     let mut url = String::from("/login?next=");
-    for b in next.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+    push_encoded(&mut url, next, b"-._~/");
+    url
+}
+
+/// The generator with its form filled in: `/?prompt=…&model=…`, each value
+/// percent-encoded; empty values are left out.
+pub fn generator_url(fields: &[(&str, &str)]) -> String {
+    let mut url = String::from("/");
+    for (name, value) in fields.iter().filter(|(_, v)| !v.is_empty()) {
+        url.push(if url.len() == 1 { '?' } else { '&' });
+        url.push_str(name);
+        url.push('=');
+        push_encoded(&mut url, value, b"-._~");
+    }
+    url
+}
+
+/// Appends `text` percent-encoded: letters, digits and `keep` stay.
+fn push_encoded(url: &mut String, text: &str, keep: &[u8]) {
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || keep.contains(&b) {
             url.push(b as char);
         } else {
             url.push_str(&format!("%{b:02X}"));
         }
     }
-    url
 }
 
 #[cfg(test)]
@@ -69,5 +87,15 @@ mod tests {
         assert_eq!(login_url("/"), "/login");
         assert_eq!(login_url("/history"), "/login?next=/history");
         assert_eq!(login_url("/history?cursor=1_a&x=y"), "/login?next=/history%3Fcursor%3D1_a%26x%3Dy");
+    }
+
+    #[test]
+    fn the_generator_url_carries_every_field_encoded() {
+        assert_eq!(generator_url(&[]), "/");
+        assert_eq!(
+            generator_url(&[("prompt", "a fox & a hen"), ("model", "a/b"), ("seed", ""), ("aspect_ratio", "16:9")]),
+            "/?prompt=a%20fox%20%26%20a%20hen&model=a%2Fb&aspect_ratio=16%3A9"
+        );
+        assert_eq!(generator_url(&[("prompt", "é\n#")]), "/?prompt=%C3%A9%0A%23");
     }
 }

@@ -20,7 +20,7 @@ use url::Url;
 pub use error::ProviderError;
 use hosts::HostList;
 use model_ref::{ModelRef, cancel_after_value};
-pub use prediction::{Prediction, PredictionStatus, progress_from_logs};
+pub use prediction::{Prediction, PredictionStatus, progress_from_logs, seed_from_logs};
 
 /// Largest API response body we read; a prediction's logs can be long.
 const MAX_API_BODY: usize = 4 * 1024 * 1024;
@@ -135,20 +135,34 @@ impl Provider {
             .map_err(|e| ProviderError::Malformed(format!("webhook secret: {e}")))
     }
 
-    /// Starts a prediction of `model` on `prompt`. `cancel_after` asks the
-    /// provider to cancel it by itself after that long (our deadline).
+    /// Starts a prediction of `model` on `prompt` alone. `cancel_after`
+    /// asks the provider to cancel it by itself after that long (our
+    /// deadline).
     ///
     /// Never retried: on a timeout or 5xx the prediction may or may not
     /// exist, and a second create could run (and bill) twice.
-    #[tracing::instrument(skip(self, prompt), fields(prompt_len = prompt.len()), err(level = "warn"))]
     pub async fn create(
         &self,
         model: &str,
         prompt: &str,
         cancel_after: Option<Duration>,
     ) -> Result<Prediction, ProviderError> {
+        let mut input = serde_json::Map::new();
+        input.insert("prompt".into(), prompt.into());
+        self.create_with(model, input, cancel_after).await
+    }
+
+    /// Like [`Provider::create`], with the model's whole `input` (the
+    /// prompt and whatever else the model takes), sent as it is.
+    #[tracing::instrument(skip(self, input), fields(inputs = input.len()), err(level = "warn"))]
+    pub async fn create_with(
+        &self,
+        model: &str,
+        input: serde_json::Map<String, serde_json::Value>,
+        cancel_after: Option<Duration>,
+    ) -> Result<Prediction, ProviderError> {
         let target = ModelRef::parse(model).map_err(|detail| ProviderError::Invalid { detail })?;
-        let input = serde_json::json!({ "prompt": prompt });
+        let input = serde_json::Value::Object(input);
         let (url, mut body) = match target {
             ModelRef::Model { owner, name } => {
                 (self.api_url(&["models", owner, name, "predictions"]), serde_json::json!({ "input": input }))

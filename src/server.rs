@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod catalogue;
 pub mod client;
 pub mod config;
 pub mod credits;
@@ -190,6 +191,7 @@ pub async fn build(config: Config, mut leptos_options: LeptosOptions, addr: Sock
     let mut router = Router::new()
         .route("/healthz", get(http::healthz))
         .route("/images/{task_id}", get(http::image))
+        .route("/images/{task_id}/{n}", get(http::image_n))
         .route("/s/{token}", get(http::shared_page))
         .route("/s/{token}/image", get(http::shared_image))
         .route("/metrics", get(metrics::serve))

@@ -193,6 +193,16 @@ pub fn progress_from_logs(logs: &str) -> Option<u8> {
     None
 }
 
+/// The seed a model reports in its logs (`Using seed: 1234`, as flux and
+/// many cog models print it), if one fits a u32. Only the first such line
+/// counts; the logs are the model's output, so nothing else is trusted.
+pub fn seed_from_logs(logs: &str) -> Option<u32> {
+    let line = logs.lines().find_map(|l| l.trim_start().strip_prefix("Using seed:"))?;
+    let digits: &str = line.trim_start();
+    let end = digits.find(|c: char| !c.is_ascii_digit()).unwrap_or(digits.len());
+    digits[..end].parse().ok()
+}
+
 fn start_of_digits(bytes: &[u8], end: usize) -> usize {
     let mut start = end;
     while start > 0 && bytes[start - 1].is_ascii_digit() {
@@ -222,6 +232,18 @@ mod tests {
         assert_eq!(progress_from_logs("50% then a bare % sign"), Some(50));
         assert_eq!(progress_from_logs("Using seed: 12\n"), None);
         assert_eq!(progress_from_logs(""), None);
+    }
+
+    #[test]
+    fn the_seed_is_read_from_the_first_using_seed_line() {
+        assert_eq!(seed_from_logs("Using seed: 1234\n  0%|          | 0/4"), Some(1234));
+        assert_eq!(seed_from_logs("loading\r\n  Using seed: 7 (random)\nUsing seed: 8"), Some(7));
+        assert_eq!(seed_from_logs("Using seed: 4294967295"), Some(u32::MAX));
+        assert_eq!(seed_from_logs("Using seed: 4294967296"), None, "beyond a u32");
+        assert_eq!(seed_from_logs("Using seed: -3"), None);
+        assert_eq!(seed_from_logs("Using seed:"), None);
+        assert_eq!(seed_from_logs("seed 12"), None);
+        assert_eq!(seed_from_logs(""), None);
     }
 
     #[test]

@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
+use super::catalogue;
+pub use super::catalogue::ModelSpec;
+
 /// Where finished images are kept.
 #[derive(Clone, PartialEq, Eq)]
 pub enum StorageConfig {
@@ -49,13 +52,6 @@ pub enum ProviderChoice {
     Sim,
     /// Replicate's HTTP API.
     Replicate { token: SecretString, base_url: url::Url },
-}
-
-/// A model offered to people: `owner/name[:version]` and a display name.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ModelSpec {
-    pub id: String,
-    pub name: String,
 }
 
 /// Every setting Darkroom reads (see the README's table).
@@ -115,13 +111,6 @@ pub struct ConfigError {
     pub problem: String,
 }
 
-/// The simulator's catalogue, offered when `DARKROOM_MODELS` is unset.
-pub const SIM_MODELS: &[(&str, &str)] = &[
-    ("black-forest-labs/flux-schnell", "FLUX.1 [schnell]"),
-    ("stability-ai/sdxl", "Stable Diffusion XL"),
-    ("bytedance/sdxl-lightning-4step", "SDXL Lightning"),
-];
-
 impl Config {
     /// Reads the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -148,16 +137,24 @@ impl Config {
         }
         let provider = parse_provider(&var)?;
         let public_url = var("DARKROOM_PUBLIC_URL").map(|raw| parse_public_url(&raw)).transpose()?;
-        let models = match var("DARKROOM_MODELS") {
-            None => SIM_MODELS.iter().map(|(id, name)| ModelSpec { id: (*id).into(), name: (*name).into() }).collect(),
-            Some(list) => parse_models(&list)?,
+        let generation_cost = number(&var, "DARKROOM_GENERATION_COST", 10, 1..=1_000_000)?;
+        let models = match (var("DARKROOM_MODELS_FILE"), var("DARKROOM_MODELS")) {
+            (Some(_), Some(_)) => {
+                return Err(err("DARKROOM_MODELS_FILE", "set either it or DARKROOM_MODELS, not both"));
+            }
+            (Some(path), None) => catalogue::from_file(std::path::Path::new(&path), generation_cost)
+                .map_err(|e| err("DARKROOM_MODELS_FILE", e))?,
+            (None, Some(list)) => {
+                catalogue::from_list(&list, generation_cost).map_err(|e| err("DARKROOM_MODELS", e))?
+            }
+            (None, None) => catalogue::builtin(generation_cost),
         };
 
         Ok(Self {
             storage,
             provider,
             models,
-            generation_cost: number(&var, "DARKROOM_GENERATION_COST", 10, 1..=1_000_000)?,
+            generation_cost,
             signup_credits: number(&var, "DARKROOM_SIGNUP_CREDITS", 100, 0..=1_000_000_000)?,
             poll_interval: millis(&var, "DARKROOM_POLL_INTERVAL_MS", 3000, 100..=600_000)?,
             provider_check: millis(&var, "DARKROOM_PROVIDER_CHECK_MS", 2000, 0..=600_000)?,
@@ -265,31 +262,6 @@ fn parse_provider(var: &impl Fn(&str) -> Option<String>) -> Result<ProviderChoic
         }
         other => Err(err("DARKROOM_PROVIDER", format!("`{other}` must be sim or replicate"))),
     }
-}
-
-/// `owner/name[:version][=Display name]`, comma separated.
-fn parse_models(list: &str) -> Result<Vec<ModelSpec>, ConfigError> {
-    const NAME: &str = "DARKROOM_MODELS";
-    let mut models = Vec::new();
-    for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let (id, name) = match item.split_once('=') {
-            Some((id, name)) => (id.trim(), name.trim().to_owned()),
-            None => (item, item.split([':']).next().unwrap_or(item).rsplit('/').next().unwrap_or(item).to_owned()),
-        };
-        let path = id.split(':').next().unwrap_or(id);
-        let valid = path.split('/').count() == 2
-            && path
-                .split('/')
-                .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)));
-        if !valid {
-            return Err(err(NAME, format!("`{id}` is not owner/name")));
-        }
-        models.push(ModelSpec { id: id.to_owned(), name });
-    }
-    if models.is_empty() {
-        return Err(err(NAME, "names no model"));
-    }
-    Ok(models)
 }
 
 /// An http(s) origin, with at most a trailing `/` for a path.
@@ -444,15 +416,23 @@ mod tests {
     }
 
     #[test]
-    fn models_parse_with_and_without_display_names() {
-        let c = config(&[("DARKROOM_MODELS", "a/b=Model B, c/d:abc123")]).unwrap();
+    fn models_come_from_a_list_or_a_file_never_both() {
+        let c = config(&[("DARKROOM_MODELS", "a/b=Model B, c/d:abc123"), ("DARKROOM_GENERATION_COST", "7")]).unwrap();
         assert_eq!(
             c.models,
-            vec![
-                ModelSpec { id: "a/b".into(), name: "Model B".into() },
-                ModelSpec { id: "c/d:abc123".into(), name: "d".into() },
-            ]
+            vec![ModelSpec::prompt_only("a/b", "Model B", 7), ModelSpec::prompt_only("c/d:abc123", "d", 7)]
         );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("models.toml");
+        std::fs::write(&file, "[[models]]\nid = \"e/f\"\nmax_outputs = 2\n").unwrap();
+        let path = file.display().to_string();
+        let c = config(&[("DARKROOM_MODELS_FILE", &path)]).unwrap();
+        assert_eq!((c.models[0].id.as_str(), c.models[0].max_outputs, c.models[0].credits), ("e/f", 2, 10));
+        let e = config(&[("DARKROOM_MODELS_FILE", &path), ("DARKROOM_MODELS", "a/b")]).unwrap_err();
+        assert_eq!(e.name, "DARKROOM_MODELS_FILE");
+        std::fs::write(&file, "[[models]]\nid = \"e/f\"\nseed = 3\n").unwrap();
+        let e = config(&[("DARKROOM_MODELS_FILE", &path)]).unwrap_err();
+        assert!(e.to_string().contains(&format!("{path}: model `e/f`: field `seed`")), "{e}");
     }
 
     #[test]

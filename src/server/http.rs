@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use sqlx::Row;
 
 use super::auth::AuthSession;
+use super::ids::TaskId;
 use super::state::AppState;
 
 /// Middleware: a signed-out visitor asking for a page that needs a person
@@ -54,42 +55,81 @@ pub async fn healthz(State(state): State<AppState>) -> Response {
     }
 }
 
-/// `GET /images/{task_id}`: the stored image of a completed task, to its
-/// owner only (anyone else gets the same 404 as for a missing task).
+/// `GET /images/{task_id}`: the first stored image of a completed task, to
+/// its owner only (anyone else gets the same 404 as for a missing task).
 pub async fn image(
     State(state): State<AppState>,
     auth: AuthSession,
     Path(task_id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
+    task_image(&state, auth, &task_id, 0, &headers).await
+}
+
+/// `GET /images/{task_id}/{n}`: the `n`th image (from 0) of a completed
+/// task, to its owner only; 404 past the images it has.
+pub async fn image_n(
+    State(state): State<AppState>,
+    auth: AuthSession,
+    Path((task_id, n)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    // Only the canonical spelling (`1`, not `01` or `+1`) names an image.
+    match n.parse::<u8>() {
+        Ok(i) if i < super::catalogue::MAX_OUTPUTS && i.to_string() == n => {
+            task_image(&state, auth, &task_id, i, &headers).await
+        }
+        _ => (StatusCode::NOT_FOUND, "not found").into_response(),
+    }
+}
+
+async fn task_image(state: &AppState, auth: AuthSession, task_id: &str, n: u8, headers: &HeaderMap) -> Response {
     let not_found = || (StatusCode::NOT_FOUND, "not found").into_response();
     let Some(user) = auth.user else { return not_found() };
+    let Ok(id) = TaskId::parse(task_id) else { return not_found() };
     let row = sqlx::query(
-        "SELECT object_key, content_type FROM tasks WHERE id = $1 AND user_id = $2 AND status = 'completed'",
+        "SELECT content_type, output_types, num_outputs FROM tasks \
+         WHERE id = $1 AND user_id = $2 AND status = 'completed'",
     )
-    .bind(&task_id)
+    .bind(id.as_str())
     .bind(&user.id)
     .fetch_optional(&state.db)
     .await;
-    let (key, content_type): (String, String) = match row {
-        Ok(Some(r)) => match (r.try_get("object_key"), r.try_get::<Option<String>, _>("content_type")) {
-            (Ok(k), Ok(ct)) => (k, ct.unwrap_or_else(|| "application/octet-stream".into())),
-            _ => return internal(),
-        },
+    let row = match row {
+        Ok(Some(r)) => r,
         Ok(None) => return not_found(),
         Err(e) => {
             tracing::error!("image lookup: {e}");
             return internal();
         }
     };
-    // A stored image never changes: its ETag is its task id.
+    let (Ok(first), Ok(types), Ok(count)) = (
+        row.try_get::<Option<String>, _>("content_type"),
+        row.try_get::<Option<String>, _>("output_types"),
+        row.try_get::<i64, _>("num_outputs"),
+    ) else {
+        return internal();
+    };
+    if i64::from(n) >= count {
+        return not_found();
+    }
+    // Tasks completed before several images existed have no `output_types`.
+    let content_type = match (n, types) {
+        (_, Some(types)) => types.split(',').nth(usize::from(n)).map(str::to_owned),
+        (0, None) => first,
+        _ => None,
+    }
+    .unwrap_or_else(|| "application/octet-stream".into());
+    let key = super::tasks::finalize::output_key(&id, n);
+    // A stored image never changes: its ETag is its task id (and number).
+    let etag = if n == 0 { format!("\"{id}\"") } else { format!("\"{id}.{n}\"") };
     serve_object(
-        &state,
-        &key,
+        state,
+        key.as_ref(),
         &content_type,
-        &format!("\"{task_id}\""),
+        &etag,
         HeaderValue::from_static("private, max-age=31536000, immutable"),
-        &headers,
+        headers,
     )
     .await
 }

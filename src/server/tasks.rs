@@ -23,11 +23,12 @@ use futures::StreamExt;
 
 use self::row::TaskRow;
 use self::store::{Caps, FailFrom, NewTask};
+use super::catalogue::{ModelSpec, RawInputs};
 use super::db;
 use super::ids::{TaskId, UserId};
 use super::state::AppState;
 use crate::error::{AppError, ErrorKind, Result};
-use crate::model::{Generated, GeneratorInfo, HistoryPage, ModelOption, TaskView};
+use crate::model::{Generated, GeneratorInfo, HistoryPage, TaskView};
 use crate::provider::ProviderError;
 
 /// Tasks per history page.
@@ -73,27 +74,33 @@ pub async fn generator_setup(state: &AppState, user: &UserId) -> Result<Generato
     );
     let resume = sqlx::query(&sql).bind(user.as_str()).fetch_optional(&state.db).await?;
     Ok(GeneratorInfo {
-        models: state.config.models.iter().map(|m| ModelOption { id: m.id.clone(), name: m.name.clone() }).collect(),
-        cost: state.config.generation_cost,
+        models: state.config.models.iter().map(ModelSpec::option).collect(),
+        cost: state.config.models.first().map_or(state.config.generation_cost, |m| m.credits),
         poll_interval_ms: state.config.poll_interval.as_millis() as u64,
         resume: resume.as_ref().map(TaskRow::from_row).transpose()?.map(|t| advised(state, &t)),
     })
 }
 
-/// Validates, charges, records and submits one generation.
-#[tracing::instrument(skip(state, prompt), fields(task))]
-pub async fn generate(state: &AppState, user: &UserId, prompt: &str, model: Option<&str>) -> Result<Generated> {
+/// Validates, charges, records and submits one generation: `model` (the
+/// default when `None`) with `inputs` checked against it, charged the
+/// model's credits per image times the images asked for.
+#[tracing::instrument(skip(state, prompt, inputs), fields(task))]
+pub async fn generate(
+    state: &AppState,
+    user: &UserId,
+    prompt: &str,
+    model: Option<&str>,
+    inputs: RawInputs<'_>,
+) -> Result<Generated> {
     let prompt = Prompt::parse(prompt)?;
-    let model = match model.map(str::trim).filter(|m| !m.is_empty()) {
-        None => state.config.models.first().map(|m| m.id.clone()).ok_or_else(|| AppError::internal("no models"))?,
-        Some(m) => state
-            .config
-            .models
-            .iter()
-            .find(|s| s.id == m)
-            .map(|s| s.id.clone())
-            .ok_or_else(|| AppError::invalid(format!("unknown model {m}")))?,
-    };
+    let model =
+        match model.map(str::trim).filter(|m| !m.is_empty()) {
+            None => state.config.models.first().ok_or_else(|| AppError::internal("no models"))?,
+            Some(m) => state.config.models.iter().find(|s| s.id == m).ok_or_else(|| {
+                AppError::invalid(format!("unknown model {}", m.chars().take(100).collect::<String>()))
+            })?,
+        };
+    let inputs = model.check(&inputs)?;
     let task_id = TaskId::new();
     tracing::Span::current().record("task", task_id.as_str());
     let now = db::now_ms();
@@ -101,8 +108,9 @@ pub async fn generate(state: &AppState, user: &UserId, prompt: &str, model: Opti
         id: &task_id,
         user,
         prompt: prompt.as_str(),
-        model: &model,
-        cost: state.config.generation_cost,
+        model: &model.id,
+        inputs: &inputs,
+        cost: model.cost(inputs.num_outputs),
         now,
         deadline_at: now + state.config.task_deadline.as_millis() as i64,
         submit_grace_until: now + SUBMIT_GRACE_MS,
@@ -113,14 +121,20 @@ pub async fn generate(state: &AppState, user: &UserId, prompt: &str, model: Opti
     // Submit in a task of its own: if the browser goes away mid-request,
     // axum drops this future, and a prediction created at the provider must
     // still have its id stored.
-    tokio::spawn(submit(state.clone(), task_id, model, prompt)).await.map_err(AppError::internal)?
+    let input = model.provider_input(prompt.as_str(), &inputs);
+    tokio::spawn(submit(state.clone(), task_id, model.id.clone(), input)).await.map_err(AppError::internal)?
 }
 
 /// Sends a recorded, charged task to the provider and stores the
 /// prediction id; on failure, fails and refunds it.
-async fn submit(state: AppState, task_id: TaskId, model: String, prompt: Prompt) -> Result<Generated> {
+async fn submit(
+    state: AppState,
+    task_id: TaskId,
+    model: String,
+    input: serde_json::Map<String, serde_json::Value>,
+) -> Result<Generated> {
     let state = &state;
-    let submitted = state.provider.create(&model, prompt.as_str(), Some(state.config.task_deadline)).await;
+    let submitted = state.provider.create_with(&model, input, Some(state.config.task_deadline)).await;
     state.metrics.provider_call("create", submitted.is_ok());
     match submitted {
         Ok(prediction) => {
@@ -139,7 +153,7 @@ async fn submit(state: AppState, task_id: TaskId, model: String, prompt: Prompt)
             tracing::warn!("submission failed: {e}");
             let (kind, reason) = match &e {
                 ProviderError::Invalid { detail } => {
-                    (ErrorKind::Invalid, format!("the model refused the prompt: {detail}"))
+                    (ErrorKind::Invalid, format!("the model refused the request: {detail}"))
                 }
                 ProviderError::RateLimited { .. } => (ErrorKind::Provider, "the image service is busy".to_owned()),
                 _ => (ErrorKind::Provider, "the image service could not be reached".to_owned()),
@@ -230,11 +244,11 @@ async fn cancel_at_provider(state: &AppState, prediction_id: &str) -> bool {
 }
 
 /// Removes whatever a downloader may have stored for a task that ended
-/// without completing (it died between storing and marking); best effort.
+/// without completing (it died between storing and marking, or one image
+/// of several was unusable); best effort.
 async fn discard_image(state: &AppState, task: &TaskId) {
-    match state.objects.delete(&object_key(task)).await {
-        Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-        Err(e) => tracing::warn!(%task, "cannot remove the stored image of an unfinished task: {e}"),
+    if let Err(e) = finalize::remove_outputs(&*state.objects, task).await {
+        tracing::warn!(%task, "cannot remove the stored images of an unfinished task: {e}");
     }
 }
 

@@ -6,6 +6,7 @@ mod accounts;
 mod cancel;
 mod cli;
 mod helpers;
+mod inputs;
 mod provider;
 mod scaleout;
 mod security;

@@ -305,6 +305,43 @@ async fn create_picks_the_endpoint_sends_the_prompt_token_and_cancel_after() {
     assert!(seen.iter().all(|s| s.authorization.as_deref() == Some(bearer.as_str())));
 }
 
+/// The request bodies Replicate documents for a model's inputs: the
+/// catalogue's fixed inputs and the person's choices side by side under
+/// `input`, numbers as numbers.
+#[tokio::test]
+async fn create_with_sends_the_models_inputs_as_replicate_expects() {
+    use darkroom::server::catalogue::{RawInputs, from_toml};
+    let (provider, log, _) = spawn_fake().await;
+    let catalogue = from_toml(
+        "[[models]]\nid = \"black-forest-labs/flux-schnell\"\naspect_ratios = [\"1:1\", \"16:9\"]\n\
+         max_outputs = 4\nseed = true\n[models.fixed_inputs]\noutput_format = \"png\"\ngo_fast = true\n\
+         [[models]]\nid = \"stability-ai/sdxl:39ed52f2a78e\"\nnegative_prompt = true\n",
+        10,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let (flux, sdxl) = (&catalogue[0], &catalogue[1]);
+    let chosen =
+        RawInputs { aspect_ratio: Some("16:9"), num_outputs: Some("2"), seed: Some("42"), negative_prompt: None };
+    let inputs = flux.check(&chosen).unwrap_or_else(|e| panic!("{e:?}"));
+    provider
+        .create_with(&flux.id, flux.provider_input("a red fox", &inputs), None)
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let chosen = RawInputs { negative_prompt: Some("blurry, low quality"), ..RawInputs::default() };
+    let inputs = sdxl.check(&chosen).unwrap_or_else(|e| panic!("{e:?}"));
+    provider
+        .create_with(&sdxl.id, sdxl.provider_input("a blue fox", &inputs), None)
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+
+    let seen = log.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let fixture = |text: &str| serde_json::from_str::<serde_json::Value>(text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(seen[0].path, "/v1/models/black-forest-labs/flux-schnell/predictions");
+    assert_eq!(seen[0].body, fixture(include_str!("../fixtures/create_flux_with_inputs.json")));
+    assert_eq!(seen[1].path, "/v1/predictions");
+    assert_eq!(seen[1].body, fixture(include_str!("../fixtures/create_sdxl_version_with_inputs.json")));
+}
+
 #[tokio::test]
 async fn open_output_fetches_allowed_hosts_and_refuses_everything_else() {
     let (provider, _, addr) = spawn_fake().await;

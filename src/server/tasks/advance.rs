@@ -6,7 +6,7 @@
 use super::row::{self, State, TaskRow};
 use super::{SUBMIT_GRACE_MS, check_interval_ms, clip, fail_and_refund, fail_unsubmitted, finalize, store};
 use crate::error::{AppError, Result};
-use crate::provider::{PredictionStatus, ProviderError};
+use crate::provider::{PredictionStatus, ProviderError, seed_from_logs};
 use crate::server::db;
 use crate::server::state::AppState;
 
@@ -84,12 +84,10 @@ pub(super) async fn apply(
                 }
                 super::recheck::schedule(state, &task.id, &p, now);
             }
-            PredictionStatus::Succeeded => match p.output.first() {
-                Some(url) => finalize::store_output(state, task, claim, url).await?,
-                None => {
-                    fail_and_refund(state, &task.id, "The model finished without an image.").await?;
-                }
-            },
+            PredictionStatus::Succeeded => {
+                let seed = p.logs.as_deref().and_then(seed_from_logs);
+                finalize::store_outputs(state, task, claim, &p.output, seed).await?;
+            }
             PredictionStatus::Failed => {
                 let reason = p.error.as_deref().map(str::trim).filter(|e| !e.is_empty()).unwrap_or("no reason given");
                 fail_and_refund(state, &task.id, &format!("The model failed: {}", clip(reason, 300))).await?;

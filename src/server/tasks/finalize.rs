@@ -1,7 +1,8 @@
-//! Finalizing a succeeded prediction: stream its output into object storage
-//! (capped, checked to be an image, only from allowed hosts), then mark the
-//! task completed. The object is written before the row says so; a crash in
-//! between heals on the next check, which finds the object and marks it.
+//! Finalizing a succeeded prediction: stream each of its outputs into object
+//! storage (capped, checked to be an image, only from allowed hosts), then
+//! mark the task completed. The objects are written before the row says so;
+//! a crash in between heals on the next check, which finds the objects
+//! already stored and marks it.
 
 use futures::StreamExt;
 use object_store::path::Path as ObjectPath;
@@ -9,9 +10,10 @@ use object_store::{ObjectStore, WriteMultipart};
 
 use super::fail_and_refund;
 use super::row::{State, TaskRow};
-use super::store::{self, Claim, StoredImage};
+use super::store::{self, Claim, StoredImages};
 use crate::error::{AppError, Result};
 use crate::provider::ProviderError;
+use crate::server::catalogue::MAX_OUTPUTS;
 use crate::server::config::StorageConfig;
 use crate::server::db;
 use crate::server::ids::TaskId;
@@ -54,51 +56,98 @@ impl Uploads {
     }
 }
 
-/// Where a task's image lives in the store.
+/// Where a task's first image lives in the store.
 pub fn object_key(task: &TaskId) -> ObjectPath {
-    ObjectPath::from(format!("images/{task}"))
+    output_key(task, 0)
 }
 
-/// Downloads `url` into the store and completes the task, or fails and
-/// refunds it when the output is unusable. Transient trouble leaves the
-/// task processing for a later check.
-pub async fn store_output(state: &AppState, task: &TaskRow, claim: &Claim, url: &str) -> Result<()> {
-    // The upload slot first, then the lease: a poll queued behind other
-    // uploads holds no lease that could run out while it waits (another
-    // poller would then download the same output again). While it waits,
-    // the check it claimed expires as usual, another poller may claim it,
-    // and whichever holds the claim when a slot frees up does the work.
-    let _admitted = state.uploads.admit().await?;
-    if !store::extend_lease(&state.db, &task.id, claim, db::now_ms() + DOWNLOAD_LEASE_MS).await? {
+/// Where a task's `n`th image (from 0) lives: `images/{task}` for the
+/// first, as before several images existed, `images/{task}.{n}` for the
+/// others.
+pub fn output_key(task: &TaskId, n: u8) -> ObjectPath {
+    if n == 0 { ObjectPath::from(format!("images/{task}")) } else { ObjectPath::from(format!("images/{task}.{n}")) }
+}
+
+/// Removes every image a task may have stored (any of [`MAX_OUTPUTS`]);
+/// missing ones are fine.
+pub async fn remove_outputs(store: &dyn ObjectStore, task: &TaskId) -> object_store::Result<()> {
+    for n in 0..MAX_OUTPUTS {
+        match store.delete(&output_key(task, n)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Downloads the task's outputs (`urls`, one per image asked for) into the
+/// store, one after the other, and completes the task once all are there —
+/// or fails and refunds it when one is unusable, or when the model made
+/// fewer images than asked. All or nothing. Transient trouble leaves the
+/// task processing for a later check, which keeps the images already
+/// stored. `seed` is the one the provider reported.
+pub async fn store_outputs(
+    state: &AppState,
+    task: &TaskRow,
+    claim: &Claim,
+    urls: &[String],
+    seed: Option<u32>,
+) -> Result<()> {
+    let wanted = usize::from(task.num_outputs);
+    if urls.len() < wanted {
+        let reason = match urls.len() {
+            0 => "The model finished without an image.".to_owned(),
+            got => format!("The model made {got} of the {wanted} images asked for."),
+        };
+        fail_and_refund(state, &task.id, &reason).await?;
         return Ok(());
     }
-    let key = object_key(&task.id);
-
-    // A previous poller may have stored it and died before marking.
-    if let Some((content_type, size)) = existing(&*state.objects, &key).await {
-        return mark_completed(state, task, &key, content_type, size).await;
+    let mut content_types = Vec::with_capacity(wanted);
+    let mut total = 0;
+    for (n, url) in (0..task.num_outputs).zip(urls) {
+        // An upload slot per image (so one task's images do not hold a slot
+        // others wait for), then the lease: a poll queued behind other
+        // uploads holds no lease that could run out while it waits (another
+        // poller would then download the same output again). While it
+        // waits, the check it claimed expires as usual, another poller may
+        // claim it, and whichever holds the claim when a slot frees up
+        // does the work, reusing the images already stored.
+        let _admitted = state.uploads.admit().await?;
+        if !store::extend_lease(&state.db, &task.id, claim, db::now_ms() + DOWNLOAD_LEASE_MS).await? {
+            return let_go(state, &task.id).await;
+        }
+        let key = output_key(&task.id, n);
+        // A previous poller may have stored it and died before marking.
+        let stored = match existing(&*state.objects, &key).await {
+            Some(found) => Ok(found),
+            None => download(state, &key, url, (&task.id, claim)).await,
+        };
+        match stored {
+            Ok((content_type, size)) => {
+                content_types.push(content_type);
+                total += size;
+            }
+            // Another poller took the task over (this download ran past its
+            // lease): it does the work; nothing is marked from here.
+            Err(Outcome::LeaseLost) => return let_go(state, &task.id).await,
+            Err(Outcome::Unusable(reason)) => {
+                let reason = if wanted > 1 { format!("Image {} of {wanted}: {reason}", n + 1) } else { reason };
+                fail_and_refund(state, &task.id, &reason).await?;
+                return Ok(());
+            }
+            Err(Outcome::Retry(e)) => {
+                tracing::warn!(task = %task.id, "output download will be retried: {e}");
+                let wait = e.retry_after().unwrap_or(state.config.provider_check);
+                return store::release_lease(&state.db, &task.id, claim, db::now_ms() + wait.as_millis() as i64).await;
+            }
+            Err(Outcome::Internal(e)) => {
+                let retry_at = db::now_ms() + state.config.provider_check.as_millis() as i64;
+                store::release_lease(&state.db, &task.id, claim, retry_at).await?;
+                return Err(e);
+            }
+        }
     }
-
-    match download(state, &key, url, (&task.id, claim)).await {
-        Ok((content_type, size)) => mark_completed(state, task, &key, content_type, size).await,
-        // Another poller took the task over (this download ran past its
-        // lease): it does the work; nothing is marked from here.
-        Err(Outcome::LeaseLost) => Ok(()),
-        Err(Outcome::Unusable(reason)) => {
-            fail_and_refund(state, &task.id, &reason).await?;
-            Ok(())
-        }
-        Err(Outcome::Retry(e)) => {
-            tracing::warn!(task = %task.id, "output download will be retried: {e}");
-            let wait = e.retry_after().unwrap_or(state.config.provider_check);
-            store::release_lease(&state.db, &task.id, claim, db::now_ms() + wait.as_millis() as i64).await
-        }
-        Err(Outcome::Internal(e)) => {
-            let retry_at = db::now_ms() + state.config.provider_check.as_millis() as i64;
-            store::release_lease(&state.db, &task.id, claim, retry_at).await?;
-            Err(e)
-        }
-    }
+    mark_completed(state, task, &content_types, total, seed).await
 }
 
 enum Outcome {
@@ -235,20 +284,30 @@ async fn existing(store: &dyn ObjectStore, key: &ObjectPath) -> Option<(&'static
 async fn mark_completed(
     state: &AppState,
     task: &TaskRow,
-    key: &ObjectPath,
-    content_type: &str,
+    content_types: &[&'static str],
     size: u64,
+    seed: Option<u32>,
 ) -> Result<()> {
     let now = db::now_ms();
-    let image = StoredImage { key: key.as_ref(), content_type, size };
-    if store::mark_completed(&state.db, &task.id, image, now).await? {
+    let key = object_key(&task.id);
+    let images = StoredImages { key: key.as_ref(), content_types, size, seed };
+    if store::mark_completed(&state.db, &task.id, images, now).await? {
         state.metrics.completed(std::time::Duration::from_millis((now - task.created_at).max(0) as u64));
-        tracing::info!(task = %task.id, bytes = size, "completed");
-    } else if !matches!(store::state(&state.db, &task.id).await?, Some(State::Completed)) {
-        // It failed (deadline), was canceled, or was canceled and deleted
-        // meanwhile: the object belongs to no one. (If another poller
-        // completed it, the object is that task's image.)
-        let _ = state.objects.delete(key).await;
+        tracing::info!(task = %task.id, images = content_types.len(), bytes = size, "completed");
+    } else {
+        let_go(state, &task.id).await?;
+    }
+    Ok(())
+}
+
+/// This poller stops working on a task it no longer holds. If the task
+/// failed (deadline), was canceled, or was canceled and deleted meanwhile,
+/// the images stored so far belong to no one and are removed. If it is
+/// still processing, another poller took it over and reuses them; if it
+/// completed, they are that task's images.
+async fn let_go(state: &AppState, task: &TaskId) -> Result<()> {
+    if !matches!(store::state(&state.db, task).await?, Some(State::Processing | State::Completed)) {
+        let _ = remove_outputs(&*state.objects, task).await;
     }
     Ok(())
 }

@@ -86,6 +86,10 @@ mod tests {
             next_check_at: 0,
             last_polled_at: None,
             refunded: false,
+            aspect_ratio: None,
+            num_outputs: 2,
+            seed: None,
+            negative_prompt: None,
         }
     }
 
@@ -100,6 +104,7 @@ mod tests {
         let entry = cache.get(&t1).unwrap();
         assert_eq!(entry.owner.as_str(), "u1");
         assert_eq!(entry.view.image_url.as_deref(), Some("/images/t1"));
+        assert_eq!(entry.view.image_urls, ["/images/t1/0", "/images/t1/1"]);
         cache.forget(&t1);
         assert!(cache.get(&t1).is_none());
     }

@@ -120,9 +120,9 @@ pub async fn purge(state: &AppState, task: &TaskId) -> Result<()> {
     store::purged(&state.db, task).await
 }
 
-/// Deletes `images/{task}` and anything under `images/{task}/`.
+/// Deletes every image of the task, and anything under `images/{task}/`.
 async fn remove_objects(objects: &dyn ObjectStore, task: &TaskId) -> object_store::Result<()> {
-    ignore_missing(objects.delete(&object_key(task)).await)?;
+    super::finalize::remove_outputs(objects, task).await?;
     let prefix = ObjectPath::from(format!("images/{task}"));
     let under: Vec<_> = objects.list(Some(&prefix)).map_ok(|meta| meta.location).try_collect().await?;
     for location in under {

@@ -4,6 +4,7 @@ use sqlx::any::AnyRow;
 
 use crate::error::{AppError, Result};
 use crate::model::{TaskStatus, TaskView};
+use crate::server::catalogue::MAX_OUTPUTS;
 use crate::server::db;
 use crate::server::ids::{TaskId, UserId};
 use crate::server::reads::{Arg, Columns, ReadRow, Reads};
@@ -12,6 +13,7 @@ use crate::server::reads::{Arg, Columns, ReadRow, Reads};
 /// the ledger (the one source of truth for money).
 pub const COLUMNS: &str = "t.id, t.user_id, t.prompt, t.model, t.cost, t.status, t.prediction_id, t.progress, \
      t.error, t.object_key, t.created_at, t.finished_at, t.deadline_at, t.next_check_at, t.last_polled_at, \
+     t.aspect_ratio, t.num_outputs, t.seed, t.negative_prompt, \
      CASE WHEN EXISTS (SELECT 1 FROM credit_ledger l WHERE l.entry_key = 'refund:' || t.id) THEN 1 ELSE 0 END AS refunded";
 
 /// Internal state of a task, including the `submitting` step users never see.
@@ -61,6 +63,12 @@ pub struct TaskRow {
     /// When the provider's state (and so `progress`) was last read.
     pub last_polled_at: Option<i64>,
     pub refunded: bool,
+    pub aspect_ratio: Option<String>,
+    /// Images asked for (1–4).
+    pub num_outputs: u8,
+    /// Asked for, or reported by the provider.
+    pub seed: Option<u32>,
+    pub negative_prompt: Option<String>,
 }
 
 impl ReadRow for TaskRow {
@@ -83,6 +91,10 @@ impl ReadRow for TaskRow {
             next_check_at: r.get("next_check_at")?,
             last_polled_at: r.get("last_polled_at")?,
             refunded: r.get::<i64>("refunded")? != 0,
+            aspect_ratio: r.get("aspect_ratio")?,
+            num_outputs: r.get::<i64>("num_outputs")?.clamp(1, i64::from(MAX_OUTPUTS)) as u8,
+            seed: r.get::<Option<i64>>("seed")?.and_then(|s| u32::try_from(s).ok()),
+            negative_prompt: r.get("negative_prompt")?,
         })
     }
 }
@@ -109,6 +121,10 @@ impl TaskRow {
             created_ms: self.created_at,
             finished_ms: self.finished_at,
             image_url: (status == TaskStatus::Completed).then(|| format!("/images/{}", self.id)),
+            image_urls: match status {
+                TaskStatus::Completed => (0..self.num_outputs).map(|n| format!("/images/{}/{n}", self.id)).collect(),
+                _ => Vec::new(),
+            },
             error: self.error.clone().filter(|_| status == TaskStatus::Failed),
             refunded: self.refunded,
             progress: match status {
@@ -117,6 +133,10 @@ impl TaskRow {
             },
             cost: self.cost,
             poll_after_ms: None,
+            seed: self.seed,
+            aspect_ratio: self.aspect_ratio.clone(),
+            num_outputs: self.num_outputs,
+            negative_prompt: self.negative_prompt.clone(),
         }
     }
 }

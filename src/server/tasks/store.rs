@@ -61,6 +61,7 @@ use sqlx::{AnyConnection, Row};
 
 use super::row::State;
 use crate::error::{AppError, ErrorKind, Result};
+use crate::server::catalogue::Inputs;
 use crate::server::credits;
 use crate::server::db::Db;
 use crate::server::ids::{TaskId, UserId};
@@ -71,6 +72,9 @@ pub struct NewTask<'a> {
     pub user: &'a UserId,
     pub prompt: &'a str,
     pub model: &'a str,
+    /// The model inputs, checked against the model.
+    pub inputs: &'a Inputs,
+    /// The whole charge: the model's credits per image times the images.
     pub cost: i64,
     pub now: i64,
     pub deadline_at: i64,
@@ -100,8 +104,9 @@ pub async fn insert_submitting(db: &Db, task: NewTask<'_>, caps: Caps) -> Result
     within_caps(&mut tx, task.user, task.now, caps).await?;
     credits::charge(&mut tx, task.user, task.id, task.cost).await?;
     sqlx::query(
-        "INSERT INTO tasks (id, user_id, prompt, model, cost, status, created_at, updated_at, deadline_at, next_check_at) \
-         VALUES ($1, $2, $3, $4, $5, 'submitting', $6, $6, $7, $8)",
+        "INSERT INTO tasks (id, user_id, prompt, model, cost, status, created_at, updated_at, deadline_at, next_check_at, \
+         aspect_ratio, num_outputs, seed, negative_prompt) \
+         VALUES ($1, $2, $3, $4, $5, 'submitting', $6, $6, $7, $8, $9, $10, $11, $12)",
     )
     .bind(task.id.as_str())
     .bind(task.user.as_str())
@@ -111,6 +116,10 @@ pub async fn insert_submitting(db: &Db, task: NewTask<'_>, caps: Caps) -> Result
     .bind(task.now)
     .bind(task.deadline_at)
     .bind(task.submit_grace_until)
+    .bind(task.inputs.aspect_ratio.as_deref())
+    .bind(i64::from(task.inputs.num_outputs))
+    .bind(task.inputs.seed.map(i64::from))
+    .bind(task.inputs.negative_prompt.as_deref())
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -267,23 +276,31 @@ pub async fn postpone(db: &Db, task: &TaskId, until: i64) -> Result<()> {
     Ok(())
 }
 
-/// The stored image of a completed task.
-pub struct StoredImage<'a> {
+/// The stored images of a completed task.
+pub struct StoredImages<'a> {
+    /// Where the first is (the others follow from it: `finalize::output_key`).
     pub key: &'a str,
-    pub content_type: &'a str,
+    /// Each image's content type, in order.
+    pub content_types: &'a [&'static str],
+    /// All of them together.
     pub size: u64,
+    /// The seed the provider reported, kept unless one was asked for.
+    pub seed: Option<u32>,
 }
 
-/// `processing` → `completed`, once its image is in the store; false when
-/// the task had already left `processing`.
-pub async fn mark_completed(db: &Db, task: &TaskId, image: StoredImage<'_>, now: i64) -> Result<bool> {
+/// `processing` → `completed`, once all its images are in the store; false
+/// when the task had already left `processing`.
+pub async fn mark_completed(db: &Db, task: &TaskId, images: StoredImages<'_>, now: i64) -> Result<bool> {
     let done = sqlx::query(
         "UPDATE tasks SET status = 'completed', object_key = $1, content_type = $2, byte_size = $3, progress = 100, \
-         finished_at = $4, updated_at = $4 WHERE id = $5 AND status = 'processing'",
+         output_types = $4, seed = COALESCE(seed, $5), finished_at = $6, updated_at = $6 \
+         WHERE id = $7 AND status = 'processing'",
     )
-    .bind(image.key)
-    .bind(image.content_type)
-    .bind(image.size as i64)
+    .bind(images.key)
+    .bind(images.content_types.first().copied().unwrap_or("application/octet-stream"))
+    .bind(images.size as i64)
+    .bind(images.content_types.join(","))
+    .bind(images.seed.map(i64::from))
     .bind(now)
     .bind(task.as_str())
     .execute(db)

@@ -1,0 +1,570 @@
+//! The model catalogue: which models people may pick, what each costs per
+//! image, and which inputs each takes (aspect ratios, several images, a
+//! seed, a negative prompt, fixed extra inputs). Read once at start-up from
+//! `DARKROOM_MODELS_FILE` (TOML), `DARKROOM_MODELS` (a list, prompt only) or
+//! the built-in catalogue of the simulator. A request's inputs are checked
+//! against the chosen model here, before anything is charged.
+//!
+//! ```toml
+//! [[models]]
+//! id = "black-forest-labs/flux-schnell"   # owner/name[:version]
+//! name = "FLUX.1 [schnell]"               # what the picker shows
+//! credits = 10                            # per image (default: DARKROOM_GENERATION_COST)
+//! aspect_ratios = ["1:1", "16:9", "9:16"] # the first is the default
+//! max_outputs = 4                         # images per generation, 1–4
+//! seed = true
+//! negative_prompt = false
+//! [models.fixed_inputs]                   # passed to the model as they are
+//! output_format = "png"
+//! ```
+
+use serde_json::{Map, Value};
+
+use crate::error::{AppError, Result};
+use crate::model::ModelOption;
+
+/// Most images one generation may ask for (and the most objects a task
+/// stores).
+pub const MAX_OUTPUTS: u8 = 4;
+/// Longest negative prompt, in characters.
+pub const MAX_NEGATIVE_CHARS: usize = 2000;
+/// Longest display name, in characters.
+const MAX_NAME_CHARS: usize = 100;
+/// Inputs Darkroom sets itself; a catalogue's fixed inputs may not.
+const MANAGED_INPUTS: &[&str] = &["prompt", "aspect_ratio", "num_outputs", "seed", "negative_prompt"];
+
+/// The aspect ratios of the built-in catalogue.
+const SIM_ASPECT_RATIOS: &[&str] = &["1:1", "16:9", "9:16", "4:3", "3:4"];
+
+/// The simulator's models, offered when neither `DARKROOM_MODELS` nor
+/// `DARKROOM_MODELS_FILE` is set: (id, name, takes a negative prompt).
+const SIM_MODELS: &[(&str, &str, bool)] = &[
+    ("black-forest-labs/flux-schnell", "FLUX.1 [schnell]", false),
+    ("stability-ai/sdxl", "Stable Diffusion XL", true),
+    ("bytedance/sdxl-lightning-4step", "SDXL Lightning", false),
+];
+
+/// A model offered to people.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelSpec {
+    /// `owner/name[:version]`, as sent to the provider.
+    pub id: String,
+    /// What the picker shows.
+    pub name: String,
+    /// Credits per image.
+    pub credits: i64,
+    /// Aspect ratios offered (`W:H`); the first is the default. Empty: the
+    /// model is sent no aspect ratio.
+    pub aspect_ratios: Vec<String>,
+    /// Images one generation may ask for (1 = the input is never sent).
+    pub max_outputs: u8,
+    pub seed: bool,
+    pub negative_prompt: bool,
+    /// Inputs passed to the model as they are.
+    pub fixed_inputs: Map<String, Value>,
+}
+
+impl ModelSpec {
+    /// A model that takes only a prompt and makes one image.
+    pub fn prompt_only(id: &str, name: &str, credits: i64) -> Self {
+        Self {
+            id: id.to_owned(),
+            name: name.to_owned(),
+            credits,
+            aspect_ratios: Vec::new(),
+            max_outputs: 1,
+            seed: false,
+            negative_prompt: false,
+            fixed_inputs: Map::new(),
+        }
+    }
+
+    /// What the generator page is told about the model.
+    pub fn option(&self) -> ModelOption {
+        ModelOption {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            credits: self.credits,
+            aspect_ratios: self.aspect_ratios.clone(),
+            max_outputs: self.max_outputs,
+            seed: self.seed,
+            negative_prompt: self.negative_prompt,
+        }
+    }
+
+    /// Checks a request's inputs against the model: each one given must be
+    /// one the model takes, with a value it accepts. Absent (or blank)
+    /// inputs take the model's defaults.
+    pub fn check(&self, raw: &RawInputs<'_>) -> Result<Inputs> {
+        let given = |v: Option<&str>| v.map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned);
+        let aspect_ratio = match given(raw.aspect_ratio) {
+            None => self.aspect_ratios.first().cloned(),
+            Some(_) if self.aspect_ratios.is_empty() => {
+                return Err(AppError::invalid(format!("{} does not take an aspect ratio", self.name)));
+            }
+            Some(ratio) => match self.aspect_ratios.iter().find(|r| **r == ratio) {
+                Some(r) => Some(r.clone()),
+                None => {
+                    return Err(AppError::invalid(format!(
+                        "aspect ratio {} is not offered for {} (choose {})",
+                        clip(&ratio, 20),
+                        self.name,
+                        self.aspect_ratios.join(", ")
+                    )));
+                }
+            },
+        };
+        let num_outputs = match given(raw.num_outputs) {
+            None => 1,
+            Some(n) => match n.parse::<u8>() {
+                Ok(n) if (1..=self.max_outputs).contains(&n) => n,
+                _ if self.max_outputs == 1 => {
+                    return Err(AppError::invalid(format!("{} makes one image per generation", self.name)));
+                }
+                _ => {
+                    return Err(AppError::invalid(format!(
+                        "number of images must be a whole number from 1 to {}",
+                        self.max_outputs
+                    )));
+                }
+            },
+        };
+        let seed = match given(raw.seed) {
+            None => None,
+            Some(_) if !self.seed => return Err(AppError::invalid(format!("{} does not take a seed", self.name))),
+            Some(s) => Some(
+                s.parse::<u32>()
+                    .map_err(|_| AppError::invalid(format!("seed must be a whole number from 0 to {}", u32::MAX)))?,
+            ),
+        };
+        let negative_prompt = match given(raw.negative_prompt) {
+            None => None,
+            Some(_) if !self.negative_prompt => {
+                return Err(AppError::invalid(format!("{} does not take a negative prompt", self.name)));
+            }
+            Some(text) => {
+                if text.chars().count() > MAX_NEGATIVE_CHARS {
+                    return Err(AppError::invalid(format!(
+                        "negative prompt is too long (at most {MAX_NEGATIVE_CHARS} characters)"
+                    )));
+                }
+                if text.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\t' | '\r')) {
+                    return Err(AppError::invalid("negative prompt contains control characters"));
+                }
+                Some(text)
+            }
+        };
+        Ok(Inputs { aspect_ratio, num_outputs, seed, negative_prompt })
+    }
+
+    /// What the cost of `images` images is.
+    pub fn cost(&self, images: u8) -> i64 {
+        self.credits * i64::from(images)
+    }
+
+    /// The provider's `input` for `prompt` and checked `inputs`: the fixed
+    /// inputs, then the ones Darkroom sets.
+    pub fn provider_input(&self, prompt: &str, inputs: &Inputs) -> Map<String, Value> {
+        let mut input = self.fixed_inputs.clone();
+        input.insert("prompt".into(), prompt.into());
+        if let Some(ratio) = &inputs.aspect_ratio {
+            input.insert("aspect_ratio".into(), ratio.clone().into());
+        }
+        if self.max_outputs > 1 {
+            input.insert("num_outputs".into(), inputs.num_outputs.into());
+        }
+        if let Some(seed) = inputs.seed {
+            input.insert("seed".into(), seed.into());
+        }
+        if let Some(negative) = &inputs.negative_prompt {
+            input.insert("negative_prompt".into(), negative.clone().into());
+        }
+        input
+    }
+}
+
+/// A request's model inputs as they arrived (form fields are text).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RawInputs<'a> {
+    pub aspect_ratio: Option<&'a str>,
+    pub num_outputs: Option<&'a str>,
+    pub seed: Option<&'a str>,
+    pub negative_prompt: Option<&'a str>,
+}
+
+/// A request's model inputs, checked against its model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inputs {
+    pub aspect_ratio: Option<String>,
+    pub num_outputs: u8,
+    pub seed: Option<u32>,
+    pub negative_prompt: Option<String>,
+}
+
+/// The simulator's catalogue: every model takes the aspect ratios, up to
+/// four images and a seed; SDXL also a negative prompt.
+pub fn builtin(credits: i64) -> Vec<ModelSpec> {
+    SIM_MODELS
+        .iter()
+        .map(|&(id, name, negative_prompt)| ModelSpec {
+            aspect_ratios: SIM_ASPECT_RATIOS.iter().map(|r| (*r).to_owned()).collect(),
+            max_outputs: MAX_OUTPUTS,
+            seed: true,
+            negative_prompt,
+            ..ModelSpec::prompt_only(id, name, credits)
+        })
+        .collect()
+}
+
+/// `owner/name[:version][=Display name]`, comma separated (`DARKROOM_MODELS`):
+/// prompt-only models making one image each.
+pub fn from_list(list: &str, credits: i64) -> std::result::Result<Vec<ModelSpec>, String> {
+    let mut models = Vec::new();
+    for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (id, name) = match item.split_once('=') {
+            Some((id, name)) => (id.trim(), name.trim().to_owned()),
+            None => (item, default_name(item)),
+        };
+        check_id(id)?;
+        models.push(ModelSpec::prompt_only(id, &name, credits));
+    }
+    if models.is_empty() {
+        return Err("names no model".into());
+    }
+    Ok(models)
+}
+
+/// Reads a TOML catalogue (`DARKROOM_MODELS_FILE`); the error names the
+/// file, the model and the field.
+pub fn from_file(path: &std::path::Path, credits: i64) -> std::result::Result<Vec<ModelSpec>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    from_toml(&text, credits).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Parses a TOML catalogue; `credits` is the price of a model that names
+/// none.
+pub fn from_toml(text: &str, credits: i64) -> std::result::Result<Vec<ModelSpec>, String> {
+    let doc: toml::Table = text.parse().map_err(|e: toml::de::Error| format!("not valid TOML: {}", e.message()))?;
+    if let Some(key) = doc.keys().find(|k| *k != "models") {
+        return Err(format!("unknown top-level key `{key}` (a catalogue is a list of [[models]])"));
+    }
+    let entries = match doc.get("models") {
+        Some(toml::Value::Array(a)) if !a.is_empty() => a,
+        Some(toml::Value::Array(_)) | None => return Err("names no model (add a [[models]] table)".into()),
+        Some(_) => return Err("`models` must be a list of [[models]] tables".into()),
+    };
+    let mut models: Vec<ModelSpec> = Vec::with_capacity(entries.len());
+    for (n, entry) in entries.iter().enumerate() {
+        let model = parse_model(n + 1, entry, credits)?;
+        if models.iter().any(|m| m.id == model.id) {
+            return Err(format!("model `{}` is listed twice", model.id));
+        }
+        models.push(model);
+    }
+    Ok(models)
+}
+
+/// One `[[models]]` table (the `n`th).
+fn parse_model(n: usize, entry: &toml::Value, credits: i64) -> std::result::Result<ModelSpec, String> {
+    let toml::Value::Table(table) = entry else { return Err(format!("model #{n} is not a table")) };
+    let id = match table.get("id") {
+        Some(toml::Value::String(id)) => id.trim().to_owned(),
+        Some(_) => return Err(format!("model #{n}: field `id`: must be a string like owner/name")),
+        None => return Err(format!("model #{n}: field `id` is missing")),
+    };
+    check_id(&id).map_err(|e| format!("model #{n}: field `id`: {e}"))?;
+    let fail = |field: &str, problem: &str| format!("model `{id}`: field `{field}`: {problem}");
+    let mut model = ModelSpec::prompt_only(&id, &default_name(&id), credits);
+    for (key, value) in table {
+        match (key.as_str(), value) {
+            ("id", _) => {}
+            ("name", toml::Value::String(name)) => {
+                let name = name.trim();
+                if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
+                    return Err(fail(key, &format!("must be 1 to {MAX_NAME_CHARS} characters")));
+                }
+                model.name = name.to_owned();
+            }
+            ("credits", toml::Value::Integer(c)) if (1..=1_000_000).contains(c) => model.credits = *c,
+            ("credits", _) => return Err(fail(key, "must be a whole number from 1 to 1000000")),
+            ("aspect_ratios", toml::Value::Array(list)) => {
+                model.aspect_ratios = aspect_ratios(list).map_err(|e| fail(key, &e))?;
+            }
+            ("max_outputs", toml::Value::Integer(m)) if (1..=i64::from(MAX_OUTPUTS)).contains(m) => {
+                model.max_outputs = *m as u8;
+            }
+            ("max_outputs", _) => return Err(fail(key, &format!("must be a whole number from 1 to {MAX_OUTPUTS}"))),
+            ("seed", toml::Value::Boolean(b)) => model.seed = *b,
+            ("negative_prompt", toml::Value::Boolean(b)) => model.negative_prompt = *b,
+            ("fixed_inputs", toml::Value::Table(inputs)) => {
+                model.fixed_inputs = fixed_inputs(inputs).map_err(|(k, e)| fail(&format!("fixed_inputs.{k}"), &e))?;
+            }
+            ("name" | "aspect_ratios" | "seed" | "negative_prompt" | "fixed_inputs", other) => {
+                let wanted = match key.as_str() {
+                    "name" => "a string",
+                    "aspect_ratios" => "a list of strings like \"16:9\"",
+                    "fixed_inputs" => "a table of inputs",
+                    _ => "true or false",
+                };
+                return Err(fail(key, &format!("must be {wanted}, not {}", other.type_str())));
+            }
+            _ => {
+                return Err(fail(
+                    key,
+                    "unknown (known: id, name, credits, aspect_ratios, max_outputs, seed, negative_prompt, fixed_inputs)",
+                ));
+            }
+        }
+    }
+    Ok(model)
+}
+
+/// A non-empty list of distinct `W:H` ratios of whole numbers 1–100.
+fn aspect_ratios(list: &[toml::Value]) -> std::result::Result<Vec<String>, String> {
+    if list.is_empty() {
+        return Err("must list at least one ratio (leave it out for a model that takes none)".into());
+    }
+    let mut ratios: Vec<String> = Vec::with_capacity(list.len());
+    for value in list {
+        let toml::Value::String(ratio) = value else {
+            return Err(format!("must be strings like \"16:9\", not {}", value.type_str()));
+        };
+        let part = |p: &str| {
+            !p.starts_with('0')
+                && p.chars().all(|c| c.is_ascii_digit())
+                && p.parse::<u8>().is_ok_and(|n| (1..=100).contains(&n))
+        };
+        if !ratio.split_once(':').is_some_and(|(w, h)| part(w) && part(h)) {
+            return Err(format!("`{ratio}` is not a ratio like 16:9"));
+        }
+        if ratios.contains(ratio) {
+            return Err(format!("`{ratio}` is listed twice"));
+        }
+        ratios.push(ratio.clone());
+    }
+    Ok(ratios)
+}
+
+/// Fixed inputs as JSON; none may be an input Darkroom sets itself.
+fn fixed_inputs(table: &toml::Table) -> std::result::Result<Map<String, Value>, (String, String)> {
+    let mut inputs = Map::new();
+    for (key, value) in table {
+        if MANAGED_INPUTS.contains(&key.as_str()) {
+            return Err((key.clone(), "is set by Darkroom from each request; it cannot be fixed".into()));
+        }
+        if contains_datetime(value) {
+            return Err((key.clone(), "dates and times cannot be passed to a model".into()));
+        }
+        let json = serde_json::to_value(value).map_err(|e| (key.clone(), e.to_string()))?;
+        inputs.insert(key.clone(), json);
+    }
+    Ok(inputs)
+}
+
+fn contains_datetime(value: &toml::Value) -> bool {
+    match value {
+        toml::Value::Datetime(_) => true,
+        toml::Value::Array(a) => a.iter().any(contains_datetime),
+        toml::Value::Table(t) => t.values().any(contains_datetime),
+        _ => false,
+    }
+}
+
+/// `owner/name`, optionally `:version`, of letters, digits, `-`, `_`, `.`.
+fn check_id(id: &str) -> std::result::Result<(), String> {
+    let path = id.split(':').next().unwrap_or(id);
+    let valid = path.split('/').count() == 2
+        && path.split('/').all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)));
+    if valid { Ok(()) } else { Err(format!("`{id}` is not owner/name")) }
+}
+
+/// `name` of `owner/name:version`.
+fn default_name(id: &str) -> String {
+    id.split(':').next().unwrap_or(id).rsplit('/').next().unwrap_or(id).to_owned()
+}
+
+fn clip(s: &str, max: usize) -> String {
+    if s.chars().count() <= max { s.to_owned() } else { format!("{}…", s.chars().take(max).collect::<String>()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+        [[models]]
+        id = "black-forest-labs/flux-schnell"
+        name = "FLUX.1 [schnell]"
+        credits = 3
+        aspect_ratios = ["16:9", "1:1"]
+        max_outputs = 4
+        seed = true
+        [models.fixed_inputs]
+        output_format = "png"
+        go_fast = true
+
+        [[models]]
+        id = "stability-ai/sdxl:39ed52f2a78e"
+        negative_prompt = true
+    "#;
+
+    fn flux() -> ModelSpec {
+        from_toml(GOOD, 10).unwrap().remove(0)
+    }
+
+    fn raw<'a>(ar: &'a str, n: &'a str, seed: &'a str, neg: &'a str) -> RawInputs<'a> {
+        RawInputs { aspect_ratio: Some(ar), num_outputs: Some(n), seed: Some(seed), negative_prompt: Some(neg) }
+    }
+
+    #[test]
+    fn a_good_file_gives_each_model_its_inputs_and_defaults() {
+        let models = from_toml(GOOD, 10).unwrap();
+        assert_eq!(models.len(), 2);
+        let flux = &models[0];
+        assert_eq!(flux.name, "FLUX.1 [schnell]");
+        assert_eq!(flux.credits, 3);
+        assert_eq!(flux.aspect_ratios, ["16:9", "1:1"]);
+        assert_eq!((flux.max_outputs, flux.seed, flux.negative_prompt), (4, true, false));
+        assert_eq!(flux.fixed_inputs["output_format"], "png");
+        assert_eq!(flux.fixed_inputs["go_fast"], true);
+        let sdxl = &models[1];
+        assert_eq!(sdxl.name, "sdxl", "the name defaults to the model's");
+        assert_eq!(sdxl.credits, 10, "the price defaults to DARKROOM_GENERATION_COST");
+        assert!(sdxl.aspect_ratios.is_empty());
+        assert_eq!((sdxl.max_outputs, sdxl.seed, sdxl.negative_prompt), (1, false, true));
+    }
+
+    #[test]
+    fn each_bad_field_is_named_with_its_model() {
+        let model = |fields: &str| format!("[[models]]\nid = \"a/b\"\n{fields}\n");
+        let cases = [
+            (model("credits = 0"), "model `a/b`: field `credits`"),
+            (model("credits = \"ten\""), "field `credits`"),
+            (model("max_outputs = 5"), "field `max_outputs`: must be a whole number from 1 to 4"),
+            (model("max_outputs = 0"), "field `max_outputs`"),
+            (model("aspect_ratios = []"), "field `aspect_ratios`: must list at least one"),
+            (model("aspect_ratios = [\"wide\"]"), "field `aspect_ratios`: `wide` is not a ratio"),
+            (model("aspect_ratios = [\"0:1\"]"), "`0:1` is not a ratio"),
+            (model("aspect_ratios = [\"1:1\", \"1:1\"]"), "`1:1` is listed twice"),
+            (model("aspect_ratios = \"1:1\""), "field `aspect_ratios`: must be a list"),
+            (model("seed = \"yes\""), "field `seed`: must be true or false"),
+            (model("negative_prompt = 1"), "field `negative_prompt`"),
+            (model("name = \"\""), "field `name`"),
+            (model("colour = \"red\""), "field `colour`: unknown"),
+            (model("[models.fixed_inputs]\nprompt = \"x\""), "field `fixed_inputs.prompt`: is set by Darkroom"),
+            (model("[models.fixed_inputs]\nat = 1979-05-27"), "field `fixed_inputs.at`"),
+            ("[[models]]\nname = \"x\"".to_owned(), "model #1: field `id` is missing"),
+            ("[[models]]\nid = \"nope\"".to_owned(), "model #1: field `id`: `nope` is not owner/name"),
+            ("[[models]]\nid = \"a/b\"\n[[models]]\nid = \"a/b\"".to_owned(), "model `a/b` is listed twice"),
+            ("models = []".to_owned(), "names no model"),
+            ("".to_owned(), "names no model"),
+            ("title = \"x\"".to_owned(), "unknown top-level key `title`"),
+            ("[[models]\n".to_owned(), "not valid TOML"),
+        ];
+        for (text, expected) in cases {
+            let e = from_toml(&text, 10).expect_err(&text);
+            assert!(e.contains(expected), "{text:?}: {e:?} lacks {expected:?}");
+        }
+    }
+
+    #[test]
+    fn the_example_catalogue_in_deploy_is_valid() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/models.example.toml");
+        let models = from_file(&path, 10).unwrap();
+        assert_eq!(models[0].id, "black-forest-labs/flux-schnell");
+        assert!(models.iter().all(|m| m.max_outputs == MAX_OUTPUTS));
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_read_is_named() {
+        let e = from_file(std::path::Path::new("/nonexistent/models.toml"), 10).unwrap_err();
+        assert!(e.contains("/nonexistent/models.toml"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("models.toml");
+        std::fs::write(&path, "[[models]]\nid = \"a/b\"\nmax_outputs = 9\n").unwrap();
+        let e = from_file(&path, 10).unwrap_err();
+        assert!(e.starts_with(&format!("{}: model `a/b`: field `max_outputs`", path.display())), "{e}");
+    }
+
+    #[test]
+    fn a_list_gives_prompt_only_models() {
+        let models = from_list("a/b=Model B, c/d:abc123", 7).unwrap();
+        assert_eq!(models[0], ModelSpec::prompt_only("a/b", "Model B", 7));
+        assert_eq!(models[1], ModelSpec::prompt_only("c/d:abc123", "d", 7));
+        assert!(from_list("not-a-model", 7).is_err());
+        assert!(from_list(" , ", 7).is_err());
+    }
+
+    #[test]
+    fn the_builtin_catalogue_offers_every_input() {
+        let models = builtin(10);
+        assert_eq!(models[0].id, "black-forest-labs/flux-schnell");
+        assert!(models.iter().all(|m| m.aspect_ratios == SIM_ASPECT_RATIOS && m.max_outputs == 4 && m.seed));
+        assert_eq!(models.iter().filter(|m| m.negative_prompt).count(), 1);
+    }
+
+    #[test]
+    fn inputs_left_out_take_the_models_defaults() {
+        let inputs = flux().check(&RawInputs::default()).unwrap();
+        assert_eq!(
+            inputs,
+            Inputs { aspect_ratio: Some("16:9".into()), num_outputs: 1, seed: None, negative_prompt: None }
+        );
+        // Blank form fields are left out too.
+        assert_eq!(flux().check(&raw(" ", "", "", "")).unwrap(), inputs);
+    }
+
+    #[test]
+    fn good_inputs_pass_and_shape_the_provider_input() {
+        let model = flux();
+        let inputs = model.check(&raw("1:1", "3", "4294967295", "")).unwrap();
+        assert_eq!(inputs.num_outputs, 3);
+        assert_eq!(inputs.seed, Some(u32::MAX));
+        assert_eq!(model.cost(inputs.num_outputs), 9);
+        let input = Value::Object(model.provider_input("a fox", &inputs));
+        assert_eq!(
+            input,
+            serde_json::json!({
+                "prompt": "a fox", "aspect_ratio": "1:1", "num_outputs": 3, "seed": 4294967295u32,
+                "output_format": "png", "go_fast": true,
+            })
+        );
+        // A prompt-only model is sent the prompt alone.
+        let plain = ModelSpec::prompt_only("a/b", "B", 10);
+        let inputs = plain.check(&RawInputs::default()).unwrap();
+        assert_eq!(Value::Object(plain.provider_input("a fox", &inputs)), serde_json::json!({ "prompt": "a fox" }));
+    }
+
+    #[test]
+    fn each_refused_input_says_why() {
+        let model = flux();
+        let cases = [
+            (raw("7:3", "", "", ""), "aspect ratio 7:3 is not offered for FLUX.1 [schnell] (choose 16:9, 1:1)"),
+            (raw("", "0", "", ""), "number of images must be a whole number from 1 to 4"),
+            (raw("", "5", "", ""), "number of images must be a whole number from 1 to 4"),
+            (raw("", "2.5", "", ""), "number of images"),
+            (raw("", "-1", "", ""), "number of images"),
+            (raw("", "", "-1", ""), "seed must be a whole number from 0 to 4294967295"),
+            (raw("", "", "4294967296", ""), "seed must be a whole number"),
+            (raw("", "", "1e3", ""), "seed must be a whole number"),
+            (raw("", "", "", "blurry"), "FLUX.1 [schnell] does not take a negative prompt"),
+        ];
+        for (inputs, expected) in cases {
+            let e = model.check(&inputs).expect_err(expected);
+            assert_eq!(e.status(), 400);
+            assert!(e.message.contains(expected), "{:?} lacks {expected:?}", e.message);
+        }
+        let plain = ModelSpec::prompt_only("a/b", "B", 10);
+        for (inputs, expected) in [
+            (raw("1:1", "", "", ""), "B does not take an aspect ratio"),
+            (raw("", "2", "", ""), "B makes one image per generation"),
+            (raw("", "", "1", ""), "B does not take a seed"),
+        ] {
+            assert!(plain.check(&inputs).unwrap_err().message.contains(expected), "{expected}");
+        }
+        let sdxl = ModelSpec { negative_prompt: true, ..plain };
+        assert!(sdxl.check(&raw("", "", "", &"x".repeat(2001))).unwrap_err().message.contains("too long"));
+        assert!(sdxl.check(&raw("", "", "", "a\u{0}b")).is_err());
+        assert_eq!(sdxl.check(&raw("", "", "", " blurry ")).unwrap().negative_prompt.as_deref(), Some("blurry"));
+    }
+}
