@@ -4,12 +4,14 @@
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
+use leptos_router::hooks::use_query_map;
+use leptos_router::params::ParamsMap;
 
 use super::polling::{pace, poll_while, tell_hidden_tab};
 use super::task_card::{TaskCard, clock, now_ms};
 use crate::api::{GenerateImage, check_image_status, generator_setup};
 use crate::error::ErrorKind;
-use crate::model::{GeneratorInfo, TaskStatus, TaskView};
+use crate::model::{GeneratorInfo, ModelOption, TaskStatus, TaskView};
 use crate::session::{RequireUser, use_session};
 
 /// How long Generate rests after a refusal at a cap (unless a task
@@ -42,19 +44,109 @@ fn GeneratorLoader() -> impl IntoView {
     }
 }
 
+/// The generator form's fields, filled from the address (`/?prompt=…`, as
+/// "Use this prompt" and "Reuse seed" link to it) and kept as the person
+/// edits them.
+#[derive(Clone, Copy)]
+struct Fields {
+    prompt: RwSignal<String>,
+    model: RwSignal<String>,
+    aspect_ratio: RwSignal<String>,
+    num_outputs: RwSignal<u8>,
+    seed: RwSignal<String>,
+    negative_prompt: RwSignal<String>,
+    /// Whether "Advanced" is open: opened by a filled-in seed or negative
+    /// prompt from the address, then as the person toggles it (never
+    /// closed under their typing).
+    advanced_open: RwSignal<bool>,
+}
+
+impl Fields {
+    fn new() -> Self {
+        Self {
+            prompt: RwSignal::new(String::new()),
+            model: RwSignal::new(String::new()),
+            aspect_ratio: RwSignal::new(String::new()),
+            num_outputs: RwSignal::new(1),
+            seed: RwSignal::new(String::new()),
+            negative_prompt: RwSignal::new(String::new()),
+            advanced_open: RwSignal::new(false),
+        }
+    }
+
+    /// Fills the fields from a query; a model or an input the catalogue
+    /// does not offer falls back to the model's default.
+    fn fill(self, query: &ParamsMap, models: &[ModelOption]) {
+        let get = |name: &str| query.get(name).unwrap_or_default();
+        let model = models.iter().find(|m| m.id == get("model")).or(models.first());
+        let Some(model) = model else { return };
+        self.prompt.set(get("prompt"));
+        self.model.set(model.id.clone());
+        let ratio = get("aspect_ratio");
+        self.aspect_ratio.set(if model.aspect_ratios.contains(&ratio) {
+            ratio
+        } else {
+            model.aspect_ratios.first().cloned().unwrap_or_default()
+        });
+        self.num_outputs
+            .set(get("num_outputs").parse::<u8>().ok().filter(|n| (1..=model.max_outputs).contains(n)).unwrap_or(1));
+        self.seed.set(if model.seed { get("seed") } else { String::new() });
+        self.negative_prompt.set(if model.negative_prompt { get("negative_prompt") } else { String::new() });
+        if !self.seed.get_untracked().is_empty() || !self.negative_prompt.get_untracked().is_empty() {
+            self.advanced_open.set(true);
+        }
+    }
+}
+
+/// "30 credits for 3 images".
+fn cost_line(credits: i64, images: u8) -> String {
+    let total = credits * i64::from(images);
+    if images == 1 { format!("{total} credits for 1 image") } else { format!("{total} credits for {images} images") }
+}
+
 #[component]
 fn Generator(setup: GeneratorInfo) -> impl IntoView {
     let session = use_session();
-    let cost = setup.cost;
+    let models = StoredValue::new(setup.models.clone());
+    let fields = Fields::new();
+    let query = use_query_map();
+    // Filled from the address now, and again when a link on this page
+    // ("Reuse seed") changes it.
+    fields.fill(&query.get_untracked(), &setup.models);
+    Effect::new(move |first: Option<()>| {
+        let q = query.get();
+        if first.is_some() {
+            models.with_value(|m| fields.fill(&q, m));
+        }
+    });
+    let model = Memo::new(move |_| {
+        let id = fields.model.get();
+        models.with_value(|m| m.iter().find(|m| m.id == id).or(m.first()).cloned())
+    });
+    // A model that offers fewer choices than the last one: back to its
+    // defaults where the choice no longer exists.
+    Effect::new(move |_| {
+        if let Some(m) = model.get() {
+            if !m.aspect_ratios.contains(&fields.aspect_ratio.get_untracked()) {
+                fields.aspect_ratio.set(m.aspect_ratios.first().cloned().unwrap_or_default());
+            }
+            if fields.num_outputs.get_untracked() > m.max_outputs {
+                fields.num_outputs.set(1);
+            }
+        }
+    });
+    let default_credits = setup.cost;
+    let credits = move || model.with(|m| m.as_ref().map_or(default_credits, |m| m.credits));
+    let cost = move || credits() * i64::from(fields.num_outputs.get());
     let task = RwSignal::new(setup.resume.clone());
     let action = ServerAction::<GenerateImage>::new();
     let pending = action.pending();
 
     // Remember what was submitted, to show the new task at once.
-    let submitted = StoredValue::new(None::<(String, String)>);
+    let submitted = StoredValue::new(None::<GenerateImage>);
     Effect::new(move |_| {
         if let Some(input) = action.input().get() {
-            submitted.set_value(Some((input.prompt, input.model.unwrap_or_default())));
+            submitted.set_value(Some(input));
         }
     });
     // At a cap (generations running at once, or per minute): Generate
@@ -71,8 +163,21 @@ fn Generator(setup: GeneratorInfo) -> impl IntoView {
     Effect::new(move |_| {
         if let Some(Ok(generated)) = action.value().get() {
             session.refresh();
-            let (prompt, model) = submitted.get_value().unwrap_or_default();
-            task.set(Some(TaskView::pending(generated.task_id, prompt.trim().to_owned(), model, cost, now_ms())));
+            let Some(input) = submitted.get_value() else { return };
+            let count = input.num_outputs.as_deref().and_then(|n| n.parse().ok()).unwrap_or(1);
+            let credits = models.with_value(|ms| {
+                ms.iter().find(|m| Some(&m.id) == input.model.as_ref()).or(ms.first()).map_or(0, |m| m.credits)
+            });
+            let mut view = TaskView::pending(
+                generated.task_id,
+                input.prompt.trim().to_owned(),
+                input.model.unwrap_or_default(),
+                credits * i64::from(count),
+                now_ms(),
+            );
+            view.num_outputs = count;
+            view.aspect_ratio = input.aspect_ratio.filter(|r| !r.is_empty());
+            task.set(Some(view));
         }
     });
 
@@ -130,7 +235,7 @@ fn Generator(setup: GeneratorInfo) -> impl IntoView {
     });
 
     let balance = move || session.current().map(|u| u.credits);
-    let short_of_credits = move || balance().is_some_and(|b| b < cost);
+    let short_of_credits = move || balance().is_some_and(|b| b < cost());
     let now = clock();
     let paused = move || paused_until.get().is_some_and(|until| now.get() < until);
     // The card is rebuilt only when another task is shown, not on every poll.
@@ -148,19 +253,39 @@ fn Generator(setup: GeneratorInfo) -> impl IntoView {
                     maxlength="2000"
                     required
                     placeholder="A lighthouse on a cliff at dusk, warm light, film grain"
-                ></textarea>
+                    prop:value=move || fields.prompt.get()
+                    on:input=move |ev| fields.prompt.set(event_target_value(&ev))
+                >
+                    {fields.prompt.get_untracked()}
+                </textarea>
                 <div class="form-row">
+                    <span class="choice">
                     <label for="model" class="inline-label">
                         "Model"
                     </label>
-                    <select id="model" name="model">
+                    <select id="model" name="model" on:change=move |ev| fields.model.set(event_target_value(&ev))>
                         {setup
                             .models
                             .iter()
-                            .map(|m| view! { <option value=m.id.clone()>{m.name.clone()}</option> })
+                            .map(|m| {
+                                let id = m.id.clone();
+                                let chosen = move || fields.model.get() == id;
+                                view! {
+                                    <option value=m.id.clone() selected=chosen.clone() prop:selected=chosen>
+                                        {m.name.clone()}
+                                    </option>
+                                }
+                            })
                             .collect_view()}
                     </select>
-                    <span class="cost">{format!("{cost} credits per image")}</span>
+                    </span>
+                    {move || model.get().map(|m| view! { <ModelInputs model=m fields /> })}
+                </div>
+                {move || model.get().filter(|m| m.seed || m.negative_prompt).map(|m| view! { <Advanced model=m fields /> })}
+                <div class="form-row submit-row">
+                    <span class="cost" aria-live="polite">
+                        {move || cost_line(credits(), fields.num_outputs.get())}
+                    </span>
                     <button
                         type="submit"
                         class="primary"
@@ -173,7 +298,11 @@ fn Generator(setup: GeneratorInfo) -> impl IntoView {
                 <p id="generate-hint" class="hint" role="status">
                     {move || {
                         if short_of_credits() {
-                            format!("Not enough credits: an image costs {cost}, you have {}.", balance().unwrap_or(0))
+                            let have = balance().unwrap_or(0);
+                            match fields.num_outputs.get() {
+                                1 => format!("Not enough credits: an image costs {}, you have {have}.", cost()),
+                                n => format!("Not enough credits: {n} images cost {}, you have {have}.", cost()),
+                            }
                         } else if paused() {
                             let left = paused_until.get().unwrap_or(0) - now.get();
                             format!("Generate is available again in {} s.", (left + 999) / 1000)
@@ -206,5 +335,141 @@ fn Generator(setup: GeneratorInfo) -> impl IntoView {
                 })
             }}
         </section>
+    }
+}
+
+/// "Aspect ratio" and "Number of images" for a model that takes them.
+#[component]
+fn ModelInputs(model: ModelOption, fields: Fields) -> impl IntoView {
+    let ratios = (!model.aspect_ratios.is_empty()).then(|| {
+        view! {
+            <span class="choice">
+            <label for="aspect_ratio" class="inline-label">
+                "Aspect ratio"
+            </label>
+            <select
+                id="aspect_ratio"
+                name="aspect_ratio"
+                on:change=move |ev| fields.aspect_ratio.set(event_target_value(&ev))
+            >
+                {model
+                    .aspect_ratios
+                    .iter()
+                    .map(|r| {
+                        let ratio = r.clone();
+                        let chosen = move || fields.aspect_ratio.get() == ratio;
+                        view! {
+                            <option value=r.clone() selected=chosen.clone() prop:selected=chosen>
+                                {r.clone()}
+                            </option>
+                        }
+                    })
+                    .collect_view()}
+            </select>
+            </span>
+        }
+    });
+    let counts = (model.max_outputs > 1).then(|| {
+        view! {
+            <span class="choice">
+            <label for="num_outputs" class="inline-label">
+                "Number of images"
+            </label>
+            <select
+                id="num_outputs"
+                name="num_outputs"
+                on:change=move |ev| fields.num_outputs.set(event_target_value(&ev).parse().unwrap_or(1))
+            >
+                {(1..=model.max_outputs)
+                    .map(|n| {
+                        let chosen = move || fields.num_outputs.get() == n;
+                        view! {
+                            <option value=n.to_string() selected=chosen prop:selected=chosen>
+                                {n.to_string()}
+                            </option>
+                        }
+                    })
+                    .collect_view()}
+            </select>
+            </span>
+        }
+    });
+    view! {
+        {ratios}
+        {counts}
+    }
+}
+
+/// "Advanced": a seed and a negative prompt, for the models that take
+/// them. Opens when the address fills either in (a reused seed shows).
+#[component]
+fn Advanced(model: ModelOption, fields: Fields) -> impl IntoView {
+    let open = fields.advanced_open;
+    view! {
+        <details
+            class="advanced"
+            open=open.get_untracked()
+            prop:open=move || open.get()
+            on:toggle=move |ev| open.set(event_target::<web_sys::Element>(&ev).has_attribute("open"))
+        >
+            <summary>"Advanced"</summary>
+            {model
+                .seed
+                .then(|| {
+                    view! {
+                        <div class="field">
+                            <label for="seed">"Seed"</label>
+                            <input
+                                id="seed"
+                                name="seed"
+                                type="text"
+                                inputmode="numeric"
+                                pattern="[0-9]*"
+                                maxlength="10"
+                                autocomplete="off"
+                                placeholder="random"
+                                aria-describedby="seed-hint"
+                                prop:value=move || fields.seed.get()
+                                value=fields.seed.get_untracked()
+                                on:input=move |ev| fields.seed.set(event_target_value(&ev))
+                            />
+                            <p id="seed-hint" class="hint">
+                                "The same seed, prompt and settings give the same image. Leave empty for a random one."
+                            </p>
+                        </div>
+                    }
+                })}
+            {model
+                .negative_prompt
+                .then(|| {
+                    view! {
+                        <div class="field">
+                            <label for="negative_prompt">"Negative prompt"</label>
+                            <textarea
+                                id="negative_prompt"
+                                name="negative_prompt"
+                                rows="2"
+                                maxlength="2000"
+                                placeholder="What the image should not show"
+                                prop:value=move || fields.negative_prompt.get()
+                                on:input=move |ev| fields.negative_prompt.set(event_target_value(&ev))
+                            >
+                                {fields.negative_prompt.get_untracked()}
+                            </textarea>
+                        </div>
+                    }
+                })}
+        </details>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cost_line_counts_the_images() {
+        assert_eq!(cost_line(10, 1), "10 credits for 1 image");
+        assert_eq!(cost_line(10, 3), "30 credits for 3 images");
     }
 }

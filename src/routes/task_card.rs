@@ -1,12 +1,14 @@
 //! One task as a card: status, elapsed time and progress while processing;
-//! the image (alt text = the prompt) once completed; the reason and the
-//! refund once failed. Used by the generator and the history page.
+//! the images (alt text = the prompt) once completed, with the seed and
+//! "Reuse seed"; the reason and the refund once failed. Used by the
+//! generator and the history page (where "Use this prompt" reopens the
+//! generator with the task's prompt, model and inputs).
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
 use crate::api::{cancel_image, delete_image, share_image, unshare_image};
-use crate::model::{TaskStatus, TaskView};
+use crate::model::{TaskStatus, TaskView, aspect_size};
 use crate::session::use_session;
 
 /// Milliseconds since the Unix epoch, on either side.
@@ -106,16 +108,36 @@ pub fn TaskCard(
             <div class="frame">
                 {move || {
                     let t = task.get();
-                    match (t.status, t.image_url) {
-                        (TaskStatus::Completed, Some(url)) => {
+                    let images = t.images();
+                    match t.status {
+                        TaskStatus::Completed if !images.is_empty() => {
+                            let (width, height) = aspect_size(t.aspect_ratio.as_deref(), 512);
+                            let count = images.len();
                             view! {
-                                <a href=url.clone() target="_blank" rel="noopener" class="image-link">
-                                    <img src=url.clone() alt=t.prompt.clone() width="512" height="512" loading="lazy" decoding="async" />
-                                </a>
+                                <div class="outputs" data-count=count.to_string()>
+                                    {images
+                                        .into_iter()
+                                        .map(|url| {
+                                            let href = url.clone();
+                                            view! {
+                                                <a href=href target="_blank" rel="noopener" class="image-link">
+                                                    <img
+                                                        src=url
+                                                        alt=t.prompt.clone()
+                                                        width=width.to_string()
+                                                        height=height.to_string()
+                                                        loading="lazy"
+                                                        decoding="async"
+                                                    />
+                                                </a>
+                                            }
+                                        })
+                                        .collect_view()}
+                                </div>
                             }
                                 .into_any()
                         }
-                        (TaskStatus::Failed | TaskStatus::Canceled, _) => {
+                        TaskStatus::Failed | TaskStatus::Canceled => {
                             view! {
                                 <div class="placeholder failed" aria-hidden="true">
                                     <span>"✕"</span>
@@ -211,19 +233,64 @@ pub fn TaskCard(
                                 .into_any()
                         }
                         TaskStatus::Completed if !compact => {
-                            let url = t.image_url.unwrap_or_default();
-                            let name = format!("darkroom-{}.png", &t.id[..8.min(t.id.len())]);
+                            let images = t.images();
+                            let count = images.len();
+                            let short_id = t.id[..8.min(t.id.len())].to_owned();
                             view! {
                                 <p class="actions">
-                                    <a href=url download=name class="button">
-                                        "Download"
-                                    </a>
+                                    {images
+                                        .into_iter()
+                                        .enumerate()
+                                        .map(|(n, url)| {
+                                            let (label, name) = if count == 1 {
+                                                ("Download".to_owned(), format!("darkroom-{short_id}.png"))
+                                            } else {
+                                                (
+                                                    format!("Download image {}", n + 1),
+                                                    format!("darkroom-{short_id}-{}.png", n + 1),
+                                                )
+                                            };
+                                            let described =
+                                                (count > 1).then(|| format!("Download image {} of {count}", n + 1));
+                                            view! {
+                                                <a href=url download=name class="button" aria-label=described>
+                                                    {label}
+                                                </a>
+                                            }
+                                        })
+                                        .collect_view()}
                                 </p>
                             }
                                 .into_any()
                         }
                         _ => ().into_any(),
                     }
+                }}
+                {move || {
+                    task.with(|t| {
+                        t.seed.filter(|_| t.status == TaskStatus::Completed).map(|seed| {
+                            view! {
+                                <p class="seed">
+                                    "Seed " <code>{seed.to_string()}</code> " "
+                                    <a href=t.reuse_url(true) class="reuse">
+                                        "Reuse seed"
+                                    </a>
+                                </p>
+                            }
+                        })
+                    })
+                }}
+                {move || {
+                    compact
+                        .then(|| {
+                            view! {
+                                <p class="reuse-prompt">
+                                    <a href=move || task.with(|t| t.reuse_url(false)) class="button">
+                                        "Use this prompt"
+                                    </a>
+                                </p>
+                            }
+                        })
                 }}
                 {move || {
                     let (id, status) = task.with(|t| (t.id.clone(), t.status));
