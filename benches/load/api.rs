@@ -58,7 +58,14 @@ impl Session {
 
     /// Starts a generation; the new task's id.
     pub async fn generate(&self, prompt: &str) -> String {
-        let v = self.post("generate_image", &[("prompt", prompt)]).await.expect("generate_image");
+        self.generate_with(prompt, &[]).await
+    }
+
+    /// Submits `prompt` with model inputs (`num_outputs`, …); the task id.
+    pub async fn generate_with(&self, prompt: &str, inputs: &[(&str, &str)]) -> String {
+        let mut form = vec![("prompt", prompt)];
+        form.extend_from_slice(inputs);
+        let v = self.post("generate_image", &form).await.expect("generate_image");
         v["task_id"].as_str().expect("task_id").to_owned()
     }
 

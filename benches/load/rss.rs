@@ -1,5 +1,5 @@
 //! Benchmark 4: the server's peak RSS (`VmHWM`) while 100 tasks finalize
-//! 8 MiB outputs at once. The simulator's PNGs are ~230 KB, so this section
+//! 8 MiB outputs at once, one image per task and then four. The simulator's PNGs are ~230 KB, so this section
 //! points the app's real Replicate adapter (configuration only:
 //! `DARKROOM_PROVIDER=replicate`, `REPLICATE_BASE_URL`,
 //! `DARKROOM_OUTPUT_HOSTS`) at a small Replicate stand-in inside the harness
@@ -33,6 +33,8 @@ const RUNS: usize = 3;
 
 struct Mock {
     base: String,
+    /// Outputs per prediction.
+    outputs: usize,
     next: AtomicU64,
     released: AtomicBool,
     chunk: Bytes,
@@ -45,8 +47,8 @@ async fn create(State(m): State<Arc<Mock>>) -> impl IntoResponse {
 
 async fn prediction(State(m): State<Arc<Mock>>, Path(id): Path<String>) -> impl IntoResponse {
     if m.released.load(Ordering::Relaxed) {
-        let url = format!("{}/out/{id}/out-0.png", m.base);
-        Json(json!({ "id": id, "status": "succeeded", "output": [url] }))
+        let urls: Vec<String> = (0..m.outputs).map(|n| format!("{}/out/{id}/out-{n}.png", m.base)).collect();
+        Json(json!({ "id": id, "status": "succeeded", "output": urls }))
     } else {
         Json(json!({ "id": id, "status": "processing", "output": null, "logs": "10%|█ | 3/30" }))
     }
@@ -58,13 +60,14 @@ async fn output(State(m): State<Arc<Mock>>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "image/png"), (header::CONTENT_LENGTH, OUTPUT_BYTES_TEXT)], Body::from_stream(body))
 }
 
-async fn start_mock() -> (Arc<Mock>, u16) {
+async fn start_mock(outputs: usize) -> (Arc<Mock>, u16) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind mock");
     let port = listener.local_addr().expect("mock addr").port();
     let mut chunk = vec![0u8; CHUNK];
     chunk[..8].copy_from_slice(b"\x89PNG\r\n\x1a\n");
     let mock = Arc::new(Mock {
         base: format!("http://127.0.0.1:{port}"),
+        outputs,
         next: AtomicU64::new(0),
         released: AtomicBool::new(false),
         chunk: Bytes::from(chunk),
@@ -78,27 +81,63 @@ async fn start_mock() -> (Arc<Mock>, u16) {
     (mock, port)
 }
 
+/// One scenario's medians: peak RSS, RSS before the finalize (MiB), and
+/// seconds to finalize all.
+struct Medians {
+    peak: f64,
+    before: f64,
+    secs: f64,
+}
+
 pub async fn bench(dir: &std::path::Path, report: &mut Report) {
+    let one = scenario(dir, 1).await;
+    let four = scenario(dir, 4).await;
+    report.line("### 4. Peak RSS while 100 tasks finalize 8 MiB outputs at once");
+    report.line(
+        "The simulator's outputs are ~230 KB and `#huge` outputs fail by design, so this section runs the app's \
+         real Replicate adapter (configured by environment only, the model from a `DARKROOM_MODELS_FILE` \
+         catalogue) against a Replicate stand-in in the harness that serves 8 MiB outputs (PNG signature + filler, \
+         streamed in 64 KiB chunks) from 127.0.0.1. 100 tasks are created (one image each, then four: \
+         `num_outputs=4`), then the stand-in reports them all succeeded and 100 concurrent polls finalize them; the \
+         800 MiB (3.2 GiB) landing in the local object store is checked. `VmHWM` from `/proc/PID/status`, fresh \
+         server per run, median of 3 runs.",
+    );
+    report.line("");
+    report.line(
+        "| images per task | peak RSS (VmHWM) MiB | VmHWM before the finalize MiB | time to finalize all | target |",
+    );
+    report.line("|---|---|---|---|---|");
+    for (images, m) in [(1, one), (4, four)] {
+        report.line(&format!("| {images} | **{:.1}** | {:.1} | {:.1} s | < 150 MiB |", m.peak, m.before, m.secs));
+    }
+    report.line("");
+}
+
+async fn scenario(dir: &std::path::Path, outputs: usize) -> Medians {
     let (mut peaks, mut befores, mut secs) = (Vec::new(), Vec::new(), Vec::new());
     for run in 0..RUNS {
-        let (mock, port) = start_mock().await;
-        let data = dir.join(format!("rss{run}"));
+        let (mock, port) = start_mock(outputs).await;
+        let data = dir.join(format!("rss{outputs}-{run}"));
+        std::fs::create_dir_all(&data).expect("data dir");
+        let catalogue = data.join("models.toml");
+        std::fs::write(&catalogue, "[[models]]\nid = \"bench/big\"\nmax_outputs = 4\n").expect("catalogue");
         let app = procs::darkroom(
             &data,
             &[
                 ("DARKROOM_PROVIDER", "replicate".into()),
                 ("REPLICATE_API_TOKEN", "r8_bench".into()),
                 ("REPLICATE_BASE_URL", format!("http://127.0.0.1:{port}/v1")),
-                ("DARKROOM_MODELS", "bench/big".into()),
+                ("DARKROOM_MODELS_FILE", catalogue.display().to_string()),
                 ("DARKROOM_OUTPUT_HOSTS", format!("http://127.0.0.1:{port}")),
                 ("DARKROOM_PROVIDER_CHECK_MS", "200".into()),
                 ("DARKROOM_RECONCILE_INTERVAL_SECS", "3600".into()),
             ],
         );
-        let s = api::sign_up(app.addr, &format!("rss{run}@bench.test")).await;
+        let s = api::sign_up(app.addr, &format!("rss{outputs}-{run}@bench.test")).await;
+        let count = outputs.to_string();
         let ids = futures::future::join_all((0..TASKS).map(|i| {
-            let s = &s;
-            async move { s.generate(&format!("large output {i}")).await }
+            let (s, count) = (&s, &count);
+            async move { s.generate_with(&format!("large output {i}"), &[("num_outputs", count)]).await }
         }))
         .await;
         tokio::time::sleep(Duration::from_millis(400)).await;
@@ -112,7 +151,7 @@ pub async fn bench(dir: &std::path::Path, report: &mut Report) {
             .filter(|(_, v)| v.as_ref().map_or(true, |v| v["status"] != "completed"))
             .map(|(id, _)| id)
             .collect();
-        for _ in 0..50 {
+        for _ in 0..200 {
             if left.is_empty() {
                 break;
             }
@@ -130,15 +169,16 @@ pub async fn bench(dir: &std::path::Path, report: &mut Report) {
         assert!(left.is_empty(), "{} of {TASKS} large-output tasks did not complete", left.len());
         let stored = dir_bytes(&data.join("objects"));
         eprintln!(
-            "  run {run}: VmHWM {:.1} MiB (before release: VmHWM {:.1}, VmRSS {:.1}); {TASKS} × 8 MiB finalized in {took:.1} s; {:.0} MiB stored",
+            "  {outputs} per task, run {run}: VmHWM {:.1} MiB (before release: VmHWM {:.1}, VmRSS {:.1}); \
+             {TASKS} × {outputs} × 8 MiB finalized in {took:.1} s; {:.0} MiB stored",
             kib_mib(hwm),
             kib_mib(hwm_before),
             kib_mib(rss_before),
             stored as f64 / 1048576.0
         );
         assert!(
-            stored >= (TASKS * OUTPUT_BYTES) as u64,
-            "expected {TASKS} outputs of 8 MiB in storage, found {stored} bytes"
+            stored >= (TASKS * outputs * OUTPUT_BYTES) as u64,
+            "expected {TASKS} × {outputs} outputs of 8 MiB in storage, found {stored} bytes"
         );
         peaks.push(kib_mib(hwm));
         befores.push(kib_mib(hwm_before));
@@ -146,24 +186,7 @@ pub async fn bench(dir: &std::path::Path, report: &mut Report) {
         drop(app);
         let _ = std::fs::remove_dir_all(&data);
     }
-    report.line("### 4. Peak RSS while 100 tasks finalize 8 MiB outputs at once");
-    report.line(
-        "The simulator's outputs are ~230 KB and `#huge` outputs fail by design, so this section runs the app's \
-         real Replicate adapter (configured by environment only) against a Replicate stand-in in the harness that \
-         serves 8 MiB outputs (PNG signature + filler, streamed in 64 KiB chunks) from 127.0.0.1. 100 tasks are \
-         created, then the stand-in reports them all succeeded and 100 concurrent polls finalize them; the 800 MiB \
-         landing in the local object store is checked. `VmHWM` from `/proc/PID/status`, fresh server per run.",
-    );
-    report.line("");
-    report.line("| peak RSS (VmHWM) MiB | VmHWM before the finalize MiB | time to finalize all | target |");
-    report.line("|---|---|---|---|");
-    report.line(&format!(
-        "| **{:.1}** | {:.1} | {:.1} s | < 150 MiB |",
-        median(&peaks),
-        median(&befores),
-        median(&secs)
-    ));
-    report.line("");
+    Medians { peak: median(&peaks), before: median(&befores), secs: median(&secs) }
 }
 
 fn kib_mib(kib: u64) -> f64 {
