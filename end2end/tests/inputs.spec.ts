@@ -59,6 +59,12 @@ test("a seed set under Advanced is shown on the card, and Reuse seed brings it b
   await expect(page).toHaveURL(/seed=1234/);
   await expect(page.getByLabel("Prompt")).toHaveValue("a seeded orchard");
   await expect(page.getByLabel("Seed")).toHaveValue("1234");
+
+  // Again from the same address: the link changes nothing in it, and still
+  // brings the seed back.
+  await page.getByLabel("Seed").fill("99");
+  await page.getByRole("link", { name: "Reuse seed" }).click();
+  await expect(page.getByLabel("Seed")).toHaveValue("1234");
 });
 
 test("Generate says why it is disabled when the balance does not cover the images", async ({ page }) => {

@@ -77,7 +77,28 @@ impl Fields {
     /// Fills the fields from a query; a model or an input the catalogue
     /// does not offer falls back to the model's default.
     fn fill(self, query: &ParamsMap, models: &[ModelOption]) {
-        let get = |name: &str| query.get(name).unwrap_or_default();
+        self.fill_with(|name| query.get(name).unwrap_or_default(), models);
+    }
+
+    /// Fills the fields with a task's prompt, model and inputs, and its
+    /// seed too when `with_seed` (what its "Reuse seed" link says).
+    fn fill_from(self, task: &TaskView, with_seed: bool, models: &[ModelOption]) {
+        let seed = task.seed.filter(|_| with_seed).map(|s| s.to_string()).unwrap_or_default();
+        self.fill_with(
+            |name| match name {
+                "prompt" => task.prompt.clone(),
+                "model" => task.model.clone(),
+                "aspect_ratio" => task.aspect_ratio.clone().unwrap_or_default(),
+                "num_outputs" => task.num_outputs.to_string(),
+                "seed" => seed.clone(),
+                "negative_prompt" => task.negative_prompt.clone().unwrap_or_default(),
+                _ => String::new(),
+            },
+            models,
+        );
+    }
+
+    fn fill_with(self, get: impl Fn(&str) -> String, models: &[ModelOption]) {
         let model = models.iter().find(|m| m.id == get("model")).or(models.first());
         let Some(model) = model else { return };
         self.prompt.set(get("prompt"));
@@ -97,6 +118,12 @@ impl Fields {
         }
     }
 }
+
+/// Given by the generator to the task card it shows: "Reuse seed" fills
+/// the form in directly, also when its link points at the address already
+/// shown (where following it changes nothing the page would notice).
+#[derive(Clone, Copy)]
+pub struct Refill(pub Callback<(TaskView, bool)>);
 
 /// "30 credits for 3 images".
 fn cost_line(credits: i64, images: u8) -> String {
@@ -119,6 +146,9 @@ fn Generator(setup: GeneratorInfo) -> impl IntoView {
             models.with_value(|m| fields.fill(&q, m));
         }
     });
+    provide_context(Refill(Callback::new(move |(task, with_seed): (TaskView, bool)| {
+        models.with_value(|m| fields.fill_from(&task, with_seed, m));
+    })));
     let model = Memo::new(move |_| {
         let id = fields.model.get();
         models.with_value(|m| m.iter().find(|m| m.id == id).or(m.first()).cloned())

@@ -7,6 +7,7 @@
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
+use super::generator::Refill;
 use crate::api::{cancel_image, delete_image, share_image, unshare_image};
 use crate::model::{TaskStatus, TaskView, aspect_size};
 use crate::session::use_session;
@@ -69,6 +70,8 @@ pub fn TaskCard(
         TaskStatus::Canceled => "Canceled",
     };
     let session = use_session();
+    // On the generator page: "Reuse seed" fills its form in directly.
+    let refill = use_context::<Refill>();
     let canceling = RwSignal::new(false);
     let cancel_error = RwSignal::new(None::<String>);
     let cancel = move |_| {
@@ -272,7 +275,15 @@ pub fn TaskCard(
                             view! {
                                 <p class="seed">
                                     "Seed " <code>{seed.to_string()}</code> " "
-                                    <a href=t.reuse_url(true) class="reuse">
+                                    <a
+                                        href=t.reuse_url(true)
+                                        class="reuse"
+                                        on:click=move |_| {
+                                            if let Some(Refill(fill)) = refill {
+                                                fill.run((task.get_untracked(), true));
+                                            }
+                                        }
+                                    >
                                         "Reuse seed"
                                     </a>
                                 </p>
