@@ -120,19 +120,48 @@ impl TaskView {
 
     /// The generator with this task's prompt, model and inputs filled in,
     /// and its seed too when `with_seed` ("Reuse seed").
+    ///
+    /// Percent-encoded, a long prompt in a non-Latin script takes up to 9
+    /// bytes per character, and proxies commonly refuse request lines over
+    /// 8 KB. A link that would pass [`MAX_REUSE_URL`] leaves out the
+    /// negative prompt, then shortens the prompt (at a character boundary)
+    /// until it fits: a link that opens beats one that fails.
     pub fn reuse_url(&self, with_seed: bool) -> String {
         let count = if self.num_outputs > 1 { self.num_outputs.to_string() } else { String::new() };
         let seed = self.seed.filter(|_| with_seed).map(|s| s.to_string()).unwrap_or_default();
-        crate::paths::generator_url(&[
-            ("prompt", &self.prompt),
-            ("model", &self.model),
-            ("aspect_ratio", self.aspect_ratio.as_deref().unwrap_or("")),
-            ("num_outputs", &count),
-            ("seed", &seed),
-            ("negative_prompt", self.negative_prompt.as_deref().unwrap_or("")),
-        ])
+        let url = |prompt: &str, negative: &str| {
+            crate::paths::generator_url(&[
+                ("prompt", prompt),
+                ("model", &self.model),
+                ("aspect_ratio", self.aspect_ratio.as_deref().unwrap_or("")),
+                ("num_outputs", &count),
+                ("seed", &seed),
+                ("negative_prompt", negative),
+            ])
+        };
+        let full = url(&self.prompt, self.negative_prompt.as_deref().unwrap_or(""));
+        if full.len() <= MAX_REUSE_URL {
+            return full;
+        }
+        let mut prompt = self.prompt.as_str();
+        loop {
+            let link = url(prompt, "");
+            if link.len() <= MAX_REUSE_URL || prompt.is_empty() {
+                return link;
+            }
+            // Cut an eighth of what is left (at least one character).
+            let mut end = prompt.len() - (prompt.len() / 8).max(1);
+            while !prompt.is_char_boundary(end) {
+                end -= 1;
+            }
+            prompt = &prompt[..end];
+        }
     }
 }
+
+/// Longest "Use this prompt" / "Reuse seed" link, in bytes: well under
+/// the 8 KB request line common proxies accept.
+pub const MAX_REUSE_URL: usize = 6 * 1024;
 
 /// Width and height of an image of aspect ratio `ratio` (`W:H`) whose long
 /// side is `long`; square when the ratio is unknown.
@@ -310,6 +339,23 @@ mod tests {
         assert!(view.reuse_url(true).ends_with("&num_outputs=3&seed=42"));
         view.image_url = Some("/images/t".into());
         assert_eq!(view.images(), ["/images/t"], "an older view's one image");
+    }
+
+    #[test]
+    fn a_reuse_link_stays_short_enough_for_a_proxy() {
+        // 2000 characters of a script that encodes to 9 bytes each.
+        let long = "漢".repeat(2000);
+        let mut view = TaskView::pending("t".into(), long.clone(), "a/b".into(), 10, 0);
+        view.negative_prompt = Some("blur, ".repeat(300));
+        view.seed = Some(7);
+        let link = view.reuse_url(true);
+        assert!(link.len() <= MAX_REUSE_URL, "{} bytes", link.len());
+        assert!(link.starts_with("/?prompt=%E6%BC%A2"), "the prompt's start is kept");
+        assert!(!link.contains("negative_prompt"), "dropped first");
+        assert!(link.ends_with("&model=a%2Fb&seed=7"), "the inputs are kept: {}", &link[link.len() - 40..]);
+        // A short prompt's negative prompt fits, and stays.
+        view.prompt = "a fox".into();
+        assert!(view.reuse_url(false).ends_with(&format!("negative_prompt={}", "blur%2C%20".repeat(300))));
     }
 
     #[test]
