@@ -289,26 +289,13 @@ fn Generator(setup: GeneratorInfo) -> impl IntoView {
                     {fields.prompt.get_untracked()}
                 </textarea>
                 <div class="form-row">
-                    <span class="choice">
-                    <label for="model" class="inline-label">
-                        "Model"
-                    </label>
-                    <select id="model" name="model" on:change=move |ev| fields.model.set(event_target_value(&ev))>
-                        {setup
-                            .models
-                            .iter()
-                            .map(|m| {
-                                let id = m.id.clone();
-                                let chosen = move || fields.model.get() == id;
-                                view! {
-                                    <option value=m.id.clone() selected=chosen.clone() prop:selected=chosen>
-                                        {m.name.clone()}
-                                    </option>
-                                }
-                            })
-                            .collect_view()}
-                    </select>
-                    </span>
+                    <Choice
+                        id="model"
+                        label="Model"
+                        options=setup.models.iter().map(|m| (m.id.clone(), m.name.clone())).collect()
+                        chosen=fields.model
+                        on_pick=move |id| fields.model.set(id)
+                    />
                     {move || model.get().map(|m| view! { <ModelInputs model=m fields /> })}
                 </div>
                 {move || model.get().filter(|m| m.seed || m.negative_prompt).map(|m| view! { <Advanced model=m fields /> })}
@@ -373,60 +360,62 @@ fn Generator(setup: GeneratorInfo) -> impl IntoView {
 fn ModelInputs(model: ModelOption, fields: Fields) -> impl IntoView {
     let ratios = (!model.aspect_ratios.is_empty()).then(|| {
         view! {
-            <span class="choice">
-            <label for="aspect_ratio" class="inline-label">
-                "Aspect ratio"
-            </label>
-            <select
+            <Choice
                 id="aspect_ratio"
-                name="aspect_ratio"
-                on:change=move |ev| fields.aspect_ratio.set(event_target_value(&ev))
-            >
-                {model
-                    .aspect_ratios
-                    .iter()
-                    .map(|r| {
-                        let ratio = r.clone();
-                        let chosen = move || fields.aspect_ratio.get() == ratio;
-                        view! {
-                            <option value=r.clone() selected=chosen.clone() prop:selected=chosen>
-                                {r.clone()}
-                            </option>
-                        }
-                    })
-                    .collect_view()}
-            </select>
-            </span>
+                label="Aspect ratio"
+                options=model.aspect_ratios.iter().map(|r| (r.clone(), r.clone())).collect()
+                chosen=fields.aspect_ratio
+                on_pick=move |ratio| fields.aspect_ratio.set(ratio)
+            />
         }
     });
     let counts = (model.max_outputs > 1).then(|| {
         view! {
-            <span class="choice">
-            <label for="num_outputs" class="inline-label">
-                "Number of images"
-            </label>
-            <select
+            <Choice
                 id="num_outputs"
-                name="num_outputs"
-                on:change=move |ev| fields.num_outputs.set(event_target_value(&ev).parse().unwrap_or(1))
-            >
-                {(1..=model.max_outputs)
-                    .map(|n| {
-                        let chosen = move || fields.num_outputs.get() == n;
-                        view! {
-                            <option value=n.to_string() selected=chosen prop:selected=chosen>
-                                {n.to_string()}
-                            </option>
-                        }
-                    })
-                    .collect_view()}
-            </select>
-            </span>
+                label="Number of images"
+                options=(1..=model.max_outputs).map(|n| (n.to_string(), n.to_string())).collect()
+                chosen=Signal::derive(move || fields.num_outputs.get().to_string())
+                on_pick=move |n: String| fields.num_outputs.set(n.parse().unwrap_or(1))
+            />
         }
     });
     view! {
         {ratios}
         {counts}
+    }
+}
+
+/// A labelled select (`id` is also its form name) of (value, label)
+/// options, showing `chosen` and telling `on_pick` what the person picks.
+#[component]
+fn Choice(
+    id: &'static str,
+    label: &'static str,
+    options: Vec<(String, String)>,
+    #[prop(into)] chosen: Signal<String>,
+    #[prop(into)] on_pick: Callback<String>,
+) -> impl IntoView {
+    view! {
+        <span class="choice">
+            <label for=id class="inline-label">
+                {label}
+            </label>
+            <select id=id name=id on:change=move |ev| on_pick.run(event_target_value(&ev))>
+                {options
+                    .into_iter()
+                    .map(|(value, text)| {
+                        let this = value.clone();
+                        let is_chosen = move || chosen.get() == this;
+                        view! {
+                            <option value=value selected=is_chosen.clone() prop:selected=is_chosen>
+                                {text}
+                            </option>
+                        }
+                    })
+                    .collect_view()}
+            </select>
+        </span>
     }
 }
 

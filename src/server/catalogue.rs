@@ -44,52 +44,52 @@ const SIM_MODELS: &[(&str, &str, bool)] = &[
     ("bytedance/sdxl-lightning-4step", "SDXL Lightning", false),
 ];
 
-/// A model offered to people.
+/// A model offered to people: what the generator page is told about it
+/// (its inputs and price, [`ModelOption`]), and what only the server needs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelSpec {
-    /// `owner/name[:version]`, as sent to the provider.
-    pub id: String,
-    /// What the picker shows.
-    pub name: String,
-    /// Credits per image.
-    pub credits: i64,
-    /// Aspect ratios offered (`W:H`); the first is the default. Empty: the
-    /// model is sent no aspect ratio.
-    pub aspect_ratios: Vec<String>,
-    /// Images one generation may ask for (1 = the input is never sent).
-    pub max_outputs: u8,
-    pub seed: bool,
-    pub negative_prompt: bool,
+    /// Id, name, credits per image and the inputs it takes. An empty
+    /// `aspect_ratios` sends no aspect ratio; `max_outputs` 1 never sends
+    /// `num_outputs`.
+    pub offer: ModelOption,
     /// Inputs passed to the model as they are.
     pub fixed_inputs: Map<String, Value>,
+}
+
+impl std::ops::Deref for ModelSpec {
+    type Target = ModelOption;
+
+    fn deref(&self) -> &ModelOption {
+        &self.offer
+    }
+}
+
+impl std::ops::DerefMut for ModelSpec {
+    fn deref_mut(&mut self) -> &mut ModelOption {
+        &mut self.offer
+    }
 }
 
 impl ModelSpec {
     /// A model that takes only a prompt and makes one image.
     pub fn prompt_only(id: &str, name: &str, credits: i64) -> Self {
         Self {
-            id: id.to_owned(),
-            name: name.to_owned(),
-            credits,
-            aspect_ratios: Vec::new(),
-            max_outputs: 1,
-            seed: false,
-            negative_prompt: false,
+            offer: ModelOption {
+                id: id.to_owned(),
+                name: name.to_owned(),
+                credits,
+                aspect_ratios: Vec::new(),
+                max_outputs: 1,
+                seed: false,
+                negative_prompt: false,
+            },
             fixed_inputs: Map::new(),
         }
     }
 
     /// What the generator page is told about the model.
     pub fn option(&self) -> ModelOption {
-        ModelOption {
-            id: self.id.clone(),
-            name: self.name.clone(),
-            credits: self.credits,
-            aspect_ratios: self.aspect_ratios.clone(),
-            max_outputs: self.max_outputs,
-            seed: self.seed,
-            negative_prompt: self.negative_prompt,
-        }
+        self.offer.clone()
     }
 
     /// Checks a request's inputs against the model: each one given must be
@@ -206,12 +206,13 @@ pub struct Inputs {
 pub fn builtin(credits: i64) -> Vec<ModelSpec> {
     SIM_MODELS
         .iter()
-        .map(|&(id, name, negative_prompt)| ModelSpec {
-            aspect_ratios: SIM_ASPECT_RATIOS.iter().map(|r| (*r).to_owned()).collect(),
-            max_outputs: MAX_OUTPUTS,
-            seed: true,
-            negative_prompt,
-            ..ModelSpec::prompt_only(id, name, credits)
+        .map(|&(id, name, negative_prompt)| {
+            let mut model = ModelSpec::prompt_only(id, name, credits);
+            model.aspect_ratios = SIM_ASPECT_RATIOS.iter().map(|r| (*r).to_owned()).collect();
+            model.max_outputs = MAX_OUTPUTS;
+            model.seed = true;
+            model.negative_prompt = negative_prompt;
+            model
         })
         .collect()
 }
@@ -562,7 +563,8 @@ mod tests {
         ] {
             assert!(plain.check(&inputs).unwrap_err().message.contains(expected), "{expected}");
         }
-        let sdxl = ModelSpec { negative_prompt: true, ..plain };
+        let mut sdxl = plain;
+        sdxl.negative_prompt = true;
         assert!(sdxl.check(&raw("", "", "", &"x".repeat(2001))).unwrap_err().message.contains("too long"));
         assert!(sdxl.check(&raw("", "", "", "a\u{0}b")).is_err());
         assert_eq!(sdxl.check(&raw("", "", "", " blurry ")).unwrap().negative_prompt.as_deref(), Some("blurry"));
