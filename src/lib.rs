@@ -26,7 +26,12 @@ pub mod standard_webhooks;
 #[cfg(feature = "hydrate")]
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn hydrate() {
-    console_error_panic_hook::set_once();
+    // A panic is logged to the console, and kept on the page for tests to
+    // report (`window.__darkroom_panic`).
+    std::panic::set_hook(Box::new(|info| {
+        console_error_panic_hook::hook(info);
+        let _ = js_sys::Reflect::set(&leptos::prelude::window(), &"__darkroom_panic".into(), &info.to_string().into());
+    }));
     leptos::mount::hydrate_body(app::App);
     // Lets end-to-end tests wait for the page to become interactive.
     let _ = js_sys::Reflect::set(&leptos::prelude::window(), &"__darkroom_hydrated".into(), &true.into());

@@ -6,6 +6,11 @@ async function generate(page: Page, prompt: string) {
   await page.getByRole("button", { name: "Generate" }).click();
 }
 
+// A page that comes back resumes the latest *processing* task. The server
+// checks a new task on its own and completes it at its end, watched or not,
+// so the tests that reload or reopen run theirs for 6 s (`#ms=6000`), time
+// enough to come back while it is still processing.
+
 test("a prompt becomes an image, with progress on the way, and costs 10 credits", async ({ page }) => {
   await signUp(page);
   await hydrated(page);
@@ -26,7 +31,7 @@ test("a prompt becomes an image, with progress on the way, and costs 10 credits"
 test("a reload while processing resumes polling without a second charge", async ({ page }) => {
   await signUp(page);
   await hydrated(page);
-  await generate(page, "a reloaded harbour");
+  await generate(page, "a reloaded harbour #ms=6000");
   await expect(page.getByText("Processing", { exact: true })).toBeVisible();
 
   await page.reload();
@@ -39,7 +44,7 @@ test("a reload while processing resumes polling without a second charge", async 
 test("a new browser with the same session resumes the task", async ({ page, browser }) => {
   await signUp(page);
   await hydrated(page);
-  await generate(page, "a reopened window");
+  await generate(page, "a reopened window #ms=6000");
   await expect(page.getByText("Processing", { exact: true })).toBeVisible();
   const state = await page.context().storageState();
   await page.context().close();
@@ -65,7 +70,7 @@ test("a failed generation says why and gives the credits back", async ({ page })
 test("two pages polling one task: one charge, one image", async ({ page, context }) => {
   await signUp(page);
   await hydrated(page);
-  await generate(page, "two tabs, one picture");
+  await generate(page, "two tabs, one picture #ms=6000");
   await expect(page.getByText("Processing", { exact: true })).toBeVisible();
 
   const second = await context.newPage();

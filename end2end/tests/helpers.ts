@@ -18,7 +18,35 @@ export async function signUp(page: Page, email = freshEmail()): Promise<string> 
   return email;
 }
 
-/** Waits until the page has hydrated (the WASM bundle took over). */
+/**
+ * Waits until the page has hydrated (the WASM bundle took over). Fails at
+ * once if the bundle panicked, and after 30 s with what the page loaded, so
+ * a failure says why.
+ */
 export async function hydrated(page: Page) {
-  await page.waitForFunction(() => (window as any).__darkroom_hydrated === true);
+  const outcome = await page
+    .waitForFunction(
+      () => {
+        const w = window as any;
+        if (w.__darkroom_hydrated === true) return "hydrated";
+        return w.__darkroom_panic ? `panicked: ${w.__darkroom_panic}` : false;
+      },
+      undefined,
+      { timeout: 30_000 },
+    )
+    .then((handle) => handle.jsonValue())
+    .catch(async (e) => {
+      const seen = await page
+        .evaluate(() => ({
+          url: location.href,
+          readyState: document.readyState,
+          bundle: performance
+            .getEntriesByType("resource")
+            .filter((r) => r.name.includes("/pkg/"))
+            .map((r) => `${r.name} ${(r as PerformanceResourceTiming).responseStatus} ${Math.round(r.duration)} ms`),
+        }))
+        .catch(() => "(the page could not be read)");
+      return `not hydrated after 30 s (${e}); the page: ${JSON.stringify(seen)}`;
+    });
+  expect(outcome, "the page hydrates").toBe("hydrated");
 }
