@@ -6,10 +6,10 @@ async function generate(page: Page, prompt: string) {
   await page.getByRole("button", { name: "Generate" }).click();
 }
 
-// A page that comes back resumes the latest *processing* task. The server
-// checks a new task on its own and completes it at its end, watched or not,
-// so the tests that reload or reopen run theirs for 6 s (`#ms=6000`), time
-// enough to come back while it is still processing.
+// A page that comes back resumes the latest *processing* task. Another
+// page's poll or the server's own checks may finish a short task before the
+// page is back, so the tests that reload or reopen run theirs for 6 s
+// (`#ms=6000`), time enough to come back while it is still processing.
 
 test("a prompt becomes an image, with progress on the way, and costs 10 credits", async ({ page }) => {
   await signUp(page);
