@@ -139,10 +139,11 @@ async fn submit(
     match submitted {
         Ok(prediction) => {
             let now = db::now_ms();
-            let moved =
-                store::mark_processing(&state.db, &task_id, &prediction.id, now + check_interval_ms(state), now)
-                    .await?;
-            if !moved {
+            let first_check = now + check_interval_ms(state);
+            let moved = store::mark_processing(&state.db, &task_id, &prediction.id, first_check, now).await?;
+            if moved {
+                recheck::first_check(state, &task_id, first_check);
+            } else {
                 // The reconciler gave up on it meanwhile (and refunded).
                 let _ = state.provider.cancel(&prediction.id).await;
             }

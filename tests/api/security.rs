@@ -399,17 +399,17 @@ async fn a_finalize_waiting_for_an_upload_slot_holds_no_lease() {
     let app = spawn_app_with(&[("DARKROOM_SIM_DURATION_MS", "100")]).await;
     let c = client();
     app.sign_up(&c).await;
-    let (status, body) = app.call(&c, "generate_image", &[("prompt", "a queued fox")]).await;
-    assert_eq!(status, 200, "{body}");
-    let id = body["task_id"].as_str().unwrap().to_owned();
-    tokio::time::sleep(Duration::from_millis(400)).await;
-
-    // Every upload slot of this instance is busy.
+    // Every upload slot of this instance is busy (from before the server's
+    // own first check, which may see the prediction done and wait too).
     let mut held = Vec::new();
     while let Some(Ok(permit)) = futures::FutureExt::now_or_never(app.state.uploads.admit()) {
         held.push(permit);
     }
     assert!(!held.is_empty());
+    let (status, body) = app.call(&c, "generate_image", &[("prompt", "a queued fox")]).await;
+    assert_eq!(status, 200, "{body}");
+    let id = body["task_id"].as_str().unwrap().to_owned();
+    tokio::time::sleep(Duration::from_millis(400)).await;
     let poll = {
         let (base, c, id) = (app.base.clone(), c.clone(), id.clone());
         tokio::spawn(async move {

@@ -172,15 +172,18 @@ async fn the_reconciler_finishes_tasks_nobody_polls() {
     let app = spawn_app_with(&[("DARKROOM_RECONCILE_INTERVAL_SECS", "1")]).await;
     let c = client();
     app.sign_up(&c).await;
-    let ok = generate(&app, &c, "an unwatched garden").await;
-    let bad = generate(&app, &c, "an unwatched garden #fail").await;
+    // Long enough that the server's own first check (100 ms in) finds them
+    // still starting, with no progress to time a re-check by: only the
+    // reconciler looks again.
+    let ok = generate(&app, &c, "an unwatched garden #ms=5000").await;
+    let bad = generate(&app, &c, "an unwatched garden #fail #ms=5000").await;
     let start = Instant::now();
     loop {
         let finished = app.count("SELECT COUNT(*) FROM tasks WHERE status IN ('completed', 'failed')").await;
         if finished == 2 {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(10), "the reconciler did not finish the tasks");
+        assert!(start.elapsed() < Duration::from_secs(15), "the reconciler did not finish the tasks");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(app.state.metrics.polls(), 0, "nobody polled");
@@ -309,6 +312,62 @@ async fn a_running_prediction_is_checked_again_when_it_should_end() {
     }
     assert_eq!(app.state.metrics.polls(), polls, "nobody polled");
     assert!(app.state.rechecks.is_empty());
+}
+
+/// The server checks a new prediction once its first check interval has
+/// passed, without waiting for a poll; what it reads there times the
+/// re-check at the end. Nobody polls and the reconciler is off, so without
+/// that first check the task would stay processing.
+#[tokio::test]
+async fn a_new_prediction_is_checked_once_allowed_and_again_at_its_end() {
+    let app = spawn_app_with(&[("DARKROOM_PROVIDER_CHECK_MS", "500")]).await;
+    let c = client();
+    app.sign_up(&c).await;
+    let id = generate(&app, &c, "checked unasked #ms=1500").await;
+    let start = Instant::now();
+    loop {
+        // Reads the row without advancing anything.
+        let (_, page) = app.call(&c, "list_history", &[]).await;
+        if page["items"][0]["status"] == "completed" {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "not checked: {page}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(app.state.metrics.polls(), 0, "nobody polled");
+    assert!(app.state.metrics.provider_gets() <= 3, "{} provider calls", app.state.metrics.provider_gets());
+    let (_, view) = app.call(&c, "check_image_status", &[("task_id", &id)]).await;
+    assert_eq!(view["status"], "completed", "{view}");
+    assert!(app.state.rechecks.is_empty());
+}
+
+/// Once this instance has a re-check pending at the expected end, a poll
+/// within the interval before it asks the provider nothing: checking then
+/// would push the re-check (which stores the image) back by an interval.
+/// Timeline with the default 2 s interval and a 5 s prediction: the first
+/// check at 2 s reads the progress and times the re-check at ~5.1 s; the
+/// page polls every 100 ms, so without this its poll at 4 s would check,
+/// see the prediction running, and move the re-check to 6 s.
+/// (Timing assertions would be flaky: the simulator renders the image in
+/// the debug build slowly; the count of provider calls is exact.)
+#[tokio::test]
+async fn polls_just_before_the_re_check_at_the_end_leave_the_provider_alone() {
+    let app = spawn_app_with(&[("DARKROOM_PROVIDER_CHECK_MS", "2000")]).await;
+    let c = client();
+    app.sign_up(&c).await;
+    let id = generate(&app, &c, "left alone #ms=5000").await;
+    let start = Instant::now();
+    let done = loop {
+        let (_, view) = app.call(&c, "check_image_status", &[("task_id", &id)]).await;
+        if view["status"] != "processing" {
+            break view;
+        }
+        assert!(start.elapsed() < Duration::from_secs(15), "{view}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(done["status"], "completed", "{done}");
+    // Without the rule, three: the poll's at 4 s, and the pushed re-check.
+    assert_eq!(app.state.metrics.provider_gets(), 2, "the first check and the one at the end");
 }
 
 #[tokio::test]

@@ -5,6 +5,13 @@
 //! is ready rather than up to a poll interval later. The extra check goes
 //! through the same claim as every other, so the provider is still asked at
 //! most once per task per check interval.
+//!
+//! A new prediction gets its first such check without waiting for a poll:
+//! at the end of its first check interval (`first_check`). Without it the
+//! first reading of the progress came with the page's first poll, a poll
+//! interval after submitting, and a short task's end was seen only at the
+//! poll after that — on average half an interval late. With webhooks on,
+//! the provider's own events do this and the first check is skipped.
 
 use crate::server::ids::TaskId;
 use std::collections::HashMap;
@@ -23,10 +30,17 @@ const MARGIN_MS: i64 = 100;
 /// Pending re-checks of this instance: task id → when. One timer per task;
 /// a newer estimate moves it.
 #[derive(Default)]
-pub struct Rechecks(Mutex<HashMap<TaskId, i64>>);
+pub struct Rechecks(Mutex<HashMap<TaskId, Pending>>);
+
+#[derive(Clone, Copy)]
+struct Pending {
+    at: i64,
+    /// Timed at the prediction's expected end (not only the first check).
+    at_end: bool,
+}
 
 impl Rechecks {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TaskId, i64>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TaskId, Pending>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -41,7 +55,14 @@ impl Rechecks {
 
     /// When this instance will check `task` again, if it will.
     pub fn due(&self, task: &TaskId) -> Option<i64> {
-        self.lock().get(task).copied()
+        self.lock().get(task).map(|p| p.at)
+    }
+
+    /// Whether this instance will check `task` at its expected end, and
+    /// before `at`. (A pending first check does not count: it knows nothing
+    /// a check now would not.)
+    pub fn end_check_before(&self, task: &TaskId, at: i64) -> bool {
+        self.lock().get(task).is_some_and(|p| p.at_end && p.at < at)
     }
 }
 
@@ -68,7 +89,25 @@ pub fn schedule(state: &AppState, task_id: &TaskId, prediction: &Prediction, che
     if at > checked_at + horizon {
         return;
     }
-    if state.rechecks.lock().insert(task_id.clone(), at).is_some() {
+    check_at(state, task_id, Pending { at, at_end: true });
+}
+
+/// After `submit` stored the prediction with its first check due at
+/// `due`: checks it then, so its progress (and from it the expected end)
+/// is known before the page's first poll. Not with webhooks on: the
+/// provider's `start` and `logs` events bring the same news unasked.
+pub fn first_check(state: &AppState, task_id: &TaskId, due: i64) {
+    if state.config.public_url.is_some() {
+        return;
+    }
+    check_at(state, task_id, Pending { at: due, at_end: false });
+}
+
+/// Checks `task_id` at `at` (ms since the epoch) on this instance; a
+/// pending check of the same task is moved when the new time is later.
+fn check_at(state: &AppState, task_id: &TaskId, pending: Pending) {
+    let at = pending.at;
+    if state.rechecks.lock().insert(task_id.clone(), pending).is_some() {
         return; // the pending timer picks up the new time
     }
     let state = state.clone();
@@ -79,7 +118,7 @@ pub fn schedule(state: &AppState, task_id: &TaskId, prediction: &Prediction, che
             tokio::time::sleep(Duration::from_millis((sleep_until - db::now_ms()).max(0) as u64)).await;
             let mut pending = state.rechecks.lock();
             match pending.get(&task_id) {
-                Some(&when) if when > sleep_until => sleep_until = when,
+                Some(p) if p.at > sleep_until => sleep_until = p.at,
                 _ => {
                     pending.remove(&task_id);
                     break;
