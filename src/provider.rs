@@ -20,7 +20,7 @@ use url::Url;
 pub use error::ProviderError;
 use hosts::HostList;
 use model_ref::{ModelRef, cancel_after_value};
-pub use prediction::{Prediction, PredictionStatus, progress_from_logs, seed_from_logs};
+pub use prediction::{Prediction, PredictionStatus, Steps, progress_from_logs, seed_from_logs, steps_from_logs};
 
 /// Largest API response body we read; a prediction's logs can be long.
 const MAX_API_BODY: usize = 4 * 1024 * 1024;

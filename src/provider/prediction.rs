@@ -193,6 +193,40 @@ pub fn progress_from_logs(logs: &str) -> Option<u8> {
     None
 }
 
+/// Where a tqdm bar stands: the last `k/n [elapsed<remaining, rate]` of the
+/// logs, e.g. ` 45%|████▌     | 14/30 [00:03<00:04,  4.10it/s]`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Steps {
+    /// Steps done.
+    pub done: u32,
+    /// Steps in all.
+    pub total: u32,
+    /// Milliseconds per step, from the rate (`it/s` or `s/it`).
+    pub step_ms: f64,
+}
+
+/// The last tqdm bar's steps and rate, when its last redraw carries both
+/// (the first redraw says `?it/s`). Only the tail of the logs is read.
+pub fn steps_from_logs(logs: &str) -> Option<Steps> {
+    let mut start = logs.len().saturating_sub(200);
+    while !logs.is_char_boundary(start) {
+        start += 1;
+    }
+    let tail = &logs[start..];
+    let line = tail.rsplit(['\r', '\n']).find(|l| !l.trim().is_empty())?;
+    let (_, bar) = line.rsplit_once('|')?;
+    let (counts, rest) = bar.trim_start().split_once(' ')?;
+    let (done, total) = counts.split_once('/')?;
+    let (done, total): (u32, u32) = (done.parse().ok()?, total.parse().ok()?);
+    let rate = rest.trim_end().strip_suffix(']')?.rsplit(',').next()?.trim();
+    let step_ms = if let Some(per_sec) = rate.strip_suffix("it/s") {
+        1000.0 / per_sec.trim().parse::<f64>().ok()?
+    } else {
+        1000.0 * rate.strip_suffix("s/it")?.trim().parse::<f64>().ok()?
+    };
+    (total > 0 && done <= total && step_ms.is_finite() && step_ms > 0.0).then_some(Steps { done, total, step_ms })
+}
+
 /// The seed a model reports in its logs (`Using seed: 1234`, as flux and
 /// many cog models print it), if one fits a u32. Only the first such line
 /// counts; the logs are the model's output, so nothing else is trusted.
@@ -232,6 +266,26 @@ mod tests {
         assert_eq!(progress_from_logs("50% then a bare % sign"), Some(50));
         assert_eq!(progress_from_logs("Using seed: 12\n"), None);
         assert_eq!(progress_from_logs(""), None);
+    }
+
+    #[test]
+    fn steps_and_rate_are_read_from_the_last_tqdm_redraw() {
+        let logs = "Using seed: 4242\n  0%|          | 0/30 [00:00<?, ?it/s]\r 10%|█         | 3/30 \
+                    [00:00<00:05,  5.1it/s]\r 46%|████▋     | 14/30 [00:03<00:04,  4.00it/s]";
+        assert_eq!(steps_from_logs(logs), Some(Steps { done: 14, total: 30, step_ms: 250.0 }));
+        let slow = "  3%|▎         | 1/30 [00:02<00:58,  2.00s/it]";
+        assert_eq!(steps_from_logs(slow), Some(Steps { done: 1, total: 30, step_ms: 2000.0 }));
+        let done = "100%|██████████| 4/4 [00:01<00:00,  3.20it/s]\n";
+        assert_eq!(steps_from_logs(done), Some(Steps { done: 4, total: 4, step_ms: 312.5 }));
+        // No rate yet, no bar, nonsense: nothing.
+        assert_eq!(steps_from_logs("  0%|          | 0/30 [00:00<?, ?it/s]"), None);
+        assert_eq!(steps_from_logs("Using seed: 1\n"), None);
+        assert_eq!(steps_from_logs(" 50%|█| 9/4 [00:01<00:00,  3.20it/s]"), None);
+        assert_eq!(steps_from_logs(" 50%|█| 2/4 [00:01<00:00,  0it/s]"), None);
+        assert_eq!(steps_from_logs(""), None);
+        // A multi-byte character where the tail is cut does not panic.
+        let long = format!("{}{}", "█".repeat(100), " 46%|████▋     | 14/30 [00:03<00:04,  4.00it/s]");
+        assert!(steps_from_logs(&long).is_some());
     }
 
     #[test]

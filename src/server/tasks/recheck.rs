@@ -19,7 +19,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use super::row;
-use crate::provider::Prediction;
+use crate::provider::{Prediction, steps_from_logs};
 use crate::server::db;
 use crate::server::state::AppState;
 
@@ -66,17 +66,34 @@ impl Rechecks {
     }
 }
 
-/// When a running prediction should end: it has run `now − started_at` and
-/// reports `progress` percent. `None` without both.
+/// When a running prediction should end, from its `started_at` and its
+/// logs. `None` without a start and some progress.
+///
+/// With a tqdm bar (`k/n` steps at a rate), the last step ended within one
+/// step before `now`, so the end lies in `now + (n−k−1)…(n−k)` steps. When
+/// the bar started with the prediction, `started_at + n` steps says where
+/// in that window: used when it falls inside it. Otherwise (time before the
+/// bar, such as loading weights) the late end of the window: checking
+/// early costs a whole check interval, late only the difference.
+///
+/// Without a bar: extrapolated from the last percentage, `started_at +
+/// ran × 100 / progress` (late by up to what the truncated percentage
+/// hides).
 pub fn expected_end_ms(prediction: &Prediction, now: i64) -> Option<i64> {
-    let progress = i64::from(prediction.progress?);
-    if progress == 0 {
-        return None;
-    }
     let started = humantime::parse_rfc3339_weak(prediction.started_at.as_deref()?).ok()?;
     let started = started.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis() as i64;
     let ran = now - started;
-    (ran > 0).then(|| started + ran * 100 / progress.min(100))
+    if ran <= 0 {
+        return None;
+    }
+    if let Some(steps) = prediction.logs.as_deref().and_then(steps_from_logs).filter(|s| s.done > 0) {
+        let left = f64::from(steps.total - steps.done) * steps.step_ms;
+        let (earliest, latest) = (now + (left - steps.step_ms) as i64, now + left as i64);
+        let from_start = started + (f64::from(steps.total) * steps.step_ms) as i64;
+        return Some(if (earliest..=latest).contains(&from_start) { from_start } else { latest });
+    }
+    let progress = i64::from(prediction.progress?);
+    (progress > 0).then(|| started + ran * 100 / progress.min(100))
 }
 
 /// After a check at `checked_at` saw `prediction` still running: schedules
@@ -160,6 +177,35 @@ mod tests {
         // Replicate's microseconds parse too.
         let p = running(Some(25), Some("1970-01-01T00:00:10.000000Z"));
         assert_eq!(expected_end_ms(&p, 11_000), Some(14_000));
+    }
+
+    fn with_bar(line: &str, started_at: &str) -> Prediction {
+        let json = serde_json::json!({
+            "id": "p1",
+            "status": "processing",
+            "started_at": started_at,
+            "logs": format!("Using seed: 1\n  0%|          | 0/30 [00:00<?, ?it/s]\r{line}"),
+        });
+        Prediction::from_json(json.to_string().as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn a_tqdm_bar_that_started_with_the_prediction_gives_its_end_to_the_step() {
+        // 12 of 30 steps at 4 it/s, started at 10 s: the bar ends at 17.5 s,
+        // inside the window the steps leave at 13.1 s (17.35–17.6 s).
+        let p = with_bar(" 40%|████      | 12/30 [00:03<00:04,  4.00it/s]", "1970-01-01T00:00:10Z");
+        assert_eq!(expected_end_ms(&p, 13_100), Some(17_500));
+        // The percentage alone would say 10 s + 3.1 s × 100 / 40 = 17.75 s.
+        assert_eq!(p.progress, Some(40));
+    }
+
+    #[test]
+    fn a_tqdm_bar_that_started_late_gives_the_late_end_of_its_window() {
+        // Started at 10 s but the bar began after 2 s of loading: at 15.1 s,
+        // 12 steps done at 4 it/s leaves 4.5 s, so the end is by 19.6 s; the
+        // start says 17.5 s, outside the window, so it is not trusted.
+        let p = with_bar(" 40%|████      | 12/30 [00:03<00:04,  4.00it/s]", "1970-01-01T00:00:10Z");
+        assert_eq!(expected_end_ms(&p, 15_100), Some(19_600));
     }
 
     #[test]
