@@ -67,7 +67,8 @@ impl Rechecks {
 }
 
 /// When a running prediction should end, from its `started_at` and its
-/// logs. `None` without a start and some progress.
+/// logs as they were at `now` (or earlier: `now` must not come before the
+/// answer that carried them). `None` without a start and some progress.
 ///
 /// With a tqdm bar (`k/n` steps at a rate), the last step ended within one
 /// step before `now`, so the end lies in `now + (n−k−1)…(n−k)` steps. When
@@ -100,7 +101,9 @@ pub fn expected_end_ms(prediction: &Prediction, now: i64) -> Option<i64> {
 /// one more check at its expected end (not before the check interval has
 /// passed) when that comes before polls or the reconciler would look again.
 pub fn schedule(state: &AppState, task_id: &TaskId, prediction: &Prediction, checked_at: i64) {
-    let Some(end) = expected_end_ms(prediction, checked_at) else { return };
+    // From when the answer arrived, not when the check began: the model
+    // may have finished another step while the answer was on its way.
+    let Some(end) = expected_end_ms(prediction, db::now_ms().max(checked_at)) else { return };
     let at = (end + MARGIN_MS).max(checked_at + state.config.provider_check.as_millis() as i64);
     let horizon = state.config.poll_interval.max(state.config.reconcile_interval).as_millis() as i64;
     if at > checked_at + horizon {
