@@ -133,27 +133,43 @@ fn check_at(state: &AppState, task_id: &TaskId, pending: Pending) {
     let state = state.clone();
     let task_id = task_id.clone();
     tokio::spawn(async move {
-        let mut sleep_until = at;
+        let mut at = at;
         loop {
-            tokio::time::sleep(Duration::from_millis((sleep_until - db::now_ms()).max(0) as u64)).await;
+            tokio::time::sleep(Duration::from_millis((at - db::now_ms()).max(0) as u64)).await;
+            {
+                let mut pending = state.rechecks.lock();
+                match pending.get_mut(&task_id) {
+                    // A newer estimate moved it: sleep on.
+                    Some(p) if p.at > at => {
+                        at = p.at;
+                        continue;
+                    }
+                    // Running: it stays listed until it is done (the poll
+                    // advice of a task being stored points at it), but
+                    // polls meanwhile are not held back for it.
+                    Some(p) => p.at_end = false,
+                    None => {}
+                }
+            }
+            let advanced = async {
+                match row::load(&state.reads, &task_id).await? {
+                    Some(task) => super::advance(&state, task).await.map(drop),
+                    None => Ok(()),
+                }
+            }
+            .await;
+            if let Err(e) = advanced {
+                tracing::warn!(task = %task_id, "re-check: {e}");
+            }
             let mut pending = state.rechecks.lock();
             match pending.get(&task_id) {
-                Some(p) if p.at > sleep_until => sleep_until = p.at,
+                // The check scheduled the next one (it saw the task running).
+                Some(p) if p.at > at => at = p.at,
                 _ => {
                     pending.remove(&task_id);
                     break;
                 }
             }
-        }
-        let advanced = async {
-            match row::load(&state.reads, &task_id).await? {
-                Some(task) => super::advance(&state, task).await.map(drop),
-                None => Ok(()),
-            }
-        }
-        .await;
-        if let Err(e) = advanced {
-            tracing::warn!(task = %task_id, "re-check: {e}");
         }
     });
 }
