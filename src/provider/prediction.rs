@@ -205,6 +205,10 @@ pub struct Steps {
     pub step_ms: f64,
 }
 
+/// Larger bars or slower steps than these are not read as a bar.
+const MAX_STEPS: u32 = 100_000;
+const MAX_STEP_MS: f64 = 3_600_000.0;
+
 /// The last tqdm bar's steps and rate, when its last redraw carries both
 /// (the first redraw says `?it/s`). Only the tail of the logs is read.
 pub fn steps_from_logs(logs: &str) -> Option<Steps> {
@@ -224,7 +228,10 @@ pub fn steps_from_logs(logs: &str) -> Option<Steps> {
     } else {
         1000.0 * rate.strip_suffix("s/it")?.trim().parse::<f64>().ok()?
     };
-    (total > 0 && done <= total && step_ms.is_finite() && step_ms > 0.0).then_some(Steps { done, total, step_ms })
+    // The logs are the model's output: bounds keep any arithmetic on them
+    // (steps × milliseconds, added to a clock) far from overflowing.
+    let sane = (1..=MAX_STEPS).contains(&total) && done <= total && step_ms > 0.0 && step_ms <= MAX_STEP_MS;
+    sane.then_some(Steps { done, total, step_ms })
 }
 
 /// The seed a model reports in its logs (`Using seed: 1234`, as flux and
@@ -283,6 +290,11 @@ mod tests {
         assert_eq!(steps_from_logs(" 50%|█| 9/4 [00:01<00:00,  3.20it/s]"), None);
         assert_eq!(steps_from_logs(" 50%|█| 2/4 [00:01<00:00,  0it/s]"), None);
         assert_eq!(steps_from_logs(""), None);
+        // Absurd figures (the logs are the model's to write) are not a bar.
+        assert_eq!(steps_from_logs(" 50%|█| 2/4 [00:01<00:00,  1e-300it/s]"), None);
+        assert_eq!(steps_from_logs(" 50%|█| 2/4 [00:01<00:00,  NaNit/s]"), None);
+        assert_eq!(steps_from_logs(" 50%|█| 2/4000000000 [00:01<00:00,  3.00it/s]"), None);
+        assert_eq!(steps_from_logs(" 50%|█| 2/4 [00:01<00:00,  1e308s/it]"), None);
         // A multi-byte character where the tail is cut does not panic.
         let long = format!("{}{}", "█".repeat(100), " 46%|████▋     | 14/30 [00:03<00:04,  4.00it/s]");
         assert!(steps_from_logs(&long).is_some());
