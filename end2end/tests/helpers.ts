@@ -1,5 +1,5 @@
 // Shared steps: a fresh account per test, found the way a person would.
-import { expect, type Page } from "@playwright/test";
+import { expect, test, type Page } from "@playwright/test";
 
 export function freshEmail(): string {
   return `e2e-${Date.now()}-${Math.random().toString(36).slice(2, 8)}@example.com`;
@@ -20,11 +20,30 @@ export async function signUp(page: Page, email = freshEmail()): Promise<string> 
 
 /**
  * Waits until the page has hydrated (the WASM bundle took over). Fails at
- * once if the bundle panicked, and after 30 s with what the page loaded, so
+ * once if the bundle panicked, and otherwise with what the page loaded, so
  * a failure says why.
+ *
+ * A known, rare stall (seen twice in CI, on `goto("/history")` from a page
+ * that was polling; never reproduced locally): the page is complete, the
+ * bundle's JS and WASM were fetched (from the memory cache, status 0) and
+ * nothing panicked, yet hydration never finished. The first wait is 15 s;
+ * on that stall the test records what the page loaded as an annotation
+ * (`hydration-stall`, visible in the report) and reloads once. A second
+ * stall, or any panic, fails the test.
  */
 export async function hydrated(page: Page) {
-  const outcome = await page
+  let outcome = await waitForHydration(page, 15_000);
+  if (outcome.startsWith("not hydrated")) {
+    test.info().annotations.push({ type: "hydration-stall", description: outcome });
+    console.warn(`hydration stalled, reloading once: ${outcome}`);
+    await page.reload();
+    outcome = await waitForHydration(page, 30_000);
+  }
+  expect(outcome, "the page hydrates").toBe("hydrated");
+}
+
+async function waitForHydration(page: Page, timeout: number): Promise<string> {
+  return page
     .waitForFunction(
       () => {
         const w = window as any;
@@ -32,9 +51,9 @@ export async function hydrated(page: Page) {
         return w.__darkroom_panic ? `panicked: ${w.__darkroom_panic}` : false;
       },
       undefined,
-      { timeout: 30_000 },
+      { timeout },
     )
-    .then((handle) => handle.jsonValue())
+    .then((handle) => handle.jsonValue() as Promise<string>)
     .catch(async (e) => {
       const seen = await page
         .evaluate(() => ({
@@ -46,7 +65,6 @@ export async function hydrated(page: Page) {
             .map((r) => `${r.name} ${(r as PerformanceResourceTiming).responseStatus} ${Math.round(r.duration)} ms`),
         }))
         .catch(() => "(the page could not be read)");
-      return `not hydrated after 30 s (${e}); the page: ${JSON.stringify(seen)}`;
+      return `not hydrated after ${timeout / 1000} s (${e}); the page: ${JSON.stringify(seen)}`;
     });
-  expect(outcome, "the page hydrates").toBe("hydrated");
 }
