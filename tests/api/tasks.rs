@@ -300,16 +300,7 @@ async fn a_running_prediction_is_checked_again_when_it_should_end() {
     };
     assert!(progress < 100);
     let polls = app.state.metrics.polls();
-    let start = Instant::now();
-    loop {
-        // Reads the row without advancing anything.
-        let (_, page) = app.call(&c, "list_history", &[]).await;
-        if page["items"][0]["status"] == "completed" {
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(10), "not checked again: {page}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    newest_completes_unpolled(&app, &c, "not checked again").await;
     assert_eq!(app.state.metrics.polls(), polls, "nobody polled");
     no_rechecks_left(&app).await;
 }
@@ -324,16 +315,7 @@ async fn a_new_prediction_is_checked_once_allowed_and_again_at_its_end() {
     let c = client();
     app.sign_up(&c).await;
     let id = generate(&app, &c, "checked unasked #ms=1500").await;
-    let start = Instant::now();
-    loop {
-        // Reads the row without advancing anything.
-        let (_, page) = app.call(&c, "list_history", &[]).await;
-        if page["items"][0]["status"] == "completed" {
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(10), "not checked: {page}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    newest_completes_unpolled(&app, &c, "not checked").await;
     assert_eq!(app.state.metrics.polls(), 0, "nobody polled");
     assert!(app.state.metrics.provider_gets() <= 3, "{} provider calls", app.state.metrics.provider_gets());
     let (_, view) = app.call(&c, "check_image_status", &[("task_id", &id)]).await;
@@ -540,5 +522,19 @@ async fn no_rechecks_left(app: &TestApp) {
     while !app.state.rechecks.is_empty() {
         assert!(start.elapsed() < Duration::from_secs(2), "{} re-checks still pending", app.state.rechecks.len());
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits (10 s at most) until the newest task reads completed, reading the
+/// history, which advances nothing.
+async fn newest_completes_unpolled(app: &TestApp, c: &reqwest::Client, why: &str) {
+    let start = Instant::now();
+    loop {
+        let (_, page) = app.call(c, "list_history", &[]).await;
+        if page["items"][0]["status"] == "completed" {
+            return;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "{why}: {page}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
