@@ -53,15 +53,22 @@ mod ssr {
     /// Gives an error its HTTP status — except for a plain form post (no
     /// JavaScript), which Leptos answers with a redirect carrying the error.
     fn answer<T>(result: Result<T>) -> Result<T> {
-        if let Err(e) = &result {
-            let form_post = use_context::<Parts>()
-                .and_then(|p| p.headers.get(ACCEPT).and_then(|v| v.to_str().ok()).map(|v| v.contains("text/html")))
-                .unwrap_or(false);
-            if let (false, Some(options)) = (form_post, use_context::<ResponseOptions>()) {
-                options.set_status(StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR));
-            }
+        if let Err(e) = &result
+            && !form_post()
+            && let Some(options) = use_context::<ResponseOptions>()
+        {
+            options.set_status(StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR));
         }
         result
+    }
+
+    /// Whether the call is a plain form post from a page (a browser
+    /// without JavaScript, or a form no island handles): Leptos answers it
+    /// with a redirect back to the page, not with data.
+    pub fn form_post() -> bool {
+        use_context::<Parts>()
+            .and_then(|p| p.headers.get(ACCEPT).and_then(|v| v.to_str().ok()).map(|v| v.contains("text/html")))
+            .unwrap_or(false)
     }
 
     pub async fn auth_session() -> Result<AuthSession> {
@@ -135,6 +142,11 @@ pub async fn sign_out() -> Result<(), AppError> {
     ssr::public(|_| async {
         let mut auth = ssr::auth_session().await?;
         auth.logout().await.map_err(AppError::internal)?;
+        // From a page: on to the sign-in page, not back to the page (which
+        // would send a signed-out visitor there with `?next=`).
+        if ssr::form_post() {
+            leptos_axum::redirect("/login");
+        }
         Ok(())
     })
     .await

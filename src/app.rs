@@ -1,5 +1,7 @@
-//! The application shell and the router. The header is in `routes::nav`,
-//! the signed-in state every page shares in `session`.
+//! The application shell and the router, rendered on the server only: in
+//! the browser just the islands (`#[island]` components) hydrate, and links
+//! are plain page loads. The header is in `routes::nav`, the signed-in
+//! state every page shares in `session`.
 
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
@@ -10,7 +12,7 @@ use crate::routes::nav::Header;
 use crate::routes::{
     account::AccountPage, auth::LoginPage, auth::SignupPage, generator::GeneratorPage, history::HistoryPage,
 };
-use crate::session::Session;
+use crate::session::CurrentUser;
 
 /// The HTML document around the app (server-rendered once per page load).
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -27,7 +29,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta name="color-scheme" content="light dark" />
                 <link rel="icon" href="/favicon.svg" type="image/svg+xml" />
                 <AutoReload options=options.clone() />
-                <HydrationScripts options />
+                <HydrationScripts options islands=true />
                 <MetaTags />
             </head>
             <body>
@@ -40,7 +42,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
-    provide_context(Session::provide());
+    CurrentUser::provide();
 
     view! {
         <Stylesheet id="leptos" href="/pkg/darkroom.css" />

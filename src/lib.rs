@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod app;
+pub mod balance;
 pub mod error;
 pub mod model;
 pub mod paths;
@@ -22,17 +23,29 @@ pub mod sim;
 #[cfg(feature = "ssr")]
 pub mod standard_webhooks;
 
-/// Entry point of the browser bundle: hydrates the server-rendered page.
+/// Entry point of the browser bundle. The page is server-rendered HTML;
+/// only its islands (`#[island]` components) become interactive: Leptos'
+/// island script calls this, then hydrates each `<leptos-island>` in the
+/// page.
 #[cfg(feature = "hydrate")]
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn hydrate() {
+    use leptos::prelude::window;
     // A panic is logged to the console, and kept on the page for tests to
     // report (`window.__darkroom_panic`).
     std::panic::set_hook(Box::new(|info| {
         console_error_panic_hook::hook(info);
-        let _ = js_sys::Reflect::set(&leptos::prelude::window(), &"__darkroom_panic".into(), &info.to_string().into());
+        let _ = js_sys::Reflect::set(&window(), &"__darkroom_panic".into(), &info.to_string().into());
     }));
-    leptos::mount::hydrate_body(app::App);
-    // Lets end-to-end tests wait for the page to become interactive.
-    let _ = js_sys::Reflect::set(&leptos::prelude::window(), &"__darkroom_hydrated".into(), &true.into());
+    leptos::mount::hydrate_islands();
+    // Lets end-to-end tests wait for the page to become interactive. The
+    // island script hydrates the islands right after this returns, in
+    // microtasks only (no island is lazy): a 0 ms timeout runs after all
+    // of them.
+    leptos::prelude::set_timeout(
+        || {
+            let _ = js_sys::Reflect::set(&window(), &"__darkroom_hydrated".into(), &true.into());
+        },
+        std::time::Duration::ZERO,
+    );
 }

@@ -214,6 +214,7 @@ pub async fn build(config: Config, mut leptos_options: LeptosOptions, addr: Sock
         .layer(axum::middleware::from_fn_with_state(state.clone(), security::refuse_cross_site))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
         .layer(axum::middleware::from_fn(security::headers))
+        .layer(page_compression())
         .with_state(state.clone());
     if let Some(sim) = sim {
         router = router.nest("/sim", crate::sim::router(sim));
@@ -227,6 +228,27 @@ pub async fn build(config: Config, mut leptos_options: LeptosOptions, addr: Sock
         .layer(axum::middleware::from_fn_with_state(proxies, client::resolve_client));
 
     Ok(Built { router, state })
+}
+
+/// Gzip for the static files a first page load downloads (its script,
+/// WebAssembly and stylesheet) when the browser accepts it. Not for pages:
+/// a page echoes its address (`/?prompt=…`) beside the person's own data,
+/// and compressing both together would let a network observer guess that
+/// data from response sizes (BREACH). Not for the server functions' small
+/// JSON answers (the polling hot path) or images (already compressed).
+fn page_compression() -> tower_http::compression::CompressionLayer<impl tower_http::compression::Predicate> {
+    use tower_http::compression::{CompressionLayer, DefaultPredicate, Predicate};
+    let page_or_asset = |_: axum::http::StatusCode,
+                         _: axum::http::Version,
+                         headers: &axum::http::HeaderMap,
+                         _: &axum::http::Extensions| {
+        headers.get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|t| {
+            ["text/css", "text/javascript", "application/javascript", "application/wasm"]
+                .iter()
+                .any(|kind| t.starts_with(kind))
+        })
+    };
+    CompressionLayer::new().gzip(true).compress_when(DefaultPredicate::new().and(page_or_asset))
 }
 
 /// Refuses to serve pages that could never come alive: the script and the
@@ -310,6 +332,42 @@ fn derive(secret: &[u8], label: &[u8]) -> [u8; 32] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The static files go gzipped to a browser that takes gzip; pages,
+    /// JSON and images never do.
+    #[tokio::test]
+    async fn only_static_files_are_compressed() {
+        use axum::http::{Request, header};
+        use tower::ServiceExt;
+        let big = "0123456789abcdef".repeat(256);
+        let router = |kind: &'static str| {
+            let body = big.clone();
+            Router::new().route("/", get(move || async move { ([(header::CONTENT_TYPE, kind)], body) }))
+        };
+        for (kind, compressed) in [
+            ("application/wasm", true),
+            ("text/javascript", true),
+            ("text/css", true),
+            ("text/html; charset=utf-8", false),
+            ("application/json", false),
+            ("image/png", false),
+        ] {
+            let app = router(kind).layer(page_compression());
+            let request = Request::get("/").header(header::ACCEPT_ENCODING, "gzip").body(axum::body::Body::empty());
+            let response = app.oneshot(request.unwrap()).await.unwrap();
+            let encoding = response.headers().get(header::CONTENT_ENCODING).map(|v| v.to_str().unwrap().to_owned());
+            assert_eq!(encoding.as_deref() == Some("gzip"), compressed, "{kind}: {encoding:?}");
+            let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+            assert_eq!(body.len() < big.len(), compressed, "{kind}: {} bytes", body.len());
+        }
+        // Without Accept-Encoding, as it is.
+        let response = router("application/wasm")
+            .layer(page_compression())
+            .oneshot(Request::get("/").body(axum::body::Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert!(response.headers().get(header::CONTENT_ENCODING).is_none());
+    }
 
     /// Leptos.toml (read by the server binary) must agree with the build
     /// settings in Cargo.toml (read by cargo-leptos).

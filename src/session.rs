@@ -1,55 +1,43 @@
-//! Who is signed in, as every page sees it: the shared [`Session`], and the
-//! guards that send a visitor to sign in ([`RequireUser`]) or, once signed
-//! in, on to the page they asked for ([`AwayIfSignedIn`]). The server makes
-//! the same redirects before rendering (`server::http::page_redirects`);
-//! these cover navigation inside the app.
+//! Who is signed in, as the server-rendered pages see it ([`CurrentUser`],
+//! read once per page), the guard that sends a visitor to sign in
+//! ([`RequireUser`]), and what an island needs to start from the same
+//! state as the server rendered ([`provide_url_action_error`]). The server
+//! makes the sign-in redirects before rendering
+//! (`server::http::page_redirects`); links are plain page loads.
 
 use leptos::either::Either;
 use leptos::prelude::*;
 use leptos_router::components::Redirect;
-use leptos_router::hooks::use_query_map;
 
 use crate::api::current_user;
+use crate::error::AppError;
 use crate::model::User;
 
-/// Who is signed in, shared by every page; `refresh` re-reads it (after
-/// signing in or out, and when a balance changes).
+/// The signed-in person for this page, read once (provided by the app).
 #[derive(Clone, Copy)]
-pub struct Session {
-    version: RwSignal<u32>,
-    pub user: Resource<Result<Option<User>, crate::error::AppError>>,
-}
+pub struct CurrentUser(OnceResource<Result<Option<User>, AppError>>);
 
-impl Session {
-    /// Starts reading who is signed in (provided once, by the app).
-    pub fn provide() -> Self {
-        let version = RwSignal::new(0);
-        let user = Resource::new(move || version.get(), |_| current_user());
-        Self { version, user }
+impl CurrentUser {
+    /// Starts reading who is signed in.
+    pub fn provide() {
+        provide_context(Self(OnceResource::new(current_user())));
     }
 
-    /// Re-reads the signed-in user and balance.
-    pub fn refresh(&self) {
-        self.version.update(|v| *v += 1);
-    }
-
-    /// The signed-in user, if known (tracked).
-    pub fn current(&self) -> Option<User> {
-        self.user.get().and_then(|r| r.ok()).flatten()
+    /// `None` while loading, then `Some(user)` or `Some(None)` (tracked).
+    pub fn get(&self) -> Option<Option<User>> {
+        self.0.get().map(|r| r.ok().flatten())
     }
 }
 
-/// Reads the session from context.
-pub fn use_session() -> Session {
-    expect_context::<Session>()
+/// Reads the current user from context.
+pub fn use_current_user() -> CurrentUser {
+    expect_context::<CurrentUser>()
 }
 
 /// Renders the page for a signed-in visitor, or sends them to `/login`.
-/// It asks the server once per page (not on every balance change), so the
-/// page below it keeps its state while the header refreshes.
 #[component]
 pub fn RequireUser(children: ChildrenFn) -> impl IntoView {
-    let signed_in = OnceResource::new(current_user());
+    let user = use_current_user();
     let location = leptos_router::hooks::use_location();
     let login = move || {
         let search = location.search.get_untracked();
@@ -63,40 +51,27 @@ pub fn RequireUser(children: ChildrenFn) -> impl IntoView {
     view! {
         <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
             {move || {
-                signed_in
-                    .get()
+                user.get()
                     .map(|user| match user {
-                        Ok(Some(_)) => Either::Left(children()),
-                        _ => Either::Right(view! { <Redirect path=login() /> }),
+                        Some(_) => Either::Left(children()),
+                        None => Either::Right(view! { <Redirect path=login() /> }),
                     })
             }}
         </Suspense>
     }
 }
 
-/// The page to go to after signing in: `?next=` when it is a local path.
-pub fn next_page() -> String {
-    let query = use_query_map();
-    crate::paths::safe_next(query.read_untracked().get("next").as_deref())
-}
-
-/// Sends a visitor who is already signed in on to the page they asked for
-/// (the server does the same before rendering; this covers in-app
-/// navigation).
-#[component]
-pub fn AwayIfSignedIn() -> impl IntoView {
-    let user = OnceResource::new(current_user());
-    let next = next_page();
-    view! {
-        <Suspense fallback=|| ()>
-            {move || {
-                let next = next.clone();
-                user.get()
-                    .map(move |u| match u {
-                        Ok(Some(_)) => Either::Left(view! { <Redirect path=next /> }),
-                        _ => Either::Right(()),
-                    })
-            }}
-        </Suspense>
+/// In an island that creates a `ServerAction`: the error a form post
+/// without JavaScript came back with (`?__err=…&__path=…`), as the server
+/// saw it through the router when it rendered the island. Without it the
+/// browser would start from another state than the HTML shows.
+pub fn provide_url_action_error() {
+    #[cfg(feature = "hydrate")]
+    {
+        let search = window().location().search().unwrap_or_default();
+        let Ok(params) = web_sys::UrlSearchParams::new_with_str(&search) else { return };
+        if let (Some(err), Some(path)) = (params.get("__err"), params.get("__path")) {
+            provide_context(leptos::server::ServerActionError::new(&path, &err));
+        }
     }
 }

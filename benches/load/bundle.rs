@@ -1,8 +1,10 @@
 //! Benchmark 5: the release hydrate bundle (raw and gzip -9 of
 //! `target/site/pkg/darkroom.wasm`) against a minimal Leptos 0.8 app built
 //! the same way (`cargo leptos build --release`, same wasm profile and
-//! wasm-opt, generated under `target/bench-minimal/` and built once), and the
-//! server render time of `/history` for an account with 500 tasks.
+//! wasm-opt, generated under `target/bench-minimal/` and built once), the
+//! generator page's first load in headless Chromium (bytes and time to an
+//! interactive Generate button, `benches/first_load.mjs`), and the server
+//! render time of `/history` for an account with 500 tasks.
 
 use std::{
     path::{Path, PathBuf},
@@ -56,7 +58,64 @@ pub async fn bench(dir: &Path, report: &mut Report, build_minimal: bool) {
         }
     }
     report.line("");
+    first_load(dir, report).await;
     history(dir, report).await;
+}
+
+const FIRST_LOAD_RUNS: usize = 10;
+
+/// The generator page opened cold by a signed-in person, in Chromium.
+async fn first_load(dir: &Path, report: &mut Report) {
+    let app = procs::darkroom(&dir.join("first-load"), &[]);
+    let s = api::sign_up(app.addr, "first-load@bench.test").await;
+    let script = procs::repo_root().join("benches/first_load.mjs");
+    let out = Command::new("node")
+        .arg(&script)
+        .arg(format!("http://{}", app.addr))
+        .arg(&s.cookie)
+        .arg(FIRST_LOAD_RUNS.to_string())
+        .output();
+    let out = match out {
+        Ok(o) if o.status.success() => o.stdout,
+        other => {
+            eprintln!("  first load: {} failed: {other:?}", script.display());
+            report.line("- first load: not measured (the Chromium run failed; see the bench's output)");
+            report.line("");
+            return;
+        }
+    };
+    let result: serde_json::Value = serde_json::from_slice(&out).expect("first_load.mjs prints JSON");
+    let mut times: Vec<f64> = result["times"].as_array().into_iter().flatten().filter_map(|t| t.as_f64()).collect();
+    times.sort_by(f64::total_cmp);
+    let resources = result["resources"].as_array().cloned().unwrap_or_default();
+    report.line("First load of `/` (signed in, fresh browser context each run: cold cache), headless Chromium:");
+    report.line("");
+    report.line("| resource | over the wire (bytes) | body | body gzip -9 |");
+    report.line("|---|---|---|---|");
+    let (mut wire, mut body, mut gz) = (0, 0, 0);
+    for r in &resources {
+        let url = r["url"].as_str().unwrap_or("?");
+        let path = url.split_once("//").and_then(|(_, rest)| rest.find('/').map(|i| &rest[i..])).unwrap_or(url);
+        let (t, d, g) =
+            (r["transfer"].as_u64().unwrap_or(0), r["decoded"].as_u64().unwrap_or(0), r["gzip"].as_u64().unwrap_or(0));
+        wire += t;
+        body += d;
+        gz += g;
+        report.line(&format!("| `{path}` | {t} | {d} | {g} |"));
+    }
+    report.line(&format!("| **total** | **{wire}** | **{body}** | **{gz}** |"));
+    report.line("");
+    report.line(&format!("- transferred, gzip -9: **{:.1} KB** (target ≤ 250 KB)", gz as f64 / 1000.0));
+    if !times.is_empty() {
+        report.line(&format!(
+            "- navigation start → Generate enabled and interactive: median **{:.0} ms** of {} runs (min {:.0}, max {:.0})",
+            median(&times),
+            times.len(),
+            times[0],
+            times[times.len() - 1]
+        ));
+    }
+    report.line("");
 }
 
 fn sizes(wasm: &Path) -> Option<(u64, u64)> {

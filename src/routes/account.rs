@@ -1,13 +1,14 @@
 //! `/account`: who is signed in, the balance and where it came from (the
-//! ledger, newest first, a page at a time), and the password change form.
+//! ledger, newest first, a page at a time: "Older entries" loads the next
+//! page), and the password change form (the page's one island).
 
+use leptos::either::Either;
 use leptos::prelude::*;
-use leptos::task::spawn_local;
 use leptos_router::hooks::use_query_map;
 
 use crate::api::{ChangePassword, list_ledger};
 use crate::model::{LedgerEntry, LedgerKind, LedgerPage};
-use crate::session::{RequireUser, use_session};
+use crate::session::{RequireUser, use_current_user};
 
 #[component]
 pub fn AccountPage() -> impl IntoView {
@@ -20,7 +21,7 @@ pub fn AccountPage() -> impl IntoView {
 
 #[component]
 fn Account() -> impl IntoView {
-    let session = use_session();
+    let user = use_current_user();
     // `?cursor=` is where "Older entries" leads without JavaScript.
     let start = use_query_map().with_untracked(|q| q.get("cursor"));
     let first = OnceResource::new(list_ledger(start));
@@ -29,8 +30,8 @@ fn Account() -> impl IntoView {
             <h1>"Account"</h1>
             <Transition fallback=|| ()>
                 {move || {
-                    session
-                        .current()
+                    user.get()
+                        .flatten()
                         .map(|user| {
                             view! {
                                 <dl class="summary">
@@ -72,34 +73,11 @@ fn short_date(rfc3339: &str) -> String {
 
 #[component]
 fn Ledger(first: LedgerPage) -> impl IntoView {
-    let entries = RwSignal::new(first.items);
-    let cursor = RwSignal::new(first.next_cursor);
-    let loading = RwSignal::new(false);
-    let error = RwSignal::new(None::<String>);
-    let more = move |ev: leptos::ev::MouseEvent| {
-        ev.prevent_default();
-        if loading.get_untracked() {
-            return;
-        }
-        let Some(c) = cursor.get_untracked() else { return };
-        loading.set(true);
-        spawn_local(async move {
-            match list_ledger(Some(c)).await {
-                Ok(page) => {
-                    entries.update(|e| e.extend(page.items));
-                    cursor.set(page.next_cursor);
-                    error.set(None);
-                }
-                Err(e) => error.set(Some(e.message)),
-            }
-            loading.set(false);
-        });
-    };
-    view! {
-        <Show
-            when=move || entries.with(|e| !e.is_empty())
-            fallback=|| view! { <p class="muted">"No credits have moved yet."</p> }
-        >
+    let LedgerPage { items, next_cursor } = first;
+    let table = if items.is_empty() {
+        Either::Left(view! { <p class="muted">"No credits have moved yet."</p> })
+    } else {
+        Either::Right(view! {
             <table class="ledger" aria-labelledby="ledger-heading">
                 <thead>
                     <tr>
@@ -108,26 +86,22 @@ fn Ledger(first: LedgerPage) -> impl IntoView {
                         <th scope="col" class="amount">"Credits"</th>
                     </tr>
                 </thead>
-                <tbody>
-                    <For each=move || entries.get() key=|e| e.id let:entry>
-                        <LedgerRow entry />
-                    </For>
-                </tbody>
+                <tbody>{items.into_iter().map(|entry| view! { <LedgerRow entry /> }).collect_view()}</tbody>
             </table>
-        </Show>
-        {move || error.get().map(|e| view! { <p class="form-error" role="alert">{e}</p> })}
-        <Show when=move || cursor.with(Option::is_some)>
-            <p class="more">
-                <a
-                    class="button"
-                    href=move || cursor.get().map(|c| format!("/account?cursor={c}"))
-                    on:click=more
-                    aria-disabled=move || loading.get().then_some("true")
-                >
-                    {move || if loading.get() { "Loading…" } else { "Older entries" }}
-                </a>
-            </p>
-        </Show>
+        })
+    };
+    view! {
+        {table}
+        {next_cursor
+            .map(|c| {
+                view! {
+                    <p class="more">
+                        <a class="button" href=format!("/account?cursor={c}")>
+                            "Older entries"
+                        </a>
+                    </p>
+                }
+            })}
     }
 }
 
@@ -153,8 +127,10 @@ fn LedgerRow(entry: LedgerEntry) -> impl IntoView {
     }
 }
 
-#[component]
+/// An island: says "Password changed." (or why not) in place.
+#[island]
 fn PasswordForm() -> impl IntoView {
+    crate::session::provide_url_action_error();
     let action = ServerAction::<ChangePassword>::new();
     let pending = action.pending();
     let form = NodeRef::<leptos::html::Form>::new();

@@ -1,29 +1,19 @@
-//! `/login` and `/signup`: plain forms that work with and without
-//! JavaScript (server functions answer a form post with a redirect).
+//! `/login` and `/signup`: forms that work with and without JavaScript.
+//! Without it, the server function answers the post with a redirect back to
+//! the page, which the server sends on to `?next=` once signed in
+//! (`server::http::page_redirects`) or shows with the error; with it, the
+//! form (an island) shows the error in place and goes on to `next`.
 
 use leptos::prelude::*;
 use leptos_router::components::A;
-use leptos_router::hooks::use_navigate;
+use leptos_router::hooks::use_query_map;
 
 use crate::api::{SignIn, SignUp};
 use crate::error::AppError;
 use crate::model::User;
-use crate::session::{AwayIfSignedIn, next_page, use_session};
 
-/// After a successful submission with JavaScript: refresh the header and go
-/// to the page the visitor asked for (the generator by default).
-fn on_success(value: impl Get<Value = Option<Result<User, AppError>>> + Send + Sync + 'static) {
-    let session = use_session();
-    let navigate = use_navigate();
-    let next = next_page();
-    Effect::new(move |_| {
-        if let Some(Ok(_)) = value.get() {
-            session.refresh();
-            navigate(&next, Default::default());
-        }
-    });
-}
-
+/// The error a refused submission came back with (`?__err=`, which the
+/// router turns into the action's value).
 fn error_text(value: impl Get<Value = Option<Result<User, AppError>>> + Send + Sync + 'static) -> impl IntoView {
     move || {
         value.get().and_then(|r| r.err()).map(|e| {
@@ -36,59 +26,92 @@ fn error_text(value: impl Get<Value = Option<Result<User, AppError>>> + Send + S
     }
 }
 
+/// The page to go to once signed in: `?next=` when it is a local path.
+fn next_page() -> String {
+    let query = use_query_map();
+    crate::paths::safe_next(query.read_untracked().get("next").as_deref())
+}
+
+/// With JavaScript, a successful submission goes on to `next` (a full page
+/// load: the header and the page are the server's). Without it, the post
+/// is answered with a redirect that does the same.
+fn go_on_success(value: impl Get<Value = Option<Result<User, AppError>>> + Send + Sync + 'static, next: String) {
+    Effect::new(move |_| {
+        if let Some(Ok(_)) = value.get() {
+            let _ = window().location().assign(&next);
+        }
+    });
+}
+
 #[component]
 pub fn LoginPage() -> impl IntoView {
-    let action = ServerAction::<SignIn>::new();
-    on_success(action.value());
-    let pending = action.pending();
     view! {
-        <AwayIfSignedIn />
         <section class="auth-card">
             <h1>"Sign in"</h1>
-            <ActionForm action>
-                <label for="email">"Email"</label>
-                <input id="email" type="email" name="email" required autocomplete="email" />
-                <label for="password">"Password"</label>
-                <input id="password" type="password" name="password" required autocomplete="current-password" />
-                {error_text(action.value())}
-                <button type="submit" class="primary" disabled=move || pending.get()>
-                    {move || if pending.get() { "Signing in…" } else { "Sign in" }}
-                </button>
-            </ActionForm>
+            <LoginForm next=next_page() />
             <p class="muted">"New here? " <A href="/signup">"Create an account"</A></p>
         </section>
     }
 }
 
-#[component]
-pub fn SignupPage() -> impl IntoView {
-    let action = ServerAction::<SignUp>::new();
-    on_success(action.value());
+/// An island, so that a refused sign-in keeps what was typed.
+#[island]
+fn LoginForm(next: String) -> impl IntoView {
+    crate::session::provide_url_action_error();
+    let action = ServerAction::<SignIn>::new();
+    go_on_success(action.value(), next);
     let pending = action.pending();
     view! {
-        <AwayIfSignedIn />
+        <ActionForm action>
+            <label for="email">"Email"</label>
+            <input id="email" type="email" name="email" required autocomplete="email" />
+            <label for="password">"Password"</label>
+            <input id="password" type="password" name="password" required autocomplete="current-password" />
+            {error_text(action.value())}
+            <button type="submit" class="primary" disabled=move || pending.get()>
+                {move || if pending.get() { "Signing in…" } else { "Sign in" }}
+            </button>
+        </ActionForm>
+    }
+}
+
+#[component]
+pub fn SignupPage() -> impl IntoView {
+    view! {
         <section class="auth-card">
             <h1>"Create an account"</h1>
-            <ActionForm action>
-                <label for="email">"Email"</label>
-                <input id="email" type="email" name="email" required autocomplete="email" />
-                <label for="password">"Password"</label>
-                <input
-                    id="password"
-                    type="password"
-                    name="password"
-                    required
-                    minlength="8"
-                    autocomplete="new-password"
-                    aria-describedby="password-hint"
-                />
-                <p id="password-hint" class="hint">"At least 8 characters."</p>
-                {error_text(action.value())}
-                <button type="submit" class="primary" disabled=move || pending.get()>
-                    {move || if pending.get() { "Creating…" } else { "Sign up" }}
-                </button>
-            </ActionForm>
+            <SignupForm next=next_page() />
             <p class="muted">"Already have an account? " <A href="/login">"Sign in"</A></p>
         </section>
+    }
+}
+
+/// An island, so that a refused sign-up keeps what was typed.
+#[island]
+fn SignupForm(next: String) -> impl IntoView {
+    crate::session::provide_url_action_error();
+    let action = ServerAction::<SignUp>::new();
+    go_on_success(action.value(), next);
+    let pending = action.pending();
+    view! {
+        <ActionForm action>
+            <label for="email">"Email"</label>
+            <input id="email" type="email" name="email" required autocomplete="email" />
+            <label for="password">"Password"</label>
+            <input
+                id="password"
+                type="password"
+                name="password"
+                required
+                minlength="8"
+                autocomplete="new-password"
+                aria-describedby="password-hint"
+            />
+            <p id="password-hint" class="hint">"At least 8 characters."</p>
+            {error_text(action.value())}
+            <button type="submit" class="primary" disabled=move || pending.get()>
+                {move || if pending.get() { "Creating…" } else { "Sign up" }}
+            </button>
+        </ActionForm>
     }
 }

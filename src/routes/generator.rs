@@ -1,18 +1,19 @@
 //! `/`: the prompt form and the current task, polled until it finishes.
 //! The server-rendered page already carries the latest processing task, so
-//! a reload or a reopened browser resumes polling it.
+//! a reload or a reopened browser resumes polling it. The form and the card
+//! are one island ([`Generator`]); the loader around it is server-only.
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use leptos_router::hooks::use_query_map;
-use leptos_router::params::ParamsMap;
 
 use super::polling::{pace, poll_while, tell_hidden_tab};
 use super::task_card::{TaskCard, clock, now_ms};
 use crate::api::{GenerateImage, check_image_status, generator_setup};
+use crate::balance;
 use crate::error::ErrorKind;
 use crate::model::{GeneratorInfo, ModelOption, TaskStatus, TaskView};
-use crate::session::{RequireUser, use_session};
+use crate::session::{RequireUser, provide_url_action_error, use_current_user};
 
 /// How long Generate rests after a refusal at a cap (unless a task
 /// finishes first).
@@ -27,16 +28,27 @@ pub fn GeneratorPage() -> impl IntoView {
     }
 }
 
+/// The fields the address can fill in (`/?prompt=…`, where "Use this
+/// prompt" and "Reuse seed" lead).
+const PREFILL: [&str; 6] = ["prompt", "model", "aspect_ratio", "num_outputs", "seed", "negative_prompt"];
+
 #[component]
 fn GeneratorLoader() -> impl IntoView {
     let setup = OnceResource::new(generator_setup());
+    let user = use_current_user();
+    let prefill: Vec<(String, String)> = use_query_map().with_untracked(|q| {
+        PREFILL.iter().filter_map(|name| q.get(name).map(|value| ((*name).to_owned(), value))).collect()
+    });
     view! {
         <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
             {move || {
                 setup
                     .get()
                     .map(|r| match r {
-                        Ok(setup) => view! { <Generator setup /> }.into_any(),
+                        Ok(setup) => {
+                            let credits = user.get().flatten().map_or(0, |u| u.credits);
+                            view! { <Generator setup prefill=prefill.clone() credits /> }.into_any()
+                        }
                         Err(e) => view! { <p class="form-error" role="alert">{e.message}</p> }.into_any(),
                     })
             }}
@@ -74,10 +86,13 @@ impl Fields {
         }
     }
 
-    /// Fills the fields from a query; a model or an input the catalogue
-    /// does not offer falls back to the model's default.
-    fn fill(self, query: &ParamsMap, models: &[ModelOption]) {
-        self.fill_with(|name| query.get(name).unwrap_or_default(), models);
+    /// Fills the fields from the address's query; a model or an input the
+    /// catalogue does not offer falls back to the model's default.
+    fn fill(self, query: &[(String, String)], models: &[ModelOption]) {
+        self.fill_with(
+            |name| query.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).unwrap_or_default(),
+            models,
+        );
     }
 
     /// Fills the fields with a task's prompt, model and inputs, and its
@@ -131,21 +146,14 @@ fn cost_line(credits: i64, images: u8) -> String {
     if images == 1 { format!("{total} credits for 1 image") } else { format!("{total} credits for {images} images") }
 }
 
-#[component]
-fn Generator(setup: GeneratorInfo) -> impl IntoView {
-    let session = use_session();
+/// The form and the task it shows. `prefill`: the address's fields (see
+/// [`PREFILL`]); `credits`: the balance the page was rendered with.
+#[island]
+fn Generator(setup: GeneratorInfo, prefill: Vec<(String, String)>, credits: i64) -> impl IntoView {
+    let balance = balance::shared(credits);
     let models = StoredValue::new(setup.models.clone());
     let fields = Fields::new();
-    let query = use_query_map();
-    // Filled from the address now, and again when a link on this page
-    // ("Reuse seed") changes it.
-    fields.fill(&query.get_untracked(), &setup.models);
-    Effect::new(move |first: Option<()>| {
-        let q = query.get();
-        if first.is_some() {
-            models.with_value(|m| fields.fill(&q, m));
-        }
-    });
+    fields.fill(&prefill, &setup.models);
     provide_context(Refill(Callback::new(move |(task, with_seed): (TaskView, bool)| {
         models.with_value(|m| fields.fill_from(&task, with_seed, m));
     })));
@@ -169,6 +177,7 @@ fn Generator(setup: GeneratorInfo) -> impl IntoView {
     let credits = move || model.with(|m| m.as_ref().map_or(default_credits, |m| m.credits));
     let cost = move || credits() * i64::from(fields.num_outputs.get());
     let task = RwSignal::new(setup.resume.clone());
+    provide_url_action_error();
     let action = ServerAction::<GenerateImage>::new();
     let pending = action.pending();
 
@@ -192,7 +201,7 @@ fn Generator(setup: GeneratorInfo) -> impl IntoView {
     // A new task: show it at once (polling fills in the rest).
     Effect::new(move |_| {
         if let Some(Ok(generated)) = action.value().get() {
-            session.refresh();
+            balance::refresh();
             let Some(input) = submitted.get_value() else { return };
             let count = input.num_outputs.as_deref().and_then(|n| n.parse().ok()).unwrap_or(1);
             let credits = models.with_value(|ms| {
@@ -245,7 +254,7 @@ fn Generator(setup: GeneratorInfo) -> impl IntoView {
                         }
                     });
                     if finished {
-                        session.refresh();
+                        balance::refresh();
                         paused_until.set(None);
                     }
                 }
@@ -256,7 +265,7 @@ fn Generator(setup: GeneratorInfo) -> impl IntoView {
                             *t = None;
                         }
                     });
-                    session.refresh();
+                    balance::refresh();
                 }
                 // Anything else is passing trouble: the next tick retries.
                 Err(_) => {}
@@ -264,8 +273,7 @@ fn Generator(setup: GeneratorInfo) -> impl IntoView {
         });
     });
 
-    let balance = move || session.current().map(|u| u.credits);
-    let short_of_credits = move || balance().is_some_and(|b| b < cost());
+    let short_of_credits = move || balance.get() < cost();
     let now = clock();
     let paused = move || paused_until.get().is_some_and(|until| now.get() < until);
     // The card is rebuilt only when another task is shown, not on every poll.
@@ -315,7 +323,7 @@ fn Generator(setup: GeneratorInfo) -> impl IntoView {
                 <p id="generate-hint" class="hint" role="status">
                     {move || {
                         if short_of_credits() {
-                            let have = balance().unwrap_or(0);
+                            let have = balance.get();
                             match fields.num_outputs.get() {
                                 1 => format!("Not enough credits: an image costs {}, you have {have}.", cost()),
                                 n => format!("Not enough credits: {n} images cost {}, you have {have}.", cost()),

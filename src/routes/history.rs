@@ -6,14 +6,13 @@ use std::collections::HashMap;
 
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use leptos_router::components::A;
 use leptos_router::hooks::use_query_map;
 
 use super::polling::{pace, poll_while};
 use super::task_card::{TaskCard, clock};
 use crate::api::{check_image_statuses, generator_setup, list_history};
 use crate::model::{HistoryPage as Page, TaskStatus, TaskView};
-use crate::session::{RequireUser, use_session};
+use crate::session::RequireUser;
 
 #[component]
 pub fn HistoryPage() -> impl IntoView {
@@ -39,7 +38,7 @@ fn HistoryLoader() -> impl IntoView {
                     first
                         .get()
                         .map(|r| match r {
-                            Ok(page) => view! { <Grid first=page interval_ms=interval /> }.into_any(),
+                            Ok(page) => view! { <HistoryGrid first=page interval_ms=interval /> }.into_any(),
                             Err(e) => view! { <p class="form-error" role="alert">{e.message}</p> }.into_any(),
                         })
                 }}
@@ -48,9 +47,9 @@ fn HistoryLoader() -> impl IntoView {
     }
 }
 
-#[component]
-fn Grid(first: Page, interval_ms: u64) -> impl IntoView {
-    let session = use_session();
+/// The cards, live: an island with the first page of tasks as its props.
+#[island]
+fn HistoryGrid(first: Page, interval_ms: u64) -> impl IntoView {
     // Every task on the page by id, and their order (newest first).
     let order = RwSignal::new(first.items.iter().map(|t| t.id.clone()).collect::<Vec<_>>());
     let tasks = RwSignal::new(first.items.into_iter().map(|t| (t.id.clone(), t)).collect::<HashMap<_, _>>());
@@ -96,7 +95,7 @@ fn Grid(first: Page, interval_ms: u64) -> impl IntoView {
                     }
                 });
                 if finished {
-                    session.refresh();
+                    crate::balance::refresh();
                 }
             }
         });
@@ -133,9 +132,9 @@ fn Grid(first: Page, interval_ms: u64) -> impl IntoView {
                 view! {
                     <div class="empty">
                         <p>"Nothing here yet."</p>
-                        <A href="/" attr:class="button primary">
+                        <a href="/" class="button primary">
                             "Generate your first image"
-                        </A>
+                        </a>
                     </div>
                 }
             }

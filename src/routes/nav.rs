@@ -1,35 +1,29 @@
 //! The header shared by every page: the brand, the navigation and, when
-//! signed in, the balance ("N credits") and "Sign out".
+//! signed in, the balance ("N credits", an island that follows charges and
+//! refunds) and "Sign out" (a plain form: the server signs out and answers
+//! with the sign-in page).
 
 use leptos::prelude::*;
+use leptos::server_fn::ServerFn;
 use leptos_router::components::A;
-use leptos_router::hooks::use_navigate;
 
 use crate::api::SignOut;
-use crate::session::use_session;
+use crate::balance::Balance;
+use crate::session::use_current_user;
 
 #[component]
 pub fn Header() -> impl IntoView {
-    let session = use_session();
-    let sign_out = ServerAction::<SignOut>::new();
-    let navigate = use_navigate();
-    Effect::new(move |_| {
-        if let Some(Ok(())) = sign_out.value().get() {
-            session.refresh();
-            navigate("/login", Default::default());
-        }
-    });
-
+    let user = use_current_user();
     view! {
         <header class="topbar">
             <A href="/" attr:class="brand">
                 <span class="brand-mark" aria-hidden="true"></span>
                 "Darkroom"
             </A>
-            <Transition fallback=|| ()>
+            <Suspense fallback=|| ()>
                 {move || {
-                    session
-                        .current()
+                    user.get()
+                        .flatten()
                         .map(|user| {
                             view! {
                                 <nav class="nav" aria-label="Main">
@@ -38,20 +32,18 @@ pub fn Header() -> impl IntoView {
                                     <A href="/account">"Account"</A>
                                 </nav>
                                 <div class="account">
-                                    <span class="balance" data-testid="balance">
-                                        {format!("{} credits", user.credits)}
-                                    </span>
+                                    <Balance credits=user.credits />
                                     <span class="email">{user.email}</span>
-                                    <ActionForm action=sign_out attr:class="inline">
+                                    <form action=SignOut::url() method="post" class="inline">
                                         <button type="submit" class="link-button">
                                             "Sign out"
                                         </button>
-                                    </ActionForm>
+                                    </form>
                                 </div>
                             }
                         })
                 }}
-            </Transition>
+            </Suspense>
         </header>
     }
 }

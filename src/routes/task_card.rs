@@ -10,7 +10,6 @@ use leptos::task::spawn_local;
 use super::generator::Refill;
 use crate::api::{cancel_image, delete_image, share_image, unshare_image};
 use crate::model::{TaskStatus, TaskView, aspect_size};
-use crate::session::use_session;
 
 /// Milliseconds since the Unix epoch, on either side.
 pub fn now_ms() -> i64 {
@@ -69,7 +68,6 @@ pub fn TaskCard(
         TaskStatus::Failed => "Failed",
         TaskStatus::Canceled => "Canceled",
     };
-    let session = use_session();
     // On the generator page: "Reuse seed" fills its form in directly.
     let refill = use_context::<Refill>();
     let canceling = RwSignal::new(false);
@@ -87,7 +85,7 @@ pub fn TaskCard(
                     if let Some(on_change) = on_change {
                         on_change.run(view);
                     }
-                    session.refresh();
+                    crate::balance::refresh();
                 }
                 Err(e) => cancel_error.set(Some(e.message)),
             }
@@ -272,15 +270,18 @@ pub fn TaskCard(
                 {move || {
                     task.with(|t| {
                         t.seed.filter(|_| t.status == TaskStatus::Completed).map(|seed| {
+                            let href = t.reuse_url(true);
                             view! {
                                 <p class="seed">
                                     "Seed " <code>{seed.to_string()}</code> " "
                                     <a
-                                        href=t.reuse_url(true)
+                                        href=href.clone()
                                         class="reuse"
-                                        on:click=move |_| {
+                                        on:click=move |ev| {
                                             if let Some(Refill(fill)) = refill {
+                                                ev.prevent_default();
                                                 fill.run((task.get_untracked(), true));
+                                                show_address(&href);
                                             }
                                         }
                                     >
@@ -316,6 +317,23 @@ pub fn TaskCard(
             </div>
         </article>
     }
+}
+
+/// Shows `url` (a path on this site) in the address bar, as a new history
+/// entry, without loading it: the page has already done what it says.
+fn show_address(url: &str) {
+    #[cfg(feature = "hydrate")]
+    {
+        let location = window().location();
+        let current = format!("{}{}", location.pathname().unwrap_or_default(), location.search().unwrap_or_default());
+        if current != url
+            && let Ok(history) = window().history()
+        {
+            let _ = history.push_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(url));
+        }
+    }
+    #[cfg(not(feature = "hydrate"))]
+    let _ = url;
 }
 
 /// `path` as an absolute address on this site (in the browser).

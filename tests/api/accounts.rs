@@ -228,6 +228,30 @@ async fn after_signing_in_only_a_local_next_page_is_followed() {
     assert_eq!(c.get(format!("{}/history", app.base)).send().await.unwrap().status(), 200);
 }
 
+/// "Sign out" in the header is a plain form: from any page, the post is
+/// answered with the sign-in page (not the page it came from, which would
+/// ask to sign in again to come back to it).
+#[tokio::test]
+async fn signing_out_from_a_page_leads_to_the_sign_in_page() {
+    let app = spawn_app().await;
+    let c = no_redirects();
+    app.sign_up(&c).await;
+    let response = c
+        .post(format!("{}/api/sign_out", app.base))
+        .header("accept", "text/html,application/xhtml+xml")
+        .header("origin", &app.base)
+        .header("referer", format!("{}/account", app.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("")
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_redirection(), "{}", response.status());
+    assert_eq!(response.headers()["location"], "/login");
+    let after = c.get(format!("{}/account", app.base)).send().await.unwrap();
+    assert_eq!(after.headers()["location"], "/login?next=/account", "signed out");
+}
+
 #[tokio::test]
 async fn a_bad_setting_stops_start_up_naming_it() {
     let dir = tempfile::tempdir().unwrap();

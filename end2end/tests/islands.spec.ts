@@ -1,0 +1,47 @@
+// The page is server-rendered HTML with islands: only the header's balance
+// and the generator hydrate on `/`. The generator must still be fully
+// interactive, and the balance (another island) must follow what the
+// generator does, without a reload.
+import { expect, test, type Page } from "@playwright/test";
+import { hydrated, signUp } from "./helpers";
+
+/** The islands on the page, by component name (without Leptos' hash). */
+async function islands(page: Page): Promise<string[]> {
+  return page
+    .locator("leptos-island")
+    .evaluateAll((els) => els.map((e) => (e as HTMLElement).dataset.component!.replace(/_\d+$/, "")));
+}
+
+test("the generator is an island that runs, and the header's balance follows a charge and a refund", async ({ page }) => {
+  await signUp(page);
+  await hydrated(page);
+  expect(await islands(page)).toEqual(["Balance", "Generator"]);
+  const balance = page.getByTestId("balance");
+  await expect(balance).toHaveText("100 credits");
+
+  const generate = page.getByRole("button", { name: "Generate" });
+  await expect(generate).toBeEnabled();
+  await page.getByLabel("Prompt").fill("an island at noon");
+  await generate.click();
+  await expect(balance).toHaveText("90 credits");
+  await expect(page.getByRole("img", { name: "an island at noon" })).toBeVisible();
+  await expect(balance).toHaveText("90 credits");
+
+  await page.getByLabel("Prompt").fill("an island in a storm #fail");
+  await generate.click();
+  await expect(balance).toHaveText("80 credits");
+  await expect(page.getByText("10 credits refunded.")).toBeVisible();
+  await expect(balance).toHaveText("90 credits");
+});
+
+test("each page ships only its interactive parts as islands", async ({ page }) => {
+  await page.goto("/login");
+  expect(await islands(page)).toEqual(["LoginForm"]);
+  await signUp(page);
+  await page.goto("/history");
+  await hydrated(page);
+  expect(await islands(page)).toEqual(["Balance", "HistoryGrid"]);
+  await page.goto("/account");
+  await hydrated(page);
+  expect(await islands(page)).toEqual(["Balance", "PasswordForm"]);
+});
