@@ -4,8 +4,10 @@
 
 use leptos::either::Either;
 use leptos::prelude::*;
+use leptos::server_fn::ServerFn;
 use leptos_router::hooks::use_query_map;
 
+use super::value_of;
 use crate::api::{ChangePassword, list_ledger};
 use crate::model::{LedgerEntry, LedgerKind, LedgerPage};
 use crate::session::{RequireUser, use_current_user};
@@ -141,12 +143,18 @@ fn PasswordForm() -> impl IntoView {
             form.reset();
         }
     });
+    let (current, new) = (NodeRef::new(), NodeRef::new());
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        action.dispatch(ChangePassword { current_password: value_of(current), new_password: value_of(new) });
+    };
     view! {
         <section class="password" aria-labelledby="password-heading">
             <h2 id="password-heading">"Change password"</h2>
-            <ActionForm action node_ref=form>
+            <form action=ChangePassword::url() method="post" node_ref=form on:submit=submit>
                 <label for="current_password">"Current password"</label>
                 <input
+                    node_ref=current
                     id="current_password"
                     type="password"
                     name="current_password"
@@ -155,6 +163,7 @@ fn PasswordForm() -> impl IntoView {
                 />
                 <label for="new_password">"New password"</label>
                 <input
+                    node_ref=new
                     id="new_password"
                     type="password"
                     name="new_password"
@@ -170,20 +179,19 @@ fn PasswordForm() -> impl IntoView {
                         .get()
                         .map(|r| match r {
                             Ok(()) => {
-                                view! {
+                                Either::Left(view! {
                                     <p class="form-success" role="status">
                                         "Password changed. Every other session was signed out."
                                     </p>
-                                }
-                                    .into_any()
+                                })
                             }
-                            Err(e) => view! { <p class="form-error" role="alert">{e.message}</p> }.into_any(),
+                            Err(e) => Either::Right(view! { <p class="form-error" role="alert">{e.message}</p> }),
                         })
                 }}
                 <button type="submit" class="primary" disabled=move || pending.get()>
                     {move || if pending.get() { "Changing…" } else { "Change password" }}
                 </button>
-            </ActionForm>
+            </form>
         </section>
     }
 }

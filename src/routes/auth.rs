@@ -5,9 +5,11 @@
 //! form (an island) shows the error in place and goes on to `next`.
 
 use leptos::prelude::*;
+use leptos::server_fn::ServerFn;
 use leptos_router::components::A;
 use leptos_router::hooks::use_query_map;
 
+use super::value_of;
 use crate::api::{SignIn, SignUp};
 use crate::error::AppError;
 use crate::model::User;
@@ -61,17 +63,29 @@ fn LoginForm(next: String) -> impl IntoView {
     let action = ServerAction::<SignIn>::new();
     go_on_success(action.value(), next);
     let pending = action.pending();
+    let (email, password) = (NodeRef::new(), NodeRef::new());
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        action.dispatch(SignIn { email: value_of(email), password: value_of(password) });
+    };
     view! {
-        <ActionForm action>
+        <form action=SignIn::url() method="post" on:submit=submit>
             <label for="email">"Email"</label>
-            <input id="email" type="email" name="email" required autocomplete="email" />
+            <input node_ref=email id="email" type="email" name="email" required autocomplete="email" />
             <label for="password">"Password"</label>
-            <input id="password" type="password" name="password" required autocomplete="current-password" />
+            <input
+                node_ref=password
+                id="password"
+                type="password"
+                name="password"
+                required
+                autocomplete="current-password"
+            />
             {error_text(action.value())}
             <button type="submit" class="primary" disabled=move || pending.get()>
                 {move || if pending.get() { "Signing in…" } else { "Sign in" }}
             </button>
-        </ActionForm>
+        </form>
     }
 }
 
@@ -93,12 +107,18 @@ fn SignupForm(next: String) -> impl IntoView {
     let action = ServerAction::<SignUp>::new();
     go_on_success(action.value(), next);
     let pending = action.pending();
+    let (email, password) = (NodeRef::new(), NodeRef::new());
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        action.dispatch(SignUp { email: value_of(email), password: value_of(password) });
+    };
     view! {
-        <ActionForm action>
+        <form action=SignUp::url() method="post" on:submit=submit>
             <label for="email">"Email"</label>
-            <input id="email" type="email" name="email" required autocomplete="email" />
+            <input node_ref=email id="email" type="email" name="email" required autocomplete="email" />
             <label for="password">"Password"</label>
             <input
+                node_ref=password
                 id="password"
                 type="password"
                 name="password"
@@ -112,6 +132,6 @@ fn SignupForm(next: String) -> impl IntoView {
             <button type="submit" class="primary" disabled=move || pending.get()>
                 {move || if pending.get() { "Creating…" } else { "Sign up" }}
             </button>
-        </ActionForm>
+        </form>
     }
 }

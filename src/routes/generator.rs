@@ -4,6 +4,7 @@
 //! are one island ([`Generator`]); the loader around it is server-only.
 
 use leptos::prelude::*;
+use leptos::server_fn::ServerFn;
 use leptos::task::spawn_local;
 use leptos_router::hooks::use_query_map;
 
@@ -274,6 +275,21 @@ fn Generator(setup: GeneratorInfo, prefill: Vec<(String, String)>, credits: i64)
     });
 
     let short_of_credits = move || balance.get() < cost();
+    // The form posts without JavaScript; with it, what it would post is
+    // sent from the fields (the inputs the chosen model shows).
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let m = model.get_untracked();
+        let offered = |pick: fn(&ModelOption) -> bool| m.as_ref().is_some_and(pick);
+        action.dispatch(GenerateImage {
+            prompt: fields.prompt.get_untracked(),
+            model: m.as_ref().map(|m| m.id.clone()),
+            aspect_ratio: offered(|m| !m.aspect_ratios.is_empty()).then(|| fields.aspect_ratio.get_untracked()),
+            num_outputs: offered(|m| m.max_outputs > 1).then(|| fields.num_outputs.get_untracked().to_string()),
+            seed: offered(|m| m.seed).then(|| fields.seed.get_untracked()),
+            negative_prompt: offered(|m| m.negative_prompt).then(|| fields.negative_prompt.get_untracked()),
+        });
+    };
     let now = clock();
     let paused = move || paused_until.get().is_some_and(|until| now.get() < until);
     // The card is rebuilt only when another task is shown, not on every poll.
@@ -282,7 +298,7 @@ fn Generator(setup: GeneratorInfo, prefill: Vec<(String, String)>, credits: i64)
     view! {
         <section class="generator">
             <h1 class="visually-hidden">"Generate an image"</h1>
-            <ActionForm action attr:class="prompt-form">
+            <form action=GenerateImage::url() method="post" class="prompt-form" on:submit=submit>
                 <label for="prompt">"Prompt"</label>
                 <textarea
                     id="prompt"
@@ -343,7 +359,7 @@ fn Generator(setup: GeneratorInfo, prefill: Vec<(String, String)>, credits: i64)
                         .and_then(|r| r.err())
                         .map(|e| view! { <p class="form-error" role="alert">{e.message}</p> })
                 }}
-            </ActionForm>
+            </form>
             {move || {
                 shown.get().and_then(|_| task.get_untracked()).map(|initial: TaskView| {
                     let current = Signal::derive(move || task.get().unwrap_or_else(|| initial.clone()));

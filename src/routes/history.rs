@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use leptos::either::Either;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use leptos_router::hooks::use_query_map;
@@ -125,20 +126,20 @@ fn HistoryGrid(first: Page, interval_ms: u64) -> impl IntoView {
     };
 
     let now = clock();
-    view! {
-        <Show
-            when=move || order.with(|o| !o.is_empty())
-            fallback=|| {
-                view! {
-                    <div class="empty">
-                        <p>"Nothing here yet."</p>
-                        <a href="/" class="button primary">
-                            "Generate your first image"
-                        </a>
-                    </div>
-                }
-            }
-        >
+    let empty = Memo::new(move |_| order.with(Vec::is_empty));
+    let more = Memo::new(move |_| cursor.with(Option::is_some));
+    let cards = move || {
+        if empty.get() {
+            return Either::Left(view! {
+                <div class="empty">
+                    <p>"Nothing here yet."</p>
+                    <a href="/" class="button primary">
+                        "Generate your first image"
+                    </a>
+                </div>
+            });
+        }
+        Either::Right(view! {
             <ul class="grid" role="list">
                 <For each=move || order.get() key=|id| id.clone() let:id>
                     {
@@ -170,19 +171,27 @@ fn HistoryGrid(first: Page, interval_ms: u64) -> impl IntoView {
                     }
                 </For>
             </ul>
-        </Show>
+        })
+    };
+    view! {
+        {cards}
         {move || more_error.get().map(|e| view! { <p class="form-error" role="alert">{e}</p> })}
-        <Show when=move || cursor.with(Option::is_some)>
-            <p class="more">
-                <a
-                    class="button"
-                    href=move || cursor.get().map(|c| format!("/history?cursor={c}"))
-                    on:click=load_more
-                    aria-disabled=move || loading_more.get().then_some("true")
-                >
-                    {move || if loading_more.get() { "Loading…" } else { "Load more" }}
-                </a>
-            </p>
-        </Show>
+        {move || {
+            more.get()
+                .then(|| {
+                    view! {
+                        <p class="more">
+                            <a
+                                class="button"
+                                href=move || cursor.get().map(|c| format!("/history?cursor={c}"))
+                                on:click=load_more
+                                aria-disabled=move || loading_more.get().then_some("true")
+                            >
+                                {move || if loading_more.get() { "Loading…" } else { "Load more" }}
+                            </a>
+                        </p>
+                    }
+                })
+        }}
     }
 }

@@ -4,6 +4,7 @@
 //! generator and the history page (where "Use this prompt" reopens the
 //! generator with the task's prompt, model and inputs).
 
+use leptos::either::{Either, EitherOf3, EitherOf4};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
@@ -114,7 +115,7 @@ pub fn TaskCard(
                         TaskStatus::Completed if !images.is_empty() => {
                             let (width, height) = aspect_size(t.aspect_ratio.as_deref(), 512);
                             let count = images.len();
-                            view! {
+                            EitherOf3::A(view! {
                                 <div class="outputs" data-count=count.to_string()>
                                     {images
                                         .into_iter()
@@ -135,18 +136,16 @@ pub fn TaskCard(
                                         })
                                         .collect_view()}
                                 </div>
-                            }
-                                .into_any()
+                            })
                         }
                         TaskStatus::Failed | TaskStatus::Canceled => {
-                            view! {
+                            EitherOf3::B(view! {
                                 <div class="placeholder failed" aria-hidden="true">
                                     <span>"✕"</span>
                                 </div>
-                            }
-                                .into_any()
+                            })
                         }
-                        _ => view! { <div class="placeholder developing" aria-hidden="true"></div> }.into_any(),
+                        _ => EitherOf3::C(view! { <div class="placeholder developing" aria-hidden="true"></div> }),
                     }
                 }}
             </div>
@@ -168,7 +167,7 @@ pub fn TaskCard(
                             let progress = task.with(|t| t.progress);
                             match progress {
                                 Some(p) => {
-                                    view! {
+                                    Either::Left(view! {
                                         <div
                                             class="progress"
                                             role="progressbar"
@@ -179,16 +178,14 @@ pub fn TaskCard(
                                         >
                                             <div class="bar" style=format!("width: {p}%")></div>
                                         </div>
-                                    }
-                                        .into_any()
+                                    })
                                 }
                                 None => {
-                                    view! {
+                                    Either::Right(view! {
                                         <div class="progress indeterminate" role="progressbar" aria-label="Progress">
                                             <div class="bar"></div>
                                         </div>
-                                    }
-                                        .into_any()
+                                    })
                                 }
                             }
                         })
@@ -216,28 +213,26 @@ pub fn TaskCard(
                     match t.status {
                         TaskStatus::Canceled => {
                             let refund = refund_note(&t);
-                            view! {
+                            EitherOf4::A(view! {
                                 <p class="failure" role="status">
                                     "Canceled. " <strong>{refund}</strong>
                                 </p>
-                            }
-                                .into_any()
+                            })
                         }
                         TaskStatus::Failed => {
                             let refund = refund_note(&t);
-                            view! {
+                            EitherOf4::B(view! {
                                 <p class="failure" role="status">
                                     {t.error.unwrap_or_else(|| "The generation failed.".into())} " "
                                     <strong>{refund}</strong>
                                 </p>
-                            }
-                                .into_any()
+                            })
                         }
                         TaskStatus::Completed if !compact => {
                             let images = t.images();
                             let count = images.len();
                             let short_id = t.id[..8.min(t.id.len())].to_owned();
-                            view! {
+                            EitherOf4::C(view! {
                                 <p class="actions">
                                     {images
                                         .into_iter()
@@ -261,10 +256,9 @@ pub fn TaskCard(
                                         })
                                         .collect_view()}
                                 </p>
-                            }
-                                .into_any()
+                            })
                         }
-                        _ => ().into_any(),
+                        _ => EitherOf4::D(()),
                     }
                 }}
                 {move || {
@@ -418,15 +412,14 @@ fn ShareControls(task_id: String) -> impl IntoView {
         <div class="share">
             {move || match link.get() {
                 None => {
-                    view! {
+                    Either::Left(view! {
                         <button type="button" class="button" on:click=share disabled=move || busy.get()>
                             {move || if busy.get() { "Sharing…" } else { "Share" }}
                         </button>
-                    }
-                        .into_any()
+                    })
                 }
                 Some(url) => {
-                    view! {
+                    Either::Right(view! {
                         <div class="share-link" role="group" aria-label="Share link">
                             <input type="url" readonly value=url aria-label="Public link" />
                             <button type="button" class="button" on:click=copy>
@@ -436,8 +429,7 @@ fn ShareControls(task_id: String) -> impl IntoView {
                                 "Stop sharing"
                             </button>
                         </div>
-                    }
-                        .into_any()
+                    })
                 }
             }}
             {move || {
@@ -481,7 +473,7 @@ fn DeleteControl(task_id: String, on_delete: Callback<String>) -> impl IntoView 
         <div class="delete">
             {move || {
                 if confirming.get() {
-                    view! {
+                    Either::Left(view! {
                         <div class="confirm" role="group" aria-label="Confirm deletion">
                             <span>"Delete this image for good?"</span>
                             <button type="button" class="button danger" on:click=delete disabled=move || busy.get()>
@@ -491,15 +483,13 @@ fn DeleteControl(task_id: String, on_delete: Callback<String>) -> impl IntoView 
                                 "Keep"
                             </button>
                         </div>
-                    }
-                        .into_any()
+                    })
                 } else {
-                    view! {
+                    Either::Right(view! {
                         <button type="button" class="button" on:click=move |_| confirming.set(true)>
                             "Delete"
                         </button>
-                    }
-                        .into_any()
+                    })
                 }
             }}
             {move || error.get().map(|e| view! { <p class="form-error" role="alert">{e}</p> })}
