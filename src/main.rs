@@ -8,9 +8,28 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Worker threads' stack: a page is rendered by walking its view tree
+/// recursively, and the generator page's tree needs more than the 2 MiB
+/// default in a debug build (about 3 MiB measured). Memory is only
+/// reserved, not used, until a thread needs it.
 #[cfg(feature = "ssr")]
-#[tokio::main]
-async fn main() {
+const THREAD_STACK_BYTES: usize = 8 << 20;
+
+#[cfg(feature = "ssr")]
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(THREAD_STACK_BYTES)
+        .build()
+        .unwrap_or_else(|e| {
+            eprintln!("darkroom: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        });
+    runtime.block_on(start());
+}
+
+#[cfg(feature = "ssr")]
+async fn start() {
     use darkroom::server::admin::{self, Command};
     use tracing_subscriber::EnvFilter;
 
