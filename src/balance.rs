@@ -59,6 +59,7 @@ pub fn refresh() {
 /// "N credits" in the header.
 #[island]
 pub fn Balance(credits: i64) -> impl IntoView {
+    crate::island_hydrated();
     let balance = shared(credits);
     view! {
         <span class="balance" data-testid="balance">

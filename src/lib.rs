@@ -38,13 +38,41 @@ pub fn hydrate() {
         let _ = js_sys::Reflect::set(&window(), &"__darkroom_panic".into(), &info.to_string().into());
     }));
     leptos::mount::hydrate_islands();
-    // Lets end-to-end tests wait for the page to become interactive. The
-    // island script hydrates the islands right after this returns, in
-    // microtasks only (no island is lazy): a 0 ms timeout runs after all
-    // of them.
+    // Lets end-to-end tests wait for the page to become interactive: the
+    // flag is set once every island on the page has hydrated (see
+    // `island_hydrated`), or at once on a page without islands.
+    let islands = leptos::prelude::document().query_selector_all("leptos-island").map_or(0, |l| l.length());
+    ISLANDS_LEFT.set(islands);
+    if islands == 0 {
+        mark_hydrated();
+    }
+}
+
+#[cfg(feature = "hydrate")]
+thread_local! {
+    /// Islands on the page that have not finished hydrating.
+    static ISLANDS_LEFT: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+#[cfg(feature = "hydrate")]
+fn mark_hydrated() {
+    let _ = js_sys::Reflect::set(&leptos::prelude::window(), &"__darkroom_hydrated".into(), &true.into());
+}
+
+/// Called by every island as it starts: the island script hydrates the
+/// island right after its body returns, in the same task, and a 0 ms
+/// timeout runs after that. Counting the islands, rather than waiting one
+/// tick after `hydrate`, also holds for islands that would load their code
+/// on demand (`#[island(lazy)]`, not used: see BENCHMARKS.md, 2026-12-04).
+pub fn island_hydrated() {
+    #[cfg(feature = "hydrate")]
     leptos::prelude::set_timeout(
         || {
-            let _ = js_sys::Reflect::set(&window(), &"__darkroom_hydrated".into(), &true.into());
+            let left = ISLANDS_LEFT.get().saturating_sub(1);
+            ISLANDS_LEFT.set(left);
+            if left == 0 {
+                mark_hydrated();
+            }
         },
         std::time::Duration::ZERO,
     );

@@ -28,7 +28,20 @@ const REQUESTS: u64 = 200;
 
 pub async fn bench(dir: &Path, report: &mut Report, build_minimal: bool) {
     report.line("### 5. Hydrate bundle and `/history` render");
-    let ours = sizes(&procs::site_root().join("pkg/darkroom.wasm"));
+    // The main bundle and the lazily loaded islands' files beside it
+    // (`--split`): the ratio counts them all.
+    let pkg = procs::site_root().join("pkg");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&pkg)
+        .map(|dir| {
+            dir.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    let each: Vec<(String, (u64, u64))> =
+        files.iter().filter_map(|f| Some((f.file_name()?.to_string_lossy().into_owned(), sizes(f)?))).collect();
+    let ours = (!each.is_empty()).then(|| each.iter().fold((0, 0), |(r, g), (_, (fr, fg))| (r + fr, g + fg)));
     let minimal_wasm = minimal_dir().join("target/site/pkg/minimal.wasm");
     if build_minimal && !minimal_wasm.exists() {
         build_minimal_app();
@@ -37,8 +50,11 @@ pub async fn bench(dir: &Path, report: &mut Report, build_minimal: bool) {
     report.line("");
     report.line("| bundle | raw bytes | gzip -9 bytes |");
     report.line("|---|---|---|");
+    for (name, (raw, gz)) in &each {
+        report.line(&format!("| `{name}` | {raw} | {gz} |"));
+    }
     if let Some((raw, gz)) = ours {
-        report.line(&format!("| darkroom.wasm (release, as built by `make build`) | {raw} | {gz} |"));
+        report.line(&format!("| darkroom, all WebAssembly files (release, as built by `make build`) | {raw} | {gz} |"));
     }
     match (ours, minimal) {
         (Some((raw, gz)), Some((mraw, mgz))) => {

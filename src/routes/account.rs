@@ -132,6 +132,7 @@ fn LedgerRow(entry: LedgerEntry) -> impl IntoView {
 /// An island: says "Password changed." (or why not) in place.
 #[island]
 fn PasswordForm() -> impl IntoView {
+    crate::island_hydrated();
     crate::session::provide_url_action_error();
     let action = ServerAction::<ChangePassword>::new();
     let pending = action.pending();

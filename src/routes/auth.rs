@@ -59,6 +59,7 @@ pub fn LoginPage() -> impl IntoView {
 /// An island, so that a refused sign-in keeps what was typed.
 #[island]
 fn LoginForm(next: String) -> impl IntoView {
+    crate::island_hydrated();
     crate::session::provide_url_action_error();
     let action = ServerAction::<SignIn>::new();
     go_on_success(action.value(), next);
@@ -103,6 +104,7 @@ pub fn SignupPage() -> impl IntoView {
 /// An island, so that a refused sign-up keeps what was typed.
 #[island]
 fn SignupForm(next: String) -> impl IntoView {
+    crate::island_hydrated();
     crate::session::provide_url_action_error();
     let action = ServerAction::<SignUp>::new();
     go_on_success(action.value(), next);

@@ -151,6 +151,7 @@ fn cost_line(credits: i64, images: u8) -> String {
 /// [`PREFILL`]); `credits`: the balance the page was rendered with.
 #[island]
 fn Generator(setup: GeneratorInfo, prefill: Vec<(String, String)>, credits: i64) -> impl IntoView {
+    crate::island_hydrated();
     let balance = balance::shared(credits);
     let models = StoredValue::new(setup.models.clone());
     let fields = Fields::new();

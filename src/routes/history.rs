@@ -51,6 +51,7 @@ fn HistoryLoader() -> impl IntoView {
 /// The cards, live: an island with the first page of tasks as its props.
 #[island]
 fn HistoryGrid(first: Page, interval_ms: u64) -> impl IntoView {
+    crate::island_hydrated();
     // Every task on the page by id, and their order (newest first).
     let order = RwSignal::new(first.items.iter().map(|t| t.id.clone()).collect::<Vec<_>>());
     let tasks = RwSignal::new(first.items.into_iter().map(|t| (t.id.clone(), t)).collect::<HashMap<_, _>>());
