@@ -23,11 +23,13 @@ export async function signUp(page: Page, email = freshEmail()): Promise<string> 
  * once if the bundle panicked, and otherwise with what the page loaded, so
  * a failure says why.
  *
- * A known, rare stall (seen twice in CI, on `goto("/history")` from a page
- * that was polling; never reproduced locally): the page is complete, the
- * bundle's JS and WASM were fetched (from the memory cache, status 0) and
- * nothing panicked, yet hydration never finished. The first wait is 15 s;
- * on that stall the test records what the page loaded as an annotation
+ * A known, rare stall: the page is complete, the bundle's JS and WASM were
+ * fetched (from the memory cache, status 0) and nothing panicked, yet
+ * hydration never finished. Its cause: now and then a page's response lost
+ * the Content-Security-Policy its render set, so the fallback policy blocked
+ * every script; the server now restores it (`security::headers`, which logs
+ * "a page's response lost its policy"). The guard stays: the first wait is
+ * 15 s; on a stall the test records what the page loaded as an annotation
  * (`hydration-stall`, visible in the report) and reloads once. A second
  * stall, or any panic, fails the test.
  */

@@ -87,29 +87,47 @@ pub fn page_policy(nonce: &str, reload_port: Option<u32>) -> String {
     )
 }
 
-/// For an HTML response that did not set a policy of its own: nothing runs.
-const FALLBACK_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self'; base-uri 'none'; \
+/// For HTML without scripts (the public share page sets it itself), and
+/// for an HTML response that did not set a policy of its own: nothing runs.
+pub const STATIC_PAGE_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self'; base-uri 'none'; \
                                form-action 'self'; frame-ancestors 'none'";
 
+/// A page's policy, handed from the page being rendered to [`headers`]
+/// through the request's extensions (which Leptos gives the render).
+#[derive(Clone, Default)]
+pub struct PagePolicy(std::sync::Arc<std::sync::Mutex<Option<HeaderValue>>>);
+
 /// Sets the page's policy on the response being rendered (called by the
-/// shell, which knows the nonce Leptos put on its inline scripts).
+/// shell, which knows the nonce Leptos put on its inline scripts): on the
+/// response, and in the request's [`PagePolicy`] for [`headers`] to fall
+/// back on.
 pub fn set_page_policy(options: &leptos::config::LeptosOptions) {
     use leptos::prelude::use_context;
-    let (Some(nonce), Some(response)) = (leptos::nonce::use_nonce(), use_context::<leptos_axum::ResponseOptions>())
-    else {
+    let Some(nonce) = leptos::nonce::use_nonce() else {
+        tracing::warn!("a page rendered without a nonce: its scripts will not run");
         return;
     };
     // Read once: the environment does not change while the server runs.
     static WATCHING: std::sync::LazyLock<bool> = std::sync::LazyLock::new(|| std::env::var("LEPTOS_WATCH").is_ok());
     let reload = WATCHING.then(|| options.reload_external_port.unwrap_or(options.reload_port));
-    if let Ok(value) = HeaderValue::from_str(&page_policy(&nonce.to_string(), reload)) {
+    let Ok(value) = HeaderValue::from_str(&page_policy(&nonce.to_string(), reload)) else { return };
+    if let Some(slot) =
+        use_context::<axum::http::request::Parts>().and_then(|p| p.extensions.get::<PagePolicy>().cloned())
+        && let Ok(mut slot) = slot.0.lock()
+    {
+        *slot = Some(value.clone());
+    }
+    if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
         response.insert_header(header::CONTENT_SECURITY_POLICY, value);
     }
 }
 
-/// Middleware: the headers every response carries, and a policy that
-/// allows no script on an HTML response without one.
-pub async fn headers(request: Request<Body>, next: Next) -> Response {
+/// Middleware: the headers every response carries, the page's policy on a
+/// page, and a policy that allows no script on other HTML without one.
+pub async fn headers(mut request: Request<Body>, next: Next) -> Response {
+    let path = request.uri().path().to_owned();
+    let page = PagePolicy::default();
+    request.extensions_mut().insert(page.clone());
     let mut response = next.run(request).await;
     let h = response.headers_mut();
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
@@ -117,7 +135,21 @@ pub async fn headers(request: Request<Body>, next: Next) -> Response {
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("strict-origin-when-cross-origin"));
     let is_html = h.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("text/html"));
     if is_html && !h.contains_key(header::CONTENT_SECURITY_POLICY) {
-        h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(FALLBACK_POLICY));
+        // Every page sets its policy (the shell, with the nonce of its
+        // scripts; the share pages, a static one). Seen in end-to-end runs:
+        // now and then a rendered page's response came without the header
+        // the shell set, and its scripts were blocked (the "hydration
+        // stall"). The policy the shell handed over directly restores it.
+        match page.0.lock().ok().and_then(|mut p| p.take()) {
+            Some(policy) => {
+                tracing::warn!(path, "a page's response lost its policy; restored from the render");
+                h.insert(header::CONTENT_SECURITY_POLICY, policy);
+            }
+            None => {
+                tracing::warn!(path, "an HTML response came without its policy; no script on it will run");
+                h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(STATIC_PAGE_POLICY));
+            }
+        }
     }
     response
 }
