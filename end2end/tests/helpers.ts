@@ -27,8 +27,8 @@ export async function signUp(page: Page, email = freshEmail()): Promise<string> 
  * fetched (from the memory cache, status 0) and nothing panicked, yet
  * hydration never finished. Its cause: now and then a page's response lost
  * the Content-Security-Policy its render set, so the fallback policy blocked
- * every script; the server now restores it (`security::headers`, which logs
- * "a page's response lost its policy"). The guard stays: the first wait is
+ * every script; the server now puts the policy on the response itself
+ * (`security::headers`, from what the render hands it). The guard stays: the first wait is
  * 15 s; on a stall the test records what the page loaded as an annotation
  * (`hydration-stall`, visible in the report) and reloads once. A second
  * stall, or any panic, fails the test.

@@ -94,13 +94,14 @@ pub const STATIC_PAGE_POLICY: &str = "default-src 'none'; style-src 'self'; img-
 
 /// A page's policy, handed from the page being rendered to [`headers`]
 /// through the request's extensions (which Leptos gives the render).
+/// [`headers`] puts it on the response: Leptos' `ResponseOptions` now and
+/// then lost a header set during the render, and the page's scripts were
+/// then blocked (the end-to-end tests' "hydration stall").
 #[derive(Clone, Default)]
 pub struct PagePolicy(std::sync::Arc<std::sync::Mutex<Option<HeaderValue>>>);
 
-/// Sets the page's policy on the response being rendered (called by the
-/// shell, which knows the nonce Leptos put on its inline scripts): on the
-/// response, and in the request's [`PagePolicy`] for [`headers`] to fall
-/// back on.
+/// Hands the page's policy to [`headers`] (called by the shell, which
+/// knows the nonce Leptos puts on its inline scripts).
 pub fn set_page_policy(options: &leptos::config::LeptosOptions) {
     use leptos::prelude::use_context;
     let Some(nonce) = leptos::nonce::use_nonce() else {
@@ -115,10 +116,7 @@ pub fn set_page_policy(options: &leptos::config::LeptosOptions) {
         use_context::<axum::http::request::Parts>().and_then(|p| p.extensions.get::<PagePolicy>().cloned())
         && let Ok(mut slot) = slot.0.lock()
     {
-        *slot = Some(value.clone());
-    }
-    if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
-        response.insert_header(header::CONTENT_SECURITY_POLICY, value);
+        *slot = Some(value);
     }
 }
 
@@ -135,17 +133,13 @@ pub async fn headers(mut request: Request<Body>, next: Next) -> Response {
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("strict-origin-when-cross-origin"));
     let is_html = h.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("text/html"));
     if is_html && !h.contains_key(header::CONTENT_SECURITY_POLICY) {
-        // Every page sets its policy (the shell, with the nonce of its
-        // scripts; the share pages, a static one). Seen in end-to-end runs:
-        // now and then a rendered page's response came without the header
-        // the shell set, and its scripts were blocked (the "hydration
-        // stall"). The policy the shell handed over directly restores it.
         match page.0.lock().ok().and_then(|mut p| p.take()) {
             Some(policy) => {
-                tracing::warn!(path, "a page's response lost its policy; restored from the render");
                 h.insert(header::CONTENT_SECURITY_POLICY, policy);
             }
             None => {
+                // Every page hands over its policy and the share pages set
+                // a static one: HTML without either is a bug.
                 tracing::warn!(path, "an HTML response came without its policy; no script on it will run");
                 h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(STATIC_PAGE_POLICY));
             }
