@@ -62,8 +62,9 @@ fn mark_hydrated() {
 /// Called by every island as it starts: the island script hydrates the
 /// island right after its body returns, in the same task, and a 0 ms
 /// timeout runs after that. Counting the islands, rather than waiting one
-/// tick after `hydrate`, also holds for islands that would load their code
-/// on demand (`#[island(lazy)]`, not used: see BENCHMARKS.md, 2026-12-04).
+/// tick after `hydrate`, also holds for the islands that load their code on
+/// demand (`#[island(lazy)]`: the history grid, the sign-in, sign-up and
+/// password forms), whose bodies run once their file has arrived.
 pub fn island_hydrated() {
     #[cfg(feature = "hydrate")]
     leptos::prelude::set_timeout(

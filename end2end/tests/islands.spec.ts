@@ -45,3 +45,23 @@ test("each page ships only its interactive parts as islands", async ({ page }) =
   await hydrated(page);
   expect(await islands(page)).toEqual(["Balance", "PasswordForm"]);
 });
+
+test("a page fetches the code of the islands it shows, and the generator's page no other", async ({ page }) => {
+  let fetched: string[] = [];
+  page.on("response", (r) => {
+    const path = new URL(r.url()).pathname;
+    if (path.endsWith(".wasm")) fetched.push(path.replace(/^\/pkg\//, ""));
+  });
+  await signUp(page);
+  fetched = [];
+  await page.goto("/");
+  await hydrated(page);
+  expect(fetched).toEqual(["darkroom.wasm"]);
+  fetched = [];
+  await page.goto("/history");
+  await hydrated(page);
+  expect(fetched).toContain("darkroom.wasm");
+  expect(fetched.filter((f) => f.startsWith("split_"))).toEqual([expect.stringMatching(/^split_history_grid_loader_\d+\.wasm$/)]);
+  // The lazy island runs: its live cards are there and it counted itself.
+  await expect(page.getByRole("heading", { name: "History" })).toBeVisible();
+});

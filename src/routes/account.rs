@@ -130,7 +130,7 @@ fn LedgerRow(entry: LedgerEntry) -> impl IntoView {
 }
 
 /// An island: says "Password changed." (or why not) in place.
-#[island]
+#[island(lazy)]
 fn PasswordForm() -> impl IntoView {
     crate::island_hydrated();
     crate::session::provide_url_action_error();

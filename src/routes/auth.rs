@@ -57,7 +57,7 @@ pub fn LoginPage() -> impl IntoView {
 }
 
 /// An island, so that a refused sign-in keeps what was typed.
-#[island]
+#[island(lazy)]
 fn LoginForm(next: String) -> impl IntoView {
     crate::island_hydrated();
     crate::session::provide_url_action_error();
@@ -102,7 +102,7 @@ pub fn SignupPage() -> impl IntoView {
 }
 
 /// An island, so that a refused sign-up keeps what was typed.
-#[island]
+#[island(lazy)]
 fn SignupForm(next: String) -> impl IntoView {
     crate::island_hydrated();
     crate::session::provide_url_action_error();

@@ -49,7 +49,7 @@ fn HistoryLoader() -> impl IntoView {
 }
 
 /// The cards, live: an island with the first page of tasks as its props.
-#[island]
+#[island(lazy)]
 fn HistoryGrid(first: Page, interval_ms: u64) -> impl IntoView {
     crate::island_hydrated();
     // Every task on the page by id, and their order (newest first).
