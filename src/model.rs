@@ -66,9 +66,9 @@ pub struct TaskView {
     /// regular interval, shorter when the end is near; never under 500).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub poll_after_ms: Option<u64>,
-    /// The seed asked for, or the one the provider reported; `None` while
+    /// The seed asked for, or the one the provider reported; absent while
     /// unknown.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u32>,
     /// The aspect ratio asked for (the model's default when none was).
     #[serde(default)]
