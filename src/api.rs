@@ -75,6 +75,13 @@ mod ssr {
         leptos_axum::extract::<AuthSession>().await.map_err(AppError::internal)
     }
 
+    /// The signed-in account's count of deleted tasks, read with this
+    /// request's session (see `sessions::task_deletions`).
+    pub async fn task_deletions() -> Option<i64> {
+        let auth = auth_session().await.ok()?;
+        crate::server::sessions::task_deletions(&auth.session).await
+    }
+
     /// What rate limits count the client by (its address behind trusted
     /// proxies, an IPv6 client's /64).
     pub fn client_key() -> IpAddr {
@@ -215,9 +222,10 @@ pub async fn generate_image(
 /// A task's state; advances it when the provider has finished.
 #[server(endpoint = "check_image_status")]
 pub async fn check_image_status(task_id: String) -> Result<TaskView, AppError> {
-    ssr::signed_in(
-        |state, account| async move { crate::server::tasks::check(&state, &account.user_id(), &task_id).await },
-    )
+    ssr::signed_in(|state, account| async move {
+        let deletions = ssr::task_deletions().await;
+        crate::server::tasks::check(&state, &account.user_id(), deletions, &task_id).await
+    })
     .await
 }
 
@@ -225,7 +233,8 @@ pub async fn check_image_status(task_id: String) -> Result<TaskView, AppError> {
 #[server(endpoint = "check_image_statuses")]
 pub async fn check_image_statuses(task_ids: Vec<String>) -> Result<Vec<TaskView>, AppError> {
     ssr::signed_in(|state, account| async move {
-        crate::server::tasks::check_many(&state, &account.user_id(), &task_ids).await
+        let deletions = ssr::task_deletions().await;
+        crate::server::tasks::check_many(&state, &account.user_id(), deletions, &task_ids).await
     })
     .await
 }

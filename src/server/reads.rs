@@ -1,8 +1,12 @@
 //! Point reads on the request path: the session, its account, a task.
 //!
 //! Every poll makes these reads, so they decide what a poll costs. On
-//! PostgreSQL they go through the sqlx pool like every other query. On
-//! SQLite they do not: sqlx runs each SQLite connection on a thread of its
+//! PostgreSQL they go through connections of their own ([`PgReads`]):
+//! native (no `Any` row conversion) and not pinged before and after each
+//! statement, as a sqlx pool does, which triples the round trips of a poll.
+//! The few writes a poll makes that may safely run twice (the check's
+//! claim, its progress) take the same path ([`Reads::repeatable`]). On
+//! SQLite the reads do not go through a pool at all: sqlx runs each SQLite connection on a thread of its
 //! own and hands it every statement over a channel (two thread wake-ups per
 //! statement, plus a ping when the connection goes back to the pool), which
 //! costs far more than the lookup itself. Here they run in the calling thread
@@ -26,7 +30,9 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use sqlx::Postgres;
 use sqlx::any::AnyRow;
+use sqlx::postgres::{PgConnection, PgRow};
 
 use super::db::{self, Db};
 use crate::error::{AppError, Result};
@@ -38,10 +44,24 @@ pub enum Arg<'a> {
     Int(i64),
 }
 
-/// A column type both drivers can decode.
-pub trait Column: rusqlite::types::FromSql + for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any> {}
+/// A column type every driver can decode.
+pub trait Column:
+    rusqlite::types::FromSql
+    + for<'r> sqlx::Decode<'r, sqlx::Any>
+    + sqlx::Type<sqlx::Any>
+    + for<'r> sqlx::Decode<'r, Postgres>
+    + sqlx::Type<Postgres>
+{
+}
 
-impl<T> Column for T where T: rusqlite::types::FromSql + for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any> {}
+impl<T> Column for T where
+    T: rusqlite::types::FromSql
+        + for<'r> sqlx::Decode<'r, sqlx::Any>
+        + sqlx::Type<sqlx::Any>
+        + for<'r> sqlx::Decode<'r, Postgres>
+        + sqlx::Type<Postgres>
+{
+}
 
 /// A row of either driver, read column by column.
 pub trait Columns {
@@ -49,6 +69,13 @@ pub trait Columns {
 }
 
 impl Columns for AnyRow {
+    #[track_caller]
+    fn get<T: Column>(&self, name: &str) -> Result<T> {
+        Ok(sqlx::Row::try_get(self, name)?)
+    }
+}
+
+impl Columns for PgRow {
     #[track_caller]
     fn get<T: Column>(&self, name: &str) -> Result<T> {
         Ok(sqlx::Row::try_get(self, name)?)
@@ -72,8 +99,10 @@ pub trait ReadRow: Sized {
 pub enum Reads {
     /// In-process SQLite, read in the calling thread.
     Sqlite(Arc<SqliteReads>),
-    /// Anything else (PostgreSQL, or an in-memory SQLite database that
-    /// another connection could not see): the pool.
+    /// PostgreSQL: connections of their own, without sqlx's pings.
+    Postgres(Arc<PgReads>),
+    /// An in-memory SQLite database, which another connection could not
+    /// see: the app's pool.
     Pool(Db),
 }
 
@@ -81,7 +110,7 @@ impl Reads {
     /// Reads for the database at `url`, whose pool is `db`.
     pub fn open(url: &str, db: &Db) -> anyhow::Result<Self> {
         if db::Backend::of(url) == db::Backend::Postgres {
-            return Ok(Self::Pool(db.clone()));
+            return PgReads::open(url).map(|reads| Self::Postgres(Arc::new(reads)));
         }
         let opts = sqlx::sqlite::SqliteConnectOptions::from_str(url)
             .map_err(|e| anyhow::anyhow!("DATABASE_URL is not a SQLite URL: {e}"))?;
@@ -100,18 +129,147 @@ impl Reads {
     pub async fn optional<T: ReadRow>(&self, sql: &str, args: &[Arg<'_>]) -> Result<Option<T>> {
         match self {
             Self::Sqlite(reads) => reads.optional(sql, args),
+            Self::Postgres(reads) => reads.optional(sql, args).await,
             Self::Pool(db) => {
-                let mut query = sqlx::query(sql);
-                for arg in args {
-                    query = match *arg {
-                        Arg::Text(s) => query.bind(s),
-                        Arg::Int(i) => query.bind(i),
-                    };
-                }
-                let row = query.fetch_optional(db).await?;
+                let row = bind(sqlx::query(sql), args).fetch_optional(db).await?;
                 row.as_ref().map(T::read).transpose()
             }
         }
+    }
+
+    /// Runs one write that may safely run twice and may be lost (a claim,
+    /// which is a compare-and-set; recorded progress; a postponed check),
+    /// and returns the rows it changed. On PostgreSQL it takes the
+    /// connections of the point reads, and is tried again when its
+    /// connection turns out to be dead, which is why it must be repeatable.
+    /// On SQLite, writes go through the pool (`db`): the read connections
+    /// are read-only.
+    pub async fn repeatable(&self, db: &Db, sql: &str, args: &[Arg<'_>]) -> Result<u64> {
+        match self {
+            Self::Postgres(reads) => reads.repeatable(sql, args).await,
+            Self::Sqlite(_) | Self::Pool(_) => Ok(bind(sqlx::query(sql), args).execute(db).await?.rows_affected()),
+        }
+    }
+}
+
+fn bind<'q, DB>(
+    mut query: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>,
+    args: &[Arg<'q>],
+) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>
+where
+    DB: sqlx::Database,
+    &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    for arg in args {
+        query = match *arg {
+            Arg::Text(s) => query.bind(s),
+            Arg::Int(i) => query.bind(i),
+        };
+    }
+    query
+}
+
+/// Runs `$statement` (a closure over `&mut PgConnection`) on one of
+/// `$reads`' connections, once more on a new connection when the idle one
+/// it took had died; the connection goes back only after a success.
+macro_rules! on_a_connection {
+    ($reads:expr, |$conn:ident| $statement:expr) => {{
+        let reads: &PgReads = $reads;
+        let (slot, mut connection, reused) = reads.take().await?;
+        let mut result = {
+            let $conn = &mut connection;
+            $statement.await
+        };
+        if reused && matches!(&result, Err(e) if connection_lost(e)) {
+            connection = reads.connect().await?;
+            let $conn = &mut connection;
+            result = $statement.await;
+        }
+        if result.is_ok() {
+            reads.put(connection);
+        }
+        drop(slot);
+        result
+    }};
+}
+
+/// Point statements on PostgreSQL, on connections of their own.
+///
+/// Not through a sqlx `Pool`: it pings a connection when it hands it out
+/// (`test_before_acquire`) and again when it takes it back, in a task of
+/// its own; three round trips and three backend wake-ups for every
+/// statement, where one does. Here a connection is taken from a free list,
+/// used for one statement, and put back only if the statement finished:
+/// one that failed, or whose caller went away mid-statement, is closed, so
+/// a connection is never reused in a state nobody knows. A connection that
+/// died while idle (PostgreSQL restarted, a proxy dropped it) fails its
+/// next statement before the server ran it; such a statement is tried once
+/// more on a new connection.
+pub struct PgReads {
+    options: sqlx::postgres::PgConnectOptions,
+    /// Connections not in use.
+    idle: Mutex<Vec<PgConnection>>,
+    /// One permit per connection that may exist: in use or idle.
+    slots: tokio::sync::Semaphore,
+}
+
+/// Connections for point statements (each is a PostgreSQL backend).
+const PG_CONNECTIONS: usize = 8;
+/// How long a statement waits for a free connection before it fails.
+const PG_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl PgReads {
+    fn open(url: &str) -> anyhow::Result<Self> {
+        let options = sqlx::postgres::PgConnectOptions::from_str(url)
+            .map_err(|e| anyhow::anyhow!("DATABASE_URL is not a PostgreSQL URL: {e}"))?;
+        Ok(Self { options, idle: Mutex::new(Vec::new()), slots: tokio::sync::Semaphore::new(PG_CONNECTIONS) })
+    }
+
+    async fn optional<T: ReadRow>(&self, sql: &str, args: &[Arg<'_>]) -> Result<Option<T>> {
+        let row = on_a_connection!(self, |conn| bind(sqlx::query(sql), args).fetch_optional(conn))?;
+        row.as_ref().map(T::read).transpose()
+    }
+
+    /// Runs one statement that may safely run twice (see [`Reads::repeatable`]).
+    async fn repeatable(&self, sql: &str, args: &[Arg<'_>]) -> Result<u64> {
+        let done = on_a_connection!(self, |conn| bind(sqlx::query(sql), args).execute(conn))?;
+        Ok(done.rows_affected())
+    }
+
+    /// A connection for one statement: an idle one (true), else a new one.
+    async fn take(&self) -> sqlx::Result<(tokio::sync::SemaphorePermit<'_>, PgConnection, bool)> {
+        let slot = tokio::time::timeout(PG_ACQUIRE_TIMEOUT, self.slots.acquire())
+            .await
+            .map_err(|_| sqlx::Error::PoolTimedOut)?
+            .map_err(|_| sqlx::Error::PoolClosed)?;
+        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        match idle {
+            Some(conn) => Ok((slot, conn, true)),
+            None => Ok((slot, self.connect().await?, false)),
+        }
+    }
+
+    /// Puts a connection back after a statement that finished.
+    fn put(&self, conn: PgConnection) {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner()).push(conn);
+    }
+
+    async fn connect(&self) -> sqlx::Result<PgConnection> {
+        use sqlx::ConnectOptions;
+        self.options.connect().await
+    }
+}
+
+/// Whether a failed statement never reached a live server: the connection
+/// was closed or broken (PostgreSQL restarted, a proxy dropped it).
+fn connection_lost(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) => true,
+        // 57P01 admin_shutdown (the backend was terminated), 57P02/57P03:
+        // crash / cannot connect now, 08xxx: connection exceptions.
+        sqlx::Error::Database(d) => d.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57P0")),
+        _ => false,
     }
 }
 

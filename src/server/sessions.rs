@@ -29,21 +29,28 @@ impl std::fmt::Debug for Sessions {
     }
 }
 
-/// A stored session: its data (JSON) and when it expires.
+/// A stored session: its data (JSON), when it expires, and its account's
+/// count of deleted tasks as of this read.
 struct Stored {
     data: String,
     expires_at: i64,
+    task_deletions: Option<i64>,
 }
 
 impl ReadRow for Stored {
     fn read(row: &impl Columns) -> Result<Self> {
-        Ok(Self { data: row.get("data")?, expires_at: row.get("expires_at")? })
+        Ok(Self {
+            data: row.get("data")?,
+            expires_at: row.get("expires_at")?,
+            task_deletions: row.get("task_deletions")?,
+        })
     }
 }
 
 /// A session loads while it has not expired and, when signed in, while its
-/// epoch is still its account's (a password change moves it on).
-const LOAD: &str = "SELECT s.data, s.expires_at FROM sessions s LEFT JOIN users u ON u.id = s.user_id \
+/// epoch is still its account's (a password change moves it on). The
+/// account's deletion count comes with it (see [`task_deletions`]).
+const LOAD: &str = "SELECT s.data, s.expires_at, u.task_deletions FROM sessions s LEFT JOIN users u ON u.id = s.user_id \
                     WHERE s.id = $1 AND s.expires_at > $2 AND (s.user_id IS NULL OR s.epoch = u.session_epoch)";
 
 impl Sessions {
@@ -104,7 +111,21 @@ fn store_error(e: impl std::fmt::Display) -> session_store::Error {
 }
 
 fn encode(record: &Record) -> session_store::Result<String> {
-    serde_json::to_string(&record.data).map_err(|e| session_store::Error::Encode(e.to_string()))
+    let mut data = record.data.clone();
+    // Read fresh with every load; never stored.
+    data.remove(TASK_DELETIONS);
+    serde_json::to_string(&data).map_err(|e| session_store::Error::Encode(e.to_string()))
+}
+
+/// Where a loaded session carries its account's count of deleted tasks.
+const TASK_DELETIONS: &str = "darkroom.task_deletions";
+
+/// How many tasks the session's account had deleted when this request
+/// loaded the session: read in the same statement as the session, so it is
+/// never older than the request. Polls answer a finished task from memory
+/// only under the count it was remembered with (`tasks::finished`).
+pub async fn task_deletions(session: &Session) -> Option<i64> {
+    session.get::<i64>(TASK_DELETIONS).await.ok().flatten()
 }
 
 /// Where axum-login keeps the signed-in account in a session's data.
@@ -201,8 +222,12 @@ impl SessionStore for Sessions {
             .await
             .map_err(|e| store_error(e.message))?;
         let Some(stored) = stored else { return Ok(None) };
-        let data: HashMap<String, serde_json::Value> =
+        let mut data: HashMap<String, serde_json::Value> =
             serde_json::from_str(&stored.data).map_err(|e| session_store::Error::Decode(e.to_string()))?;
+        match stored.task_deletions {
+            Some(n) => data.insert(TASK_DELETIONS.to_owned(), n.into()),
+            None => data.remove(TASK_DELETIONS),
+        };
         let expiry_date = OffsetDateTime::from_unix_timestamp_nanos(i128::from(stored.expires_at) * 1_000_000)
             .map_err(|e| session_store::Error::Decode(e.to_string()))?;
         Ok(Some(Record { id: *id, data, expiry_date }))

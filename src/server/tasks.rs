@@ -166,9 +166,9 @@ async fn submit(
 }
 
 /// One task's state, advanced when it is due.
-pub async fn check(state: &AppState, user: &UserId, task_id: &str) -> Result<TaskView> {
+pub async fn check(state: &AppState, user: &UserId, task_deletions: Option<i64>, task_id: &str) -> Result<TaskView> {
     let task_id = TaskId::parse(task_id)?;
-    if let Some(finished) = state.finished.get(&task_id) {
+    if let Some(finished) = state.finished.get(&task_id, task_deletions) {
         if finished.owner != *user {
             return Err(AppError::not_found());
         }
@@ -178,7 +178,7 @@ pub async fn check(state: &AppState, user: &UserId, task_id: &str) -> Result<Tas
     let task = row::load_owned(&state.reads, user, &task_id).await?.ok_or_else(AppError::not_found)?;
     state.metrics.poll();
     let task = advance(state, task).await?;
-    state.finished.remember(&task);
+    state.finished.remember(&task, task_deletions);
     Ok(advised(state, &task))
 }
 
@@ -224,7 +224,7 @@ async fn cancel_owned(state: AppState, task: TaskRow) -> Result<TaskView> {
         discard_image(state, &task_id).await;
     }
     let task = row::load(&state.reads, &task_id).await?.ok_or_else(AppError::not_found)?;
-    state.finished.remember(&task);
+    state.finished.remember(&task, None);
     Ok(task.view())
 }
 
@@ -254,7 +254,12 @@ async fn discard_image(state: &AppState, task: &TaskId) {
 }
 
 /// Several tasks' states (ids of other users, or unknown, are left out).
-pub async fn check_many(state: &AppState, user: &UserId, task_ids: &[String]) -> Result<Vec<TaskView>> {
+pub async fn check_many(
+    state: &AppState,
+    user: &UserId,
+    task_deletions: Option<i64>,
+    task_ids: &[String],
+) -> Result<Vec<TaskView>> {
     if task_ids.len() > MAX_BATCH {
         return Err(AppError::invalid(format!("at most {MAX_BATCH} task ids at once")));
     }
@@ -278,7 +283,7 @@ pub async fn check_many(state: &AppState, user: &UserId, task_ids: &[String]) ->
         .collect()
         .await;
     for task in &advanced {
-        state.finished.remember(task);
+        state.finished.remember(task, task_deletions);
     }
     let mut views: Vec<TaskView> = advanced.iter().map(|t| advised(state, t)).collect();
     views.sort_by_key(|v| ids.iter().position(|id| id.as_str() == v.id));

@@ -214,6 +214,31 @@ async fn a_shared_image_is_public_until_unshared_or_deleted_on_every_instance() 
 }
 
 #[tokio::test]
+async fn a_deleted_task_is_gone_from_polls_on_every_instance_at_once() {
+    let a = spawn_app().await;
+    let b = second_instance(&a).await;
+    let owner = client();
+    a.sign_up(&owner).await;
+    let gone = completed_task(&a, &owner, "an owl to forget").await;
+    let kept = completed_task(&a, &owner, "an owl to keep").await;
+    // b reads both, then answers them from memory.
+    for _ in 0..2 {
+        for id in [&gone, &kept] {
+            let (status, view) = b.call(&owner, "check_image_status", &[("task_id", id)]).await;
+            assert_eq!((status, view["status"].as_str()), (200, Some("completed")), "{view}");
+        }
+    }
+    let (status, body) = a.call(&owner, "delete_image", &[("task_id", &gone)]).await;
+    assert_eq!(status, 200, "{body}");
+    // b has not been told, yet answers the deleted task as gone, and the
+    // other one as before.
+    let (status, body) = b.call(&owner, "check_image_status", &[("task_id", &gone)]).await;
+    assert_eq!(status, 404, "{body}");
+    let (status, view) = b.call(&owner, "check_image_status", &[("task_id", &kept)]).await;
+    assert_eq!((status, view["prompt"].as_str()), (200, Some("an owl to keep")), "{view}");
+}
+
+#[tokio::test]
 async fn another_person_cannot_share_unshare_or_delete() {
     let app = spawn_app().await;
     let (owner, other) = (client(), client());

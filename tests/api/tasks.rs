@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::helpers::{TestApp, client, generate, poll_until_done, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, client, generate, poll_until_done, skipped, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn a_generation_is_charged_completes_and_serves_its_png() {
@@ -537,4 +537,38 @@ async fn newest_completes_unpolled(app: &TestApp, c: &reqwest::Client, why: &str
         assert!(start.elapsed() < Duration::from_secs(10), "{why}: {page}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// PostgreSQL only. The point reads and the check's claim run on
+/// connections that are not pinged before use (`server::reads::PgReads`);
+/// when PostgreSQL ends every connection (a restart, a proxy timing out),
+/// the next statement on each dead one is tried again on a new connection
+/// instead of failing the poll.
+#[tokio::test]
+async fn polls_answer_after_postgres_ends_every_connection() {
+    if std::env::var("DARKROOM_TEST_POSTGRES").map_or(true, |s| s.is_empty()) {
+        return skipped("DARKROOM_TEST_POSTGRES is not set");
+    }
+    let app = spawn_app_with(&[("DARKROOM_SIM_DURATION_MS", "1500")]).await;
+    let c = client();
+    app.sign_up(&c).await;
+    let id = generate(&app, &c, "a fox in the snow").await;
+    for _ in 0..3 {
+        let (status, view) = app.call(&c, "check_image_status", &[("task_id", &id)]).await;
+        assert_eq!(status, 200, "{view}");
+    }
+    let ended = app
+        .count(
+            "SELECT COUNT(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()) AS ended",
+        )
+        .await;
+    assert!(ended >= 1, "the app's connections were ended");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for _ in 0..3 {
+        let (status, view) = app.call(&c, "check_image_status", &[("task_id", &id)]).await;
+        assert_eq!(status, 200, "{view}");
+    }
+    let done = poll_until_done(&app, &c, &id).await;
+    assert_eq!(done["status"], "completed", "{done}");
 }

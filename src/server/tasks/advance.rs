@@ -50,7 +50,8 @@ async fn advance_due(state: AppState, task: TaskRow) -> Result<TaskRow> {
         // push that check back by a whole interval.
         return Ok(task);
     }
-    let Some(claim) = store::claim_check(&state.db, &task.id, now, now + check_interval_ms(state).max(1)).await? else {
+    let next_check_at = now + check_interval_ms(state).max(1);
+    let Some(claim) = store::claim_check(&state.db, &state.reads, &task.id, now, next_check_at).await? else {
         return reload(state, task).await;
     };
     let Some(prediction_id) = task.prediction_id.clone() else {
@@ -58,8 +59,29 @@ async fn advance_due(state: AppState, task: TaskRow) -> Result<TaskRow> {
     };
     let answer = state.provider.get(&prediction_id).await;
     state.metrics.provider_call("get", answer.is_ok());
-    apply(state, &task, &claim, answer, now).await?;
-    reload(state, task).await
+    match apply(state, &task, &claim, answer, now).await? {
+        // Most checks of a long task: still running. The task is what was
+        // read plus what this check wrote, so it needs no second read (on
+        // PostgreSQL, one round trip less per poll).
+        Applied::Running { progress } => {
+            let mut task = task;
+            task.next_check_at = next_check_at;
+            task.last_polled_at = Some(now);
+            task.progress = progress.map(i64::from).or(task.progress);
+            Ok(task)
+        }
+        Applied::Moved => reload(state, task).await,
+    }
+}
+
+/// What [`apply`] did to the task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Applied {
+    /// Nothing but the progress, when it changed (`Some`): the task is
+    /// still processing.
+    Running { progress: Option<u8> },
+    /// Anything else: finished, postponed, or not known without a read.
+    Moved,
 }
 
 /// Makes the transition the provider's answer about a claimed task calls
@@ -72,7 +94,8 @@ pub(super) async fn apply(
     claim: &store::Claim,
     answer: Result<crate::provider::Prediction, ProviderError>,
     now: i64,
-) -> Result<()> {
+) -> Result<Applied> {
+    let mut applied = Applied::Moved;
     match answer {
         Ok(p) if p.data_removed => {
             fail_and_refund(state, &task.id, "The image was deleted at the provider before it could be saved.").await?;
@@ -80,12 +103,15 @@ pub(super) async fn apply(
         Ok(p) => match p.status {
             PredictionStatus::Starting | PredictionStatus::Processing => {
                 // Write only a change: most checks of a long task see none.
+                let mut changed = None;
                 if let Some(progress) = p.progress
                     && task.progress != Some(i64::from(progress))
                 {
-                    store::set_progress(&state.db, &task.id, progress, now).await?;
+                    store::set_progress(&state.db, &state.reads, &task.id, progress, now).await?;
+                    changed = Some(progress.min(100));
                 }
                 super::recheck::schedule(state, &task.id, &p, now);
+                applied = Applied::Running { progress: changed };
             }
             PredictionStatus::Succeeded => {
                 let seed = p.logs.as_deref().and_then(seed_from_logs);
@@ -113,11 +139,11 @@ pub(super) async fn apply(
             tracing::warn!(task = %task.id, "provider check failed: {e}");
             if let Some(wait) = e.retry_after() {
                 let until = db::now_ms() + wait.as_millis().min(600_000) as i64;
-                store::postpone(&state.db, &task.id, until).await?;
+                store::postpone(&state.db, &state.reads, &task.id, until).await?;
             }
         }
     }
-    Ok(())
+    Ok(applied)
 }
 
 async fn reload(state: &AppState, task: TaskRow) -> Result<TaskRow> {

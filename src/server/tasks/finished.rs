@@ -4,11 +4,15 @@
 //! finished tasks are answered from here without touching the database.
 //! Processing tasks are never kept: they are read fresh on every poll.
 //!
-//! The one change a finished task can still see is its deletion: the
-//! instance that deletes it forgets it at once, and every instance forgets
-//! what it remembered after [`TTL`], so another instance may answer a
-//! deleted task's poll (its owner's only; its image, share link and history
-//! entry are gone everywhere at once) for at most that long.
+//! The one change a finished task can still see is its deletion. Each entry
+//! keeps the owner's count of deleted tasks it was read under, and a poll
+//! is answered from here only when the count its request read with the
+//! session is the same (`sessions::task_deletions`): a deletion on any
+//! instance bumps the count in the deleting transaction, so from then on
+//! every instance reads the task from the database, where it is gone. An
+//! entry remembered without a count (by the reconciler, a webhook, a
+//! cancel) is not answered from until a poll has read it once. Every
+//! instance also forgets what it remembered after [`TTL`].
 
 use std::sync::Arc;
 
@@ -27,6 +31,8 @@ pub struct Entry {
     pub owner: UserId,
     pub view: TaskView,
     remembered: std::time::Instant,
+    /// The owner's count of deleted tasks when the task was read.
+    task_deletions: Option<i64>,
 }
 
 pub struct Finished(quick_cache::sync::Cache<TaskId, Arc<Entry>>);
@@ -38,9 +44,12 @@ impl Default for Finished {
 }
 
 impl Finished {
-    /// The finished task `task_id`, if remembered.
-    pub fn get(&self, task: &TaskId) -> Option<Arc<Entry>> {
-        self.0.get(task).filter(|e| e.remembered.elapsed() < TTL)
+    /// The finished task `task_id`, if remembered under `task_deletions`,
+    /// the owner's count of deleted tasks as this request read it.
+    pub fn get(&self, task: &TaskId, task_deletions: Option<i64>) -> Option<Arc<Entry>> {
+        self.0.get(task).filter(|e| {
+            e.remembered.elapsed() < TTL && e.task_deletions.is_some() && e.task_deletions == task_deletions
+        })
     }
 
     /// Forgets `task` (deleted).
@@ -48,8 +57,10 @@ impl Finished {
         self.0.remove(task);
     }
 
-    /// Remembers `task` if it is finished.
-    pub fn remember(&self, task: &TaskRow) {
+    /// Remembers `task` if it is finished, read while its owner's count of
+    /// deleted tasks was `task_deletions` (read before the task; `None`
+    /// when not known).
+    pub fn remember(&self, task: &TaskRow, task_deletions: Option<i64>) {
         if task.state.is_finished() {
             self.0.insert(
                 task.id.clone(),
@@ -57,6 +68,7 @@ impl Finished {
                     owner: task.user_id.clone(),
                     view: task.view(),
                     remembered: std::time::Instant::now(),
+                    task_deletions,
                 }),
             );
         }
@@ -96,16 +108,31 @@ mod tests {
     #[test]
     fn only_finished_tasks_are_remembered() {
         let cache = Finished::default();
-        cache.remember(&task(State::Processing));
-        cache.remember(&task(State::Submitting));
+        cache.remember(&task(State::Processing), Some(0));
+        cache.remember(&task(State::Submitting), Some(0));
         let t1 = TaskId::from_db("t1".into());
-        assert!(cache.get(&t1).is_none());
-        cache.remember(&task(State::Completed));
-        let entry = cache.get(&t1).unwrap();
+        assert!(cache.get(&t1, Some(0)).is_none());
+        cache.remember(&task(State::Completed), Some(0));
+        let entry = cache.get(&t1, Some(0)).unwrap();
         assert_eq!(entry.owner.as_str(), "u1");
         assert_eq!(entry.view.image_url.as_deref(), Some("/images/t1"));
         assert_eq!(entry.view.image_urls, ["/images/t1/0", "/images/t1/1"]);
         cache.forget(&t1);
-        assert!(cache.get(&t1).is_none());
+        assert!(cache.get(&t1, Some(0)).is_none());
+    }
+
+    #[test]
+    fn an_entry_answers_only_under_the_deletion_count_it_was_read_with() {
+        let cache = Finished::default();
+        let t1 = TaskId::from_db("t1".into());
+        cache.remember(&task(State::Completed), Some(3));
+        assert!(cache.get(&t1, Some(3)).is_some());
+        // The owner deleted a task since (on any instance): read it again.
+        assert!(cache.get(&t1, Some(4)).is_none());
+        assert!(cache.get(&t1, None).is_none());
+        // Remembered without a count: never answered from until read.
+        cache.remember(&task(State::Completed), None);
+        assert!(cache.get(&t1, None).is_none());
+        assert!(cache.get(&t1, Some(3)).is_none());
     }
 }

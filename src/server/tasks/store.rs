@@ -65,6 +65,7 @@ use crate::server::catalogue::Inputs;
 use crate::server::credits;
 use crate::server::db::Db;
 use crate::server::ids::{TaskId, UserId};
+use crate::server::reads::{Arg, Reads};
 
 /// A task about to be charged and recorded.
 pub struct NewTask<'a> {
@@ -189,20 +190,20 @@ pub async fn mark_processing(
 pub struct Claim(String);
 
 /// Claims this interval's provider check: only when the previous claim
-/// (or lease) has run out. `None` when another poller has it.
-pub async fn claim_check(db: &Db, task: &TaskId, now: i64, next_check_at: i64) -> Result<Option<Claim>> {
+/// (or lease) has run out. `None` when another poller has it. A claim is a
+/// compare-and-set, so it may run twice ([`Reads::repeatable`]): the second
+/// finds the first's claim and takes nothing.
+pub async fn claim_check(db: &Db, reads: &Reads, task: &TaskId, now: i64, next_check_at: i64) -> Result<Option<Claim>> {
     let token = uuid::Uuid::new_v4().to_string();
-    let claimed = sqlx::query(
-        "UPDATE tasks SET next_check_at = $1, check_token = $2, last_polled_at = $3 \
-         WHERE id = $4 AND status = 'processing' AND next_check_at <= $3",
-    )
-    .bind(next_check_at)
-    .bind(&token)
-    .bind(now)
-    .bind(task.as_str())
-    .execute(db)
-    .await?;
-    Ok((claimed.rows_affected() == 1).then_some(Claim(token)))
+    let claimed = reads
+        .repeatable(
+            db,
+            "UPDATE tasks SET next_check_at = $1, check_token = $2, last_polled_at = $3 \
+             WHERE id = $4 AND status = 'processing' AND next_check_at <= $3",
+            &[Arg::Int(next_check_at), Arg::Text(&token), Arg::Int(now), Arg::Text(task.as_str())],
+        )
+        .await?;
+    Ok((claimed == 1).then_some(Claim(token)))
 }
 
 /// Claims a task for a provider event (a verified webhook), which carries
@@ -255,23 +256,26 @@ pub async fn release_lease(db: &Db, task: &TaskId, claim: &Claim, retry_at: i64)
 /// Records the provider's progress (0–100) of a processing task, as read
 /// at `read_at` (kept in `last_polled_at`: the poll advice extrapolates
 /// from it).
-pub async fn set_progress(db: &Db, task: &TaskId, progress: u8, read_at: i64) -> Result<()> {
-    sqlx::query("UPDATE tasks SET progress = $1, last_polled_at = $2 WHERE id = $3 AND status = 'processing'")
-        .bind(i64::from(progress.min(100)))
-        .bind(read_at)
-        .bind(task.as_str())
-        .execute(db)
+pub async fn set_progress(db: &Db, reads: &Reads, task: &TaskId, progress: u8, read_at: i64) -> Result<()> {
+    reads
+        .repeatable(
+            db,
+            "UPDATE tasks SET progress = $1, last_polled_at = $2 WHERE id = $3 AND status = 'processing'",
+            &[Arg::Int(i64::from(progress.min(100))), Arg::Int(read_at), Arg::Text(task.as_str())],
+        )
         .await?;
     Ok(())
 }
 
 /// Moves the next check to `until` (never earlier than already planned):
 /// the provider asked us to wait.
-pub async fn postpone(db: &Db, task: &TaskId, until: i64) -> Result<()> {
-    sqlx::query("UPDATE tasks SET next_check_at = $1 WHERE id = $2 AND status = 'processing' AND next_check_at < $1")
-        .bind(until)
-        .bind(task.as_str())
-        .execute(db)
+pub async fn postpone(db: &Db, reads: &Reads, task: &TaskId, until: i64) -> Result<()> {
+    reads
+        .repeatable(
+            db,
+            "UPDATE tasks SET next_check_at = $1 WHERE id = $2 AND status = 'processing' AND next_check_at < $1",
+            &[Arg::Int(until), Arg::Text(task.as_str())],
+        )
         .await?;
     Ok(())
 }
@@ -473,6 +477,11 @@ pub async fn delete_finished(db: &Db, user: &UserId, task: &TaskId, now: i64) ->
     if deleted.rows_affected() != 1 {
         return Ok(false);
     }
+    // Every instance stops answering for the task from memory (`finished`).
+    sqlx::query("UPDATE users SET task_deletions = task_deletions + 1 WHERE id = $1")
+        .bind(user.as_str())
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(true)
 }

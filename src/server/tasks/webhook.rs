@@ -96,9 +96,9 @@ async fn apply_event(state: &AppState, prediction: Prediction) -> Result<()> {
         if let Some(progress) = prediction.progress
             && task.progress != Some(i64::from(progress))
         {
-            store::set_progress(&state.db, &task.id, progress, now).await?;
+            store::set_progress(&state.db, &state.reads, &task.id, progress, now).await?;
         }
-        store::postpone(&state.db, &task.id, next_check).await?;
+        store::postpone(&state.db, &state.reads, &task.id, next_check).await?;
         return Ok(());
     }
     // An ending: take the task over (unless another poller is storing its
@@ -106,7 +106,7 @@ async fn apply_event(state: &AppState, prediction: Prediction) -> Result<()> {
     let Some(claim) = store::claim_for_event(&state.db, &task.id, now, next_check).await? else { return Ok(()) };
     advance::apply(state, &task, &claim, Ok(prediction), now).await?;
     if let Some(task) = row::load(&state.reads, &task.id).await? {
-        state.finished.remember(&task);
+        state.finished.remember(&task, None);
     }
     Ok(())
 }
