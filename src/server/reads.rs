@@ -261,6 +261,85 @@ impl PgReads {
     }
 }
 
+/// One kind of point read by key, batched on PostgreSQL.
+///
+/// The read every request makes (its session) would otherwise be one
+/// statement per request: under load, PostgreSQL spends its time waking
+/// for, planning and answering thousands of one-row statements. Here the
+/// reads that arrive while earlier ones are running are gathered and made
+/// as one statement (`WHERE key = ANY($1)`), so the busier it is, the fewer
+/// statements per read; an idle server runs each read at once, alone. Each
+/// read still sees every commit made before it was asked for, as a read of
+/// its own would: a batch starts after every read in it was asked for.
+pub struct PgBatch<T> {
+    asks: tokio::sync::mpsc::Sender<Ask<T>>,
+}
+
+struct Ask<T> {
+    key: String,
+    reply: tokio::sync::oneshot::Sender<Result<Option<T>>>,
+}
+
+/// At most this many keys per statement.
+const MAX_BATCH: usize = 128;
+/// Batches running at once (each on one of the point-read connections).
+const BATCHES_AT_ONCE: usize = 4;
+
+impl<T: ReadRow + Clone + Send + 'static> PgBatch<T> {
+    /// Batches `sql` on `reads`: `sql` selects the rows whose `key` column
+    /// is in `$1` (a text array), with `$2` the time of the batch in epoch
+    /// ms; each row carries its key as `key`.
+    pub fn new(reads: Arc<PgReads>, sql: &'static str) -> Self {
+        let (asks, mut incoming) = tokio::sync::mpsc::channel::<Ask<T>>(1024);
+        tokio::spawn(async move {
+            let running = Arc::new(tokio::sync::Semaphore::new(BATCHES_AT_ONCE));
+            while let Some(first) = incoming.recv().await {
+                // While every batch slot is busy, asks gather in the queue.
+                let Ok(slot) = running.clone().acquire_owned().await else { return };
+                let mut batch = vec![first];
+                while batch.len() < MAX_BATCH {
+                    match incoming.try_recv() {
+                        Ok(ask) => batch.push(ask),
+                        Err(_) => break,
+                    }
+                }
+                let reads = reads.clone();
+                tokio::spawn(async move {
+                    let keys: Vec<String> = batch.iter().map(|a| a.key.clone()).collect();
+                    let answer = reads.by_keys::<T>(sql, &keys, db::now_ms()).await;
+                    drop(slot);
+                    for ask in batch {
+                        let _ = ask.reply.send(match &answer {
+                            Ok(rows) => Ok(rows.iter().find(|(key, _)| *key == ask.key).map(|(_, row)| row.clone())),
+                            Err(e) => Err(e.clone()),
+                        });
+                    }
+                });
+            }
+        });
+        Self { asks }
+    }
+
+    /// The row for `key`, if any.
+    pub async fn get(&self, key: &str) -> Result<Option<T>> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.asks
+            .send(Ask { key: key.to_owned(), reply })
+            .await
+            .map_err(|_| AppError::internal("the batched reads stopped"))?;
+        answer.await.map_err(|_| AppError::internal("a batched read was dropped"))?
+    }
+}
+
+impl PgReads {
+    /// The rows `sql` selects for `keys` (`$1`, a text array) at `now`
+    /// (`$2`), each with its `key`.
+    async fn by_keys<T: ReadRow>(&self, sql: &str, keys: &[String], now: i64) -> Result<Vec<(String, T)>> {
+        let rows = on_a_connection!(self, |conn| sqlx::query(sql).bind(keys).bind(now).fetch_all(conn))?;
+        rows.iter().map(|row| Ok((row.get::<String>("key")?, T::read(row)?))).collect()
+    }
+}
+
 /// Whether a failed statement never reached a live server: the connection
 /// was closed or broken (PostgreSQL restarted, a proxy dropped it).
 fn connection_lost(e: &sqlx::Error) -> bool {

@@ -3,10 +3,11 @@
 //! the pool; the load every request makes goes through [`Reads`].
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::db::{self, Db};
-use super::reads::{Arg, Columns, ReadRow, Reads};
+use super::reads::{Arg, Columns, PgBatch, ReadRow, Reads};
 use crate::error::Result;
 use axum::extract::Request;
 use axum::middleware::Next;
@@ -21,6 +22,8 @@ use axum_login::tower_sessions::session_store::{self, ExpiredDeletion, SessionSt
 pub struct Sessions {
     db: Db,
     reads: Reads,
+    /// On PostgreSQL, the loads of concurrent requests, made together.
+    batched: Option<Arc<PgBatch<Stored>>>,
 }
 
 impl std::fmt::Debug for Sessions {
@@ -31,6 +34,7 @@ impl std::fmt::Debug for Sessions {
 
 /// A stored session: its data (JSON), when it expires, and its account's
 /// count of deleted tasks as of this read.
+#[derive(Clone)]
 struct Stored {
     data: String,
     expires_at: i64,
@@ -52,10 +56,18 @@ impl ReadRow for Stored {
 /// account's deletion count comes with it (see [`task_deletions`]).
 const LOAD: &str = "SELECT s.data, s.expires_at, u.task_deletions FROM sessions s LEFT JOIN users u ON u.id = s.user_id \
                     WHERE s.id = $1 AND s.expires_at > $2 AND (s.user_id IS NULL OR s.epoch = u.session_epoch)";
+/// [`LOAD`] for several sessions at once (`$1`, an array of ids).
+const LOAD_MANY: &str = "SELECT s.id AS key, s.data, s.expires_at, u.task_deletions \
+                         FROM sessions s LEFT JOIN users u ON u.id = s.user_id WHERE s.id = ANY($1) \
+                         AND s.expires_at > $2 AND (s.user_id IS NULL OR s.epoch = u.session_epoch)";
 
 impl Sessions {
     pub fn new(db: Db, reads: Reads) -> Self {
-        Self { db, reads }
+        let batched = match &reads {
+            Reads::Postgres(pg) => Some(Arc::new(PgBatch::new(pg.clone(), LOAD_MANY))),
+            _ => None,
+        };
+        Self { db, reads, batched }
     }
 
     /// Deletes expired sessions every `period`, forever.
@@ -216,11 +228,11 @@ impl SessionStore for Sessions {
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
         let id_text = id.to_string();
-        let stored: Option<Stored> = self
-            .reads
-            .optional(LOAD, &[Arg::Text(&id_text), Arg::Int(db::now_ms())])
-            .await
-            .map_err(|e| store_error(e.message))?;
+        let stored: Option<Stored> = match &self.batched {
+            Some(batched) => batched.get(&id_text).await,
+            None => self.reads.optional(LOAD, &[Arg::Text(&id_text), Arg::Int(db::now_ms())]).await,
+        }
+        .map_err(|e| store_error(e.message))?;
         let Some(stored) = stored else { return Ok(None) };
         let mut data: HashMap<String, serde_json::Value> =
             serde_json::from_str(&stored.data).map_err(|e| session_store::Error::Decode(e.to_string()))?;

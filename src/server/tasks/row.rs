@@ -10,11 +10,14 @@ use crate::server::ids::{TaskId, UserId};
 use crate::server::reads::{Arg, Columns, ReadRow, Reads};
 
 /// The columns every read of a task selects, with the refund flag taken from
-/// the ledger (the one source of truth for money).
+/// the ledger (the one source of truth for money), as BIGINT like every
+/// integer column: native PostgreSQL decoding (the point reads) does not
+/// widen an INT4 into an i64.
 pub const COLUMNS: &str = "t.id, t.user_id, t.prompt, t.model, t.cost, t.status, t.prediction_id, t.progress, \
      t.error, t.object_key, t.created_at, t.finished_at, t.deadline_at, t.next_check_at, t.last_polled_at, \
      t.aspect_ratio, t.num_outputs, t.seed, t.negative_prompt, \
-     CASE WHEN EXISTS (SELECT 1 FROM credit_ledger l WHERE l.entry_key = 'refund:' || t.id) THEN 1 ELSE 0 END AS refunded";
+     CAST(CASE WHEN EXISTS (SELECT 1 FROM credit_ledger l WHERE l.entry_key = 'refund:' || t.id) THEN 1 ELSE 0 END AS BIGINT) \
+     AS refunded";
 
 /// Internal state of a task, including the `submitting` step users never see.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
