@@ -181,7 +181,11 @@ macro_rules! on_a_connection {
             let $conn = &mut connection;
             $statement.await
         };
-        if reused && matches!(&result, Err(e) if connection_lost(e)) {
+        if let Err(e) = &result
+            && reused
+            && connection_lost(e)
+        {
+            tracing::info!("a PostgreSQL connection had closed while idle ({e}); trying again on a new one");
             connection = reads.connect().await?;
             let $conn = &mut connection;
             result = $statement.await;

@@ -312,3 +312,31 @@ async fn a_failed_migration_stops_start_up() {
         darkroom::server::build(config, options, "127.0.0.1:0".parse().unwrap()).await.err().expect("must fail");
     assert!(error.to_string().contains("database migration failed"), "{error}");
 }
+
+/// Many people at once, each asking who they are: every request gets its
+/// own account. On PostgreSQL the session loads of concurrent requests are
+/// made together in one statement (`server::reads::PgBatch`), and each
+/// answer must still go to the request that asked for it.
+#[tokio::test]
+async fn concurrent_requests_each_get_their_own_session() {
+    let app = spawn_app().await;
+    let mut people = Vec::new();
+    for _ in 0..24 {
+        let c = client();
+        let email = app.sign_up(&c).await;
+        people.push((c, email));
+    }
+    let asks = people.iter().flat_map(|(c, email)| (0..4).map(move |_| (c, email))).map(|(c, email)| {
+        let app = &app;
+        async move {
+            let (status, me) = app.call(c, "me", &[]).await;
+            assert_eq!(status, 200, "{me}");
+            assert_eq!(me["email"].as_str(), Some(email.as_str()));
+        }
+    });
+    futures::future::join_all(asks).await;
+    // Without a session: nobody.
+    let stranger = client();
+    let (status, body) = app.call(&stranger, "me", &[]).await;
+    assert_eq!(status, 401, "{body}");
+}
