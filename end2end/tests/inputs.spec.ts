@@ -27,6 +27,8 @@ test("two wide images cost 20 credits, and Use this prompt in history fills the 
 
   await page.getByRole("link", { name: "History" }).click();
   await expect(page.getByRole("heading", { name: "History" })).toBeVisible();
+  // History cards offer each image for download too.
+  await expect(page.getByRole("link", { name: "Download image 2 of 2" })).toBeVisible();
   await page.getByRole("link", { name: "Use this prompt" }).first().click();
   await expect(page).toHaveURL(/\/\?prompt=two%20wide%20harbours/);
   await expect(page.getByLabel("Prompt")).toHaveValue("two wide harbours");

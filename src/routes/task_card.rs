@@ -228,7 +228,7 @@ pub fn TaskCard(
                                 </p>
                             })
                         }
-                        TaskStatus::Completed if !compact => {
+                        TaskStatus::Completed => {
                             let images = t.images();
                             let count = images.len();
                             let short_id = t.id[..8.min(t.id.len())].to_owned();
@@ -242,14 +242,26 @@ pub fn TaskCard(
                                                 ("Download".to_owned(), format!("darkroom-{short_id}.png"))
                                             } else {
                                                 (
-                                                    format!("Download image {}", n + 1),
+                                                    // A history card is narrow: a short label, the
+                                                    // full name for assistive technology and hover.
+                                                    if compact {
+                                                        format!("↓ {}", n + 1)
+                                                    } else {
+                                                        format!("Download image {}", n + 1)
+                                                    },
                                                     format!("darkroom-{short_id}-{}.png", n + 1),
                                                 )
                                             };
                                             let described =
                                                 (count > 1).then(|| format!("Download image {} of {count}", n + 1));
                                             view! {
-                                                <a href=url download=name class="button" aria-label=described>
+                                                <a
+                                                    href=url
+                                                    download=name
+                                                    class="button"
+                                                    aria-label=described.clone()
+                                                    title=described
+                                                >
                                                     {label}
                                                 </a>
                                             }
