@@ -45,6 +45,23 @@ fn go_on_success(value: impl Get<Value = Option<Result<User, AppError>>> + Send 
     });
 }
 
+/// The email field both forms start with.
+fn email_field(node: NodeRef<leptos::html::Input>) -> impl IntoView {
+    view! {
+        <label for="email">"Email"</label>
+        <input node_ref=node id="email" type="email" name="email" required autocomplete="email" />
+    }
+}
+
+/// The submit button, disabled and saying so while the form is sent.
+fn submit_button(pending: Memo<bool>, idle: &'static str, busy: &'static str) -> impl IntoView {
+    view! {
+        <button type="submit" class="primary" disabled=move || pending.get()>
+            {move || if pending.get() { busy } else { idle }}
+        </button>
+    }
+}
+
 #[component]
 pub fn LoginPage() -> impl IntoView {
     view! {
@@ -71,8 +88,7 @@ fn LoginForm(next: String) -> impl IntoView {
     };
     view! {
         <form action=SignIn::url() method="post" on:submit=submit>
-            <label for="email">"Email"</label>
-            <input node_ref=email id="email" type="email" name="email" required autocomplete="email" />
+            {email_field(email)}
             <label for="password">"Password"</label>
             <input
                 node_ref=password
@@ -83,9 +99,7 @@ fn LoginForm(next: String) -> impl IntoView {
                 autocomplete="current-password"
             />
             {error_text(action.value())}
-            <button type="submit" class="primary" disabled=move || pending.get()>
-                {move || if pending.get() { "Signing in…" } else { "Sign in" }}
-            </button>
+            {submit_button(pending, "Sign in", "Signing in…")}
         </form>
     }
 }
@@ -116,8 +130,7 @@ fn SignupForm(next: String) -> impl IntoView {
     };
     view! {
         <form action=SignUp::url() method="post" on:submit=submit>
-            <label for="email">"Email"</label>
-            <input node_ref=email id="email" type="email" name="email" required autocomplete="email" />
+            {email_field(email)}
             <label for="password">"Password"</label>
             <input
                 node_ref=password
@@ -131,9 +144,7 @@ fn SignupForm(next: String) -> impl IntoView {
             />
             <p id="password-hint" class="hint">"At least 8 characters."</p>
             {error_text(action.value())}
-            <button type="submit" class="primary" disabled=move || pending.get()>
-                {move || if pending.get() { "Creating…" } else { "Sign up" }}
-            </button>
+            {submit_button(pending, "Sign up", "Creating…")}
         </form>
     }
 }
