@@ -31,11 +31,35 @@ mod ssr {
         F: FnOnce(AppState, Account) -> Fut,
         Fut: Future<Output = Result<T>>,
     {
+        signed_in_session(|state, account, _| body(state, account)).await
+    }
+
+    /// Like [`signed_in`], for polls: the body also gets the account's
+    /// count of deleted tasks, read with this request's session (see
+    /// `sessions::task_deletions`).
+    pub async fn polling<T, F, Fut>(body: F) -> Result<T>
+    where
+        F: FnOnce(AppState, Account, Option<i64>) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        signed_in_session(|state, account, auth| async move {
+            let deletions = crate::server::sessions::task_deletions(&auth.session).await;
+            body(state, account, deletions).await
+        })
+        .await
+    }
+
+    async fn signed_in_session<T, F, Fut>(body: F) -> Result<T>
+    where
+        F: FnOnce(AppState, Account, AuthSession) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
         answer(
             async {
                 let state = app_state()?;
-                let account = auth_session().await?.user.ok_or_else(AppError::unauthorized)?;
-                body(state, account).await
+                let mut auth = auth_session().await?;
+                let account = auth.user.take().ok_or_else(AppError::unauthorized)?;
+                body(state, account, auth).await
             }
             .await,
         )
@@ -73,13 +97,6 @@ mod ssr {
 
     pub async fn auth_session() -> Result<AuthSession> {
         leptos_axum::extract::<AuthSession>().await.map_err(AppError::internal)
-    }
-
-    /// The signed-in account's count of deleted tasks, read with this
-    /// request's session (see `sessions::task_deletions`).
-    pub async fn task_deletions() -> Option<i64> {
-        let auth = auth_session().await.ok()?;
-        crate::server::sessions::task_deletions(&auth.session).await
     }
 
     /// What rate limits count the client by (its address behind trusted
@@ -222,8 +239,7 @@ pub async fn generate_image(
 /// A task's state; advances it when the provider has finished.
 #[server(endpoint = "check_image_status")]
 pub async fn check_image_status(task_id: String) -> Result<TaskView, AppError> {
-    ssr::signed_in(|state, account| async move {
-        let deletions = ssr::task_deletions().await;
+    ssr::polling(|state, account, deletions| async move {
         crate::server::tasks::check(&state, &account.user_id(), deletions, &task_id).await
     })
     .await
@@ -232,8 +248,7 @@ pub async fn check_image_status(task_id: String) -> Result<TaskView, AppError> {
 /// Several tasks' states in one call (the history page).
 #[server(endpoint = "check_image_statuses")]
 pub async fn check_image_statuses(task_ids: Vec<String>) -> Result<Vec<TaskView>, AppError> {
-    ssr::signed_in(|state, account| async move {
-        let deletions = ssr::task_deletions().await;
+    ssr::polling(|state, account, deletions| async move {
         crate::server::tasks::check_many(&state, &account.user_id(), deletions, &task_ids).await
     })
     .await

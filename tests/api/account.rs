@@ -148,12 +148,19 @@ async fn changing_the_password_ends_every_other_session_on_every_instance() {
     assert_eq!(b.call(&fresh, "me", &[]).await.0, 200);
 }
 
-#[tokio::test]
-async fn a_shared_image_is_public_until_unshared_or_deleted_on_every_instance() {
+/// Two instances on one database, and a person signed up on the first
+/// (the cookie holds on both: same host).
+async fn owner_on_two_instances() -> (TestApp, TestApp, reqwest::Client) {
     let a = spawn_app().await;
     let b = second_instance(&a).await;
     let owner = client();
     a.sign_up(&owner).await;
+    (a, b, owner)
+}
+
+#[tokio::test]
+async fn a_shared_image_is_public_until_unshared_or_deleted_on_every_instance() {
+    let (a, b, owner) = owner_on_two_instances().await;
     let id = completed_task(&a, &owner, "a \"quoted\" <b>owl</b>").await;
 
     let (status, shared) = a.call(&owner, "share_image", &[("task_id", &id)]).await;
@@ -215,10 +222,7 @@ async fn a_shared_image_is_public_until_unshared_or_deleted_on_every_instance() 
 
 #[tokio::test]
 async fn a_deleted_task_is_gone_from_polls_on_every_instance_at_once() {
-    let a = spawn_app().await;
-    let b = second_instance(&a).await;
-    let owner = client();
-    a.sign_up(&owner).await;
+    let (a, b, owner) = owner_on_two_instances().await;
     let gone = completed_task(&a, &owner, "an owl to forget").await;
     let kept = completed_task(&a, &owner, "an owl to keep").await;
     // b reads both, then answers them from memory.
