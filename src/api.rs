@@ -6,6 +6,7 @@
 
 use leptos::prelude::*;
 
+use crate::codec::Json;
 use crate::error::AppError;
 use crate::model::{Generated, GeneratorInfo, HistoryPage, LedgerPage, ShareLink, TaskView, User};
 
@@ -122,7 +123,7 @@ mod ssr {
 }
 
 /// Creates an account with the sign-up credits and signs it in.
-#[server(endpoint = "sign_up")]
+#[server(endpoint = "sign_up", output = Json)]
 pub async fn sign_up(email: String, password: String) -> Result<User, AppError> {
     use crate::server::auth::{Email, NewPassword, create_account};
     ssr::public(|state| async move {
@@ -140,7 +141,7 @@ pub async fn sign_up(email: String, password: String) -> Result<User, AppError> 
 }
 
 /// Signs in with email and password.
-#[server(endpoint = "sign_in")]
+#[server(endpoint = "sign_in", output = Json)]
 pub async fn sign_in(email: String, password: String) -> Result<User, AppError> {
     use crate::error::ErrorKind;
     use crate::server::{auth::Credentials, credits};
@@ -161,7 +162,7 @@ pub async fn sign_in(email: String, password: String) -> Result<User, AppError> 
 }
 
 /// Signs out (a no-op when signed out).
-#[server(endpoint = "sign_out")]
+#[server(endpoint = "sign_out", output = Json)]
 pub async fn sign_out() -> Result<(), AppError> {
     ssr::public(|_| async {
         let mut auth = ssr::auth_session().await?;
@@ -177,7 +178,7 @@ pub async fn sign_out() -> Result<(), AppError> {
 }
 
 /// The signed-in person and their balance; fails when signed out.
-#[server(endpoint = "me")]
+#[server(endpoint = "me", output = Json)]
 pub async fn me() -> Result<User, AppError> {
     ssr::signed_in(|state, account| async move {
         let credits = crate::server::credits::balance(&state.db, &account.id).await?;
@@ -188,7 +189,7 @@ pub async fn me() -> Result<User, AppError> {
 
 /// The signed-in person, or `None`: what pages use to decide what to show
 /// (being signed out is not an error there).
-#[server(endpoint = "current_user")]
+#[server(endpoint = "current_user", output = Json)]
 pub async fn current_user() -> Result<Option<User>, AppError> {
     ssr::public(|state| async move {
         match ssr::auth_session().await?.user {
@@ -203,7 +204,7 @@ pub async fn current_user() -> Result<Option<User>, AppError> {
 }
 
 /// Models, price, polling pace, and the latest processing task to resume.
-#[server(endpoint = "generator_setup")]
+#[server(endpoint = "generator_setup", output = Json)]
 pub async fn generator_setup() -> Result<GeneratorInfo, AppError> {
     ssr::signed_in(
         |state, account| async move { crate::server::tasks::generator_setup(&state, &account.user_id()).await },
@@ -214,7 +215,7 @@ pub async fn generator_setup() -> Result<GeneratorInfo, AppError> {
 /// Charges the cost, submits the prediction and answers the task id at once.
 /// The model's inputs are optional and arrive as text (form fields); each
 /// is checked against the model before anything is charged.
-#[server(endpoint = "generate_image")]
+#[server(endpoint = "generate_image", output = Json)]
 pub async fn generate_image(
     prompt: String,
     model: Option<String>,
@@ -237,7 +238,7 @@ pub async fn generate_image(
 }
 
 /// A task's state; advances it when the provider has finished.
-#[server(endpoint = "check_image_status")]
+#[server(endpoint = "check_image_status", output = Json)]
 pub async fn check_image_status(task_id: String) -> Result<TaskView, AppError> {
     ssr::polling(|state, account, deletions| async move {
         crate::server::tasks::check(&state, &account.user_id(), deletions, &task_id).await
@@ -246,7 +247,7 @@ pub async fn check_image_status(task_id: String) -> Result<TaskView, AppError> {
 }
 
 /// Several tasks' states in one call (the history page).
-#[server(endpoint = "check_image_statuses")]
+#[server(endpoint = "check_image_statuses", output = Json)]
 pub async fn check_image_statuses(task_ids: Vec<String>) -> Result<Vec<TaskView>, AppError> {
     ssr::polling(|state, account, deletions| async move {
         crate::server::tasks::check_many(&state, &account.user_id(), deletions, &task_ids).await
@@ -255,7 +256,7 @@ pub async fn check_image_statuses(task_ids: Vec<String>) -> Result<Vec<TaskView>
 }
 
 /// The signed-in person's tasks, newest first, a page at a time.
-#[server(endpoint = "list_history")]
+#[server(endpoint = "list_history", output = Json)]
 pub async fn list_history(cursor: Option<String>) -> Result<HistoryPage, AppError> {
     ssr::signed_in(|state, account| async move {
         crate::server::tasks::history(&state, &account.user_id(), cursor.as_deref()).await
@@ -264,7 +265,7 @@ pub async fn list_history(cursor: Option<String>) -> Result<HistoryPage, AppErro
 }
 
 /// Cancels a processing task (refunded), or answers a finished one as it is.
-#[server(endpoint = "cancel_image")]
+#[server(endpoint = "cancel_image", output = Json)]
 pub async fn cancel_image(task_id: String) -> Result<TaskView, AppError> {
     ssr::signed_in(
         |state, account| async move { crate::server::tasks::cancel(&state, &account.user_id(), &task_id).await },
@@ -273,7 +274,7 @@ pub async fn cancel_image(task_id: String) -> Result<TaskView, AppError> {
 }
 
 /// The signed-in person's credit ledger, newest first, a page at a time.
-#[server(endpoint = "list_ledger")]
+#[server(endpoint = "list_ledger", output = Json)]
 pub async fn list_ledger(cursor: Option<String>) -> Result<LedgerPage, AppError> {
     ssr::signed_in(|state, account| async move {
         crate::server::ledger::page(&state, &account.user_id(), cursor.as_deref()).await
@@ -283,7 +284,7 @@ pub async fn list_ledger(cursor: Option<String>) -> Result<LedgerPage, AppError>
 
 /// Replaces the password (the current one must match, rate limited like
 /// sign-in); this session stays signed in, every other one ends.
-#[server(endpoint = "change_password")]
+#[server(endpoint = "change_password", output = Json)]
 pub async fn change_password(current_password: String, new_password: String) -> Result<(), AppError> {
     use crate::server::auth::NewPassword;
     ssr::signed_in(|state, account| async move {
@@ -302,7 +303,7 @@ pub async fn change_password(current_password: String, new_password: String) -> 
 }
 
 /// A public link to one of the person's completed images.
-#[server(endpoint = "share_image")]
+#[server(endpoint = "share_image", output = Json)]
 pub async fn share_image(task_id: String) -> Result<ShareLink, AppError> {
     ssr::signed_in(|state, account| async move {
         crate::server::tasks::owned::share(&state, &account.user_id(), &task_id).await
@@ -311,7 +312,7 @@ pub async fn share_image(task_id: String) -> Result<ShareLink, AppError> {
 }
 
 /// Stops sharing an image: its link answers 404 from now on.
-#[server(endpoint = "unshare_image")]
+#[server(endpoint = "unshare_image", output = Json)]
 pub async fn unshare_image(task_id: String) -> Result<(), AppError> {
     ssr::signed_in(|state, account| async move {
         crate::server::tasks::owned::unshare(&state, &account.user_id(), &task_id).await
@@ -321,7 +322,7 @@ pub async fn unshare_image(task_id: String) -> Result<(), AppError> {
 
 /// Deletes one of the person's tasks and its stored images (a processing
 /// one is canceled first); its ledger rows stay.
-#[server(endpoint = "delete_image")]
+#[server(endpoint = "delete_image", output = Json)]
 pub async fn delete_image(task_id: String) -> Result<(), AppError> {
     ssr::signed_in(|state, account| async move {
         crate::server::tasks::owned::delete(&state, &account.user_id(), &task_id).await

@@ -2,7 +2,7 @@
 //! full cause, the browser (and any HTTP client) sees a kind and a message
 //! written for a person.
 
-use leptos::server_fn::codec::JsonEncoding;
+use crate::codec::JsonText;
 use leptos::server_fn::error::{FromServerFnError, ServerFnErrorErr};
 use serde::{Deserialize, Serialize};
 
@@ -100,7 +100,7 @@ impl From<sqlx::Error> for AppError {
 }
 
 impl FromServerFnError for AppError {
-    type Encoder = JsonEncoding;
+    type Encoder = JsonText;
 
     fn from_server_fn_error(value: ServerFnErrorErr) -> Self {
         match value {

@@ -8,6 +8,7 @@
 pub mod api;
 pub mod app;
 pub mod balance;
+pub mod codec;
 pub mod error;
 pub mod model;
 pub mod paths;

@@ -65,3 +65,39 @@ test("a page fetches the code of the islands it shows, and the generator's page 
   // The lazy island runs: its live cards are there and it counted itself.
   await expect(page.getByRole("heading", { name: "History" })).toBeVisible();
 });
+
+test("the task card's code arrives with the first task, and a resumed task shows at once, with or without JavaScript", async ({ page, browser }) => {
+  let fetched: string[] = [];
+  page.on("response", (r) => {
+    const path = new URL(r.url()).pathname;
+    if (path.endsWith(".wasm")) fetched.push(path.replace(/^\/pkg\//, ""));
+  });
+  await signUp(page);
+  await hydrated(page);
+  fetched = [];
+  await page.getByLabel("Prompt").fill("a card on demand #ms=6000");
+  await page.getByRole("button", { name: "Generate" }).click();
+  await expect(page.getByText("Processing", { exact: true })).toBeVisible();
+  expect(fetched.filter((f) => f.startsWith("split_"))).toEqual([expect.stringMatching(/^split_live_task_card_\d+\.wasm$/)]);
+
+  // Reloaded mid-way: the server's card is in the page before any script
+  // runs, then the live one takes its place (one card, and it finishes).
+  const response = await page.reload();
+  expect(await response!.text()).toContain("a card on demand");
+  await hydrated(page);
+  await expect(page.getByRole("img", { name: "a card on demand" })).toBeVisible();
+  await expect(page.locator("article.task-card")).toHaveCount(1);
+  await expect(page.getByText("a card on demand")).toHaveCount(1);
+
+  // Without JavaScript the resumed task is there too.
+  await page.getByLabel("Prompt").fill("a card without scripts #ms=6000");
+  await page.getByRole("button", { name: "Generate" }).click();
+  await expect(page.getByText("Processing", { exact: true })).toBeVisible();
+  const context = await browser.newContext({ storageState: await page.context().storageState(), javaScriptEnabled: false });
+  const plain = await context.newPage();
+  await plain.goto("/");
+  await expect(plain.locator("article.task-card")).toHaveCount(1);
+  await expect(plain.getByText("a card without scripts")).toBeVisible();
+  await expect(plain.getByText("Processing", { exact: true })).toBeVisible();
+  await context.close();
+});

@@ -10,11 +10,11 @@ use leptos_router::hooks::use_query_map;
 
 use super::polling::{pace, poll_while, tell_hidden_tab};
 use super::task_card::{TaskCard, clock, now_ms};
-use crate::api::{GenerateImage, check_image_status, generator_setup};
+use crate::api::{GenerateImage, check_image_status, generate_image, generator_setup};
 use crate::balance;
-use crate::error::ErrorKind;
+use crate::error::{AppError, ErrorKind};
 use crate::model::{GeneratorInfo, ModelOption, TaskStatus, TaskView};
-use crate::session::{RequireUser, provide_url_action_error, use_current_user};
+use crate::session::{RequireUser, use_current_user};
 
 /// How long Generate rests after a refusal at a cap (unless a task
 /// finishes first).
@@ -33,6 +33,15 @@ pub fn GeneratorPage() -> impl IntoView {
 /// prompt" and "Reuse seed" lead).
 const PREFILL: [&str; 6] = ["prompt", "model", "aspect_ratio", "num_outputs", "seed", "negative_prompt"];
 
+/// Why the server refused the form posted without JavaScript (the post is
+/// answered with a redirect to `?__err=…&__path=…`, which the router reads).
+fn refused() -> Option<AppError> {
+    use leptos::server::ServerActionError;
+    use leptos::server_fn::error::ServerFnUrlError;
+    let error = use_context::<ServerActionError>().filter(|e| e.path() == GenerateImage::PATH)?;
+    Some(ServerFnUrlError::<AppError>::decode_err(error.err()))
+}
+
 #[component]
 fn GeneratorLoader() -> impl IntoView {
     let setup = OnceResource::new(generator_setup());
@@ -48,7 +57,18 @@ fn GeneratorLoader() -> impl IntoView {
                     .map(|r| match r {
                         Ok(setup) => {
                             let credits = user.get().flatten().map_or(0, |u| u.credits);
-                            view! { <Generator setup prefill=prefill.clone() credits /> }.into_any()
+                            // The task to resume, as plain HTML: the island
+                            // shows it live once the card's code has loaded.
+                            let resumed = setup.resume.clone().map(|t| {
+                                let noop = Callback::new(|_: TaskView| {});
+                                view! { <TaskCard task=Signal::stored(t) now=Signal::stored(now_ms()) on_change=noop /> }
+                            });
+                            view! {
+                                <Generator setup prefill=prefill.clone() credits refused=refused()>
+                                    {resumed}
+                                </Generator>
+                            }
+                            .into_any()
                         }
                         Err(e) => view! { <p class="form-error" role="alert">{e.message}</p> }.into_any(),
                     })
@@ -147,10 +167,48 @@ fn cost_line(credits: i64, images: u8) -> String {
     if images == 1 { format!("{total} credits for 1 image") } else { format!("{total} credits for {images} images") }
 }
 
+/// The live task card, in a WebAssembly file of its own: the generator's
+/// page fetches it once it has a task to show ([`load_task_card`]), so a
+/// first visit fetches only the form's code.
+#[lazy]
+fn live_task_card(task: Signal<TaskView>, now: Signal<i64>, on_change: Callback<TaskView>) -> AnyView {
+    view! { <TaskCard task now on_change /> }.into_any()
+}
+
+/// Fetches the code of [`live_task_card`], then sets `done`.
+fn load_task_card(done: RwSignal<bool>) {
+    #[cfg(feature = "hydrate")]
+    spawn_local(async move {
+        __preload_live_task_card().await;
+        done.set(true);
+    });
+    #[cfg(not(feature = "hydrate"))]
+    let _ = done;
+}
+
+/// The value of a future that has nothing left to wait for (a lazy
+/// function whose code has arrived), or `None` if it still waits.
+fn loaded<T>(future: impl std::future::Future<Output = T>) -> Option<T> {
+    use std::task::{Context, Poll, Waker};
+    match std::pin::pin!(future).poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(value) => Some(value),
+        Poll::Pending => None,
+    }
+}
+
 /// The form and the task it shows. `prefill`: the address's fields (see
-/// [`PREFILL`]); `credits`: the balance the page was rendered with.
+/// [`PREFILL`]); `credits`: the balance the page was rendered with;
+/// `refused`: why the server refused a post of the form without JavaScript;
+/// `children`: the task to resume, rendered by the server (see
+/// [`live_task_card`]).
 #[island]
-fn Generator(setup: GeneratorInfo, prefill: Vec<(String, String)>, credits: i64) -> impl IntoView {
+fn Generator(
+    setup: GeneratorInfo,
+    prefill: Vec<(String, String)>,
+    credits: i64,
+    refused: Option<AppError>,
+    children: Children,
+) -> impl IntoView {
     crate::island_hydrated();
     let balance = balance::shared(credits);
     let models = StoredValue::new(setup.models.clone());
@@ -179,48 +237,19 @@ fn Generator(setup: GeneratorInfo, prefill: Vec<(String, String)>, credits: i64)
     let credits = move || model.with(|m| m.as_ref().map_or(default_credits, |m| m.credits));
     let cost = move || credits() * i64::from(fields.num_outputs.get());
     let task = RwSignal::new(setup.resume.clone());
-    provide_url_action_error();
-    let action = ServerAction::<GenerateImage>::new();
-    let pending = action.pending();
-
-    // Remember what was submitted, to show the new task at once.
-    let submitted = StoredValue::new(None::<GenerateImage>);
-    Effect::new(move |_| {
-        if let Some(input) = action.input().get() {
-            submitted.set_value(Some(input));
-        }
-    });
+    // What the last submission was refused with; a post without
+    // JavaScript comes back from the server with it (`refused`).
+    let refusal = RwSignal::new(refused);
+    let pending = RwSignal::new(false);
     // At a cap (generations running at once, or per minute): Generate
     // rests until a task finishes here or a short while has passed.
     let paused_until = RwSignal::new(None::<i64>);
-    Effect::new(move |_| {
-        if let Some(Err(e)) = action.value().get()
-            && e.kind == ErrorKind::RateLimited
-        {
+    let rest_if_capped = move |e: &AppError| {
+        if e.kind == ErrorKind::RateLimited {
             paused_until.set(Some(now_ms() + CAP_PAUSE_MS));
         }
-    });
-    // A new task: show it at once (polling fills in the rest).
-    Effect::new(move |_| {
-        if let Some(Ok(generated)) = action.value().get() {
-            balance::refresh();
-            let Some(input) = submitted.get_value() else { return };
-            let count = input.num_outputs.as_deref().and_then(|n| n.parse().ok()).unwrap_or(1);
-            let credits = models.with_value(|ms| {
-                ms.iter().find(|m| Some(&m.id) == input.model.as_ref()).or(ms.first()).map_or(0, |m| m.credits)
-            });
-            let mut view = TaskView::pending(
-                generated.task_id,
-                input.prompt.trim().to_owned(),
-                input.model.unwrap_or_default(),
-                credits * i64::from(count),
-                now_ms(),
-            );
-            view.num_outputs = count;
-            view.aspect_ratio = input.aspect_ratio.filter(|r| !r.is_empty());
-            task.set(Some(view));
-        }
-    });
+    };
+    Effect::new(move |_| refusal.with_untracked(|r| r.as_ref().map(rest_if_capped)));
 
     let polling = Memo::new(move |_| {
         task.with(|t| t.as_ref().filter(|t| t.status == TaskStatus::Processing).map(|t| t.id.clone()))
@@ -277,24 +306,79 @@ fn Generator(setup: GeneratorInfo, prefill: Vec<(String, String)>, credits: i64)
 
     let short_of_credits = move || balance.get() < cost();
     // The form posts without JavaScript; with it, what it would post is
-    // sent from the fields (the inputs the chosen model shows).
+    // sent from the fields (the inputs the chosen model shows), and the new
+    // task shows at once (polling fills in the rest).
     let submit = move |ev: leptos::ev::SubmitEvent| {
+        // (No model to offer: the server answers the plain post.)
+        let Some(m) = model.get_untracked() else { return };
         ev.prevent_default();
-        let m = model.get_untracked();
-        let offered = |pick: fn(&ModelOption) -> bool| m.as_ref().is_some_and(pick);
-        action.dispatch(GenerateImage {
-            prompt: fields.prompt.get_untracked(),
-            model: m.as_ref().map(|m| m.id.clone()),
-            aspect_ratio: offered(|m| !m.aspect_ratios.is_empty()).then(|| fields.aspect_ratio.get_untracked()),
-            num_outputs: offered(|m| m.max_outputs > 1).then(|| fields.num_outputs.get_untracked().to_string()),
-            seed: offered(|m| m.seed).then(|| fields.seed.get_untracked()),
-            negative_prompt: offered(|m| m.negative_prompt).then(|| fields.negative_prompt.get_untracked()),
+        if pending.get_untracked() {
+            return;
+        }
+        let prompt = fields.prompt.get_untracked();
+        let aspect_ratio = (!m.aspect_ratios.is_empty()).then(|| fields.aspect_ratio.get_untracked());
+        let count = if m.max_outputs > 1 { fields.num_outputs.get_untracked() } else { 1 };
+        let seed = m.seed.then(|| fields.seed.get_untracked());
+        let negative_prompt = m.negative_prompt.then(|| fields.negative_prompt.get_untracked());
+        pending.set(true);
+        spawn_local(async move {
+            let answer = generate_image(
+                prompt.clone(),
+                Some(m.id.clone()),
+                aspect_ratio.clone(),
+                (m.max_outputs > 1).then(|| count.to_string()),
+                seed,
+                negative_prompt,
+            )
+            .await;
+            pending.set(false);
+            match answer {
+                Ok(generated) => {
+                    refusal.set(None);
+                    balance::refresh();
+                    let mut view = TaskView::pending(
+                        generated.task_id,
+                        prompt.trim().to_owned(),
+                        m.id,
+                        m.credits * i64::from(count),
+                        now_ms(),
+                    );
+                    view.num_outputs = count;
+                    view.aspect_ratio = aspect_ratio.filter(|r| !r.is_empty());
+                    task.set(Some(view));
+                }
+                Err(e) => {
+                    rest_if_capped(&e);
+                    refusal.set(Some(e));
+                }
+            }
         });
     };
     let now = clock();
     let paused = move || paused_until.get().is_some_and(|until| now.get() < until);
     // The card is rebuilt only when another task is shown, not on every poll.
     let shown = Memo::new(move |_| task.with(|t| t.as_ref().map(|t| t.id.clone())));
+    // The server renders the resumed task's card as plain HTML (the
+    // island's children). In the browser the card's code is fetched once
+    // there is a task to show; from then on the island shows its tasks with
+    // the live card. The server's card stays until then, as long as it is
+    // still the task shown, and is gone for good after.
+    let card_code = RwSignal::new(false);
+    Effect::new(move |_| {
+        if shown.with(Option::is_some) && !card_code.get_untracked() {
+            load_task_card(card_code);
+        }
+    });
+    let resumed_id = setup.resume.as_ref().map(|t| t.id.clone());
+    let server_card_shown = Memo::new(move |_| !card_code.get() && shown.with(|s| s.is_some() && *s == resumed_id));
+    let server_card = NodeRef::<leptos::html::Div>::new();
+    Effect::new(move |_| {
+        if !server_card_shown.get()
+            && let Some(el) = server_card.get()
+        {
+            el.set_inner_html("");
+        }
+    });
 
     view! {
         <section class="generator">
@@ -353,16 +437,14 @@ fn Generator(setup: GeneratorInfo, prefill: Vec<(String, String)>, credits: i64)
                         }
                     }}
                 </p>
-                {move || {
-                    action
-                        .value()
-                        .get()
-                        .and_then(|r| r.err())
-                        .map(|e| view! { <p class="form-error" role="alert">{e.message}</p> })
-                }}
+                {move || refusal.get().map(|e| view! { <p class="form-error" role="alert">{e.message}</p> })}
             </form>
+            <div node_ref=server_card hidden=move || !server_card_shown.get()>
+                {children()}
+            </div>
             {move || {
-                shown.get().and_then(|_| task.get_untracked()).map(|initial: TaskView| {
+                let shown = shown.get().filter(|_| card_code.get());
+                shown.and_then(|_| task.get_untracked()).and_then(|initial: TaskView| {
                     let current = Signal::derive(move || task.get().unwrap_or_else(|| initial.clone()));
                     // A cancel answers the task's new state at once.
                     let changed = Callback::new(move |view: TaskView| {
@@ -373,7 +455,8 @@ fn Generator(setup: GeneratorInfo, prefill: Vec<(String, String)>, credits: i64)
                         });
                         paused_until.set(None);
                     });
-                    view! { <TaskCard task=current now=now on_change=changed /> }
+                    // The code is here: the card is built at once.
+                    loaded(live_task_card(current, now.into(), changed))
                 })
             }}
         </section>

@@ -261,3 +261,31 @@ async fn a_catalogue_file_sets_the_price_and_the_inputs_sent() {
     let (status, body) = app.call(&c, "generate_image", &[("prompt", "a fox"), ("seed", "1")]).await;
     assert_eq!(status, 400, "{body}");
 }
+
+/// Without JavaScript the generator's form posts itself: a refusal is
+/// answered with a redirect back to the page, which says why in the form
+/// (as the island would) and has charged nothing.
+#[tokio::test]
+async fn a_form_refused_without_javascript_says_why_on_the_page() {
+    let app = spawn_app().await;
+    let c = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).cookie_store(true).build().unwrap();
+    app.sign_up(&c).await;
+    let response = c
+        .post(format!("{}/api/generate_image", app.base))
+        .header("accept", "text/html,application/xhtml+xml")
+        .header("origin", &app.base)
+        .header("referer", format!("{}/", app.base))
+        .form(&[("prompt", "   ")])
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_redirection(), "{}", response.status());
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    assert!(location.starts_with("/?") && location.contains("__err="), "{location}");
+    let page = c.get(format!("{}{location}", app.base)).send().await.unwrap().text().await.unwrap();
+    let form = &page[page.find("prompt-form").expect("the generator's form")..];
+    let form = &form[..form.find("</form>").unwrap()];
+    assert!(form.contains(r#"<p class="form-error" role="alert">prompt is empty</p>"#), "{form}");
+    assert_eq!(app.balance(&c).await, 100);
+    assert_eq!(app.count("SELECT COUNT(*) FROM tasks").await, 0);
+}
