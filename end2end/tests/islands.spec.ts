@@ -66,7 +66,7 @@ test("a page fetches the code of the islands it shows, and the generator's page 
   await expect(page.getByRole("heading", { name: "History" })).toBeVisible();
 });
 
-test("the task card's code arrives with the first task, and a resumed task shows at once, with or without JavaScript", async ({ page, browser }) => {
+test("the task card's code arrives with the first prompt, and a resumed task shows at once, with or without JavaScript", async ({ page, browser }) => {
   let fetched: string[] = [];
   page.on("response", (r) => {
     const path = new URL(r.url()).pathname;
@@ -75,10 +75,13 @@ test("the task card's code arrives with the first task, and a resumed task shows
   await signUp(page);
   await hydrated(page);
   fetched = [];
+  // Typing a prompt fetches the card's code, once.
   await page.getByLabel("Prompt").fill("a card on demand #ms=6000");
+  const cardCode = [expect.stringMatching(/^split_live_task_card_\d+\.wasm$/)];
+  await expect.poll(() => fetched.filter((f) => f.startsWith("split_"))).toEqual(cardCode);
   await page.getByRole("button", { name: "Generate" }).click();
   await expect(page.getByText("Processing", { exact: true })).toBeVisible();
-  expect(fetched.filter((f) => f.startsWith("split_"))).toEqual([expect.stringMatching(/^split_live_task_card_\d+\.wasm$/)]);
+  expect(fetched.filter((f) => f.startsWith("split_"))).toEqual(cardCode);
 
   // Reloaded mid-way: the server's card is in the page before any script
   // runs, then the live one takes its place (one card, and it finishes).

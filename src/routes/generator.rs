@@ -363,10 +363,19 @@ fn Generator(
     // there is a task to show; from then on the island shows its tasks with
     // the live card. The server's card stays until then, as long as it is
     // still the task shown, and is gone for good after.
+    // Typing a prompt fetches it too, so that it is usually here before the
+    // first task is.
     let card_code = RwSignal::new(false);
-    Effect::new(move |_| {
-        if shown.with(Option::is_some) && !card_code.get_untracked() {
+    let asked = StoredValue::new(false);
+    let want_card = move || {
+        if !asked.get_value() {
+            asked.set_value(true);
             load_task_card(card_code);
+        }
+    };
+    Effect::new(move |_| {
+        if shown.with(Option::is_some) {
+            want_card();
         }
     });
     let resumed_id = setup.resume.as_ref().map(|t| t.id.clone());
@@ -393,7 +402,10 @@ fn Generator(
                     required
                     placeholder="A lighthouse on a cliff at dusk, warm light, film grain"
                     prop:value=move || fields.prompt.get()
-                    on:input=move |ev| fields.prompt.set(event_target_value(&ev))
+                    on:input=move |ev| {
+                        fields.prompt.set(event_target_value(&ev));
+                        want_card();
+                    }
                 >
                     {fields.prompt.get_untracked()}
                 </textarea>

@@ -281,11 +281,11 @@ async fn a_form_refused_without_javascript_says_why_on_the_page() {
         .unwrap();
     assert!(response.status().is_redirection(), "{}", response.status());
     let location = response.headers()["location"].to_str().unwrap().to_owned();
-    assert!(location.starts_with("/?") && location.contains("__err="), "{location}");
-    let page = c.get(format!("{}{location}", app.base)).send().await.unwrap().text().await.unwrap();
+    assert!(location.starts_with(&format!("{}/?", app.base)) && location.contains("__err="), "{location}");
+    let page = c.get(location).send().await.unwrap().text().await.unwrap();
     let form = &page[page.find("prompt-form").expect("the generator's form")..];
     let form = &form[..form.find("</form>").unwrap()];
-    assert!(form.contains(r#"<p class="form-error" role="alert">prompt is empty</p>"#), "{form}");
+    assert!(form.contains(r#"<p role="alert" class="form-error">prompt is empty</p>"#), "{form}");
     assert_eq!(app.balance(&c).await, 100);
     assert_eq!(app.count("SELECT COUNT(*) FROM tasks").await, 0);
 }
