@@ -69,5 +69,13 @@ impl FromRef<AppState> for LeptosOptions {
 
 /// The state inside a server function; an error (not a panic) if missing.
 pub fn app_state() -> Result<AppState> {
-    leptos::prelude::use_context::<AppState>().ok_or_else(|| AppError::internal("AppState missing from context"))
+    use leptos::prelude::{Owner, use_context};
+    use_context::<AppState>().ok_or_else(|| {
+        // Rare and not understood yet (BENCHMARKS.md, "2026-12-05, later"):
+        // the log says which request it was and whether the work still ran
+        // under an owner.
+        let request = use_context::<axum::http::request::Parts>().map(|p| p.uri.path().to_owned());
+        let owner = Owner::current().is_some();
+        AppError::internal(format!("AppState missing from context (request {request:?}, owner {owner})"))
+    })
 }
