@@ -359,12 +359,11 @@ fn Generator(
     // The card is rebuilt only when another task is shown, not on every poll.
     let shown = Memo::new(move |_| task.with(|t| t.as_ref().map(|t| t.id.clone())));
     // The server renders the resumed task's card as plain HTML (the
-    // island's children). In the browser the card's code is fetched once
-    // there is a task to show; from then on the island shows its tasks with
-    // the live card. The server's card stays until then, as long as it is
-    // still the task shown, and is gone for good after.
-    // Typing a prompt fetches it too, so that it is usually here before the
-    // first task is.
+    // island's children). In the browser the card's code is fetched once a
+    // prompt is typed or there is a task to show (`want_card`, at most
+    // once); from then on the island shows its tasks with the live card.
+    // The server's card stays until then, while it is still the task shown,
+    // and is removed after.
     let card_code = RwSignal::new(false);
     let asked = StoredValue::new(false);
     let want_card = move || {

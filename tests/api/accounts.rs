@@ -1,7 +1,7 @@
 //! Accounts: sign-up grants credits through the ledger; every bad input has
 //! its message and creates nothing; sessions; the rate limit.
 
-use crate::helpers::{client, spawn_app, spawn_app_with};
+use crate::helpers::{client, no_redirects, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn signing_up_grants_the_signup_credits_through_the_ledger() {
@@ -177,10 +177,6 @@ async fn health_answers_when_the_database_does() {
     assert_eq!(response.status(), 503);
 }
 
-fn no_redirects() -> reqwest::Client {
-    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).cookie_store(true).build().unwrap()
-}
-
 #[tokio::test]
 async fn signed_out_visitors_are_sent_to_sign_in_before_anything_renders() {
     let app = spawn_app().await;
@@ -236,16 +232,7 @@ async fn signing_out_from_a_page_leads_to_the_sign_in_page() {
     let app = spawn_app().await;
     let c = no_redirects();
     app.sign_up(&c).await;
-    let response = c
-        .post(format!("{}/api/sign_out", app.base))
-        .header("accept", "text/html,application/xhtml+xml")
-        .header("origin", &app.base)
-        .header("referer", format!("{}/account", app.base))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body("")
-        .send()
-        .await
-        .unwrap();
+    let response = app.page_post(&c, "sign_out", "/account", &[]).send().await.unwrap();
     assert!(response.status().is_redirection(), "{}", response.status());
     assert_eq!(response.headers()["location"], "/login");
     let after = c.get(format!("{}/account", app.base)).send().await.unwrap();

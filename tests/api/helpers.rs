@@ -95,7 +95,30 @@ pub fn client() -> reqwest::Client {
     reqwest::Client::builder().cookie_store(true).build().expect("client")
 }
 
+/// A client that keeps its cookies and shows redirects instead of
+/// following them.
+pub fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).cookie_store(true).build().expect("client")
+}
+
 impl TestApp {
+    /// `form` posted to `endpoint` as a page at `page` posts it without
+    /// JavaScript (the browser asks for HTML and names the page).
+    pub fn page_post(
+        &self,
+        client: &reqwest::Client,
+        endpoint: &str,
+        page: &str,
+        form: &[(&str, &str)],
+    ) -> reqwest::RequestBuilder {
+        client
+            .post(format!("{}/api/{endpoint}", self.base))
+            .header("accept", "text/html,application/xhtml+xml")
+            .header("origin", &self.base)
+            .header("referer", format!("{}{page}", self.base))
+            .form(form)
+    }
+
     /// POSTs a server function with URL-encoded arguments; (status, JSON).
     pub async fn call(&self, client: &reqwest::Client, endpoint: &str, form: &[(&str, &str)]) -> (u16, Value) {
         let response = client.post(format!("{}/api/{endpoint}", self.base)).form(form).send().await.expect("request");

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::helpers::{TestApp, client, poll_until_done, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, client, no_redirects, poll_until_done, spawn_app, spawn_app_with};
 
 /// Submits `prompt` with `inputs`; the task id.
 async fn generate_with(app: &TestApp, c: &reqwest::Client, prompt: &str, inputs: &[(&str, &str)]) -> String {
@@ -268,17 +268,9 @@ async fn a_catalogue_file_sets_the_price_and_the_inputs_sent() {
 #[tokio::test]
 async fn a_form_refused_without_javascript_says_why_on_the_page() {
     let app = spawn_app().await;
-    let c = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).cookie_store(true).build().unwrap();
+    let c = no_redirects();
     app.sign_up(&c).await;
-    let response = c
-        .post(format!("{}/api/generate_image", app.base))
-        .header("accept", "text/html,application/xhtml+xml")
-        .header("origin", &app.base)
-        .header("referer", format!("{}/", app.base))
-        .form(&[("prompt", "   ")])
-        .send()
-        .await
-        .unwrap();
+    let response = app.page_post(&c, "generate_image", "/", &[("prompt", "   ")]).send().await.unwrap();
     assert!(response.status().is_redirection(), "{}", response.status());
     let location = response.headers()["location"].to_str().unwrap().to_owned();
     assert!(location.starts_with(&format!("{}/?", app.base)) && location.contains("__err="), "{location}");
