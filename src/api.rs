@@ -5,6 +5,8 @@
 //! always give an error its HTTP status, then calls the server side.
 
 use leptos::prelude::*;
+#[cfg(feature = "ssr")]
+use leptos::server_fn::ServerFn;
 
 use crate::codec::Json;
 use crate::error::AppError;
@@ -24,40 +26,40 @@ mod ssr {
     pub use crate::server::auth::{Account, AuthSession};
     use crate::server::state::{AppState, app_state};
 
-    /// Runs a server function's body with the state and the signed-in
-    /// account ("please sign in" otherwise), and answers its error with the
-    /// error's status.
-    pub async fn signed_in<T, F, Fut>(body: F) -> Result<T>
+    /// Runs the body of the server function at `path` with the state and
+    /// the signed-in account ("please sign in" otherwise), and answers its
+    /// error with the error's status.
+    pub async fn signed_in<T, F, Fut>(path: &'static str, body: F) -> Result<T>
     where
         F: FnOnce(AppState, Account) -> Fut,
         Fut: Future<Output = Result<T>>,
     {
-        signed_in_session(|state, account, _| body(state, account)).await
+        signed_in_session(path, |state, account, _| body(state, account)).await
     }
 
     /// Like [`signed_in`], for polls: the body also gets the account's
     /// count of deleted tasks, read with this request's session (see
     /// `sessions::task_deletions`).
-    pub async fn polling<T, F, Fut>(body: F) -> Result<T>
+    pub async fn polling<T, F, Fut>(path: &'static str, body: F) -> Result<T>
     where
         F: FnOnce(AppState, Account, Option<i64>) -> Fut,
         Fut: Future<Output = Result<T>>,
     {
-        signed_in_session(|state, account, auth| async move {
+        signed_in_session(path, |state, account, auth| async move {
             let deletions = crate::server::sessions::task_deletions(&auth.session).await;
             body(state, account, deletions).await
         })
         .await
     }
 
-    async fn signed_in_session<T, F, Fut>(body: F) -> Result<T>
+    async fn signed_in_session<T, F, Fut>(path: &'static str, body: F) -> Result<T>
     where
         F: FnOnce(AppState, Account, AuthSession) -> Fut,
         Fut: Future<Output = Result<T>>,
     {
         answer(
             async {
-                let state = app_state()?;
+                let state = started(path)?;
                 let mut auth = auth_session().await?;
                 let account = auth.user.take().ok_or_else(AppError::unauthorized)?;
                 body(state, account, auth).await
@@ -67,12 +69,21 @@ mod ssr {
     }
 
     /// Like [`signed_in`], for the server functions anyone may call.
-    pub async fn public<T, F, Fut>(body: F) -> Result<T>
+    pub async fn public<T, F, Fut>(path: &'static str, body: F) -> Result<T>
     where
         F: FnOnce(AppState) -> Fut,
         Fut: Future<Output = Result<T>>,
     {
-        answer(async { body(app_state()?).await }.await)
+        answer(async { body(started(path)?).await }.await)
+    }
+
+    /// The state, and the run of the server function at `path` counted:
+    /// called over HTTP (`api`) or by a page as it renders (`page`).
+    fn started(path: &'static str) -> Result<AppState> {
+        let state = app_state()?;
+        let from_api = use_context::<Parts>().is_some_and(|p| p.uri.path() == path);
+        state.metrics.server_fn(path, if from_api { "api" } else { "page" });
+        Ok(state)
     }
 
     /// Gives an error its HTTP status — except for a plain form post (no
@@ -126,7 +137,7 @@ mod ssr {
 #[server(endpoint = "sign_up", output = Json)]
 pub async fn sign_up(email: String, password: String) -> Result<User, AppError> {
     use crate::server::auth::{Email, NewPassword, create_account};
-    ssr::public(|state| async move {
+    ssr::public(SignUp::PATH, |state| async move {
         state.attempts.check(ssr::client_key())?;
         let email = Email::parse(&email)?;
         let password = NewPassword::parse(password)?;
@@ -145,7 +156,7 @@ pub async fn sign_up(email: String, password: String) -> Result<User, AppError> 
 pub async fn sign_in(email: String, password: String) -> Result<User, AppError> {
     use crate::error::ErrorKind;
     use crate::server::{auth::Credentials, credits};
-    ssr::public(|state| async move {
+    ssr::public(SignIn::PATH, |state| async move {
         state.attempts.check(ssr::client_key())?;
         let mut auth = ssr::auth_session().await?;
         let (account, epoch) = auth
@@ -164,7 +175,7 @@ pub async fn sign_in(email: String, password: String) -> Result<User, AppError> 
 /// Signs out (a no-op when signed out).
 #[server(endpoint = "sign_out", output = Json)]
 pub async fn sign_out() -> Result<(), AppError> {
-    ssr::public(|_| async {
+    ssr::public(SignOut::PATH, |_| async {
         let mut auth = ssr::auth_session().await?;
         auth.logout().await.map_err(AppError::internal)?;
         // From a page: on to the sign-in page, not back to the page (which
@@ -180,7 +191,7 @@ pub async fn sign_out() -> Result<(), AppError> {
 /// The signed-in person and their balance; fails when signed out.
 #[server(endpoint = "me", output = Json)]
 pub async fn me() -> Result<User, AppError> {
-    ssr::signed_in(|state, account| async move {
+    ssr::signed_in(Me::PATH, |state, account| async move {
         let credits = crate::server::credits::balance(&state.db, &account.id).await?;
         Ok(User { email: account.email, credits })
     })
@@ -191,7 +202,7 @@ pub async fn me() -> Result<User, AppError> {
 /// (being signed out is not an error there).
 #[server(endpoint = "current_user", output = Json)]
 pub async fn current_user() -> Result<Option<User>, AppError> {
-    ssr::public(|state| async move {
+    ssr::public(CurrentUser::PATH, |state| async move {
         match ssr::auth_session().await?.user {
             None => Ok(None),
             Some(account) => {
@@ -206,9 +217,9 @@ pub async fn current_user() -> Result<Option<User>, AppError> {
 /// Models, price, polling pace, and the latest processing task to resume.
 #[server(endpoint = "generator_setup", output = Json)]
 pub async fn generator_setup() -> Result<GeneratorInfo, AppError> {
-    ssr::signed_in(
-        |state, account| async move { crate::server::tasks::generator_setup(&state, &account.user_id()).await },
-    )
+    ssr::signed_in(GeneratorSetup::PATH, |state, account| async move {
+        crate::server::tasks::generator_setup(&state, &account.user_id()).await
+    })
     .await
 }
 
@@ -225,7 +236,7 @@ pub async fn generate_image(
     negative_prompt: Option<String>,
 ) -> Result<Generated, AppError> {
     use crate::server::catalogue::RawInputs;
-    ssr::signed_in(|state, account| async move {
+    ssr::signed_in(GenerateImage::PATH, |state, account| async move {
         let inputs = RawInputs {
             aspect_ratio: aspect_ratio.as_deref(),
             num_outputs: num_outputs.as_deref(),
@@ -240,7 +251,7 @@ pub async fn generate_image(
 /// A task's state; advances it when the provider has finished.
 #[server(endpoint = "check_image_status", output = Json)]
 pub async fn check_image_status(task_id: String) -> Result<TaskView, AppError> {
-    ssr::polling(|state, account, deletions| async move {
+    ssr::polling(CheckImageStatus::PATH, |state, account, deletions| async move {
         crate::server::tasks::check(&state, &account.user_id(), deletions, &task_id).await
     })
     .await
@@ -249,7 +260,7 @@ pub async fn check_image_status(task_id: String) -> Result<TaskView, AppError> {
 /// Several tasks' states in one call (the history page).
 #[server(endpoint = "check_image_statuses", output = Json)]
 pub async fn check_image_statuses(task_ids: Vec<String>) -> Result<Vec<TaskView>, AppError> {
-    ssr::polling(|state, account, deletions| async move {
+    ssr::polling(CheckImageStatuses::PATH, |state, account, deletions| async move {
         crate::server::tasks::check_many(&state, &account.user_id(), deletions, &task_ids).await
     })
     .await
@@ -258,7 +269,7 @@ pub async fn check_image_statuses(task_ids: Vec<String>) -> Result<Vec<TaskView>
 /// The signed-in person's tasks, newest first, a page at a time.
 #[server(endpoint = "list_history", output = Json)]
 pub async fn list_history(cursor: Option<String>) -> Result<HistoryPage, AppError> {
-    ssr::signed_in(|state, account| async move {
+    ssr::signed_in(ListHistory::PATH, |state, account| async move {
         crate::server::tasks::history(&state, &account.user_id(), cursor.as_deref()).await
     })
     .await
@@ -267,16 +278,16 @@ pub async fn list_history(cursor: Option<String>) -> Result<HistoryPage, AppErro
 /// Cancels a processing task (refunded), or answers a finished one as it is.
 #[server(endpoint = "cancel_image", output = Json)]
 pub async fn cancel_image(task_id: String) -> Result<TaskView, AppError> {
-    ssr::signed_in(
-        |state, account| async move { crate::server::tasks::cancel(&state, &account.user_id(), &task_id).await },
-    )
+    ssr::signed_in(CancelImage::PATH, |state, account| async move {
+        crate::server::tasks::cancel(&state, &account.user_id(), &task_id).await
+    })
     .await
 }
 
 /// The signed-in person's credit ledger, newest first, a page at a time.
 #[server(endpoint = "list_ledger", output = Json)]
 pub async fn list_ledger(cursor: Option<String>) -> Result<LedgerPage, AppError> {
-    ssr::signed_in(|state, account| async move {
+    ssr::signed_in(ListLedger::PATH, |state, account| async move {
         crate::server::ledger::page(&state, &account.user_id(), cursor.as_deref()).await
     })
     .await
@@ -287,7 +298,7 @@ pub async fn list_ledger(cursor: Option<String>) -> Result<LedgerPage, AppError>
 #[server(endpoint = "change_password", output = Json)]
 pub async fn change_password(current_password: String, new_password: String) -> Result<(), AppError> {
     use crate::server::auth::NewPassword;
-    ssr::signed_in(|state, account| async move {
+    ssr::signed_in(ChangePassword::PATH, |state, account| async move {
         state.attempts.check(ssr::client_key())?;
         state.account_attempts.check(account.id.clone())?;
         let new = NewPassword::parse(new_password)?;
@@ -305,7 +316,7 @@ pub async fn change_password(current_password: String, new_password: String) -> 
 /// A public link to one of the person's completed images.
 #[server(endpoint = "share_image", output = Json)]
 pub async fn share_image(task_id: String) -> Result<ShareLink, AppError> {
-    ssr::signed_in(|state, account| async move {
+    ssr::signed_in(ShareImage::PATH, |state, account| async move {
         crate::server::tasks::owned::share(&state, &account.user_id(), &task_id).await
     })
     .await
@@ -314,7 +325,7 @@ pub async fn share_image(task_id: String) -> Result<ShareLink, AppError> {
 /// Stops sharing an image: its link answers 404 from now on.
 #[server(endpoint = "unshare_image", output = Json)]
 pub async fn unshare_image(task_id: String) -> Result<(), AppError> {
-    ssr::signed_in(|state, account| async move {
+    ssr::signed_in(UnshareImage::PATH, |state, account| async move {
         crate::server::tasks::owned::unshare(&state, &account.user_id(), &task_id).await
     })
     .await
@@ -324,7 +335,7 @@ pub async fn unshare_image(task_id: String) -> Result<(), AppError> {
 /// one is canceled first); its ledger rows stay.
 #[server(endpoint = "delete_image", output = Json)]
 pub async fn delete_image(task_id: String) -> Result<(), AppError> {
-    ssr::signed_in(|state, account| async move {
+    ssr::signed_in(DeleteImage::PATH, |state, account| async move {
         crate::server::tasks::owned::delete(&state, &account.user_id(), &task_id).await
     })
     .await

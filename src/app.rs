@@ -16,10 +16,6 @@ use crate::session::CurrentUser;
 
 /// The HTML document around the app (server-rendered once per page load).
 pub fn shell(options: LeptosOptions) -> impl IntoView {
-    // The page's Content-Security-Policy names the nonce Leptos puts on the
-    // inline scripts it renders.
-    #[cfg(feature = "ssr")]
-    crate::server::security::set_page_policy(&options);
     view! {
         <!DOCTYPE html>
         <html lang="en">

@@ -200,11 +200,11 @@ pub async fn build(config: Config, mut leptos_options: LeptosOptions, addr: Sock
             axum::routing::post(tasks::webhook::receive)
                 .layer(axum::extract::DefaultBodyLimit::max(tasks::webhook::MAX_EVENT_BYTES)),
         )
-        .leptos_routes(&state, routes, {
+        .leptos_routes_with_context(&state, routes, security::provide_page_nonce, {
             let options = leptos_options.clone();
             move || shell(options.clone())
         })
-        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .fallback(leptos_axum::file_and_error_handler_with_context::<AppState, _>(security::provide_page_nonce, shell))
         // Innermost first: the session layers, then the cross-site check
         // outside them (a refused request reaches no session), then
         // metrics and the headers every response carries.
@@ -213,7 +213,7 @@ pub async fn build(config: Config, mut leptos_options: LeptosOptions, addr: Sock
         .layer(auth_layer)
         .layer(axum::middleware::from_fn_with_state(state.clone(), security::refuse_cross_site))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
-        .layer(axum::middleware::from_fn(security::headers))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), security::headers))
         .layer(page_compression())
         .with_state(state.clone());
     if let Some(sim) = sim {

@@ -35,6 +35,17 @@ pub fn use_current_user() -> CurrentUser {
 }
 
 /// Renders the page for a signed-in visitor, or sends them to `/login`.
+///
+/// `children` must only *read* resources, never create them: the page
+/// component creates them before, once per render. On the server, Leptos
+/// 0.8's `<Suspense>` calls its children several times per render (once to
+/// find the resources they read, again once those have loaded to find reads
+/// that depended on them, then to render: leptos-rs/leptos#4688, answered
+/// by the `strict` Suspense of 0.9 only). A resource created in `children`
+/// would start its server function on every pass; the surplus ones are
+/// never awaited, and one that first runs after the response has ended
+/// finds its request's context gone ("AppState missing"). The same holds
+/// for a `<Suspense>` inside `children`: read everything here, in one.
 #[component]
 pub fn RequireUser(children: ChildrenFn) -> impl IntoView {
     let user = use_current_user();

@@ -1,5 +1,5 @@
 // Shared steps: a fresh account per test, found the way a person would.
-import { expect, test, type Page } from "@playwright/test";
+import { expect, type Page } from "@playwright/test";
 
 export function freshEmail(): string {
   return `e2e-${Date.now()}-${Math.random().toString(36).slice(2, 8)}@example.com`;
@@ -19,29 +19,13 @@ export async function signUp(page: Page, email = freshEmail()): Promise<string> 
 }
 
 /**
- * Waits until the page has hydrated (the WASM bundle took over). Fails at
- * once if the bundle panicked, and otherwise with what the page loaded, so
- * a failure says why.
- *
- * A known, rare stall: the page is complete, the bundle's JS and WASM were
- * fetched (from the memory cache, status 0) and nothing panicked, yet
- * hydration never finished. Its cause: now and then a page's response lost
- * the Content-Security-Policy its render set, so the fallback policy blocked
- * every script; the server now puts the policy on the response itself
- * (`security::headers`, from what the render hands it). The guard stays: the first wait is
- * 15 s; on a stall the test records what the page loaded as an annotation
- * (`hydration-stall`, visible in the report) and reloads once. A second
- * stall, or any panic, fails the test.
+ * Waits until the page has hydrated: every island on it ran its code
+ * (`window.__darkroom_hydrated`, see `island_hydrated` in src/lib.rs).
+ * Fails at once if the bundle panicked, and otherwise with what the page
+ * loaded, so a failure says why.
  */
-export async function hydrated(page: Page) {
-  let outcome = await waitForHydration(page, 15_000);
-  if (outcome.startsWith("not hydrated")) {
-    test.info().annotations.push({ type: "hydration-stall", description: outcome });
-    console.warn(`hydration stalled, reloading once: ${outcome}`);
-    await page.reload();
-    outcome = await waitForHydration(page, 30_000);
-  }
-  expect(outcome, "the page hydrates").toBe("hydrated");
+export async function hydrated(page: Page, timeout = 15_000) {
+  expect(await waitForHydration(page, timeout), "the page hydrates").toBe("hydrated");
 }
 
 async function waitForHydration(page: Page, timeout: number): Promise<string> {

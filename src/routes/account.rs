@@ -12,25 +12,17 @@ use crate::api::{ChangePassword, list_ledger};
 use crate::model::{LedgerEntry, LedgerKind, LedgerPage};
 use crate::session::{RequireUser, use_current_user};
 
+/// The page; its data is read once per render, here (see `RequireUser`).
 #[component]
 pub fn AccountPage() -> impl IntoView {
-    view! {
-        <RequireUser>
-            <Account />
-        </RequireUser>
-    }
-}
-
-#[component]
-fn Account() -> impl IntoView {
     let user = use_current_user();
     // `?cursor=` is where "Older entries" leads without JavaScript.
     let start = use_query_map().with_untracked(|q| q.get("cursor"));
     let first = OnceResource::new(list_ledger(start));
     view! {
-        <section class="account-page">
-            <h1>"Account"</h1>
-            <Transition fallback=|| ()>
+        <RequireUser>
+            <section class="account-page">
+                <h1>"Account"</h1>
                 {move || {
                     user.get()
                         .flatten()
@@ -45,20 +37,18 @@ fn Account() -> impl IntoView {
                             }
                         })
                 }}
-            </Transition>
-            <h2 id="ledger-heading">"Credits"</h2>
-            <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
+                <h2 id="ledger-heading">"Credits"</h2>
                 {move || {
                     first
                         .get()
                         .map(|r| match r {
-                            Ok(page) => view! { <Ledger first=page /> }.into_any(),
-                            Err(e) => view! { <p class="form-error" role="alert">{e.message}</p> }.into_any(),
+                            Ok(page) => Either::Left(view! { <Ledger first=page /> }),
+                            Err(e) => Either::Right(view! { <p class="form-error" role="alert">{e.message}</p> }),
                         })
                 }}
-            </Suspense>
-            <PasswordForm />
-        </section>
+                <PasswordForm />
+            </section>
+        </RequireUser>
     }
 }
 

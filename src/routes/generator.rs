@@ -3,6 +3,7 @@
 //! a reload or a reopened browser resumes polling it. The form and the card
 //! are one island ([`Generator`]); the loader around it is server-only.
 
+use leptos::either::Either;
 use leptos::prelude::*;
 use leptos::server_fn::ServerFn;
 use leptos::task::spawn_local;
@@ -20,15 +21,6 @@ use crate::session::{RequireUser, use_current_user};
 /// finishes first).
 const CAP_PAUSE_MS: i64 = 10_000;
 
-#[component]
-pub fn GeneratorPage() -> impl IntoView {
-    view! {
-        <RequireUser>
-            <GeneratorLoader />
-        </RequireUser>
-    }
-}
-
 /// The fields the address can fill in (`/?prompt=…`, where "Use this
 /// prompt" and "Reuse seed" lead).
 const PREFILL: [&str; 6] = ["prompt", "model", "aspect_ratio", "num_outputs", "seed", "negative_prompt"];
@@ -42,38 +34,42 @@ fn refused() -> Option<AppError> {
     Some(ServerFnUrlError::<AppError>::decode_err(error.err()))
 }
 
+/// The page; its data is read once per render, here (see `RequireUser`).
 #[component]
-fn GeneratorLoader() -> impl IntoView {
+pub fn GeneratorPage() -> impl IntoView {
     let setup = OnceResource::new(generator_setup());
     let user = use_current_user();
     let prefill: Vec<(String, String)> = use_query_map().with_untracked(|q| {
         PREFILL.iter().filter_map(|name| q.get(name).map(|value| ((*name).to_owned(), value))).collect()
     });
+    let refused = refused();
     view! {
-        <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
-            {move || {
-                setup
-                    .get()
-                    .map(|r| match r {
-                        Ok(setup) => {
-                            let credits = user.get().flatten().map_or(0, |u| u.credits);
-                            // The task to resume, as plain HTML: the island
-                            // shows it live once the card's code has loaded.
-                            let resumed = setup.resume.clone().map(|t| {
-                                let noop = Callback::new(|_: TaskView| {});
-                                view! { <TaskCard task=Signal::stored(t) now=Signal::stored(now_ms()) on_change=noop /> }
-                            });
-                            view! {
-                                <Generator setup prefill=prefill.clone() credits refused=refused()>
-                                    {resumed}
-                                </Generator>
+        <RequireUser>
+            {
+                let (prefill, refused) = (prefill.clone(), refused.clone());
+                move || {
+                    setup
+                        .get()
+                        .map(|r| match r {
+                            Ok(setup) => {
+                                let credits = user.get().flatten().map_or(0, |u| u.credits);
+                                // The task to resume, as plain HTML: the island
+                                // shows it live once the card's code has loaded.
+                                let resumed = setup.resume.clone().map(|t| {
+                                    let noop = Callback::new(|_: TaskView| {});
+                                    view! { <TaskCard task=Signal::stored(t) now=Signal::stored(now_ms()) on_change=noop /> }
+                                });
+                                Either::Left(view! {
+                                    <Generator setup prefill=prefill.clone() credits refused=refused.clone()>
+                                        {resumed}
+                                    </Generator>
+                                })
                             }
-                            .into_any()
-                        }
-                        Err(e) => view! { <p class="form-error" role="alert">{e.message}</p> }.into_any(),
-                    })
-            }}
-        </Suspense>
+                            Err(e) => Either::Right(view! { <p class="form-error" role="alert">{e.message}</p> }),
+                        })
+                }
+            }
+        </RequireUser>
     }
 }
 

@@ -15,36 +15,28 @@ use crate::api::{check_image_statuses, generator_setup, list_history};
 use crate::model::{HistoryPage as Page, TaskStatus, TaskView};
 use crate::session::RequireUser;
 
+/// The page; its data is read once per render, here (see `RequireUser`).
 #[component]
 pub fn HistoryPage() -> impl IntoView {
-    view! {
-        <RequireUser>
-            <HistoryLoader />
-        </RequireUser>
-    }
-}
-
-#[component]
-fn HistoryLoader() -> impl IntoView {
     // `?cursor=` is where "Load more" leads without JavaScript.
     let start = use_query_map().with_untracked(|q| q.get("cursor"));
     let first = OnceResource::new(list_history(start));
     let setup = OnceResource::new(generator_setup());
     view! {
-        <section class="history">
-            <h1>"History"</h1>
-            <Suspense fallback=|| view! { <p class="muted">"Loading…"</p> }>
+        <RequireUser>
+            <section class="history">
+                <h1>"History"</h1>
                 {move || {
                     let interval = setup.get().and_then(|s| s.ok()).map(|s| s.poll_interval_ms).unwrap_or(3000);
                     first
                         .get()
                         .map(|r| match r {
-                            Ok(page) => view! { <HistoryGrid first=page interval_ms=interval /> }.into_any(),
-                            Err(e) => view! { <p class="form-error" role="alert">{e.message}</p> }.into_any(),
+                            Ok(page) => Either::Left(view! { <HistoryGrid first=page interval_ms=interval /> }),
+                            Err(e) => Either::Right(view! { <p class="form-error" role="alert">{e.message}</p> }),
                         })
                 }}
-            </Suspense>
-        </section>
+            </section>
+        </RequireUser>
     }
 }
 

@@ -206,8 +206,8 @@ pub async fn shared_page(
         [
             (header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8")),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
-            (header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(super::security::STATIC_PAGE_POLICY)),
         ],
+        axum::Extension(super::security::ScriptFree),
         page,
     )
         .into_response()
@@ -241,11 +241,8 @@ fn shared_not_found() -> Response {
                 <meta name=\"robots\" content=\"noindex\"></head><body><main><h1>This link no longer works</h1>\
                 <p>The image was never shared, or its owner stopped sharing or deleted it.</p>\
                 <p><a href=\"/\">Darkroom</a></p></main></body></html>";
-    let headers = [
-        (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-        (header::CONTENT_SECURITY_POLICY, super::security::STATIC_PAGE_POLICY),
-    ];
-    (StatusCode::NOT_FOUND, headers, page).into_response()
+    let headers = [(header::CONTENT_TYPE, "text/html; charset=utf-8")];
+    (StatusCode::NOT_FOUND, headers, axum::Extension(super::security::ScriptFree), page).into_response()
 }
 
 /// The public page of a shared image.

@@ -31,6 +31,19 @@ struct OutcomeLabels {
     outcome: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ServerFnLabels {
+    /// The endpoint (`/api/list_history`).
+    function: &'static str,
+    /// `api` (an HTTP call) or `page` (a page rendering calls it).
+    from: &'static str,
+}
+
+/// Server functions that ran without their request's context (see
+/// `state::app_state`): counted for the whole process, since the state
+/// that holds the other counters is what they could not find.
+pub static LOST_CONTEXT: std::sync::LazyLock<Counter> = std::sync::LazyLock::new(Counter::default);
+
 /// A request's labels, each from a bounded set: a known method or
 /// `other`, a route pattern (the routes are the app's own) or `other`, and
 /// a status code.
@@ -68,6 +81,7 @@ pub struct Metrics {
     refunds: Counter,
     deletions: Counter,
     generation_seconds: Histogram,
+    server_fns: Family<ServerFnLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -85,6 +99,7 @@ impl Default for Metrics {
         let refunds = Counter::default();
         let deletions = Counter::default();
         let generation_seconds = Histogram::new(exponential_buckets(1.0, 1.5, 14));
+        let server_fns = Family::<ServerFnLabels, Counter>::default();
         registry.register("http_requests", "HTTP requests by route and status", requests.clone());
         registry.register("http_request_duration_seconds", "HTTP request latency", request_seconds.clone());
         registry.register("polls", "Status checks of unfinished or finished tasks", polls.clone());
@@ -95,6 +110,12 @@ impl Default for Metrics {
         registry.register("refunds", "Credits refunds (one per failed or canceled task)", refunds.clone());
         registry.register("deletions", "Tasks deleted by their owners", deletions.clone());
         registry.register("generation_seconds", "From submission to a stored image", generation_seconds.clone());
+        registry.register("server_fn_runs", "Server function bodies run, by endpoint and caller", server_fns.clone());
+        registry.register(
+            "lost_request_context",
+            "Server functions run without their request's context (the process's, a bug when not 0)",
+            LOST_CONTEXT.clone(),
+        );
         Self {
             registry,
             requests,
@@ -107,6 +128,7 @@ impl Default for Metrics {
             refunds,
             deletions,
             generation_seconds,
+            server_fns,
         }
     }
 }
@@ -151,6 +173,16 @@ impl Metrics {
     pub fn canceled_and_refunded(&self) {
         self.finalizations.get_or_create(&OutcomeLabels { outcome: "canceled" }).inc();
         self.refunds.inc();
+    }
+
+    /// A server function's body ran: `from` is `api` or `page`.
+    pub fn server_fn(&self, function: &'static str, from: &'static str) {
+        self.server_fns.get_or_create(&ServerFnLabels { function, from }).inc();
+    }
+
+    /// How often the server function at `function` ran for pages.
+    pub fn page_server_fn_runs(&self, function: &'static str) -> u64 {
+        self.server_fns.get_or_create(&ServerFnLabels { function, from: "page" }).get()
     }
 
     pub fn polls(&self) -> u64 {

@@ -87,65 +87,74 @@ pub fn page_policy(nonce: &str, reload_port: Option<u32>) -> String {
     )
 }
 
-/// For HTML without scripts (the public share page sets it itself), and
-/// for an HTML response that did not set a policy of its own: nothing runs.
+/// For HTML without scripts (the share pages): nothing runs.
 pub const STATIC_PAGE_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self'; base-uri 'none'; \
                                form-action 'self'; frame-ancestors 'none'";
 
-/// A page's policy, handed from the page being rendered to [`headers`]
-/// through the request's extensions (which Leptos gives the render).
-/// [`headers`] puts it on the response: Leptos' `ResponseOptions` now and
-/// then lost a header set during the render, and the page's scripts were
-/// then blocked (the end-to-end tests' "hydration stall").
-#[derive(Clone, Default)]
-pub struct PagePolicy(std::sync::Arc<std::sync::Mutex<Option<HeaderValue>>>);
+/// The nonce of the page a request is answered with: [`headers`] makes one
+/// for every request (a server function's too: Leptos gives its calls the
+/// same context as a page's render), names it in the response's policy, and hands it
+/// to the render through the request's extensions ([`provide_page_nonce`]),
+/// which puts it on the inline scripts it writes. The policy is decided
+/// before the render starts, never by it.
+#[derive(Clone)]
+pub struct PageNonce(std::sync::Arc<str>);
 
-/// Hands the page's policy to [`headers`] (called by the shell, which
-/// knows the nonce Leptos puts on its inline scripts).
-pub fn set_page_policy(options: &leptos::config::LeptosOptions) {
-    use leptos::prelude::use_context;
-    let Some(nonce) = leptos::nonce::use_nonce() else {
-        tracing::warn!("a page rendered without a nonce: its scripts will not run");
-        return;
-    };
-    // Read once: the environment does not change while the server runs.
-    static WATCHING: std::sync::LazyLock<bool> = std::sync::LazyLock::new(|| std::env::var("LEPTOS_WATCH").is_ok());
-    let reload = WATCHING.then(|| options.reload_external_port.unwrap_or(options.reload_port));
-    let Ok(value) = HeaderValue::from_str(&page_policy(&nonce.to_string(), reload)) else { return };
-    if let Some(slot) =
-        use_context::<axum::http::request::Parts>().and_then(|p| p.extensions.get::<PagePolicy>().cloned())
-        && let Ok(mut slot) = slot.0.lock()
-    {
-        *slot = Some(value);
+impl PageNonce {
+    fn new() -> Self {
+        use base64::Engine;
+        let bytes: [u8; 16] = rand::random();
+        Self(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes).into())
     }
 }
 
-/// Middleware: the headers every response carries, the page's policy on a
-/// page, and a policy that allows no script on other HTML without one.
-pub async fn headers(mut request: Request<Body>, next: Next) -> Response {
-    let path = request.uri().path().to_owned();
-    let page = PagePolicy::default();
-    request.extensions_mut().insert(page.clone());
+/// A response extension that marks HTML without scripts (the share
+/// pages): [`headers`] gives it [`STATIC_PAGE_POLICY`].
+#[derive(Clone, Copy)]
+pub struct ScriptFree;
+
+/// The render's context (`leptos_routes_with_context`, the 404 handler):
+/// the page's inline scripts carry the nonce [`headers`] made for this
+/// request, in place of the one Leptos makes up.
+pub fn provide_page_nonce() {
+    use leptos::prelude::{provide_context, use_context};
+    match use_context::<axum::http::request::Parts>().and_then(|p| p.extensions.get::<PageNonce>().cloned()) {
+        Some(nonce) => provide_context(leptos::nonce::Nonce::from_value(nonce.0)),
+        // Every route is inside `headers`; a page rendered elsewhere has no
+        // policy naming its scripts.
+        None => tracing::error!("a page rendered outside security::headers: its scripts will not run"),
+    }
+}
+
+/// Middleware: the headers every response carries, and the policy of every
+/// HTML response: a page's (scripts from this site, or inline with this
+/// request's nonce), or none for [`ScriptFree`] HTML.
+pub async fn headers(State(state): State<AppState>, mut request: Request<Body>, next: Next) -> Response {
+    let nonce = PageNonce::new();
+    request.extensions_mut().insert(nonce.clone());
     let mut response = next.run(request).await;
+    let script_free = response.extensions().get::<ScriptFree>().is_some();
     let h = response.headers_mut();
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("strict-origin-when-cross-origin"));
     let is_html = h.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("text/html"));
-    if is_html && !h.contains_key(header::CONTENT_SECURITY_POLICY) {
-        match page.0.lock().ok().and_then(|mut p| p.take()) {
-            Some(policy) => {
-                h.insert(header::CONTENT_SECURITY_POLICY, policy);
-            }
-            None => {
-                // Every page hands over its policy and the share pages set
-                // a static one: HTML without either is a bug.
-                tracing::warn!(path, "an HTML response came without its policy; no script on it will run");
-                h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(STATIC_PAGE_POLICY));
-            }
-        }
+    if is_html {
+        let page = if script_free {
+            None
+        } else {
+            HeaderValue::from_str(&page_policy(&nonce.0, reload_port(&state.leptos_options))).ok()
+        };
+        h.insert(header::CONTENT_SECURITY_POLICY, page.unwrap_or(HeaderValue::from_static(STATIC_PAGE_POLICY)));
     }
     response
+}
+
+/// `cargo leptos watch`'s live-reload port, which its pages connect to.
+fn reload_port(options: &leptos::config::LeptosOptions) -> Option<u32> {
+    // Read once: the environment does not change while the server runs.
+    static WATCHING: std::sync::LazyLock<bool> = std::sync::LazyLock::new(|| std::env::var("LEPTOS_WATCH").is_ok());
+    WATCHING.then(|| options.reload_external_port.unwrap_or(options.reload_port))
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ mod cancel;
 mod cli;
 mod helpers;
 mod inputs;
+mod pages;
 mod provider;
 mod scaleout;
 mod security;

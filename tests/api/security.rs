@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use reqwest::header::{HeaderMap, HeaderValue};
+use reqwest::header::HeaderMap;
 use serde_json::Value;
 
 use crate::helpers::{TestApp, client, fresh_postgres_database, skipped, spawn_app, spawn_app_with, uuid_like};
@@ -357,41 +357,6 @@ async fn a_late_save_does_not_bring_a_signed_out_session_back() {
     store.save(&record).await.unwrap();
     assert!(store.load(&id).await.unwrap().is_none());
     assert_eq!(app.call(&client_with_session(&app, &id_text), "me", &[]).await.0, 401);
-}
-
-#[tokio::test]
-async fn every_page_carries_the_security_headers() {
-    let app = spawn_app().await;
-    let c = client();
-    let mut pages = vec!["/login", "/signup", "/", "/history", "/no-such-page"];
-    app.sign_up(&c).await;
-    pages.extend(["/", "/history"]);
-    for page in pages {
-        let r = c.get(format!("{}{page}", app.base)).send().await.unwrap();
-        let h = r.headers().clone();
-        let header = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-        assert!(header("content-type").starts_with("text/html"), "{page}");
-        assert_eq!(header("x-frame-options"), "DENY", "{page}");
-        assert_eq!(header("x-content-type-options"), "nosniff", "{page}");
-        assert_eq!(header("referrer-policy"), "strict-origin-when-cross-origin", "{page}");
-        let csp = header("content-security-policy");
-        assert!(csp.contains("frame-ancestors 'none'"), "{page}: {csp}");
-        assert!(csp.contains("default-src 'self'"), "{page}: {csp}");
-        // Every inline script carries the nonce the policy names.
-        let nonce = csp.split("'nonce-").nth(1).and_then(|s| s.split('\'').next()).expect("a nonce").to_owned();
-        let body = r.text().await.unwrap();
-        let tags: Vec<&str> = body.split("<script").skip(1).map(|rest| rest.split('>').next().unwrap_or("")).collect();
-        assert!(!tags.is_empty(), "{page}");
-        for tag in tags {
-            assert!(tag.contains(&format!("nonce=\"{nonce}\"")), "{page}: <script{tag}>");
-        }
-    }
-    // Nonces are fresh per response.
-    let nonce = |r: reqwest::Response| r.headers().get("content-security-policy").cloned();
-    let first = nonce(c.get(format!("{}/login", app.base)).send().await.unwrap());
-    let second = nonce(c.get(format!("{}/login", app.base)).send().await.unwrap());
-    assert_ne!(first, second);
-    assert_ne!(first, Some(HeaderValue::from_static("")));
 }
 
 #[tokio::test]

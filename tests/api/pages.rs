@@ -1,0 +1,213 @@
+//! Pages as a browser loads them: each page's data is loaded once per
+//! load, every HTML answer carries the policy that names its scripts'
+//! nonce, and pages stay whole under load.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use darkroom::server::metrics::LOST_CONTEXT;
+use futures::StreamExt;
+
+use crate::helpers::*;
+
+/// A signed-in account with a processing, a finished (two images) and a
+/// failed task, and a share link: what the pages under test show.
+async fn account_with_tasks(app: &TestApp) -> (reqwest::Client, String) {
+    let c = client();
+    app.sign_up(&c).await;
+    let (status, body) = app.call(&c, "generate_image", &[("prompt", "two lighthouses"), ("num_outputs", "2")]).await;
+    assert_eq!(status, 200, "{body}");
+    let finished = body["task_id"].as_str().unwrap().to_owned();
+    let failed = generate(app, &c, "a storm #fail").await;
+    poll_until_done(app, &c, &finished).await;
+    poll_until_done(app, &c, &failed).await;
+    generate(app, &c, "a slow tide #slow").await;
+    let (status, shared) = app.call(&c, "share_image", &[("task_id", &finished)]).await;
+    assert_eq!(status, 200, "{shared}");
+    (c, shared["url"].as_str().unwrap().to_owned())
+}
+
+/// The page's policy's nonce, after checking that every inline script
+/// carries it.
+fn checked_nonce(page: &str, policy: &str, body: &str) -> Result<String, String> {
+    let nonce = policy
+        .split("'nonce-")
+        .nth(1)
+        .and_then(|s| s.split('\'').next())
+        .ok_or_else(|| format!("{page}: no nonce in the policy {policy:?}"))?;
+    let tags: Vec<&str> = body.split("<script").skip(1).map(|rest| rest.split('>').next().unwrap_or("")).collect();
+    if tags.is_empty() {
+        return Err(format!("{page}: no script"));
+    }
+    match tags.iter().find(|tag| !tag.contains(&format!("nonce=\"{nonce}\""))) {
+        Some(tag) => Err(format!("{page}: <script{tag}> lacks the policy's nonce {nonce}")),
+        None => Ok(nonce.to_owned()),
+    }
+}
+
+/// Each page starts each of its server functions once per load. Leptos 0.8's
+/// `<Suspense>` calls its children several times per render; a page that
+/// created its resources inside ran its server functions two or three times
+/// per load, and the surplus runs, awaited by nobody, could start after the
+/// response had ended and find no request context.
+#[tokio::test]
+async fn each_page_loads_its_data_once() {
+    let app = spawn_app().await;
+    let (c, _) = account_with_tasks(&app).await;
+    let loads = 5;
+    let runs = |f: &'static str| app.state.metrics.page_server_fn_runs(f);
+    let before: Vec<u64> =
+        ["/api/current_user", "/api/generator_setup", "/api/list_history", "/api/list_ledger"].map(runs).into();
+    for page in ["/", "/history", "/account"] {
+        for _ in 0..loads {
+            let r = c.get(format!("{}{page}", app.base)).send().await.unwrap();
+            assert_eq!(r.status(), 200, "{page}");
+        }
+    }
+    let after: Vec<u64> =
+        ["/api/current_user", "/api/generator_setup", "/api/list_history", "/api/list_ledger"].map(runs).into();
+    let ran: Vec<u64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
+    // current_user: every page; generator_setup: / and /history;
+    // list_history: /history; list_ledger: /account.
+    assert_eq!(
+        ran,
+        vec![3 * loads, 2 * loads, loads, loads],
+        "runs of current_user, generator_setup, list_history, list_ledger"
+    );
+}
+
+/// Every kind of HTML answer carries the security headers, and a page's
+/// policy names the nonce on each of its inline scripts (set in one place,
+/// `security::headers`, before the page renders): the pages signed in and
+/// out, the sign-in page a signed-out visitor is sent to, a 404, the share
+/// page and the page of a revoked share link.
+#[tokio::test]
+async fn every_html_answer_carries_its_policy() {
+    let app = spawn_app().await;
+    let (c, share) = account_with_tasks(&app).await;
+    let stranger = client();
+    let mut answers: Vec<(reqwest::Client, String, u16, bool)> = vec![
+        (stranger.clone(), "/login".into(), 200, true),
+        (stranger.clone(), "/signup".into(), 200, true),
+        (stranger.clone(), "/history".into(), 200, true), // followed to /login?next=/history
+        (stranger.clone(), "/no-such-page".into(), 404, true),
+        (c.clone(), "/".into(), 200, true),
+        (c.clone(), "/history".into(), 200, true),
+        (c.clone(), "/account".into(), 200, true),
+        (c.clone(), "/no-such-page".into(), 404, true),
+        (stranger.clone(), share.clone(), 200, false),
+    ];
+    let revoked = format!("{share}-revoked");
+    answers.push((stranger.clone(), revoked, 404, false));
+    for (client, page, status, scripts) in answers {
+        let r = client.get(format!("{}{page}", app.base)).send().await.unwrap();
+        assert_eq!(r.status(), status, "{page}");
+        let h = r.headers().clone();
+        let header = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+        assert!(header("content-type").starts_with("text/html"), "{page}");
+        assert_eq!(header("x-frame-options"), "DENY", "{page}");
+        assert_eq!(header("x-content-type-options"), "nosniff", "{page}");
+        assert_eq!(header("referrer-policy"), "strict-origin-when-cross-origin", "{page}");
+        let policy = header("content-security-policy");
+        assert!(policy.contains("frame-ancestors 'none'"), "{page}: {policy}");
+        let body = r.text().await.unwrap();
+        if scripts {
+            assert!(policy.contains("default-src 'self'"), "{page}: {policy}");
+            checked_nonce(&page, &policy, &body).unwrap();
+        } else {
+            // The share pages run nothing.
+            assert!(policy.starts_with("default-src 'none'"), "{page}: {policy}");
+            assert!(!body.contains("<script"), "{page}");
+        }
+    }
+    // A nonce is fresh per response.
+    let nonce = |r: reqwest::Response| r.headers().get("content-security-policy").cloned();
+    let first = nonce(stranger.get(format!("{}/login", app.base)).send().await.unwrap());
+    let second = nonce(stranger.get(format!("{}/login", app.base)).send().await.unwrap());
+    assert_ne!(first, second);
+}
+
+/// Spins on `n` threads until dropped: the CPU-busy neighbours that made
+/// lost contexts show.
+struct Burners(Arc<AtomicBool>, Vec<std::thread::JoinHandle<()>>);
+
+impl Burners {
+    fn start(n: usize) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads = (0..n)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let mut x = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+                    }
+                })
+            })
+            .collect();
+        Self(stop, threads)
+    }
+}
+
+impl Drop for Burners {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+        for t in self.1.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// 2,000 signed-in loads of `/`, `/history`, `/account` and a share page,
+/// 16 at a time, with two CPU-busy threads beside the server: every one
+/// answers 200 with its data in place (no error shown), its policy naming
+/// its scripts' nonce, and no server function runs without its request's
+/// context.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_stay_whole_under_load() {
+    let app = spawn_app().await;
+    let (c, share) = account_with_tasks(&app).await;
+    let lost_before = LOST_CONTEXT.get();
+    let pages = ["/", "/history", "/account", share.as_str()];
+    let burners = Burners::start(2);
+    let problems: Vec<String> = futures::stream::iter(0..2_000usize)
+        .map(|i| {
+            let (c, page, base) = (c.clone(), pages[i % pages.len()].to_owned(), app.base.clone());
+            async move {
+                let r = match c.get(format!("{base}{page}")).send().await {
+                    Ok(r) => r,
+                    Err(e) => return Some(format!("{page}: {e}")),
+                };
+                let status = r.status();
+                let policy = r
+                    .headers()
+                    .get("content-security-policy")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
+                let body = r.text().await.unwrap_or_default();
+                if status != 200 {
+                    return Some(format!("{page}: {status}"));
+                }
+                if body.contains("form-error") {
+                    return Some(format!("{page}: an error in place"));
+                }
+                if page.starts_with("/s/") {
+                    return (!body.contains("<img")).then(|| format!("{page}: no image"));
+                }
+                checked_nonce(&page, &policy, &body).err()
+            }
+        })
+        .buffer_unordered(16)
+        .filter_map(|p| async move { p })
+        .collect()
+        .await;
+    drop(burners);
+    assert!(
+        problems.is_empty(),
+        "{} of 2,000 loads went wrong: {:?}",
+        problems.len(),
+        &problems[..problems.len().min(10)]
+    );
+    assert_eq!(LOST_CONTEXT.get() - lost_before, 0, "server functions ran without their request's context");
+}
