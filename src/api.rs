@@ -279,6 +279,7 @@ pub async fn list_history(cursor: Option<String>) -> Result<HistoryPage, AppErro
 #[server(endpoint = "cancel_image", output = Json)]
 pub async fn cancel_image(task_id: String) -> Result<TaskView, AppError> {
     ssr::signed_in(CancelImage::PATH, |state, account| async move {
+        state.task_changes.check_as(account.id.clone(), "cancels and deletions")?;
         crate::server::tasks::cancel(&state, &account.user_id(), &task_id).await
     })
     .await
@@ -336,6 +337,7 @@ pub async fn unshare_image(task_id: String) -> Result<(), AppError> {
 #[server(endpoint = "delete_image", output = Json)]
 pub async fn delete_image(task_id: String) -> Result<(), AppError> {
     ssr::signed_in(DeleteImage::PATH, |state, account| async move {
+        state.task_changes.check_as(account.id.clone(), "cancels and deletions")?;
         crate::server::tasks::owned::delete(&state, &account.user_id(), &task_id).await
     })
     .await

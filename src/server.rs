@@ -145,14 +145,16 @@ pub async fn build(config: Config, mut leptos_options: LeptosOptions, addr: Sock
 
     let attempts = Arc::new(AttemptLimiter::per_minute(config.auth_attempts_per_minute));
     let account_attempts = Arc::new(AttemptLimiter::<String>::per_minute(config.auth_attempts_per_minute));
+    let task_changes = Arc::new(AttemptLimiter::<String>::per_minute(state::CANCELS_AND_DELETES_PER_MINUTE));
     {
-        let (attempts, account_attempts) = (attempts.clone(), account_attempts.clone());
+        let limiters = (attempts.clone(), account_attempts.clone(), task_changes.clone());
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(300));
             loop {
                 tick.tick().await;
-                attempts.prune();
-                account_attempts.prune();
+                limiters.0.prune();
+                limiters.1.prune();
+                limiters.2.prune();
             }
         });
     }
@@ -180,6 +182,7 @@ pub async fn build(config: Config, mut leptos_options: LeptosOptions, addr: Sock
         webhooks,
         attempts,
         account_attempts,
+        task_changes,
         metrics: Arc::default(),
         leptos_options: leptos_options.clone(),
     });

@@ -311,10 +311,16 @@ impl<K: std::hash::Hash + Eq + Clone> AttemptLimiter<K> {
 
     /// Counts an attempt by `key`, or says how long to wait.
     pub fn check(&self, key: K) -> Result<()> {
+        self.check_as(key, "attempts")
+    }
+
+    /// Counts one of `what` (plural, "cancels and deletions") by `key`, or
+    /// says how long to wait.
+    pub fn check_as(&self, key: K, what: &str) -> Result<()> {
         self.0.check_key(&key).map_err(|not_until| {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
             let secs = wait.as_secs().max(1);
-            AppError::new(ErrorKind::RateLimited, format!("too many attempts, try again in {secs} s"))
+            AppError::new(ErrorKind::RateLimited, format!("too many {what}, try again in {secs} s"))
         })
     }
 

@@ -38,6 +38,11 @@ impl std::ops::Deref for AppState {
     }
 }
 
+/// How many cancels and deletions a person may make a minute: each one
+/// may call the provider and writes the ledger, the task and the object
+/// store.
+pub const CANCELS_AND_DELETES_PER_MINUTE: u32 = 60;
+
 /// What [`AppState`] shares.
 pub struct Shared {
     pub config: Arc<Config>,
@@ -57,6 +62,8 @@ pub struct Shared {
     pub attempts: Arc<AttemptLimiter>,
     /// Password changes per account.
     pub account_attempts: Arc<AttemptLimiter<String>>,
+    /// Cancels and deletions per account ([`CANCELS_AND_DELETES_PER_MINUTE`]).
+    pub task_changes: Arc<AttemptLimiter<String>>,
     pub metrics: Arc<Metrics>,
     pub leptos_options: LeptosOptions,
 }

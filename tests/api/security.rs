@@ -410,3 +410,53 @@ async fn a_finalize_waiting_for_an_upload_slot_holds_no_lease() {
     }
     assert_eq!(app.state.metrics.object_writes(), 1);
 }
+
+/// Deleting a generation does not give its place in the per-minute cap
+/// back: the cap counts charges, which deletion leaves in the ledger. A
+/// generate-then-delete loop is refused at the cap, and no more
+/// predictions were started than the cap allows.
+#[tokio::test]
+async fn deleting_does_not_reopen_the_per_minute_cap() {
+    let app = spawn_app_with(&[("DARKROOM_GENERATIONS_PER_MINUTE", "5")]).await;
+    let c = client();
+    app.sign_up(&c).await;
+    let mut refused = None;
+    for round in 1..=8 {
+        let (status, body) = app.call(&c, "generate_image", &[("prompt", SLOW)]).await;
+        if status == 429 {
+            refused = Some((round, body["message"].as_str().unwrap_or_default().to_owned()));
+            break;
+        }
+        assert_eq!(status, 200, "{body}");
+        let id = body["task_id"].as_str().unwrap().to_owned();
+        let (status, body) = app.call(&c, "delete_image", &[("task_id", &id)]).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (round, message) = refused.expect("the loop is refused at the cap");
+    assert_eq!(round, 6, "refused at the 6th generation");
+    assert!(message.starts_with("You have started 5 generations in the last minute"), "{message}");
+    assert_eq!(app.count("SELECT COUNT(*) FROM credit_ledger WHERE kind = 'charge'").await, 5);
+    assert_eq!(app.balance(&c).await, 100, "each deleted generation was refunded");
+}
+
+/// Cancels and deletions are limited per person, whatever they name.
+#[tokio::test]
+async fn cancels_and_deletions_are_limited_per_person() {
+    let app = spawn_app().await;
+    let c = client();
+    app.sign_up(&c).await;
+    let unknown = "00000000-0000-4000-8000-000000000000";
+    for n in 0..darkroom::server::state::CANCELS_AND_DELETES_PER_MINUTE {
+        let endpoint = if n % 2 == 0 { "cancel_image" } else { "delete_image" };
+        assert_eq!(app.call(&c, endpoint, &[("task_id", unknown)]).await.0, 404);
+    }
+    for endpoint in ["cancel_image", "delete_image"] {
+        let (status, body) = app.call(&c, endpoint, &[("task_id", unknown)]).await;
+        assert_eq!(status, 429, "{body}");
+        assert!(body["message"].as_str().unwrap().starts_with("too many cancels and deletions"), "{body}");
+    }
+    // Another person is not affected.
+    let other = client();
+    app.sign_up(&other).await;
+    assert_eq!(app.call(&other, "cancel_image", &[("task_id", unknown)]).await.0, 404);
+}

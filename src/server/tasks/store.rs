@@ -127,8 +127,10 @@ pub async fn insert_submitting(db: &Db, task: NewTask<'_>, caps: Caps) -> Result
     Ok(())
 }
 
-/// Refuses a generation beyond the person's caps. Failed generations count
-/// too: they are refunded, so without the cap a script could loop for free.
+/// Refuses a generation beyond the person's caps. The per-minute cap counts
+/// the person's charges in the ledger, which nothing deletes: failed,
+/// canceled and deleted generations all count (they are refunded, so
+/// without the cap a script could loop for free).
 async fn within_caps(conn: &mut AnyConnection, user: &UserId, now: i64, caps: Caps) -> Result<()> {
     let active: i64 =
         sqlx::query("SELECT COUNT(*) AS n FROM tasks WHERE user_id = $1 AND status IN ('submitting', 'processing')")
@@ -144,7 +146,8 @@ async fn within_caps(conn: &mut AnyConnection, user: &UserId, now: i64, caps: Ca
         ));
     }
     let recent = sqlx::query(
-        "SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM tasks WHERE user_id = $1 AND created_at > $2",
+        "SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM credit_ledger \
+         WHERE user_id = $1 AND kind = 'charge' AND created_at > $2",
     )
     .bind(user.as_str())
     .bind(now - 60_000)
