@@ -7,6 +7,7 @@ pub mod generator;
 pub mod history;
 pub mod nav;
 pub mod polling;
+pub mod refused;
 pub mod task_card;
 
 use leptos::html::Input;

@@ -1,9 +1,7 @@
 //! Who is signed in, as the server-rendered pages see it ([`CurrentUser`],
-//! read once per page), the guard that sends a visitor to sign in
-//! ([`RequireUser`]), and what an island needs to start from the same
-//! state as the server rendered ([`provide_url_action_error`]). The server
-//! makes the sign-in redirects before rendering
-//! (`server::http::page_redirects`); links are plain page loads.
+//! read once per page), and the guard that sends a visitor to sign in
+//! ([`RequireUser`]). The server makes the sign-in redirects before
+//! rendering (`server::http::page_redirects`); links are plain page loads.
 
 use leptos::either::Either;
 use leptos::prelude::*;
@@ -69,20 +67,5 @@ pub fn RequireUser(children: ChildrenFn) -> impl IntoView {
                     })
             }}
         </Suspense>
-    }
-}
-
-/// In an island that creates a `ServerAction`: the error a form post
-/// without JavaScript came back with (`?__err=…&__path=…`), as the server
-/// saw it through the router when it rendered the island. Without it the
-/// browser would start from another state than the HTML shows.
-pub fn provide_url_action_error() {
-    #[cfg(feature = "hydrate")]
-    {
-        let search = window().location().search().unwrap_or_default();
-        let Ok(params) = web_sys::UrlSearchParams::new_with_str(&search) else { return };
-        if let (Some(err), Some(path)) = (params.get("__err"), params.get("__path")) {
-            provide_context(leptos::server::ServerActionError::new(&path, &err));
-        }
     }
 }

@@ -36,7 +36,7 @@ test("the generator is an island that runs, and the header's balance follows a c
 
 test("each page ships only its interactive parts as islands", async ({ page }) => {
   await page.goto("/login");
-  expect(await islands(page)).toEqual(["LoginForm"]);
+  expect(await islands(page)).toEqual(["AuthForm"]);
   await signUp(page);
   await page.goto("/history");
   await hydrated(page);

@@ -5,10 +5,13 @@
 use leptos::either::Either;
 use leptos::prelude::*;
 use leptos::server_fn::ServerFn;
+use leptos::task::spawn_local;
 use leptos_router::hooks::use_query_map;
 
+use super::refused::{Form, refused};
 use super::value_of;
-use crate::api::{ChangePassword, list_ledger};
+use crate::api::{ChangePassword, change_password, list_ledger};
+use crate::error::AppError;
 use crate::model::{LedgerEntry, LedgerKind, LedgerPage};
 use crate::session::{RequireUser, use_current_user};
 
@@ -46,7 +49,7 @@ pub fn AccountPage() -> impl IntoView {
                             Err(e) => Either::Right(view! { <p class="form-error" role="alert">{e.message}</p> }),
                         })
                 }}
-                <PasswordForm />
+                <PasswordForm refused=refused(Form::ChangePassword) />
             </section>
         </RequireUser>
     }
@@ -119,25 +122,33 @@ fn LedgerRow(entry: LedgerEntry) -> impl IntoView {
     }
 }
 
-/// An island: says "Password changed." (or why not) in place.
+/// An island: says "Password changed." (or why not) in place. Without
+/// JavaScript the form posts itself; `refused` is why the server sent it
+/// back (see `refused`).
 #[island(lazy)]
-fn PasswordForm() -> impl IntoView {
+fn PasswordForm(refused: Option<AppError>) -> impl IntoView {
     crate::island_hydrated();
-    crate::session::provide_url_action_error();
-    let action = ServerAction::<ChangePassword>::new();
-    let pending = action.pending();
+    let outcome = RwSignal::new(refused.map(Err::<(), _>));
+    let pending = RwSignal::new(false);
     let form = NodeRef::<leptos::html::Form>::new();
-    Effect::new(move |_| {
-        if let Some(Ok(())) = action.value().get()
-            && let Some(form) = form.get()
-        {
-            form.reset();
-        }
-    });
     let (current, new) = (NodeRef::new(), NodeRef::new());
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
-        action.dispatch(ChangePassword { current_password: value_of(current), new_password: value_of(new) });
+        if pending.get_untracked() {
+            return;
+        }
+        pending.set(true);
+        let (current_password, new_password) = (value_of(current), value_of(new));
+        spawn_local(async move {
+            let answer = change_password(current_password, new_password).await;
+            if answer.is_ok()
+                && let Some(form) = form.get_untracked()
+            {
+                form.reset();
+            }
+            outcome.set(Some(answer));
+            pending.set(false);
+        });
     };
     view! {
         <section class="password" aria-labelledby="password-heading">
@@ -165,8 +176,7 @@ fn PasswordForm() -> impl IntoView {
                 />
                 <p id="new-password-hint" class="hint">"At least 8 characters. Other devices will be signed out."</p>
                 {move || {
-                    action
-                        .value()
+                    outcome
                         .get()
                         .map(|r| match r {
                             Ok(()) => {

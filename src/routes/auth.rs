@@ -1,32 +1,21 @@
-//! `/login` and `/signup`: forms that work with and without JavaScript.
-//! Without it, the server function answers the post with a redirect back to
-//! the page, which the server sends on to `?next=` once signed in
-//! (`server::http::page_redirects`) or shows with the error; with it, the
-//! form (an island) shows the error in place and goes on to `next`.
+//! `/login` and `/signup`: one form ([`AuthForm`]) that works with and
+//! without JavaScript. Without it, the server function answers the post
+//! with a redirect back to the page, which the server sends on to `?next=`
+//! once signed in (`server::http::page_redirects`) or shows with why it was
+//! refused; with it, the form shows the error in place and goes on to
+//! `next`.
 
 use leptos::prelude::*;
 use leptos::server_fn::ServerFn;
+use leptos::task::spawn_local;
 use leptos_router::components::A;
 use leptos_router::hooks::use_query_map;
+use serde::{Deserialize, Serialize};
 
+use super::refused::{Form, refused};
 use super::value_of;
-use crate::api::{SignIn, SignUp};
+use crate::api::{SignIn, SignUp, sign_in, sign_up};
 use crate::error::AppError;
-use crate::model::User;
-
-/// The error a refused submission came back with (`?__err=`, which the
-/// router turns into the action's value).
-fn error_text(value: impl Get<Value = Option<Result<User, AppError>>> + Send + Sync + 'static) -> impl IntoView {
-    move || {
-        value.get().and_then(|r| r.err()).map(|e| {
-            view! {
-                <p class="form-error" role="alert">
-                    {e.message}
-                </p>
-            }
-        })
-    }
-}
 
 /// The page to go to once signed in: `?next=` when it is a local path.
 fn next_page() -> String {
@@ -34,73 +23,14 @@ fn next_page() -> String {
     crate::paths::safe_next(query.read_untracked().get("next").as_deref())
 }
 
-/// With JavaScript, a successful submission goes on to `next` (a full page
-/// load: the header and the page are the server's). Without it, the post
-/// is answered with a redirect that does the same.
-fn go_on_success(value: impl Get<Value = Option<Result<User, AppError>>> + Send + Sync + 'static, next: String) {
-    Effect::new(move |_| {
-        if let Some(Ok(_)) = value.get() {
-            let _ = window().location().assign(&next);
-        }
-    });
-}
-
-/// The email field both forms start with.
-fn email_field(node: NodeRef<leptos::html::Input>) -> impl IntoView {
-    view! {
-        <label for="email">"Email"</label>
-        <input node_ref=node id="email" type="email" name="email" required autocomplete="email" />
-    }
-}
-
-/// The submit button, disabled and saying so while the form is sent.
-fn submit_button(pending: Memo<bool>, idle: &'static str, busy: &'static str) -> impl IntoView {
-    view! {
-        <button type="submit" class="primary" disabled=move || pending.get()>
-            {move || if pending.get() { busy } else { idle }}
-        </button>
-    }
-}
-
 #[component]
 pub fn LoginPage() -> impl IntoView {
     view! {
         <section class="auth-card">
             <h1>"Sign in"</h1>
-            <LoginForm next=next_page() />
+            <AuthForm kind=AuthKind::SignIn next=next_page() refused=refused(Form::SignIn) />
             <p class="muted">"New here? " <A href="/signup">"Create an account"</A></p>
         </section>
-    }
-}
-
-/// An island, so that a refused sign-in keeps what was typed.
-#[island(lazy)]
-fn LoginForm(next: String) -> impl IntoView {
-    crate::island_hydrated();
-    crate::session::provide_url_action_error();
-    let action = ServerAction::<SignIn>::new();
-    go_on_success(action.value(), next);
-    let pending = action.pending();
-    let (email, password) = (NodeRef::new(), NodeRef::new());
-    let submit = move |ev: leptos::ev::SubmitEvent| {
-        ev.prevent_default();
-        action.dispatch(SignIn { email: value_of(email), password: value_of(password) });
-    };
-    view! {
-        <form action=SignIn::url() method="post" on:submit=submit>
-            {email_field(email)}
-            <label for="password">"Password"</label>
-            <input
-                node_ref=password
-                id="password"
-                type="password"
-                name="password"
-                required
-                autocomplete="current-password"
-            />
-            {error_text(action.value())}
-            {submit_button(pending, "Sign in", "Signing in…")}
-        </form>
     }
 }
 
@@ -109,29 +39,71 @@ pub fn SignupPage() -> impl IntoView {
     view! {
         <section class="auth-card">
             <h1>"Create an account"</h1>
-            <SignupForm next=next_page() />
+            <AuthForm kind=AuthKind::SignUp next=next_page() refused=refused(Form::SignUp) />
             <p class="muted">"Already have an account? " <A href="/login">"Sign in"</A></p>
         </section>
     }
 }
 
-/// An island, so that a refused sign-up keeps what was typed.
+/// Which of the two account forms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AuthKind {
+    SignIn,
+    SignUp,
+}
+
+/// The sign-in or sign-up form: an island, so that a refused submission
+/// keeps what was typed and says why in place. Without JavaScript the form
+/// posts itself and the server redirects back: `refused` is why, as the
+/// page read it from the address (see `refused`). On success it goes on to
+/// `next` (a full page load: the header and the page are the server's).
 #[island(lazy)]
-fn SignupForm(next: String) -> impl IntoView {
+fn AuthForm(kind: AuthKind, next: String, refused: Option<AppError>) -> impl IntoView {
     crate::island_hydrated();
-    crate::session::provide_url_action_error();
-    let action = ServerAction::<SignUp>::new();
-    go_on_success(action.value(), next);
-    let pending = action.pending();
+    let error = RwSignal::new(refused);
+    let pending = RwSignal::new(false);
     let (email, password) = (NodeRef::new(), NodeRef::new());
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
-        action.dispatch(SignUp { email: value_of(email), password: value_of(password) });
+        if pending.get_untracked() {
+            return;
+        }
+        pending.set(true);
+        let (e, p, next) = (value_of(email), value_of(password), next.clone());
+        spawn_local(async move {
+            let answer = match kind {
+                AuthKind::SignIn => sign_in(e, p).await,
+                AuthKind::SignUp => sign_up(e, p).await,
+            };
+            match answer {
+                // Still pending: the page is on its way out.
+                Ok(_) => {
+                    let _ = window().location().assign(&next);
+                }
+                Err(e) => {
+                    error.set(Some(e));
+                    pending.set(false);
+                }
+            }
+        });
     };
-    view! {
-        <form action=SignUp::url() method="post" on:submit=submit>
-            {email_field(email)}
-            <label for="password">"Password"</label>
+    let (action, idle, busy) = match kind {
+        AuthKind::SignIn => (SignIn::url(), "Sign in", "Signing in…"),
+        AuthKind::SignUp => (SignUp::url(), "Sign up", "Creating…"),
+    };
+    let password_field = match kind {
+        AuthKind::SignIn => view! {
+            <input
+                node_ref=password
+                id="password"
+                type="password"
+                name="password"
+                required
+                autocomplete="current-password"
+            />
+        }
+        .into_any(),
+        AuthKind::SignUp => view! {
             <input
                 node_ref=password
                 id="password"
@@ -143,8 +115,19 @@ fn SignupForm(next: String) -> impl IntoView {
                 aria-describedby="password-hint"
             />
             <p id="password-hint" class="hint">"At least 8 characters."</p>
-            {error_text(action.value())}
-            {submit_button(pending, "Sign up", "Creating…")}
+        }
+        .into_any(),
+    };
+    view! {
+        <form action=action method="post" on:submit=submit>
+            <label for="email">"Email"</label>
+            <input node_ref=email id="email" type="email" name="email" required autocomplete="email" />
+            <label for="password">"Password"</label>
+            {password_field}
+            {move || error.get().map(|e| view! { <p class="form-error" role="alert">{e.message}</p> })}
+            <button type="submit" class="primary" disabled=move || pending.get()>
+                {move || if pending.get() { busy } else { idle }}
+            </button>
         </form>
     }
 }

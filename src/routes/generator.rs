@@ -10,6 +10,7 @@ use leptos::task::spawn_local;
 use leptos_router::hooks::use_query_map;
 
 use super::polling::{pace, poll_while, tell_hidden_tab};
+use super::refused::{Form, refused};
 use super::task_card::{TaskCard, clock, now_ms};
 use crate::api::{GenerateImage, check_image_status, generate_image, generator_setup};
 use crate::balance;
@@ -25,15 +26,6 @@ const CAP_PAUSE_MS: i64 = 10_000;
 /// prompt" and "Reuse seed" lead).
 const PREFILL: [&str; 6] = ["prompt", "model", "aspect_ratio", "num_outputs", "seed", "negative_prompt"];
 
-/// Why the server refused the form posted without JavaScript (the post is
-/// answered with a redirect to `?__err=…&__path=…`, which the router reads).
-fn refused() -> Option<AppError> {
-    use leptos::server::ServerActionError;
-    use leptos::server_fn::error::ServerFnUrlError;
-    let error = use_context::<ServerActionError>().filter(|e| e.path() == GenerateImage::PATH)?;
-    Some(ServerFnUrlError::<AppError>::decode_err(error.err()))
-}
-
 /// The page; its data is read once per render, here (see `RequireUser`).
 #[component]
 pub fn GeneratorPage() -> impl IntoView {
@@ -42,7 +34,7 @@ pub fn GeneratorPage() -> impl IntoView {
     let prefill: Vec<(String, String)> = use_query_map().with_untracked(|q| {
         PREFILL.iter().filter_map(|name| q.get(name).map(|value| ((*name).to_owned(), value))).collect()
     });
-    let refused = refused();
+    let refused = refused(Form::Generate);
     view! {
         <RequireUser>
             {

@@ -277,7 +277,12 @@ async fn a_form_refused_without_javascript_says_why_on_the_page() {
     let page = c.get(location).send().await.unwrap().text().await.unwrap();
     let form = &page[page.find("prompt-form").expect("the generator's form")..];
     let form = &form[..form.find("</form>").unwrap()];
-    assert!(form.contains(r#"<p role="alert" class="form-error">prompt is empty</p>"#), "{form}");
+    assert!(
+        form.contains(
+            r#"<p role="alert" class="form-error">The generation was refused: check the prompt and the settings.</p>"#
+        ),
+        "{form}"
+    );
     assert_eq!(app.balance(&c).await, 100);
     assert_eq!(app.count("SELECT COUNT(*) FROM tasks").await, 0);
 }

@@ -211,3 +211,31 @@ async fn pages_stay_whole_under_load() {
     );
     assert_eq!(LOST_CONTEXT.get() - lost_before, 0, "server functions ran without their request's context");
 }
+
+/// A crafted link cannot write the error text of a page: the address a
+/// refused form post comes back to carries the error, and a page shows only
+/// this site's sentence for the error's kind, never the address's words.
+#[tokio::test]
+async fn a_crafted_link_cannot_write_a_pages_error_text() {
+    use base64::Engine;
+    let app = spawn_app().await;
+    let c = client();
+    app.sign_up(&c).await;
+    let stranger = client();
+    let forged = serde_json::json!({
+        "kind": "unauthorized",
+        "message": "Your account was suspended. Call +1-555-0100 to restore it."
+    });
+    let err = base64::engine::general_purpose::URL_SAFE.encode(forged.to_string());
+    for (client, page, endpoint, ours) in [
+        (&stranger, "/login", "sign_in", "Wrong email or password."),
+        (&stranger, "/signup", "sign_up", "The account could not be created; please try again."),
+        (&c, "/", "generate_image", "Please sign in."),
+        (&c, "/account", "change_password", "The password was not changed; please try again."),
+    ] {
+        let url = format!("{}{page}?__path=/api/{endpoint}&__err={err}", app.base);
+        let body = client.get(url).send().await.unwrap().text().await.unwrap();
+        assert!(!body.contains("+1-555") && !body.contains("suspended"), "{page} shows the link's words");
+        assert!(body.contains(&format!(r#"class="form-error">{ours}</p>"#)), "{page}: {ours:?} missing");
+    }
+}

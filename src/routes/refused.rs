@@ -1,0 +1,90 @@
+//! Why a form posted without JavaScript was refused. Leptos answers such a
+//! post with a redirect back to the page that carries the error in the
+//! address (`?__path=<endpoint>&__err=<base64 JSON>`). Anyone can write such
+//! an address, so a page reads only the error's *kind* from it and shows
+//! this site's own sentence for that form and kind: a crafted link can pick
+//! one of these sentences, never put words of its own on the page.
+
+use leptos::prelude::*;
+use leptos::server_fn::ServerFn;
+use leptos::server_fn::error::ServerFnUrlError;
+use leptos_router::hooks::use_query_map;
+
+use crate::api::{ChangePassword, GenerateImage, SignIn, SignUp};
+use crate::error::{AppError, ErrorKind};
+
+/// The forms that work without JavaScript.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Form {
+    SignIn,
+    SignUp,
+    Generate,
+    ChangePassword,
+}
+
+impl Form {
+    fn path(self) -> &'static str {
+        match self {
+            Self::SignIn => SignIn::PATH,
+            Self::SignUp => SignUp::PATH,
+            Self::Generate => GenerateImage::PATH,
+            Self::ChangePassword => ChangePassword::PATH,
+        }
+    }
+}
+
+const TOO_MANY: &str = "Too many attempts; wait a minute and try again.";
+
+/// This site's sentence for a refusal of `form` with `kind`.
+pub fn message(form: Form, kind: ErrorKind) -> &'static str {
+    use ErrorKind::*;
+    match (form, kind) {
+        (Form::SignIn, Unauthorized) => "Wrong email or password.",
+        (Form::SignIn, Invalid) => "Enter your email address and password.",
+        (Form::SignIn | Form::SignUp | Form::ChangePassword, RateLimited) => TOO_MANY,
+        (Form::SignIn, _) => "Signing in did not work; please try again.",
+        (Form::SignUp, Conflict) => "An account with this email already exists; sign in instead.",
+        (Form::SignUp, Invalid) => "Enter a valid email address and a password of at least 8 characters.",
+        (Form::SignUp, _) => "The account could not be created; please try again.",
+        (Form::Generate, NotEnoughCredits) => "Not enough credits for this generation.",
+        (Form::Generate, RateLimited) => "You have reached your limit of generations for now; try again shortly.",
+        (Form::Generate, Invalid) => "The generation was refused: check the prompt and the settings.",
+        (Form::Generate, Provider) => "The image service could not be reached. Nothing was charged.",
+        (Form::Generate, Unauthorized) => "Please sign in.",
+        (Form::Generate, _) => "Something went wrong; nothing was charged. Please try again.",
+        (Form::ChangePassword, Invalid) => {
+            "The current password is wrong, or the new one is shorter than 8 characters."
+        }
+        (Form::ChangePassword, Conflict) => "The password was changed meanwhile; sign in again.",
+        (Form::ChangePassword, _) => "The password was not changed; please try again.",
+    }
+}
+
+/// The refusal of `form` the address names, in this site's words; read by
+/// the page as it renders (on the server) and given to the form's island.
+pub fn refused(form: Form) -> Option<AppError> {
+    let (path, err) = use_query_map().with_untracked(|q| (q.get("__path"), q.get("__err")));
+    if path.as_deref() != Some(form.path()) {
+        return None;
+    }
+    let kind = ServerFnUrlError::<AppError>::decode_err(&err?).kind;
+    Some(AppError::new(kind, message(form, kind)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_form_has_a_sentence_for_every_kind() {
+        use ErrorKind::*;
+        for form in [Form::SignIn, Form::SignUp, Form::Generate, Form::ChangePassword] {
+            for kind in
+                [Invalid, Unauthorized, NotEnoughCredits, NotFound, Conflict, RateLimited, Provider, Internal, Network]
+            {
+                let text = message(form, kind);
+                assert!(text.ends_with('.') && text.len() > 10, "{form:?} {kind:?}: {text}");
+            }
+        }
+    }
+}
