@@ -295,7 +295,8 @@ pub async fn list_ledger(cursor: Option<String>) -> Result<LedgerPage, AppError>
 }
 
 /// Replaces the password (the current one must match, rate limited like
-/// sign-in); this session stays signed in, every other one ends.
+/// sign-in). Every session of the account ends; this browser stays signed
+/// in on a new session id, so a stolen copy of its cookie is worth nothing.
 #[server(endpoint = "change_password", output = Json)]
 pub async fn change_password(current_password: String, new_password: String) -> Result<(), AppError> {
     use crate::server::auth::NewPassword;
@@ -304,12 +305,27 @@ pub async fn change_password(current_password: String, new_password: String) -> 
         state.account_attempts.check(account.id.clone())?;
         let new = NewPassword::parse(new_password)?;
         let auth = ssr::auth_session().await?;
-        let keep = auth.session.id().map(|id| id.to_string());
-        let epoch =
-            crate::server::auth::change_password(&state.db, &account, current_password, new, keep.as_deref()).await?;
-        // This session stays, at the new epoch (its id too: a request of
-        // the same browser still in flight must not find it gone).
+        let epoch = crate::server::auth::change_password(&state.db, &account, current_password, new).await?;
+        // The old id was deleted with the others; the session's data is
+        // saved under a new one, at the new epoch.
+        auth.session.cycle_id().await.map_err(AppError::internal)?;
         crate::server::sessions::set_epoch(&auth.session, epoch).await
+    })
+    .await
+}
+
+/// Ends every session of the account, this one included, on every device
+/// and instance. From a page, on to the sign-in page.
+#[server(endpoint = "sign_out_everywhere", output = Json)]
+pub async fn sign_out_everywhere() -> Result<(), AppError> {
+    ssr::signed_in(SignOutEverywhere::PATH, |state, account| async move {
+        crate::server::auth::end_every_session(&state.db, &account).await?;
+        let mut auth = ssr::auth_session().await?;
+        auth.logout().await.map_err(AppError::internal)?;
+        if ssr::form_post() {
+            leptos_axum::redirect("/login");
+        }
+        Ok(())
     })
     .await
 }

@@ -1,6 +1,7 @@
 //! `/account`: who is signed in, the balance and where it came from (the
 //! ledger, newest first, a page at a time: "Older entries" loads the next
-//! page), and the password change form (the page's one island).
+//! page), the password change form (the page's one island) and "Sign out
+//! everywhere" (a plain form).
 
 use leptos::either::Either;
 use leptos::prelude::*;
@@ -10,7 +11,7 @@ use leptos_router::hooks::use_query_map;
 
 use super::refused::{Form, refused};
 use super::value_of;
-use crate::api::{ChangePassword, change_password, list_ledger};
+use crate::api::{ChangePassword, SignOutEverywhere, change_password, list_ledger};
 use crate::error::AppError;
 use crate::model::{LedgerEntry, LedgerKind, LedgerPage};
 use crate::session::{RequireUser, use_current_user};
@@ -50,6 +51,13 @@ pub fn AccountPage() -> impl IntoView {
                         })
                 }}
                 <PasswordForm refused=refused(Form::ChangePassword) />
+                <section class="sessions" aria-labelledby="sessions-heading">
+                    <h2 id="sessions-heading">"Sessions"</h2>
+                    <p class="hint">"Signs this account out on every device and browser, this one too."</p>
+                    <form action=SignOutEverywhere::url() method="post">
+                        <button type="submit">"Sign out everywhere"</button>
+                    </form>
+                </section>
             </section>
         </RequireUser>
     }

@@ -222,17 +222,10 @@ async fn hash_password(password: NewPassword) -> Result<String> {
 }
 
 /// Replaces `account`'s password after checking the current one, moves the
-/// account's session epoch on and ends every session of the account but
-/// `keep` (the one asking, which moves on with it), in one transaction.
-/// Returns the new epoch.
+/// account's session epoch on and ends every session of the account, in one
+/// transaction. Returns the new epoch.
 #[tracing::instrument(skip_all, fields(user = %account.id))]
-pub async fn change_password(
-    db: &Db,
-    account: &Account,
-    current: String,
-    new: NewPassword,
-    keep: Option<&str>,
-) -> Result<i64> {
+pub async fn change_password(db: &Db, account: &Account, current: String, new: NewPassword) -> Result<i64> {
     let row = sqlx::query("SELECT password_hash FROM users WHERE id = $1").bind(&account.id).fetch_optional(db).await?;
     let Some(row) = row else { return Err(AppError::unauthorized()) };
     let old_hash: String = sqlx::Row::try_get(&row, "password_hash")?;
@@ -256,10 +249,25 @@ pub async fn change_password(
         return Err(AppError::conflict("the password was changed meanwhile; sign in again"));
     };
     let epoch: i64 = sqlx::Row::try_get(&changed, "session_epoch")?;
-    let ended = super::sessions::Sessions::end_others(&mut tx, &account.id, keep, epoch).await?;
+    let ended = super::sessions::Sessions::end_all(&mut tx, &account.id).await?;
     tx.commit().await?;
-    tracing::info!(other_sessions_ended = ended, "password changed");
+    tracing::info!(sessions_ended = ended, "password changed");
     Ok(epoch)
+}
+
+/// Ends every session of the account, and any sign-in whose password check
+/// is under way (the epoch moves on), in one transaction.
+#[tracing::instrument(skip_all, fields(user = %account.id))]
+pub async fn end_every_session(db: &Db, account: &Account) -> Result<()> {
+    let mut tx = db.begin().await?;
+    sqlx::query("UPDATE users SET session_epoch = session_epoch + 1 WHERE id = $1")
+        .bind(&account.id)
+        .execute(&mut *tx)
+        .await?;
+    let ended = super::sessions::Sessions::end_all(&mut tx, &account.id).await?;
+    tx.commit().await?;
+    tracing::info!(sessions_ended = ended, "signed out everywhere");
+    Ok(())
 }
 
 /// A hash of nothing anyone types, verified when an email is unknown.

@@ -164,23 +164,11 @@ pub async fn set_epoch(session: &Session, epoch: i64) -> Result<()> {
 }
 
 impl Sessions {
-    /// Ends every session of `user` except `keep`, which moves on to the
-    /// account's new `epoch`, in the caller's transaction. Every instance
-    /// reads sessions from the database on every request, so the others
+    /// Ends every session of `user`, in the caller's transaction. Every
+    /// instance reads sessions from the database on every request, so they
     /// end everywhere at once.
-    pub async fn end_others(conn: &mut sqlx::AnyConnection, user: &str, keep: Option<&str>, epoch: i64) -> Result<u64> {
-        let keep = keep.unwrap_or("");
-        let done = sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND id <> $2")
-            .bind(user)
-            .bind(keep)
-            .execute(&mut *conn)
-            .await?;
-        sqlx::query("UPDATE sessions SET epoch = $1 WHERE id = $2 AND user_id = $3")
-            .bind(epoch)
-            .bind(keep)
-            .bind(user)
-            .execute(&mut *conn)
-            .await?;
+    pub async fn end_all(conn: &mut sqlx::AnyConnection, user: &str) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM sessions WHERE user_id = $1").bind(user).execute(&mut *conn).await?;
         Ok(done.rows_affected())
     }
 }

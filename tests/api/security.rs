@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use reqwest::header::HeaderMap;
 use serde_json::Value;
 
-use crate::helpers::{TestApp, client, fresh_postgres_database, skipped, spawn_app, spawn_app_with, uuid_like};
+use crate::helpers::{
+    TestApp, client, fresh_postgres_database, no_redirects, skipped, spawn_app, spawn_app_with, uuid_like,
+};
 
 /// POSTs a server function with extra request headers; (status, headers, JSON).
 async fn call_with(
@@ -459,4 +461,51 @@ async fn cancels_and_deletions_are_limited_per_person() {
     let other = client();
     app.sign_up(&other).await;
     assert_eq!(app.call(&other, "cancel_image", &[("task_id", unknown)]).await.0, 404);
+}
+
+/// A password change issues a new session id: a stolen copy of the old
+/// cookie is refused afterwards, while the browser that changed it stays
+/// signed in on the new one.
+#[tokio::test]
+async fn a_password_change_issues_a_new_session_id() {
+    let app = spawn_app().await;
+    let plain = reqwest::Client::new();
+    let email = format!("{}@example.com", uuid_like());
+    let (status, headers, _) =
+        call_with(&app, &plain, "sign_up", &[("email", &email), ("password", "correct horse")], &[]).await;
+    assert_eq!(status, 200);
+    let old = session_cookie(&headers);
+    let browser = client_with_session(&app, &old);
+    let stolen = client_with_session(&app, &old);
+    let (status, headers, body) = call_with(
+        &app,
+        &browser,
+        "change_password",
+        &[("current_password", "correct horse"), ("new_password", "battery staple")],
+        &[],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let new = session_cookie(&headers);
+    assert_ne!(new, old, "a new session id");
+    assert_eq!(app.call(&stolen, "me", &[]).await.0, 401, "the old cookie is refused");
+    assert_eq!(app.call(&client_with_session(&app, &new), "me", &[]).await.0, 200, "the new one works");
+}
+
+/// "Sign out everywhere" ends every session of the account, the asking one
+/// too, and a form post from the account page goes on to sign in.
+#[tokio::test]
+async fn signing_out_everywhere_ends_every_session() {
+    let app = spawn_app().await;
+    let (phone, laptop) = (client(), no_redirects());
+    let email = app.sign_up(&phone).await;
+    let (status, _) = app.call(&laptop, "sign_in", &[("email", &email), ("password", "correct horse")]).await;
+    assert_eq!(status, 200);
+    let response = app.page_post(&laptop, "sign_out_everywhere", "/account", &[]).send().await.unwrap();
+    assert!(response.status().is_redirection(), "{}", response.status());
+    assert_eq!(response.headers()["location"], "/login");
+    assert_eq!(app.call(&laptop, "me", &[]).await.0, 401);
+    assert_eq!(app.call(&phone, "me", &[]).await.0, 401);
+    // The password still signs in.
+    assert_eq!(app.call(&phone, "sign_in", &[("email", &email), ("password", "correct horse")]).await.0, 200);
 }
