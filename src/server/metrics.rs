@@ -75,6 +75,7 @@ pub struct Metrics {
     request_seconds: Family<RequestLabels, Histogram>,
     polls: Counter,
     webhooks: Counter,
+    webhook_duplicates: Counter,
     provider_calls: Family<CallLabels, Counter>,
     object_writes: Counter,
     finalizations: Family<OutcomeLabels, Counter>,
@@ -93,6 +94,7 @@ impl Default for Metrics {
         });
         let polls = Counter::default();
         let webhooks = Counter::default();
+        let webhook_duplicates = Counter::default();
         let provider_calls = Family::<CallLabels, Counter>::default();
         let object_writes = Counter::default();
         let finalizations = Family::<OutcomeLabels, Counter>::default();
@@ -104,6 +106,11 @@ impl Default for Metrics {
         registry.register("http_request_duration_seconds", "HTTP request latency", request_seconds.clone());
         registry.register("polls", "Status checks of unfinished or finished tasks", polls.clone());
         registry.register("webhooks", "Verified provider events received", webhooks.clone());
+        registry.register(
+            "webhook_duplicates",
+            "Verified provider events dropped as already applied (duplicates, replays)",
+            webhook_duplicates.clone(),
+        );
         registry.register("provider_calls", "Calls to the provider by kind and outcome", provider_calls.clone());
         registry.register("object_writes", "Images written to object storage", object_writes.clone());
         registry.register("finalizations", "Tasks that left processing, by outcome", finalizations.clone());
@@ -122,6 +129,7 @@ impl Default for Metrics {
             request_seconds,
             polls,
             webhooks,
+            webhook_duplicates,
             provider_calls,
             object_writes,
             finalizations,
@@ -144,6 +152,15 @@ impl Metrics {
 
     pub fn webhooks(&self) -> u64 {
         self.webhooks.get()
+    }
+
+    /// A verified event whose id was applied before (dropped).
+    pub fn webhook_duplicate(&self) {
+        self.webhook_duplicates.inc();
+    }
+
+    pub fn webhook_duplicates(&self) -> u64 {
+        self.webhook_duplicates.get()
     }
 
     /// A provider call (`create`, `get`, `cancel`, `output`) and whether it

@@ -122,11 +122,14 @@ async fn forged_stale_unsigned_and_malformed_events_change_nothing() {
         }
         async move { r.send().await.unwrap().status().as_u16() }
     };
+    // Each message its own id, as the provider sends them.
+    let next_id = std::sync::atomic::AtomicU32::new(0);
     let signed = |secret: &Secret, ts: u64, body: &str| {
+        let id = format!("msg_test_{}", next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
         vec![
-            ("webhook-id", "msg_test".to_owned()),
+            ("webhook-id", id.clone()),
             ("webhook-timestamp", ts.to_string()),
-            ("webhook-signature", sign(secret, "msg_test", ts, body.as_bytes())),
+            ("webhook-signature", sign(secret, &id, ts, body.as_bytes())),
         ]
     };
     assert_eq!(post(signed(&wrong, now, &body), body.clone()).await, 401, "forged");
@@ -156,4 +159,110 @@ async fn forged_stale_unsigned_and_malformed_events_change_nothing() {
     let view = wait_done(&app, &c, &id, Duration::from_secs(5)).await;
     assert_eq!(view["status"], "failed");
     assert_eq!(app.balance(&c).await, 100);
+}
+
+/// The simulator's webhook signing key, as the provider's API gives it.
+async fn signing_key(app: &crate::helpers::TestApp) -> darkroom::standard_webhooks::Secret {
+    let key = reqwest::Client::new()
+        .get(format!("{}/sim/v1/webhooks/default/secret", app.base))
+        .bearer_auth(SIM_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    darkroom::standard_webhooks::Secret::parse(&key).unwrap()
+}
+
+/// Posts `body` signed with `secret` as message `id`; the status.
+async fn deliver(
+    app: &crate::helpers::TestApp,
+    secret: &darkroom::standard_webhooks::Secret,
+    id: &str,
+    body: &str,
+) -> u16 {
+    let ts = (darkroom::server::db::now_ms() / 1000) as u64;
+    reqwest::Client::new()
+        .post(format!("{}/webhooks/replicate", app.base))
+        .header("webhook-id", id)
+        .header("webhook-timestamp", ts.to_string())
+        .header("webhook-signature", darkroom::standard_webhooks::sign(secret, id, ts, body.as_bytes()))
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// A task's (prediction id, next check, creation) as stored.
+async fn check_plan(app: &crate::helpers::TestApp, task: &str) -> (String, i64, i64) {
+    use sqlx::Row;
+    let row = sqlx::query("SELECT prediction_id, next_check_at, created_at FROM tasks WHERE id = $1")
+        .bind(task)
+        .fetch_one(&app.state.db)
+        .await
+        .unwrap();
+    (row.get("prediction_id"), row.get("next_check_at"), row.get("created_at"))
+}
+
+/// A `logs` event of a prediction that started `ago` ms before now and is
+/// at `percent`.
+fn progress_event(prediction: &str, percent: u8, ago: i64) -> String {
+    let started = std::time::UNIX_EPOCH + Duration::from_millis((darkroom::server::db::now_ms() - ago) as u64);
+    serde_json::json!({
+        "id": prediction, "status": "processing", "output": null,
+        "started_at": humantime::format_rfc3339_millis(started).to_string(),
+        "logs": format!("{percent}%|█ | {percent}/100"),
+    })
+    .to_string()
+}
+
+/// A captured event replayed (same id, same body, still within the
+/// signature's tolerance) is dropped: it does not defer the next provider
+/// check again. Distinct events defer checks only up to a minute after the
+/// last check (here, the task's creation): events alone never keep the
+/// provider from being asked.
+#[tokio::test]
+async fn replayed_events_are_dropped_and_events_defer_checks_only_so_far() {
+    let mut settings = rare_checks("1000");
+    settings.push(("DARKROOM_SIM_TOKEN", SIM_TOKEN));
+    let app = spawn_app_with(&settings).await;
+    let c = client();
+    app.sign_up(&c).await;
+    let id = generate(&app, &c, "a patient fox #hook-lost #slow").await;
+    let secret = signing_key(&app).await;
+    let (prediction, _, created) = check_plan(&app, &id).await;
+
+    // 1 % after a second: the end is far, so the check moves a minute on.
+    let event = progress_event(&prediction, 1, 1_000);
+    assert_eq!(deliver(&app, &secret, "msg_capture", &event).await, 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, deferred, _) = check_plan(&app, &id).await;
+    assert!(deferred > created + 30_000, "the event deferred the check: {}", deferred - created);
+    let applied = app.state.metrics.webhooks();
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(deliver(&app, &secret, "msg_capture", &event).await, 200);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(app.state.metrics.webhooks(), applied, "replays are not applied");
+    assert_eq!(app.state.metrics.webhook_duplicates(), 3);
+    let (_, after_replays, _) = check_plan(&app, &id).await;
+    assert_eq!(after_replays, deferred, "replays moved the check");
+
+    // Fresh events (each its own id) later on: never past a minute after
+    // the creation, the last time anything was settled with the provider.
+    for n in 0..3 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let fresh = progress_event(&prediction, 2 + n, 2_000);
+        assert_eq!(deliver(&app, &secret, &format!("msg_fresh_{n}"), &fresh).await, 200);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, bounded, _) = check_plan(&app, &id).await;
+    assert!(bounded <= created + 60_000, "checks deferred {} ms past the creation", bounded - created);
 }

@@ -34,6 +34,10 @@ pub fn spawn(state: AppState) -> tokio::task::JoinHandle<()> {
                 Ok(n) => tracing::info!("reconciler removed the stored images of {n} deleted tasks"),
                 Err(e) => tracing::warn!("reconciler purge failed: {e}"),
             }
+            let before = db::now_ms() - super::webhook::DELIVERY_MEMORY_MS;
+            if let Err(e) = super::store::forget_deliveries(&state.db, before).await {
+                tracing::warn!("cannot forget old webhook deliveries: {e}");
+            }
         }
     })
 }

@@ -201,7 +201,7 @@ pub async fn claim_check(db: &Db, reads: &Reads, task: &TaskId, now: i64, next_c
     let claimed = reads
         .repeatable(
             db,
-            "UPDATE tasks SET next_check_at = $1, check_token = $2, last_polled_at = $3 \
+            "UPDATE tasks SET next_check_at = $1, check_token = $2, last_polled_at = $3, checked_at = $3 \
              WHERE id = $4 AND status = 'processing' AND next_check_at <= $3",
             &[Arg::Int(next_check_at), Arg::Text(&token), Arg::Int(now), Arg::Text(task.as_str())],
         )
@@ -281,6 +281,42 @@ pub async fn postpone(db: &Db, reads: &Reads, task: &TaskId, until: i64) -> Resu
         )
         .await?;
     Ok(())
+}
+
+/// Like [`postpone`], for news from a provider event: never beyond `trust`
+/// after the task's last provider check (or its creation), however many
+/// events arrive, so events alone cannot keep the provider from being
+/// asked.
+pub async fn postpone_for_event(db: &Db, reads: &Reads, task: &TaskId, until: i64, trust_ms: i64) -> Result<()> {
+    reads
+        .repeatable(
+            db,
+            "UPDATE tasks SET next_check_at = CASE WHEN $1 < COALESCE(checked_at, created_at) + $2 THEN $1 \
+             ELSE COALESCE(checked_at, created_at) + $2 END \
+             WHERE id = $3 AND status = 'processing' AND next_check_at < $1 \
+             AND next_check_at < COALESCE(checked_at, created_at) + $2",
+            &[Arg::Int(until), Arg::Int(trust_ms), Arg::Text(task.as_str())],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Records a provider event's `webhook-id` as applied; false when it was
+/// already (a duplicate or a replay).
+pub async fn first_delivery(db: &Db, id: &str, now: i64) -> Result<bool> {
+    let done =
+        sqlx::query("INSERT INTO webhook_deliveries (id, received_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
+            .bind(id)
+            .bind(now)
+            .execute(db)
+            .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Forgets deliveries received before `before`; how many.
+pub async fn forget_deliveries(db: &Db, before: i64) -> Result<u64> {
+    let done = sqlx::query("DELETE FROM webhook_deliveries WHERE received_at < $1").bind(before).execute(db).await?;
+    Ok(done.rows_affected())
 }
 
 /// The stored images of a completed task.

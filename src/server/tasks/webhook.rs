@@ -2,9 +2,12 @@
 //! predictions. A verified event *is* the prediction, so it feeds the same
 //! transitions as a poll's GET (`advance::apply`): progress from its logs,
 //! success → store the output and complete, failure → fail and refund.
-//! Events may come twice, late, out of order or not at all: every
-//! transition is a compare-and-set, so a duplicate or a stale event changes
-//! nothing, and polls, re-checks and the reconciler stay the safety net.
+//! Events may come twice, late, out of order or not at all: each
+//! `webhook-id` is applied once (remembered in the database for twice the
+//! signature's tolerance), every transition is a compare-and-set, so a
+//! duplicate or a stale event changes nothing, news defers checks only so
+//! far past the last one, and polls, re-checks and the reconciler stay the
+//! safety net.
 //! The answer is sent at once; the work runs in the background.
 
 use axum::extract::{Request, State};
@@ -30,6 +33,9 @@ pub struct Receiver {
 
 /// Largest event body read (a prediction with long logs).
 pub const MAX_EVENT_BYTES: usize = 4 * 1024 * 1024;
+
+/// Longest `webhook-id` taken (the provider's are a few dozen characters).
+const MAX_ID_CHARS: usize = 128;
 
 /// The handler. Nothing is read from a stranger beyond the headers until
 /// they name a fresh, signed message: the body (bounded) is read only then.
@@ -65,6 +71,20 @@ pub async fn receive(State(state): State<AppState>, request: Request) -> Respons
             return (StatusCode::BAD_REQUEST, "not a prediction").into_response();
         }
     };
+    // Signed, so the id is the provider's; each is applied once, wherever it
+    // arrives (a duplicate, or a capture replayed within the tolerance).
+    let id = headers.get(standard_webhooks::ID_HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    if id.is_empty() || id.chars().count() > MAX_ID_CHARS {
+        return (StatusCode::BAD_REQUEST, "invalid webhook-id").into_response();
+    }
+    match store::first_delivery(&state.db, id, db::now_ms()).await {
+        Ok(true) => {}
+        Ok(false) => {
+            state.metrics.webhook_duplicate();
+            return (StatusCode::OK, "duplicate").into_response();
+        }
+        Err(_) => return (StatusCode::SERVICE_UNAVAILABLE, "try again").into_response(),
+    }
     state.metrics.webhook();
     let state = state.clone();
     tokio::spawn(async move {
@@ -98,7 +118,7 @@ async fn apply_event(state: &AppState, prediction: Prediction) -> Result<()> {
         {
             store::set_progress(&state.db, &state.reads, &task.id, progress, now).await?;
         }
-        store::postpone(&state.db, &state.reads, &task.id, next_check).await?;
+        store::postpone_for_event(&state.db, &state.reads, &task.id, next_check, EVENT_TRUST_MS).await?;
         return Ok(());
     }
     // An ending: take the task over (unless another poller is storing its
@@ -111,8 +131,14 @@ async fn apply_event(state: &AppState, prediction: Prediction) -> Result<()> {
     Ok(())
 }
 
-/// Longest a task goes without a provider check while its events arrive.
-const EVENT_TRUST_MS: i64 = 60_000;
+/// Longest a task goes without a provider check while its events arrive,
+/// counted from its last check (or its creation): events defer checks,
+/// never past this.
+pub const EVENT_TRUST_MS: i64 = 60_000;
+
+/// How long an applied event's id is remembered: twice the signature's
+/// tolerance, so a replay is refused as stale or as a duplicate.
+pub const DELIVERY_MEMORY_MS: i64 = 2 * standard_webhooks::TOLERANCE_SECS as i64 * 1000;
 
 /// When to ask the provider next after an event: events that keep coming
 /// make status checks unneeded, so none is made before the prediction's
