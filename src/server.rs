@@ -138,7 +138,7 @@ pub async fn build(config: Config, mut leptos_options: LeptosOptions, addr: Sock
                 }
             };
             tracing::info!(%url, "provider webhooks on");
-            let receiver = tasks::webhook::Receiver { secret, url: url.clone() };
+            let receiver = tasks::webhook::Receiver::new(secret, url.clone());
             (provider.with_webhook(url), Some(receiver))
         }
     };

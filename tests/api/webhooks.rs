@@ -266,3 +266,32 @@ async fn replayed_events_are_dropped_and_events_defer_checks_only_so_far() {
     let (_, bounded, _) = check_plan(&app, &id).await;
     assert!(bounded <= created + 60_000, "checks deferred {} ms past the creation", bounded - created);
 }
+
+/// The route reads at most an event's worth from anyone (an oversized body
+/// is refused, not read and checked), and an address that keeps sending
+/// refused events is refused unread for a minute.
+#[tokio::test]
+async fn the_route_bounds_what_a_stranger_can_make_it_read() {
+    use darkroom::server::tasks::webhook::{MAX_EVENT_BYTES, REFUSALS_PER_MINUTE};
+    let app = spawn_app_with(&rare_checks("600000")).await;
+    let ts = (darkroom::server::db::now_ms() / 1000) as u64;
+    let forged = |body: Vec<u8>| {
+        reqwest::Client::new()
+            .post(format!("{}/webhooks/replicate", app.base))
+            .header("webhook-id", "msg_stranger")
+            .header("webhook-timestamp", ts.to_string())
+            .header("webhook-signature", "v1,bm90IGEgc2lnbmF0dXJlIGF0IGFsbCwgbm90IGF0IGFsbCE=")
+            .body(body)
+            .send()
+    };
+    let big = forged(vec![b'x'; MAX_EVENT_BYTES + 1]).await.unwrap();
+    assert_eq!(big.status(), 413, "an oversized event is not read");
+    assert!(MAX_EVENT_BYTES <= 256 * 1024);
+    // Refusals past the limit bar the address.
+    for _ in 0..REFUSALS_PER_MINUTE {
+        assert_eq!(forged(b"{}".to_vec()).await.unwrap().status(), 401);
+    }
+    let barred = forged(b"{}".to_vec()).await.unwrap();
+    assert_eq!(barred.status(), 429);
+    assert_eq!(barred.headers()["retry-after"], "60");
+}

@@ -10,39 +10,115 @@
 //! safety net.
 //! The answer is sent at once; the work runs in the background.
 
+use std::net::IpAddr;
+use std::sync::Arc;
+
 use axum::extract::{Request, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use sqlx::Row;
 
 use super::{advance, row, store};
 use crate::error::Result;
 use crate::provider::{Prediction, PredictionStatus};
+use crate::server::client::Client;
 use crate::server::db;
 use crate::server::ids::TaskId;
 use crate::server::state::AppState;
 use crate::standard_webhooks::{self, Secret};
 
-/// Where events are received and the key that signs them.
+/// Where events are received, the key that signs them, and the gate in
+/// front of the route.
 #[derive(Clone)]
 pub struct Receiver {
     pub secret: Secret,
     /// `{DARKROOM_PUBLIC_URL}/webhooks/replicate`.
     pub url: url::Url,
+    pub gate: Arc<Gate>,
 }
 
-/// Largest event body read (a prediction with long logs).
-pub const MAX_EVENT_BYTES: usize = 4 * 1024 * 1024;
+impl Receiver {
+    pub fn new(secret: Secret, url: url::Url) -> Self {
+        Self { secret, url, gate: Arc::default() }
+    }
+}
+
+/// Largest event body read: a prediction with its input and a long run's
+/// logs is a few dozen KB.
+pub const MAX_EVENT_BYTES: usize = 256 * 1024;
+
+/// Events read and checked at once; more wait for a place (the provider
+/// retries a 503), so strangers cannot make the server hold many bodies.
+pub const MAX_EVENTS_AT_ONCE: usize = 32;
+
+/// Refused events (bad signature, stale, malformed, too large) a client
+/// address may send a minute; one more, and its requests are refused unread
+/// for a minute.
+pub const REFUSALS_PER_MINUTE: u32 = 20;
+
+/// What strangers can make the route do: bounded bodies, a bounded number
+/// at once, and a minute out for an address that keeps sending refused
+/// events. The provider's genuine events are never counted against it.
+pub struct Gate {
+    at_once: tokio::sync::Semaphore,
+    refusals: crate::server::auth::AttemptLimiter<IpAddr>,
+    /// Addresses over [`REFUSALS_PER_MINUTE`], until when (bounded).
+    barred: quick_cache::sync::Cache<IpAddr, i64>,
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Self {
+            at_once: tokio::sync::Semaphore::new(MAX_EVENTS_AT_ONCE),
+            refusals: crate::server::auth::AttemptLimiter::per_minute(REFUSALS_PER_MINUTE),
+            barred: quick_cache::sync::Cache::new(10_000),
+        }
+    }
+}
+
+impl Gate {
+    fn barred(&self, client: IpAddr, now: i64) -> bool {
+        self.barred.get(&client).is_some_and(|until| until > now)
+    }
+
+    /// Counts a refused event from `client`; past the limit, bars it.
+    fn refused(&self, client: IpAddr, now: i64) {
+        if self.refusals.check(client).is_err() {
+            self.barred.insert(client, now + 60_000);
+        }
+    }
+}
 
 /// Longest `webhook-id` taken (the provider's are a few dozen characters).
 const MAX_ID_CHARS: usize = 128;
 
 /// The handler. Nothing is read from a stranger beyond the headers until
-/// they name a fresh, signed message: the body (bounded) is read only then.
+/// they name a fresh, signed message: the body (bounded) is read only then,
+/// at most [`MAX_EVENTS_AT_ONCE`] at a time, and not at all from an address
+/// that keeps sending refused events.
 pub async fn receive(State(state): State<AppState>, request: Request) -> Response {
     let Some(receiver) = &state.webhooks else {
         return (StatusCode::NOT_FOUND, "webhooks are not enabled (DARKROOM_PUBLIC_URL is not set)").into_response();
     };
+    let client = request.extensions().get::<Client>().copied().unwrap_or_else(Client::unknown).limit_key();
+    let gate = &receiver.gate;
+    let now = db::now_ms();
+    if gate.barred(client, now) {
+        return (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, "60")], "too many refused events")
+            .into_response();
+    }
+    let Ok(_place) = gate.at_once.try_acquire() else {
+        return (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, "1")], "busy, try again").into_response();
+    };
+    let answer = read_event(&state, receiver, request).await;
+    if matches!(answer.status(), StatusCode::UNAUTHORIZED | StatusCode::BAD_REQUEST | StatusCode::PAYLOAD_TOO_LARGE) {
+        gate.refused(client, now);
+    }
+    answer
+}
+
+/// Reads, verifies and applies (in the background) one event.
+async fn read_event(state: &AppState, receiver: &Receiver, request: Request) -> Response {
     let now_secs = (db::now_ms() / 1000).max(0) as u64;
     let (parts, body) = request.into_parts();
     let headers = parts.headers;
@@ -58,7 +134,8 @@ pub async fn receive(State(state): State<AppState>, request: Request) -> Respons
         return (StatusCode::UNAUTHORIZED, "invalid webhook signature").into_response();
     }
     let Ok(body) = axum::body::to_bytes(body, MAX_EVENT_BYTES).await else {
-        return (StatusCode::PAYLOAD_TOO_LARGE, "event too large").into_response();
+        return (StatusCode::PAYLOAD_TOO_LARGE, format!("an event is at most {} KiB", MAX_EVENT_BYTES / 1024))
+            .into_response();
     };
     if let Err(e) = standard_webhooks::verify_headers(&receiver.secret, &headers, &body, now_secs) {
         tracing::warn!("webhook refused: {e:?}");
