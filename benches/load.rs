@@ -9,7 +9,8 @@
 //! bench-postgres`). With `--postgres`, every server runs on a fresh
 //! database there and the results go into a block of their own.
 //! Sections: 1 polls vs references, 2 in-flight scale, 3 completion lag,
-//! 4 peak RSS while finalizing large outputs, 5 bundle size and `/history`.
+//! 4 peak RSS while finalizing large outputs, 5 bundle size and `/history`,
+//! 6 pages under load (counts of what went wrong).
 
 #[path = "load/api.rs"]
 mod api;
@@ -21,6 +22,8 @@ mod http;
 mod lag;
 #[path = "load/loadgen.rs"]
 mod loadgen;
+#[path = "load/pages.rs"]
+mod pages;
 #[path = "load/polls.rs"]
 mod polls;
 #[path = "load/procs.rs"]
@@ -91,6 +94,11 @@ fn main() {
             let t = begin("5 bundle");
             bundle::bench(dir.path(), &mut report, build_minimal).await;
             end("5 bundle", t, &mut report);
+        }
+        if wanted(6) {
+            let t = begin("6 pages");
+            pages::bench(dir.path(), &mut report).await;
+            end("6 pages", t, &mut report);
         }
     });
     report.line(&format!("_Whole run: {:.0} s._", started.elapsed().as_secs_f64()));

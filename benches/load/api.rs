@@ -87,6 +87,12 @@ impl Session {
         panic!("task {task_id} still processing after {tries} polls");
     }
 
+    /// Shares a completed task; its page's path (`/s/…`).
+    pub async fn share(&self, task_id: &str) -> String {
+        let v = self.post("share_image", &[("task_id", task_id)]).await.expect("share_image");
+        v["url"].as_str().expect("url").to_owned()
+    }
+
     /// The first history page (read from the database, advances nothing).
     pub async fn history(&self) -> Value {
         self.post("list_history", &[]).await.expect("list_history")

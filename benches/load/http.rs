@@ -24,6 +24,8 @@ pub struct Conn {
 pub struct Answer {
     pub status: u16,
     pub body: Vec<u8>,
+    /// The `Content-Security-Policy` header, when there is one.
+    pub policy: Option<String>,
 }
 
 /// Builds a request once, so the hot loop only writes bytes.
@@ -93,6 +95,14 @@ async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<
     let header = |name: &str| {
         head.split("\r\n").find_map(|line| line.strip_prefix(name).and_then(|v| v.strip_prefix(':')).map(str::trim))
     };
+    // As sent (a nonce is case-sensitive), not lowercased like `head`.
+    let policy = header("content-security-policy").map(|_| {
+        let raw = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+        raw.split("\r\n")
+            .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("content-security-policy")))
+            .map(|(_, v)| v.trim().to_owned())
+            .unwrap_or_default()
+    });
     buf.drain(..head_end);
     let body = if let Some(len) = header("content-length") {
         let len: usize = len.parse().map_err(|_| bad("bad content-length"))?;
@@ -105,7 +115,7 @@ async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<
     } else {
         return Err(bad("neither content-length nor chunked"));
     };
-    Ok((Answer { status, body }, close))
+    Ok((Answer { status, body, policy }, close))
 }
 
 async fn read_chunked(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<Vec<u8>> {
