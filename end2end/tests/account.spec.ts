@@ -87,7 +87,7 @@ test("a changed password signs in and the old one no longer does", async ({ page
   await page.reload();
   await expect(page.getByRole("heading", { name: "Account", level: 1 })).toBeVisible();
 
-  await page.getByRole("button", { name: "Sign out" }).click();
+  await page.getByRole("button", { name: "Sign out", exact: true }).click();
   await expect(page).toHaveURL(/\/login/);
   await page.getByLabel("Email").fill(email);
   await page.getByLabel("Password").fill(PASSWORD);
@@ -97,4 +97,23 @@ test("a changed password signs in and the old one no longer does", async ({ page
   await page.getByRole("button", { name: "Sign in" }).click();
   await expect(page.getByText("100 credits")).toBeVisible();
   await expect(page).toHaveURL(/\/$/);
+});
+
+test("Sign out everywhere ends the sessions of every browser", async ({ page, browser }) => {
+  const email = await signUp(page);
+  const other = await browser.newContext();
+  const laptop = await other.newPage();
+  await laptop.goto("/login");
+  await laptop.getByLabel("Email").fill(email);
+  await laptop.getByLabel("Password").fill(PASSWORD);
+  await laptop.getByRole("button", { name: "Sign in" }).click();
+  await expect(laptop.getByText("100 credits")).toBeVisible();
+
+  await page.getByRole("link", { name: "Account", exact: true }).click();
+  await page.getByRole("button", { name: "Sign out everywhere" }).click();
+  await expect(page).toHaveURL(/\/login$/);
+  await laptop.reload();
+  await expect(laptop).toHaveURL(/\/login/);
+  await expect(laptop.getByText("100 credits")).toHaveCount(0);
+  await other.close();
 });
