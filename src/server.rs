@@ -159,8 +159,9 @@ pub async fn build(config: Config, mut leptos_options: LeptosOptions, addr: Sock
         });
     }
 
+    let cookie_name = config.session_cookie_name();
     let session_layer = SessionManagerLayer::new(sessions)
-        .with_name("darkroom_session")
+        .with_name(cookie_name)
         .with_http_only(true)
         .with_same_site(SameSite::Lax)
         .with_secure(config.secure_cookies)
@@ -214,6 +215,7 @@ pub async fn build(config: Config, mut leptos_options: LeptosOptions, addr: Sock
         .layer(axum::middleware::from_fn(http::page_redirects))
         .layer(axum::middleware::from_fn(sessions::keep_alive))
         .layer(auth_layer)
+        .layer(axum::middleware::from_fn_with_state(cookie_name, sessions::one_session_cookie))
         .layer(axum::middleware::from_fn_with_state(state.clone(), security::refuse_cross_site))
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
         .layer(axum::middleware::from_fn_with_state(state.clone(), security::headers))

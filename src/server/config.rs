@@ -185,6 +185,14 @@ impl Config {
         })
     }
 
+    /// The session cookie's name: with `Secure` cookies it has the
+    /// `__Host-` prefix, which browsers accept only from this host itself
+    /// (Secure, `Path=/`, no `Domain`), so a sibling subdomain cannot plant
+    /// one. Plain on http (the embedded default on 127.0.0.1).
+    pub fn session_cookie_name(&self) -> &'static str {
+        if self.secure_cookies { "__Host-darkroom_session" } else { "darkroom_session" }
+    }
+
     /// Whether `DATABASE_URL` names a SQLite database.
     pub fn is_sqlite(&self) -> bool {
         self.database_url.starts_with("sqlite:")

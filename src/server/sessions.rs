@@ -114,6 +114,35 @@ pub async fn keep_alive(request: Request, next: Next) -> Response {
     response
 }
 
+/// Middleware: refuses a request that carries the session cookie (named
+/// `name`) more than once. Browsers send every matching cookie, and a
+/// sibling subdomain can plant one for the whole domain: with two, which
+/// one the session layer takes is the browser's order, and a planted one
+/// could sign the person into someone else's account.
+pub async fn one_session_cookie(
+    axum::extract::State(name): axum::extract::State<&'static str>,
+    request: Request,
+    next: Next,
+) -> Response {
+    use axum::response::IntoResponse;
+    let count = request
+        .headers()
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter(|pair| pair.split('=').next().is_some_and(|k| k.trim() == name))
+        .count();
+    if count > 1 {
+        return (
+            axum::http::StatusCode::BAD_REQUEST,
+            "This request carries two session cookies. Clear this site's cookies in the browser, then sign in again.",
+        )
+            .into_response();
+    }
+    next.run(request).await
+}
+
 fn epoch_ms(t: OffsetDateTime) -> i64 {
     (t.unix_timestamp_nanos() / 1_000_000) as i64
 }

@@ -509,3 +509,54 @@ async fn signing_out_everywhere_ends_every_session() {
     // The password still signs in.
     assert_eq!(app.call(&phone, "sign_in", &[("email", &email), ("password", "correct horse")]).await.0, 200);
 }
+
+/// A request that carries the session cookie twice (a sibling subdomain
+/// planted one for the whole domain) is refused, whichever would win.
+#[tokio::test]
+async fn a_request_with_two_session_cookies_is_refused() {
+    let app = spawn_app().await;
+    let plain = reqwest::Client::new();
+    let email = format!("{}@example.com", uuid_like());
+    let (status, headers, _) =
+        call_with(&app, &plain, "sign_up", &[("email", &email), ("password", "correct horse")], &[]).await;
+    assert_eq!(status, 200);
+    let mine = session_cookie(&headers);
+    let (_, headers, _) = call_with(
+        &app,
+        &plain,
+        "sign_up",
+        &[("email", &format!("{}@example.com", uuid_like())), ("password", "correct horse")],
+        &[],
+    )
+    .await;
+    let planted = session_cookie(&headers);
+    let both = format!("darkroom_session={planted}; darkroom_session={mine}");
+    let (status, _, body) = call_with(&app, &plain, "me", &[], &[("cookie", &both)]).await;
+    assert_eq!(status, 400, "{body}");
+    let page = plain.get(format!("{}/", app.base)).header("cookie", &both).send().await.unwrap();
+    assert_eq!(page.status(), 400);
+    // One is fine.
+    let one = format!("darkroom_session={mine}");
+    assert_eq!(call_with(&app, &plain, "me", &[], &[("cookie", &one)]).await.0, 200);
+}
+
+/// On an https site the session cookie is `__Host-` prefixed: Secure,
+/// `Path=/` and no `Domain`, so no sibling subdomain can set one.
+#[tokio::test]
+async fn on_https_the_session_cookie_is_host_only() {
+    let app = spawn_app_with(&[("DARKROOM_PUBLIC_URL", "https://darkroom.example")]).await;
+    let plain = reqwest::Client::new();
+    let email = format!("{}@example.com", uuid_like());
+    let (status, headers, body) =
+        call_with(&app, &plain, "sign_up", &[("email", &email), ("password", "correct horse")], &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let cookie = headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.contains("darkroom_session="))
+        .expect("a session cookie")
+        .to_owned();
+    assert!(cookie.starts_with("__Host-darkroom_session="), "{cookie}");
+    assert!(cookie.contains("Secure") && cookie.contains("Path=/") && !cookie.contains("Domain"), "{cookie}");
+}
