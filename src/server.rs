@@ -224,8 +224,10 @@ pub async fn build(config: Config, mut leptos_options: LeptosOptions, addr: Sock
     if let Some(sim) = sim {
         router = router.nest("/sim", crate::sim::router(sim));
     }
-    // Outermost: who the client is, for everything inside (logs included).
+    // Outermost: who the client is, for everything inside (logs included),
+    // and the host it asked for.
     let router = router
+        .layer(axum::middleware::from_fn_with_state(state.clone(), security::refuse_unknown_host))
         .layer(TraceLayer::new_for_http().make_span_with(|request: &axum::extract::Request| {
             let client = request.extensions().get::<client::Client>().map(|c| c.ip);
             tracing::debug_span!("request", method = %request.method(), uri = %request.uri(), client = ?client)

@@ -74,6 +74,47 @@ pub async fn refuse_cross_site(State(state): State<AppState>, request: Request, 
     (StatusCode::FORBIDDEN, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], CROSS_SITE_REFUSED).into_response()
 }
 
+/// Whether `host` (a `Host` header: name or address, and maybe a port) is
+/// one this server answers to: the public URL's host when there is one, an
+/// IP address (a proxy's health check, the simulator calling itself, a
+/// visitor typing the address), or `localhost`. A name nobody configured is
+/// refused: with a page on another site that renames itself to 127.0.0.1
+/// (DNS rebinding), a browser would otherwise read this server's answers
+/// as that site's, and share cards would point at whatever `Host` said.
+pub fn known_host(host: &str, public_host: Option<&str>) -> bool {
+    let name = match host.strip_prefix('[') {
+        // [v6]:port
+        Some(rest) => return rest.split(']').next().is_some_and(|v6| v6.parse::<std::net::Ipv6Addr>().is_ok()),
+        None => host.rsplit_once(':').filter(|(_, port)| port.parse::<u16>().is_ok()).map_or(host, |(name, _)| name),
+    };
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    name.parse::<std::net::Ipv4Addr>().is_ok()
+        || name == "localhost"
+        || public_host.is_some_and(|public| public.eq_ignore_ascii_case(&name))
+}
+
+/// Middleware: refuses (400) a request addressed to a host this server does
+/// not answer to (see [`known_host`]).
+pub async fn refuse_unknown_host(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| request.uri().authority().map(|a| a.as_str().to_owned()));
+    let public = state.config.public_url.as_ref().and_then(|u| u.host_str());
+    match host {
+        Some(host) if known_host(&host, public) => next.run(request).await,
+        _ => (
+            StatusCode::BAD_REQUEST,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            "This server answers only at its own address. (Operators: set DARKROOM_PUBLIC_URL to the address people \
+             use.)",
+        )
+            .into_response(),
+    }
+}
+
 /// The policy of a page rendered with `nonce` on its inline scripts. Styles
 /// may be inline (a progress bar's width is an attribute); scripts only
 /// from this site or carrying the nonce; WebAssembly may be compiled (the
@@ -187,6 +228,22 @@ mod tests {
         assert!(!same_origin(&headers(&[("sec-fetch-site", "cross-site")]), own));
         // Not a browser: nothing to forge.
         assert!(same_origin(&HeaderMap::new(), own));
+    }
+
+    #[test]
+    fn only_known_hosts_are_answered() {
+        for host in
+            ["127.0.0.1:3000", "127.0.0.1", "10.0.0.5:8080", "localhost:3000", "LOCALHOST", "[::1]:3000", "[::1]"]
+        {
+            assert!(known_host(host, None), "{host}");
+        }
+        for host in ["evil.example", "evil.example:3000", "127.0.0.1.nip.io:3000", "", "[nope]:1", "localhost.evil"] {
+            assert!(!known_host(host, None), "{host}");
+        }
+        assert!(known_host("darkroom.example", Some("darkroom.example")));
+        assert!(known_host("Darkroom.Example:443", Some("darkroom.example")));
+        assert!(!known_host("evil.example", Some("darkroom.example")));
+        assert!(known_host("127.0.0.1:3000", Some("darkroom.example")), "health checks by address");
     }
 
     #[test]

@@ -174,9 +174,13 @@ async fn pages_stay_whole_under_load() {
         .map(|i| {
             let (c, page, base) = (c.clone(), pages[i % pages.len()].to_owned(), app.base.clone());
             async move {
-                let r = match c.get(format!("{base}{page}")).send().await {
-                    Ok(r) => r,
-                    Err(e) => return Some(format!("{page}: {e}")),
+                // A stalled page is a failure, not a hung test.
+                let load =
+                    tokio::time::timeout(std::time::Duration::from_secs(30), c.get(format!("{base}{page}")).send());
+                let r = match load.await {
+                    Ok(Ok(r)) => r,
+                    Ok(Err(e)) => return Some(format!("{page}: {e}")),
+                    Err(_) => return Some(format!("{page}: no answer within 30 s")),
                 };
                 let status = r.status();
                 let policy = r
@@ -185,7 +189,10 @@ async fn pages_stay_whole_under_load() {
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or_default()
                     .to_owned();
-                let body = r.text().await.unwrap_or_default();
+                let body = match tokio::time::timeout(std::time::Duration::from_secs(30), r.text()).await {
+                    Ok(body) => body.unwrap_or_default(),
+                    Err(_) => return Some(format!("{page}: the body stalled")),
+                };
                 if status != 200 {
                     return Some(format!("{page}: {status}"));
                 }

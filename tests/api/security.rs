@@ -10,7 +10,8 @@ use reqwest::header::HeaderMap;
 use serde_json::Value;
 
 use crate::helpers::{
-    TestApp, client, fresh_postgres_database, no_redirects, skipped, spawn_app, spawn_app_with, uuid_like,
+    TestApp, client, fresh_postgres_database, generate, no_redirects, poll_until_done, skipped, spawn_app,
+    spawn_app_with, uuid_like,
 };
 
 /// POSTs a server function with extra request headers; (status, headers, JSON).
@@ -559,4 +560,44 @@ async fn on_https_the_session_cookie_is_host_only() {
         .to_owned();
     assert!(cookie.starts_with("__Host-darkroom_session="), "{cookie}");
     assert!(cookie.contains("Secure") && cookie.contains("Path=/") && !cookie.contains("Domain"), "{cookie}");
+}
+
+/// Without a public URL the server answers only at addresses and
+/// `localhost`: a page, the share card and `/metrics` addressed to a name
+/// nobody configured (a rebinding page on another site) are refused, and
+/// with a public URL, only its host is a name the server answers to.
+#[tokio::test]
+async fn requests_to_an_unknown_host_are_refused() {
+    let app = spawn_app().await;
+    let c = client();
+    app.sign_up(&c).await;
+    let id = generate(&app, &c, "a hosted fox").await;
+    poll_until_done(&app, &c, &id).await;
+    let (_, shared) = app.call(&c, "share_image", &[("task_id", &id)]).await;
+    let share = shared["url"].as_str().unwrap().to_owned();
+    let port = app.base.rsplit(':').next().unwrap().to_owned();
+    for path in ["/login", share.as_str(), "/metrics", "/healthz"] {
+        let evil = reqwest::Client::new()
+            .get(format!("{}{path}", app.base))
+            .header("host", format!("evil.example:{port}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(evil.status(), 400, "{path}");
+        let body = evil.text().await.unwrap();
+        assert!(!body.contains("evil.example"), "{path}: {body}");
+        let local = reqwest::Client::new()
+            .get(format!("{}{path}", app.base))
+            .header("host", format!("localhost:{port}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(local.status(), 200, "{path}");
+    }
+
+    let public = spawn_app_with(&[("DARKROOM_PUBLIC_URL", "https://darkroom.example")]).await;
+    let host =
+        |h: &str| reqwest::Client::new().get(format!("{}/login", public.base)).header("host", h.to_owned()).send();
+    assert_eq!(host("darkroom.example").await.unwrap().status(), 200);
+    assert_eq!(host("evil.example").await.unwrap().status(), 400);
 }
