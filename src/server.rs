@@ -222,7 +222,10 @@ pub async fn build(config: Config, mut leptos_options: LeptosOptions, addr: Sock
         .layer(page_compression())
         .with_state(state.clone());
     if let Some(sim) = sim {
-        router = router.nest("/sim", crate::sim::router(sim));
+        // Behind the headers every response carries; its files set their
+        // own (sandboxed) policy, which `security::headers` keeps.
+        let sim = crate::sim::router(sim).layer(axum::middleware::from_fn_with_state(state.clone(), security::headers));
+        router = router.nest("/sim", sim);
     }
     // Outermost: who the client is, for everything inside (logs included),
     // and the host it asked for.

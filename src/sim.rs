@@ -108,7 +108,8 @@ impl Sim {
 /// `POST /v1/models/{owner}/{name}/predictions`, `POST /v1/predictions`,
 /// `GET /v1/predictions/{id}`, `POST /v1/predictions/{id}/cancel`,
 /// `GET /v1/webhooks/default/secret` (all with bearer auth) and
-/// `GET /files/{id}/out-{n}.png` (the outputs, until they expire).
+/// `GET /files/{id}/out-{n}.png` (the outputs, until they expire; each
+/// answer sandboxed, since a file may be anything: `#notimage` is HTML).
 pub fn router(cfg: SimConfig) -> Router {
     let base = cfg.public_base.as_str().trim_end_matches('/').to_owned();
     let sim = Arc::new(Sim { cfg, base, soft: soft::SoftState::default(), hooks: webhooks::Hooks::new() });
@@ -119,7 +120,9 @@ pub fn router(cfg: SimConfig) -> Router {
         .route("/predictions/{id}/cancel", post(api::cancel))
         .route("/webhooks/default/secret", get(api::webhook_secret))
         .route_layer(middleware::from_fn_with_state(Arc::clone(&sim), api::require_token));
-    Router::new().nest("/v1", v1).route("/files/{id}/{file}", get(files::serve)).with_state(sim)
+    let files =
+        Router::new().route("/files/{id}/{file}", get(files::serve)).layer(middleware::map_response(files::sandboxed));
+    Router::new().nest("/v1", v1).merge(files).with_state(sim)
 }
 
 /// Parses `DARKROOM_SIM_DURATION_MS`: `"8000-20000"` (inclusive) or `"1500"`.

@@ -169,7 +169,9 @@ pub fn provide_page_nonce() {
 
 /// Middleware: the headers every response carries, and the policy of every
 /// HTML response: a page's (scripts from this site, or inline with this
-/// request's nonce), or none for [`ScriptFree`] HTML.
+/// request's nonce), or none for [`ScriptFree`] HTML. A response that set a
+/// policy of its own keeps it: only the simulator's files do (`sandbox`),
+/// never a page.
 pub async fn headers(State(state): State<AppState>, mut request: Request<Body>, next: Next) -> Response {
     let nonce = PageNonce::new();
     request.extensions_mut().insert(nonce.clone());
@@ -180,7 +182,7 @@ pub async fn headers(State(state): State<AppState>, mut request: Request<Body>, 
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("strict-origin-when-cross-origin"));
     let is_html = h.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("text/html"));
-    if is_html {
+    if is_html && !h.contains_key(header::CONTENT_SECURITY_POLICY) {
         let page = if script_free {
             None
         } else {

@@ -70,6 +70,16 @@ pub(super) async fn serve(State(sim): State<Arc<Sim>>, Path((id, file)): Path<(S
     image(Picture { seed: ticket.inputs.seed.value(), prompt: ticket.prompt, index, width, height }).await
 }
 
+/// Whatever a file answer is (a PNG, HTML standing in for one, an error),
+/// it runs nothing on this site's origin: a sandbox of its own, and no
+/// sniffing its type.
+pub(super) async fn sandboxed(mut response: Response) -> Response {
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_SECURITY_POLICY, header::HeaderValue::from_static("sandbox"));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, header::HeaderValue::from_static("nosniff"));
+    response
+}
+
 fn not_found() -> Response {
     (StatusCode::NOT_FOUND, "Not found").into_response()
 }

@@ -230,13 +230,25 @@ async fn huge_streams_a_png_signature_and_more_than_the_limit() {
     assert!(total > 300_000, "only {total} bytes");
 }
 
+/// `#notimage` serves HTML in place of the image, sandboxed: on the app's
+/// origin it runs nothing and is not sniffed as anything else.
 #[tokio::test]
-async fn notimage_serves_html() {
+async fn notimage_serves_html_in_a_sandbox() {
     let sim = spawn_sim(Options::default()).await;
     let done = finished(&sim, "a portrait #notimage").await;
-    let (content_type, _, body) = download(&sim, &done.output[0]).await;
-    assert!(content_type.is_some_and(|t| t.starts_with("text/html")));
-    assert!(String::from_utf8_lossy(&body).contains("<html"));
+    let response = sim.provider.open_output(&done.output[0]).await.unwrap();
+    let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    assert!(header("content-type").is_some_and(|t| t.starts_with("text/html")));
+    assert_eq!(header("content-security-policy").as_deref(), Some("sandbox"));
+    assert_eq!(header("x-content-type-options").as_deref(), Some("nosniff"));
+    assert!(String::from_utf8_lossy(&response.bytes().await.unwrap()).contains("<html"));
+    // Every file answer, an image or an error, is sandboxed the same way.
+    let png = finished(&sim, "a portrait").await;
+    let image = sim.provider.open_output(&png.output[0]).await.unwrap();
+    assert_eq!(image.headers()["content-security-policy"], "sandbox");
+    let missing = reqwest::get(format!("http://{}/sim/files/nope/out-0.png", sim.addr)).await.unwrap();
+    assert_eq!(missing.status(), 404);
+    assert_eq!(missing.headers()["content-security-policy"], "sandbox");
 }
 
 #[tokio::test]
