@@ -68,17 +68,10 @@ pub async fn build(config: Config, mut leptos_options: LeptosOptions, addr: Sock
             let secret = sim_secret(&config)?;
             let public_base = local.join("sim")?;
             let token = match &config.sim_token {
-                Some(token) => {
-                    tracing::info!(api = %local.join("sim/v1")?, "simulator API token: DARKROOM_SIM_TOKEN");
-                    token.expose_secret().to_owned()
-                }
-                None => {
-                    let token = sim_token(&secret);
-                    // Printed so a person can point their own Replicate client at it.
-                    tracing::info!(api = %local.join("sim/v1")?, token = %token, "simulator API token");
-                    token
-                }
+                Some(token) => token.expose_secret().to_owned(),
+                None => sim_token(&secret),
             };
+            tracing::info!(api = %local.join("sim/v1")?, "{}", sim_token_notice(&config, &token));
             let webhook_secret = match &config.webhook_secret {
                 Some(raw) => crate::standard_webhooks::Secret::parse(raw.expose_secret())
                     .map_err(|e| anyhow::anyhow!("DARKROOM_WEBHOOK_SECRET: {e}"))?,
@@ -319,6 +312,23 @@ fn sim_secret(config: &Config) -> anyhow::Result<Vec<u8>> {
     }
 }
 
+/// What the start-up log says of the simulator's token. A token the
+/// operator chose is never logged; the derived one is, as a developer's
+/// convenience (to point their own Replicate client at `/sim/v1`), only
+/// while the site is not public: anyone who reads the logs of a public
+/// site could otherwise fetch the signing key and mint events.
+fn sim_token_notice(config: &Config, token: &str) -> String {
+    match (&config.sim_token, &config.public_url) {
+        (Some(_), _) => "simulator API token: DARKROOM_SIM_TOKEN (not logged)".to_owned(),
+        (None, Some(_)) => {
+            "simulator API token: derived from its key, not logged on a public site (set DARKROOM_SIM_TOKEN to \
+             choose one)"
+                .to_owned()
+        }
+        (None, None) => format!("simulator API token: {token}"),
+    }
+}
+
 /// The bearer token the simulator accepts, derived from its key.
 fn sim_token(secret: &[u8]) -> String {
     let digest = derive(secret, b"darkroom-sim-api-token");
@@ -397,6 +407,24 @@ mod tests {
         assert_eq!(local_base("0.0.0.0:3000".parse().unwrap()).as_str(), "http://127.0.0.1:3000/");
         assert_eq!(local_base("[::]:8080".parse().unwrap()).as_str(), "http://[::1]:8080/");
         assert_eq!(local_base("10.1.2.3:8080".parse().unwrap()).as_str(), "http://10.1.2.3:8080/");
+    }
+
+    #[test]
+    fn the_sim_token_is_logged_only_when_derived_on_a_private_site() {
+        let config = |vars: &[(&str, &str)]| {
+            let vars: std::collections::HashMap<String, String> =
+                vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+            Config::from_lookup(|k| vars.get(k).cloned()).unwrap()
+        };
+        let token = "r8_simsecretvalue";
+        assert!(sim_token_notice(&config(&[]), token).contains(token), "a developer's own machine");
+        for vars in [
+            &[("DARKROOM_SIM_TOKEN", token)][..],
+            &[("DARKROOM_PUBLIC_URL", "http://192.168.1.20:3000")][..],
+            &[("DARKROOM_PUBLIC_URL", "https://darkroom.example"), ("DARKROOM_SIM_ON_PUBLIC_SITE", "true")][..],
+        ] {
+            assert!(!sim_token_notice(&config(vars), token).contains(token), "{vars:?}");
+        }
     }
 
     #[test]

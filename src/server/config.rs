@@ -137,6 +137,18 @@ impl Config {
         }
         let provider = parse_provider(&var)?;
         let public_url = var("DARKROOM_PUBLIC_URL").map(|raw| parse_public_url(&raw)).transpose()?;
+        let sim_on_public_site = boolean(&var, "DARKROOM_SIM_ON_PUBLIC_SITE", false)?;
+        if matches!(provider, ProviderChoice::Sim)
+            && public_url.as_ref().is_some_and(|u| u.scheme() == "https")
+            && !sim_on_public_site
+        {
+            return Err(err(
+                "DARKROOM_PROVIDER",
+                "is `sim` (the default: a development simulator that anyone with its token can drive) on a public \
+                 https site (DARKROOM_PUBLIC_URL); set DARKROOM_PROVIDER=replicate, or \
+                 DARKROOM_SIM_ON_PUBLIC_SITE=true if you mean to serve the simulator publicly",
+            ));
+        }
         let generation_cost = number(&var, "DARKROOM_GENERATION_COST", 10, 1..=1_000_000)?;
         let models = match (var("DARKROOM_MODELS_FILE"), var("DARKROOM_MODELS")) {
             (Some(_), Some(_)) => {
@@ -379,10 +391,27 @@ mod tests {
     }
 
     #[test]
+    fn the_simulator_starts_on_a_public_https_site_only_when_asked_to() {
+        let public = ("DARKROOM_PUBLIC_URL", "https://darkroom.example");
+        let e = config(&[public]).unwrap_err();
+        assert_eq!(e.name, "DARKROOM_PROVIDER");
+        assert!(e.problem.contains("DARKROOM_SIM_ON_PUBLIC_SITE=true"), "{}", e.problem);
+        assert!(config(&[public, ("DARKROOM_SIM_ON_PUBLIC_SITE", "true")]).is_ok());
+        assert!(config(&[public, ("DARKROOM_PROVIDER", "replicate"), ("REPLICATE_API_TOKEN", "r8_x")]).is_ok());
+        // A plain-http public URL (a developer's LAN) is not a public site.
+        assert!(config(&[("DARKROOM_PUBLIC_URL", "http://192.168.1.20:3000")]).is_ok());
+        assert_eq!(
+            config(&[("DARKROOM_SIM_ON_PUBLIC_SITE", "maybe")]).unwrap_err().name,
+            "DARKROOM_SIM_ON_PUBLIC_SITE"
+        );
+    }
+
+    #[test]
     fn an_https_public_url_makes_cookies_secure() {
         assert!(!config(&[]).unwrap().secure_cookies);
         assert!(!config(&[("DARKROOM_PUBLIC_URL", "http://127.0.0.1:3000")]).unwrap().secure_cookies);
-        let c = config(&[("DARKROOM_PUBLIC_URL", "https://Darkroom.Example/")]).unwrap();
+        let c = config(&[("DARKROOM_PUBLIC_URL", "https://Darkroom.Example/"), ("DARKROOM_SIM_ON_PUBLIC_SITE", "1")])
+            .unwrap();
         assert!(c.secure_cookies);
         assert_eq!(c.public_origin().as_deref(), Some("https://darkroom.example"));
         assert!(config(&[("DARKROOM_SECURE_COOKIES", "true")]).unwrap().secure_cookies);

@@ -145,7 +145,9 @@ async fn cross_site_generations_are_refused_and_same_origin_ones_pass() {
 
 #[tokio::test]
 async fn the_public_url_is_the_only_origin_when_set() {
-    let app = spawn_app_with(&[("DARKROOM_PUBLIC_URL", "https://darkroom.example")]).await;
+    let app =
+        spawn_app_with(&[("DARKROOM_PUBLIC_URL", "https://darkroom.example"), ("DARKROOM_SIM_ON_PUBLIC_SITE", "true")])
+            .await;
     let c = client();
     let email = format!("{}@example.com", uuid_like());
     let form = [("email", email.as_str()), ("password", "correct horse")];
@@ -545,7 +547,9 @@ async fn a_request_with_two_session_cookies_is_refused() {
 /// `Path=/` and no `Domain`, so no sibling subdomain can set one.
 #[tokio::test]
 async fn on_https_the_session_cookie_is_host_only() {
-    let app = spawn_app_with(&[("DARKROOM_PUBLIC_URL", "https://darkroom.example")]).await;
+    let app =
+        spawn_app_with(&[("DARKROOM_PUBLIC_URL", "https://darkroom.example"), ("DARKROOM_SIM_ON_PUBLIC_SITE", "true")])
+            .await;
     let plain = reqwest::Client::new();
     let email = format!("{}@example.com", uuid_like());
     let (status, headers, body) =
@@ -595,7 +599,9 @@ async fn requests_to_an_unknown_host_are_refused() {
         assert_eq!(local.status(), 200, "{path}");
     }
 
-    let public = spawn_app_with(&[("DARKROOM_PUBLIC_URL", "https://darkroom.example")]).await;
+    let public =
+        spawn_app_with(&[("DARKROOM_PUBLIC_URL", "https://darkroom.example"), ("DARKROOM_SIM_ON_PUBLIC_SITE", "true")])
+            .await;
     let host =
         |h: &str| reqwest::Client::new().get(format!("{}/login", public.base)).header("host", h.to_owned()).send();
     assert_eq!(host("darkroom.example").await.unwrap().status(), 200);
