@@ -23,6 +23,8 @@ pub enum ErrorKind {
     NotFound,
     /// Clashes with what exists, e.g. a registered email (409).
     Conflict,
+    /// The request is larger than the server takes (413).
+    TooLarge,
     /// Too many attempts from this client (429).
     RateLimited,
     /// The image provider refused or failed; nothing was charged (502).
@@ -82,6 +84,7 @@ impl AppError {
             ErrorKind::NotEnoughCredits => 402,
             ErrorKind::NotFound => 404,
             ErrorKind::Conflict => 409,
+            ErrorKind::TooLarge => 413,
             ErrorKind::RateLimited => 429,
             ErrorKind::Provider => 502,
             ErrorKind::Internal | ErrorKind::Network => 500,

@@ -206,6 +206,7 @@ pub async fn build(config: Config, mut leptos_options: LeptosOptions, addr: Sock
         // outside them (a refused request reaches no session), then
         // metrics and the headers every response carries.
         .layer(axum::middleware::from_fn(http::page_redirects))
+        .layer(axum::middleware::from_fn(http::limit_api_body))
         .layer(axum::middleware::from_fn(sessions::keep_alive))
         .layer(auth_layer)
         .layer(axum::middleware::from_fn_with_state(cookie_name, sessions::one_session_cookie))

@@ -79,9 +79,18 @@ mod tests {
     fn every_form_has_a_sentence_for_every_kind() {
         use ErrorKind::*;
         for form in [Form::SignIn, Form::SignUp, Form::Generate, Form::ChangePassword] {
-            for kind in
-                [Invalid, Unauthorized, NotEnoughCredits, NotFound, Conflict, RateLimited, Provider, Internal, Network]
-            {
+            for kind in [
+                Invalid,
+                Unauthorized,
+                NotEnoughCredits,
+                NotFound,
+                Conflict,
+                TooLarge,
+                RateLimited,
+                Provider,
+                Internal,
+                Network,
+            ] {
                 let text = message(form, kind);
                 assert!(text.ends_with('.') && text.len() > 10, "{form:?} {kind:?}: {text}");
             }

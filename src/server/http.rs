@@ -44,6 +44,35 @@ pub async fn page_redirects(
     }
 }
 
+/// Largest body a server function takes: their inputs are form fields (a
+/// prompt of at most 2,000 characters, up to 100 task ids).
+pub const MAX_API_BODY_BYTES: usize = 64 * 1024;
+
+/// Middleware: a server function's body is read here, at most
+/// [`MAX_API_BODY_BYTES`]; a larger one is answered 413 with the app's
+/// error (Leptos would answer the truncated read with a 500).
+pub async fn limit_api_body(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    if !request.uri().path().starts_with("/api/") {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let declared = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let bytes = match declared {
+        Some(n) if n > MAX_API_BODY_BYTES as u64 => None,
+        _ => axum::body::to_bytes(body, MAX_API_BODY_BYTES).await.ok(),
+    };
+    match bytes {
+        Some(bytes) => next.run(axum::extract::Request::from_parts(parts, Body::from(bytes))).await,
+        None => {
+            let error = crate::error::AppError::new(
+                crate::error::ErrorKind::TooLarge,
+                format!("the request is too large (at most {} KiB)", MAX_API_BODY_BYTES / 1024),
+            );
+            (StatusCode::PAYLOAD_TOO_LARGE, axum::Json(error)).into_response()
+        }
+    }
+}
+
 /// `GET /healthz`: 200 when the database answers.
 pub async fn healthz(State(state): State<AppState>) -> Response {
     match sqlx::query("SELECT 1").execute(&state.db).await {
@@ -123,15 +152,7 @@ async fn task_image(state: &AppState, auth: AuthSession, task_id: &str, n: u8, h
     let key = super::tasks::finalize::output_key(&id, n);
     // A stored image never changes: its ETag is its task id (and number).
     let etag = if n == 0 { format!("\"{id}\"") } else { format!("\"{id}.{n}\"") };
-    serve_object(
-        state,
-        key.as_ref(),
-        &content_type,
-        &etag,
-        HeaderValue::from_static("private, max-age=31536000, immutable"),
-        headers,
-    )
-    .await
+    serve_object(state, key.as_ref(), &content_type, &etag, HeaderValue::from_static(OWNER_CACHE), headers).await
 }
 
 /// Streams the stored object `key`, or answers 304 when the client's copy
@@ -176,6 +197,11 @@ async fn serve_object(
 /// again before every use (a 304 while shared, a 404 from the moment it is
 /// not), so that "Stop sharing" and "Delete" take effect at once.
 const SHARED_CACHE: &str = "public, no-cache";
+
+/// An owner's image, in their own browser only: it never changes, but a
+/// deleted one must not linger, so it is kept ten minutes and then asked
+/// for again (a 304 while it exists, by its ETag).
+const OWNER_CACHE: &str = "private, max-age=600";
 
 /// `GET /s/{token}`: the public page of a shared image, with the
 /// OpenGraph / Twitter card link previews read. Anyone with the link; no

@@ -167,12 +167,14 @@ pub fn provide_page_nonce() {
     }
 }
 
-/// Middleware: the headers every response carries, and the policy of every
-/// HTML response: a page's (scripts from this site, or inline with this
+/// Middleware: the headers every response carries (with an https public
+/// URL, HSTS too), `Cache-Control: no-store` on pages and API answers that
+/// set no caching of their own, and the policy of every HTML response: a page's (scripts from this site, or inline with this
 /// request's nonce), or none for [`ScriptFree`] HTML. A response that set a
 /// policy of its own keeps it: only the simulator's files do (`sandbox`),
 /// never a page.
 pub async fn headers(State(state): State<AppState>, mut request: Request<Body>, next: Next) -> Response {
+    let api = request.uri().path().starts_with("/api/");
     let nonce = PageNonce::new();
     request.extensions_mut().insert(nonce.clone());
     let mut response = next.run(request).await;
@@ -181,6 +183,9 @@ pub async fn headers(State(state): State<AppState>, mut request: Request<Body>, 
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("strict-origin-when-cross-origin"));
+    if state.config.public_url.as_ref().is_some_and(|u| u.scheme() == "https") {
+        h.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000"));
+    }
     let is_html = h.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("text/html"));
     if is_html && !h.contains_key(header::CONTENT_SECURITY_POLICY) {
         let page = if script_free {
@@ -189,6 +194,12 @@ pub async fn headers(State(state): State<AppState>, mut request: Request<Body>, 
             HeaderValue::from_str(&page_policy(&nonce.0, reload_port(&state.leptos_options))).ok()
         };
         h.insert(header::CONTENT_SECURITY_POLICY, page.unwrap_or(HeaderValue::from_static(STATIC_PAGE_POLICY)));
+    }
+    // Pages and API answers carry a person's data: no cache keeps them
+    // (a shared computer, a proxy), unless the answer says otherwise (the
+    // share pages, the images).
+    if (is_html || api) && !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     response
 }

@@ -246,3 +246,105 @@ async fn a_crafted_link_cannot_write_a_pages_error_text() {
         assert!(body.contains(&format!(r#"class="form-error">{ours}</p>"#)), "{page}: {ours:?} missing");
     }
 }
+
+/// Every kind of answer carries the headers every response needs, and
+/// caching fit for what it holds: pages and API answers (a person's data)
+/// `no-store`, an owner's image kept a short while (a deleted one must not
+/// linger), the share page revalidated; the simulator's answers too, and a
+/// body over the limit is a 413 with the app's error, not a 500.
+#[tokio::test]
+async fn every_kind_of_answer_carries_the_security_headers() {
+    let app = spawn_app_with(&[("DARKROOM_SIM_TOKEN", "r8_headers_test")]).await;
+    let (c, share) = account_with_tasks(&app).await;
+    let (_, history) = app.call(&c, "list_history", &[]).await;
+    let completed = history["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["status"] == "completed")
+        .expect("a completed task")
+        .clone();
+    let image = completed["image_url"].as_str().unwrap().to_owned();
+    let prediction: String = {
+        use sqlx::Row;
+        sqlx::query("SELECT prediction_id FROM tasks WHERE id = $1")
+            .bind(completed["id"].as_str().unwrap())
+            .fetch_one(&app.state.db)
+            .await
+            .unwrap()
+            .get("prediction_id")
+    };
+    let sim_json = reqwest::Client::new()
+        .get(format!("{}/sim/v1/predictions/{prediction}", app.base))
+        .bearer_auth("r8_headers_test")
+        .send()
+        .await
+        .unwrap();
+    let sim_file = sim_json.json::<serde_json::Value>().await.unwrap()["output"][0].as_str().unwrap().to_owned();
+    let big = "x".repeat(70 * 1024);
+    let balance = app.balance(&c).await;
+    let stranger = client();
+    let answers: Vec<(&str, reqwest::Response, u16, Option<&str>)> = vec![
+        ("the sign-in page", stranger.get(format!("{}/login", app.base)).send().await.unwrap(), 200, Some("no-store")),
+        ("the generator", c.get(format!("{}/", app.base)).send().await.unwrap(), 200, Some("no-store")),
+        ("the account page", c.get(format!("{}/account", app.base)).send().await.unwrap(), 200, Some("no-store")),
+        ("a 404 page", c.get(format!("{}/nothing-here", app.base)).send().await.unwrap(), 404, Some("no-store")),
+        ("the share page", stranger.get(format!("{}{share}", app.base)).send().await.unwrap(), 200, Some("no-cache")),
+        (
+            "a revoked share page",
+            stranger.get(format!("{}{share}x", app.base)).send().await.unwrap(),
+            404,
+            Some("no-store"),
+        ),
+        ("JSON", c.post(format!("{}/api/me", app.base)).send().await.unwrap(), 200, Some("no-store")),
+        ("a JSON error", stranger.post(format!("{}/api/me", app.base)).send().await.unwrap(), 401, Some("no-store")),
+        ("an image", c.get(format!("{}{image}", app.base)).send().await.unwrap(), 200, Some("private, max-age=600")),
+        (
+            "a body over the limit",
+            c.post(format!("{}/api/generate_image", app.base)).form(&[("prompt", &big)]).send().await.unwrap(),
+            413,
+            Some("no-store"),
+        ),
+        (
+            "the simulator's API",
+            reqwest::Client::new()
+                .get(format!("{}/sim/v1/predictions/{prediction}", app.base))
+                .bearer_auth("r8_headers_test")
+                .send()
+                .await
+                .unwrap(),
+            200,
+            None,
+        ),
+        ("a simulator file", reqwest::get(&sim_file).await.unwrap(), 200, None),
+    ];
+    for (what, r, status, cache) in answers {
+        assert_eq!(r.status(), status, "{what}");
+        let h = r.headers().clone();
+        let header = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+        assert_eq!(header("x-content-type-options"), "nosniff", "{what}");
+        assert_eq!(header("x-frame-options"), "DENY", "{what}");
+        assert_eq!(header("referrer-policy"), "strict-origin-when-cross-origin", "{what}");
+        assert!(!header("cache-control").contains("immutable"), "{what}");
+        if let Some(cache) = cache {
+            assert_eq!(header("cache-control"), cache, "{what}");
+        }
+        if header("content-type").starts_with("text/html") {
+            assert!(header("content-security-policy").contains("frame-ancestors 'none'"), "{what}");
+        }
+        assert!(h.get("strict-transport-security").is_none(), "{what}: no HSTS on plain http");
+        if what == "a body over the limit" {
+            let body: serde_json::Value = r.json().await.unwrap();
+            assert_eq!(body["kind"], "too_large", "{body}");
+            assert_eq!(body["message"], "the request is too large (at most 64 KiB)");
+        }
+    }
+    assert_eq!(app.balance(&c).await, balance, "the refused body charged nothing");
+
+    // With an https public URL, browsers are told to keep to https.
+    let https =
+        spawn_app_with(&[("DARKROOM_PUBLIC_URL", "https://darkroom.example"), ("DARKROOM_SIM_ON_PUBLIC_SITE", "true")])
+            .await;
+    let login = reqwest::Client::new().get(format!("{}/login", https.base)).send().await.unwrap();
+    assert_eq!(login.headers()["strict-transport-security"], "max-age=31536000");
+}
