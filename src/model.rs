@@ -246,11 +246,11 @@ pub struct LedgerEntry {
     /// The task charged or refunded (it may since have been deleted).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task_id: Option<String>,
-    /// Why an operator granted credits.
+    /// What an operator wrote to the person with a grant (`--note`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// In words: "Sign-up credits", "Image: <prompt>", "Refund: <prompt>",
-    /// "Granted: <reason>", "Image (deleted)".
+    /// "Granted: <note>", "Image (deleted)".
     pub what: String,
     /// Whether the task still exists.
     pub task_exists: bool,

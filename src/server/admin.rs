@@ -34,16 +34,21 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum Admin {
-    /// Grant credits to an account (a ledger row carrying the reason).
+    /// Grant credits to an account (a ledger row carrying the reason, the
+    /// note and who ran the command).
     Grant {
         /// The account's email.
         email: String,
         /// How many credits: a positive whole number.
         #[arg(value_parser = parse_credits, allow_negative_numbers = true)]
         credits: i64,
-        /// Why (shown to the person on their account page as "Granted: <reason>").
+        /// Why, for the operators (shown by `admin user`, never to the person).
         #[arg(long)]
         reason: String,
+        /// A note for the person (their account page shows "Granted: <note>";
+        /// without one, "Granted").
+        #[arg(long)]
+        note: Option<String>,
     },
     /// An account: balance, tasks by status, the latest tasks.
     User {
@@ -115,7 +120,9 @@ pub async fn run(command: Admin) -> anyhow::Result<()> {
     }
     let db = db::connect(&config.database_url).await?;
     let out = match command {
-        Admin::Grant { email, credits, reason } => grant(&db, &email, credits, &reason).await?,
+        Admin::Grant { email, credits, reason, note } => {
+            grant(&db, &email, credits, &reason, note.as_deref(), &operator()).await?
+        }
         Admin::User { email } => user(&db, &email).await?,
         Admin::Tasks { status, email, limit } => tasks(&db, status.as_deref(), email.as_deref(), limit).await?,
     };
@@ -134,19 +141,47 @@ async fn account(db: &Db, email: &str) -> Result<(UserId, String)> {
     }
 }
 
-/// Adds `credits` to the account, with a ledger row carrying `reason`.
-pub async fn grant(db: &Db, email: &str, credits: i64, reason: &str) -> Result<String> {
-    let reason = reason.trim();
+/// Who runs this command: `user@host`, recorded with a grant.
+fn operator() -> String {
+    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown".into());
+    format!("{user}@{host}").chars().take(MAX_REASON_CHARS).collect()
+}
+
+/// One line of at most [`MAX_REASON_CHARS`], named `flag` in the error.
+fn one_line_text<'a>(flag: &str, raw: &'a str) -> Result<&'a str> {
+    let text = raw.trim();
+    if text.chars().count() > MAX_REASON_CHARS || text.chars().any(char::is_control) {
+        return Err(AppError::invalid(format!("{flag} must be one line of at most {MAX_REASON_CHARS} characters")));
+    }
+    Ok(text)
+}
+
+/// Adds `credits` to the account: a ledger row carrying `reason` (for the
+/// operators), `note` (for the person) and `operator` (who ran it).
+pub async fn grant(
+    db: &Db,
+    email: &str,
+    credits: i64,
+    reason: &str,
+    note: Option<&str>,
+    operator: &str,
+) -> Result<String> {
+    let reason = one_line_text("--reason", reason)?;
     if reason.is_empty() {
         return Err(AppError::invalid("--reason must say why the credits are granted"));
     }
-    if reason.chars().count() > MAX_REASON_CHARS || reason.chars().any(char::is_control) {
-        return Err(AppError::invalid(format!("--reason must be one line of at most {MAX_REASON_CHARS} characters")));
-    }
+    let note = note.map(|n| one_line_text("--note", n)).transpose()?.filter(|n| !n.is_empty());
     parse_credits(&credits.to_string()).map_err(AppError::invalid)?;
     let (user, email) = account(db, email).await?;
     let mut tx = db.begin().await?;
-    super::credits::grant_with_reason(&mut tx, &user, credits, reason).await?;
+    let grant = super::credits::OperatorGrant { amount: credits, reason, note, operator };
+    super::credits::grant_by_operator(&mut tx, &user, grant).await?;
     tx.commit().await?;
     let balance = super::credits::balance(db, user.as_str()).await?;
     Ok(format!("granted {credits} credits to {email} ({reason}); balance {balance} credits\n"))
@@ -175,6 +210,28 @@ pub async fn user(db: &Db, email: &str) -> Result<String> {
         .map(|r| Ok(format!("{} {}", r.try_get::<String, _>("status")?, r.try_get::<i64, _>("n")?)))
         .collect::<Result<Vec<_>>>()?;
     let _ = writeln!(out, "tasks:    {}", if by_status.is_empty() { "none".to_owned() } else { by_status.join(", ") });
+    let grants = sqlx::query(
+        "SELECT amount, created_at, reason, note, operator FROM credit_ledger \
+         WHERE user_id = $1 AND kind = 'grant' AND entry_key LIKE 'grant:%' ORDER BY id DESC LIMIT 10",
+    )
+    .bind(user.as_str())
+    .fetch_all(db)
+    .await?;
+    if !grants.is_empty() {
+        let _ = writeln!(out, "grants:");
+        for g in &grants {
+            let note: Option<String> = g.try_get("note")?;
+            let _ = writeln!(
+                out,
+                "  {}  +{}  {}  by {}{}",
+                db::rfc3339(g.try_get("created_at")?),
+                g.try_get::<i64, _>("amount")?,
+                g.try_get::<Option<String>, _>("reason")?.unwrap_or_default(),
+                g.try_get::<Option<String>, _>("operator")?.unwrap_or_else(|| "unknown".into()),
+                note.map(|n| format!("  (note: {n})")).unwrap_or_default(),
+            );
+        }
+    }
     let latest = task_lines(db, None, Some(&user), 10).await?;
     if !latest.is_empty() {
         let _ = writeln!(out, "latest:");

@@ -13,10 +13,34 @@ pub async fn grant(conn: &mut AnyConnection, user: &UserId, amount: i64, key: &s
     insert(conn, user, "grant", amount, None, key, None).await.map(|_| ())
 }
 
-/// An operator's grant of `amount` credits, for `reason` (the admin CLI).
-pub async fn grant_with_reason(conn: &mut AnyConnection, user: &UserId, amount: i64, reason: &str) -> Result<()> {
+/// An operator's grant, as the admin CLI records it.
+pub struct OperatorGrant<'a> {
+    pub amount: i64,
+    /// Why, for the operators (never shown to the person).
+    pub reason: &'a str,
+    /// What the person reads beside it ("Granted: <note>"), if anything.
+    pub note: Option<&'a str>,
+    /// Who granted it: `user@host` of the command.
+    pub operator: &'a str,
+}
+
+/// An operator's grant (the admin CLI).
+pub async fn grant_by_operator(conn: &mut AnyConnection, user: &UserId, grant: OperatorGrant<'_>) -> Result<()> {
     let key = format!("grant:{}", uuid::Uuid::new_v4());
-    insert(conn, user, "grant", amount, None, &key, Some(reason)).await.map(|_| ())
+    sqlx::query(
+        "INSERT INTO credit_ledger (user_id, kind, amount, task_id, entry_key, created_at, reason, note, operator) \
+         VALUES ($1, 'grant', $2, NULL, $3, $4, $5, $6, $7)",
+    )
+    .bind(user.as_str())
+    .bind(grant.amount)
+    .bind(&key)
+    .bind(db::now_ms())
+    .bind(grant.reason)
+    .bind(grant.note)
+    .bind(grant.operator)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// Takes `cost` for `task`; fails with "not enough credits" and changes

@@ -24,7 +24,7 @@ pub async fn page(state: &AppState, user: &UserId, cursor: Option<&str>) -> Resu
         Some(c) => c.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| AppError::invalid("not a valid cursor"))?,
     };
     let rows = sqlx::query(
-        "SELECT l.id, l.kind, l.amount, l.task_id, l.reason, l.entry_key, l.created_at, t.prompt, t.status \
+        "SELECT l.id, l.kind, l.amount, l.task_id, l.note, l.entry_key, l.created_at, t.prompt, t.status \
          FROM credit_ledger l LEFT JOIN tasks t ON t.id = l.task_id \
          WHERE l.user_id = $1 AND l.id < $2 ORDER BY l.id DESC LIMIT $3",
     )
@@ -44,7 +44,9 @@ pub async fn page(state: &AppState, user: &UserId, cursor: Option<&str>) -> Resu
             other => return Err(AppError::internal(format!("unknown ledger kind {other}"))),
         };
         let entry_key: String = row.try_get("entry_key")?;
-        let reason: Option<String> = row.try_get("reason")?;
+        // The note written for the person; an operator's reason stays with
+        // the operators.
+        let reason: Option<String> = row.try_get("note")?;
         let prompt: Option<String> = row.try_get("prompt")?;
         let status: Option<String> = row.try_get("status")?;
         let task_id: Option<String> = row.try_get("task_id")?;

@@ -54,7 +54,8 @@ async fn the_ledger_sums_to_the_balance_after_grants_charges_refunds_and_deletio
     let email = app.sign_up(&c).await;
     // Enough rows for two pages.
     for i in 0..55 {
-        admin::grant(&app.state.db, &email, 1, &format!("thanks #{i}")).await.expect("grant");
+        let note = format!("thanks #{i}");
+        admin::grant(&app.state.db, &email, 1, "beta", Some(&note), "test@here").await.expect("grant");
     }
     let kept = completed_task(&app, &c, "a lighthouse at dusk").await;
     let deleted = completed_task(&app, &c, "a red bicycle").await;

@@ -43,15 +43,35 @@ async fn grant_user_and_tasks_work_beside_a_running_server() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), format!("granted 50 credits to {email} (beta tester); balance 140 credits\n"));
     assert_eq!(app.balance(&c).await, 140, "the server sees the grant");
+    // The operator's reason is theirs: the person reads "Granted", or the
+    // note written for them.
     let ledger = app.call(&c, "list_ledger", &[]).await.1;
-    assert_eq!(ledger["items"][0]["what"], "Granted: beta tester");
+    assert_eq!(ledger["items"][0]["what"], "Granted");
     assert_eq!(ledger["items"][0]["amount"], 50);
+    assert!(!ledger.to_string().contains("beta tester"), "{ledger}");
+    let out = darkroom(
+        &app,
+        &["admin", "grant", &email, "5", "--reason", "ticket 4711: outage refund", "--note", "Sorry for the outage"],
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let ledger = app.call(&c, "list_ledger", &[]).await.1;
+    assert_eq!(ledger["items"][0]["what"], "Granted: Sorry for the outage");
+    assert_eq!(ledger["items"][0]["reason"], "Sorry for the outage");
+    assert!(!ledger.to_string().contains("4711"), "{ledger}");
+    // Who ran the command is recorded beside the reason.
+    let operators = app.count("SELECT COUNT(*) FROM credit_ledger WHERE kind = 'grant' AND operator LIKE '%@%'").await;
+    assert_eq!(operators, 2);
 
     let out = darkroom(&app, &["admin", "user", &email]).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
     let user = text(&out.stdout);
     assert!(user.contains(&format!("email:    {email}")), "{user}");
-    assert!(user.contains("balance:  140 credits"), "{user}");
+    assert!(user.contains("balance:  145 credits"), "{user}");
+    assert!(
+        user.contains("+5  ticket 4711: outage refund  by ") && user.contains("(note: Sorry for the outage)"),
+        "{user}"
+    );
     assert!(user.contains("tasks:    completed 1"), "{user}");
     assert!(user.contains(&id) && user.contains("a kite over dunes"), "{user}");
 
@@ -79,6 +99,10 @@ async fn every_refusal_is_one_clear_line_and_changes_nothing() {
     }
     refused(&darkroom(&app, &["admin", "grant", &email, "5"]).await, "--reason");
     refused(&darkroom(&app, &["admin", "grant", &email, "5", "--reason", "  "]).await, "--reason must say why");
+    refused(
+        &darkroom(&app, &["admin", "grant", &email, "5", "--reason", "x", "--note", &"n".repeat(201)]).await,
+        "--note must be one line",
+    );
     refused(&darkroom(&app, &["admin", "user", "not-an-email"]).await, "not a valid email");
     refused(&darkroom(&app, &["admin", "tasks", "--status", "bogus"]).await, "bogus");
     refused(&darkroom(&app, &["admin", "tasks", "--limit", "0"]).await, "0");
