@@ -83,7 +83,7 @@ test-rust: rust-deps system-deps python-deps
 	@psql "$(TEST_POSTGRES)/postgres" -Atc "SELECT datname FROM pg_database WHERE datname LIKE 'darkroom_test_%'" \
 		| while read -r db; do psql -q "$(TEST_POSTGRES)/postgres" -c "DROP DATABASE IF EXISTS $$db"; done
 	DARKROOM_TEST_POSTGRES=$(TEST_POSTGRES) scripts/with-moto.sh \
-		cargo test --features ssr --test api -- account:: accounts:: cancel:: inputs:: tasks:: storage:: scaleout:: security:: webhooks::
+		cargo test --features ssr --test api -- account:: accounts:: cancel:: inputs:: pages:: tasks:: storage:: scaleout:: security:: webhooks::
 	cargo test --lib --features hydrate
 
 test-e2e: build system-deps node-deps

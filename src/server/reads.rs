@@ -179,7 +179,7 @@ macro_rules! on_a_connection {
         let (slot, mut connection, reused) = reads.take().await?;
         let mut result = {
             let $conn = &mut connection;
-            $statement.await
+            within_timeout($statement).await
         };
         if let Err(e) = &result
             && reused
@@ -188,7 +188,7 @@ macro_rules! on_a_connection {
             tracing::info!("a PostgreSQL connection had closed while idle ({e}); trying again on a new one");
             connection = reads.connect().await?;
             let $conn = &mut connection;
-            result = $statement.await;
+            result = within_timeout($statement).await;
         }
         if result.is_ok() {
             reads.put(connection);
@@ -220,13 +220,35 @@ pub struct PgReads {
 
 /// Connections for point statements (each is a PostgreSQL backend).
 const PG_CONNECTIONS: usize = 8;
+/// Longest a point statement may run: every request with a cookie waits
+/// for one (its session), so a stalled one must fail, not hold a batch
+/// slot and everything queued behind it. PostgreSQL enforces it too
+/// (`statement_timeout`), which also covers a statement whose answer the
+/// network loses.
+const PG_STATEMENT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `statement`, or an error once [`PG_STATEMENT_TIMEOUT`] has passed (the
+/// connection is then dropped mid-statement, so never reused).
+async fn within_timeout<T>(statement: impl std::future::Future<Output = sqlx::Result<T>>) -> sqlx::Result<T> {
+    match tokio::time::timeout(PG_STATEMENT_TIMEOUT, statement).await {
+        Ok(result) => result,
+        Err(_) => {
+            tracing::error!(
+                "a PostgreSQL statement did not finish within {} s: the database is stalled or unreachable",
+                PG_STATEMENT_TIMEOUT.as_secs()
+            );
+            Err(sqlx::Error::Protocol(format!("statement timed out after {} s", PG_STATEMENT_TIMEOUT.as_secs())))
+        }
+    }
+}
 /// How long a statement waits for a free connection before it fails.
 const PG_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl PgReads {
     fn open(url: &str) -> anyhow::Result<Self> {
         let options = sqlx::postgres::PgConnectOptions::from_str(url)
-            .map_err(|e| anyhow::anyhow!("DATABASE_URL is not a PostgreSQL URL: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("DATABASE_URL is not a PostgreSQL URL: {e}"))?
+            .options([("statement_timeout", format!("{}ms", PG_STATEMENT_TIMEOUT.as_millis()))]);
         Ok(Self { options, idle: Mutex::new(Vec::new()), slots: tokio::sync::Semaphore::new(PG_CONNECTIONS) })
     }
 

@@ -327,3 +327,28 @@ async fn concurrent_requests_each_get_their_own_session() {
     let (status, body) = app.call(&stranger, "me", &[]).await;
     assert_eq!(status, 401, "{body}");
 }
+
+/// On PostgreSQL, a session read that stalls (here, a table lock held by
+/// another connection) fails within its timeout instead of holding that
+/// request, and every request queued behind it, until the database moves.
+#[tokio::test]
+async fn a_stalled_session_read_fails_in_time_on_postgres() {
+    use sqlx::Connection;
+    if std::env::var("DARKROOM_TEST_POSTGRES").is_err() {
+        return crate::helpers::skipped("DARKROOM_TEST_POSTGRES is not set");
+    }
+    let app = crate::helpers::spawn_app().await;
+    let c = crate::helpers::client();
+    app.sign_up(&c).await;
+    let mut locker = sqlx::PgConnection::connect(&app.state.config.database_url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut locker).await.unwrap();
+    sqlx::query("LOCK TABLE sessions IN ACCESS EXCLUSIVE MODE").execute(&mut locker).await.unwrap();
+    let started = std::time::Instant::now();
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(20), app.call(&c, "me", &[])).await;
+    let took = started.elapsed();
+    sqlx::query("ROLLBACK").execute(&mut locker).await.unwrap();
+    let (status, body) = answer.expect("an answer while the lock is held");
+    assert!(status >= 500, "{status}: {body}");
+    assert!(took < std::time::Duration::from_secs(9), "the stalled read held the request {took:?}");
+    assert_eq!(app.call(&c, "me", &[]).await.0, 200, "and the next request is served");
+}
