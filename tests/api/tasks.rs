@@ -32,7 +32,7 @@ async fn a_generation_is_charged_completes_and_serves_its_png() {
     let image = c.get(format!("{}{url}", app.base)).send().await.unwrap();
     assert_eq!(image.status(), 200);
     assert_eq!(image.headers()["content-type"], "image/png");
-    assert_eq!(image.headers()["cache-control"], "private, max-age=31536000, immutable");
+    assert_eq!(image.headers()["cache-control"], "private, max-age=600");
     let etag = image.headers()["etag"].to_str().unwrap().to_owned();
     let bytes = image.bytes().await.unwrap();
     assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"));
