@@ -4,6 +4,8 @@
 //! that do not need a person), which fetch the state and the account and
 //! always give an error its HTTP status, then calls the server side.
 
+#[cfg(feature = "ssr")]
+use crate::server::ids::TaskId;
 use leptos::prelude::*;
 #[cfg(feature = "ssr")]
 use leptos::server_fn::ServerFn;
@@ -218,7 +220,7 @@ pub async fn current_user() -> Result<Option<User>, AppError> {
 #[server(endpoint = "generator_setup", output = Json)]
 pub async fn generator_setup() -> Result<GeneratorInfo, AppError> {
     ssr::signed_in(GeneratorSetup::PATH, |state, account| async move {
-        crate::server::tasks::generator_setup(&state, &account.user_id()).await
+        crate::server::engine::service::generator_setup(&state, &account.user_id()).await
     })
     .await
 }
@@ -243,7 +245,7 @@ pub async fn generate_image(
             seed: seed.as_deref(),
             negative_prompt: negative_prompt.as_deref(),
         };
-        crate::server::tasks::generate(&state, &account.user_id(), &prompt, model.as_deref(), inputs).await
+        crate::server::engine::service::generate(&state, &account.user_id(), &prompt, model.as_deref(), inputs).await
     })
     .await
 }
@@ -252,7 +254,7 @@ pub async fn generate_image(
 #[server(endpoint = "check_image_status", output = Json)]
 pub async fn check_image_status(task_id: String) -> Result<TaskView, AppError> {
     ssr::polling(CheckImageStatus::PATH, |state, account, deletions| async move {
-        crate::server::tasks::check(&state, &account.user_id(), deletions, &task_id).await
+        crate::server::engine::service::check(&state, &account.user_id(), deletions, &TaskId::parse(&task_id)?).await
     })
     .await
 }
@@ -261,7 +263,8 @@ pub async fn check_image_status(task_id: String) -> Result<TaskView, AppError> {
 #[server(endpoint = "check_image_statuses", output = Json)]
 pub async fn check_image_statuses(task_ids: Vec<String>) -> Result<Vec<TaskView>, AppError> {
     ssr::polling(CheckImageStatuses::PATH, |state, account, deletions| async move {
-        crate::server::tasks::check_many(&state, &account.user_id(), deletions, &task_ids).await
+        let ids = task_ids.iter().map(|id| TaskId::parse(id)).collect::<Result<Vec<_>, _>>()?;
+        crate::server::engine::service::check_many(&state, &account.user_id(), deletions, &ids).await
     })
     .await
 }
@@ -270,7 +273,7 @@ pub async fn check_image_statuses(task_ids: Vec<String>) -> Result<Vec<TaskView>
 #[server(endpoint = "list_history", output = Json)]
 pub async fn list_history(cursor: Option<String>) -> Result<HistoryPage, AppError> {
     ssr::signed_in(ListHistory::PATH, |state, account| async move {
-        crate::server::tasks::history(&state, &account.user_id(), cursor.as_deref()).await
+        crate::server::engine::service::history(&state, &account.user_id(), cursor.as_deref()).await
     })
     .await
 }
@@ -280,7 +283,7 @@ pub async fn list_history(cursor: Option<String>) -> Result<HistoryPage, AppErro
 pub async fn cancel_image(task_id: String) -> Result<TaskView, AppError> {
     ssr::signed_in(CancelImage::PATH, |state, account| async move {
         state.task_changes.check_as(account.id.clone(), "cancels and deletions")?;
-        crate::server::tasks::cancel(&state, &account.user_id(), &task_id).await
+        crate::server::engine::service::cancel(&state, &account.user_id(), &TaskId::parse(&task_id)?).await
     })
     .await
 }
@@ -334,7 +337,7 @@ pub async fn sign_out_everywhere() -> Result<(), AppError> {
 #[server(endpoint = "share_image", output = Json)]
 pub async fn share_image(task_id: String) -> Result<ShareLink, AppError> {
     ssr::signed_in(ShareImage::PATH, |state, account| async move {
-        crate::server::tasks::owned::share(&state, &account.user_id(), &task_id).await
+        crate::server::engine::owned::share(&state, &account.user_id(), &TaskId::parse(&task_id)?).await
     })
     .await
 }
@@ -343,7 +346,7 @@ pub async fn share_image(task_id: String) -> Result<ShareLink, AppError> {
 #[server(endpoint = "unshare_image", output = Json)]
 pub async fn unshare_image(task_id: String) -> Result<(), AppError> {
     ssr::signed_in(UnshareImage::PATH, |state, account| async move {
-        crate::server::tasks::owned::unshare(&state, &account.user_id(), &task_id).await
+        crate::server::engine::owned::unshare(&state, &account.user_id(), &TaskId::parse(&task_id)?).await
     })
     .await
 }
@@ -354,7 +357,7 @@ pub async fn unshare_image(task_id: String) -> Result<(), AppError> {
 pub async fn delete_image(task_id: String) -> Result<(), AppError> {
     ssr::signed_in(DeleteImage::PATH, |state, account| async move {
         state.task_changes.check_as(account.id.clone(), "cancels and deletions")?;
-        crate::server::tasks::owned::delete(&state, &account.user_id(), &task_id).await
+        crate::server::engine::owned::delete(&state, &account.user_id(), &TaskId::parse(&task_id)?).await
     })
     .await
 }

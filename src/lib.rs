@@ -23,6 +23,8 @@ pub mod server;
 pub mod sim;
 #[cfg(feature = "ssr")]
 pub mod standard_webhooks;
+#[cfg(feature = "ssr")]
+pub mod text;
 
 /// Entry point of the browser bundle. The page is server-rendered HTML;
 /// only its islands (`#[island]` components) become interactive: Leptos'

@@ -8,6 +8,7 @@ pub mod client;
 pub mod config;
 pub mod credits;
 pub mod db;
+pub mod engine;
 pub mod http;
 pub mod ids;
 pub mod ledger;
@@ -17,7 +18,6 @@ pub mod security;
 pub mod sessions;
 pub mod state;
 pub mod storage;
-pub mod tasks;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -131,7 +131,7 @@ pub async fn build(config: Config, mut leptos_options: LeptosOptions, addr: Sock
                 }
             };
             tracing::info!(%url, "provider webhooks on");
-            let receiver = tasks::webhook::Receiver::new(secret, url.clone());
+            let receiver = engine::webhook::Receiver::new(secret, url.clone());
             (provider.with_webhook(url), Some(receiver))
         }
     };
@@ -163,7 +163,7 @@ pub async fn build(config: Config, mut leptos_options: LeptosOptions, addr: Sock
         )));
     let auth_layer = AuthManagerLayerBuilder::new(Accounts::new(reads.clone()), session_layer).build();
 
-    let uploads = Arc::new(tasks::finalize::Uploads::for_store(&config.storage));
+    let uploads = Arc::new(engine::finalize::Uploads::for_store(&config.storage));
     let state = AppState::new(state::Shared {
         config: Arc::new(config),
         db,
@@ -181,7 +181,7 @@ pub async fn build(config: Config, mut leptos_options: LeptosOptions, addr: Sock
         leptos_options: leptos_options.clone(),
     });
 
-    tasks::reconcile::spawn(state.clone());
+    engine::reconcile::spawn(state.clone());
 
     let proxies = Arc::new(state.config.trusted_proxies.clone());
     let routes = generate_route_list(App);
@@ -194,8 +194,8 @@ pub async fn build(config: Config, mut leptos_options: LeptosOptions, addr: Sock
         .route("/metrics", get(metrics::serve))
         .route(
             "/webhooks/replicate",
-            axum::routing::post(tasks::webhook::receive)
-                .layer(axum::extract::DefaultBodyLimit::max(tasks::webhook::MAX_EVENT_BYTES)),
+            axum::routing::post(engine::webhook::receive)
+                .layer(axum::extract::DefaultBodyLimit::max(engine::webhook::MAX_EVENT_BYTES)),
         )
         .leptos_routes_with_context(&state, routes, security::provide_page_nonce, {
             let options = leptos_options.clone();

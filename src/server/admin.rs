@@ -194,21 +194,13 @@ pub async fn user(db: &Db, email: &str) -> Result<String> {
         sqlx::query("SELECT balance, created_at FROM users WHERE id = $1").bind(user.as_str()).fetch_one(db).await?;
     let balance: i64 = row.try_get("balance")?;
     let created: i64 = row.try_get("created_at")?;
-    let counts = sqlx::query(
-        "SELECT status, CAST(COUNT(*) AS BIGINT) AS n FROM tasks WHERE user_id = $1 GROUP BY status ORDER BY status",
-    )
-    .bind(user.as_str())
-    .fetch_all(db)
-    .await?;
+    let counts = super::engine::queries::status_counts(db, &user).await?;
     let mut out = String::new();
     let _ = writeln!(out, "email:    {email}");
     let _ = writeln!(out, "id:       {user}");
     let _ = writeln!(out, "since:    {}", db::rfc3339(created));
     let _ = writeln!(out, "balance:  {balance} credits");
-    let by_status = counts
-        .iter()
-        .map(|r| Ok(format!("{} {}", r.try_get::<String, _>("status")?, r.try_get::<i64, _>("n")?)))
-        .collect::<Result<Vec<_>>>()?;
+    let by_status: Vec<String> = counts.iter().map(|(status, n)| format!("{status} {n}")).collect();
     let _ = writeln!(out, "tasks:    {}", if by_status.is_empty() { "none".to_owned() } else { by_status.join(", ") });
     let grants = sqlx::query(
         "SELECT amount, created_at, reason, note, operator FROM credit_ledger \
@@ -257,33 +249,21 @@ pub async fn tasks(db: &Db, status: Option<&str>, email: Option<&str>, limit: i6
 
 /// One line per task: created, status, id, owner, cost, prompt.
 async fn task_lines(db: &Db, status: Option<&str>, user: Option<&UserId>, limit: i64) -> Result<Vec<String>> {
-    let rows = sqlx::query(
-        "SELECT t.id, t.status, t.prompt, t.cost, t.created_at, u.email FROM tasks t JOIN users u ON u.id = t.user_id \
-         WHERE ($1 IS NULL OR t.status = $1) AND ($2 IS NULL OR t.user_id = $2) \
-         ORDER BY t.created_at DESC, t.id DESC LIMIT $3",
-    )
-    .bind(status)
-    .bind(user.map(UserId::as_str))
-    .bind(limit)
-    .fetch_all(db)
-    .await?;
-    rows.iter()
-        .map(|r| {
-            let prompt: String = r.try_get("prompt")?;
-            let prompt = prompt.split_whitespace().collect::<Vec<_>>().join(" ");
-            let prompt: String =
-                if prompt.chars().count() > 60 { prompt.chars().take(59).chain(['…']).collect() } else { prompt };
-            Ok(format!(
+    let tasks = super::engine::queries::latest(db, status, user, limit).await?;
+    Ok(tasks
+        .into_iter()
+        .map(|t| {
+            format!(
                 "{}  {:<10}  {}  {}  {} credits  {}",
-                db::rfc3339(r.try_get("created_at")?),
-                r.try_get::<String, _>("status")?,
-                r.try_get::<String, _>("id")?,
-                r.try_get::<String, _>("email")?,
-                r.try_get::<i64, _>("cost")?,
-                prompt
-            ))
+                db::rfc3339(t.created_at),
+                t.status,
+                t.id,
+                t.email,
+                t.cost,
+                crate::text::clip(&t.prompt, 60)
+            )
         })
-        .collect()
+        .collect())
 }
 
 #[cfg(test)]

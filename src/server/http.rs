@@ -5,7 +5,6 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use sqlx::Row;
 
 use super::auth::AuthSession;
 use super::ids::TaskId;
@@ -116,29 +115,12 @@ async fn task_image(state: &AppState, auth: AuthSession, task_id: &str, n: u8, h
     let not_found = || (StatusCode::NOT_FOUND, "not found").into_response();
     let Some(user) = auth.user else { return not_found() };
     let Ok(id) = TaskId::parse(task_id) else { return not_found() };
-    let row = sqlx::query(
-        "SELECT content_type, output_types, num_outputs FROM tasks \
-         WHERE id = $1 AND user_id = $2 AND status = 'completed'",
-    )
-    .bind(id.as_str())
-    .bind(&user.id)
-    .fetch_optional(&state.db)
-    .await;
-    let row = match row {
-        Ok(Some(r)) => r,
+    let outputs = match super::engine::queries::stored_outputs(&state.db, &user.id, &id).await {
+        Ok(Some(o)) => o,
         Ok(None) => return not_found(),
-        Err(e) => {
-            tracing::error!("image lookup: {e}");
-            return internal();
-        }
+        Err(_) => return internal(),
     };
-    let (Ok(first), Ok(types), Ok(count)) = (
-        row.try_get::<Option<String>, _>("content_type"),
-        row.try_get::<Option<String>, _>("output_types"),
-        row.try_get::<i64, _>("num_outputs"),
-    ) else {
-        return internal();
-    };
+    let super::engine::queries::StoredOutputs { first_type: first, types, count } = outputs;
     if i64::from(n) >= count {
         return not_found();
     }
@@ -149,7 +131,7 @@ async fn task_image(state: &AppState, auth: AuthSession, task_id: &str, n: u8, h
         _ => None,
     }
     .unwrap_or_else(|| "application/octet-stream".into());
-    let key = super::tasks::finalize::output_key(&id, n);
+    let key = super::engine::finalize::output_key(&id, n);
     // A stored image never changes: its ETag is its task id (and number).
     let etag = if n == 0 { format!("\"{id}\"") } else { format!("\"{id}.{n}\"") };
     serve_object(state, key.as_ref(), &content_type, &etag, HeaderValue::from_static(OWNER_CACHE), headers).await
@@ -212,7 +194,7 @@ pub async fn shared_page(
     client: Option<axum::Extension<super::client::Client>>,
     headers: HeaderMap,
 ) -> Response {
-    let shared = match super::tasks::owned::shared(&state, &token).await {
+    let shared = match super::engine::owned::shared(&state, &token).await {
         Ok(Some(s)) => s,
         Ok(None) => return shared_not_found(),
         Err(e) => {
@@ -241,7 +223,7 @@ pub async fn shared_page(
 
 /// `GET /s/{token}/image`: a shared image, with public cache headers.
 pub async fn shared_image(State(state): State<AppState>, Path(token): Path<String>, headers: HeaderMap) -> Response {
-    let shared = match super::tasks::owned::shared(&state, &token).await {
+    let shared = match super::engine::owned::shared(&state, &token).await {
         Ok(Some(s)) => s,
         Ok(None) => return (StatusCode::NOT_FOUND, "not found").into_response(),
         Err(e) => {
@@ -249,7 +231,7 @@ pub async fn shared_image(State(state): State<AppState>, Path(token): Path<Strin
             return internal();
         }
     };
-    let key = super::tasks::object_key(&shared.task_id);
+    let key = super::engine::finalize::object_key(&shared.task_id);
     let content_type = shared.content_type.as_deref().unwrap_or("application/octet-stream");
     serve_object(
         &state,
@@ -272,9 +254,9 @@ fn shared_not_found() -> Response {
 }
 
 /// The public page of a shared image.
-fn share_html(base: &str, token: &str, shared: &super::tasks::owned::SharedImage, css: &str) -> String {
+fn share_html(base: &str, token: &str, shared: &super::engine::owned::SharedImage, css: &str) -> String {
     let prompt = escape(&shared.prompt);
-    let title = escape(&clip(&shared.prompt, 70));
+    let title = escape(&crate::text::clip(&shared.prompt, 70));
     let page_url = escape(&format!("{base}/s/{token}"));
     let image_url = escape(&format!("{base}/s/{token}/image"));
     let size = match (shared.width, shared.height) {
@@ -323,11 +305,6 @@ fn escape(s: &str) -> String {
     out
 }
 
-fn clip(s: &str, max: usize) -> String {
-    let line = s.split_whitespace().collect::<Vec<_>>().join(" ");
-    if line.chars().count() <= max { line } else { format!("{}…", line.chars().take(max - 1).collect::<String>()) }
-}
-
 fn internal() -> Response {
     (StatusCode::INTERNAL_SERVER_ERROR, "something went wrong").into_response()
 }
@@ -343,7 +320,7 @@ mod tests {
 
     #[test]
     fn the_share_page_carries_the_card() {
-        let shared = super::super::tasks::owned::SharedImage {
+        let shared = super::super::engine::owned::SharedImage {
             task_id: super::super::ids::TaskId::from_db("t".into()),
             prompt: "a \"cat\" <script>".into(),
             content_type: Some("image/png".into()),

@@ -10,6 +10,7 @@ use super::ids::UserId;
 use super::state::AppState;
 use crate::error::{AppError, Result};
 use crate::model::{LedgerEntry, LedgerKind, LedgerPage};
+use crate::text::clip;
 
 /// Ledger rows per page.
 pub const PAGE_SIZE: usize = 50;
@@ -81,19 +82,10 @@ pub fn describe(kind: LedgerKind, entry_key: &str, reason: Option<&str>, prompt:
             Some(r) => format!("Granted: {r}"),
             None => "Granted".to_owned(),
         },
-        (LedgerKind::Charge, Some(p)) => format!("Image: {}", clip(p)),
+        (LedgerKind::Charge, Some(p)) => format!("Image: {}", clip(p, PROMPT_CHARS)),
         (LedgerKind::Charge, None) => "Image (deleted)".to_owned(),
-        (LedgerKind::Refund, Some(p)) => format!("Refund: {}", clip(p)),
+        (LedgerKind::Refund, Some(p)) => format!("Refund: {}", clip(p, PROMPT_CHARS)),
         (LedgerKind::Refund, None) => "Refund (deleted image)".to_owned(),
-    }
-}
-
-fn clip(prompt: &str) -> String {
-    let line = prompt.split_whitespace().collect::<Vec<_>>().join(" ");
-    if line.chars().count() <= PROMPT_CHARS {
-        line
-    } else {
-        format!("{}…", line.chars().take(PROMPT_CHARS - 1).collect::<String>())
     }
 }
 

@@ -18,7 +18,7 @@
 //!
 //! The reads that take this path are the ones every request or poll makes:
 //! the session (`sessions::Sessions::load`), its account
-//! (`auth::Accounts::get_user`) and one task (`tasks::row::load`,
+//! (`auth::Accounts::get_user`) and one task (`engine::queries::load`,
 //! `load_owned`). Everything else (lists, batches, the reconciler's scan,
 //! every read inside a transaction) goes through the pool.
 //!

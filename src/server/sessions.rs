@@ -164,7 +164,7 @@ const TASK_DELETIONS: &str = "darkroom.task_deletions";
 /// How many tasks the session's account had deleted when this request
 /// loaded the session: read in the same statement as the session, so it is
 /// never older than the request. Polls answer a finished task from memory
-/// only under the count it was remembered with (`tasks::finished`).
+/// only under the count it was remembered with (`engine::finished`).
 pub async fn task_deletions(session: &Session) -> Option<i64> {
     session.get::<i64>(TASK_DELETIONS).await.ok().flatten()
 }

@@ -10,11 +10,11 @@ use object_store::ObjectStore;
 use super::auth::AttemptLimiter;
 use super::config::Config;
 use super::db::Db;
+use super::engine::Finished;
+use super::engine::finalize::Uploads;
+use super::engine::schedule::Rechecks;
 use super::metrics::Metrics;
 use super::reads::Reads;
-use super::tasks::Finished;
-use super::tasks::finalize::Uploads;
-use super::tasks::recheck::Rechecks;
 use crate::error::{AppError, Result};
 use crate::provider::Provider;
 
@@ -58,7 +58,7 @@ pub struct Shared {
     pub rechecks: Arc<Rechecks>,
     pub provider: Provider,
     /// Provider events, when `DARKROOM_PUBLIC_URL` is set.
-    pub webhooks: Option<super::tasks::webhook::Receiver>,
+    pub webhooks: Option<super::engine::webhook::Receiver>,
     pub attempts: Arc<AttemptLimiter>,
     /// Password changes per account.
     pub account_attempts: Arc<AttemptLimiter<String>>,

@@ -226,7 +226,7 @@ async fn one_image_failing_its_download_fails_and_refunds_the_whole_task() {
     // The two images stored before the third failed are gone too.
     let task = darkroom::server::ids::TaskId::parse(&id).unwrap();
     for n in 0..3 {
-        let key = darkroom::server::tasks::finalize::output_key(&task, n);
+        let key = darkroom::server::engine::finalize::output_key(&task, n);
         assert!(app.state.objects.head(&key).await.is_err(), "image {n} was left in the store");
     }
     assert_eq!(app.state.metrics.object_writes(), 2, "the first two were stored, then removed");

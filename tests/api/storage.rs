@@ -30,7 +30,7 @@ async fn images_live_in_the_store(app: TestApp) {
     let done = generate_and_wait(&app, &c, "stored somewhere safe").await;
     assert_eq!(done["status"], "completed", "{done}");
     let id = done["id"].as_str().unwrap();
-    let key = darkroom::server::tasks::object_key(&darkroom::server::ids::TaskId::parse(id).unwrap());
+    let key = darkroom::server::engine::finalize::object_key(&darkroom::server::ids::TaskId::parse(id).unwrap());
     let stored = app.state.objects.get(&key).await.unwrap().bytes().await.unwrap();
     let served = c.get(format!("{}/images/{id}", app.base)).send().await.unwrap().bytes().await.unwrap();
     assert!(served.starts_with(b"\x89PNG"));

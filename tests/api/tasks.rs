@@ -203,7 +203,7 @@ async fn a_crash_between_storing_and_marking_heals_on_the_next_check() {
     // can complete this task.
     let id = generate(&app, &c, "a crash #expire").await;
     let png = b"\x89PNG\r\n\x1a\n-pretend-the-rest-is-here".to_vec();
-    let key = darkroom::server::tasks::object_key(&darkroom::server::ids::TaskId::parse(&id).unwrap());
+    let key = darkroom::server::engine::finalize::object_key(&darkroom::server::ids::TaskId::parse(&id).unwrap());
     app.state.objects.put(&key, png.clone().into()).await.unwrap();
     let done = poll_until_done(&app, &c, &id).await;
     assert_eq!(done["status"], "completed", "{done}");

@@ -1,6 +1,6 @@
 //! `POST /webhooks/replicate`: the provider's signed events about our
 //! predictions. A verified event *is* the prediction, so it feeds the same
-//! transitions as a poll's GET (`advance::apply`): progress from its logs,
+//! transitions as a poll's GET (`lifecycle::apply`): progress from its logs,
 //! success → store the output and complete, failure → fail and refund.
 //! Events may come twice, late, out of order or not at all: each
 //! `webhook-id` is applied once (remembered in the database for twice the
@@ -16,14 +16,12 @@ use std::sync::Arc;
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use sqlx::Row;
 
-use super::{advance, row, store};
+use super::{lifecycle, queries, schedule, store};
 use crate::error::Result;
 use crate::provider::{Prediction, PredictionStatus};
 use crate::server::client::Client;
 use crate::server::db;
-use crate::server::ids::TaskId;
 use crate::server::state::AppState;
 use crate::standard_webhooks::{self, Secret};
 
@@ -175,16 +173,16 @@ async fn read_event(state: &AppState, receiver: &Receiver, request: Request) -> 
 
 /// Applies one verified event to its task, if we know the prediction.
 async fn apply_event(state: &AppState, prediction: Prediction) -> Result<()> {
-    let Some(task_id) = task_of(state, &prediction.id).await? else {
+    let Some(task_id) = queries::task_of_prediction(&state.db, &prediction.id).await? else {
         tracing::debug!(prediction = %prediction.id, "webhook for an unknown prediction: ignored");
         return Ok(());
     };
-    let Some(task) = row::load(&state.reads, &task_id).await? else { return Ok(()) };
+    let Some(task) = queries::load(&state.reads, &task_id).await? else { return Ok(()) };
     if task.state.is_finished() {
         return Ok(());
     }
     let now = db::now_ms();
-    let next_check = next_check_after_event(&prediction, now, state.config.provider_check.as_millis() as i64);
+    let next_check = schedule::after_event(&prediction, now, schedule::check_interval_ms(state));
     if matches!(prediction.status, PredictionStatus::Starting | PredictionStatus::Processing)
         && !prediction.data_removed
     {
@@ -195,83 +193,19 @@ async fn apply_event(state: &AppState, prediction: Prediction) -> Result<()> {
         {
             store::set_progress(&state.db, &state.reads, &task.id, progress, now).await?;
         }
-        store::postpone_for_event(&state.db, &state.reads, &task.id, next_check, EVENT_TRUST_MS).await?;
+        store::postpone_for_event(&state.db, &state.reads, &task.id, next_check, schedule::EVENT_TRUST_MS).await?;
         return Ok(());
     }
     // An ending: take the task over (unless another poller is storing its
     // output: it needs no news).
     let Some(claim) = store::claim_for_event(&state.db, &task.id, now, next_check).await? else { return Ok(()) };
-    advance::apply(state, &task, &claim, Ok(prediction), now).await?;
-    if let Some(task) = row::load(&state.reads, &task.id).await? {
+    lifecycle::apply(state, &task, &claim, Ok(prediction), now).await?;
+    if let Some(task) = queries::load(&state.reads, &task.id).await? {
         state.finished.remember(&task, None);
     }
     Ok(())
 }
 
-/// Longest a task goes without a provider check while its events arrive,
-/// counted from its last check (or its creation): events defer checks,
-/// never past this.
-pub const EVENT_TRUST_MS: i64 = 60_000;
-
 /// How long an applied event's id is remembered: twice the signature's
 /// tolerance, so a replay is refused as stale or as a duplicate.
 pub const DELIVERY_MEMORY_MS: i64 = 2 * standard_webhooks::TOLERANCE_SECS as i64 * 1000;
-
-/// When to ask the provider next after an event: events that keep coming
-/// make status checks unneeded, so none is made before the prediction's
-/// expected end (when its `completed` event is due: a check then catches a
-/// lost one), at most a minute ahead. An event that says nothing of the end
-/// (no progress yet) defers the check by a few intervals only: a short
-/// prediction may send no `logs` before its end, and if its `completed` is
-/// lost, a check must come soon.
-pub fn next_check_after_event(prediction: &Prediction, now: i64, check_ms: i64) -> i64 {
-    let check_ms = check_ms.max(1);
-    match super::recheck::expected_end_ms(prediction, now) {
-        Some(end) => (end + 1_000).clamp(now + check_ms, now + EVENT_TRUST_MS.max(check_ms)),
-        None => now + QUIET_CHECKS * check_ms,
-    }
-}
-
-/// Checks an event without progress defers.
-const QUIET_CHECKS: i64 = 4;
-
-async fn task_of(state: &AppState, prediction_id: &str) -> Result<Option<TaskId>> {
-    let row = sqlx::query("SELECT id FROM tasks WHERE prediction_id = $1")
-        .bind(prediction_id)
-        .fetch_optional(&state.db)
-        .await?;
-    Ok(match row {
-        Some(r) => Some(TaskId::from_db(r.try_get("id")?)),
-        None => None,
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn running(progress: Option<u8>, started_ms_ago: i64, now: i64) -> Prediction {
-        let started = std::time::UNIX_EPOCH + std::time::Duration::from_millis((now - started_ms_ago) as u64);
-        let json = serde_json::json!({
-            "id": "p1",
-            "status": "processing",
-            "started_at": humantime::format_rfc3339_millis(started).to_string(),
-            "logs": progress.map(|p| format!("{p}%|████ | {}/100", p)).unwrap_or_default(),
-        });
-        Prediction::from_json(json.to_string().as_bytes()).unwrap()
-    }
-
-    #[test]
-    fn events_defer_checks_until_the_expected_end() {
-        let now = 1_800_000_000_000;
-        // 50 % after 4 s: the end is due in 4 s; check a second after it.
-        assert_eq!(next_check_after_event(&running(Some(50), 4_000, now), now, 2_000), now + 5_000);
-        // A long one: at most a minute without a check.
-        assert_eq!(next_check_after_event(&running(Some(1), 10_000, now), now, 2_000), now + 60_000);
-        // Nearly done: never sooner than the check interval.
-        assert_eq!(next_check_after_event(&running(Some(99), 10_000, now), now, 2_000), now + 2_000);
-        // No progress yet: a few intervals (a lost `completed` of a short
-        // prediction must not wait a minute).
-        assert_eq!(next_check_after_event(&running(None, 1_000, now), now, 2_000), now + 8_000);
-    }
-}

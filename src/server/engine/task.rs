@@ -1,4 +1,4 @@
-//! A task row as stored, and its view as users see it.
+//! A task row as stored, its internal state, and its view as users see it.
 
 use sqlx::any::AnyRow;
 
@@ -7,7 +7,7 @@ use crate::model::{TaskStatus, TaskView};
 use crate::server::catalogue::MAX_OUTPUTS;
 use crate::server::db;
 use crate::server::ids::{TaskId, UserId};
-use crate::server::reads::{Arg, Columns, ReadRow, Reads};
+use crate::server::reads::{Columns, ReadRow};
 
 /// The columns every read of a task selects, with the refund flag taken from
 /// the ledger (the one source of truth for money), as BIGINT like every
@@ -142,18 +142,4 @@ impl TaskRow {
             negative_prompt: self.negative_prompt.clone(),
         }
     }
-}
-
-/// Loads one of `user`'s tasks.
-pub async fn load_owned(reads: &Reads, user: &UserId, task: &TaskId) -> Result<Option<TaskRow>> {
-    static SQL: std::sync::LazyLock<String> =
-        std::sync::LazyLock::new(|| format!("SELECT {COLUMNS} FROM tasks t WHERE t.id = $1 AND t.user_id = $2"));
-    reads.optional(&SQL, &[Arg::Text(task.as_str()), Arg::Text(user.as_str())]).await
-}
-
-/// Loads a task by id, whoever owns it (the reconciler).
-pub async fn load(reads: &Reads, task: &TaskId) -> Result<Option<TaskRow>> {
-    static SQL: std::sync::LazyLock<String> =
-        std::sync::LazyLock::new(|| format!("SELECT {COLUMNS} FROM tasks t WHERE t.id = $1"));
-    reads.optional(&SQL, &[Arg::Text(task.as_str())]).await
 }

@@ -5,17 +5,15 @@
 //! by compare-and-set in the database. It also finishes deletions whose
 //! stored objects were left behind (a crash after the row was deleted).
 
-use crate::server::ids::TaskId;
 use futures::StreamExt;
-use sqlx::Row;
 
-use super::row;
+use super::{lifecycle, queries, schedule};
 use crate::error::{AppError, Result};
 use crate::server::db;
 use crate::server::state::AppState;
 
-/// Most tasks one pass looks at.
-const BATCH: i64 = 500;
+/// Most purges one pass finishes.
+const PURGE_BATCH: i64 = 500;
 
 /// Runs passes forever, one every `reconcile_interval`.
 pub fn spawn(state: AppState) -> tokio::task::JoinHandle<()> {
@@ -49,7 +47,7 @@ const PURGE_GRACE_MS: i64 = 10_000;
 /// Removes the stored objects of deleted tasks whose purge was recorded
 /// before `before` and never finished. Returns how many were finished.
 pub async fn purge_pass(state: &AppState, before: i64) -> Result<usize> {
-    let pending = super::store::pending_purges(&state.db, before, BATCH).await?;
+    let pending = super::store::pending_purges(&state.db, before, PURGE_BATCH).await?;
     let mut done = 0;
     for task in pending {
         match super::owned::purge(state, &task).await {
@@ -66,23 +64,13 @@ pub async fn purge_pass(state: &AppState, before: i64) -> Result<usize> {
 /// One pass: every due unfinished task gets one `advance`. Returns how many
 /// were looked at.
 pub async fn pass(state: &AppState) -> Result<usize> {
-    let ids: Vec<TaskId> = sqlx::query(
-        "SELECT id FROM tasks WHERE status IN ('submitting', 'processing') \
-         AND (next_check_at <= $1 OR deadline_at <= $1) ORDER BY next_check_at LIMIT $2",
-    )
-    .bind(db::now_ms())
-    .bind(BATCH)
-    .fetch_all(&state.db)
-    .await?
-    .iter()
-    .map(|r| r.try_get::<String, _>("id").map(TaskId::from_db))
-    .collect::<Result<_, _>>()?;
+    let ids = schedule::due_now(state).await?;
     let n = ids.len();
     futures::stream::iter(ids)
         .for_each_concurrent(8, |id| async move {
             let result = async {
-                if let Some(task) = row::load(&state.reads, &id).await? {
-                    super::advance(state, task).await?;
+                if let Some(task) = queries::load(&state.reads, &id).await? {
+                    lifecycle::advance(state, task).await?;
                 }
                 Ok::<_, AppError>(())
             }

@@ -16,7 +16,7 @@
 
 use std::sync::Arc;
 
-use super::row::TaskRow;
+use super::task::TaskRow;
 use crate::model::TaskView;
 use crate::server::ids::{TaskId, UserId};
 
@@ -78,7 +78,7 @@ impl Finished {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::tasks::row::State;
+    use crate::server::engine::task::State;
 
     fn task(state: State) -> TaskRow {
         TaskRow {

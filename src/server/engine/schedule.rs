@@ -1,27 +1,46 @@
-//! Checking again when a prediction should end. A check that sees a
-//! prediction running knows how far it got since it started; when the end
-//! it points to comes before the next poll (or reconciler pass) would, this
-//! instance checks again right then, so the task completes when the image
-//! is ready rather than up to a poll interval later. The extra check goes
-//! through the same claim as every other, so the provider is still asked at
-//! most once per task per check interval.
+//! When to ask the provider next, and what to tell a page about it.
 //!
-//! A new prediction gets its first such check without waiting for a poll:
-//! at the end of its first check interval (`first_check`). Without it the
-//! first reading of the progress came with the page's first poll, a poll
-//! interval after submitting, and a short task's end was seen only at the
-//! poll after that — on average half an interval late. With webhooks on,
-//! the provider's own events do this and the first check is skipped.
+//! - **The check interval**: at most one provider call per task per
+//!   `DARKROOM_PROVIDER_CHECK_MS`, whoever asks (the claim in `store`).
+//! - **Re-checks at the expected end**: a check that sees a prediction
+//!   running knows how far it got since it started; when the end it points
+//!   to comes before the next poll (or reconciler pass) would, this instance
+//!   checks again right then ([`recheck`]), so the task completes when the
+//!   image is ready rather than up to a poll interval later. A new
+//!   prediction gets its first such check without waiting for a poll
+//!   ([`first_check`]); with webhooks on, the provider's own events do this.
+//! - **After a provider event** ([`after_event`]): news defers the next
+//!   check to the expected end, never past a minute after the last check.
+//! - **A page's poll advice** ([`advised`]): when the next poll is worth
+//!   making.
+//! - **The reconciler's picks** ([`due_now`]).
 
 use crate::server::ids::TaskId;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use super::row;
+use super::queries;
+use super::task::TaskRow;
+use crate::error::Result;
+use crate::model::TaskView;
 use crate::provider::{Prediction, steps_from_logs};
 use crate::server::db;
 use crate::server::state::AppState;
+
+/// The check interval in milliseconds.
+pub fn check_interval_ms(state: &AppState) -> i64 {
+    state.config.provider_check.as_millis() as i64
+}
+
+/// Most tasks one reconciler pass looks at.
+const RECONCILE_BATCH: i64 = 500;
+
+/// The unfinished tasks whose check or deadline has come, soonest first:
+/// what one reconciler pass advances.
+pub async fn due_now(state: &AppState) -> Result<Vec<TaskId>> {
+    queries::due(&state.db, db::now_ms(), RECONCILE_BATCH).await
+}
 
 /// Checked this long after the expected end (the estimate is rounded to a
 /// whole percent).
@@ -100,7 +119,7 @@ pub fn expected_end_ms(prediction: &Prediction, now: i64) -> Option<i64> {
 /// After a check at `checked_at` saw `prediction` still running: schedules
 /// one more check at its expected end (not before the check interval has
 /// passed) when that comes before polls or the reconciler would look again.
-pub fn schedule(state: &AppState, task_id: &TaskId, prediction: &Prediction, checked_at: i64) {
+pub fn recheck(state: &AppState, task_id: &TaskId, prediction: &Prediction, checked_at: i64) {
     // From when the answer arrived, not when the check began: the model
     // may have finished another step while the answer was on its way.
     let Some(end) = expected_end_ms(prediction, db::now_ms().max(checked_at)) else { return };
@@ -152,8 +171,8 @@ fn check_at(state: &AppState, task_id: &TaskId, pending: Pending) {
                 }
             }
             let advanced = async {
-                match row::load(&state.reads, &task_id).await? {
-                    Some(task) => super::advance(&state, task).await.map(drop),
+                match queries::load(&state.reads, &task_id).await? {
+                    Some(task) => super::lifecycle::advance(&state, task).await.map(drop),
                     None => Ok(()),
                 }
             }
@@ -174,9 +193,134 @@ fn check_at(state: &AppState, task_id: &TaskId, pending: Pending) {
     });
 }
 
+/// Longest a task goes without a provider check while its events arrive,
+/// counted from its last check (or its creation): events defer checks,
+/// never past this.
+pub const EVENT_TRUST_MS: i64 = 60_000;
+
+/// Checks an event without progress defers.
+const QUIET_CHECKS: i64 = 4;
+
+/// When to ask the provider next after an event: events that keep coming
+/// make status checks unneeded, so none is made before the prediction's
+/// expected end (when its `completed` event is due: a check then catches a
+/// lost one), at most a minute ahead. An event that says nothing of the end
+/// (no progress yet) defers the check by a few intervals only: a short
+/// prediction may send no `logs` before its end, and if its `completed` is
+/// lost, a check must come soon.
+pub fn after_event(prediction: &Prediction, now: i64, check_ms: i64) -> i64 {
+    let check_ms = check_ms.max(1);
+    match expected_end_ms(prediction, now) {
+        Some(end) => (end + 1_000).clamp(now + check_ms, now + EVENT_TRUST_MS.max(check_ms)),
+        None => now + QUIET_CHECKS * check_ms,
+    }
+}
+
+/// The soonest a page is told to poll again.
+pub const MIN_POLL_AFTER_MS: u64 = 500;
+/// How long after a prediction's expected end its image is usually stored
+/// (the server's own re-check comes 100 ms after it, then the download).
+const STORE_MARGIN_MS: u64 = 400;
+
+/// The server's advice for a page's next poll of an unfinished task: the
+/// regular interval, or sooner when the provider's progress (`progress`
+/// percent, read at `read_at`) says the end comes before it — so the poll
+/// arrives when the image does.
+pub fn poll_after_ms(progress: Option<i64>, read_at: Option<i64>, created_ms: i64, now: i64, interval_ms: u64) -> u64 {
+    let interval = interval_ms.max(MIN_POLL_AFTER_MS);
+    let (Some(p), Some(read_at)) = (progress.filter(|p| (1..100).contains(p)), read_at) else { return interval };
+    // The end the progress pointed at when it was read.
+    let ran = (read_at - created_ms).max(0);
+    let end = created_ms + ran * 100 / p;
+    let remaining = (end - now).max(0) as u64;
+    (remaining + STORE_MARGIN_MS).clamp(MIN_POLL_AFTER_MS, interval)
+}
+
+/// How long after this instance's re-check of a task its image is usually
+/// stored (the provider's answer, the download and the write).
+const STORED_AFTER_RECHECK_MS: u64 = 150;
+
+/// The advice when this instance will re-check the task at `due` (the
+/// prediction's expected end, from the provider's own start time and
+/// progress): poll just after that check will have stored the image.
+pub fn poll_after_recheck_ms(due: i64, now: i64, interval_ms: u64) -> u64 {
+    let until = (due - now).max(0) as u64;
+    (until + STORED_AFTER_RECHECK_MS).clamp(MIN_POLL_AFTER_MS, interval_ms.max(MIN_POLL_AFTER_MS))
+}
+
+/// A task's view with the poll advice an unfinished one carries: timed to
+/// this instance's pending re-check when there is one (it is what stores
+/// the image), else extrapolated from the progress.
+pub fn advised(state: &AppState, task: &TaskRow) -> TaskView {
+    let mut view = task.view();
+    if !task.state.is_finished() {
+        let interval = state.config.poll_interval.as_millis() as u64;
+        let now = db::now_ms();
+        view.poll_after_ms = Some(match state.rechecks.due(&task.id) {
+            Some(due) => poll_after_recheck_ms(due, now, interval),
+            None => poll_after_ms(task.progress, task.last_polled_at, task.created_at, now, interval),
+        });
+    }
+    view
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_poll_advice_points_at_the_expected_end() {
+        // No progress yet, or none reported: the regular interval.
+        assert_eq!(poll_after_ms(None, None, 0, 5_000, 3_000), 3_000);
+        assert_eq!(poll_after_ms(Some(0), Some(4_000), 0, 5_000, 3_000), 3_000);
+        // 80 % read at 8 s: the end is at 10 s; asked at 8 s, 2 s to go plus
+        // the time to store the image.
+        assert_eq!(poll_after_ms(Some(80), Some(8_000), 0, 8_000, 3_000), 2_400);
+        // The same reading, asked a second later: the advice moves with the
+        // clock, not with the stale reading.
+        assert_eq!(poll_after_ms(Some(80), Some(8_000), 0, 9_000, 3_000), 1_400);
+        // Past the expected end: the soonest.
+        assert_eq!(poll_after_ms(Some(80), Some(8_000), 0, 12_000, 3_000), 500);
+        // Far from the end: never more than the interval.
+        assert_eq!(poll_after_ms(Some(10), Some(2_000), 0, 2_000, 3_000), 3_000);
+        // A short configured interval still bounds it, but not below 500.
+        assert_eq!(poll_after_ms(Some(50), Some(4_000), 0, 4_000, 1_000), 1_000);
+        assert_eq!(poll_after_ms(None, None, 0, 0, 100), 500);
+    }
+
+    #[test]
+    fn the_poll_advice_follows_a_pending_re_check() {
+        // The re-check at 10 s stores the image; the page comes just after.
+        assert_eq!(poll_after_recheck_ms(10_000, 8_000, 3_000), 2_150);
+        assert_eq!(poll_after_recheck_ms(10_000, 9_900, 3_000), 500, "never sooner than 500 ms");
+        assert_eq!(poll_after_recheck_ms(10_000, 12_000, 3_000), 500, "a late re-check: soon");
+        assert_eq!(poll_after_recheck_ms(60_000, 0, 3_000), 3_000, "never later than the interval");
+    }
+
+    fn event(progress: Option<u8>, started_ms_ago: i64, now: i64) -> Prediction {
+        let started = std::time::UNIX_EPOCH + std::time::Duration::from_millis((now - started_ms_ago) as u64);
+        let json = serde_json::json!({
+            "id": "p1",
+            "status": "processing",
+            "started_at": humantime::format_rfc3339_millis(started).to_string(),
+            "logs": progress.map(|p| format!("{p}%|████ | {}/100", p)).unwrap_or_default(),
+        });
+        Prediction::from_json(json.to_string().as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn events_defer_checks_until_the_expected_end() {
+        let now = 1_800_000_000_000;
+        // 50 % after 4 s: the end is due in 4 s; check a second after it.
+        assert_eq!(after_event(&event(Some(50), 4_000, now), now, 2_000), now + 5_000);
+        // A long one: at most a minute without a check.
+        assert_eq!(after_event(&event(Some(1), 10_000, now), now, 2_000), now + 60_000);
+        // Nearly done: never sooner than the check interval.
+        assert_eq!(after_event(&event(Some(99), 10_000, now), now, 2_000), now + 2_000);
+        // No progress yet: a few intervals (a lost `completed` of a short
+        // prediction must not wait a minute).
+        assert_eq!(after_event(&event(None, 1_000, now), now, 2_000), now + 8_000);
+    }
 
     fn running(progress: Option<u8>, started_at: Option<&str>) -> Prediction {
         let json = serde_json::json!({

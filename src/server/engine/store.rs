@@ -59,7 +59,7 @@
 
 use sqlx::{AnyConnection, Row};
 
-use super::row::State;
+use super::task::State;
 use crate::error::{AppError, ErrorKind, Result};
 use crate::server::catalogue::Inputs;
 use crate::server::credits;

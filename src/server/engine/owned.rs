@@ -7,7 +7,8 @@ use futures::TryStreamExt;
 use object_store::ObjectStore;
 use object_store::path::Path as ObjectPath;
 
-use super::{cancel, object_key, row, store};
+pub use super::queries::SharedImage;
+use super::{detached, finalize, lifecycle, queries, store};
 use crate::error::{AppError, Result};
 use crate::model::{ShareLink, TaskStatus};
 use crate::server::db;
@@ -33,22 +34,20 @@ impl ShareToken {
 
 /// The public link of the owner's completed task (the same link when it
 /// is already shared).
-pub async fn share(state: &AppState, user: &UserId, task_id: &str) -> Result<ShareLink> {
-    let task_id = TaskId::parse(task_id)?;
-    let Some(token) = store::share(&state.db, user, &task_id, &ShareToken::fresh()).await? else {
-        return Err(match row::load_owned(&state.reads, user, &task_id).await? {
+pub async fn share(state: &AppState, user: &UserId, task_id: &TaskId) -> Result<ShareLink> {
+    let Some(token) = store::share(&state.db, user, task_id, &ShareToken::fresh()).await? else {
+        return Err(match queries::load_owned(&state.reads, user, task_id).await? {
             None => AppError::not_found(),
             Some(_) => AppError::conflict("only a completed image can be shared"),
         });
     };
-    record_image_size(state, &task_id).await;
+    record_image_size(state, task_id).await;
     Ok(ShareLink { url: format!("/s/{token}") })
 }
 
 /// Stops sharing the owner's task; its link answers 404 from now on.
-pub async fn unshare(state: &AppState, user: &UserId, task_id: &str) -> Result<()> {
-    let task_id = TaskId::parse(task_id)?;
-    if store::unshare(&state.db, user, &task_id).await? { Ok(()) } else { Err(AppError::not_found()) }
+pub async fn unshare(state: &AppState, user: &UserId, task_id: &TaskId) -> Result<()> {
+    if store::unshare(&state.db, user, task_id).await? { Ok(()) } else { Err(AppError::not_found()) }
 }
 
 /// Most bytes read from the start of an image to learn its size.
@@ -57,14 +56,10 @@ const HEADER_BYTES: u64 = 64 * 1024;
 /// Reads the stored image's width and height for the share card, once;
 /// best effort (the card then goes without them).
 async fn record_image_size(state: &AppState, task: &TaskId) {
-    let known = sqlx::query("SELECT image_width FROM tasks WHERE id = $1 AND image_width IS NOT NULL")
-        .bind(task.as_str())
-        .fetch_optional(&state.db)
-        .await;
-    if matches!(known, Ok(Some(_))) {
+    if matches!(queries::image_size_known(&state.db, task).await, Ok(true)) {
         return;
     }
-    let key = object_key(task);
+    let key = finalize::object_key(task);
     let size = async {
         let meta = state.objects.head(&key).await.ok()?;
         let bytes = state.objects.get_range(&key, 0..meta.size.min(HEADER_BYTES)).await.ok()?;
@@ -85,20 +80,18 @@ async fn record_image_size(state: &AppState, task: &TaskId) {
 /// Deletes the owner's task: a processing one is canceled first. Its
 /// stored objects are removed after the row; a crash in between leaves a
 /// purge the reconciler finishes.
-pub async fn delete(state: &AppState, user: &UserId, task_id: &str) -> Result<()> {
-    let task = TaskId::parse(task_id)?;
-    let found = row::load_owned(&state.reads, user, &task).await?.ok_or_else(AppError::not_found)?;
+pub async fn delete(state: &AppState, user: &UserId, task: &TaskId) -> Result<()> {
+    let found = queries::load_owned(&state.reads, user, task).await?.ok_or_else(AppError::not_found)?;
     if !found.state.is_finished() {
-        let view = cancel(state, user, task.as_str()).await?;
+        let view = detached(lifecycle::cancel(state.clone(), found)).await?;
         if view.status == TaskStatus::Processing {
             return Err(AppError::conflict("the image is being stored; try again in a moment"));
         }
     }
-    // In a task of its own: a client that hangs up must not leave the
-    // objects behind until the reconciler's next pass.
-    let state = state.clone();
-    let user = user.clone();
-    tokio::spawn(async move {
+    // Detached: a client that hangs up must not leave the objects behind
+    // until the reconciler's next pass.
+    let (state, user, task) = (state.clone(), user.clone(), task.clone());
+    detached(async move {
         if !store::delete_finished(&state.db, &user, &task, db::now_ms()).await? {
             return Err(AppError::not_found());
         }
@@ -111,7 +104,6 @@ pub async fn delete(state: &AppState, user: &UserId, task_id: &str) -> Result<()
         Ok(())
     })
     .await
-    .map_err(AppError::internal)?
 }
 
 /// Removes every stored object of a deleted task, then its purge row.
@@ -122,7 +114,7 @@ pub async fn purge(state: &AppState, task: &TaskId) -> Result<()> {
 
 /// Deletes every image of the task, and anything under `images/{task}/`.
 async fn remove_objects(objects: &dyn ObjectStore, task: &TaskId) -> object_store::Result<()> {
-    super::finalize::remove_outputs(objects, task).await?;
+    finalize::remove_outputs(objects, task).await?;
     let prefix = ObjectPath::from(format!("images/{task}"));
     let under: Vec<_> = objects.list(Some(&prefix)).map_ok(|meta| meta.location).try_collect().await?;
     for location in under {
@@ -138,39 +130,13 @@ fn ignore_missing(result: object_store::Result<()>) -> object_store::Result<()> 
     }
 }
 
-/// A shared image as its public page shows it.
-pub struct SharedImage {
-    pub task_id: TaskId,
-    pub prompt: String,
-    pub content_type: Option<String>,
-    pub width: Option<i64>,
-    pub height: Option<i64>,
-}
-
-/// The completed task shared under `token`, read from the database (an
-/// unshare or a deletion on any instance takes effect at once).
+/// The completed task shared under `token`, if any (a token of the wrong
+/// shape is not looked up).
 pub async fn shared(state: &AppState, token: &str) -> Result<Option<SharedImage>> {
-    use sqlx::Row;
     if !ShareToken::is_well_formed(token) {
         return Ok(None);
     }
-    let row = sqlx::query(
-        "SELECT id, prompt, content_type, image_width, image_height FROM tasks \
-         WHERE share_token = $1 AND status = 'completed'",
-    )
-    .bind(token)
-    .fetch_optional(&state.db)
-    .await?;
-    row.map(|r| {
-        Ok(SharedImage {
-            task_id: TaskId::from_db(r.try_get("id")?),
-            prompt: r.try_get("prompt")?,
-            content_type: r.try_get("content_type")?,
-            width: r.try_get("image_width")?,
-            height: r.try_get("image_height")?,
-        })
-    })
-    .transpose()
+    queries::shared(&state.db, token).await
 }
 
 #[cfg(test)]

@@ -1,14 +1,24 @@
-//! Advancing one unfinished task: the deadline, the once-per-interval
-//! provider check (claimed by compare-and-set, so it holds across pollers
-//! and instances), and the transition its answer calls for. Polls, batched
-//! polls and the reconciler all come through here.
+//! What happens to a task now: advancing an unfinished one (the deadline,
+//! the once-per-interval provider check, claimed by compare-and-set so it
+//! holds across pollers and instances, and the transition its answer calls
+//! for), failing and refunding, and the owner's cancel. Polls, batched
+//! polls, re-checks, provider events and the reconciler all come through
+//! here; every write is a transition in `store`.
 
-use super::row::{self, State, TaskRow};
-use super::{SUBMIT_GRACE_MS, check_interval_ms, clip, fail_and_refund, fail_unsubmitted, finalize, store};
-use crate::error::{AppError, Result};
+use super::store::{self, FailFrom};
+use super::task::{State, TaskRow};
+use super::{detached, finalize, queries, schedule};
+use crate::error::Result;
+use crate::model::TaskView;
 use crate::provider::{PredictionStatus, ProviderError, seed_from_logs};
 use crate::server::db;
+use crate::server::ids::TaskId;
 use crate::server::state::AppState;
+use crate::text::clip;
+
+/// How long a task may stay in `submitting` before it is failed and refunded
+/// (a crash between charge and submission).
+pub const SUBMIT_GRACE_MS: i64 = 120_000;
 
 /// Moves an unfinished task forward if it is due: fails it past its
 /// deadline, otherwise asks the provider — at most once per check interval
@@ -20,9 +30,9 @@ pub async fn advance(state: &AppState, task: TaskRow) -> Result<TaskRow> {
     if task.state.is_finished() || !due {
         return Ok(task);
     }
-    // In a task of its own, so a poller that hangs up cannot abandon a
-    // download or a transition half-way.
-    tokio::spawn(advance_due(state.clone(), task)).await.map_err(AppError::internal)?
+    // Detached, so a poller that hangs up cannot abandon a download or a
+    // transition half-way.
+    detached(advance_due(state.clone(), task)).await
 }
 
 async fn advance_due(state: AppState, task: TaskRow) -> Result<TaskRow> {
@@ -44,13 +54,13 @@ async fn advance_due(state: AppState, task: TaskRow) -> Result<TaskRow> {
         }
         return reload(state, task).await;
     }
-    if task.next_check_at > now || state.rechecks.end_check_before(&task.id, now + check_interval_ms(state)) {
+    if task.next_check_at > now || state.rechecks.end_check_before(&task.id, now + schedule::check_interval_ms(state)) {
         // Not due; or this instance checks it again within the interval
         // anyway (at the prediction's expected end), and checking now would
         // push that check back by a whole interval.
         return Ok(task);
     }
-    let next_check_at = now + check_interval_ms(state).max(1);
+    let next_check_at = now + schedule::check_interval_ms(state).max(1);
     let Some(claim) = store::claim_check(&state.db, &state.reads, &task.id, now, next_check_at).await? else {
         return reload(state, task).await;
     };
@@ -76,7 +86,7 @@ async fn advance_due(state: AppState, task: TaskRow) -> Result<TaskRow> {
 
 /// What [`apply`] did to the task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Applied {
+pub enum Applied {
     /// Nothing but the progress, when it changed (`Some`): the task is
     /// still processing.
     Running { progress: Option<u8> },
@@ -88,7 +98,7 @@ pub(super) enum Applied {
 /// for: progress, store the output and complete, fail and refund, or (on
 /// trouble) try again later. A poll's GET and a verified webhook event
 /// both end here.
-pub(super) async fn apply(
+pub async fn apply(
     state: &AppState,
     task: &TaskRow,
     claim: &store::Claim,
@@ -110,7 +120,7 @@ pub(super) async fn apply(
                     store::set_progress(&state.db, &state.reads, &task.id, progress, now).await?;
                     changed = Some(progress.min(100));
                 }
-                super::recheck::schedule(state, &task.id, &p, now);
+                schedule::recheck(state, &task.id, &p, now);
                 applied = Applied::Running { progress: changed };
             }
             PredictionStatus::Succeeded => {
@@ -147,5 +157,89 @@ pub(super) async fn apply(
 }
 
 async fn reload(state: &AppState, task: TaskRow) -> Result<TaskRow> {
-    Ok(row::load(&state.reads, &task.id).await?.unwrap_or(task))
+    Ok(queries::load(&state.reads, &task.id).await?.unwrap_or(task))
+}
+
+/// Fails an unfinished task and refunds it, in one transaction; true when
+/// this call made the transition (false: it had already left processing).
+pub async fn fail_and_refund(state: &AppState, task: &TaskId, error: &str) -> Result<bool> {
+    fail_from(state, task, FailFrom::Unfinished, error).await
+}
+
+/// Like [`fail_and_refund`], only while the task is still `submitting`.
+async fn fail_unsubmitted(state: &AppState, task: &TaskId, error: &str) -> Result<bool> {
+    fail_from(state, task, FailFrom::Submitting, error).await
+}
+
+async fn fail_from(state: &AppState, task: &TaskId, from: FailFrom, error: &str) -> Result<bool> {
+    let failed = store::fail_and_refund(&state.db, task, from, error, db::now_ms()).await?;
+    if failed {
+        state.metrics.failed_and_refunded();
+        tracing::info!(%task, "failed and refunded: {error}");
+        discard_images(state, task).await;
+    }
+    Ok(failed)
+}
+
+/// Removes whatever a downloader may have stored for a task that ended
+/// without completing (it died between storing and marking, or one image
+/// of several was unusable); best effort.
+async fn discard_images(state: &AppState, task: &TaskId) {
+    if let Err(e) = finalize::remove_outputs(&*state.objects, task).await {
+        tracing::warn!(%task, "cannot remove the stored images of an unfinished task: {e}");
+    }
+}
+
+/// The owner's cancel: asks the provider to stop the prediction, then
+/// moves the task to `canceled` and refunds it — unless the provider had
+/// already succeeded (the task then completes as usual and stays charged)
+/// or another transition wins the compare-and-set. A finished task is
+/// answered unchanged; a task still `submitting` is canceled here, and its
+/// prediction at the provider as soon as its id is known (`service::submit`).
+pub async fn cancel(state: AppState, task: TaskRow) -> Result<TaskView> {
+    let state = &state;
+    let task_id = task.id.clone();
+    if task.state.is_finished() || !store::request_cancel(&state.db, &task_id, db::now_ms()).await? {
+        let task = queries::load(&state.reads, &task_id).await?.unwrap_or(task);
+        return Ok(task.view());
+    }
+    let succeeded = match &task.prediction_id {
+        Some(pid) => cancel_at_provider(state, pid).await,
+        None => false,
+    };
+    if succeeded {
+        // Too late to cancel: the next check stores the image.
+        let task = queries::load(&state.reads, &task_id).await?.unwrap_or(task);
+        return Ok(schedule::advised(state, &advance(state, task).await?));
+    }
+    if let Some(canceled) = store::cancel_and_refund(&state.db, &task_id, db::now_ms()).await? {
+        state.metrics.canceled_and_refunded();
+        tracing::info!(task = %task_id, "canceled and refunded");
+        // The prediction id may have been stored since the task was read.
+        if task.prediction_id.is_none()
+            && let Some(pid) = &canceled.prediction_id
+        {
+            cancel_at_provider(state, pid).await;
+        }
+        discard_images(state, &task_id).await;
+    }
+    let task = queries::load(&state.reads, &task_id).await?.ok_or_else(crate::error::AppError::not_found)?;
+    state.finished.remember(&task, None);
+    Ok(task.view())
+}
+
+/// Asks the provider to stop a prediction; true when it answers that the
+/// prediction had already succeeded.
+async fn cancel_at_provider(state: &AppState, prediction_id: &str) -> bool {
+    let answer = state.provider.cancel(prediction_id).await;
+    state.metrics.provider_call("cancel", answer.is_ok());
+    match answer {
+        Ok(p) => p.status == PredictionStatus::Succeeded,
+        Err(e) => {
+            // Canceled here all the same: the person asked, and the
+            // provider's own deadline (Cancel-After) stops it.
+            tracing::warn!(prediction = %prediction_id, "provider cancel failed: {e}");
+            false
+        }
+    }
 }

@@ -8,9 +8,9 @@ use futures::StreamExt;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, WriteMultipart};
 
-use super::fail_and_refund;
-use super::row::{State, TaskRow};
+use super::lifecycle::fail_and_refund;
 use super::store::{self, Claim, StoredImages};
+use super::task::{State, TaskRow};
 use crate::error::{AppError, Result};
 use crate::provider::ProviderError;
 use crate::server::catalogue::MAX_OUTPUTS;

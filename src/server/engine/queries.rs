@@ -1,0 +1,212 @@
+//! Every read of `tasks`: one task (the hot path, through `Reads`), a
+//! person's history and batches, the reconciler's picks, a webhook's task,
+//! an image or a share link to serve, and the operator's listings. The
+//! writes are in `store`.
+
+use sqlx::Row;
+
+use super::task::{COLUMNS, TaskRow};
+use crate::error::Result;
+use crate::server::db::Db;
+use crate::server::ids::{TaskId, UserId};
+use crate::server::reads::{Arg, Reads};
+
+/// One of `user`'s tasks.
+pub async fn load_owned(reads: &Reads, user: &UserId, task: &TaskId) -> Result<Option<TaskRow>> {
+    static SQL: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| format!("SELECT {COLUMNS} FROM tasks t WHERE t.id = $1 AND t.user_id = $2"));
+    reads.optional(&SQL, &[Arg::Text(task.as_str()), Arg::Text(user.as_str())]).await
+}
+
+/// A task by id, whoever owns it (the reconciler, re-checks, events).
+pub async fn load(reads: &Reads, task: &TaskId) -> Result<Option<TaskRow>> {
+    static SQL: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| format!("SELECT {COLUMNS} FROM tasks t WHERE t.id = $1"));
+    reads.optional(&SQL, &[Arg::Text(task.as_str())]).await
+}
+
+/// The person's latest unfinished task (the generator resumes it).
+pub async fn latest_unfinished(db: &Db, user: &UserId) -> Result<Option<TaskRow>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM tasks t WHERE t.user_id = $1 AND t.status IN ('submitting', 'processing') \
+         ORDER BY t.created_at DESC, t.id DESC LIMIT 1"
+    );
+    let row = sqlx::query(&sql).bind(user.as_str()).fetch_optional(db).await?;
+    row.as_ref().map(TaskRow::from_row).transpose()
+}
+
+/// Those of `ids` that are `user`'s (others are left out), in no order.
+pub async fn owned_among(db: &Db, user: &UserId, ids: &[TaskId]) -> Result<Vec<TaskRow>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let placeholders = (0..ids.len()).map(|i| format!("${}", i + 2)).collect::<Vec<_>>().join(", ");
+    let sql = format!("SELECT {COLUMNS} FROM tasks t WHERE t.user_id = $1 AND t.id IN ({placeholders})");
+    let mut query = sqlx::query(&sql).bind(user.as_str());
+    for id in ids {
+        query = query.bind(id.as_str());
+    }
+    query.fetch_all(db).await?.iter().map(TaskRow::from_row).collect()
+}
+
+/// Up to `limit` of the person's tasks, newest first, after `after`
+/// (`created_at`, id) when given.
+pub async fn history(db: &Db, user: &UserId, after: Option<(i64, &TaskId)>, limit: i64) -> Result<Vec<TaskRow>> {
+    let rows = match after {
+        None => {
+            let sql = format!(
+                "SELECT {COLUMNS} FROM tasks t WHERE t.user_id = $1 ORDER BY t.created_at DESC, t.id DESC LIMIT $2"
+            );
+            sqlx::query(&sql).bind(user.as_str()).bind(limit).fetch_all(db).await
+        }
+        Some((ms, id)) => {
+            let sql = format!(
+                "SELECT {COLUMNS} FROM tasks t WHERE t.user_id = $1 AND (t.created_at < $2 OR (t.created_at = $2 AND \
+                 t.id < $3)) ORDER BY t.created_at DESC, t.id DESC LIMIT $4"
+            );
+            sqlx::query(&sql).bind(user.as_str()).bind(ms).bind(id.as_str()).bind(limit).fetch_all(db).await
+        }
+    }?;
+    rows.iter().map(TaskRow::from_row).collect()
+}
+
+/// Unfinished tasks whose check or deadline has come by `now`, soonest
+/// first, at most `limit`.
+pub async fn due(db: &Db, now: i64, limit: i64) -> Result<Vec<TaskId>> {
+    sqlx::query(
+        "SELECT id FROM tasks WHERE status IN ('submitting', 'processing') \
+         AND (next_check_at <= $1 OR deadline_at <= $1) ORDER BY next_check_at LIMIT $2",
+    )
+    .bind(now)
+    .bind(limit)
+    .fetch_all(db)
+    .await?
+    .iter()
+    .map(|r| Ok(TaskId::from_db(r.try_get("id")?)))
+    .collect()
+}
+
+/// The task of a provider prediction, if it is one of ours.
+pub async fn task_of_prediction(db: &Db, prediction_id: &str) -> Result<Option<TaskId>> {
+    let row =
+        sqlx::query("SELECT id FROM tasks WHERE prediction_id = $1").bind(prediction_id).fetch_optional(db).await?;
+    row.map(|r| Ok(TaskId::from_db(r.try_get("id")?))).transpose()
+}
+
+/// A completed task's stored images, as its owner may fetch them.
+pub struct StoredOutputs {
+    /// The first image's content type (tasks from before several images).
+    pub first_type: Option<String>,
+    /// Every image's content type, comma separated.
+    pub types: Option<String>,
+    pub count: i64,
+}
+
+/// The stored images of `user`'s completed `task`.
+pub async fn stored_outputs(db: &Db, user: &str, task: &TaskId) -> Result<Option<StoredOutputs>> {
+    let row = sqlx::query(
+        "SELECT content_type, output_types, num_outputs FROM tasks \
+         WHERE id = $1 AND user_id = $2 AND status = 'completed'",
+    )
+    .bind(task.as_str())
+    .bind(user)
+    .fetch_optional(db)
+    .await?;
+    row.map(|r| {
+        Ok(StoredOutputs {
+            first_type: r.try_get("content_type")?,
+            types: r.try_get("output_types")?,
+            count: r.try_get("num_outputs")?,
+        })
+    })
+    .transpose()
+}
+
+/// A shared image as its public page shows it.
+pub struct SharedImage {
+    pub task_id: TaskId,
+    pub prompt: String,
+    pub content_type: Option<String>,
+    pub width: Option<i64>,
+    pub height: Option<i64>,
+}
+
+/// The completed task shared under `token` (read from the database: an
+/// unshare or a deletion on any instance takes effect at once).
+pub async fn shared(db: &Db, token: &str) -> Result<Option<SharedImage>> {
+    let row = sqlx::query(
+        "SELECT id, prompt, content_type, image_width, image_height FROM tasks \
+         WHERE share_token = $1 AND status = 'completed'",
+    )
+    .bind(token)
+    .fetch_optional(db)
+    .await?;
+    row.map(|r| {
+        Ok(SharedImage {
+            task_id: TaskId::from_db(r.try_get("id")?),
+            prompt: r.try_get("prompt")?,
+            content_type: r.try_get("content_type")?,
+            width: r.try_get("image_width")?,
+            height: r.try_get("image_height")?,
+        })
+    })
+    .transpose()
+}
+
+/// Whether the task's image size is recorded (for its share card).
+pub async fn image_size_known(db: &Db, task: &TaskId) -> Result<bool> {
+    let row = sqlx::query("SELECT image_width FROM tasks WHERE id = $1 AND image_width IS NOT NULL")
+        .bind(task.as_str())
+        .fetch_optional(db)
+        .await?;
+    Ok(row.is_some())
+}
+
+/// How many of the person's tasks are in each status (the operator's view).
+pub async fn status_counts(db: &Db, user: &UserId) -> Result<Vec<(String, i64)>> {
+    sqlx::query(
+        "SELECT status, CAST(COUNT(*) AS BIGINT) AS n FROM tasks WHERE user_id = $1 GROUP BY status ORDER BY status",
+    )
+    .bind(user.as_str())
+    .fetch_all(db)
+    .await?
+    .iter()
+    .map(|r| Ok((r.try_get("status")?, r.try_get("n")?)))
+    .collect()
+}
+
+/// A task as the operator's listing shows it.
+pub struct Listed {
+    pub id: String,
+    pub status: String,
+    pub prompt: String,
+    pub cost: i64,
+    pub created_at: i64,
+    pub email: String,
+}
+
+/// The latest tasks, of one status and one person when given.
+pub async fn latest(db: &Db, status: Option<&str>, user: Option<&UserId>, limit: i64) -> Result<Vec<Listed>> {
+    sqlx::query(
+        "SELECT t.id, t.status, t.prompt, t.cost, t.created_at, u.email FROM tasks t JOIN users u ON u.id = t.user_id \
+         WHERE ($1 IS NULL OR t.status = $1) AND ($2 IS NULL OR t.user_id = $2) \
+         ORDER BY t.created_at DESC, t.id DESC LIMIT $3",
+    )
+    .bind(status)
+    .bind(user.map(UserId::as_str))
+    .bind(limit)
+    .fetch_all(db)
+    .await?
+    .iter()
+    .map(|r| {
+        Ok(Listed {
+            id: r.try_get("id")?,
+            status: r.try_get("status")?,
+            prompt: r.try_get("prompt")?,
+            cost: r.try_get("cost")?,
+            created_at: r.try_get("created_at")?,
+            email: r.try_get("email")?,
+        })
+    })
+    .collect()
+}
