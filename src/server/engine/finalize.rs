@@ -8,7 +8,7 @@ use futures::StreamExt;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, WriteMultipart};
 
-use super::lifecycle::fail_and_refund;
+use super::lifecycle::{Outcome, fail_and_refund};
 use super::store::{self, Claim, StoredImages};
 use super::task::{State, TaskRow};
 use crate::error::{AppError, Result};
@@ -92,7 +92,7 @@ pub async fn store_outputs(
     claim: &Claim,
     urls: &[String],
     seed: Option<u32>,
-) -> Result<()> {
+) -> Result<Outcome> {
     let wanted = usize::from(task.num_outputs);
     if urls.len() < wanted {
         let reason = match urls.len() {
@@ -100,7 +100,7 @@ pub async fn store_outputs(
             got => format!("The model made {got} of the {wanted} images asked for."),
         };
         fail_and_refund(state, &task.id, &reason).await?;
-        return Ok(());
+        return Ok(Outcome::Finished);
     }
     let mut content_types = Vec::with_capacity(wanted);
     let mut total = 0;
@@ -114,7 +114,8 @@ pub async fn store_outputs(
         // does the work, reusing the images already stored.
         let _admitted = state.uploads.admit().await?;
         if !store::extend_lease(&state.db, &task.id, claim, db::now_ms() + DOWNLOAD_LEASE_MS).await? {
-            return let_go(state, &task.id).await;
+            let_go(state, &task.id).await?;
+            return Ok(Outcome::ClaimedElsewhere);
         }
         let key = output_key(&task.id, n);
         // A previous poller may have stored it and died before marking.
@@ -129,28 +130,33 @@ pub async fn store_outputs(
             }
             // Another poller took the task over (this download ran past its
             // lease): it does the work; nothing is marked from here.
-            Err(Outcome::LeaseLost) => return let_go(state, &task.id).await,
-            Err(Outcome::Unusable(reason)) => {
+            Err(Download::LeaseLost) => {
+                let_go(state, &task.id).await?;
+                return Ok(Outcome::ClaimedElsewhere);
+            }
+            Err(Download::Unusable(reason)) => {
                 let reason = if wanted > 1 { format!("Image {} of {wanted}: {reason}", n + 1) } else { reason };
                 fail_and_refund(state, &task.id, &reason).await?;
-                return Ok(());
+                return Ok(Outcome::Finished);
             }
-            Err(Outcome::Retry(e)) => {
+            Err(Download::Retry(e)) => {
                 tracing::warn!(task = %task.id, "output download will be retried: {e}");
                 let wait = e.retry_after().unwrap_or(state.config.provider_check);
-                return store::release_lease(&state.db, &task.id, claim, db::now_ms() + wait.as_millis() as i64).await;
+                store::release_lease(&state.db, &task.id, claim, db::now_ms() + wait.as_millis() as i64).await?;
+                return Ok(Outcome::TryLater);
             }
-            Err(Outcome::Internal(e)) => {
+            Err(Download::Internal(e)) => {
                 let retry_at = db::now_ms() + state.config.provider_check.as_millis() as i64;
                 store::release_lease(&state.db, &task.id, claim, retry_at).await?;
                 return Err(e);
             }
         }
     }
-    mark_completed(state, task, &content_types, total, seed).await
+    mark_completed(state, task, &content_types, total, seed).await?;
+    Ok(Outcome::Finished)
 }
 
-enum Outcome {
+enum Download {
     /// Permanent: fail the task with this message and refund.
     Unusable(String),
     /// Transient: try again later.
@@ -169,10 +175,10 @@ async fn download(
     key: &ObjectPath,
     url: &str,
     (task, claim): (&TaskId, &Claim),
-) -> Result<(&'static str, u64), Outcome> {
+) -> Result<(&'static str, u64), Download> {
     let mut renewed_at = db::now_ms();
     let cap = state.config.max_image_bytes;
-    let too_big = || Outcome::Unusable(format!("The image was larger than {} MB.", cap.div_ceil(1024 * 1024)));
+    let too_big = || Download::Unusable(format!("The image was larger than {} MB.", cap.div_ceil(1024 * 1024)));
     // The caller holds an upload slot (taken before the download opens: a
     // response waiting for its turn would fill buffers of its own).
     let uploads = &state.uploads;
@@ -181,14 +187,14 @@ async fn download(
     let response = match opened {
         Ok(r) => r,
         Err(ProviderError::NotFound) => {
-            return Err(Outcome::Unusable("The image expired at the provider before it could be saved.".into()));
+            return Err(Download::Unusable("The image expired at the provider before it could be saved.".into()));
         }
         Err(ProviderError::Disallowed(host)) => {
             tracing::error!("output from a host that is not allowed: {host}");
-            return Err(Outcome::Unusable("The provider returned an image from an untrusted address.".into()));
+            return Err(Download::Unusable("The provider returned an image from an untrusted address.".into()));
         }
-        Err(e) if e.is_transient() => return Err(Outcome::Retry(e)),
-        Err(e) => return Err(Outcome::Unusable(format!("The image could not be downloaded ({e})."))),
+        Err(e) if e.is_transient() => return Err(Download::Retry(e)),
+        Err(e) => return Err(Download::Unusable(format!("The image could not be downloaded ({e})."))),
     };
     if response.content_length().is_some_and(|n| n > cap) {
         return Err(too_big());
@@ -200,18 +206,18 @@ async fn download(
         .unwrap_or("")
         .to_ascii_lowercase();
     if !(declared.is_empty() || declared.starts_with("image/") || declared.starts_with("application/octet-stream")) {
-        return Err(Outcome::Unusable("The provider returned something that is not an image.".into()));
+        return Err(Download::Unusable("The provider returned something that is not an image.".into()));
     }
 
-    let upload = state.objects.put_multipart(key).await.map_err(|e| Outcome::Internal(AppError::internal(e)))?;
+    let upload = state.objects.put_multipart(key).await.map_err(|e| Download::Internal(AppError::internal(e)))?;
     let mut writer = WriteMultipart::new_with_chunk_size(upload, uploads.part_bytes);
     let mut stream = response.bytes_stream();
     let mut head: Vec<u8> = Vec::with_capacity(16);
     let mut content_type = None;
     let mut total: u64 = 0;
-    let result: Result<(), Outcome> = async {
+    let result: Result<(), Download> = async {
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| Outcome::Retry(ProviderError::Transport(e.to_string())))?;
+            let chunk = chunk.map_err(|e| Download::Retry(ProviderError::Transport(e.to_string())))?;
             total += chunk.len() as u64;
             if total > cap {
                 return Err(too_big());
@@ -220,23 +226,23 @@ async fn download(
                 head.extend_from_slice(&chunk[..chunk.len().min(16 - head.len())]);
                 if head.len() >= 12 {
                     content_type = Some(sniff(&head).ok_or_else(|| {
-                        Outcome::Unusable("The provider returned something that is not an image.".into())
+                        Download::Unusable("The provider returned something that is not an image.".into())
                     })?);
                 }
             }
             writer
                 .wait_for_capacity(uploads.parts_in_flight)
                 .await
-                .map_err(|e| Outcome::Internal(AppError::internal(e)))?;
+                .map_err(|e| Download::Internal(AppError::internal(e)))?;
             writer.write(&chunk);
             // A slow download keeps its lease, so no one else starts the same.
             if db::now_ms() - renewed_at >= LEASE_RENEW_MS {
                 renewed_at = db::now_ms();
                 let held = store::extend_lease(&state.db, task, claim, renewed_at + DOWNLOAD_LEASE_MS)
                     .await
-                    .map_err(Outcome::Internal)?;
+                    .map_err(Download::Internal)?;
                 if !held {
-                    return Err(Outcome::LeaseLost);
+                    return Err(Download::LeaseLost);
                 }
             }
         }
@@ -247,14 +253,14 @@ async fn download(
         (Ok(()), Some(ct)) => ct,
         (Ok(()), None) => {
             let _ = writer.abort().await;
-            return Err(Outcome::Unusable("The provider returned something that is not an image.".into()));
+            return Err(Download::Unusable("The provider returned something that is not an image.".into()));
         }
         (Err(outcome), _) => {
             let _ = writer.abort().await;
             return Err(outcome);
         }
     };
-    writer.finish().await.map_err(|e| Outcome::Internal(AppError::internal(e)))?;
+    writer.finish().await.map_err(|e| Download::Internal(AppError::internal(e)))?;
     state.metrics.object_written();
     Ok((content_type, total))
 }

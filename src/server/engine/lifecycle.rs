@@ -10,7 +10,7 @@ use super::task::{State, TaskRow};
 use super::{detached, finalize, queries, schedule};
 use crate::error::Result;
 use crate::model::TaskView;
-use crate::provider::{PredictionStatus, ProviderError, seed_from_logs};
+use crate::provider::{Prediction, PredictionStatus, ProviderError, seed_from_logs};
 use crate::server::db;
 use crate::server::ids::TaskId;
 use crate::server::state::AppState;
@@ -20,14 +20,111 @@ use crate::text::clip;
 /// (a crash between charge and submission).
 pub const SUBMIT_GRACE_MS: i64 = 120_000;
 
-/// Moves an unfinished task forward if it is due: fails it past its
-/// deadline, otherwise asks the provider — at most once per check interval
-/// across every poller and instance — and finalizes on a terminal answer.
-/// Returns the task as it stands afterwards.
+/// What one look at an unfinished task calls for, decided before anything
+/// is written ([`step`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Nothing yet: its next check has not come, it is finished, or this
+    /// instance checks it at its expected end within the interval anyway
+    /// (checking now would push that check back a whole interval).
+    Wait,
+    /// Still `submitting` past [`SUBMIT_GRACE_MS`] (a crash between the
+    /// charge and the submission): fail and refund.
+    GiveUpSubmitting,
+    /// Past its deadline: fail, refund, and stop the prediction.
+    Expire,
+    /// Ask the provider, once this interval's check is claimed.
+    Check,
+}
+
+/// What an unfinished `task` calls for at `now`; `end_check_soon`: this
+/// instance re-checks it at its expected end within the check interval.
+pub fn step(task: &TaskRow, now: i64, end_check_soon: bool) -> Step {
+    match task.state {
+        State::Completed | State::Failed | State::Canceled => Step::Wait,
+        State::Submitting if now >= task.created_at + SUBMIT_GRACE_MS => Step::GiveUpSubmitting,
+        // Its prediction id is on its way (the create is under way).
+        State::Submitting => Step::Wait,
+        State::Processing if now >= task.deadline_at => Step::Expire,
+        State::Processing if task.next_check_at > now || end_check_soon => Step::Wait,
+        State::Processing => Step::Check,
+    }
+}
+
+/// What the provider's answer about a task calls for ([`judge`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Still running: record the progress when it changed, and re-check at
+    /// the expected end.
+    Running { progress: Option<u8> },
+    /// Succeeded: store its outputs (`seed`: the one the provider reported),
+    /// then complete.
+    Store { outputs: Vec<String>, seed: Option<u32> },
+    /// Over without an image: fail and refund, saying why.
+    Fail(String),
+    /// Canceled or aborted at the provider: `canceled` when its owner asked,
+    /// `failed` otherwise; refunded either way.
+    EndCanceled,
+    /// Passing trouble: stay processing, and ask again after the provider's
+    /// hint when it gave one.
+    TryLater { retry_after: Option<std::time::Duration> },
+}
+
+/// The provider's answer about `task`, judged. A poll's GET and a verified
+/// webhook event are judged alike.
+pub fn judge(task: &TaskRow, answer: &std::result::Result<Prediction, ProviderError>) -> Verdict {
+    let p = match answer {
+        Ok(p) => p,
+        Err(ProviderError::NotFound) => return Verdict::Fail("The provider no longer knows this generation.".into()),
+        Err(e) => return Verdict::TryLater { retry_after: e.retry_after() },
+    };
+    if p.data_removed {
+        return Verdict::Fail("The image was deleted at the provider before it could be saved.".into());
+    }
+    match p.status {
+        PredictionStatus::Starting | PredictionStatus::Processing => {
+            // Only a change is written: most checks of a long task see none.
+            let changed = p.progress.filter(|progress| task.progress != Some(i64::from(*progress)));
+            Verdict::Running { progress: changed.map(|progress| progress.min(100)) }
+        }
+        PredictionStatus::Succeeded => {
+            Verdict::Store { outputs: p.output.clone(), seed: p.logs.as_deref().and_then(seed_from_logs) }
+        }
+        PredictionStatus::Failed => {
+            let reason = p.error.as_deref().map(str::trim).filter(|e| !e.is_empty()).unwrap_or("no reason given");
+            Verdict::Fail(format!("The model failed: {}", clip(reason, 300)))
+        }
+        PredictionStatus::Canceled | PredictionStatus::Aborted => Verdict::EndCanceled,
+    }
+}
+
+/// What advancing a task did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Nothing was due: the task stands as it was read.
+    NotDue,
+    /// Another poller, instance or event holds this interval's check (or
+    /// took the download over): it does the work.
+    ClaimedElsewhere,
+    /// The provider says it is still running (`progress`: when it changed).
+    Running { progress: Option<u8> },
+    /// It left processing (completed, failed or canceled), by this call or
+    /// a racing one.
+    Finished,
+    /// Trouble (the provider, the download, the store): it stays
+    /// processing until a later check.
+    TryLater,
+}
+
+/// Moves an unfinished task forward if it is due (see [`step`]): fails it
+/// past its deadline, otherwise asks the provider — at most once per check
+/// interval across every poller and instance — and carries out what the
+/// answer calls for (see [`judge`]). Returns the task as it stands
+/// afterwards.
 pub async fn advance(state: &AppState, task: TaskRow) -> Result<TaskRow> {
     let now = db::now_ms();
-    let due = task.state == State::Submitting || now >= task.deadline_at || task.next_check_at <= now;
-    if task.state.is_finished() || !due {
+    let end_check_soon = state.rechecks.end_check_before(&task.id, now + schedule::check_interval_ms(state));
+    if step(&task, now, end_check_soon) == Step::Wait {
         return Ok(task);
     }
     // Detached, so a poller that hangs up cannot abandon a download or a
@@ -38,122 +135,97 @@ pub async fn advance(state: &AppState, task: TaskRow) -> Result<TaskRow> {
 async fn advance_due(state: AppState, task: TaskRow) -> Result<TaskRow> {
     let state = &state;
     let now = db::now_ms();
-    if task.state == State::Submitting {
-        if now >= task.created_at + SUBMIT_GRACE_MS {
-            fail_unsubmitted(state, &task.id, "Could not start: the image service did not answer.").await?;
-            return reload(state, task).await;
-        }
-        return Ok(task);
-    }
-    if now >= task.deadline_at {
-        let minutes = state.config.task_deadline.as_secs().div_ceil(60);
-        if fail_and_refund(state, &task.id, &format!("Timed out after {minutes} min.")).await?
-            && let Some(pid) = &task.prediction_id
-        {
-            let _ = state.provider.cancel(pid).await;
-        }
-        return reload(state, task).await;
-    }
-    if task.next_check_at > now || state.rechecks.end_check_before(&task.id, now + schedule::check_interval_ms(state)) {
-        // Not due; or this instance checks it again within the interval
-        // anyway (at the prediction's expected end), and checking now would
-        // push that check back by a whole interval.
-        return Ok(task);
-    }
+    let end_check_soon = state.rechecks.end_check_before(&task.id, now + schedule::check_interval_ms(state));
     let next_check_at = now + schedule::check_interval_ms(state).max(1);
-    let Some(claim) = store::claim_check(&state.db, &state.reads, &task.id, now, next_check_at).await? else {
-        return reload(state, task).await;
+    let outcome = match step(&task, now, end_check_soon) {
+        Step::Wait => Outcome::NotDue,
+        Step::GiveUpSubmitting => {
+            fail_unsubmitted(state, &task.id, "Could not start: the image service did not answer.").await?;
+            Outcome::Finished
+        }
+        Step::Expire => {
+            let minutes = state.config.task_deadline.as_secs().div_ceil(60);
+            if fail_and_refund(state, &task.id, &format!("Timed out after {minutes} min.")).await?
+                && let Some(pid) = &task.prediction_id
+            {
+                let _ = state.provider.cancel(pid).await;
+            }
+            Outcome::Finished
+        }
+        Step::Check => match store::claim_check(&state.db, &state.reads, &task.id, now, next_check_at).await? {
+            None => Outcome::ClaimedElsewhere,
+            Some(claim) => {
+                // Processing tasks have a prediction id (`mark_processing`).
+                let Some(prediction_id) = task.prediction_id.clone() else { return Ok(task) };
+                let answer = state.provider.get(&prediction_id).await;
+                state.metrics.provider_call("get", answer.is_ok());
+                apply(state, &task, &claim, answer, now).await?
+            }
+        },
     };
-    let Some(prediction_id) = task.prediction_id.clone() else {
-        return Ok(task);
-    };
-    let answer = state.provider.get(&prediction_id).await;
-    state.metrics.provider_call("get", answer.is_ok());
-    match apply(state, &task, &claim, answer, now).await? {
+    match outcome {
+        Outcome::NotDue => Ok(task),
         // Most checks of a long task: still running. The task is what was
         // read plus what this check wrote, so it needs no second read (on
         // PostgreSQL, one round trip less per poll).
-        Applied::Running { progress } => {
+        Outcome::Running { progress } => {
             let mut task = task;
             task.next_check_at = next_check_at;
             task.last_polled_at = Some(now);
             task.progress = progress.map(i64::from).or(task.progress);
             Ok(task)
         }
-        Applied::Moved => reload(state, task).await,
+        Outcome::ClaimedElsewhere | Outcome::Finished | Outcome::TryLater => reload(state, task).await,
     }
 }
 
-/// What [`apply`] did to the task.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Applied {
-    /// Nothing but the progress, when it changed (`Some`): the task is
-    /// still processing.
-    Running { progress: Option<u8> },
-    /// Anything else: finished, postponed, or not known without a read.
-    Moved,
-}
-
-/// Makes the transition the provider's answer about a claimed task calls
-/// for: progress, store the output and complete, fail and refund, or (on
-/// trouble) try again later. A poll's GET and a verified webhook event
-/// both end here.
+/// Carries out what the provider's answer about a claimed task calls for
+/// (see [`judge`]): progress, store the outputs and complete, fail and
+/// refund, or (on trouble) try again later.
 pub async fn apply(
     state: &AppState,
     task: &TaskRow,
     claim: &store::Claim,
-    answer: Result<crate::provider::Prediction, ProviderError>,
+    answer: std::result::Result<Prediction, ProviderError>,
     now: i64,
-) -> Result<Applied> {
-    let mut applied = Applied::Moved;
-    match answer {
-        Ok(p) if p.data_removed => {
-            fail_and_refund(state, &task.id, "The image was deleted at the provider before it could be saved.").await?;
+) -> Result<Outcome> {
+    let verdict = judge(task, &answer);
+    Ok(match verdict {
+        Verdict::Running { progress } => {
+            if let Some(progress) = progress {
+                store::set_progress(&state.db, &state.reads, &task.id, progress, now).await?;
+            }
+            if let Ok(prediction) = &answer {
+                schedule::recheck(state, &task.id, prediction, now);
+            }
+            Outcome::Running { progress }
         }
-        Ok(p) => match p.status {
-            PredictionStatus::Starting | PredictionStatus::Processing => {
-                // Write only a change: most checks of a long task see none.
-                let mut changed = None;
-                if let Some(progress) = p.progress
-                    && task.progress != Some(i64::from(progress))
-                {
-                    store::set_progress(&state.db, &state.reads, &task.id, progress, now).await?;
-                    changed = Some(progress.min(100));
-                }
-                schedule::recheck(state, &task.id, &p, now);
-                applied = Applied::Running { progress: changed };
-            }
-            PredictionStatus::Succeeded => {
-                let seed = p.logs.as_deref().and_then(seed_from_logs);
-                finalize::store_outputs(state, task, claim, &p.output, seed).await?;
-            }
-            PredictionStatus::Failed => {
-                let reason = p.error.as_deref().map(str::trim).filter(|e| !e.is_empty()).unwrap_or("no reason given");
-                fail_and_refund(state, &task.id, &format!("The model failed: {}", clip(reason, 300))).await?;
-            }
-            PredictionStatus::Canceled | PredictionStatus::Aborted => {
-                let error = "The generation was canceled at the provider.";
-                match store::end_canceled_at_provider(&state.db, &task.id, error, db::now_ms()).await? {
-                    store::ProviderCanceled::Canceled => state.metrics.canceled_and_refunded(),
-                    store::ProviderCanceled::Failed => state.metrics.failed_and_refunded(),
-                    store::ProviderCanceled::AlreadyFinished => {}
-                }
-            }
-        },
-        Err(ProviderError::NotFound) => {
-            fail_and_refund(state, &task.id, "The provider no longer knows this generation.").await?;
+        Verdict::Store { outputs, seed } => finalize::store_outputs(state, task, claim, &outputs, seed).await?,
+        Verdict::Fail(reason) => {
+            fail_and_refund(state, &task.id, &reason).await?;
+            Outcome::Finished
         }
-        Err(e) => {
-            // Transient (or a configuration problem, logged by the adapter):
-            // stay processing; come back after the provider's hint.
-            tracing::warn!(task = %task.id, "provider check failed: {e}");
-            if let Some(wait) = e.retry_after() {
+        Verdict::EndCanceled => {
+            let error = "The generation was canceled at the provider.";
+            match store::end_canceled_at_provider(&state.db, &task.id, error, db::now_ms()).await? {
+                store::ProviderCanceled::Canceled => state.metrics.canceled_and_refunded(),
+                store::ProviderCanceled::Failed => state.metrics.failed_and_refunded(),
+                store::ProviderCanceled::AlreadyFinished => {}
+            }
+            Outcome::Finished
+        }
+        Verdict::TryLater { retry_after } => {
+            // Transient (or a configuration problem, logged by the adapter).
+            if let Err(e) = &answer {
+                tracing::warn!(task = %task.id, "provider check failed: {e}");
+            }
+            if let Some(wait) = retry_after {
                 let until = db::now_ms() + wait.as_millis().min(600_000) as i64;
                 store::postpone(&state.db, &state.reads, &task.id, until).await?;
             }
+            Outcome::TryLater
         }
-    }
-    Ok(applied)
+    })
 }
 
 async fn reload(state: &AppState, task: TaskRow) -> Result<TaskRow> {
@@ -241,5 +313,84 @@ async fn cancel_at_provider(state: &AppState, prediction_id: &str) -> bool {
             tracing::warn!(prediction = %prediction_id, "provider cancel failed: {e}");
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::ids::UserId;
+
+    fn task(state: State) -> TaskRow {
+        TaskRow {
+            id: TaskId::from_db("t1".into()),
+            user_id: UserId::from_db("u1".into()),
+            prompt: "a cat".into(),
+            model: "m".into(),
+            cost: 10,
+            state,
+            prediction_id: Some("p1".into()),
+            progress: Some(40),
+            error: None,
+            object_key: None,
+            created_at: 1_000,
+            finished_at: None,
+            deadline_at: 601_000,
+            next_check_at: 5_000,
+            last_polled_at: None,
+            refunded: false,
+            aspect_ratio: None,
+            num_outputs: 1,
+            seed: None,
+            negative_prompt: None,
+        }
+    }
+
+    #[test]
+    fn each_state_and_moment_calls_for_one_step() {
+        let processing = task(State::Processing);
+        assert_eq!(step(&processing, 4_999, false), Step::Wait, "its check has not come");
+        assert_eq!(step(&processing, 5_000, false), Step::Check);
+        assert_eq!(step(&processing, 5_000, true), Step::Wait, "this instance checks it at its end anyway");
+        assert_eq!(step(&processing, 601_000, true), Step::Expire, "the deadline wins over everything");
+        let submitting = task(State::Submitting);
+        assert_eq!(step(&submitting, 1_000 + SUBMIT_GRACE_MS - 1, false), Step::Wait, "its create is under way");
+        assert_eq!(step(&submitting, 1_000 + SUBMIT_GRACE_MS, false), Step::GiveUpSubmitting);
+        for finished in [State::Completed, State::Failed, State::Canceled] {
+            assert_eq!(step(&task(finished), 999_999_999, false), Step::Wait, "{finished:?}");
+        }
+    }
+
+    fn prediction(json: serde_json::Value) -> std::result::Result<Prediction, ProviderError> {
+        Ok(Prediction::from_json(json.to_string().as_bytes()).unwrap())
+    }
+
+    #[test]
+    fn each_answer_is_judged_once_and_for_all() {
+        let t = task(State::Processing);
+        let running = |logs: &str| prediction(serde_json::json!({"id": "p1", "status": "processing", "logs": logs}));
+        assert_eq!(judge(&t, &running("40%|████ | 40/100")), Verdict::Running { progress: None }, "no change");
+        assert_eq!(judge(&t, &running("55%|█████ | 55/100")), Verdict::Running { progress: Some(55) });
+        let done = prediction(serde_json::json!({
+            "id": "p1", "status": "succeeded", "output": ["https://x/1.png"], "logs": "Using seed: 42\n"
+        }));
+        assert_eq!(judge(&t, &done), Verdict::Store { outputs: vec!["https://x/1.png".into()], seed: Some(42) });
+        let failed = prediction(serde_json::json!({"id": "p1", "status": "failed", "error": "  CUDA out of memory "}));
+        assert_eq!(judge(&t, &failed), Verdict::Fail("The model failed: CUDA out of memory".into()));
+        let silent = prediction(serde_json::json!({"id": "p1", "status": "failed", "error": null}));
+        assert_eq!(judge(&t, &silent), Verdict::Fail("The model failed: no reason given".into()));
+        for status in ["canceled", "aborted"] {
+            let p = prediction(serde_json::json!({"id": "p1", "status": status}));
+            assert_eq!(judge(&t, &p), Verdict::EndCanceled, "{status}");
+        }
+        let removed = prediction(serde_json::json!({"id": "p1", "status": "succeeded", "data_removed": true}));
+        assert!(matches!(judge(&t, &removed), Verdict::Fail(r) if r.contains("deleted at the provider")));
+        assert!(matches!(judge(&t, &Err(ProviderError::NotFound)), Verdict::Fail(r) if r.contains("no longer knows")));
+        let wait = std::time::Duration::from_secs(7);
+        assert_eq!(
+            judge(&t, &Err(ProviderError::RateLimited { retry_after: Some(wait) })),
+            Verdict::TryLater { retry_after: Some(wait) }
+        );
+        assert_eq!(judge(&t, &Err(ProviderError::Transport("reset".into()))), Verdict::TryLater { retry_after: None });
     }
 }

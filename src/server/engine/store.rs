@@ -564,3 +564,172 @@ pub async fn state(db: &Db, task: &TaskId) -> Result<Option<State>> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Each transition against a real SQLite file: who wins a race, and that
+    //! money moves exactly once.
+    use super::*;
+    use crate::server::catalogue::Inputs;
+
+    struct Fixture {
+        db: Db,
+        reads: Reads,
+        user: UserId,
+        _dir: tempfile::TempDir,
+    }
+
+    /// A fresh database with one person holding 100 credits.
+    async fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/t.db", dir.path().display());
+        let db = crate::server::db::connect(&url).await.unwrap();
+        let reads = Reads::open(&url, &db).unwrap();
+        let user = UserId::from_db("u1".into());
+        sqlx::query(
+            "INSERT INTO users (id, email, password_hash, balance, created_at) VALUES ('u1', 'a@b.c', 'x', 0, 0)",
+        )
+        .execute(&db)
+        .await
+        .unwrap();
+        let mut tx = db.begin().await.unwrap();
+        credits::grant(&mut tx, &user, 100, "signup:u1").await.unwrap();
+        tx.commit().await.unwrap();
+        Fixture { db, reads, user, _dir: dir }
+    }
+
+    const CAPS: Caps = Caps { active: 10, per_minute: 10 };
+
+    async fn submitted(f: &Fixture, now: i64) -> TaskId {
+        let id = TaskId::new();
+        let inputs = Inputs { aspect_ratio: None, num_outputs: 1, seed: None, negative_prompt: None };
+        let task = NewTask {
+            id: &id,
+            user: &f.user,
+            prompt: "a cat",
+            model: "m",
+            inputs: &inputs,
+            cost: 10,
+            now,
+            deadline_at: now + 600_000,
+            submit_grace_until: now + 120_000,
+        };
+        insert_submitting(&f.db, task, CAPS).await.unwrap();
+        id
+    }
+
+    async fn balance(f: &Fixture) -> i64 {
+        credits::balance(&f.db, f.user.as_str()).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_task_is_charged_once_and_refunded_once() {
+        let f = fixture().await;
+        let id = submitted(&f, 1_000).await;
+        assert_eq!(balance(&f).await, 90);
+        assert!(fail_and_refund(&f.db, &id, FailFrom::Unfinished, "no", 2_000).await.unwrap());
+        assert!(!fail_and_refund(&f.db, &id, FailFrom::Unfinished, "no", 3_000).await.unwrap(), "once");
+        assert!(cancel_and_refund(&f.db, &id, 4_000).await.unwrap().is_none(), "and only one ending");
+        assert_eq!(balance(&f).await, 100);
+        let (grants, charges, refunds) = credits::totals(&f.db, f.user.as_str()).await.unwrap();
+        assert_eq!((grants, charges, refunds), (100, 10, 10));
+    }
+
+    #[tokio::test]
+    async fn a_task_leaves_processing_exactly_once() {
+        let f = fixture().await;
+        let id = submitted(&f, 1_000).await;
+        assert!(mark_processing(&f.db, &id, "p1", 3_000, 1_100).await.unwrap());
+        assert!(!mark_processing(&f.db, &id, "p2", 3_000, 1_200).await.unwrap(), "submitting only");
+        let images = StoredImages { key: "images/x", content_types: &["image/png"], size: 10, seed: Some(7) };
+        assert!(cancel_and_refund(&f.db, &id, 2_000).await.unwrap().is_some());
+        assert!(!mark_completed(&f.db, &id, images, 2_100).await.unwrap(), "the cancel won");
+        assert_eq!(state(&f.db, &id).await.unwrap(), Some(State::Canceled));
+        assert_eq!(balance(&f).await, 100);
+        // A submission that raced a failure does not bring the task back.
+        let late = submitted(&f, 5_000).await;
+        assert!(fail_and_refund(&f.db, &late, FailFrom::Submitting, "stuck", 6_000).await.unwrap());
+        assert!(!mark_processing(&f.db, &late, "p3", 8_000, 6_100).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn the_provider_is_claimed_once_per_interval() {
+        let f = fixture().await;
+        let id = submitted(&f, 1_000).await;
+        mark_processing(&f.db, &id, "p1", 3_000, 1_000).await.unwrap();
+        assert!(claim_check(&f.db, &f.reads, &id, 2_999, 5_000).await.unwrap().is_none(), "not due yet");
+        let claim = claim_check(&f.db, &f.reads, &id, 3_000, 5_000).await.unwrap().expect("due");
+        assert!(claim_check(&f.db, &f.reads, &id, 3_000, 5_000).await.unwrap().is_none(), "claimed");
+        assert!(claim_check(&f.db, &f.reads, &id, 4_999, 7_000).await.unwrap().is_none());
+        // The download lease holds the task past the interval.
+        assert!(extend_lease(&f.db, &id, &claim, 100_000).await.unwrap());
+        assert!(claim_check(&f.db, &f.reads, &id, 6_000, 8_000).await.unwrap().is_none(), "leased");
+        assert!(claim_for_event(&f.db, &id, 6_000, 8_000).await.unwrap().is_none(), "an event never takes a lease");
+        release_lease(&f.db, &id, &claim, 6_500).await.unwrap();
+        assert!(claim_check(&f.db, &f.reads, &id, 6_500, 9_000).await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn events_defer_the_next_check_only_so_far() {
+        let f = fixture().await;
+        let id = submitted(&f, 1_000).await;
+        mark_processing(&f.db, &id, "p1", 3_000, 1_000).await.unwrap();
+        let next = |f: &Fixture| {
+            let id = id.clone();
+            let db = f.db.clone();
+            async move {
+                sqlx::query("SELECT next_check_at FROM tasks WHERE id = $1")
+                    .bind(id.as_str())
+                    .fetch_one(&db)
+                    .await
+                    .unwrap()
+                    .try_get::<i64, _>("next_check_at")
+                    .unwrap()
+            }
+        };
+        postpone_for_event(&f.db, &f.reads, &id, 40_000, 60_000).await.unwrap();
+        assert_eq!(next(&f).await, 40_000);
+        postpone_for_event(&f.db, &f.reads, &id, 90_000, 60_000).await.unwrap();
+        assert_eq!(next(&f).await, 61_000, "a minute after its creation at most");
+        postpone_for_event(&f.db, &f.reads, &id, 20_000, 60_000).await.unwrap();
+        assert_eq!(next(&f).await, 61_000, "never earlier");
+        // A real check moves the bound on.
+        claim_check(&f.db, &f.reads, &id, 61_000, 63_000).await.unwrap().expect("due");
+        postpone_for_event(&f.db, &f.reads, &id, 200_000, 60_000).await.unwrap();
+        assert_eq!(next(&f).await, 121_000);
+        // Each event id once.
+        assert!(first_delivery(&f.db, "msg_1", 1).await.unwrap());
+        assert!(!first_delivery(&f.db, "msg_1", 2).await.unwrap());
+        assert_eq!(forget_deliveries(&f.db, 10).await.unwrap(), 1);
+        assert!(first_delivery(&f.db, "msg_1", 20).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn deleting_keeps_the_charge_that_the_cap_counts() {
+        let f = fixture().await;
+        let caps = Caps { active: 10, per_minute: 2 };
+        let inputs = Inputs { aspect_ratio: None, num_outputs: 1, seed: None, negative_prompt: None };
+        for n in 0..3 {
+            let id = TaskId::new();
+            let task = NewTask {
+                id: &id,
+                user: &f.user,
+                prompt: "a cat",
+                model: "m",
+                inputs: &inputs,
+                cost: 10,
+                now: 10_000 + n,
+                deadline_at: 600_000,
+                submit_grace_until: 120_000,
+            };
+            let inserted = insert_submitting(&f.db, task, caps).await;
+            if n < 2 {
+                inserted.unwrap();
+                fail_and_refund(&f.db, &id, FailFrom::Unfinished, "x", 10_100).await.unwrap();
+                assert!(delete_finished(&f.db, &f.user, &id, 10_200).await.unwrap());
+            } else {
+                assert_eq!(inserted.unwrap_err().kind, ErrorKind::RateLimited, "the third in a minute");
+            }
+        }
+    }
+}
