@@ -5,6 +5,7 @@ pub mod admin;
 pub mod auth;
 pub mod catalogue;
 pub mod client;
+pub mod clock;
 pub mod config;
 pub mod credits;
 pub mod db;
@@ -49,9 +50,19 @@ pub struct Built {
 }
 
 /// Builds the whole application for `config`, to be served at `addr` (the
-/// simulator needs to know where it is reachable). Starts the background
-/// work (reconciler, session cleanup).
-pub async fn build(config: Config, mut leptos_options: LeptosOptions, addr: SocketAddr) -> anyhow::Result<Built> {
+/// simulator needs to know where it is reachable), on the system clock.
+/// Starts the background work (reconciler, session cleanup).
+pub async fn build(config: Config, leptos_options: LeptosOptions, addr: SocketAddr) -> anyhow::Result<Built> {
+    build_on(config, leptos_options, addr, clock::Clock::system()).await
+}
+
+/// [`build`] on `clock` (tests move a manual one).
+pub async fn build_on(
+    config: Config,
+    mut leptos_options: LeptosOptions,
+    addr: SocketAddr,
+    clock: clock::Clock,
+) -> anyhow::Result<Built> {
     leptos_options.site_addr = addr;
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| anyhow::anyhow!("DARKROOM_DATA_DIR: cannot create {}: {e}", config.data_dir.display()))?;
@@ -85,6 +96,7 @@ pub async fn build(config: Config, mut leptos_options: LeptosOptions, addr: Sock
                 output_ttl: config.sim_output_ttl,
                 huge_bytes: config.max_image_bytes,
                 webhook_secret,
+                clock: clock.clone(),
             };
             // The simulator's own origin, scheme and port included.
             let hosts = config.output_hosts.clone().unwrap_or_else(|| vec![local.origin().ascii_serialization()]);
@@ -179,6 +191,7 @@ pub async fn build(config: Config, mut leptos_options: LeptosOptions, addr: Sock
         task_changes,
         metrics: Arc::default(),
         leptos_options: leptos_options.clone(),
+        clock: clock.clone(),
     });
 
     engine::reconcile::spawn(state.clone());

@@ -27,7 +27,6 @@
 //! restart like any webhook may be.
 
 mod api;
-mod clock;
 mod directive;
 mod files;
 mod id;
@@ -68,6 +67,8 @@ pub struct SimConfig {
     /// The key webhooks are signed with, answered by
     /// `GET /v1/webhooks/default/secret`.
     pub webhook_secret: crate::standard_webhooks::Secret,
+    /// The time predictions run by (the app's: tests move a manual one).
+    pub clock: crate::server::clock::Clock,
 }
 
 impl fmt::Debug for SimConfig {
@@ -94,6 +95,11 @@ struct Sim {
 }
 
 impl Sim {
+    /// Now, in milliseconds since the Unix epoch, by the simulator's clock.
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.cfg.clock.now_ms()).unwrap_or(0)
+    }
+
     fn api_url(&self, rest: &str) -> String {
         format!("{}/v1/{rest}", self.base)
     }

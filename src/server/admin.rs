@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 use sqlx::Row;
 
 use super::auth::Email;
+use super::clock::rfc3339;
 use super::config::Config;
 use super::db::{self, Db};
 use super::ids::UserId;
@@ -198,7 +199,7 @@ pub async fn user(db: &Db, email: &str) -> Result<String> {
     let mut out = String::new();
     let _ = writeln!(out, "email:    {email}");
     let _ = writeln!(out, "id:       {user}");
-    let _ = writeln!(out, "since:    {}", db::rfc3339(created));
+    let _ = writeln!(out, "since:    {}", rfc3339(created));
     let _ = writeln!(out, "balance:  {balance} credits");
     let by_status: Vec<String> = counts.iter().map(|(status, n)| format!("{status} {n}")).collect();
     let _ = writeln!(out, "tasks:    {}", if by_status.is_empty() { "none".to_owned() } else { by_status.join(", ") });
@@ -216,7 +217,7 @@ pub async fn user(db: &Db, email: &str) -> Result<String> {
             let _ = writeln!(
                 out,
                 "  {}  +{}  {}  by {}{}",
-                db::rfc3339(g.try_get("created_at")?),
+                rfc3339(g.try_get("created_at")?),
                 g.try_get::<i64, _>("amount")?,
                 g.try_get::<Option<String>, _>("reason")?.unwrap_or_default(),
                 g.try_get::<Option<String>, _>("operator")?.unwrap_or_else(|| "unknown".into()),
@@ -255,7 +256,7 @@ async fn task_lines(db: &Db, status: Option<&str>, user: Option<&UserId>, limit:
         .map(|t| {
             format!(
                 "{}  {:<10}  {}  {}  {} credits  {}",
-                db::rfc3339(t.created_at),
+                rfc3339(t.created_at),
                 t.status,
                 t.id,
                 t.email,

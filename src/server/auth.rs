@@ -279,7 +279,7 @@ static DUMMY_HASH: std::sync::LazyLock<String> =
 pub async fn create_account(db: &Db, email: &Email, password: NewPassword, signup_credits: i64) -> Result<Account> {
     let hash = hash_password(password).await?;
     let id = uuid::Uuid::new_v4().to_string();
-    let now = db::now_ms();
+    let now = super::clock::Clock::system().now_ms();
 
     let mut tx = db.begin().await?;
     let inserted =

@@ -4,13 +4,14 @@
 
 use sqlx::{AnyConnection, Row};
 
+use super::clock::Clock;
 use super::db::{self, Db};
 use super::ids::{TaskId, UserId};
 use crate::error::{AppError, ErrorKind, Result};
 
 /// Adds `amount` credits (sign-up grants).
 pub async fn grant(conn: &mut AnyConnection, user: &UserId, amount: i64, key: &str) -> Result<()> {
-    insert(conn, user, "grant", amount, None, key, None).await.map(|_| ())
+    insert(conn, user, "grant", amount, None, key, Clock::system().now_ms()).await.map(|_| ())
 }
 
 /// An operator's grant, as the admin CLI records it.
@@ -34,7 +35,7 @@ pub async fn grant_by_operator(conn: &mut AnyConnection, user: &UserId, grant: O
     .bind(user.as_str())
     .bind(grant.amount)
     .bind(&key)
-    .bind(db::now_ms())
+    .bind(Clock::system().now_ms())
     .bind(grant.reason)
     .bind(grant.note)
     .bind(grant.operator)
@@ -43,19 +44,20 @@ pub async fn grant_by_operator(conn: &mut AnyConnection, user: &UserId, grant: O
     Ok(())
 }
 
-/// Takes `cost` for `task`; fails with "not enough credits" and changes
-/// nothing when the balance does not cover it.
-pub async fn charge(conn: &mut AnyConnection, user: &UserId, task: &TaskId, cost: i64) -> Result<()> {
-    match insert(conn, user, "charge", -cost, Some(task), &format!("charge:{task}"), None).await {
+/// Takes `cost` for `task` at `at` (epoch ms); fails with "not enough
+/// credits" and changes nothing when the balance does not cover it.
+pub async fn charge(conn: &mut AnyConnection, user: &UserId, task: &TaskId, cost: i64, at: i64) -> Result<()> {
+    match insert(conn, user, "charge", -cost, Some(task), &format!("charge:{task}"), at).await {
         Ok(true) => Ok(()),
         Ok(false) => Err(AppError::internal(format!("task {task} was already charged"))),
         Err(e) => Err(e),
     }
 }
 
-/// Gives `task`'s cost back; returns false when it was already refunded.
-pub async fn refund(conn: &mut AnyConnection, user: &UserId, task: &TaskId, cost: i64) -> Result<bool> {
-    insert(conn, user, "refund", cost, Some(task), &format!("refund:{task}"), None).await
+/// Gives `task`'s cost back at `at`; returns false when it was already
+/// refunded.
+pub async fn refund(conn: &mut AnyConnection, user: &UserId, task: &TaskId, cost: i64, at: i64) -> Result<bool> {
+    insert(conn, user, "refund", cost, Some(task), &format!("refund:{task}"), at).await
 }
 
 /// Inserts a ledger row; `Ok(false)` when its key exists already.
@@ -66,19 +68,18 @@ async fn insert(
     amount: i64,
     task: Option<&TaskId>,
     key: &str,
-    reason: Option<&str>,
+    at: i64,
 ) -> Result<bool> {
     let result = sqlx::query(
-        "INSERT INTO credit_ledger (user_id, kind, amount, task_id, entry_key, created_at, reason) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (entry_key) DO NOTHING",
+        "INSERT INTO credit_ledger (user_id, kind, amount, task_id, entry_key, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (entry_key) DO NOTHING",
     )
     .bind(user.as_str())
     .bind(kind)
     .bind(amount)
     .bind(task.map(TaskId::as_str))
     .bind(key)
-    .bind(db::now_ms())
-    .bind(reason)
+    .bind(at)
     .execute(conn)
     .await;
     // A duplicate key is skipped by ON CONFLICT (not raised: on PostgreSQL

@@ -5,7 +5,7 @@
 
 use sqlx::Row;
 
-use super::db;
+use super::clock::rfc3339;
 use super::ids::UserId;
 use super::state::AppState;
 use crate::error::{AppError, Result};
@@ -56,7 +56,7 @@ pub async fn page(state: &AppState, user: &UserId, cursor: Option<&str>) -> Resu
         last_id = Some(id);
         items.push(LedgerEntry {
             id,
-            at: db::rfc3339(at_ms),
+            at: rfc3339(at_ms),
             at_ms,
             kind,
             amount: row.try_get("amount")?,

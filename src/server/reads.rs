@@ -34,6 +34,7 @@ use sqlx::Postgres;
 use sqlx::any::AnyRow;
 use sqlx::postgres::{PgConnection, PgRow};
 
+use super::clock::Clock;
 use super::db::{self, Db};
 use crate::error::{AppError, Result};
 
@@ -332,7 +333,7 @@ impl<T: ReadRow + Clone + Send + 'static> PgBatch<T> {
                 let reads = reads.clone();
                 tokio::spawn(async move {
                     let keys: Vec<String> = batch.iter().map(|a| a.key.clone()).collect();
-                    let answer = reads.by_keys::<T>(sql, &keys, db::now_ms()).await;
+                    let answer = reads.by_keys::<T>(sql, &keys, Clock::system().now_ms()).await;
                     drop(slot);
                     for ask in batch {
                         let _ = ask.reply.send(match &answer {

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::clock::Clock;
 use super::db::{self, Db};
 use super::reads::{Arg, Columns, PgBatch, ReadRow, Reads};
 use crate::error::Result;
@@ -104,7 +105,7 @@ pub async fn keep_alive(request: Request, next: Next) -> Response {
     if let Some(session) = session
         && !session.is_empty().await
     {
-        let today = db::now_ms() / DAY_MS;
+        let today = Clock::system().now_ms() / DAY_MS;
         if session.get::<i64>(SEEN_DAY).await.ok().flatten() != Some(today)
             && let Err(e) = session.insert(SEEN_DAY, today).await
         {
@@ -247,7 +248,7 @@ impl SessionStore for Sessions {
         let id_text = id.to_string();
         let stored: Option<Stored> = match &self.batched {
             Some(batched) => batched.get(&id_text).await,
-            None => self.reads.optional(LOAD, &[Arg::Text(&id_text), Arg::Int(db::now_ms())]).await,
+            None => self.reads.optional(LOAD, &[Arg::Text(&id_text), Arg::Int(Clock::system().now_ms())]).await,
         }
         .map_err(|e| store_error(e.message))?;
         let Some(stored) = stored else { return Ok(None) };
@@ -276,7 +277,7 @@ impl SessionStore for Sessions {
 impl ExpiredDeletion for Sessions {
     async fn delete_expired(&self) -> session_store::Result<()> {
         sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
-            .bind(db::now_ms())
+            .bind(Clock::system().now_ms())
             .execute(&self.db)
             .await
             .map_err(store_error)?;

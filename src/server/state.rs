@@ -66,6 +66,8 @@ pub struct Shared {
     pub task_changes: Arc<AttemptLimiter<String>>,
     pub metrics: Arc<Metrics>,
     pub leptos_options: LeptosOptions,
+    /// The time the engine, the reconciler and the simulator go by.
+    pub clock: super::clock::Clock,
 }
 
 impl FromRef<AppState> for LeptosOptions {

@@ -17,7 +17,6 @@ use serde_json::{Map, Value, json};
 
 use super::{
     SLOW_DURATION_MS, Sim,
-    clock::now_ms,
     directive::Directives,
     id::Ticket,
     inputs::{Inputs, type_name},
@@ -120,7 +119,7 @@ fn create(
         let (low, high) = sim.cfg.duration_ms;
         rand::thread_rng().gen_range(low.min(high)..=high.max(low))
     };
-    let now = now_ms();
+    let now = sim.now_ms();
     let ticket = Ticket {
         created_ms: now,
         duration_ms: u32::try_from(duration_ms).unwrap_or(u32::MAX),
@@ -163,7 +162,7 @@ pub(super) async fn get(State(sim): State<Arc<Sim>>, Path(id): Path<String>) -> 
             throttled()
         };
     }
-    let now = now_ms();
+    let now = sim.now_ms();
     let state = state_at(&ticket, sim.soft.canceled_at(&tag), now);
     Json(prediction_json(&sim, &id, &ticket, &state, now)).into_response()
 }
@@ -174,7 +173,7 @@ pub(super) async fn cancel(State(sim): State<Arc<Sim>>, Path(id): Path<String>) 
     let Some((ticket, tag)) = Ticket::open(&id, &sim.cfg.secret) else {
         return not_found();
     };
-    let now = now_ms();
+    let now = sim.now_ms();
     let mut state = state_at(&ticket, sim.soft.canceled_at(&tag), now);
     if !state.status.is_terminal() {
         let at = sim.soft.cancel(tag, ticket.created_ms, now);

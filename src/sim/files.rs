@@ -14,7 +14,6 @@ use futures::stream;
 
 use super::{
     Sim,
-    clock::now_ms,
     directive::Directives,
     id::Ticket,
     render::{self, Picture},
@@ -48,7 +47,7 @@ pub(super) async fn serve(State(sim): State<Arc<Sim>>, Path((id, file)): Path<(S
     let Some(((ticket, tag), index)) = asked else {
         return not_found();
     };
-    let now = now_ms();
+    let now = sim.now_ms();
     let state = state_at(&ticket, sim.soft.canceled_at(&tag), now);
     if state.status != Status::Succeeded {
         return not_found();

@@ -8,7 +8,12 @@
 
 use serde_json::{Value, json};
 
-use super::{Sim, clock::rfc3339, directive::Directives, id::Ticket, render};
+use super::{Sim, directive::Directives, id::Ticket, render};
+
+/// Replicate's timestamps: RFC 3339 with microseconds.
+fn rfc3339(ms: u64) -> String {
+    crate::server::clock::rfc3339_micros(i64::try_from(ms).unwrap_or(i64::MAX))
+}
 
 /// Denoising steps printed in the logs.
 const STEPS: u64 = 30;

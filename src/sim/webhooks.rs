@@ -19,13 +19,12 @@ use bytes::Bytes;
 use serde_json::Value;
 use tokio::{
     sync::{OwnedSemaphorePermit, Semaphore},
-    time::{Instant, sleep},
+    time::sleep,
 };
 use url::Url;
 
 use super::{
     Sim,
-    clock::now_ms,
     directive::Directives,
     id::{Tag, Ticket},
     timeline::{Status, prediction_json, state_at},
@@ -167,7 +166,7 @@ impl Delivery {
     async fn run(self, _permit: OwnedSemaphorePermit) {
         let events = self.hook.events;
         let directives = Directives::parse(&self.ticket.prompt);
-        let now = now_ms();
+        let now = self.sim.now_ms();
         let start = self.body_at(now);
         if events.has(Events::START) {
             self.deliver(&new_msg_id(), &start).await;
@@ -176,33 +175,33 @@ impl Delivery {
         // While running: a `logs` event when progress changed, at most every
         // 500 ms; wake at completion to send `completed` right away.
         let mut last_logs = start.get("logs").cloned();
-        let mut last_sent: Option<Instant> = None;
+        let mut last_sent: Option<u64> = None;
         let status = loop {
-            let now = now_ms();
+            let now = self.sim.now_ms();
             let status = state_at(&self.ticket, self.canceled_at(), now).status;
             if status.is_terminal() {
                 break status;
             }
             let until_done = Duration::from_millis(self.finishes_ms().saturating_sub(now).max(1));
-            sleep(LOGS_EVERY.min(until_done)).await;
-            let now = now_ms();
+            self.sim.cfg.clock.sleep(LOGS_EVERY.min(until_done)).await;
+            let now = self.sim.now_ms();
             if !events.has(Events::LOGS) || state_at(&self.ticket, self.canceled_at(), now).status.is_terminal() {
                 continue;
             }
-            if last_sent.is_some_and(|at| at.elapsed() < LOGS_EVERY) {
+            if last_sent.is_some_and(|at| now.saturating_sub(at) < LOGS_EVERY.as_millis() as u64) {
                 continue;
             }
             let body = self.body_at(now);
             if body.get("logs") != last_logs.as_ref() {
                 last_logs = body.get("logs").cloned();
-                last_sent = Some(Instant::now());
+                last_sent = Some(now);
                 self.deliver(&new_msg_id(), &body).await;
             }
         };
 
         if !events.has(Events::COMPLETED) {
             if events.has(Events::OUTPUT) && status == Status::Succeeded {
-                self.deliver(&new_msg_id(), &self.body_at(now_ms())).await;
+                self.deliver(&new_msg_id(), &self.body_at(self.sim.now_ms())).await;
             }
             return;
         }
@@ -211,10 +210,10 @@ impl Delivery {
             return;
         }
         if directives.hook_late {
-            sleep(LATE_BY).await;
+            self.sim.cfg.clock.sleep(LATE_BY).await;
         }
         let msg_id = new_msg_id();
-        let completed = self.body_at(now_ms());
+        let completed = self.body_at(self.sim.now_ms());
         self.deliver(&msg_id, &completed).await;
         if directives.hook_dup {
             // The same event again, then an earlier (processing) one late.
@@ -246,7 +245,7 @@ impl Delivery {
 
     /// The prediction as it was just before it completed.
     fn stale_body(&self) -> Value {
-        let state = state_at(&self.ticket, self.canceled_at(), now_ms());
+        let state = state_at(&self.ticket, self.canceled_at(), self.sim.now_ms());
         let before = state.completed_ms.unwrap_or(self.ticket.created_ms).saturating_sub(1).max(self.ticket.created_ms);
         self.body_at(before)
     }
@@ -259,7 +258,7 @@ impl Delivery {
         let host = self.hook.url.host_str().unwrap_or_default();
         for (attempt, delay) in iter::once(Duration::ZERO).chain(RETRY_DELAYS).enumerate() {
             sleep(delay).await;
-            let timestamp = now_ms() / 1000;
+            let timestamp = self.sim.now_ms() / 1000;
             let signature = standard_webhooks::sign(&self.sim.cfg.webhook_secret, msg_id, timestamp, &bytes);
             let sent = self
                 .client

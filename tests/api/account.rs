@@ -7,7 +7,7 @@ use object_store::ObjectStore;
 use serde_json::Value;
 
 use crate::helpers::{TestApp, client, fresh_s3_bucket, generate, poll_until_done, skipped, spawn_app, spawn_app_with};
-use darkroom::server::{admin, db, engine, ids::TaskId};
+use darkroom::server::{admin, engine, ids::TaskId};
 
 /// A second instance on `a`'s database and object store.
 async fn second_instance(a: &TestApp) -> TestApp {
@@ -312,7 +312,11 @@ async fn a_crash_between_the_row_and_the_objects_is_finished_by_the_reconciler()
     // The fault: the deletion's transaction commits, then the process dies
     // before it removes the objects (only the first step runs).
     let user = darkroom::server::ids::UserId::from_db(app.user_id(&email).await);
-    assert!(engine::store::delete_finished(&app.state.db, &user, &task, db::now_ms()).await.unwrap());
+    assert!(
+        engine::store::delete_finished(&app.state.db, &user, &task, darkroom::server::clock::Clock::system().now_ms())
+            .await
+            .unwrap()
+    );
     app.state.objects.head(&key).await.expect("the object is left behind");
     // Deleted for everyone already, though not yet purged.
     assert_eq!(app.call(&c, "list_history", &[]).await.1["items"].as_array().unwrap().len(), 0);
@@ -320,8 +324,16 @@ async fn a_crash_between_the_row_and_the_objects_is_finished_by_the_reconciler()
     assert_eq!(app.count("SELECT COUNT(*) FROM purges").await, 1);
 
     // A purge younger than the reconciler's grace is left to its deletion.
-    assert_eq!(engine::reconcile::purge_pass(&app.state, db::now_ms() - 60_000).await.unwrap(), 0);
-    assert_eq!(engine::reconcile::purge_pass(&app.state, db::now_ms()).await.unwrap(), 1);
+    assert_eq!(
+        engine::reconcile::purge_pass(&app.state, darkroom::server::clock::Clock::system().now_ms() - 60_000)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        engine::reconcile::purge_pass(&app.state, darkroom::server::clock::Clock::system().now_ms()).await.unwrap(),
+        1
+    );
     assert!(matches!(app.state.objects.head(&key).await, Err(object_store::Error::NotFound { .. })));
     assert_eq!(app.count("SELECT COUNT(*) FROM purges").await, 0);
     assert_eq!(app.count(&format!("SELECT COUNT(*) FROM tasks WHERE id = '{id}'")).await, 0, "never reappears");

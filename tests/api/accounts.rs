@@ -116,7 +116,7 @@ async fn a_session_in_use_is_kept_alive_once_a_day() {
 
     // Pretend it was last seen long ago and expires in a minute.
     data["darkroom.seen_day"] = 0.into();
-    let soon = darkroom::server::db::now_ms() + 60_000;
+    let soon = darkroom::server::clock::Clock::system().now_ms() + 60_000;
     sqlx::query("UPDATE sessions SET data = $1, expires_at = $2 WHERE id = $3")
         .bind(data.to_string())
         .bind(soon)

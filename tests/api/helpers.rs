@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
+pub use darkroom::server::clock::Clock;
 use darkroom::server::{self, config::Config, state::AppState};
 use leptos::config::LeptosOptions;
 use serde_json::Value;
@@ -17,6 +18,17 @@ pub struct TestApp {
 /// Settings every test app starts with (fast simulator, no reconciler
 /// unless a test asks for it); `overrides` win.
 pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
+    spawn_app_on(overrides, Clock::system()).await
+}
+
+/// A manual clock at the current time, for [`spawn_app_on`]: the app, its
+/// reconciler and its simulator stand still until the test moves it.
+pub fn manual_clock() -> Clock {
+    Clock::manual(Clock::system().now_ms())
+}
+
+/// [`spawn_app_with`] on `clock`.
+pub async fn spawn_app_on(overrides: &[(&str, &str)], clock: Clock) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut vars: HashMap<String, String> = HashMap::from([
         ("DARKROOM_DATA_DIR".into(), dir.path().display().to_string()),
@@ -41,7 +53,7 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
     }
     let config = Config::from_lookup(|k| vars.get(k).cloned()).expect("config");
     let options = LeptosOptions::builder().output_name("darkroom").site_root("target/site").build();
-    let built = server::build(config, options, addr).await.expect("build app");
+    let built = server::build_on(config, options, addr, clock).await.expect("build app");
     tokio::spawn(async move {
         axum::serve(listener, built.router.into_make_service_with_connect_info::<SocketAddr>()).await.expect("serve");
     });

@@ -20,6 +20,7 @@ use axum::{
 };
 use darkroom::{
     provider::{Prediction, PredictionStatus, Provider, ProviderConfig, ProviderError},
+    server::clock::Clock,
     sim::{self, SimConfig},
     standard_webhooks::{self, Secret},
 };
@@ -35,6 +36,7 @@ struct Running {
     provider: Provider,
     addr: SocketAddr,
     public_base: url::Url,
+    clock: Clock,
 }
 
 struct Options {
@@ -44,6 +46,7 @@ struct Options {
     secret: &'static [u8],
     /// Answer as if reachable at another instance's address (a load balancer).
     public_base: Option<url::Url>,
+    clock: Clock,
 }
 
 impl Default for Options {
@@ -54,6 +57,7 @@ impl Default for Options {
             huge_bytes: 300_000,
             secret: SECRET,
             public_base: None,
+            clock: Clock::system(),
         }
     }
 }
@@ -71,10 +75,11 @@ async fn spawn_sim(opts: Options) -> Running {
         output_ttl: opts.output_ttl,
         huge_bytes: opts.huge_bytes,
         webhook_secret: darkroom::standard_webhooks::Secret::from_bytes(b"simulator webhook signing key"),
+        clock: opts.clock.clone(),
     };
     let app = axum::Router::new().nest("/sim", sim::router(cfg));
     tokio::spawn(async move { axum::serve(listener, app).await });
-    Running { provider: adapter(addr, TOKEN), addr, public_base }
+    Running { provider: adapter(addr, TOKEN), addr, public_base, clock: opts.clock }
 }
 
 fn url(s: &str) -> url::Url {
@@ -132,24 +137,45 @@ fn tamper(id: &str) -> String {
     chars.into_iter().collect()
 }
 
+/// A simulator on a clock the test moves.
+async fn spawn_manual_sim(opts: Options) -> Running {
+    spawn_sim(Options { clock: Clock::manual(Clock::system().now_ms()), ..opts }).await
+}
+
+/// Moves the simulator's clock on in `step`s, reading the prediction after
+/// each, until it ends; every state seen, the last one terminal.
+async fn step_through(sim: &Running, id: &str, step: Duration) -> Vec<Prediction> {
+    let mut seen = Vec::new();
+    for _ in 0..1000 {
+        let p = sim.provider.get(id).await.unwrap_or_else(|e| panic!("get: {e:?}"));
+        let done = p.status.is_terminal();
+        seen.push(p);
+        if done {
+            return seen;
+        }
+        sim.clock.advance(step);
+    }
+    panic!("prediction {id} never finished: {:?}", seen.last());
+}
+
 #[tokio::test]
 async fn a_prediction_starts_processes_succeeds_and_its_png_downloads() {
-    // Long enough that polling sees `processing` even on a loaded machine.
-    let sim = spawn_sim(Options { duration_ms: 1000, ..Options::default() }).await;
+    let sim = spawn_manual_sim(Options { duration_ms: 1000, ..Options::default() }).await;
     let created = create(&sim, "a lighthouse at dusk").await;
     assert_eq!(created.status, PredictionStatus::Starting);
     assert_eq!(created.model.as_deref(), Some(MODEL));
     assert!(created.output.is_empty() && created.created_at.is_some());
 
-    let seen = follow(&sim, &created.id).await;
+    let seen = step_through(&sim, &created.id, Duration::from_millis(100)).await;
     let statuses: Vec<_> = seen.iter().map(|p| p.status).collect();
     assert!(statuses.contains(&PredictionStatus::Processing), "{statuses:?}");
+    assert_eq!(seen.len(), 11, "done exactly at its 1,000 ms: {statuses:?}");
     let progress: Vec<u8> = seen.iter().filter_map(|p| p.progress).collect();
     assert!(progress.windows(2).all(|w| w[0] <= w[1]), "progress only grows: {progress:?}");
     let done = seen.last().unwrap_or_else(|| unreachable!());
     assert_eq!(done.status, PredictionStatus::Succeeded);
     assert_eq!(done.progress, Some(100));
-    assert!(done.predict_time.is_some_and(|t| t > 0.5 && t < 1.2), "{:?}", done.predict_time);
+    assert!(done.predict_time.is_some_and(|t| t > 0.5 && t <= 1.0), "{:?}", done.predict_time);
     assert!(done.completed_at.is_some() && done.error.is_none() && !done.data_removed);
     assert_eq!(done.output.len(), 1);
     assert!(done.output[0].starts_with(&format!("{}/files/", sim.public_base)));
@@ -263,11 +289,14 @@ async fn expire_reports_an_output_url_that_is_already_gone() {
 
 #[tokio::test]
 async fn outputs_expire_after_their_ttl_and_are_then_marked_removed() {
-    let ttl = Duration::from_millis(1500);
-    let sim = spawn_sim(Options { output_ttl: ttl, ..Options::default() }).await;
-    let done = finished(&sim, "an old photograph").await;
+    let ttl = Duration::from_secs(3600);
+    let sim = spawn_manual_sim(Options { output_ttl: ttl, ..Options::default() }).await;
+    let created = create(&sim, "an old photograph").await;
+    let done = step_through(&sim, &created.id, Duration::from_millis(100)).await.pop().unwrap();
     assert!(sim.provider.open_output(&done.output[0]).await.is_ok());
-    tokio::time::sleep(ttl + Duration::from_millis(200)).await;
+    sim.clock.advance(ttl - Duration::from_millis(1));
+    assert!(sim.provider.open_output(&done.output[0]).await.is_ok(), "a millisecond before it expires");
+    sim.clock.advance(Duration::from_millis(1));
     let err = sim.provider.open_output(&done.output[0]).await.err();
     assert!(matches!(err, Some(ProviderError::NotFound)), "{err:?}");
     let later = sim.provider.get(&done.id).await.unwrap_or_else(|e| panic!("{e:?}"));
@@ -276,9 +305,9 @@ async fn outputs_expire_after_their_ttl_and_are_then_marked_removed() {
 
 #[tokio::test]
 async fn slow_outlasts_the_configured_duration_and_cancel_stops_it_for_good() {
-    let sim = spawn_sim(Options { duration_ms: 300, ..Options::default() }).await;
+    let sim = spawn_manual_sim(Options { duration_ms: 300, ..Options::default() }).await;
     let created = create(&sim, "a long exposure #slow").await;
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    sim.clock.advance(Duration::from_secs(59));
     let running = sim.provider.get(&created.id).await.unwrap_or_else(|e| panic!("{e:?}"));
     assert!(!running.status.is_terminal(), "{:?}", running.status);
 
@@ -293,15 +322,16 @@ async fn slow_outlasts_the_configured_duration_and_cancel_stops_it_for_good() {
 
 #[tokio::test]
 async fn a_canceled_prediction_stays_canceled_and_a_finished_one_is_unchanged() {
-    let sim = spawn_sim(Options { duration_ms: 1500, ..Options::default() }).await;
+    let sim = spawn_manual_sim(Options { duration_ms: 1500, ..Options::default() }).await;
     let created = create(&sim, "a harbour").await;
     let canceled = sim.provider.cancel(&created.id).await.unwrap_or_else(|e| panic!("{e:?}"));
     assert_eq!(canceled.status, PredictionStatus::Canceled);
-    tokio::time::sleep(Duration::from_millis(1700)).await;
+    sim.clock.advance(Duration::from_millis(1700));
     let later = sim.provider.get(&created.id).await.unwrap_or_else(|e| panic!("{e:?}"));
     assert_eq!(later.status, PredictionStatus::Canceled, "past its duration, still canceled");
 
-    let done = finished(&sim, "a meadow").await;
+    let meadow = create(&sim, "a meadow").await;
+    let done = step_through(&sim, &meadow.id, Duration::from_millis(500)).await.pop().unwrap();
     let after = sim.provider.cancel(&done.id).await.unwrap_or_else(|e| panic!("{e:?}"));
     assert_eq!(after, done, "cancel answers a finished prediction unchanged");
 }

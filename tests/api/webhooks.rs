@@ -52,24 +52,39 @@ async fn a_failed_prediction_is_refunded_from_its_event() {
     assert_eq!(app.state.metrics.provider_gets(), 0);
 }
 
+/// A lost `completed` event and one that comes 10 s late: polls (checks
+/// every second) finish both, and the late event, when it comes, changes
+/// nothing. On a clock the test moves, so the late event is 10 s late by
+/// the app's and the simulator's clock, not the test's.
 #[tokio::test]
 async fn lost_and_late_events_leave_polls_as_the_safety_net() {
-    // Checks every second: polls finish what events do not.
-    let app = spawn_app_with(&rare_checks("1000")).await;
+    let clock = crate::helpers::manual_clock();
+    let app = crate::helpers::spawn_app_on(&rare_checks("1000"), clock.clone()).await;
     let c = client();
     app.sign_up(&c).await;
     let lost = generate(&app, &c, "a lost fox #hook-lost").await;
     let late = generate(&app, &c, "a late fox #hook-late").await;
+    // The `start` event (no progress yet) defers checks 4 s: after that, a
+    // poll checks and finds each done.
+    for _ in 0..45 {
+        clock.advance(Duration::from_millis(100));
+        for id in [&lost, &late] {
+            assert_eq!(app.call(&c, "check_image_status", &[("task_id", id)]).await.0, 200);
+        }
+    }
     for id in [&lost, &late] {
-        assert_eq!(wait_done(&app, &c, id, Duration::from_secs(15)).await["status"], "completed");
+        let (_, view) = app.call(&c, "check_image_status", &[("task_id", id)]).await;
+        assert_eq!(view["status"], "completed", "{view}");
     }
     assert!(app.state.metrics.provider_gets() >= 2);
     // The late completed event (10 s after) arrives and changes nothing.
     let writes = app.state.metrics.object_writes();
     let received = app.state.metrics.webhooks();
+    clock.advance(Duration::from_secs(10));
     let start = Instant::now();
-    while app.state.metrics.webhooks() == received && start.elapsed() < Duration::from_secs(15) {
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    while app.state.metrics.webhooks() == received {
+        assert!(start.elapsed() < Duration::from_secs(15), "the late event never came");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(app.state.metrics.object_writes(), writes);
@@ -113,7 +128,7 @@ async fn forged_stale_unsigned_and_malformed_events_change_nothing() {
         .unwrap()
         .to_owned();
     let secret = Secret::parse(&key).unwrap();
-    let now = (darkroom::server::db::now_ms() / 1000) as u64;
+    let now = (darkroom::server::clock::Clock::system().now_ms() / 1000) as u64;
     let wrong = Secret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
     let post = |headers: Vec<(&'static str, String)>, body: String| {
         let mut r = reqwest::Client::new().post(format!("{}/webhooks/replicate", app.base)).body(body);
@@ -185,7 +200,7 @@ async fn deliver(
     id: &str,
     body: &str,
 ) -> u16 {
-    let ts = (darkroom::server::db::now_ms() / 1000) as u64;
+    let ts = (darkroom::server::clock::Clock::system().now_ms() / 1000) as u64;
     reqwest::Client::new()
         .post(format!("{}/webhooks/replicate", app.base))
         .header("webhook-id", id)
@@ -213,7 +228,8 @@ async fn check_plan(app: &crate::helpers::TestApp, task: &str) -> (String, i64, 
 /// A `logs` event of a prediction that started `ago` ms before now and is
 /// at `percent`.
 fn progress_event(prediction: &str, percent: u8, ago: i64) -> String {
-    let started = std::time::UNIX_EPOCH + Duration::from_millis((darkroom::server::db::now_ms() - ago) as u64);
+    let started =
+        std::time::UNIX_EPOCH + Duration::from_millis((darkroom::server::clock::Clock::system().now_ms() - ago) as u64);
     serde_json::json!({
         "id": prediction, "status": "processing", "output": null,
         "started_at": humantime::format_rfc3339_millis(started).to_string(),
@@ -274,7 +290,7 @@ async fn replayed_events_are_dropped_and_events_defer_checks_only_so_far() {
 async fn the_route_bounds_what_a_stranger_can_make_it_read() {
     use darkroom::server::engine::webhook::{MAX_EVENT_BYTES, REFUSALS_PER_MINUTE};
     let app = spawn_app_with(&rare_checks("600000")).await;
-    let ts = (darkroom::server::db::now_ms() / 1000) as u64;
+    let ts = (darkroom::server::clock::Clock::system().now_ms() / 1000) as u64;
     let forged = |body: Vec<u8>| {
         reqwest::Client::new()
             .post(format!("{}/webhooks/replicate", app.base))

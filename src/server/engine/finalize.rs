@@ -15,7 +15,6 @@ use crate::error::{AppError, Result};
 use crate::provider::ProviderError;
 use crate::server::catalogue::MAX_OUTPUTS;
 use crate::server::config::StorageConfig;
-use crate::server::db;
 use crate::server::ids::TaskId;
 use crate::server::state::AppState;
 
@@ -113,7 +112,7 @@ pub async fn store_outputs(
         // claim it, and whichever holds the claim when a slot frees up
         // does the work, reusing the images already stored.
         let _admitted = state.uploads.admit().await?;
-        if !store::extend_lease(&state.db, &task.id, claim, db::now_ms() + DOWNLOAD_LEASE_MS).await? {
+        if !store::extend_lease(&state.db, &task.id, claim, state.clock.now_ms() + DOWNLOAD_LEASE_MS).await? {
             let_go(state, &task.id).await?;
             return Ok(Outcome::ClaimedElsewhere);
         }
@@ -142,11 +141,12 @@ pub async fn store_outputs(
             Err(Download::Retry(e)) => {
                 tracing::warn!(task = %task.id, "output download will be retried: {e}");
                 let wait = e.retry_after().unwrap_or(state.config.provider_check);
-                store::release_lease(&state.db, &task.id, claim, db::now_ms() + wait.as_millis() as i64).await?;
+                store::release_lease(&state.db, &task.id, claim, state.clock.now_ms() + wait.as_millis() as i64)
+                    .await?;
                 return Ok(Outcome::TryLater);
             }
             Err(Download::Internal(e)) => {
-                let retry_at = db::now_ms() + state.config.provider_check.as_millis() as i64;
+                let retry_at = state.clock.now_ms() + state.config.provider_check.as_millis() as i64;
                 store::release_lease(&state.db, &task.id, claim, retry_at).await?;
                 return Err(e);
             }
@@ -176,7 +176,7 @@ async fn download(
     url: &str,
     (task, claim): (&TaskId, &Claim),
 ) -> Result<(&'static str, u64), Download> {
-    let mut renewed_at = db::now_ms();
+    let mut renewed_at = state.clock.now_ms();
     let cap = state.config.max_image_bytes;
     let too_big = || Download::Unusable(format!("The image was larger than {} MB.", cap.div_ceil(1024 * 1024)));
     // The caller holds an upload slot (taken before the download opens: a
@@ -236,8 +236,8 @@ async fn download(
                 .map_err(|e| Download::Internal(AppError::internal(e)))?;
             writer.write(&chunk);
             // A slow download keeps its lease, so no one else starts the same.
-            if db::now_ms() - renewed_at >= LEASE_RENEW_MS {
-                renewed_at = db::now_ms();
+            if state.clock.now_ms() - renewed_at >= LEASE_RENEW_MS {
+                renewed_at = state.clock.now_ms();
                 let held = store::extend_lease(&state.db, task, claim, renewed_at + DOWNLOAD_LEASE_MS)
                     .await
                     .map_err(Download::Internal)?;
@@ -294,7 +294,7 @@ async fn mark_completed(
     size: u64,
     seed: Option<u32>,
 ) -> Result<()> {
-    let now = db::now_ms();
+    let now = state.clock.now_ms();
     let key = object_key(&task.id);
     let images = StoredImages { key: key.as_ref(), content_types, size, seed };
     if store::mark_completed(&state.db, &task.id, images, now).await? {

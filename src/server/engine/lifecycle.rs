@@ -11,7 +11,6 @@ use super::{detached, finalize, queries, schedule};
 use crate::error::Result;
 use crate::model::TaskView;
 use crate::provider::{Prediction, PredictionStatus, ProviderError, seed_from_logs};
-use crate::server::db;
 use crate::server::ids::TaskId;
 use crate::server::state::AppState;
 use crate::text::clip;
@@ -122,7 +121,7 @@ pub enum Outcome {
 /// answer calls for (see [`judge`]). Returns the task as it stands
 /// afterwards.
 pub async fn advance(state: &AppState, task: TaskRow) -> Result<TaskRow> {
-    let now = db::now_ms();
+    let now = state.clock.now_ms();
     let end_check_soon = state.rechecks.end_check_before(&task.id, now + schedule::check_interval_ms(state));
     if step(&task, now, end_check_soon) == Step::Wait {
         return Ok(task);
@@ -134,7 +133,7 @@ pub async fn advance(state: &AppState, task: TaskRow) -> Result<TaskRow> {
 
 async fn advance_due(state: AppState, task: TaskRow) -> Result<TaskRow> {
     let state = &state;
-    let now = db::now_ms();
+    let now = state.clock.now_ms();
     let end_check_soon = state.rechecks.end_check_before(&task.id, now + schedule::check_interval_ms(state));
     let next_check_at = now + schedule::check_interval_ms(state).max(1);
     let outcome = match step(&task, now, end_check_soon) {
@@ -207,7 +206,7 @@ pub async fn apply(
         }
         Verdict::EndCanceled => {
             let error = "The generation was canceled at the provider.";
-            match store::end_canceled_at_provider(&state.db, &task.id, error, db::now_ms()).await? {
+            match store::end_canceled_at_provider(&state.db, &task.id, error, state.clock.now_ms()).await? {
                 store::ProviderCanceled::Canceled => state.metrics.canceled_and_refunded(),
                 store::ProviderCanceled::Failed => state.metrics.failed_and_refunded(),
                 store::ProviderCanceled::AlreadyFinished => {}
@@ -220,7 +219,7 @@ pub async fn apply(
                 tracing::warn!(task = %task.id, "provider check failed: {e}");
             }
             if let Some(wait) = retry_after {
-                let until = db::now_ms() + wait.as_millis().min(600_000) as i64;
+                let until = state.clock.now_ms() + wait.as_millis().min(600_000) as i64;
                 store::postpone(&state.db, &state.reads, &task.id, until).await?;
             }
             Outcome::TryLater
@@ -244,7 +243,7 @@ async fn fail_unsubmitted(state: &AppState, task: &TaskId, error: &str) -> Resul
 }
 
 async fn fail_from(state: &AppState, task: &TaskId, from: FailFrom, error: &str) -> Result<bool> {
-    let failed = store::fail_and_refund(&state.db, task, from, error, db::now_ms()).await?;
+    let failed = store::fail_and_refund(&state.db, task, from, error, state.clock.now_ms()).await?;
     if failed {
         state.metrics.failed_and_refunded();
         tracing::info!(%task, "failed and refunded: {error}");
@@ -271,7 +270,7 @@ async fn discard_images(state: &AppState, task: &TaskId) {
 pub async fn cancel(state: AppState, task: TaskRow) -> Result<TaskView> {
     let state = &state;
     let task_id = task.id.clone();
-    if task.state.is_finished() || !store::request_cancel(&state.db, &task_id, db::now_ms()).await? {
+    if task.state.is_finished() || !store::request_cancel(&state.db, &task_id, state.clock.now_ms()).await? {
         let task = queries::load(&state.reads, &task_id).await?.unwrap_or(task);
         return Ok(task.view());
     }
@@ -284,7 +283,7 @@ pub async fn cancel(state: AppState, task: TaskRow) -> Result<TaskView> {
         let task = queries::load(&state.reads, &task_id).await?.unwrap_or(task);
         return Ok(schedule::advised(state, &advance(state, task).await?));
     }
-    if let Some(canceled) = store::cancel_and_refund(&state.db, &task_id, db::now_ms()).await? {
+    if let Some(canceled) = store::cancel_and_refund(&state.db, &task_id, state.clock.now_ms()).await? {
         state.metrics.canceled_and_refunded();
         tracing::info!(task = %task_id, "canceled and refunded");
         // The prediction id may have been stored since the task was read.

@@ -11,7 +11,6 @@ pub use super::queries::SharedImage;
 use super::{detached, finalize, lifecycle, queries, store};
 use crate::error::{AppError, Result};
 use crate::model::{ShareLink, TaskStatus};
-use crate::server::db;
 use crate::server::ids::{TaskId, UserId};
 use crate::server::state::AppState;
 
@@ -92,7 +91,7 @@ pub async fn delete(state: &AppState, user: &UserId, task: &TaskId) -> Result<()
     // until the reconciler's next pass.
     let (state, user, task) = (state.clone(), user.clone(), task.clone());
     detached(async move {
-        if !store::delete_finished(&state.db, &user, &task, db::now_ms()).await? {
+        if !store::delete_finished(&state.db, &user, &task, state.clock.now_ms()).await? {
             return Err(AppError::not_found());
         }
         state.finished.forget(&task);

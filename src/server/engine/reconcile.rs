@@ -9,7 +9,6 @@ use futures::StreamExt;
 
 use super::{lifecycle, queries, schedule};
 use crate::error::{AppError, Result};
-use crate::server::db;
 use crate::server::state::AppState;
 
 /// Most purges one pass finishes.
@@ -18,21 +17,19 @@ const PURGE_BATCH: i64 = 500;
 /// Runs passes forever, one every `reconcile_interval`.
 pub fn spawn(state: AppState) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(state.config.reconcile_interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tick.tick().await;
+            state.clock.sleep(state.config.reconcile_interval).await;
             match pass(&state).await {
                 Ok(0) => {}
                 Ok(n) => tracing::debug!("reconciler advanced {n} tasks"),
                 Err(e) => tracing::warn!("reconciler pass failed: {e}"),
             }
-            match purge_pass(&state, db::now_ms() - PURGE_GRACE_MS).await {
+            match purge_pass(&state, state.clock.now_ms() - PURGE_GRACE_MS).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!("reconciler removed the stored images of {n} deleted tasks"),
                 Err(e) => tracing::warn!("reconciler purge failed: {e}"),
             }
-            let before = db::now_ms() - super::webhook::DELIVERY_MEMORY_MS;
+            let before = state.clock.now_ms() - super::webhook::DELIVERY_MEMORY_MS;
             if let Err(e) = super::store::forget_deliveries(&state.db, before).await {
                 tracing::warn!("cannot forget old webhook deliveries: {e}");
             }
@@ -54,7 +51,7 @@ pub async fn purge_pass(state: &AppState, before: i64) -> Result<usize> {
             Ok(()) => done += 1,
             Err(e) => {
                 tracing::warn!(%task, "purge: {e}");
-                super::store::purge_later(&state.db, &task, db::now_ms()).await?;
+                super::store::purge_later(&state.db, &task, state.clock.now_ms()).await?;
             }
         }
     }

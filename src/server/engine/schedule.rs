@@ -18,14 +18,12 @@
 use crate::server::ids::TaskId;
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Duration;
 
 use super::queries;
 use super::task::TaskRow;
 use crate::error::Result;
 use crate::model::TaskView;
 use crate::provider::{Prediction, steps_from_logs};
-use crate::server::db;
 use crate::server::state::AppState;
 
 /// The check interval in milliseconds.
@@ -39,7 +37,7 @@ const RECONCILE_BATCH: i64 = 500;
 /// The unfinished tasks whose check or deadline has come, soonest first:
 /// what one reconciler pass advances.
 pub async fn due_now(state: &AppState) -> Result<Vec<TaskId>> {
-    queries::due(&state.db, db::now_ms(), RECONCILE_BATCH).await
+    queries::due(&state.db, state.clock.now_ms(), RECONCILE_BATCH).await
 }
 
 /// Checked this long after the expected end (the estimate is rounded to a
@@ -122,7 +120,7 @@ pub fn expected_end_ms(prediction: &Prediction, now: i64) -> Option<i64> {
 pub fn recheck(state: &AppState, task_id: &TaskId, prediction: &Prediction, checked_at: i64) {
     // From when the answer arrived, not when the check began: the model
     // may have finished another step while the answer was on its way.
-    let Some(end) = expected_end_ms(prediction, db::now_ms().max(checked_at)) else { return };
+    let Some(end) = expected_end_ms(prediction, state.clock.now_ms().max(checked_at)) else { return };
     let at = (end + MARGIN_MS).max(checked_at + state.config.provider_check.as_millis() as i64);
     let horizon = state.config.poll_interval.max(state.config.reconcile_interval).as_millis() as i64;
     if at > checked_at + horizon {
@@ -154,7 +152,7 @@ fn check_at(state: &AppState, task_id: &TaskId, pending: Pending) {
     tokio::spawn(async move {
         let mut at = at;
         loop {
-            tokio::time::sleep(Duration::from_millis((at - db::now_ms()).max(0) as u64)).await;
+            state.clock.sleep_until(at).await;
             {
                 let mut pending = state.rechecks.lock();
                 match pending.get_mut(&task_id) {
@@ -255,7 +253,7 @@ pub fn advised(state: &AppState, task: &TaskRow) -> TaskView {
     let mut view = task.view();
     if !task.state.is_finished() {
         let interval = state.config.poll_interval.as_millis() as u64;
-        let now = db::now_ms();
+        let now = state.clock.now_ms();
         view.poll_after_ms = Some(match state.rechecks.due(&task.id) {
             Some(due) => poll_after_recheck_ms(due, now, interval),
             None => poll_after_ms(task.progress, task.last_polled_at, task.created_at, now, interval),

@@ -13,7 +13,6 @@ use crate::error::{AppError, ErrorKind, Result};
 use crate::model::{Generated, GeneratorInfo, HistoryPage, TaskView};
 use crate::provider::ProviderError;
 use crate::server::catalogue::{ModelSpec, RawInputs};
-use crate::server::db;
 use crate::server::ids::{TaskId, UserId};
 use crate::server::state::AppState;
 
@@ -81,7 +80,7 @@ pub async fn generate(
     let inputs = model.check(&inputs)?;
     let task_id = TaskId::new();
     tracing::Span::current().record("task", task_id.as_str());
-    let now = db::now_ms();
+    let now = state.clock.now_ms();
     let new = NewTask {
         id: &task_id,
         user,
@@ -115,7 +114,7 @@ async fn submit(
     state.metrics.provider_call("create", submitted.is_ok());
     match submitted {
         Ok(prediction) => {
-            let now = db::now_ms();
+            let now = state.clock.now_ms();
             let first_check = now + schedule::check_interval_ms(state);
             let moved = store::mark_processing(&state.db, &task_id, &prediction.id, first_check, now).await?;
             if moved {

@@ -103,7 +103,7 @@ pub async fn insert_submitting(db: &Db, task: NewTask<'_>, caps: Caps) -> Result
     let mut tx = db.begin().await?;
     sqlx::query("UPDATE users SET balance = balance WHERE id = $1").bind(task.user.as_str()).execute(&mut *tx).await?;
     within_caps(&mut tx, task.user, task.now, caps).await?;
-    credits::charge(&mut tx, task.user, task.id, task.cost).await?;
+    credits::charge(&mut tx, task.user, task.id, task.cost, task.now).await?;
     sqlx::query(
         "INSERT INTO tasks (id, user_id, prompt, model, cost, status, created_at, updated_at, deadline_at, next_check_at, \
          aspect_ratio, num_outputs, seed, negative_prompt) \
@@ -374,7 +374,7 @@ pub async fn fail_and_refund(db: &Db, task: &TaskId, from: FailFrom, error: &str
              WHERE id = $3 AND status = 'submitting' RETURNING user_id, cost"
         }
     };
-    Ok(end_and_refund(db, task, sqlx::query(sql).bind(error).bind(now).bind(task.as_str())).await?.is_some())
+    Ok(end_and_refund(db, task, sqlx::query(sql).bind(error).bind(now).bind(task.as_str()), now).await?.is_some())
 }
 
 /// What a cancel ended: the prediction the task had by then, if any (it
@@ -389,7 +389,7 @@ pub struct Canceled {
 pub async fn cancel_and_refund(db: &Db, task: &TaskId, now: i64) -> Result<Option<Canceled>> {
     let sql = "UPDATE tasks SET status = 'canceled', finished_at = $1, updated_at = $1 \
                WHERE id = $2 AND status IN ('submitting', 'processing') RETURNING user_id, cost, prediction_id";
-    match end_and_refund(db, task, sqlx::query(sql).bind(now).bind(task.as_str())).await? {
+    match end_and_refund(db, task, sqlx::query(sql).bind(now).bind(task.as_str()), now).await? {
         Some(row) => Ok(Some(Canceled { prediction_id: row.try_get("prediction_id")? })),
         None => Ok(None),
     }
@@ -428,7 +428,8 @@ pub async fn end_canceled_at_provider(db: &Db, task: &TaskId, error: &str, now: 
                error = CASE WHEN cancel_requested_at IS NULL THEN $1 ELSE NULL END, \
                finished_at = $2, updated_at = $2 \
                WHERE id = $3 AND status IN ('submitting', 'processing') RETURNING user_id, cost, status";
-    let Some(row) = end_and_refund(db, task, sqlx::query(sql).bind(error).bind(now).bind(task.as_str())).await? else {
+    let Some(row) = end_and_refund(db, task, sqlx::query(sql).bind(error).bind(now).bind(task.as_str()), now).await?
+    else {
         return Ok(ProviderCanceled::AlreadyFinished);
     };
     let status: String = row.try_get("status")?;
@@ -442,6 +443,7 @@ async fn end_and_refund<'q>(
     db: &Db,
     task: &TaskId,
     transition: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    now: i64,
 ) -> Result<Option<sqlx::any::AnyRow>> {
     let mut tx = db.begin().await?;
     let Some(row) = transition.fetch_optional(&mut *tx).await? else {
@@ -449,7 +451,7 @@ async fn end_and_refund<'q>(
     };
     let user = UserId::from_db(row.try_get("user_id")?);
     let cost: i64 = row.try_get("cost")?;
-    credits::refund(&mut tx, &user, task, cost).await?;
+    credits::refund(&mut tx, &user, task, cost, now).await?;
     tx.commit().await?;
     Ok(Some(row))
 }

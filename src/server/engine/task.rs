@@ -5,7 +5,7 @@ use sqlx::any::AnyRow;
 use crate::error::{AppError, Result};
 use crate::model::{TaskStatus, TaskView};
 use crate::server::catalogue::MAX_OUTPUTS;
-use crate::server::db;
+use crate::server::clock::rfc3339;
 use crate::server::ids::{TaskId, UserId};
 use crate::server::reads::{Columns, ReadRow};
 
@@ -120,7 +120,7 @@ impl TaskRow {
             status,
             prompt: self.prompt.clone(),
             model: self.model.clone(),
-            created_at: db::rfc3339(self.created_at),
+            created_at: rfc3339(self.created_at),
             created_ms: self.created_at,
             finished_ms: self.finished_at,
             image_url: (status == TaskStatus::Completed).then(|| format!("/images/{}", self.id)),

@@ -21,7 +21,6 @@ use super::{lifecycle, queries, schedule, store};
 use crate::error::Result;
 use crate::provider::{Prediction, PredictionStatus};
 use crate::server::client::Client;
-use crate::server::db;
 use crate::server::state::AppState;
 use crate::standard_webhooks::{self, Secret};
 
@@ -100,7 +99,7 @@ pub async fn receive(State(state): State<AppState>, request: Request) -> Respons
     };
     let client = request.extensions().get::<Client>().copied().unwrap_or_else(Client::unknown).limit_key();
     let gate = &receiver.gate;
-    let now = db::now_ms();
+    let now = state.clock.now_ms();
     if gate.barred(client, now) {
         return (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, "60")], "too many refused events")
             .into_response();
@@ -117,7 +116,7 @@ pub async fn receive(State(state): State<AppState>, request: Request) -> Respons
 
 /// Reads, verifies and applies (in the background) one event.
 async fn read_event(state: &AppState, receiver: &Receiver, request: Request) -> Response {
-    let now_secs = (db::now_ms() / 1000).max(0) as u64;
+    let now_secs = (state.clock.now_ms() / 1000).max(0) as u64;
     let (parts, body) = request.into_parts();
     let headers = parts.headers;
     let fresh = headers
@@ -152,7 +151,7 @@ async fn read_event(state: &AppState, receiver: &Receiver, request: Request) -> 
     if id.is_empty() || id.chars().count() > MAX_ID_CHARS {
         return (StatusCode::BAD_REQUEST, "invalid webhook-id").into_response();
     }
-    match store::first_delivery(&state.db, id, db::now_ms()).await {
+    match store::first_delivery(&state.db, id, state.clock.now_ms()).await {
         Ok(true) => {}
         Ok(false) => {
             state.metrics.webhook_duplicate();
@@ -181,7 +180,7 @@ async fn apply_event(state: &AppState, prediction: Prediction) -> Result<()> {
     if task.state.is_finished() {
         return Ok(());
     }
-    let now = db::now_ms();
+    let now = state.clock.now_ms();
     let next_check = schedule::after_event(&prediction, now, schedule::check_interval_ms(state));
     if matches!(prediction.status, PredictionStatus::Starting | PredictionStatus::Processing)
         && !prediction.data_removed
