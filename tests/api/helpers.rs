@@ -92,12 +92,6 @@ pub async fn fresh_s3_bucket() -> Option<Vec<(&'static str, String)>> {
     ])
 }
 
-/// Says (on the test's output) why a test that needs an outside server did
-/// nothing; `make test` always provides them.
-pub fn skipped(why: &str) {
-    eprintln!("SKIPPED: {why} (make test provides it)");
-}
-
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(&[]).await
 }
