@@ -2,7 +2,8 @@
 //! provider. One crate, two builds: `ssr` (the axum server) and `hydrate`
 //! (the browser bundle). Everything server-only sits behind `ssr`.
 
-// Leptos' typed views nest deeply; the generator page's passes the default.
+// Leptos' typed views nest deeply: the task card's passes the default
+// (checked 2026-12-05: without it, computing its layout overflows).
 #![recursion_limit = "256"]
 
 pub mod api;

@@ -9,22 +9,23 @@ use leptos::server_fn::ServerFn;
 use leptos::task::spawn_local;
 use leptos_router::hooks::use_query_map;
 
-use super::polling::{pace, poll_while, tell_hidden_tab};
+mod fields;
+mod live_task;
+
+use self::fields::{Advanced, Choice, Fields, ModelInputs, PREFILL};
+use self::live_task::{CardCode, LiveTask};
+use super::polling::{LiveTasks, tell_hidden_tab, unfinished, use_task_poller};
 use super::refused::{Form, refused};
 use super::task_card::{TaskCard, clock, now_ms};
-use crate::api::{GenerateImage, check_image_status, generate_image, generator_setup};
+use crate::api::{GenerateImage, generate_image, generator_setup};
 use crate::balance;
 use crate::error::{AppError, ErrorKind};
-use crate::model::{GeneratorInfo, ModelOption, TaskStatus, TaskView};
+use crate::model::{GeneratorInfo, TaskStatus, TaskView};
 use crate::session::{RequireUser, use_current_user};
 
 /// How long Generate rests after a refusal at a cap (unless a task
 /// finishes first).
 const CAP_PAUSE_MS: i64 = 10_000;
-
-/// The fields the address can fill in (`/?prompt=…`, where "Use this
-/// prompt" and "Reuse seed" lead).
-const PREFILL: [&str; 6] = ["prompt", "model", "aspect_ratio", "num_outputs", "seed", "negative_prompt"];
 
 /// The page; its data is read once per render, here (see `RequireUser`).
 #[component]
@@ -65,123 +66,26 @@ pub fn GeneratorPage() -> impl IntoView {
     }
 }
 
-/// The generator form's fields, filled from the address (`/?prompt=…`, as
-/// "Use this prompt" and "Reuse seed" link to it) and kept as the person
-/// edits them.
-#[derive(Clone, Copy)]
-struct Fields {
-    prompt: RwSignal<String>,
-    model: RwSignal<String>,
-    aspect_ratio: RwSignal<String>,
-    num_outputs: RwSignal<u8>,
-    seed: RwSignal<String>,
-    negative_prompt: RwSignal<String>,
-    /// Whether "Advanced" is open: opened by a filled-in seed or negative
-    /// prompt from the address, then as the person toggles it (never
-    /// closed under their typing).
-    advanced_open: RwSignal<bool>,
-}
-
-impl Fields {
-    fn new() -> Self {
-        Self {
-            prompt: RwSignal::new(String::new()),
-            model: RwSignal::new(String::new()),
-            aspect_ratio: RwSignal::new(String::new()),
-            num_outputs: RwSignal::new(1),
-            seed: RwSignal::new(String::new()),
-            negative_prompt: RwSignal::new(String::new()),
-            advanced_open: RwSignal::new(false),
-        }
-    }
-
-    /// Fills the fields from the address's query; a model or an input the
-    /// catalogue does not offer falls back to the model's default.
-    fn fill(self, query: &[(String, String)], models: &[ModelOption]) {
-        self.fill_with(
-            |name| query.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).unwrap_or_default(),
-            models,
-        );
-    }
-
-    /// Fills the fields with a task's prompt, model and inputs, and its
-    /// seed too when `with_seed` (what its "Reuse seed" link says).
-    fn fill_from(self, task: &TaskView, with_seed: bool, models: &[ModelOption]) {
-        let seed = task.seed.filter(|_| with_seed).map(|s| s.to_string()).unwrap_or_default();
-        self.fill_with(
-            |name| match name {
-                "prompt" => task.prompt.clone(),
-                "model" => task.model.clone(),
-                "aspect_ratio" => task.aspect_ratio.clone().unwrap_or_default(),
-                "num_outputs" => task.num_outputs.to_string(),
-                "seed" => seed.clone(),
-                "negative_prompt" => task.negative_prompt.clone().unwrap_or_default(),
-                _ => String::new(),
-            },
-            models,
-        );
-    }
-
-    fn fill_with(self, get: impl Fn(&str) -> String, models: &[ModelOption]) {
-        let model = models.iter().find(|m| m.id == get("model")).or(models.first());
-        let Some(model) = model else { return };
-        self.prompt.set(get("prompt"));
-        self.model.set(model.id.clone());
-        let ratio = get("aspect_ratio");
-        self.aspect_ratio.set(if model.aspect_ratios.contains(&ratio) {
-            ratio
-        } else {
-            model.aspect_ratios.first().cloned().unwrap_or_default()
-        });
-        self.num_outputs
-            .set(get("num_outputs").parse::<u8>().ok().filter(|n| (1..=model.max_outputs).contains(n)).unwrap_or(1));
-        self.seed.set(if model.seed { get("seed") } else { String::new() });
-        self.negative_prompt.set(if model.negative_prompt { get("negative_prompt") } else { String::new() });
-        if !self.seed.get_untracked().is_empty() || !self.negative_prompt.get_untracked().is_empty() {
-            self.advanced_open.set(true);
-        }
-    }
-}
-
 /// Given by the generator to the task card it shows: "Reuse seed" fills
 /// the form in directly, also when its link points at the address already
 /// shown (where following it changes nothing the page would notice).
 #[derive(Clone, Copy)]
 pub struct Refill(pub Callback<(TaskView, bool)>);
 
+/// "30 credits for 3 images", said as it changes.
+#[component]
+fn CostLine(credits: Signal<i64>, images: RwSignal<u8>) -> impl IntoView {
+    view! {
+        <span class="cost" aria-live="polite">
+            {move || cost_line(credits.get(), images.get())}
+        </span>
+    }
+}
+
 /// "30 credits for 3 images".
 fn cost_line(credits: i64, images: u8) -> String {
     let total = credits * i64::from(images);
     if images == 1 { format!("{total} credits for 1 image") } else { format!("{total} credits for {images} images") }
-}
-
-/// The live task card, in a WebAssembly file of its own: the generator's
-/// page fetches it once it has a task to show ([`load_task_card`]), so a
-/// first visit fetches only the form's code.
-#[lazy]
-fn live_task_card(task: Signal<TaskView>, now: Signal<i64>, on_change: Callback<TaskView>) -> AnyView {
-    view! { <TaskCard task now on_change /> }.into_any()
-}
-
-/// Fetches the code of [`live_task_card`], then sets `done`.
-fn load_task_card(done: RwSignal<bool>) {
-    #[cfg(feature = "hydrate")]
-    spawn_local(async move {
-        __preload_live_task_card().await;
-        done.set(true);
-    });
-    #[cfg(not(feature = "hydrate"))]
-    let _ = done;
-}
-
-/// The value of a future that has nothing left to wait for (a lazy
-/// function whose code has arrived), or `None` if it still waits.
-fn loaded<T>(future: impl std::future::Future<Output = T>) -> Option<T> {
-    use std::task::{Context, Poll, Waker};
-    match std::pin::pin!(future).poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(value) => Some(value),
-        Poll::Pending => None,
-    }
 }
 
 /// The form and the task it shows. `prefill`: the address's fields (see
@@ -224,7 +128,10 @@ fn Generator(
     let default_credits = setup.cost;
     let credits = move || model.with(|m| m.as_ref().map_or(default_credits, |m| m.credits));
     let cost = move || credits() * i64::from(fields.num_outputs.get());
-    let task = RwSignal::new(setup.resume.clone());
+    // The tasks this page has shown, and which one it shows now.
+    let tasks = LiveTasks::new(setup.resume.clone());
+    let shown = RwSignal::new(setup.resume.as_ref().map(|t| t.id.clone()));
+    let task = Memo::new(move |_| shown.get().and_then(|id| tasks.get(&id)));
     // What the last submission was refused with; a post without
     // JavaScript comes back from the server with it (`refused`).
     let refusal = RwSignal::new(refused);
@@ -239,58 +146,18 @@ fn Generator(
     };
     Effect::new(move |_| refusal.with_untracked(|r| r.as_ref().map(rest_if_capped)));
 
-    let polling = Memo::new(move |_| {
-        task.with(|t| t.as_ref().filter(|t| t.status == TaskStatus::Processing).map(|t| t.id.clone()))
-    });
-    let in_flight = StoredValue::new(false);
-    let interval_ms = setup.poll_interval_ms;
-    let advice = RwSignal::new(setup.resume.as_ref().and_then(|t| t.poll_after_ms));
-    let every = Memo::new(move |_| pace(advice.get(), interval_ms));
-    poll_while(polling, every, move |id: String| {
-        if in_flight.get_value() {
-            return;
+    let polling = Memo::new(move |_| unfinished(tasks, shown.get()));
+    let on_finished = Callback::new(move |view: TaskView| {
+        if shown.get_untracked().as_deref() == Some(view.id.as_str()) {
+            tell_hidden_tab(if view.status == TaskStatus::Completed {
+                "✓ Image ready — Darkroom"
+            } else {
+                "Generation ended — Darkroom"
+            });
+            paused_until.set(None);
         }
-        in_flight.set_value(true);
-        spawn_local(async move {
-            let result = check_image_status(id.clone()).await;
-            in_flight.set_value(false);
-            match result {
-                Ok(view) => {
-                    let finished = view.status.is_finished();
-                    advice.set(view.poll_after_ms);
-                    if finished {
-                        tell_hidden_tab(if view.status == TaskStatus::Completed {
-                            "✓ Image ready — Darkroom"
-                        } else {
-                            "Generation ended — Darkroom"
-                        });
-                    }
-                    // Ignore an answer about a task that is no longer shown.
-                    // An answer sent before a Cancel must not undo it.
-                    task.update(|t| {
-                        if t.as_ref().is_some_and(|t| t.id == view.id && (finished || !t.status.is_finished())) {
-                            *t = Some(view);
-                        }
-                    });
-                    if finished {
-                        balance::refresh();
-                        paused_until.set(None);
-                    }
-                }
-                // Signed out meanwhile, or the task is gone: stop polling it.
-                Err(e) if matches!(e.kind, ErrorKind::Unauthorized | ErrorKind::NotFound) => {
-                    task.update(|t| {
-                        if t.as_ref().is_some_and(|t| t.id == id) {
-                            *t = None;
-                        }
-                    });
-                    balance::refresh();
-                }
-                // Anything else is passing trouble: the next tick retries.
-                Err(_) => {}
-            }
-        });
     });
+    use_task_poller(tasks, polling, setup.poll_interval_ms, on_finished);
 
     let short_of_credits = move || balance.get() < cost();
     // The form posts without JavaScript; with it, what it would post is
@@ -333,7 +200,8 @@ fn Generator(
                     );
                     view.num_outputs = count;
                     view.aspect_ratio = aspect_ratio.filter(|r| !r.is_empty());
-                    task.set(Some(view));
+                    shown.set(Some(view.id.clone()));
+                    tasks.set(view);
                 }
                 Err(e) => {
                     rest_if_capped(&e);
@@ -344,37 +212,15 @@ fn Generator(
     };
     let now = clock();
     let paused = move || paused_until.get().is_some_and(|until| now.get() < until);
-    // The card is rebuilt only when another task is shown, not on every poll.
-    let shown = Memo::new(move |_| task.with(|t| t.as_ref().map(|t| t.id.clone())));
-    // The server renders the resumed task's card as plain HTML (the
-    // island's children). In the browser the card's code is fetched once a
-    // prompt is typed or there is a task to show (`want_card`, at most
-    // once); from then on the island shows its tasks with the live card.
-    // The server's card stays until then, while it is still the task shown,
-    // and is removed after.
-    let card_code = RwSignal::new(false);
-    let asked = StoredValue::new(false);
-    let want_card = move || {
-        if !asked.get_value() {
-            asked.set_value(true);
-            load_task_card(card_code);
-        }
-    };
-    Effect::new(move |_| {
-        if shown.with(Option::is_some) {
-            want_card();
-        }
+    // The card's code is fetched once there is a task to show, or a prompt
+    // is typed (so it is usually there before the first task).
+    let code = CardCode::new();
+    // A cancel answers the task's new state at once.
+    let changed = Callback::new(move |view: TaskView| {
+        tasks.set(view);
+        paused_until.set(None);
     });
     let resumed_id = setup.resume.as_ref().map(|t| t.id.clone());
-    let server_card_shown = Memo::new(move |_| !card_code.get() && shown.with(|s| s.is_some() && *s == resumed_id));
-    let server_card = NodeRef::<leptos::html::Div>::new();
-    Effect::new(move |_| {
-        if !server_card_shown.get()
-            && let Some(el) = server_card.get()
-        {
-            el.set_inner_html("");
-        }
-    });
 
     view! {
         <section class="generator">
@@ -391,7 +237,7 @@ fn Generator(
                     prop:value=move || fields.prompt.get()
                     on:input=move |ev| {
                         fields.prompt.set(event_target_value(&ev));
-                        want_card();
+                        code.want();
                     }
                 >
                     {fields.prompt.get_untracked()}
@@ -408,9 +254,7 @@ fn Generator(
                 </div>
                 {move || model.get().filter(|m| m.seed || m.negative_prompt).map(|m| view! { <Advanced model=m fields /> })}
                 <div class="form-row submit-row">
-                    <span class="cost" aria-live="polite">
-                        {move || cost_line(credits(), fields.num_outputs.get())}
-                    </span>
+                    <CostLine credits=Signal::derive(credits) images=fields.num_outputs />
                     <button
                         type="submit"
                         class="primary"
@@ -438,154 +282,10 @@ fn Generator(
                 </p>
                 {move || refusal.get().map(|e| view! { <p class="form-error" role="alert">{e.message}</p> })}
             </form>
-            <div node_ref=server_card hidden=move || !server_card_shown.get()>
+            <LiveTask task code resumed_id now on_change=changed>
                 {children()}
-            </div>
-            {move || {
-                let shown = shown.get().filter(|_| card_code.get());
-                shown.and_then(|_| task.get_untracked()).and_then(|initial: TaskView| {
-                    let current = Signal::derive(move || task.get().unwrap_or_else(|| initial.clone()));
-                    // A cancel answers the task's new state at once.
-                    let changed = Callback::new(move |view: TaskView| {
-                        task.update(|t| {
-                            if t.as_ref().is_some_and(|t| t.id == view.id) {
-                                *t = Some(view);
-                            }
-                        });
-                        paused_until.set(None);
-                    });
-                    // The code is here: the card is built at once.
-                    loaded(live_task_card(current, now.into(), changed))
-                })
-            }}
+            </LiveTask>
         </section>
-    }
-}
-
-/// "Aspect ratio" and "Number of images" for a model that takes them.
-#[component]
-fn ModelInputs(model: ModelOption, fields: Fields) -> impl IntoView {
-    let ratios = (!model.aspect_ratios.is_empty()).then(|| {
-        view! {
-            <Choice
-                id="aspect_ratio"
-                label="Aspect ratio"
-                options=model.aspect_ratios.iter().map(|r| (r.clone(), r.clone())).collect()
-                chosen=fields.aspect_ratio
-                on_pick=move |ratio| fields.aspect_ratio.set(ratio)
-            />
-        }
-    });
-    let counts = (model.max_outputs > 1).then(|| {
-        view! {
-            <Choice
-                id="num_outputs"
-                label="Number of images"
-                options=(1..=model.max_outputs).map(|n| (n.to_string(), n.to_string())).collect()
-                chosen=Signal::derive(move || fields.num_outputs.get().to_string())
-                on_pick=move |n: String| fields.num_outputs.set(n.parse().unwrap_or(1))
-            />
-        }
-    });
-    view! {
-        {ratios}
-        {counts}
-    }
-}
-
-/// A labelled select (`id` is also its form name) of (value, label)
-/// options, showing `chosen` and telling `on_pick` what the person picks.
-#[component]
-fn Choice(
-    id: &'static str,
-    label: &'static str,
-    options: Vec<(String, String)>,
-    #[prop(into)] chosen: Signal<String>,
-    #[prop(into)] on_pick: Callback<String>,
-) -> impl IntoView {
-    view! {
-        <span class="choice">
-            <label for=id class="inline-label">
-                {label}
-            </label>
-            <select id=id name=id on:change=move |ev| on_pick.run(event_target_value(&ev))>
-                {options
-                    .into_iter()
-                    .map(|(value, text)| {
-                        let this = value.clone();
-                        let is_chosen = move || chosen.get() == this;
-                        view! {
-                            <option value=value selected=is_chosen.clone() prop:selected=is_chosen>
-                                {text}
-                            </option>
-                        }
-                    })
-                    .collect_view()}
-            </select>
-        </span>
-    }
-}
-
-/// "Advanced": a seed and a negative prompt, for the models that take
-/// them. Opens when the address fills either in (a reused seed shows).
-#[component]
-fn Advanced(model: ModelOption, fields: Fields) -> impl IntoView {
-    let open = fields.advanced_open;
-    view! {
-        <details
-            class="advanced"
-            open=open.get_untracked()
-            prop:open=move || open.get()
-            on:toggle=move |ev| open.set(event_target::<web_sys::Element>(&ev).has_attribute("open"))
-        >
-            <summary>"Advanced"</summary>
-            {model
-                .seed
-                .then(|| {
-                    view! {
-                        <div class="field">
-                            <label for="seed">"Seed"</label>
-                            <input
-                                id="seed"
-                                name="seed"
-                                type="text"
-                                inputmode="numeric"
-                                pattern="[0-9]*"
-                                maxlength="10"
-                                autocomplete="off"
-                                placeholder="random"
-                                aria-describedby="seed-hint"
-                                prop:value=move || fields.seed.get()
-                                value=fields.seed.get_untracked()
-                                on:input=move |ev| fields.seed.set(event_target_value(&ev))
-                            />
-                            <p id="seed-hint" class="hint">
-                                "The same seed, prompt and settings give the same image. Leave empty for a random one."
-                            </p>
-                        </div>
-                    }
-                })}
-            {model
-                .negative_prompt
-                .then(|| {
-                    view! {
-                        <div class="field">
-                            <label for="negative_prompt">"Negative prompt"</label>
-                            <textarea
-                                id="negative_prompt"
-                                name="negative_prompt"
-                                rows="2"
-                                maxlength="2000"
-                                placeholder="What the image should not show"
-                                prop:value=move || fields.negative_prompt.get()
-                                on:input=move |ev| fields.negative_prompt.set(event_target_value(&ev))
-                            >
-                                {fields.negative_prompt.get_untracked()}
-                            </textarea>
-                        </div>
-                    }
-                })}
-        </details>
     }
 }
 

@@ -2,17 +2,15 @@
 //! tasks on the page update live through one batched status call per
 //! interval, keyed on the set of their ids.
 
-use std::collections::HashMap;
-
 use leptos::either::Either;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use leptos_router::hooks::use_query_map;
 
-use super::polling::{pace, poll_while};
+use super::polling::{LiveTasks, unfinished, use_task_poller};
 use super::task_card::{TaskCard, clock};
-use crate::api::{check_image_statuses, generator_setup, list_history};
-use crate::model::{HistoryPage as Page, TaskStatus, TaskView};
+use crate::api::{generator_setup, list_history};
+use crate::model::{HistoryPage as Page, TaskView};
 use crate::session::RequireUser;
 
 /// The page; its data is read once per render, here (see `RequireUser`).
@@ -46,54 +44,16 @@ fn HistoryGrid(first: Page, interval_ms: u64) -> impl IntoView {
     crate::island_hydrated();
     // Every task on the page by id, and their order (newest first).
     let order = RwSignal::new(first.items.iter().map(|t| t.id.clone()).collect::<Vec<_>>());
-    let tasks = RwSignal::new(first.items.into_iter().map(|t| (t.id.clone(), t)).collect::<HashMap<_, _>>());
+    let tasks = LiveTasks::new(first.items);
     let cursor = RwSignal::new(first.next_cursor);
     let loading_more = RwSignal::new(false);
     let more_error = RwSignal::new(None::<String>);
 
-    // The set of processing ids, in page order (one set always gives the same
+    // The processing ids, in page order (one set always gives the same
     // sequence, without sorting): the interval restarts whenever the set
     // changes, not only its size.
-    let processing = Memo::new(move |_| {
-        let ids: Vec<String> = order.with(|o| {
-            tasks.with(|m| {
-                o.iter().filter(|id| m.get(*id).is_some_and(|t| t.status == TaskStatus::Processing)).cloned().collect()
-            })
-        });
-        (!ids.is_empty()).then_some(ids)
-    });
-    let in_flight = StoredValue::new(false);
-    // The soonest advice among the page's unfinished tasks.
-    let every = Memo::new(move |_| {
-        let advice = tasks
-            .with(|m| m.values().filter(|t| t.status == TaskStatus::Processing).filter_map(|t| t.poll_after_ms).min());
-        pace(advice, interval_ms)
-    });
-    poll_while(processing, every, move |ids: Vec<String>| {
-        if in_flight.get_value() {
-            return;
-        }
-        in_flight.set_value(true);
-        spawn_local(async move {
-            let result = check_image_statuses(ids).await;
-            in_flight.set_value(false);
-            if let Ok(views) = result {
-                let finished = views.iter().any(|v| v.status.is_finished());
-                tasks.update(|m| {
-                    for v in views {
-                        // An answer sent before a Cancel must not undo it.
-                        if m.get(&v.id).is_some_and(|old| old.status.is_finished() && !v.status.is_finished()) {
-                            continue;
-                        }
-                        m.insert(v.id.clone(), v);
-                    }
-                });
-                if finished {
-                    crate::balance::refresh();
-                }
-            }
-        });
-    });
+    let processing = Memo::new(move |_| unfinished(tasks, order.get()));
+    use_task_poller(tasks, processing, interval_ms, Callback::new(|_| {}));
 
     // A link to the next page, which works without JavaScript; with it,
     // the next page is appended here instead.
@@ -108,7 +68,7 @@ fn HistoryGrid(first: Page, interval_ms: u64) -> impl IntoView {
             match list_history(Some(c)).await {
                 Ok(page) => {
                     order.update(|o| o.extend(page.items.iter().map(|t| t.id.clone())));
-                    tasks.update(|m| m.extend(page.items.into_iter().map(|t| (t.id.clone(), t))));
+                    tasks.extend(page.items);
                     cursor.set(page.next_cursor);
                     more_error.set(None);
                 }
@@ -119,7 +79,9 @@ fn HistoryGrid(first: Page, interval_ms: u64) -> impl IntoView {
     };
 
     let now = clock();
-    let empty = Memo::new(move |_| order.with(Vec::is_empty));
+    // A task gone from the server (deleted elsewhere) leaves the grid.
+    let shown = Memo::new(move |_| order.get().into_iter().filter(|id| tasks.contains(id)).collect::<Vec<_>>());
+    let empty = Memo::new(move |_| shown.with(Vec::is_empty));
     let more = Memo::new(move |_| cursor.with(Option::is_some));
     let cards = move || {
         if empty.get() {
@@ -134,12 +96,12 @@ fn HistoryGrid(first: Page, interval_ms: u64) -> impl IntoView {
         }
         Either::Right(view! {
             <ul class="grid" role="list">
-                <For each=move || order.get() key=|id| id.clone() let:id>
+                <For each=move || shown.get() key=|id| id.clone() let:id>
                     {
                         // Memoized: a poll re-renders only the cards it changed.
                         let task = Memo::new({
                             let id = id.clone();
-                            move |_| tasks.with(|m| m.get(&id).cloned()).unwrap_or_else(|| TaskView::pending(id.clone(), String::new(), String::new(), 0, 0))
+                            move |_| tasks.get(&id).unwrap_or_else(|| TaskView::pending(id.clone(), String::new(), String::new(), 0, 0))
                         });
                         view! {
                             <li>
@@ -147,16 +109,10 @@ fn HistoryGrid(first: Page, interval_ms: u64) -> impl IntoView {
                                     task
                                     now
                                     compact=true
-                                    on_change=Callback::new(move |view: TaskView| {
-                                        tasks.update(|m| {
-                                            m.insert(view.id.clone(), view);
-                                        });
-                                    })
+                                    on_change=Callback::new(move |view: TaskView| tasks.set(view))
                                     on_delete=Callback::new(move |id: String| {
                                         order.update(|o| o.retain(|i| *i != id));
-                                        tasks.update(|m| {
-                                            m.remove(&id);
-                                        });
+                                        tasks.remove(&id);
                                     })
                                 />
                             </li>
