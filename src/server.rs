@@ -21,7 +21,7 @@ pub mod state;
 pub mod storage;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::Router;
@@ -30,7 +30,7 @@ use axum_login::AuthManagerLayerBuilder;
 use axum_login::tower_sessions::cookie::SameSite;
 use axum_login::tower_sessions::{Expiry, SessionManagerLayer};
 use leptos::config::LeptosOptions;
-use leptos_axum::{LeptosRoutes, generate_route_list};
+use leptos_axum::{AxumRouteListing, LeptosRoutes, generate_route_list};
 use secrecy::ExposeSecret;
 use tower_http::trace::TraceLayer;
 
@@ -197,7 +197,7 @@ pub async fn build_on(
     engine::reconcile::spawn(state.clone());
 
     let proxies = Arc::new(state.config.trusted_proxies.clone());
-    let routes = generate_route_list(App);
+    let routes = page_routes();
     let mut router = Router::new()
         .route("/healthz", get(http::healthz))
         .route("/images/{task_id}", get(http::image))
@@ -245,6 +245,21 @@ pub async fn build_on(
         .layer(axum::middleware::from_fn_with_state(proxies, client::resolve_client));
 
     Ok(Built { router, state })
+}
+
+/// The app's page routes, listed once per process.
+///
+/// Listing renders the app with resource loading switched off for the whole
+/// process (`SuppressResourceLoad` is one global flag in leptos_server 0.8;
+/// leptos-rs/leptos#4753 makes it re-entrant and moves the check into the
+/// loader, but the flag stays global). A page rendered on another thread
+/// while the list is made creates resources that never load, and its
+/// answer never comes. A server lists its routes before it serves; a
+/// process that builds several apps while others serve (the tests) must not
+/// list them again.
+fn page_routes() -> Vec<AxumRouteListing> {
+    static ROUTES: OnceLock<Vec<AxumRouteListing>> = OnceLock::new();
+    ROUTES.get_or_init(|| generate_route_list(App)).clone()
 }
 
 /// Gzip for the static files a first page load downloads (its script,

@@ -23,8 +23,22 @@ impl CurrentUser {
 
     /// `None` while loading, then `Some(user)` or `Some(None)` (tracked).
     pub fn get(&self) -> Option<Option<User>> {
-        self.0.get().map(|r| r.ok().flatten())
+        loaded(self.0).map(|r| r.ok().flatten())
     }
+}
+
+/// A page resource's value: `None` while it loads (tracked).
+///
+/// Every page reads its resources through this, never with `get`. On the
+/// server the resource is loaded on another worker thread, which stores the
+/// value under a write lock; `OnceResource::get` reads with `try_read` and
+/// panics ("already been disposed") when that read meets the write
+/// (leptos-rs/leptos#3681, `Get::get` unwraps a failed `try_get`). The
+/// panic ends the page's render and its request is never answered. A read
+/// that meets the write is a resource still loading: the loader wakes the
+/// `<Suspense>` once the value is stored, and the next read finds it.
+pub fn loaded<T: Clone + Send + Sync + 'static>(resource: OnceResource<T>) -> Option<T> {
+    resource.try_get().flatten()
 }
 
 /// Reads the current user from context.

@@ -14,7 +14,7 @@ use super::value_of;
 use crate::api::{ChangePassword, SignOutEverywhere, change_password, list_ledger};
 use crate::error::AppError;
 use crate::model::{LedgerEntry, LedgerKind, LedgerPage};
-use crate::session::{RequireUser, use_current_user};
+use crate::session::{RequireUser, loaded, use_current_user};
 
 /// The page; its data is read once per render, here (see `RequireUser`).
 #[component]
@@ -43,8 +43,7 @@ pub fn AccountPage() -> impl IntoView {
                 }}
                 <h2 id="ledger-heading">"Credits"</h2>
                 {move || {
-                    first
-                        .get()
+                    loaded(first)
                         .map(|r| match r {
                             Ok(page) => Either::Left(view! { <Ledger first=page /> }),
                             Err(e) => Either::Right(view! { <p class="form-error" role="alert">{e.message}</p> }),

@@ -21,7 +21,7 @@ use crate::api::{GenerateImage, generate_image, generator_setup};
 use crate::balance;
 use crate::error::{AppError, ErrorKind};
 use crate::model::{GeneratorInfo, TaskStatus, TaskView};
-use crate::session::{RequireUser, use_current_user};
+use crate::session::{RequireUser, loaded, use_current_user};
 
 /// How long Generate rests after a refusal at a cap (unless a task
 /// finishes first).
@@ -41,8 +41,7 @@ pub fn GeneratorPage() -> impl IntoView {
             {
                 let (prefill, refused) = (prefill.clone(), refused.clone());
                 move || {
-                    setup
-                        .get()
+                    loaded(setup)
                         .map(|r| match r {
                             Ok(setup) => {
                                 let credits = user.get().flatten().map_or(0, |u| u.credits);

@@ -11,7 +11,7 @@ use super::polling::{LiveTasks, unfinished, use_task_poller};
 use super::task_card::{TaskCard, clock};
 use crate::api::{generator_setup, list_history};
 use crate::model::{HistoryPage as Page, TaskView};
-use crate::session::RequireUser;
+use crate::session::{RequireUser, loaded};
 
 /// The page; its data is read once per render, here (see `RequireUser`).
 #[component]
@@ -25,9 +25,8 @@ pub fn HistoryPage() -> impl IntoView {
             <section class="history">
                 <h1>"History"</h1>
                 {move || {
-                    let interval = setup.get().and_then(|s| s.ok()).map(|s| s.poll_interval_ms).unwrap_or(3000);
-                    first
-                        .get()
+                    let interval = loaded(setup).and_then(|s| s.ok()).map(|s| s.poll_interval_ms).unwrap_or(3000);
+                    loaded(first)
                         .map(|r| match r {
                             Ok(page) => Either::Left(view! { <HistoryGrid first=page interval_ms=interval /> }),
                             Err(e) => Either::Right(view! { <p class="form-error" role="alert">{e.message}</p> }),
