@@ -19,6 +19,8 @@ pub mod session;
 #[cfg(feature = "ssr")]
 pub mod provider;
 #[cfg(feature = "ssr")]
+pub mod rate;
+#[cfg(feature = "ssr")]
 pub mod server;
 #[cfg(feature = "ssr")]
 pub mod sim;

@@ -97,6 +97,7 @@ pub async fn build_on(
                 huge_bytes: config.max_image_bytes,
                 webhook_secret,
                 clock: clock.clone(),
+                rate_limits: config.sim_rate_limits,
             };
             // The simulator's own origin, scheme and port included.
             let hosts = config.output_hosts.clone().unwrap_or_else(|| vec![local.origin().ascii_serialization()]);

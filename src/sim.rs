@@ -31,6 +31,8 @@ mod directive;
 mod files;
 mod id;
 mod inputs;
+mod limits;
+mod list;
 mod render;
 mod soft;
 mod timeline;
@@ -69,6 +71,8 @@ pub struct SimConfig {
     pub webhook_secret: crate::standard_webhooks::Secret,
     /// The time predictions run by (the app's: tests move a manual one).
     pub clock: crate::server::clock::Clock,
+    /// The rate limits of its token (`DARKROOM_SIM_RATE_LIMITS`).
+    pub rate_limits: crate::rate::Limits,
 }
 
 impl fmt::Debug for SimConfig {
@@ -81,6 +85,7 @@ impl fmt::Debug for SimConfig {
             .field("output_ttl", &self.output_ttl)
             .field("huge_bytes", &self.huge_bytes)
             .field("webhook_secret", &self.webhook_secret)
+            .field("rate_limits", &self.rate_limits)
             .finish()
     }
 }
@@ -92,6 +97,9 @@ struct Sim {
     base: String,
     soft: soft::SoftState,
     hooks: webhooks::Hooks,
+    limiter: limits::Limiter,
+    stats: limits::Stats,
+    recent: list::Recent,
 }
 
 impl Sim {
@@ -112,24 +120,39 @@ impl Sim {
 
 /// The simulator's routes, relative to where the app nests them (`/sim`):
 /// `POST /v1/models/{owner}/{name}/predictions`, `POST /v1/predictions`,
-/// `GET /v1/predictions/{id}`, `POST /v1/predictions/{id}/cancel`,
-/// `GET /v1/webhooks/default/secret` (all with bearer auth) and
+/// `GET /v1/predictions` (the list), `GET /v1/predictions/{id}`,
+/// `POST /v1/predictions/{id}/cancel`, `GET /v1/webhooks/default/secret`
+/// (all with bearer auth, then held to the token's rate limits),
 /// `GET /files/{id}/out-{n}.png` (the outputs, until they expire; each
-/// answer sandboxed, since a file may be anything: `#notimage` is HTML).
+/// answer sandboxed, since a file may be anything: `#notimage` is HTML) and
+/// `GET /_stats` (what it served).
 pub fn router(cfg: SimConfig) -> Router {
     let base = cfg.public_base.as_str().trim_end_matches('/').to_owned();
-    let sim = Arc::new(Sim { cfg, base, soft: soft::SoftState::default(), hooks: webhooks::Hooks::new() });
+    let limiter = limits::Limiter::new(cfg.rate_limits);
+    let sim = Arc::new(Sim {
+        cfg,
+        base,
+        soft: soft::SoftState::default(),
+        hooks: webhooks::Hooks::new(),
+        limiter,
+        stats: limits::Stats::default(),
+        recent: list::Recent::default(),
+    });
+    // The last layer added runs first: the token, then the limits.
     let v1 = Router::new()
         .route("/models/{owner}/{name}/predictions", post(api::create_for_model))
-        .route("/predictions", post(api::create_for_version))
+        .route("/predictions", post(api::create_for_version).get(list::list))
         .route("/predictions/{id}", get(api::get))
         .route("/predictions/{id}/cancel", post(api::cancel))
         .route("/webhooks/default/secret", get(api::webhook_secret))
+        .route_layer(middleware::from_fn_with_state(Arc::clone(&sim), limits::limit))
         .route_layer(middleware::from_fn_with_state(Arc::clone(&sim), api::require_token));
     let files =
         Router::new().route("/files/{id}/{file}", get(files::serve)).layer(middleware::map_response(files::sandboxed));
-    Router::new().nest("/v1", v1).merge(files).with_state(sim)
+    Router::new().nest("/v1", v1).merge(files).route("/_stats", get(limits::stats)).with_state(sim)
 }
+
+pub use limits::{BURST_SECS as RATE_BURST_SECS, default_limits as default_rate_limits};
 
 /// Parses `DARKROOM_SIM_DURATION_MS`: `"8000-20000"` (inclusive) or `"1500"`.
 pub fn parse_duration_range(s: &str) -> Result<(u64, u64), String> {

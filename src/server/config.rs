@@ -8,6 +8,14 @@ use std::time::Duration;
 use secrecy::SecretString;
 
 use super::catalogue;
+use crate::rate::Limits;
+
+/// The share of the provider's published limits the engine spends: the
+/// rest is a margin for clock drift between us and the provider, other
+/// clients of the same token, and calls made by hand.
+pub const BUDGET_MARGIN: f64 = 0.8;
+/// The engine's budget allows bursts of this many seconds' worth of calls.
+pub const BUDGET_BURST_SECS: u32 = 2;
 pub use super::catalogue::ModelSpec;
 
 /// Where finished images are kept.
@@ -73,6 +81,12 @@ pub struct Config {
     pub output_hosts: Option<Vec<String>>,
     pub sim_duration_ms: (u64, u64),
     pub sim_output_ttl: Duration,
+    /// The simulator's limits per token (`DARKROOM_SIM_RATE_LIMITS`).
+    pub sim_rate_limits: Limits,
+    /// The provider's published limits per API token
+    /// (`DARKROOM_PROVIDER_LIMITS`); the engine's budget is
+    /// [`BUDGET_MARGIN`] of them.
+    pub provider_limits: Limits,
     /// Key that signs simulator prediction ids; instances sharing a database
     /// must share it. Default: a random key kept in the data dir.
     pub sim_secret: Option<SecretString>,
@@ -177,6 +191,20 @@ impl Config {
                 .map(|s| s.split(',').map(|h| h.trim().to_ascii_lowercase()).filter(|h| !h.is_empty()).collect()),
             sim_duration_ms: parse_range(var("DARKROOM_SIM_DURATION_MS"))?,
             sim_output_ttl: Duration::from_secs(number(&var, "DARKROOM_SIM_OUTPUT_TTL_SECS", 3600, 1..=604_800)?),
+            sim_rate_limits: match var("DARKROOM_SIM_RATE_LIMITS") {
+                None => crate::sim::default_rate_limits(),
+                Some(raw) => {
+                    let defaults = crate::sim::default_rate_limits();
+                    Limits::parse(&raw, defaults, crate::sim::RATE_BURST_SECS)
+                        .map_err(|e| err("DARKROOM_SIM_RATE_LIMITS", e))?
+                }
+            },
+            provider_limits: Limits::parse(
+                var("DARKROOM_PROVIDER_LIMITS").as_deref().unwrap_or(""),
+                Limits::replicate(BUDGET_BURST_SECS),
+                BUDGET_BURST_SECS,
+            )
+            .map_err(|e| err("DARKROOM_PROVIDER_LIMITS", e))?,
             sim_secret: var("DARKROOM_SIM_SECRET").map(SecretString::from),
             sim_token: var("DARKROOM_SIM_TOKEN").map(|raw| parse_sim_token(&raw)).transpose()?,
             webhook_secret: var("DARKROOM_WEBHOOK_SECRET").map(|raw| parse_webhook_secret(&raw)).transpose()?,
@@ -203,6 +231,11 @@ impl Config {
     /// one. Plain on http (the embedded default on 127.0.0.1).
     pub fn session_cookie_name(&self) -> &'static str {
         if self.secure_cookies { "__Host-darkroom_session" } else { "darkroom_session" }
+    }
+
+    /// What the engine may spend of the provider's limits.
+    pub fn budget_limits(&self) -> Limits {
+        self.provider_limits.scaled(BUDGET_MARGIN)
     }
 
     /// Whether `DATABASE_URL` names a SQLite database.
@@ -383,6 +416,8 @@ mod tests {
             ("DARKROOM_WEBHOOK_SECRET", "whsec_not base64!"),
             ("DARKROOM_WEBHOOK_SECRET", "whsec_c2hvcnQ="),
             ("DARKROOM_SIM_TOKEN", "r8 with spaces"),
+            ("DARKROOM_SIM_RATE_LIMITS", "create=600"),
+            ("DARKROOM_PROVIDER_LIMITS", "creates=600/min"),
         ] {
             let e = config(&[(name, value)]).unwrap_err();
             assert_eq!(e.name, name, "{value}");
@@ -415,6 +450,19 @@ mod tests {
         assert!(c.secure_cookies);
         assert_eq!(c.public_origin().as_deref(), Some("https://darkroom.example"));
         assert!(config(&[("DARKROOM_SECURE_COOKIES", "true")]).unwrap().secure_cookies);
+    }
+
+    #[test]
+    fn provider_limits_default_to_replicates_and_the_budget_keeps_a_margin() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.provider_limits.to_string(), "create=600/min,other=3000/min");
+        let budget = c.budget_limits();
+        assert_eq!(budget.create.map(|r| (r.per_minute, r.burst)), Some((480, 16)));
+        assert_eq!(budget.other.map(|r| (r.per_minute, r.burst)), Some((2400, 80)));
+        assert_eq!(c.sim_rate_limits.to_string(), "create=600/min,other=3000/min");
+        let c = config(&[("DARKROOM_PROVIDER_LIMITS", "create=6/min"), ("DARKROOM_SIM_RATE_LIMITS", "off")]).unwrap();
+        assert_eq!(c.budget_limits().create.map(|r| (r.per_minute, r.burst)), Some((4, 1)));
+        assert_eq!(c.sim_rate_limits, Limits::OFF);
     }
 
     #[test]

@@ -134,6 +134,7 @@ fn create(
     let state = state_at(&ticket, None, now);
     tracing::debug!(%id, duration_ms, "simulated prediction created");
     let body = Json(prediction_json(sim, &id, &ticket, &state, now));
+    sim.recent.created(&id);
     if let Some(webhook) = webhook {
         webhooks::spawn(sim, id, ticket, tag, webhook);
     }

@@ -59,6 +59,7 @@ pub(super) async fn serve(State(sim): State<Arc<Sim>>, Path((id, file)): Path<(S
     if directives.expire || output_expired(&sim, &state, now) {
         return (StatusCode::GONE, "Gone: this output has expired").into_response();
     }
+    sim.stats.file();
     if directives.notimage {
         return not_an_image();
     }

@@ -47,6 +47,8 @@ struct Options {
     /// Answer as if reachable at another instance's address (a load balancer).
     public_base: Option<url::Url>,
     clock: Clock,
+    /// Replicate's published limits unless a test says otherwise.
+    limits: darkroom::rate::Limits,
 }
 
 impl Default for Options {
@@ -58,6 +60,7 @@ impl Default for Options {
             secret: SECRET,
             public_base: None,
             clock: Clock::system(),
+            limits: sim::default_rate_limits(),
         }
     }
 }
@@ -76,6 +79,7 @@ async fn spawn_sim(opts: Options) -> Running {
         huge_bytes: opts.huge_bytes,
         webhook_secret: darkroom::standard_webhooks::Secret::from_bytes(b"simulator webhook signing key"),
         clock: opts.clock.clone(),
+        rate_limits: opts.limits,
     };
     let app = axum::Router::new().nest("/sim", sim::router(cfg));
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -810,7 +814,7 @@ async fn the_app_uses_the_configured_sim_token_and_webhook_secret() {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let (_, view) = app.call(&c, "check_image_status", &[("task_id", &task_id)]).await;
-        if view["status"] != "processing" {
+        if !crate::helpers::unfinished(&view) {
             assert_eq!(view["status"], "completed", "{view}");
             break;
         }
@@ -1088,4 +1092,102 @@ async fn a_prediction_from_before_inputs_answers_and_renders_as_it_did() {
     assert_eq!(size, (512, 512));
     let digest: String = sha2::Sha256::digest(&png).iter().map(|b| format!("{b:02x}")).collect();
     assert_eq!(digest, "fb68e4ffd71e0771480df14ce4d681148afdad6f04b82e5de5ffd5fbacd0d2a7", "the same bytes as before");
+}
+
+/// What `GET /sim/_stats` answers.
+async fn stats(sim: &Running) -> Value {
+    let r = reqwest::get(format!("http://{}/sim/_stats", sim.addr)).await.unwrap_or_else(|e| panic!("{e}"));
+    r.json().await.unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[tokio::test]
+async fn the_token_is_held_to_its_limits_with_replicates_429() {
+    let limits = darkroom::rate::Limits::parse("create=6/min,other=60/min", darkroom::rate::Limits::OFF, 10)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let sim = spawn_manual_sim(Options { limits, ..Options::default() }).await;
+    // A burst of 10 s' worth: one create, ten other calls.
+    let first = create(&sim, "a quiet bay").await;
+    let refused = create_raw(&sim, "a quiet bay", json!({})).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(refused.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("10"));
+    let body: Value = refused.json().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(body["detail"], "Request was throttled. Your rate limit resets in ~10s.");
+    assert_eq!(body["status"], 429);
+    // Other calls have a limit of their own, and the adapter reads the wait.
+    for _ in 0..10 {
+        sim.provider.get(&first.id).await.unwrap_or_else(|e| panic!("get: {e:?}"));
+    }
+    match sim.provider.get(&first.id).await {
+        Err(ProviderError::RateLimited { retry_after }) => assert_eq!(retry_after, Some(Duration::from_secs(1))),
+        other => panic!("expected a 429, got {other:?}"),
+    }
+    match sim.provider.create(MODEL, "another", None).await {
+        Err(ProviderError::RateLimited { retry_after }) => assert!(retry_after.is_some()),
+        other => panic!("expected a 429, got {other:?}"),
+    }
+    let counted = stats(&sim).await;
+    assert_eq!(
+        (&counted["creates"], &counted["gets"], &counted["throttled"], &counted["lists"], &counted["cancels"]),
+        (&json!(1), &json!(10), &json!(3), &json!(0), &json!(0)),
+        "{counted}"
+    );
+    // Room comes back at the published rate.
+    sim.clock.advance(Duration::from_secs(10));
+    create(&sim, "a quiet bay, later").await;
+    sim.provider.get(&first.id).await.unwrap_or_else(|e| panic!("get: {e:?}"));
+    sim.provider.cancel(&first.id).await.unwrap_or_else(|e| panic!("cancel: {e:?}"));
+    let counted = stats(&sim).await;
+    assert_eq!((&counted["creates"], &counted["gets"], &counted["cancels"]), (&json!(2), &json!(11), &json!(1)));
+    // A refused token is not counted against the limit, nor served.
+    let stranger = adapter(sim.addr, "not-the-token");
+    assert!(matches!(stranger.get(&first.id).await, Err(ProviderError::Unauthorized { status: 401 })));
+    assert_eq!(stats(&sim).await["gets"], json!(11));
+}
+
+#[tokio::test]
+async fn the_default_limits_are_replicates_published_ones() {
+    let sim = spawn_manual_sim(Options::default()).await;
+    assert_eq!(stats(&sim).await["limits"], "create=600/min,other=3000/min");
+    // Ten seconds' worth at once, then the steady rate.
+    let mut created = 0;
+    while create_raw(&sim, "a burst", json!({})).await.status() == StatusCode::CREATED {
+        created += 1;
+        assert!(created <= 100, "more than the burst went through");
+    }
+    assert_eq!(created, 100);
+    sim.clock.advance(Duration::from_millis(100));
+    assert_eq!(create_raw(&sim, "a burst", json!({})).await.status(), StatusCode::CREATED, "600 a minute");
+}
+
+#[tokio::test]
+async fn the_list_gives_the_tokens_predictions_newest_first_a_page_at_a_time() {
+    let sim = spawn_manual_sim(Options::default()).await;
+    let mut ids = Vec::new();
+    for n in 0..105 {
+        ids.push(create(&sim, &format!("picture {n}")).await.id);
+        sim.clock.advance(Duration::from_millis(10));
+    }
+    let list = |url: String| async move {
+        let r = reqwest::Client::new().get(url).bearer_auth(TOKEN).send().await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(r.status(), StatusCode::OK);
+        r.json::<Value>().await.unwrap_or_else(|e| panic!("{e}"))
+    };
+    let first = list(format!("http://{}/sim/v1/predictions", sim.addr)).await;
+    let results = first["results"].as_array().cloned().unwrap_or_default();
+    assert_eq!(results.len(), 100);
+    assert_eq!(results[0]["id"], json!(ids[104]), "newest first");
+    assert_eq!(results[99]["id"], json!(ids[5]));
+    assert!(results[0].get("logs").is_none(), "a listing leaves the logs out");
+    assert_eq!(results[0]["status"], "starting");
+    let done = Prediction::from_json(results[104 - 5 - 5].to_string().as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(done.id, ids[10]);
+    let next = first["next"].as_str().unwrap_or_else(|| panic!("a next link: {first}")).to_owned();
+    assert!(next.starts_with(&format!("{}/v1/predictions?cursor=", sim.public_base)), "{next}");
+    let second = list(next).await;
+    let rest: Vec<Value> = second["results"].as_array().cloned().unwrap_or_default();
+    assert_eq!(rest.iter().map(|p| p["id"].clone()).collect::<Vec<_>>(), ids[..5].iter().rev().map(|i| json!(i)).collect::<Vec<_>>());
+    assert_eq!(second["next"], Value::Null);
+    assert_eq!(stats(&sim).await["lists"], json!(2));
+    let unauthorized = reqwest::get(format!("http://{}/sim/v1/predictions", sim.addr)).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(unauthorized.status(), StatusCode::UNAUTHORIZED);
 }
