@@ -1,11 +1,14 @@
 // Playwright in Debian's Chromium (Playwright cannot download browsers here).
-// The server is the release build, started fresh with its own data dir and
-// a fast simulator (about 2 s per image).
+// The servers are the release build, started fresh with their own data
+// dirs and a fast simulator (about 2 s per image): the one every test uses,
+// and a second one with a small provider budget for the queue.
 import { defineConfig } from "@playwright/test";
 
 const port = process.env.E2E_PORT ?? "3100";
 const baseURL = process.env.BASE_URL ?? `http://127.0.0.1:${port}`;
 const dataDir = process.env.E2E_DATA_DIR ?? `/tmp/darkroom-e2e-${process.pid}`;
+/** The second server, whose provider budget is small (queue.spec.ts). */
+const queuePort = process.env.E2E_QUEUE_PORT ?? "3101";
 
 export default defineConfig({
   testDir: "./tests",
@@ -36,23 +39,34 @@ export default defineConfig({
   },
   webServer: process.env.BASE_URL
     ? undefined
-    : {
-        command: `rm -rf ${dataDir} && ./target/release/darkroom`,
-        cwd: "..",
-        url: `${baseURL}/healthz`,
-        timeout: 120_000,
-        reuseExistingServer: false,
-        stdout: "pipe",
-        stderr: "pipe",
-        env: {
-          LEPTOS_SITE_ADDR: `127.0.0.1:${port}`,
-          LEPTOS_SITE_ROOT: "target/site",
-          DARKROOM_DATA_DIR: dataDir,
-          DARKROOM_SIM_DURATION_MS: "2000",
-          DARKROOM_POLL_INTERVAL_MS: "1000",
-          DARKROOM_PROVIDER_CHECK_MS: "500",
-          DARKROOM_AUTH_ATTEMPTS_PER_MINUTE: "10000",
-          RUST_LOG: "warn",
-        },
-      },
+    : [
+        server(port, dataDir, {}),
+        // queue.spec.ts: a budget of one create in 15 s (80 % of 5 a minute),
+        // so a second generation waits in the queue.
+        server(queuePort, `${dataDir}-queue`, { DARKROOM_PROVIDER_LIMITS: "create=5/min" }),
+      ],
 });
+
+/** The release build, fresh, with its own data dir and a fast simulator. */
+function server(port: string, dataDir: string, env: Record<string, string>) {
+  return {
+    command: `rm -rf ${dataDir} && ./target/release/darkroom`,
+    cwd: "..",
+    url: `http://127.0.0.1:${port}/healthz`,
+    timeout: 120_000,
+    reuseExistingServer: false,
+    stdout: "pipe" as const,
+    stderr: "pipe" as const,
+    env: {
+      LEPTOS_SITE_ADDR: `127.0.0.1:${port}`,
+      LEPTOS_SITE_ROOT: "target/site",
+      DARKROOM_DATA_DIR: dataDir,
+      DARKROOM_SIM_DURATION_MS: "2000",
+      DARKROOM_POLL_INTERVAL_MS: "1000",
+      DARKROOM_PROVIDER_CHECK_MS: "500",
+      DARKROOM_AUTH_ATTEMPTS_PER_MINUTE: "10000",
+      RUST_LOG: "warn",
+      ...env,
+    },
+  };
+}

@@ -14,6 +14,9 @@ pub struct User {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TaskStatus {
+    /// Charged, waiting for room in the provider's budget
+    /// (`queue_position` says where).
+    Queued,
     Processing,
     Completed,
     Failed,
@@ -24,6 +27,7 @@ pub enum TaskStatus {
 impl TaskStatus {
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Queued => "queued",
             Self::Processing => "processing",
             Self::Completed => "completed",
             Self::Failed => "failed",
@@ -32,7 +36,7 @@ impl TaskStatus {
     }
 
     pub fn is_finished(self) -> bool {
-        self != Self::Processing
+        matches!(self, Self::Completed | Self::Failed | Self::Canceled)
     }
 }
 
@@ -63,9 +67,13 @@ pub struct TaskView {
     /// Credits this task cost.
     pub cost: i64,
     /// While unfinished: the server's advice for the next poll, in ms (the
-    /// regular interval, shorter when the end is near; never under 500).
+    /// regular interval, shorter when the end is near, longer while the
+    /// provider's budget allows no check sooner; never under 500).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub poll_after_ms: Option<u64>,
+    /// While queued: its place in the queue (1 = next).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_position: Option<u32>,
     /// The seed asked for, or the one the provider reported; absent while
     /// unknown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -103,6 +111,7 @@ impl TaskView {
             progress: None,
             cost,
             poll_after_ms: None,
+            queue_position: None,
             seed: None,
             aspect_ratio: None,
             num_outputs: 1,
@@ -293,6 +302,7 @@ mod tests {
             progress: Some(100),
             cost: 10,
             poll_after_ms: None,
+            queue_position: None,
             seed: Some(42),
             aspect_ratio: Some("16:9".into()),
             num_outputs: 2,
@@ -322,8 +332,13 @@ mod tests {
         assert_eq!(serde_json::to_value(TaskStatus::Canceled).unwrap(), "canceled");
         // Only unfinished tasks carry the advice.
         assert!(json.get("poll_after_ms").is_none());
-        let waiting = TaskView { poll_after_ms: Some(1200), ..view };
+        assert!(json.get("queue_position").is_none(), "only queued tasks have a place in the queue");
+        let waiting = TaskView { poll_after_ms: Some(1200), ..view.clone() };
         assert_eq!(serde_json::to_value(&waiting).unwrap()["poll_after_ms"], 1200);
+        let queued = TaskView { status: TaskStatus::Queued, queue_position: Some(3), ..view };
+        let json = serde_json::to_value(&queued).unwrap();
+        assert_eq!((json["status"].as_str(), json["queue_position"].as_u64()), (Some("queued"), Some(3)));
+        assert!(!TaskStatus::Queued.is_finished() && !TaskStatus::Processing.is_finished());
     }
 
     #[test]

@@ -86,9 +86,8 @@ impl Limits {
         }
         let mut limits = defaults;
         for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (name, rate) = part
-                .split_once('=')
-                .ok_or_else(|| format!("`{part}` is not `create=N/min` or `other=N/min`"))?;
+            let (name, rate) =
+                part.split_once('=').ok_or_else(|| format!("`{part}` is not `create=N/min` or `other=N/min`"))?;
             let rate = parse_rate(rate.trim(), burst_secs).map_err(|e| format!("`{part}`: {e}"))?;
             match name.trim() {
                 "create" => limits.create = rate,
@@ -143,7 +142,9 @@ pub struct Bucket {
 pub enum Taken {
     Yes,
     /// Not now: room comes back in this many milliseconds (at least 1).
-    No { wait_ms: i64 },
+    No {
+        wait_ms: i64,
+    },
 }
 
 impl Bucket {
@@ -177,11 +178,7 @@ impl Bucket {
 pub fn decide(tat_us: i64, rate: Rate, now_us: i64, keep_back: f64) -> Result<i64, i64> {
     let limit = (rate.window_us() as f64 * (1.0 - keep_back.clamp(0.0, 0.95))) as i64;
     let next = tat_us.max(now_us) + rate.interval_us();
-    if next - now_us <= limit.max(rate.interval_us()) {
-        Ok(next)
-    } else {
-        Err(((next - now_us - limit) / 1000).max(1))
-    }
+    if next - now_us <= limit.max(rate.interval_us()) { Ok(next) } else { Err(((next - now_us - limit) / 1000).max(1)) }
 }
 
 #[cfg(test)]

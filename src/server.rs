@@ -74,7 +74,7 @@ pub async fn build_on(
     let objects = storage::open(&config.storage)?;
 
     let local = local_base(addr);
-    let (provider, sim, sim_webhook_key) = match &config.provider {
+    let (provider, sim, sim_webhook_key, token_key) = match &config.provider {
         ProviderChoice::Sim => {
             let secret = sim_secret(&config)?;
             let public_base = local.join("sim")?;
@@ -99,6 +99,7 @@ pub async fn build_on(
                 clock: clock.clone(),
                 rate_limits: config.sim_rate_limits,
             };
+            let key = engine::budget::token_key(&token);
             // The simulator's own origin, scheme and port included.
             let hosts = config.output_hosts.clone().unwrap_or_else(|| vec![local.origin().ascii_serialization()]);
             let provider = Provider::new(ProviderConfig {
@@ -109,7 +110,7 @@ pub async fn build_on(
                 request_timeout: Duration::from_secs(30),
             })?;
             let receiver_secret = sim.webhook_secret.clone();
-            (provider, Some(sim), Some(receiver_secret))
+            (provider, Some(sim), Some(receiver_secret), key)
         }
         ProviderChoice::Replicate { token, base_url } => {
             let hosts = config.output_hosts.clone().unwrap_or_else(|| vec!["https://replicate.delivery".to_owned()]);
@@ -120,7 +121,7 @@ pub async fn build_on(
                 connect_timeout: Duration::from_secs(10),
                 request_timeout: Duration::from_secs(60),
             })?;
-            (provider, None, None)
+            (provider, None, None, engine::budget::token_key(token.expose_secret()))
         }
     };
     // Provider webhooks, when the site has a public address to receive them.
@@ -176,6 +177,12 @@ pub async fn build_on(
         )));
     let auth_layer = AuthManagerLayerBuilder::new(Accounts::new(reads.clone()), session_layer).build();
 
+    let budget = if config.is_sqlite() {
+        engine::budget::Budget::in_memory(config.budget_limits(), clock.clone())
+    } else {
+        engine::budget::Budget::shared(db.clone(), token_key, config.budget_limits(), clock.clone()).await?
+    };
+    tracing::info!(limits = %budget.limits(), "provider budget");
     let uploads = Arc::new(engine::finalize::Uploads::for_store(&config.storage));
     let state = AppState::new(state::Shared {
         config: Arc::new(config),
@@ -186,6 +193,9 @@ pub async fn build_on(
         rechecks: Arc::default(),
         objects,
         provider,
+        budget: Arc::new(budget),
+        queue: Arc::default(),
+        pace: Arc::default(),
         webhooks,
         attempts,
         account_attempts,
@@ -196,6 +206,7 @@ pub async fn build_on(
     });
 
     engine::reconcile::spawn(state.clone());
+    engine::queue::spawn(state.clone());
 
     let proxies = Arc::new(state.config.trusted_proxies.clone());
     let routes = page_routes();

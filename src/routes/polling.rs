@@ -13,7 +13,7 @@ use leptos::task::spawn_local;
 
 use crate::api::check_image_statuses;
 use crate::error::ErrorKind;
-use crate::model::{TaskStatus, TaskView};
+use crate::model::TaskView;
 
 /// The tasks a page shows, by id.
 #[derive(Clone, Copy)]
@@ -138,8 +138,8 @@ pub fn use_task_poller(
 /// The ids of the unfinished tasks among `ids` (tracked), `None` when
 /// there are none: what a page gives [`use_task_poller`] to watch.
 pub fn unfinished(tasks: LiveTasks, ids: impl IntoIterator<Item = String>) -> Option<Vec<String>> {
-    let ids: Vec<String> = tasks
-        .with(|m| ids.into_iter().filter(|id| m.get(id).is_some_and(|t| t.status == TaskStatus::Processing)).collect());
+    let ids: Vec<String> =
+        tasks.with(|m| ids.into_iter().filter(|id| m.get(id).is_some_and(|t| !t.status.is_finished())).collect());
     (!ids.is_empty()).then_some(ids)
 }
 

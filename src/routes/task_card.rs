@@ -42,6 +42,26 @@ pub fn clock() -> ReadSignal<i64> {
     now
 }
 
+/// "1st", "2nd", "3rd", "11th", "1,022nd": a place in the queue.
+pub fn ordinal(n: u32) -> String {
+    let suffix = match (n % 10, n % 100) {
+        (_, 11..=13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
+    };
+    let digits = n.to_string();
+    let mut grouped = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            grouped.push(',');
+        }
+        grouped.push(c);
+    }
+    format!("{grouped}{suffix}")
+}
+
 /// "10 credits refunded." for a refunded task.
 fn refund_note(t: &TaskView) -> String {
     if t.refunded { format!("{} credits refunded.", t.cost) } else { String::new() }
@@ -64,11 +84,16 @@ pub fn TaskCard(
 ) -> impl IntoView {
     let status = move || task.with(|t| t.status);
     let badge = move || match status() {
-        TaskStatus::Processing => "Processing",
-        TaskStatus::Completed => "Completed",
-        TaskStatus::Failed => "Failed",
-        TaskStatus::Canceled => "Canceled",
+        TaskStatus::Queued => match task.with(|t| t.queue_position) {
+            Some(n) => format!("In queue — {}", ordinal(n)),
+            None => "In queue".to_owned(),
+        },
+        TaskStatus::Processing => "Processing".to_owned(),
+        TaskStatus::Completed => "Completed".to_owned(),
+        TaskStatus::Failed => "Failed".to_owned(),
+        TaskStatus::Canceled => "Canceled".to_owned(),
     };
+    let unfinished = move || !status().is_finished();
     // On the generator page: "Reuse seed" fills its form in directly.
     let refill = use_context::<Refill>();
     let canceling = RwSignal::new(false);
@@ -105,7 +130,7 @@ pub fn TaskCard(
             class="task-card"
             class:compact=compact
             data-status=move || status().as_str()
-            aria-busy=move || (status() == TaskStatus::Processing).to_string()
+            aria-busy=move || unfinished().to_string()
         >
             <div class="frame">
                 {move || {
@@ -145,7 +170,15 @@ pub fn TaskCard(
                                 </div>
                             })
                         }
-                        _ => EitherOf3::C(view! { <div class="placeholder developing" aria-hidden="true"></div> }),
+                        status => {
+                            // Still in the queue: nothing is developing yet.
+                            let class = if status == TaskStatus::Queued {
+                                "placeholder waiting"
+                            } else {
+                                "placeholder developing"
+                            };
+                            EitherOf3::C(view! { <div class=class aria-hidden="true"></div> })
+                        }
                     }
                 }}
             </div>
@@ -191,7 +224,7 @@ pub fn TaskCard(
                         })
                 }}
                 {move || {
-                    (status() == TaskStatus::Processing && on_change.is_some())
+                    (unfinished() && on_change.is_some())
                         .then(|| {
                             view! {
                                 <p class="actions">
@@ -519,5 +552,17 @@ mod tests {
         assert_eq!(format_elapsed(12_400), "12 s");
         assert_eq!(format_elapsed(185_000), "3 min 05 s");
         assert_eq!(format_elapsed(-5), "0 s");
+    }
+
+    #[test]
+    fn places_in_the_queue_read_as_ordinals() {
+        let read: Vec<String> = [1, 2, 3, 4, 11, 12, 13, 21, 22, 23, 101, 111, 112, 1_022, 12_345].map(ordinal).into();
+        assert_eq!(
+            read,
+            [
+                "1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "23rd", "101st", "111th", "112th",
+                "1,022nd", "12,345th"
+            ]
+        );
     }
 }

@@ -6,6 +6,8 @@
 //! - [`service`]: the entry points the server functions call (generate,
 //!   check, check many, cancel, history, the generator's setup), with typed
 //!   ids;
+//! - [`queue`]: generations waiting for the provider budget, and the
+//!   dispatcher that submits them in fair order;
 //! - [`lifecycle`]: what happens to a task now — the decisions, each one a
 //!   pure function returning a step or an [`lifecycle::Outcome`], and the
 //!   code that carries them out;
@@ -15,6 +17,8 @@
 //! - [`schedule`]: when to ask the provider next (the re-check at a
 //!   prediction's expected end, a page's poll advice, the reconciler's
 //!   picks);
+//! - [`budget`] and [`calls`]: the provider's rate limits as a budget
+//!   every instance shares, and every provider call through it;
 //! - [`finalize`]: a succeeded prediction's outputs streamed into object
 //!   storage;
 //! - [`webhook`] (provider events) and [`reconcile`] (the background loop):
@@ -22,11 +26,14 @@
 //! - [`task`] (a row and its view), [`finished`] (finished tasks kept in
 //!   memory) and [`owned`] (sharing and deleting).
 
+pub mod budget;
+pub mod calls;
 pub mod finalize;
 pub mod finished;
 pub mod lifecycle;
 pub mod owned;
 pub mod queries;
+pub mod queue;
 pub mod reconcile;
 pub mod schedule;
 pub mod service;

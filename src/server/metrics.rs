@@ -14,6 +14,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -82,7 +83,23 @@ pub struct Metrics {
     refunds: Counter,
     deletions: Counter,
     generation_seconds: Histogram,
+    queue_wait_seconds: Histogram,
     server_fns: Family<ServerFnLabels, Counter>,
+    /// Read when `/metrics` is scraped ([`Metrics::set_gauges`]).
+    queue_length: Gauge,
+    budget_left: Family<BudgetLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BudgetLabels {
+    call: &'static str,
+}
+
+/// What the scrape reads from the database and the budget.
+pub struct Gauges {
+    pub queue_length: i64,
+    pub create_left: Option<f64>,
+    pub other_left: Option<f64>,
 }
 
 impl Default for Metrics {
@@ -101,6 +118,9 @@ impl Default for Metrics {
         let refunds = Counter::default();
         let deletions = Counter::default();
         let generation_seconds = Histogram::new(exponential_buckets(1.0, 1.5, 14));
+        let queue_wait_seconds = Histogram::new(exponential_buckets(0.1, 2.0, 14));
+        let queue_length = Gauge::default();
+        let budget_left = Family::<BudgetLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
         let server_fns = Family::<ServerFnLabels, Counter>::default();
         registry.register("http_requests", "HTTP requests by route and status", requests.clone());
         registry.register("http_request_duration_seconds", "HTTP request latency", request_seconds.clone());
@@ -117,6 +137,17 @@ impl Default for Metrics {
         registry.register("refunds", "Credits refunds (one per failed or canceled task)", refunds.clone());
         registry.register("deletions", "Tasks deleted by their owners", deletions.clone());
         registry.register("generation_seconds", "From submission to a stored image", generation_seconds.clone());
+        registry.register(
+            "queue_wait_seconds",
+            "From a queued generation to its submission",
+            queue_wait_seconds.clone(),
+        );
+        registry.register("queue_length", "Generations queued for the provider's budget", queue_length.clone());
+        registry.register(
+            "provider_budget_left",
+            "Provider calls of each kind that could be made back to back now",
+            budget_left.clone(),
+        );
         registry.register("server_fn_runs", "Server function bodies run, by endpoint and caller", server_fns.clone());
         registry.register(
             "lost_request_context",
@@ -136,7 +167,10 @@ impl Default for Metrics {
             refunds,
             deletions,
             generation_seconds,
+            queue_wait_seconds,
             server_fns,
+            queue_length,
+            budget_left,
         }
     }
 }
@@ -163,10 +197,21 @@ impl Metrics {
         self.webhook_duplicates.get()
     }
 
-    /// A provider call (`create`, `get`, `cancel`, `output`) and whether it
-    /// answered.
-    pub fn provider_call(&self, call: &'static str, ok: bool) {
-        self.provider_calls.get_or_create(&CallLabels { call, outcome: if ok { "ok" } else { "error" } }).inc();
+    /// A provider call (`create`, `get`, `cancel`, `output`) and its
+    /// outcome: `ok`, `error`, `throttled` (a 429) or `denied` (the budget
+    /// had no room; nothing was sent).
+    pub fn provider_call(&self, call: &'static str, outcome: &'static str) {
+        self.provider_calls.get_or_create(&CallLabels { call, outcome }).inc();
+    }
+
+    /// Provider calls of `call` with `outcome` so far.
+    pub fn provider_calls(&self, call: &'static str, outcome: &'static str) -> u64 {
+        self.provider_calls.get_or_create(&CallLabels { call, outcome }).get()
+    }
+
+    /// A queued task left the queue for the provider after `waited`.
+    pub fn dequeued(&self, waited: Duration) {
+        self.queue_wait_seconds.observe(waited.as_secs_f64());
     }
 
     pub fn object_written(&self) {
@@ -206,9 +251,9 @@ impl Metrics {
         self.polls.get()
     }
 
-    /// Provider status checks (`get`), whatever they answered.
+    /// Provider status checks (`get`) sent, whatever they answered.
     pub fn provider_gets(&self) -> u64 {
-        ["ok", "error"]
+        ["ok", "error", "throttled"]
             .iter()
             .map(|o| self.provider_calls.get_or_create(&CallLabels { call: "get", outcome: o }).get())
             .sum()
@@ -224,6 +269,16 @@ impl Metrics {
 
     pub fn failures(&self) -> u64 {
         self.finalizations.get_or_create(&OutcomeLabels { outcome: "failed" }).get()
+    }
+
+    /// Sets the gauges read at scrape time.
+    pub fn set_gauges(&self, g: &Gauges) {
+        self.queue_length.set(g.queue_length);
+        for (call, left) in [("create", g.create_left), ("other", g.other_left)] {
+            if let Some(left) = left {
+                self.budget_left.get_or_create(&BudgetLabels { call }).set(left);
+            }
+        }
     }
 
     /// The Prometheus text exposition of every counter.
@@ -243,8 +298,21 @@ pub async fn serve(State(state): State<AppState>, request: Request) -> Response 
     if !may_read(&state, &client, request.headers()) {
         return (StatusCode::NOT_FOUND, "not found").into_response();
     }
+    match gauges(&state).await {
+        Ok(g) => state.metrics.set_gauges(&g),
+        Err(e) => tracing::warn!("metrics: cannot read the queue and the budget: {e}"),
+    }
     let content_type = HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8");
     ([(header::CONTENT_TYPE, content_type)], state.metrics.render()).into_response()
+}
+
+async fn gauges(state: &AppState) -> crate::error::Result<Gauges> {
+    use super::engine::budget::Call;
+    Ok(Gauges {
+        queue_length: super::engine::queries::queue_length(&state.db).await?,
+        create_left: state.budget.left(Call::Create).await?,
+        other_left: state.budget.left(Call::Other).await?,
+    })
 }
 
 fn may_read(state: &AppState, client: &Client, headers: &HeaderMap) -> bool {
@@ -291,8 +359,11 @@ mod tests {
     fn counters_render_in_the_prometheus_format() {
         let m = Metrics::default();
         m.poll();
-        m.provider_call("get", true);
-        m.provider_call("get", false);
+        m.provider_call("get", "ok");
+        m.provider_call("get", "error");
+        m.provider_call("get", "denied");
+        m.set_gauges(&Gauges { queue_length: 3, create_left: Some(2.5), other_left: None });
+        m.dequeued(Duration::from_millis(1500));
         m.completed(Duration::from_secs(3));
         m.failed_and_refunded();
         assert_eq!((m.polls(), m.provider_gets(), m.completions(), m.failures()), (1, 2, 1, 1));
@@ -302,6 +373,10 @@ mod tests {
         assert!(text.contains(r#"darkroom_finalizations_total{outcome="completed"} 1"#), "{text}");
         assert!(text.contains("darkroom_refunds_total 1"), "{text}");
         assert!(text.contains("darkroom_generation_seconds_count 1"), "{text}");
+        assert!(text.contains(r#"darkroom_provider_calls_total{call="get",outcome="denied"} 1"#), "{text}");
+        assert!(text.contains("darkroom_queue_length 3"), "{text}");
+        assert!(text.contains(r#"darkroom_provider_budget_left{call="create"} 2.5"#), "{text}");
+        assert!(text.contains("darkroom_queue_wait_seconds_count 1"), "{text}");
     }
 
     #[test]

@@ -11,8 +11,10 @@ use super::auth::AttemptLimiter;
 use super::config::Config;
 use super::db::Db;
 use super::engine::Finished;
+use super::engine::budget::Budget;
 use super::engine::finalize::Uploads;
-use super::engine::schedule::Rechecks;
+use super::engine::queue::Queue;
+use super::engine::schedule::{Pace, Rechecks};
 use super::metrics::Metrics;
 use super::reads::Reads;
 use crate::error::{AppError, Result};
@@ -57,6 +59,13 @@ pub struct Shared {
     /// Checks this instance will make when predictions should end.
     pub rechecks: Arc<Rechecks>,
     pub provider: Provider,
+    /// What the engine may spend of the provider's rate limits (shared by
+    /// every instance on PostgreSQL).
+    pub budget: Arc<Budget>,
+    /// Generations waiting for the budget, as this instance sees them.
+    pub queue: Arc<Queue>,
+    /// How many tasks are at the provider (checks are spread over them).
+    pub pace: Arc<Pace>,
     /// Provider events, when `DARKROOM_PUBLIC_URL` is set.
     pub webhooks: Option<super::engine::webhook::Receiver>,
     pub attempts: Arc<AttemptLimiter>,

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use futures::TryStreamExt;
 use object_store::ObjectStore;
 
-use crate::helpers::{client, generate, poll_until_done, spawn_app, spawn_app_with};
+use crate::helpers::{client, generate, poll_until_done, spawn_app, spawn_app_with, unfinished};
 
 #[tokio::test]
 async fn a_cancel_refunds_once_and_a_second_changes_nothing() {
@@ -97,7 +97,7 @@ async fn cancels_racing_completions_end_exactly_once() {
                 let start = Instant::now();
                 loop {
                     let (_, view) = app.call(c, "check_image_status", &[("task_id", id)]).await;
-                    if view["status"] != "processing" || start.elapsed() > Duration::from_secs(30) {
+                    if !unfinished(&view) || start.elapsed() > Duration::from_secs(30) {
                         return;
                     }
                     tokio::time::sleep(Duration::from_millis(25)).await;

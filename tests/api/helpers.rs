@@ -181,6 +181,11 @@ pub fn stand_in_site(dir: &std::path::Path) -> std::path::PathBuf {
     site
 }
 
+/// Whether a task view is not finished yet (queued or processing).
+pub fn unfinished(view: &Value) -> bool {
+    matches!(view["status"].as_str(), Some("queued" | "processing"))
+}
+
 /// Submits `prompt`; returns the task id.
 pub async fn generate(app: &TestApp, c: &reqwest::Client, prompt: &str) -> String {
     let (status, body) = app.call(c, "generate_image", &[("prompt", prompt)]).await;
@@ -188,7 +193,7 @@ pub async fn generate(app: &TestApp, c: &reqwest::Client, prompt: &str) -> Strin
     body["task_id"].as_str().expect("task_id").to_owned()
 }
 
-/// Polls like the browser (faster) until the task leaves processing.
+/// Polls like the browser (faster) until the task is finished.
 pub async fn poll_until_done(app: &TestApp, c: &reqwest::Client, id: &str) -> Value {
     poll_until_done_within(app, c, id, std::time::Duration::from_secs(60)).await
 }
@@ -204,10 +209,10 @@ pub async fn poll_until_done_within(
     loop {
         let (status, view) = app.call(c, "check_image_status", &[("task_id", id)]).await;
         assert_eq!(status, 200, "{view}");
-        if view["status"] != "processing" {
+        if !unfinished(&view) {
             return view;
         }
-        assert!(start.elapsed() < within, "task {id} still processing: {view}");
+        assert!(start.elapsed() < within, "task {id} still unfinished: {view}");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }

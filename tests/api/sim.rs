@@ -1185,9 +1185,13 @@ async fn the_list_gives_the_tokens_predictions_newest_first_a_page_at_a_time() {
     assert!(next.starts_with(&format!("{}/v1/predictions?cursor=", sim.public_base)), "{next}");
     let second = list(next).await;
     let rest: Vec<Value> = second["results"].as_array().cloned().unwrap_or_default();
-    assert_eq!(rest.iter().map(|p| p["id"].clone()).collect::<Vec<_>>(), ids[..5].iter().rev().map(|i| json!(i)).collect::<Vec<_>>());
+    assert_eq!(
+        rest.iter().map(|p| p["id"].clone()).collect::<Vec<_>>(),
+        ids[..5].iter().rev().map(|i| json!(i)).collect::<Vec<_>>()
+    );
     assert_eq!(second["next"], Value::Null);
     assert_eq!(stats(&sim).await["lists"], json!(2));
-    let unauthorized = reqwest::get(format!("http://{}/sim/v1/predictions", sim.addr)).await.unwrap_or_else(|e| panic!("{e}"));
+    let unauthorized =
+        reqwest::get(format!("http://{}/sim/v1/predictions", sim.addr)).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(unauthorized.status(), StatusCode::UNAUTHORIZED);
 }

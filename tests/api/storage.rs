@@ -6,7 +6,7 @@ use std::time::Duration;
 use futures::TryStreamExt;
 use object_store::ObjectStore;
 
-use crate::helpers::{TestApp, client, fresh_s3_bucket, spawn_app_with};
+use crate::helpers::{TestApp, client, fresh_s3_bucket, spawn_app_with, unfinished};
 
 async fn generate_and_wait(app: &TestApp, c: &reqwest::Client, prompt: &str) -> serde_json::Value {
     let (status, body) = app.call(c, "generate_image", &[("prompt", prompt)]).await;
@@ -14,7 +14,7 @@ async fn generate_and_wait(app: &TestApp, c: &reqwest::Client, prompt: &str) -> 
     let id = body["task_id"].as_str().unwrap().to_owned();
     for _ in 0..200 {
         let (_, view) = app.call(c, "check_image_status", &[("task_id", &id)]).await;
-        if view["status"] != "processing" {
+        if !unfinished(&view) {
             return view;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -310,3 +310,53 @@ async fn the_route_bounds_what_a_stranger_can_make_it_read() {
     assert_eq!(barred.status(), 429);
     assert_eq!(barred.headers()["retry-after"], "60");
 }
+
+/// Webhooks first, at the default check interval: twenty tasks, each
+/// polled every 300 ms by its page until done, make almost no provider
+/// GETs — the events defer every check to the expected end. A lost
+/// `completed` is found by the check at the expected end: within 1 s plus
+/// a check interval of it (the bound `schedule::after_event` sets).
+#[tokio::test]
+async fn with_events_flowing_polling_pages_make_almost_no_provider_gets() {
+    let clock = crate::helpers::manual_clock();
+    let settings = [
+        ("DARKROOM_PUBLIC_URL", "self"),
+        ("DARKROOM_PROVIDER_CHECK_MS", "2000"),
+        ("DARKROOM_SIM_DURATION_MS", "3000"),
+        ("DARKROOM_SIGNUP_CREDITS", "200"),
+    ];
+    let app = crate::helpers::spawn_app_on(&settings, clock.clone()).await;
+    let c = client();
+    app.sign_up(&c).await;
+    let started = clock.now_ms();
+    let mut ids = Vec::new();
+    for n in 0..19 {
+        ids.push(generate(&app, &c, &format!("a hooked heron {n}")).await);
+    }
+    let lost = generate(&app, &c, "a heron whose completed is lost #hook-lost").await;
+    ids.push(lost.clone());
+    let mut finished = std::collections::HashMap::new();
+    let mut polls = 0;
+    while finished.len() < ids.len() {
+        assert!(clock.now_ms() - started < 30_000, "{} of 20 finished", finished.len());
+        clock.advance(Duration::from_millis(300));
+        // Events travel in real time, on the simulator's clock.
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        for id in &ids {
+            if finished.contains_key(id) {
+                continue;
+            }
+            polls += 1;
+            let (_, view) = app.call(&c, "check_image_status", &[("task_id", id)]).await;
+            if view["status"] == "completed" {
+                finished.insert(id.clone(), clock.now_ms() - started);
+            }
+        }
+    }
+    let gets = app.state.metrics.provider_gets();
+    assert!(polls >= 150, "{polls} polls");
+    assert!(gets <= 4, "{gets} provider GETs for {polls} polls of 20 tasks");
+    // 3 s to run, then the check a second after the expected end, on the
+    // poll that follows it.
+    assert!(finished[&lost] <= 3_000 + 1_000 + 2_000 + 300, "the lost one took {} ms", finished[&lost]);
+}

@@ -183,7 +183,7 @@ async fn download(
     // response waiting for its turn would fill buffers of its own).
     let uploads = &state.uploads;
     let opened = state.provider.open_output(url).await;
-    state.metrics.provider_call("output", opened.is_ok());
+    state.metrics.provider_call("output", if opened.is_ok() { "ok" } else { "error" });
     let response = match opened {
         Ok(r) => r,
         Err(ProviderError::NotFound) => {

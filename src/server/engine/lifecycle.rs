@@ -5,6 +5,8 @@
 //! polls, re-checks, provider events and the reconciler all come through
 //! here; every write is a transition in `store`.
 
+use super::budget::Priority;
+use super::calls::{self, Called};
 use super::store::{self, FailFrom};
 use super::task::{State, TaskRow};
 use super::{detached, finalize, queries, schedule};
@@ -16,7 +18,7 @@ use crate::server::state::AppState;
 use crate::text::clip;
 
 /// How long a task may stay in `submitting` before it is failed and refunded
-/// (a crash between charge and submission).
+/// (a crash between leaving the queue and storing the prediction id).
 pub const SUBMIT_GRACE_MS: i64 = 120_000;
 
 /// What one look at an unfinished task calls for, decided before anything
@@ -27,10 +29,11 @@ pub enum Step {
     /// instance checks it at its expected end within the interval anyway
     /// (checking now would push that check back a whole interval).
     Wait,
-    /// Still `submitting` past [`SUBMIT_GRACE_MS`] (a crash between the
-    /// charge and the submission): fail and refund.
+    /// Still `submitting` past [`SUBMIT_GRACE_MS`] (a crash between
+    /// leaving the queue and storing the prediction id): fail and refund.
     GiveUpSubmitting,
-    /// Past its deadline: fail, refund, and stop the prediction.
+    /// Past its deadline (queued or processing): fail, refund, and stop the
+    /// prediction if there is one.
     Expire,
     /// Ask the provider, once this interval's check is claimed.
     Check,
@@ -41,7 +44,11 @@ pub enum Step {
 pub fn step(task: &TaskRow, now: i64, end_check_soon: bool) -> Step {
     match task.state {
         State::Completed | State::Failed | State::Canceled => Step::Wait,
-        State::Submitting if now >= task.created_at + SUBMIT_GRACE_MS => Step::GiveUpSubmitting,
+        State::Queued if now >= task.deadline_at => Step::Expire,
+        // The dispatcher submits it when the budget has room.
+        State::Queued => Step::Wait,
+        // Its grace ends at `next_check_at` (set when it left the queue).
+        State::Submitting if now >= task.next_check_at => Step::GiveUpSubmitting,
         // Its prediction id is on its way (the create is under way).
         State::Submitting => Step::Wait,
         State::Processing if now >= task.deadline_at => Step::Expire,
@@ -113,14 +120,16 @@ pub enum Outcome {
     /// Trouble (the provider, the download, the store): it stays
     /// processing until a later check.
     TryLater,
+    /// The provider budget had no room: the check waits for it.
+    Deferred,
 }
 
 /// Moves an unfinished task forward if it is due (see [`step`]): fails it
 /// past its deadline, otherwise asks the provider — at most once per check
-/// interval across every poller and instance — and carries out what the
-/// answer calls for (see [`judge`]). Returns the task as it stands
-/// afterwards.
-pub async fn advance(state: &AppState, task: TaskRow) -> Result<TaskRow> {
+/// interval across every poller and instance, and only as the provider
+/// budget allows a call at `priority` — and carries out what the answer
+/// calls for (see [`judge`]). Returns the task as it stands afterwards.
+pub async fn advance(state: &AppState, task: TaskRow, priority: Priority) -> Result<TaskRow> {
     let now = state.clock.now_ms();
     let end_check_soon = state.rechecks.end_check_before(&task.id, now + schedule::check_interval_ms(state));
     if step(&task, now, end_check_soon) == Step::Wait {
@@ -128,14 +137,14 @@ pub async fn advance(state: &AppState, task: TaskRow) -> Result<TaskRow> {
     }
     // Detached, so a poller that hangs up cannot abandon a download or a
     // transition half-way.
-    detached(advance_due(state.clone(), task)).await
+    detached(advance_due(state.clone(), task, priority)).await
 }
 
-async fn advance_due(state: AppState, task: TaskRow) -> Result<TaskRow> {
+async fn advance_due(state: AppState, task: TaskRow, priority: Priority) -> Result<TaskRow> {
     let state = &state;
     let now = state.clock.now_ms();
     let end_check_soon = state.rechecks.end_check_before(&task.id, now + schedule::check_interval_ms(state));
-    let next_check_at = now + schedule::check_interval_ms(state).max(1);
+    let next_check_at = now + schedule::spacing_ms(state).await.max(1);
     let outcome = match step(&task, now, end_check_soon) {
         Step::Wait => Outcome::NotDue,
         Step::GiveUpSubmitting => {
@@ -144,23 +153,18 @@ async fn advance_due(state: AppState, task: TaskRow) -> Result<TaskRow> {
         }
         Step::Expire => {
             let minutes = state.config.task_deadline.as_secs().div_ceil(60);
-            if fail_and_refund(state, &task.id, &format!("Timed out after {minutes} min.")).await?
+            let error = match task.state {
+                State::Queued => format!("Timed out after {minutes} min in the queue (the image service was busy)."),
+                _ => format!("Timed out after {minutes} min."),
+            };
+            if fail_and_refund(state, &task.id, &error).await?
                 && let Some(pid) = &task.prediction_id
             {
-                let _ = state.provider.cancel(pid).await;
+                let _ = calls::cancel(state, pid).await;
             }
             Outcome::Finished
         }
-        Step::Check => match store::claim_check(&state.db, &state.reads, &task.id, now, next_check_at).await? {
-            None => Outcome::ClaimedElsewhere,
-            Some(claim) => {
-                // Processing tasks have a prediction id (`mark_processing`).
-                let Some(prediction_id) = task.prediction_id.clone() else { return Ok(task) };
-                let answer = state.provider.get(&prediction_id).await;
-                state.metrics.provider_call("get", answer.is_ok());
-                apply(state, &task, &claim, answer, now).await?
-            }
-        },
+        Step::Check => check(state, &task, now, next_check_at, priority).await?,
     };
     match outcome {
         Outcome::NotDue => Ok(task),
@@ -174,8 +178,32 @@ async fn advance_due(state: AppState, task: TaskRow) -> Result<TaskRow> {
             task.progress = progress.map(i64::from).or(task.progress);
             Ok(task)
         }
-        Outcome::ClaimedElsewhere | Outcome::Finished | Outcome::TryLater => reload(state, task).await,
+        Outcome::ClaimedElsewhere | Outcome::Finished | Outcome::TryLater | Outcome::Deferred => {
+            reload(state, task).await
+        }
     }
+}
+
+/// This interval's provider check of a due task: a call from the budget,
+/// then the claim (so a claim is never left without its call), then the
+/// answer applied.
+async fn check(state: &AppState, task: &TaskRow, now: i64, next_check_at: i64, priority: Priority) -> Result<Outcome> {
+    // Processing tasks have a prediction id (`mark_processing`).
+    let Some(prediction_id) = task.prediction_id.as_deref() else { return Ok(Outcome::NotDue) };
+    use super::budget::{Call, Spend};
+    if let Spend::Denied { wait_ms } = state.budget.take(Call::Other, priority).await? {
+        state.metrics.provider_call("get", "denied");
+        // No check can come before the budget has room: polls are told so.
+        store::postpone(&state.db, &state.reads, &task.id, now + wait_ms.max(1)).await?;
+        return Ok(Outcome::Deferred);
+    }
+    let Some(claim) = store::claim_check(&state.db, &state.reads, &task.id, now, next_check_at).await? else {
+        state.budget.give_back(Call::Other).await?;
+        return Ok(Outcome::ClaimedElsewhere);
+    };
+    let answer = state.provider.get(prediction_id).await;
+    calls::counted(state, Call::Other, "get", &answer).await?;
+    apply(state, task, &claim, answer, now).await
 }
 
 /// Carries out what the provider's answer about a claimed task calls for
@@ -281,7 +309,7 @@ pub async fn cancel(state: AppState, task: TaskRow) -> Result<TaskView> {
     if succeeded {
         // Too late to cancel: the next check stores the image.
         let task = queries::load(&state.reads, &task_id).await?.unwrap_or(task);
-        return Ok(schedule::advised(state, &advance(state, task).await?));
+        return schedule::advised(state, &advance(state, task, Priority::Urgent).await?).await;
     }
     if let Some(canceled) = store::cancel_and_refund(&state.db, &task_id, state.clock.now_ms()).await? {
         state.metrics.canceled_and_refunded();
@@ -302,14 +330,20 @@ pub async fn cancel(state: AppState, task: TaskRow) -> Result<TaskView> {
 /// Asks the provider to stop a prediction; true when it answers that the
 /// prediction had already succeeded.
 async fn cancel_at_provider(state: &AppState, prediction_id: &str) -> bool {
-    let answer = state.provider.cancel(prediction_id).await;
-    state.metrics.provider_call("cancel", answer.is_ok());
-    match answer {
-        Ok(p) => p.status == PredictionStatus::Succeeded,
-        Err(e) => {
-            // Canceled here all the same: the person asked, and the
-            // provider's own deadline (Cancel-After) stops it.
+    // Canceled here all the same when the provider cannot be asked: the
+    // person asked, and the provider's own deadline (Cancel-After) stops it.
+    match calls::cancel(state, prediction_id).await {
+        Ok(Called::Answered(Ok(p))) => p.status == PredictionStatus::Succeeded,
+        Ok(Called::Answered(Err(e))) => {
             tracing::warn!(prediction = %prediction_id, "provider cancel failed: {e}");
+            false
+        }
+        Ok(Called::Denied { wait_ms }) => {
+            tracing::warn!(prediction = %prediction_id, wait_ms, "provider cancel not sent: the budget has no room");
+            false
+        }
+        Err(e) => {
+            tracing::warn!(prediction = %prediction_id, "provider cancel: {e}");
             false
         }
     }
@@ -352,9 +386,13 @@ mod tests {
         assert_eq!(step(&processing, 5_000, false), Step::Check);
         assert_eq!(step(&processing, 5_000, true), Step::Wait, "this instance checks it at its end anyway");
         assert_eq!(step(&processing, 601_000, true), Step::Expire, "the deadline wins over everything");
-        let submitting = task(State::Submitting);
-        assert_eq!(step(&submitting, 1_000 + SUBMIT_GRACE_MS - 1, false), Step::Wait, "its create is under way");
-        assert_eq!(step(&submitting, 1_000 + SUBMIT_GRACE_MS, false), Step::GiveUpSubmitting);
+        // Its grace ends at `next_check_at`, set when it left the queue.
+        let submitting = TaskRow { next_check_at: 50_000 + SUBMIT_GRACE_MS, ..task(State::Submitting) };
+        assert_eq!(step(&submitting, 50_000 + SUBMIT_GRACE_MS - 1, false), Step::Wait, "its create is under way");
+        assert_eq!(step(&submitting, 50_000 + SUBMIT_GRACE_MS, false), Step::GiveUpSubmitting);
+        let queued = task(State::Queued);
+        assert_eq!(step(&queued, 600_999, false), Step::Wait, "the dispatcher submits it");
+        assert_eq!(step(&queued, 601_000, false), Step::Expire, "past its deadline in the queue");
         for finished in [State::Completed, State::Failed, State::Canceled] {
             assert_eq!(step(&task(finished), 999_999_999, false), Step::Wait, "{finished:?}");
         }

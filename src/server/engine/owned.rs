@@ -10,7 +10,7 @@ use object_store::path::Path as ObjectPath;
 pub use super::queries::SharedImage;
 use super::{detached, finalize, lifecycle, queries, store};
 use crate::error::{AppError, Result};
-use crate::model::{ShareLink, TaskStatus};
+use crate::model::ShareLink;
 use crate::server::ids::{TaskId, UserId};
 use crate::server::state::AppState;
 
@@ -83,7 +83,7 @@ pub async fn delete(state: &AppState, user: &UserId, task: &TaskId) -> Result<()
     let found = queries::load_owned(&state.reads, user, task).await?.ok_or_else(AppError::not_found)?;
     if !found.state.is_finished() {
         let view = detached(lifecycle::cancel(state.clone(), found)).await?;
-        if view.status == TaskStatus::Processing {
+        if !view.status.is_finished() {
             return Err(AppError::conflict("the image is being stored; try again in a moment"));
         }
     }

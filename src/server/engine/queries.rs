@@ -5,7 +5,7 @@
 
 use sqlx::Row;
 
-use super::task::{COLUMNS, TaskRow};
+use super::task::{COLUMNS, TaskRow, in_flight, unfinished};
 use crate::error::Result;
 use crate::server::db::Db;
 use crate::server::ids::{TaskId, UserId};
@@ -28,8 +28,12 @@ pub async fn load(reads: &Reads, task: &TaskId) -> Result<Option<TaskRow>> {
 /// The person's latest unfinished task (the generator resumes it).
 pub async fn latest_unfinished(db: &Db, user: &UserId) -> Result<Option<TaskRow>> {
     let sql = format!(
-        "SELECT {COLUMNS} FROM tasks t WHERE t.user_id = $1 AND t.status IN ('submitting', 'processing') \
-         ORDER BY t.created_at DESC, t.id DESC LIMIT 1"
+        concat!(
+            "SELECT {} FROM tasks t WHERE t.user_id = $1 AND t.status IN ",
+            unfinished!(),
+            " ORDER BY t.created_at DESC, t.id DESC LIMIT 1"
+        ),
+        COLUMNS
     );
     let row = sqlx::query(&sql).bind(user.as_str()).fetch_optional(db).await?;
     row.as_ref().map(TaskRow::from_row).transpose()
@@ -73,10 +77,11 @@ pub async fn history(db: &Db, user: &UserId, after: Option<(i64, &TaskId)>, limi
 /// Unfinished tasks whose check or deadline has come by `now`, soonest
 /// first, at most `limit`.
 pub async fn due(db: &Db, now: i64, limit: i64) -> Result<Vec<TaskId>> {
-    sqlx::query(
-        "SELECT id FROM tasks WHERE status IN ('submitting', 'processing') \
-         AND (next_check_at <= $1 OR deadline_at <= $1) ORDER BY next_check_at LIMIT $2",
-    )
+    sqlx::query(concat!(
+        "SELECT id FROM tasks WHERE status IN ",
+        unfinished!(),
+        " AND (next_check_at <= $1 OR deadline_at <= $1) ORDER BY next_check_at LIMIT $2"
+    ))
     .bind(now)
     .bind(limit)
     .fetch_all(db)
@@ -84,6 +89,56 @@ pub async fn due(db: &Db, now: i64, limit: i64) -> Result<Vec<TaskId>> {
     .iter()
     .map(|r| Ok(TaskId::from_db(r.try_get("id")?)))
     .collect()
+}
+
+/// The queue in the order it is served, at most `limit`: round-robin by
+/// account (a person's n-th queued task comes after everyone's (n−1)-th),
+/// where each person's tasks already at the provider count as served
+/// (so one person's running tasks don't hold back others' first), then
+/// oldest first.
+pub const QUEUE_ORDER: &str = concat!(
+    "SELECT q.id, q.created_at FROM (\
+       SELECT t.id, t.created_at, ROW_NUMBER() OVER (PARTITION BY t.user_id ORDER BY t.created_at, t.id) \
+         + (SELECT COUNT(*) FROM tasks r WHERE r.user_id = t.user_id AND r.status IN ",
+    in_flight!(),
+    ") AS turn \
+       FROM tasks t WHERE t.status = 'queued') q \
+     ORDER BY q.turn, q.created_at, q.id LIMIT $1"
+);
+
+/// The first `limit` tasks of the queue, in the order they are served.
+pub async fn queue(db: &Db, limit: i64) -> Result<Vec<TaskId>> {
+    sqlx::query(QUEUE_ORDER)
+        .bind(limit)
+        .fetch_all(db)
+        .await?
+        .iter()
+        .map(|r| Ok(TaskId::from_db(r.try_get("id")?)))
+        .collect()
+}
+
+/// How many tasks are queued.
+pub async fn queue_length(db: &Db) -> Result<i64> {
+    let row =
+        sqlx::query("SELECT CAST(COUNT(*) AS BIGINT) AS n FROM tasks WHERE status = 'queued'").fetch_one(db).await?;
+    Ok(row.try_get("n")?)
+}
+
+/// Whether any task but `task` is queued.
+pub async fn others_queued(db: &Db, task: &TaskId) -> Result<bool> {
+    let row = sqlx::query("SELECT id FROM tasks WHERE status = 'queued' AND id <> $1 LIMIT 1")
+        .bind(task.as_str())
+        .fetch_optional(db)
+        .await?;
+    Ok(row.is_some())
+}
+
+/// How many tasks are at the provider (what the checks are spread over).
+pub async fn in_flight_count(db: &Db) -> Result<i64> {
+    let row = sqlx::query(concat!("SELECT CAST(COUNT(*) AS BIGINT) AS n FROM tasks WHERE status IN ", in_flight!()))
+        .fetch_one(db)
+        .await?;
+    Ok(row.try_get("n")?)
 }
 
 /// The task of a provider prediction, if it is one of ours.

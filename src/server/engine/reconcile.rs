@@ -7,6 +7,7 @@
 
 use futures::StreamExt;
 
+use super::budget::Priority;
 use super::{lifecycle, queries, schedule};
 use crate::error::{AppError, Result};
 use crate::server::state::AppState;
@@ -67,7 +68,7 @@ pub async fn pass(state: &AppState) -> Result<usize> {
         .for_each_concurrent(8, |id| async move {
             let result = async {
                 if let Some(task) = queries::load(&state.reads, &id).await? {
-                    lifecycle::advance(state, task).await?;
+                    lifecycle::advance(state, task, Priority::Background).await?;
                 }
                 Ok::<_, AppError>(())
             }

@@ -1,7 +1,11 @@
 //! When to ask the provider next, and what to tell a page about it.
 //!
 //! - **The check interval**: at most one provider call per task per
-//!   `DARKROOM_PROVIDER_CHECK_MS`, whoever asks (the claim in `store`).
+//!   `DARKROOM_PROVIDER_CHECK_MS`, whoever asks (the claim in `store`) —
+//!   longer when the tasks at the provider are more than the budget can
+//!   check that often ([`spacing_ms`]): the provider budget is spent
+//!   evenly over them, with a quarter kept for re-checks at an expected
+//!   end, cancels and creates.
 //! - **Re-checks at the expected end**: a check that sees a prediction
 //!   running knows how far it got since it started; when the end it points
 //!   to comes before the next poll (or reconciler pass) would, this instance
@@ -12,15 +16,18 @@
 //! - **After a provider event** ([`after_event`]): news defers the next
 //!   check to the expected end, never past a minute after the last check.
 //! - **A page's poll advice** ([`advised`]): when the next poll is worth
-//!   making.
+//!   making — for a queued task, its place in the queue and how soon the
+//!   budget reaches it.
 //! - **The reconciler's picks** ([`due_now`]).
 
 use crate::server::ids::TaskId;
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
 
+use super::budget::{Call, Priority};
 use super::queries;
-use super::task::TaskRow;
+use super::task::{State, TaskRow};
 use crate::error::Result;
 use crate::model::TaskView;
 use crate::provider::{Prediction, steps_from_logs};
@@ -29,6 +36,54 @@ use crate::server::state::AppState;
 /// The check interval in milliseconds.
 pub fn check_interval_ms(state: &AppState) -> i64 {
     state.config.provider_check.as_millis() as i64
+}
+
+/// The share of the budget's other calls spent on regular checks; the rest
+/// is for re-checks at an expected end, cancels and listings.
+const CHECK_SHARE: f64 = 0.75;
+
+/// How many tasks are at the provider, counted at most once a second: what
+/// the regular checks are spread over.
+#[derive(Default)]
+pub struct Pace {
+    in_flight: AtomicI64,
+    counted_at: AtomicI64,
+}
+
+/// Time between two regular checks of a task: the check interval, or
+/// longer when `in_flight` tasks checked that often would spend more than
+/// [`CHECK_SHARE`] of `calls_per_s`.
+pub fn spacing(check_ms: i64, in_flight: i64, calls_per_s: Option<f64>) -> i64 {
+    match calls_per_s {
+        Some(rate) if rate > 0.0 => check_ms.max((in_flight as f64 * 1000.0 / (CHECK_SHARE * rate)).ceil() as i64),
+        _ => check_ms,
+    }
+}
+
+/// [`spacing`] now, counting the tasks at the provider anew when the last
+/// count is a second old.
+pub async fn spacing_ms(state: &AppState) -> i64 {
+    let now = state.clock.now_ms();
+    let pace = &state.pace;
+    let counted_at = pace.counted_at.load(Ordering::Relaxed);
+    if now - counted_at >= 1_000
+        && pace.counted_at.compare_exchange(counted_at, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+    {
+        match queries::in_flight_count(&state.db).await {
+            Ok(n) => pace.in_flight.store(n, Ordering::Relaxed),
+            Err(e) => tracing::warn!("cannot count the tasks at the provider: {e}"),
+        }
+    }
+    current_spacing_ms(state)
+}
+
+/// [`spacing`] by the last count.
+pub fn current_spacing_ms(state: &AppState) -> i64 {
+    spacing(
+        check_interval_ms(state),
+        state.pace.in_flight.load(Ordering::Relaxed),
+        state.budget.per_second(Call::Other),
+    )
 }
 
 /// Most tasks one reconciler pass looks at.
@@ -122,7 +177,8 @@ pub fn recheck(state: &AppState, task_id: &TaskId, prediction: &Prediction, chec
     // may have finished another step while the answer was on its way.
     let Some(end) = expected_end_ms(prediction, state.clock.now_ms().max(checked_at)) else { return };
     let at = (end + MARGIN_MS).max(checked_at + state.config.provider_check.as_millis() as i64);
-    let horizon = state.config.poll_interval.max(state.config.reconcile_interval).as_millis() as i64;
+    let horizon = (state.config.poll_interval.max(state.config.reconcile_interval).as_millis() as i64)
+        .max(current_spacing_ms(state));
     if at > checked_at + horizon {
         return;
     }
@@ -153,7 +209,7 @@ fn check_at(state: &AppState, task_id: &TaskId, pending: Pending) {
         let mut at = at;
         loop {
             state.clock.sleep_until(at).await;
-            {
+            let pending_at_end = {
                 let mut pending = state.rechecks.lock();
                 match pending.get_mut(&task_id) {
                     // A newer estimate moved it: sleep on.
@@ -164,13 +220,16 @@ fn check_at(state: &AppState, task_id: &TaskId, pending: Pending) {
                     // Running: it stays listed until it is done (the poll
                     // advice of a task being stored points at it), but
                     // polls meanwhile are not held back for it.
-                    Some(p) => p.at_end = false,
-                    None => {}
+                    Some(p) => std::mem::replace(&mut p.at_end, false),
+                    None => false,
                 }
-            }
+            };
+            // Timed at the expected end, someone waits for exactly this
+            // check; a first check is worth less.
+            let priority = if pending_at_end { Priority::Urgent } else { Priority::Watched };
             let advanced = async {
                 match queries::load(&state.reads, &task_id).await? {
-                    Some(task) => super::lifecycle::advance(&state, task).await.map(drop),
+                    Some(task) => super::lifecycle::advance(&state, task, priority).await.map(drop),
                     None => Ok(()),
                 }
             }
@@ -206,6 +265,10 @@ const QUIET_CHECKS: i64 = 4;
 /// (no progress yet) defers the check by a few intervals only: a short
 /// prediction may send no `logs` before its end, and if its `completed` is
 /// lost, a check must come soon.
+///
+/// `check_ms` is the spacing of regular checks ([`spacing`]): with many
+/// tasks in flight the trust stretches with it, so events never make the
+/// checks more frequent than the budget allows anyway.
 pub fn after_event(prediction: &Prediction, now: i64, check_ms: i64) -> i64 {
     let check_ms = check_ms.max(1);
     match expected_end_ms(prediction, now) {
@@ -246,20 +309,56 @@ pub fn poll_after_recheck_ms(due: i64, now: i64, interval_ms: u64) -> u64 {
     (until + STORED_AFTER_RECHECK_MS).clamp(MIN_POLL_AFTER_MS, interval_ms.max(MIN_POLL_AFTER_MS))
 }
 
-/// A task's view with the poll advice an unfinished one carries: timed to
-/// this instance's pending re-check when there is one (it is what stores
-/// the image), else extrapolated from the progress.
-pub fn advised(state: &AppState, task: &TaskRow) -> TaskView {
-    let mut view = task.view();
-    if !task.state.is_finished() {
-        let interval = state.config.poll_interval.as_millis() as u64;
-        let now = state.clock.now_ms();
-        view.poll_after_ms = Some(match state.rechecks.due(&task.id) {
-            Some(due) => poll_after_recheck_ms(due, now, interval),
-            None => poll_after_ms(task.progress, task.last_polled_at, task.created_at, now, interval),
-        });
+/// The advice for a queued task at `position` (1 = next) when the budget
+/// submits `creates_per_s`: about when its turn comes, polled at least
+/// once an interval so its place is shown as it moves.
+pub fn poll_after_queued_ms(position: Option<u32>, creates_per_s: Option<f64>, interval_ms: u64) -> u64 {
+    let interval = interval_ms.max(MIN_POLL_AFTER_MS);
+    match (position, creates_per_s) {
+        (Some(p), Some(rate)) if rate > 0.0 => {
+            ((f64::from(p) * 1000.0 / rate) as u64).clamp(MIN_POLL_AFTER_MS, interval)
+        }
+        _ => interval,
     }
-    view
+}
+
+/// Without webhooks only a check can end a task, and none comes before
+/// `next_check_at`: the advice is never earlier, up to `ceiling` (the
+/// spacing of checks, when the budget stretches it past the interval).
+pub fn not_before_next_check(advice: u64, next_check_at: i64, now: i64, ceiling: u64) -> u64 {
+    advice.max((next_check_at - now).max(0) as u64 + STORED_AFTER_RECHECK_MS).min(ceiling.max(advice))
+}
+
+/// A task's view with what an unfinished one carries: its place in the
+/// queue while queued, and the poll advice — timed to this instance's
+/// pending re-check when there is one (it is what stores the image), else
+/// extrapolated from the progress, never before the next check can come.
+pub async fn advised(state: &AppState, task: &TaskRow) -> crate::error::Result<TaskView> {
+    let mut view = task.view();
+    if task.state.is_finished() {
+        return Ok(view);
+    }
+    let interval = state.config.poll_interval.as_millis() as u64;
+    let now = state.clock.now_ms();
+    view.poll_after_ms = Some(match task.state {
+        State::Queued => {
+            view.queue_position = state.queue.position(state, &task.id).await?;
+            poll_after_queued_ms(view.queue_position, state.budget.per_second(Call::Create), interval)
+        }
+        _ => match state.rechecks.due(&task.id) {
+            Some(due) => poll_after_recheck_ms(due, now, interval),
+            None => {
+                let advice = poll_after_ms(task.progress, task.last_polled_at, task.created_at, now, interval);
+                if state.webhooks.is_some() || task.state != State::Processing {
+                    advice
+                } else {
+                    let ceiling = interval.max(current_spacing_ms(state).max(0) as u64);
+                    not_before_next_check(advice, task.next_check_at, now, ceiling)
+                }
+            }
+        },
+    });
+    Ok(view)
 }
 
 #[cfg(test)]
@@ -284,6 +383,35 @@ mod tests {
         // A short configured interval still bounds it, but not below 500.
         assert_eq!(poll_after_ms(Some(50), Some(4_000), 0, 4_000, 1_000), 1_000);
         assert_eq!(poll_after_ms(None, None, 0, 0, 100), 500);
+    }
+
+    #[test]
+    fn checks_are_spread_so_the_budget_holds() {
+        // 40 calls a second, 30 of them for regular checks.
+        assert_eq!(spacing(2_000, 10, Some(40.0)), 2_000, "few tasks: the interval");
+        assert_eq!(spacing(2_000, 60, Some(40.0)), 2_000);
+        assert_eq!(spacing(2_000, 100, Some(40.0)), 3_334);
+        assert_eq!(spacing(2_000, 1_000, Some(40.0)), 33_334);
+        assert_eq!(spacing(2_000, 10_000, Some(40.0)), 333_334);
+        assert_eq!(spacing(2_000, 10_000, None), 2_000, "no limit");
+    }
+
+    #[test]
+    fn a_queued_task_is_told_when_its_turn_comes() {
+        // Fifth in line at 8 creates a second: in about 625 ms.
+        assert_eq!(poll_after_queued_ms(Some(5), Some(8.0), 3_000), 625);
+        assert_eq!(poll_after_queued_ms(Some(1), Some(8.0), 3_000), 500, "never sooner than 500 ms");
+        assert_eq!(poll_after_queued_ms(Some(900), Some(8.0), 3_000), 3_000, "its place is shown as it moves");
+        assert_eq!(poll_after_queued_ms(None, Some(8.0), 3_000), 3_000);
+    }
+
+    #[test]
+    fn without_webhooks_no_poll_is_advised_before_the_next_check() {
+        // The progress says the end is in 1 s, but the budget allows the
+        // next check in 20 s.
+        assert_eq!(not_before_next_check(1_000, 30_000, 10_000, 33_000), 20_150);
+        assert_eq!(not_before_next_check(1_000, 50_000, 10_000, 33_000), 33_000, "at most the spacing");
+        assert_eq!(not_before_next_check(2_400, 9_000, 10_000, 3_000), 2_400, "a check already due: the advice");
     }
 
     #[test]

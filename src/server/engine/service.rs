@@ -5,13 +5,14 @@
 
 use futures::StreamExt;
 
+use super::budget::{Call, Priority, Spend};
 use super::lifecycle::{self, SUBMIT_GRACE_MS};
+use super::queue::{self, Submitted};
 use super::store::{self, Caps, NewTask};
 use super::task::TaskRow;
 use super::{detached, queries, schedule};
-use crate::error::{AppError, ErrorKind, Result};
+use crate::error::{AppError, Result};
 use crate::model::{Generated, GeneratorInfo, HistoryPage, TaskView};
-use crate::provider::ProviderError;
 use crate::server::catalogue::{ModelSpec, RawInputs};
 use crate::server::ids::{TaskId, UserId};
 use crate::server::state::AppState;
@@ -54,13 +55,19 @@ pub async fn generator_setup(state: &AppState, user: &UserId) -> Result<Generato
         models: state.config.models.iter().map(ModelSpec::option).collect(),
         cost: state.config.models.first().map_or(state.config.generation_cost, |m| m.credits),
         poll_interval_ms: state.config.poll_interval.as_millis() as u64,
-        resume: resume.map(|t| schedule::advised(state, &t)),
+        resume: match resume {
+            Some(t) => Some(schedule::advised(state, &t).await?),
+            None => None,
+        },
     })
 }
 
-/// Validates, charges, records and submits one generation: `model` (the
-/// default when `None`) with `inputs` checked against it, charged the
-/// model's credits per image times the images asked for.
+/// Validates, charges and records one generation: `model` (the default
+/// when `None`) with `inputs` checked against it, charged the model's
+/// credits per image times the images asked for. When nobody is queued
+/// ahead and the provider budget has a create to spare, it is submitted at
+/// once and the answer waits for the provider (so a refusal is told at
+/// once); otherwise it waits in the queue (see `queue`).
 #[tracing::instrument(skip(state, prompt, inputs), fields(task))]
 pub async fn generate(
     state: &AppState,
@@ -90,55 +97,33 @@ pub async fn generate(
         cost: model.cost(inputs.num_outputs),
         now,
         deadline_at: now + state.config.task_deadline.as_millis() as i64,
-        submit_grace_until: now + SUBMIT_GRACE_MS,
     };
     let caps = Caps { active: state.config.max_active_tasks, per_minute: state.config.generations_per_minute };
-    store::insert_submitting(&state.db, new, caps).await?;
+    store::insert_queued(&state.db, new, caps).await?;
+    let generated = Generated { task_id: task_id.to_string() };
 
-    // Detached: if the browser goes away mid-request, a prediction created
-    // at the provider must still have its id stored.
-    let input = model.provider_input(prompt.as_str(), &inputs);
-    detached(submit(state.clone(), task_id, model.id.clone(), input)).await
-}
-
-/// Sends a recorded, charged task to the provider and stores the
-/// prediction id; on failure, fails and refunds it.
-async fn submit(
-    state: AppState,
-    task_id: TaskId,
-    model: String,
-    input: serde_json::Map<String, serde_json::Value>,
-) -> Result<Generated> {
-    let state = &state;
-    let submitted = state.provider.create_with(&model, input, Some(state.config.task_deadline)).await;
-    state.metrics.provider_call("create", submitted.is_ok());
-    match submitted {
-        Ok(prediction) => {
-            let now = state.clock.now_ms();
-            let first_check = now + schedule::check_interval_ms(state);
-            let moved = store::mark_processing(&state.db, &task_id, &prediction.id, first_check, now).await?;
-            if moved {
-                schedule::first_check(state, &task_id, first_check);
-            } else {
-                // The reconciler gave up on it meanwhile (and refunded).
-                let _ = state.provider.cancel(&prediction.id).await;
-            }
-            tracing::info!(prediction = %prediction.id, "submitted");
-            Ok(Generated { task_id: task_id.to_string() })
-        }
-        Err(e) => {
-            tracing::warn!("submission failed: {e}");
-            let (kind, reason) = match &e {
-                ProviderError::Invalid { detail } => {
-                    (ErrorKind::Invalid, format!("the model refused the request: {detail}"))
-                }
-                ProviderError::RateLimited { .. } => (ErrorKind::Provider, "the image service is busy".to_owned()),
-                _ => (ErrorKind::Provider, "the image service could not be reached".to_owned()),
+    let first_in_line = !queries::others_queued(&state.db, &task_id).await?;
+    if first_in_line && state.budget.take(Call::Create, Priority::Urgent).await? == Spend::Granted {
+        if store::claim_queued(&state.db, &task_id, now, now + SUBMIT_GRACE_MS).await? {
+            // Detached: if the browser goes away mid-request, a prediction
+            // created at the provider must still have its id stored.
+            let input = model.provider_input(prompt.as_str(), &inputs);
+            let (state, model) = (state.clone(), model.id.clone());
+            let submitted = detached(async move {
+                let task = task_id;
+                queue::create(&state, &task, &model, input).await
+            })
+            .await?;
+            return match submitted {
+                Submitted::Processing | Submitted::Requeued => Ok(generated),
+                Submitted::Failed(e) => Err(e),
             };
-            lifecycle::fail_and_refund(state, &task_id, &format!("Could not start: {reason}.")).await?;
-            Err(AppError::new(kind, format!("Could not start the generation ({reason}). Nothing was charged.")))
         }
+        // A dispatcher took it first.
+        state.budget.give_back(Call::Create).await?;
     }
+    state.queue.wake();
+    Ok(generated)
 }
 
 /// One task's state, advanced when it is due.
@@ -152,9 +137,9 @@ pub async fn check(state: &AppState, user: &UserId, task_deletions: Option<i64>,
     }
     let task = queries::load_owned(&state.reads, user, task_id).await?.ok_or_else(AppError::not_found)?;
     state.metrics.poll();
-    let task = lifecycle::advance(state, task).await?;
+    let task = lifecycle::advance(state, task, Priority::Watched).await?;
     state.finished.remember(&task, task_deletions);
-    Ok(schedule::advised(state, &task))
+    schedule::advised(state, &task).await
 }
 
 /// Several tasks' states (ids of other users, or unknown, are left out),
@@ -172,14 +157,17 @@ pub async fn check_many(
     // One task's trouble (already logged) must not hide the others: it is
     // answered as it was.
     let advanced: Vec<TaskRow> = futures::stream::iter(tasks)
-        .map(|t| async move { lifecycle::advance(state, t.clone()).await.unwrap_or(t) })
+        .map(|t| async move { lifecycle::advance(state, t.clone(), Priority::Watched).await.unwrap_or(t) })
         .buffered(8)
         .collect()
         .await;
     for task in &advanced {
         state.finished.remember(task, task_deletions);
     }
-    let mut views: Vec<TaskView> = advanced.iter().map(|t| schedule::advised(state, t)).collect();
+    let mut views = Vec::with_capacity(advanced.len());
+    for task in &advanced {
+        views.push(schedule::advised(state, task).await?);
+    }
     views.sort_by_key(|v| ids.iter().position(|id| id.as_str() == v.id));
     Ok(views)
 }
@@ -209,7 +197,11 @@ pub async fn history(state: &AppState, user: &UserId, cursor: Option<&str>) -> R
     } else {
         None
     };
-    Ok(HistoryPage { items: items.iter().map(|t| schedule::advised(state, t)).collect(), next_cursor })
+    let mut views = Vec::with_capacity(items.len());
+    for task in &items {
+        views.push(schedule::advised(state, task).await?);
+    }
+    Ok(HistoryPage { items: views, next_cursor })
 }
 
 #[cfg(test)]

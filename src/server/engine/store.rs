@@ -8,8 +8,14 @@
 //!                 generate: charge + insert (one transaction)
 //!                               │
 //!                               ▼
-//!                         ┌────────────┐  create failed, or stuck past
-//!                         │ submitting │──────── SUBMIT_GRACE ───────────┐
+//!                         ┌────────────┐  deadline (fail_and_refund)
+//!                         │   queued   │─────────────────────────────────┐
+//!                         └────────────┘                                 │
+//!        claim_queued /     │       ▲ requeue (the provider answered     │
+//!        claim_next_queued  │       │ 429: the create was not made)      │
+//!                           ▼       │                                    │
+//!                         ┌────────────┐  create failed, or stuck past   │
+//!                         │ submitting │──────── SUBMIT_GRACE ───────────┤
 //!                         └────────────┘                                 │
 //!                               │ mark_processing (prediction id)        │
 //!                               ▼                                        ▼
@@ -28,12 +34,17 @@
 //!                   │ completed │
 //!                   └───────────┘
 //!
-//!   submitting | processing ── the owner's cancel: request_cancel, then the
-//!                              provider, then cancel_and_refund ──▶ canceled (+refund)
+//!   queued | submitting | processing ── the owner's cancel: request_cancel,
+//!                       then the provider (once there is a prediction), then
+//!                       cancel_and_refund ──▶ canceled (+refund)
 //!   (a poll that sees the prediction canceled after request_cancel ends the
 //!    task canceled too: end_canceled_at_provider)
 //! ```
 //!
+//! - A queued task is charged and not yet submitted: the provider budget
+//!   had no room for its create. Dispatchers on every instance take the
+//!   queue's head in fair order (see [`claim_next_queued`]) by
+//!   compare-and-set, so each task is submitted once.
 //! - Polls, batched polls, re-checks and the reconciler all enter through
 //!   `advance`, which claims a check (at most one provider call per task per
 //!   interval, across instances) and then calls the transition the answer
@@ -54,12 +65,12 @@
 //!   (`purged`). A purge left behind by a crash is finished by the
 //!   reconciler (`pending_purges`). Its ledger rows stay.
 //! - Money moves only inside these transactions, through `credits`: the
-//!   charge in [`insert_submitting`], the refund in [`fail_and_refund`] and
+//!   charge in [`insert_queued`], the refund in [`fail_and_refund`] and
 //!   [`cancel_and_refund`].
 
 use sqlx::{AnyConnection, Row};
 
-use super::task::State;
+use super::task::{State, in_flight, unfinished};
 use crate::error::{AppError, ErrorKind, Result};
 use crate::server::catalogue::Inputs;
 use crate::server::credits;
@@ -79,23 +90,21 @@ pub struct NewTask<'a> {
     pub cost: i64,
     pub now: i64,
     pub deadline_at: i64,
-    /// When a task still `submitting` counts as stuck.
-    pub submit_grace_until: i64,
 }
 
 /// How many generations a person may have going.
 #[derive(Debug, Clone, Copy)]
 pub struct Caps {
-    /// Submitting or processing at once.
+    /// Queued, submitting or processing at once.
     pub active: i64,
     /// Started in the last minute.
     pub per_minute: i64,
 }
 
-/// Charges the cost and inserts the task as `submitting`, in one
-/// transaction, if the person is within their [`Caps`] and the balance
-/// covers the cost; otherwise changes nothing.
-pub async fn insert_submitting(db: &Db, task: NewTask<'_>, caps: Caps) -> Result<()> {
+/// Charges the cost and inserts the task as `queued`, in one transaction,
+/// if the person is within their [`Caps`] and the balance covers the cost;
+/// otherwise changes nothing. A queued task's only check is its deadline.
+pub async fn insert_queued(db: &Db, task: NewTask<'_>, caps: Caps) -> Result<()> {
     // The transaction starts with a write, so it holds SQLite's write lock,
     // or on PostgreSQL the person's row, before it counts: concurrent
     // generations of one person (from any instance) are counted one after
@@ -107,7 +116,7 @@ pub async fn insert_submitting(db: &Db, task: NewTask<'_>, caps: Caps) -> Result
     sqlx::query(
         "INSERT INTO tasks (id, user_id, prompt, model, cost, status, created_at, updated_at, deadline_at, next_check_at, \
          aspect_ratio, num_outputs, seed, negative_prompt) \
-         VALUES ($1, $2, $3, $4, $5, 'submitting', $6, $6, $7, $8, $9, $10, $11, $12)",
+         VALUES ($1, $2, $3, $4, $5, 'queued', $6, $6, $7, $7, $8, $9, $10, $11)",
     )
     .bind(task.id.as_str())
     .bind(task.user.as_str())
@@ -116,7 +125,6 @@ pub async fn insert_submitting(db: &Db, task: NewTask<'_>, caps: Caps) -> Result
     .bind(task.cost)
     .bind(task.now)
     .bind(task.deadline_at)
-    .bind(task.submit_grace_until)
     .bind(task.inputs.aspect_ratio.as_deref())
     .bind(i64::from(task.inputs.num_outputs))
     .bind(task.inputs.seed.map(i64::from))
@@ -133,7 +141,7 @@ pub async fn insert_submitting(db: &Db, task: NewTask<'_>, caps: Caps) -> Result
 /// without the cap a script could loop for free).
 async fn within_caps(conn: &mut AnyConnection, user: &UserId, now: i64, caps: Caps) -> Result<()> {
     let active: i64 =
-        sqlx::query("SELECT COUNT(*) AS n FROM tasks WHERE user_id = $1 AND status IN ('submitting', 'processing')")
+        sqlx::query(concat!("SELECT COUNT(*) AS n FROM tasks WHERE user_id = $1 AND status IN ", unfinished!()))
             .bind(user.as_str())
             .fetch_one(&mut *conn)
             .await?
@@ -163,6 +171,55 @@ async fn within_caps(conn: &mut AnyConnection, user: &UserId, now: i64, caps: Ca
         ));
     }
     Ok(())
+}
+
+/// `queued` → `submitting`: this caller submits `task` now (its create is
+/// stuck if still unanswered at `grace_until`); false when another
+/// dispatcher took it, or it left the queue (canceled, expired).
+pub async fn claim_queued(db: &Db, task: &TaskId, now: i64, grace_until: i64) -> Result<bool> {
+    let claimed = sqlx::query(
+        "UPDATE tasks SET status = 'submitting', submitted_at = $1, next_check_at = $2, updated_at = $1 \
+         WHERE id = $3 AND status = 'queued'",
+    )
+    .bind(now)
+    .bind(grace_until)
+    .bind(task.as_str())
+    .execute(db)
+    .await?;
+    Ok(claimed.rows_affected() == 1)
+}
+
+/// Takes the head of the queue (see [`super::queries::QUEUE_ORDER`]) for submission, as
+/// [`claim_queued`] does; `None` when the queue is empty. A head that
+/// another dispatcher takes first is skipped for the next.
+pub async fn claim_next_queued(db: &Db, now: i64, grace_until: i64) -> Result<Option<(TaskId, i64)>> {
+    for _ in 0..8 {
+        let heads = sqlx::query(super::queries::QUEUE_ORDER).bind(4_i64).fetch_all(db).await?;
+        if heads.is_empty() {
+            return Ok(None);
+        }
+        for head in heads {
+            let task = TaskId::from_db(head.try_get("id")?);
+            if claim_queued(db, &task, now, grace_until).await? {
+                return Ok(Some((task, head.try_get("created_at")?)));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// `submitting` → `queued` again: the provider refused the create with a
+/// 429, so no prediction exists; the task waits for the budget once more.
+pub async fn requeue(db: &Db, task: &TaskId, now: i64) -> Result<bool> {
+    let back = sqlx::query(
+        "UPDATE tasks SET status = 'queued', submitted_at = NULL, next_check_at = deadline_at, updated_at = $1 \
+         WHERE id = $2 AND status = 'submitting'",
+    )
+    .bind(now)
+    .bind(task.as_str())
+    .execute(db)
+    .await?;
+    Ok(back.rows_affected() == 1)
 }
 
 /// `submitting` → `processing` with the provider's prediction id; false
@@ -283,19 +340,27 @@ pub async fn postpone(db: &Db, reads: &Reads, task: &TaskId, until: i64) -> Resu
     Ok(())
 }
 
-/// Like [`postpone`], for news from a provider event: never beyond `trust`
+/// For news from a provider event: the next check at `until` (the
+/// prediction's expected end, or a few intervals on), earlier or later
+/// than planned — a later event knows more — but never beyond `trust`
 /// after the task's last provider check (or its creation), however many
 /// events arrive, so events alone cannot keep the provider from being
-/// asked.
-pub async fn postpone_for_event(db: &Db, reads: &Reads, task: &TaskId, until: i64, trust_ms: i64) -> Result<()> {
+/// asked; and never while a download holds the task.
+pub async fn postpone_for_event(
+    db: &Db,
+    reads: &Reads,
+    task: &TaskId,
+    until: i64,
+    trust_ms: i64,
+    now: i64,
+) -> Result<()> {
     reads
         .repeatable(
             db,
             "UPDATE tasks SET next_check_at = CASE WHEN $1 < COALESCE(checked_at, created_at) + $2 THEN $1 \
              ELSE COALESCE(checked_at, created_at) + $2 END \
-             WHERE id = $3 AND status = 'processing' AND next_check_at < $1 \
-             AND next_check_at < COALESCE(checked_at, created_at) + $2",
-            &[Arg::Int(until), Arg::Int(trust_ms), Arg::Text(task.as_str())],
+             WHERE id = $3 AND status = 'processing' AND (leased_until IS NULL OR leased_until <= $4)",
+            &[Arg::Int(until), Arg::Int(trust_ms), Arg::Text(task.as_str()), Arg::Int(now)],
         )
         .await?;
     Ok(())
@@ -354,7 +419,7 @@ pub async fn mark_completed(db: &Db, task: &TaskId, images: StoredImages<'_>, no
 /// The states a task may fail from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailFrom {
-    /// `submitting` or `processing`.
+    /// `queued`, `submitting` or `processing`.
     Unfinished,
     /// Only `submitting`: a submission that just succeeded must not be
     /// failed on a stale read.
@@ -365,10 +430,12 @@ pub enum FailFrom {
 /// transaction; true when this call made the transition.
 pub async fn fail_and_refund(db: &Db, task: &TaskId, from: FailFrom, error: &str, now: i64) -> Result<bool> {
     let sql = match from {
-        FailFrom::Unfinished => {
+        FailFrom::Unfinished => concat!(
             "UPDATE tasks SET status = 'failed', error = $1, finished_at = $2, updated_at = $2 \
-             WHERE id = $3 AND status IN ('submitting', 'processing') RETURNING user_id, cost"
-        }
+             WHERE id = $3 AND status IN ",
+            unfinished!(),
+            " RETURNING user_id, cost"
+        ),
         FailFrom::Submitting => {
             "UPDATE tasks SET status = 'failed', error = $1, finished_at = $2, updated_at = $2 \
              WHERE id = $3 AND status = 'submitting' RETURNING user_id, cost"
@@ -383,12 +450,15 @@ pub struct Canceled {
     pub prediction_id: Option<String>,
 }
 
-/// `submitting` | `processing` → `canceled` (the owner's cancel), and the
-/// cost refunded, in one transaction; `None` when the task had finished
-/// first.
+/// `queued` | `submitting` | `processing` → `canceled` (the owner's
+/// cancel), and the cost refunded, in one transaction; `None` when the task
+/// had finished first.
 pub async fn cancel_and_refund(db: &Db, task: &TaskId, now: i64) -> Result<Option<Canceled>> {
-    let sql = "UPDATE tasks SET status = 'canceled', finished_at = $1, updated_at = $1 \
-               WHERE id = $2 AND status IN ('submitting', 'processing') RETURNING user_id, cost, prediction_id";
+    let sql = concat!(
+        "UPDATE tasks SET status = 'canceled', finished_at = $1, updated_at = $1 WHERE id = $2 AND status IN ",
+        unfinished!(),
+        " RETURNING user_id, cost, prediction_id"
+    );
     match end_and_refund(db, task, sqlx::query(sql).bind(now).bind(task.as_str()), now).await? {
         Some(row) => Ok(Some(Canceled { prediction_id: row.try_get("prediction_id")? })),
         None => Ok(None),
@@ -398,13 +468,12 @@ pub async fn cancel_and_refund(db: &Db, task: &TaskId, now: i64) -> Result<Optio
 /// Records the owner's wish to cancel an unfinished task, before the
 /// provider is asked; false when the task has finished.
 pub async fn request_cancel(db: &Db, task: &TaskId, now: i64) -> Result<bool> {
-    let asked = sqlx::query(
-        "UPDATE tasks SET cancel_requested_at = $1 WHERE id = $2 AND status IN ('submitting', 'processing')",
-    )
-    .bind(now)
-    .bind(task.as_str())
-    .execute(db)
-    .await?;
+    let asked =
+        sqlx::query(concat!("UPDATE tasks SET cancel_requested_at = $1 WHERE id = $2 AND status IN ", unfinished!()))
+            .bind(now)
+            .bind(task.as_str())
+            .execute(db)
+            .await?;
     Ok(asked.rows_affected() == 1)
 }
 
@@ -423,11 +492,15 @@ pub enum ProviderCanceled {
 /// `processing` → `canceled` or `failed` (decided in the same statement by
 /// whether the owner asked to cancel), refunded, in one transaction.
 pub async fn end_canceled_at_provider(db: &Db, task: &TaskId, error: &str, now: i64) -> Result<ProviderCanceled> {
-    let sql = "UPDATE tasks SET \
-               status = CASE WHEN cancel_requested_at IS NULL THEN 'failed' ELSE 'canceled' END, \
-               error = CASE WHEN cancel_requested_at IS NULL THEN $1 ELSE NULL END, \
-               finished_at = $2, updated_at = $2 \
-               WHERE id = $3 AND status IN ('submitting', 'processing') RETURNING user_id, cost, status";
+    // Only a submitted task has a prediction the provider could cancel.
+    let sql = concat!(
+        "UPDATE tasks SET \
+         status = CASE WHEN cancel_requested_at IS NULL THEN 'failed' ELSE 'canceled' END, \
+         error = CASE WHEN cancel_requested_at IS NULL THEN $1 ELSE NULL END, \
+         finished_at = $2, updated_at = $2 WHERE id = $3 AND status IN ",
+        in_flight!(),
+        " RETURNING user_id, cost, status"
+    );
     let Some(row) = end_and_refund(db, task, sqlx::query(sql).bind(error).bind(now).bind(task.as_str()), now).await?
     else {
         return Ok(ProviderCanceled::AlreadyFinished);
@@ -602,22 +675,137 @@ mod tests {
 
     const CAPS: Caps = Caps { active: 10, per_minute: 10 };
 
-    async fn submitted(f: &Fixture, now: i64) -> TaskId {
+    async fn queued_for(f: &Fixture, user: &UserId, now: i64) -> TaskId {
         let id = TaskId::new();
         let inputs = Inputs { aspect_ratio: None, num_outputs: 1, seed: None, negative_prompt: None };
         let task = NewTask {
             id: &id,
-            user: &f.user,
+            user,
             prompt: "a cat",
             model: "m",
             inputs: &inputs,
             cost: 10,
             now,
             deadline_at: now + 600_000,
-            submit_grace_until: now + 120_000,
         };
-        insert_submitting(&f.db, task, CAPS).await.unwrap();
+        insert_queued(&f.db, task, CAPS).await.unwrap();
         id
+    }
+
+    async fn submitted(f: &Fixture, now: i64) -> TaskId {
+        let id = queued_for(f, &f.user, now).await;
+        assert!(claim_queued(&f.db, &id, now, now + 120_000).await.unwrap());
+        id
+    }
+
+    /// A second person with 100 credits.
+    async fn another(f: &Fixture, id: &str) -> UserId {
+        sqlx::query("INSERT INTO users (id, email, password_hash, balance, created_at) VALUES ($1, $2, 'x', 0, 0)")
+            .bind(id)
+            .bind(format!("{id}@b.c"))
+            .execute(&f.db)
+            .await
+            .unwrap();
+        let user = UserId::from_db(id.into());
+        let mut tx = f.db.begin().await.unwrap();
+        credits::grant(&mut tx, &user, 100, &format!("signup:{id}")).await.unwrap();
+        tx.commit().await.unwrap();
+        user
+    }
+
+    #[tokio::test]
+    async fn a_queued_task_is_submitted_once_and_may_go_back_after_a_429() {
+        let f = fixture().await;
+        let id = queued_for(&f, &f.user, 1_000).await;
+        assert_eq!(balance(&f).await, 90, "charged when queued");
+        assert_eq!(state(&f.db, &id).await.unwrap(), Some(State::Queued));
+        assert!(!mark_processing(&f.db, &id, "p0", 3_000, 1_100).await.unwrap(), "never processing unsubmitted");
+        assert!(claim_queued(&f.db, &id, 2_000, 122_000).await.unwrap());
+        assert!(!claim_queued(&f.db, &id, 2_000, 122_000).await.unwrap(), "one dispatcher takes it");
+        assert!(claim_next_queued(&f.db, 2_000, 122_000).await.unwrap().is_none(), "the queue is empty");
+        assert!(requeue(&f.db, &id, 2_500).await.unwrap());
+        assert!(!requeue(&f.db, &id, 2_500).await.unwrap(), "only from submitting");
+        assert_eq!(claim_next_queued(&f.db, 3_000, 123_000).await.unwrap().map(|(t, _)| t), Some(id.clone()));
+        assert!(mark_processing(&f.db, &id, "p1", 5_000, 3_100).await.unwrap());
+        assert!(!requeue(&f.db, &id, 3_200).await.unwrap(), "a submitted task never goes back");
+    }
+
+    #[tokio::test]
+    async fn a_queued_task_is_canceled_or_expired_with_its_refund() {
+        let f = fixture().await;
+        let canceled = queued_for(&f, &f.user, 1_000).await;
+        let expired = queued_for(&f, &f.user, 1_000).await;
+        assert_eq!(balance(&f).await, 80);
+        assert!(request_cancel(&f.db, &canceled, 1_500).await.unwrap());
+        let ended = cancel_and_refund(&f.db, &canceled, 2_000).await.unwrap().expect("canceled");
+        assert_eq!(ended.prediction_id, None, "nothing to stop at the provider");
+        assert!(fail_and_refund(&f.db, &expired, FailFrom::Unfinished, "Timed out", 601_000).await.unwrap());
+        assert!(!claim_queued(&f.db, &canceled, 2_000, 3_000).await.unwrap());
+        assert!(claim_next_queued(&f.db, 2_000, 3_000).await.unwrap().is_none());
+        assert_eq!(balance(&f).await, 100);
+    }
+
+    #[tokio::test]
+    async fn the_queue_is_served_round_robin_across_people() {
+        let f = fixture().await;
+        let (b, c) = (another(&f, "u2").await, another(&f, "u3").await);
+        // u1 queues four, then u2 two, then u3 one; u3 already has one at
+        // the provider.
+        let running = queued_for(&f, &c, 500).await;
+        assert!(claim_queued(&f.db, &running, 600, 10_000).await.unwrap());
+        let mut t = 1_000;
+        let mut queue = |who: UserId| {
+            t += 1;
+            let (f, at) = (&f, t);
+            async move { queued_for(f, &who, at).await }
+        };
+        let a1 = queue(f.user.clone()).await;
+        let a2 = queue(f.user.clone()).await;
+        let a3 = queue(f.user.clone()).await;
+        let a4 = queue(f.user.clone()).await;
+        let b1 = queue(b.clone()).await;
+        let b2 = queue(b.clone()).await;
+        let c1 = queue(c.clone()).await;
+        let mut served = Vec::new();
+        while let Some((task, _)) = claim_next_queued(&f.db, 5_000, 10_000).await.unwrap() {
+            served.push(task);
+        }
+        // Turns: a1 b1 | a2 b2 c1 (c's second, its first runs) | a3 | a4 —
+        // each person's running tasks count as turns served.
+        let expected = [&a1, &b1, &a2, &b2, &c1, &a3, &a4];
+        let names = |ts: &[&TaskId]| ts.iter().map(|t| t.as_str().to_owned()).collect::<Vec<_>>();
+        assert_eq!(names(&served.iter().collect::<Vec<_>>()), names(&expected));
+    }
+
+    #[tokio::test]
+    async fn queued_tasks_count_against_the_cap_on_tasks_at_once() {
+        let f = fixture().await;
+        let caps = Caps { active: 2, per_minute: 10 };
+        let inputs = Inputs { aspect_ratio: None, num_outputs: 1, seed: None, negative_prompt: None };
+        for n in 0..3 {
+            let id = TaskId::new();
+            let task = NewTask {
+                id: &id,
+                user: &f.user,
+                prompt: "a cat",
+                model: "m",
+                inputs: &inputs,
+                cost: 10,
+                now: 1_000 + n,
+                deadline_at: 600_000,
+            };
+            let inserted = insert_queued(&f.db, task, caps).await;
+            if n < 2 {
+                inserted.unwrap();
+            } else {
+                let e = inserted.unwrap_err();
+                assert_eq!(
+                    (e.kind, e.message.as_str()),
+                    (ErrorKind::RateLimited, "You have 2 generations running; wait for one to finish.")
+                );
+            }
+        }
+        assert_eq!(balance(&f).await, 80, "the refused one is not charged");
     }
 
     async fn balance(f: &Fixture) -> i64 {
@@ -689,16 +877,20 @@ mod tests {
                     .unwrap()
             }
         };
-        postpone_for_event(&f.db, &f.reads, &id, 40_000, 60_000).await.unwrap();
+        postpone_for_event(&f.db, &f.reads, &id, 40_000, 60_000, 2_000).await.unwrap();
         assert_eq!(next(&f).await, 40_000);
-        postpone_for_event(&f.db, &f.reads, &id, 90_000, 60_000).await.unwrap();
+        postpone_for_event(&f.db, &f.reads, &id, 90_000, 60_000, 3_000).await.unwrap();
         assert_eq!(next(&f).await, 61_000, "a minute after its creation at most");
-        postpone_for_event(&f.db, &f.reads, &id, 20_000, 60_000).await.unwrap();
-        assert_eq!(next(&f).await, 61_000, "never earlier");
+        postpone_for_event(&f.db, &f.reads, &id, 20_000, 60_000, 4_000).await.unwrap();
+        assert_eq!(next(&f).await, 20_000, "a later event that sees the end sooner brings the check forward");
         // A real check moves the bound on.
-        claim_check(&f.db, &f.reads, &id, 61_000, 63_000).await.unwrap().expect("due");
-        postpone_for_event(&f.db, &f.reads, &id, 200_000, 60_000).await.unwrap();
-        assert_eq!(next(&f).await, 121_000);
+        let claim = claim_check(&f.db, &f.reads, &id, 20_000, 22_000).await.unwrap().expect("due");
+        postpone_for_event(&f.db, &f.reads, &id, 200_000, 60_000, 20_500).await.unwrap();
+        assert_eq!(next(&f).await, 80_000);
+        // A download in progress is left alone.
+        assert!(extend_lease(&f.db, &id, &claim, 90_000).await.unwrap());
+        postpone_for_event(&f.db, &f.reads, &id, 30_000, 60_000, 21_000).await.unwrap();
+        assert_eq!(next(&f).await, 90_000);
         // Each event id once.
         assert!(first_delivery(&f.db, "msg_1", 1).await.unwrap());
         assert!(!first_delivery(&f.db, "msg_1", 2).await.unwrap());
@@ -722,9 +914,8 @@ mod tests {
                 cost: 10,
                 now: 10_000 + n,
                 deadline_at: 600_000,
-                submit_grace_until: 120_000,
             };
-            let inserted = insert_submitting(&f.db, task, caps).await;
+            let inserted = insert_queued(&f.db, task, caps).await;
             if n < 2 {
                 inserted.unwrap();
                 fail_and_refund(&f.db, &id, FailFrom::Unfinished, "x", 10_100).await.unwrap();

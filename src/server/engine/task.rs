@@ -19,9 +19,27 @@ pub const COLUMNS: &str = "t.id, t.user_id, t.prompt, t.model, t.cost, t.status,
      CAST(CASE WHEN EXISTS (SELECT 1 FROM credit_ledger l WHERE l.entry_key = 'refund:' || t.id) THEN 1 ELSE 0 END AS BIGINT) \
      AS refunded";
 
+/// The states of a task not yet finished, as an SQL list (for `concat!`).
+macro_rules! unfinished {
+    () => {
+        "('queued', 'submitting', 'processing')"
+    };
+}
+pub(crate) use unfinished;
+
+/// The states of a task sent (or being sent) to the provider.
+macro_rules! in_flight {
+    () => {
+        "('submitting', 'processing')"
+    };
+}
+pub(crate) use in_flight;
+
 /// Internal state of a task, including the `submitting` step users never see.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
+    /// Charged, waiting for room in the provider's budget.
+    Queued,
     Submitting,
     Processing,
     Completed,
@@ -32,6 +50,7 @@ pub enum State {
 impl State {
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
+            "queued" => Self::Queued,
             "submitting" => Self::Submitting,
             "processing" => Self::Processing,
             "completed" => Self::Completed,
@@ -110,6 +129,7 @@ impl TaskRow {
     /// What the owner sees.
     pub fn view(&self) -> TaskView {
         let status = match self.state {
+            State::Queued => TaskStatus::Queued,
             State::Submitting | State::Processing => TaskStatus::Processing,
             State::Completed => TaskStatus::Completed,
             State::Failed => TaskStatus::Failed,
@@ -136,6 +156,7 @@ impl TaskRow {
             },
             cost: self.cost,
             poll_after_ms: None,
+            queue_position: None,
             seed: self.seed,
             aspect_ratio: self.aspect_ratio.clone(),
             num_outputs: self.num_outputs,

@@ -181,7 +181,8 @@ async fn apply_event(state: &AppState, prediction: Prediction) -> Result<()> {
         return Ok(());
     }
     let now = state.clock.now_ms();
-    let next_check = schedule::after_event(&prediction, now, schedule::check_interval_ms(state));
+    let spacing = schedule::spacing_ms(state).await;
+    let next_check = schedule::after_event(&prediction, now, spacing);
     if matches!(prediction.status, PredictionStatus::Starting | PredictionStatus::Processing)
         && !prediction.data_removed
     {
@@ -192,7 +193,8 @@ async fn apply_event(state: &AppState, prediction: Prediction) -> Result<()> {
         {
             store::set_progress(&state.db, &state.reads, &task.id, progress, now).await?;
         }
-        store::postpone_for_event(&state.db, &state.reads, &task.id, next_check, schedule::EVENT_TRUST_MS).await?;
+        let trust = schedule::EVENT_TRUST_MS.max(spacing);
+        store::postpone_for_event(&state.db, &state.reads, &task.id, next_check, trust, now).await?;
         return Ok(());
     }
     // An ending: take the task over (unless another poller is storing its

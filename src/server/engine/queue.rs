@@ -1,0 +1,225 @@
+//! The queue: generations the provider's budget has no room for yet wait
+//! here, charged, instead of being refused. Every generation is stored
+//! `queued`; one that nobody is ahead of goes straight to the provider when
+//! the budget has a create to spare (`service::generate`), the others are
+//! submitted by the dispatcher of whichever instance has room first, in
+//! fair order (round-robin across people: `queries::QUEUE_ORDER`), each
+//! claimed by compare-and-set so no task is submitted twice. The queue is
+//! in the database: a restart, or another instance, takes it over.
+//!
+//! A 429 on a create puts the task back (no prediction was made) and
+//! pauses every create for the wait the provider named. A queued task past
+//! its deadline fails and is refunded (`lifecycle::step`); its owner may
+//! cancel it (refunded, never submitted).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::budget::{Call, Priority, Spend};
+use super::lifecycle::{self, SUBMIT_GRACE_MS};
+use super::task::TaskRow;
+use super::{calls, queries, schedule, store};
+use crate::error::{AppError, ErrorKind, Result};
+use crate::provider::ProviderError;
+use crate::server::catalogue::Inputs;
+use crate::server::ids::TaskId;
+use crate::server::state::AppState;
+
+/// Creates sent at once by one instance's dispatcher.
+const SUBMITS_AT_ONCE: usize = 32;
+/// How often an idle dispatcher looks for tasks another instance queued.
+const IDLE_MS: i64 = 1_000;
+/// How long a read of the queue's order serves positions.
+const SNAPSHOT_MS: i64 = 500;
+/// Positions are told for this many tasks at the head of the queue.
+const POSITIONS: i64 = 10_000;
+
+/// This instance's view of the queue.
+#[derive(Default)]
+pub struct Queue {
+    /// Wakes the dispatcher: a task was queued here.
+    wake: tokio::sync::Notify,
+    /// The queue's order as last read, for the positions views carry.
+    snapshot: Mutex<Snapshot>,
+    /// One reader of the order at a time; the others wait for its answer.
+    reading: tokio::sync::Mutex<()>,
+}
+
+#[derive(Default)]
+struct Snapshot {
+    read_at: Option<i64>,
+    positions: HashMap<TaskId, u32>,
+}
+
+impl Queue {
+    /// A task was queued: the dispatcher looks at once.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Where `task` (queued) stands in the queue (1 = next), as read at
+    /// most [`SNAPSHOT_MS`] ago, or now when the last read cannot know it
+    /// (it was queued since); `None` when it is not among the first
+    /// [`POSITIONS`].
+    pub async fn position(&self, state: &AppState, task: &TaskId) -> Result<Option<u32>> {
+        let known = |s: &Snapshot, now: i64| {
+            let fresh = s.read_at.is_some_and(|at| now - at < SNAPSHOT_MS);
+            let complete = s.positions.len() < POSITIONS as usize;
+            (fresh && (s.positions.contains_key(task) || !complete)).then(|| s.positions.get(task).copied())
+        };
+        if let Some(position) = known(&self.lock(), state.clock.now_ms()) {
+            return Ok(position);
+        }
+        let read_at = self.lock().read_at;
+        let _reading = self.reading.lock().await;
+        // Another caller may have read it while this one waited.
+        if self.lock().read_at == read_at {
+            let read_at = state.clock.now_ms();
+            let order = queries::queue(&state.db, POSITIONS).await?;
+            let positions = order.into_iter().zip(1u32..).collect();
+            *self.lock() = Snapshot { read_at: Some(read_at), positions };
+        }
+        Ok(self.lock().positions.get(task).copied())
+    }
+
+    /// Forgets the order read, so the next position is read anew (a task
+    /// left the queue here).
+    pub fn moved(&self) {
+        self.lock().read_at = None;
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Snapshot> {
+        self.snapshot.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The dispatcher: submits queued tasks as the budget allows, forever.
+pub fn spawn(state: AppState) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let slots = Arc::new(tokio::sync::Semaphore::new(SUBMITS_AT_ONCE));
+        loop {
+            let wait_ms = match serve(&state, &slots).await {
+                Ok(wait_ms) => wait_ms,
+                Err(e) => {
+                    tracing::warn!("queue: {e}");
+                    IDLE_MS
+                }
+            };
+            tokio::select! {
+                () = state.queue.wake.notified() => {}
+                () = state.clock.sleep(Duration::from_millis(wait_ms.max(1) as u64)) => {}
+            }
+        }
+    })
+}
+
+/// Submits from the head of the queue while the budget has creates to
+/// spare; how long to wait before looking again.
+async fn serve(state: &AppState, slots: &Arc<tokio::sync::Semaphore>) -> Result<i64> {
+    loop {
+        if queries::queue(&state.db, 1).await?.is_empty() {
+            return Ok(IDLE_MS);
+        }
+        let permit = Arc::clone(slots).acquire_owned().await.map_err(AppError::internal)?;
+        if let Spend::Denied { wait_ms } = state.budget.take(Call::Create, Priority::Urgent).await? {
+            return Ok(wait_ms);
+        }
+        let now = state.clock.now_ms();
+        let Some((task, queued_at)) = store::claim_next_queued(&state.db, now, now + SUBMIT_GRACE_MS).await? else {
+            state.budget.give_back(Call::Create).await?;
+            return Ok(IDLE_MS);
+        };
+        state.metrics.dequeued(Duration::from_millis((now - queued_at).max(0) as u64));
+        state.queue.moved();
+        let state = state.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            if let Err(e) = submit(&state, &task).await {
+                tracing::warn!(%task, "submission: {e}");
+            }
+        });
+    }
+}
+
+/// What submitting a claimed task came to.
+#[derive(Debug)]
+pub enum Submitted {
+    /// At the provider: processing.
+    Processing,
+    /// The provider answered 429 (no prediction was made): queued again.
+    Requeued,
+    /// Failed and refunded; the error says why, for the person.
+    Failed(AppError),
+}
+
+/// Submits a task this instance took from the queue (`submitting`): its
+/// model and inputs from its row.
+pub async fn submit(state: &AppState, task_id: &TaskId) -> Result<Submitted> {
+    let task = queries::load(&state.reads, task_id).await?.ok_or_else(AppError::not_found)?;
+    let Some(model) = state.config.models.iter().find(|m| m.id == task.model) else {
+        let reason = "the model is no longer offered";
+        lifecycle::fail_and_refund(state, task_id, &format!("Could not start: {reason}.")).await?;
+        return Ok(Submitted::Failed(AppError::invalid(format!(
+            "Could not start the generation ({reason}). Nothing was charged."
+        ))));
+    };
+    let input = model.provider_input(&task.prompt, &inputs_of(&task));
+    create(state, task_id, &model.id, input).await
+}
+
+fn inputs_of(task: &TaskRow) -> Inputs {
+    Inputs {
+        aspect_ratio: task.aspect_ratio.clone(),
+        num_outputs: task.num_outputs,
+        seed: task.seed,
+        negative_prompt: task.negative_prompt.clone(),
+    }
+}
+
+/// Sends a claimed task's create and stores the prediction id; on a 429,
+/// queues it again; on any other failure, fails and refunds it (a create
+/// is never retried: the API has no idempotency key).
+pub async fn create(
+    state: &AppState,
+    task_id: &TaskId,
+    model: &str,
+    input: serde_json::Map<String, serde_json::Value>,
+) -> Result<Submitted> {
+    match calls::create(state, model, input).await? {
+        Ok(prediction) => {
+            let now = state.clock.now_ms();
+            let first_check = now + schedule::check_interval_ms(state);
+            let moved = store::mark_processing(&state.db, task_id, &prediction.id, first_check, now).await?;
+            if moved {
+                schedule::first_check(state, task_id, first_check);
+            } else {
+                // Canceled, or given up on, meanwhile (and refunded).
+                let _ = calls::cancel(state, &prediction.id).await;
+            }
+            tracing::info!(task = %task_id, prediction = %prediction.id, "submitted");
+            Ok(Submitted::Processing)
+        }
+        Err(ProviderError::RateLimited { .. }) => {
+            // `calls::create` paused every create; the dispatcher resumes.
+            store::requeue(&state.db, task_id, state.clock.now_ms()).await?;
+            state.queue.moved();
+            tracing::info!(task = %task_id, "the provider throttled the create: queued again");
+            Ok(Submitted::Requeued)
+        }
+        Err(e) => {
+            tracing::warn!(task = %task_id, "submission failed: {e}");
+            let (kind, reason) = match &e {
+                ProviderError::Invalid { detail } => {
+                    (ErrorKind::Invalid, format!("the model refused the request: {detail}"))
+                }
+                _ => (ErrorKind::Provider, "the image service could not be reached".to_owned()),
+            };
+            lifecycle::fail_and_refund(state, task_id, &format!("Could not start: {reason}.")).await?;
+            Ok(Submitted::Failed(AppError::new(
+                kind,
+                format!("Could not start the generation ({reason}). Nothing was charged."),
+            )))
+        }
+    }
+}
