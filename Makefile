@@ -36,9 +36,11 @@ system-deps:
 	command -v psql >/dev/null || missing="$$missing postgresql-client"; \
 	if [ -n "$$missing" ]; then $(SUDO) apt-get update && $(SUDO) apt-get install -y $$missing; fi
 
-# moto: an S3-compatible server (from PyPI) for the storage tests.
+# moto: an S3-compatible server (from PyPI) for the storage tests;
+# replicate: Replicate's official client, run against the simulator.
 python-deps:
 	@command -v moto_server >/dev/null || python3 -m pip install --quiet 'moto[server]'
+	@python3 -c 'import replicate' 2>/dev/null || python3 -m pip install --quiet 'replicate==1.0.7'
 
 # npm ci only when package-lock.json changed since the last install.
 node-deps: end2end/node_modules/.package-lock.json
@@ -78,14 +80,16 @@ TEST_POSTGRES ?= postgres://postgres@127.0.0.1:5432
 # Unit and integration tests of the server build (SQLite, then the app's
 # tests again on PostgreSQL, with the tests that need PostgreSQL or S3,
 # which are #[ignore]d without them, so a missing server fails instead of
-# skipping), then the unit tests of the browser build (compiled natively).
+# skipping; then the official provider clients against the simulators),
+# then the unit tests of the browser build (compiled natively).
 test-rust: rust-deps system-deps python-deps
 	cargo test --features ssr
 	@psql "$(TEST_POSTGRES)/postgres" -Atc "SELECT datname FROM pg_database WHERE datname LIKE 'darkroom_test_%'" \
 		| while read -r db; do psql -q "$(TEST_POSTGRES)/postgres" -c "DROP DATABASE IF EXISTS $$db"; done
 	DARKROOM_TEST_POSTGRES=$(TEST_POSTGRES) scripts/with-moto.sh \
 		cargo test --features ssr --test api -- --include-ignored \
-		account:: accounts:: cancel:: inputs:: pages:: tasks:: storage:: scaleout:: security:: webhooks::
+		account:: accounts:: cancel:: inputs:: pages:: queue:: tasks:: storage:: scaleout:: security:: webhooks::
+	cargo test --features ssr --test api -- --ignored clients::
 	cargo test --lib --features hydrate
 
 test-e2e: build system-deps node-deps
@@ -115,7 +119,7 @@ bench: build bench-node-deps
 
 # The same sections on PostgreSQL (the machine's, on loopback; a fresh
 # database per server), into a results block of their own.
-BENCH_ONLY ?= 1,2,3,5,6
+BENCH_ONLY ?= 1,2,3,5,6,7
 bench-postgres: build bench-node-deps
 	@rm -rf target/bench && mkdir -p target/bench && cp target/release/darkroom $(BENCH_BIN) && cp -r target/site target/bench/site
 	CARGO_TARGET_DIR=$(BENCH_TARGET_DIR) DARKROOM_BENCH_BIN=$(BENCH_BIN) DARKROOM_BENCH_SITE=$(CURDIR)/target/bench/site cargo bench --bench load --features ssr -- --postgres $(TEST_POSTGRES) --only $(BENCH_ONLY) --skip-minimal
