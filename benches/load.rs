@@ -10,12 +10,15 @@
 //! database there and the results go into a block of their own.
 //! Sections: 1 polls vs references, 2 in-flight scale, 3 completion lag,
 //! 4 peak RSS while finalizing large outputs, 5 bundle size and `/history`,
-//! 6 pages under load (counts of what went wrong).
+//! 6 pages under load (counts of what went wrong), 7 a burst of
+//! generations at the provider's published limits.
 
 #[path = "load/api.rs"]
 mod api;
 #[path = "load/bundle.rs"]
 mod bundle;
+#[path = "load/burst.rs"]
+mod burst;
 #[path = "load/http.rs"]
 mod http;
 #[path = "load/lag.rs"]
@@ -83,6 +86,7 @@ fn main() {
         if wanted(3) {
             let t = begin("3 lag");
             lag::bench(dir.path(), &mut report).await;
+            lag::bench_in_flight(dir.path(), &mut report).await;
             end("3 lag", t, &mut report);
         }
         if wanted(4) {
@@ -99,6 +103,11 @@ fn main() {
             let t = begin("6 pages");
             pages::bench(dir.path(), &mut report).await;
             end("6 pages", t, &mut report);
+        }
+        if wanted(7) {
+            let t = begin("7 burst");
+            burst::bench(dir.path(), &mut report).await;
+            end("7 burst", t, &mut report);
         }
     });
     report.line(&format!("_Whole run: {:.0} s._", started.elapsed().as_secs_f64()));

@@ -5,6 +5,11 @@ use std::net::SocketAddr;
 
 use serde_json::Value;
 
+/// Whether a task view is not finished yet (queued or processing).
+pub fn unfinished(view: &Value) -> bool {
+    matches!(view["status"].as_str(), Some("queued" | "processing"))
+}
+
 /// A signed-in account on one server.
 #[derive(Clone)]
 pub struct Session {
@@ -61,6 +66,12 @@ impl Session {
         self.generate_with(prompt, &[]).await
     }
 
+    /// Starts a generation; the task id, or the refusal.
+    pub async fn try_generate(&self, prompt: &str) -> Result<String, String> {
+        let v = self.post("generate_image", &[("prompt", prompt)]).await?;
+        v["task_id"].as_str().map(str::to_owned).ok_or_else(|| format!("no task_id in {v}"))
+    }
+
     /// Submits `prompt` with model inputs (`num_outputs`, …); the task id.
     pub async fn generate_with(&self, prompt: &str, inputs: &[(&str, &str)]) -> String {
         let mut form = vec![("prompt", prompt)];
@@ -78,7 +89,7 @@ impl Session {
     pub async fn wait_finished(&self, task_id: &str, every: std::time::Duration, tries: u32) -> Value {
         for _ in 0..tries {
             if let Ok(v) = self.check(task_id).await
-                && v["status"] != "processing"
+                && !unfinished(&v)
             {
                 return v;
             }
@@ -108,4 +119,52 @@ pub async fn provider_gets(addr: SocketAddr) -> f64 {
         .filter(|l| l.starts_with("darkroom_provider_calls_total{") && l.contains("call=\"get\""))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
+}
+
+/// What the server's simulator served since it started (`GET /sim/_stats`):
+/// counted at the provider, so it is what the provider's limits see.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SimStats {
+    pub creates: f64,
+    /// Every other API call: gets, lists and cancels.
+    pub others: f64,
+    pub gets: f64,
+    /// Calls answered 429.
+    pub throttled: f64,
+}
+
+pub async fn sim_stats(addr: SocketAddr) -> SimStats {
+    let v: Value = reqwest::get(format!("http://{addr}/sim/_stats"))
+        .await
+        .expect("GET /sim/_stats")
+        .json()
+        .await
+        .expect("stats JSON");
+    let n = |k: &str| v[k].as_f64().unwrap_or(0.0);
+    SimStats {
+        creates: n("creates"),
+        others: n("gets") + n("lists") + n("cancels"),
+        gets: n("gets"),
+        throttled: n("throttled"),
+    }
+}
+
+impl std::ops::Sub for SimStats {
+    type Output = Self;
+
+    fn sub(self, before: Self) -> Self {
+        Self {
+            creates: self.creates - before.creates,
+            others: self.others - before.others,
+            gets: self.gets - before.gets,
+            throttled: self.throttled - before.throttled,
+        }
+    }
+}
+
+/// The account's balance (`/api/me`).
+impl Session {
+    pub async fn credits(&self) -> i64 {
+        self.post("me", &[]).await.expect("me")["credits"].as_i64().expect("credits")
+    }
 }
