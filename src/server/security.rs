@@ -159,11 +159,30 @@ pub struct ScriptFree;
 /// request, in place of the one Leptos makes up.
 pub fn provide_page_nonce() {
     use leptos::prelude::{provide_context, use_context};
-    match use_context::<axum::http::request::Parts>().and_then(|p| p.extensions.get::<PageNonce>().cloned()) {
-        Some(nonce) => provide_context(leptos::nonce::Nonce::from_value(nonce.0)),
-        // Every route is inside `headers`; a page rendered elsewhere has no
-        // policy naming its scripts.
-        None => tracing::error!("a page rendered outside security::headers: its scripts will not run"),
+    match render_nonce(use_context::<axum::http::request::Parts>().as_ref()) {
+        RenderNonce::NotARender => {}
+        RenderNonce::Nonce(nonce) => provide_context(leptos::nonce::Nonce::from_value(nonce.0)),
+        RenderNonce::Missing => {
+            tracing::error!("a page rendered outside security::headers: its scripts will not run");
+        }
+    }
+}
+
+/// What [`provide_page_nonce`] finds.
+enum RenderNonce {
+    /// No request: leptos_axum's file handler calls the context function
+    /// for a static file it serves too, and renders nothing then.
+    NotARender,
+    Nonce(PageNonce),
+    /// A render whose request did not pass through [`headers`] (every route
+    /// does): its page has no policy naming its scripts.
+    Missing,
+}
+
+fn render_nonce(parts: Option<&axum::http::request::Parts>) -> RenderNonce {
+    match parts {
+        None => RenderNonce::NotARender,
+        Some(parts) => parts.extensions.get::<PageNonce>().cloned().map_or(RenderNonce::Missing, RenderNonce::Nonce),
     }
 }
 
@@ -257,6 +276,15 @@ mod tests {
         assert!(known_host("Darkroom.Example:443", Some("darkroom.example")));
         assert!(!known_host("evil.example", Some("darkroom.example")));
         assert!(known_host("127.0.0.1:3000", Some("darkroom.example")), "health checks by address");
+    }
+
+    #[test]
+    fn a_static_file_is_not_a_page_without_its_policy() {
+        assert!(matches!(render_nonce(None), RenderNonce::NotARender));
+        let (mut parts, ()) = axum::http::Request::new(()).into_parts();
+        assert!(matches!(render_nonce(Some(&parts)), RenderNonce::Missing));
+        parts.extensions.insert(PageNonce::new());
+        assert!(matches!(render_nonce(Some(&parts)), RenderNonce::Nonce(_)));
     }
 
     #[test]
