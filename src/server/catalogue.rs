@@ -22,6 +22,7 @@ use serde_json::{Map, Value};
 
 use crate::error::{AppError, Result};
 use crate::model::ModelOption;
+use crate::text::clip;
 
 /// Most images one generation may ask for (and the most objects a task
 /// stores).
@@ -382,10 +383,6 @@ fn check_id(id: &str) -> std::result::Result<(), String> {
 /// `name` of `owner/name:version`.
 fn default_name(id: &str) -> String {
     id.split(':').next().unwrap_or(id).rsplit('/').next().unwrap_or(id).to_owned()
-}
-
-fn clip(s: &str, max: usize) -> String {
-    if s.chars().count() <= max { s.to_owned() } else { format!("{}…", s.chars().take(max).collect::<String>()) }
 }
 
 #[cfg(test)]
