@@ -158,19 +158,13 @@ impl Drop for Burners {
     }
 }
 
-/// 2,000 signed-in loads of `/`, `/history`, `/account` and a share page,
-/// 16 at a time, with two CPU-busy threads beside the server: every one
-/// answers 200 with its data in place (no error shown), its policy naming
-/// its scripts' nonce, and no server function runs without its request's
-/// context.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pages_stay_whole_under_load() {
-    let app = spawn_app().await;
-    let (c, share) = account_with_tasks(&app).await;
-    let lost_before = LOST_CONTEXT.get();
-    let pages = ["/", "/history", "/account", share.as_str()];
-    let burners = Burners::start(2);
-    let problems: Vec<String> = futures::stream::iter(0..2_000usize)
+/// `n` signed-in loads of `/`, `/history`, `/account` and the share page,
+/// 16 at a time: what went wrong with each (no answer within 30 s, an
+/// error status, an error shown in place, a policy that does not name the
+/// nonce of every inline script, a share page without its image).
+async fn load_pages(app: &TestApp, c: &reqwest::Client, share: &str, n: usize) -> Vec<String> {
+    let pages = ["/", "/history", "/account", share];
+    futures::stream::iter(0..n)
         .map(|i| {
             let (c, page, base) = (c.clone(), pages[i % pages.len()].to_owned(), app.base.clone());
             async move {
@@ -208,7 +202,21 @@ async fn pages_stay_whole_under_load() {
         .buffer_unordered(16)
         .filter_map(|p| async move { p })
         .collect()
-        .await;
+        .await
+}
+
+/// 2,000 signed-in loads of `/`, `/history`, `/account` and a share page,
+/// 16 at a time, with two CPU-busy threads beside the server: every one
+/// answers 200 with its data in place (no error shown), its policy naming
+/// its scripts' nonce, and no server function runs without its request's
+/// context.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_stay_whole_under_load() {
+    let app = spawn_app().await;
+    let (c, share) = account_with_tasks(&app).await;
+    let lost_before = LOST_CONTEXT.get();
+    let burners = Burners::start(2);
+    let problems = load_pages(&app, &c, &share, 2_000).await;
     drop(burners);
     assert!(
         problems.is_empty(),
@@ -217,6 +225,39 @@ async fn pages_stay_whole_under_load() {
         &problems[..problems.len().min(10)]
     );
     assert_eq!(LOST_CONTEXT.get() - lost_before, 0, "server functions ran without their request's context");
+}
+
+/// Pages answer while other apps start in the same process, as the API
+/// tests start theirs: an app that listed its routes at start switched
+/// resource loading off for the whole process meanwhile, and a page
+/// rendered then on another thread never answered (see
+/// `server::page_routes`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_answer_while_other_apps_start() {
+    let app = spawn_app().await;
+    let (c, share) = account_with_tasks(&app).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let starting = {
+        let stop = Arc::clone(&stop);
+        tokio::spawn(async move {
+            let mut started = 0;
+            while !stop.load(Ordering::Relaxed) {
+                spawn_app().await;
+                started += 1;
+            }
+            started
+        })
+    };
+    let problems = load_pages(&app, &c, &share, 1_500).await;
+    stop.store(true, Ordering::Relaxed);
+    let started = starting.await.expect("apps");
+    assert!(started >= 3, "only {started} apps started during the loads");
+    assert!(
+        problems.is_empty(),
+        "{} of 1,500 loads went wrong while {started} apps started: {:?}",
+        problems.len(),
+        &problems[..problems.len().min(10)]
+    );
 }
 
 /// A crafted link cannot write the error text of a page: the address a
