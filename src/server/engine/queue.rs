@@ -99,36 +99,39 @@ pub fn spawn(state: AppState) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let slots = Arc::new(tokio::sync::Semaphore::new(SUBMITS_AT_ONCE));
         loop {
-            let wait_ms = match serve(&state, &slots).await {
-                Ok(wait_ms) => wait_ms,
+            // When to look again: a time, not a wait, so a clock that moved
+            // while this was decided does not push it back.
+            let at = match serve(&state, &slots).await {
+                Ok(at) => at,
                 Err(e) => {
                     tracing::warn!("queue: {e}");
-                    IDLE_MS
+                    state.clock.now_ms() + IDLE_MS
                 }
             };
             tokio::select! {
                 () = state.queue.wake.notified() => {}
-                () = state.clock.sleep(Duration::from_millis(wait_ms.max(1) as u64)) => {}
+                () = state.clock.sleep_until(at) => {}
             }
         }
     })
 }
 
 /// Submits from the head of the queue while the budget has creates to
-/// spare; how long to wait before looking again.
+/// spare; when to look again.
 async fn serve(state: &AppState, slots: &Arc<tokio::sync::Semaphore>) -> Result<i64> {
     loop {
+        let now = state.clock.now_ms();
         if queries::queue(&state.db, 1).await?.is_empty() {
-            return Ok(IDLE_MS);
+            return Ok(now + IDLE_MS);
         }
         let permit = Arc::clone(slots).acquire_owned().await.map_err(AppError::internal)?;
-        if let Spend::Denied { wait_ms } = state.budget.take(Call::Create, Priority::Urgent).await? {
-            return Ok(wait_ms);
-        }
         let now = state.clock.now_ms();
+        if let Spend::Denied { wait_ms } = state.budget.take(Call::Create, Priority::Urgent).await? {
+            return Ok(now + wait_ms);
+        }
         let Some((task, queued_at)) = store::claim_next_queued(&state.db, now, now + SUBMIT_GRACE_MS).await? else {
             state.budget.give_back(Call::Create).await?;
-            return Ok(IDLE_MS);
+            return Ok(now + IDLE_MS);
         };
         state.metrics.dequeued(Duration::from_millis((now - queued_at).max(0) as u64));
         state.queue.moved();
