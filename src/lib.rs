@@ -2,8 +2,9 @@
 //! provider. One crate, two builds: `ssr` (the axum server) and `hydrate`
 //! (the browser bundle). Everything server-only sits behind `ssr`.
 
-// Leptos' typed views nest deeply: the task card's passes the default
-// (checked 2026-12-05: without it, computing its layout overflows).
+// Leptos' typed views nest deeply: computing the layout of the task
+// card's and the account page's views passes the default limit in the
+// release builds (the debug and clippy builds do not show it).
 #![recursion_limit = "256"]
 
 pub mod api;
