@@ -37,10 +37,11 @@ system-deps:
 	if [ -n "$$missing" ]; then $(SUDO) apt-get update && $(SUDO) apt-get install -y $$missing; fi
 
 # moto: an S3-compatible server (from PyPI) for the storage tests;
-# replicate: Replicate's official client, run against the simulator.
+# replicate and stripe: the official clients, run against the simulators.
 python-deps:
 	@command -v moto_server >/dev/null || python3 -m pip install --quiet 'moto[server]'
 	@python3 -c 'import replicate' 2>/dev/null || python3 -m pip install --quiet 'replicate==1.0.7'
+	@python3 -c 'import stripe' 2>/dev/null || python3 -m pip install --quiet 'stripe==16.1.0'
 
 # npm ci only when package-lock.json changed since the last install.
 node-deps: end2end/node_modules/.package-lock.json
@@ -82,13 +83,13 @@ TEST_POSTGRES ?= postgres://postgres@127.0.0.1:5432
 # which are #[ignore]d without them, so a missing server fails instead of
 # skipping; then the official provider clients against the simulators),
 # then the unit tests of the browser build (compiled natively).
-test-rust: rust-deps system-deps python-deps
+test-rust: rust-deps system-deps python-deps node-deps
 	cargo test --features ssr
 	@psql "$(TEST_POSTGRES)/postgres" -Atc "SELECT datname FROM pg_database WHERE datname LIKE 'darkroom_test_%'" \
 		| while read -r db; do psql -q "$(TEST_POSTGRES)/postgres" -c "DROP DATABASE IF EXISTS $$db"; done
 	DARKROOM_TEST_POSTGRES=$(TEST_POSTGRES) scripts/with-moto.sh \
 		cargo test --features ssr --test api -- --include-ignored \
-		account:: accounts:: cancel:: inputs:: pages:: queue:: tasks:: storage:: scaleout:: security:: webhooks::
+		account:: accounts:: cancel:: inputs:: pages:: payments:: queue:: tasks:: storage:: scaleout:: security:: webhooks::
 	cargo test --features ssr --test api -- --ignored clients::
 	cargo test --lib --features hydrate
 

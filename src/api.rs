@@ -12,7 +12,9 @@ use leptos::server_fn::ServerFn;
 
 use crate::codec::Json;
 use crate::error::AppError;
-use crate::model::{Generated, GeneratorInfo, HistoryPage, LedgerPage, ShareLink, TaskView, User};
+use crate::model::{
+    Checkout, CreditPackage, Generated, GeneratorInfo, HistoryPage, LedgerPage, Purchase, ShareLink, TaskView, User,
+};
 
 #[cfg(feature = "ssr")]
 mod ssr {
@@ -111,6 +113,15 @@ mod ssr {
 
     pub async fn auth_session() -> Result<AuthSession> {
         leptos_axum::extract::<AuthSession>().await.map_err(AppError::internal)
+    }
+
+    /// The site's origin as this request reached it (see
+    /// `http::site_base`).
+    pub fn site_base(state: &AppState) -> String {
+        let parts = use_context::<Parts>();
+        let headers = parts.as_ref().map(|p| p.headers.clone()).unwrap_or_default();
+        let client = parts.as_ref().and_then(|p| p.extensions.get::<crate::server::client::Client>().copied());
+        crate::server::http::site_base(state, &headers, client.as_ref())
     }
 
     /// What rate limits count the client by (its address behind trusted
@@ -358,6 +369,51 @@ pub async fn delete_image(task_id: String) -> Result<(), AppError> {
     ssr::signed_in(DeleteImage::PATH, |state, account| async move {
         state.task_changes.check_as(account.id.clone(), "cancels and deletions")?;
         crate::server::engine::owned::delete(&state, &account.user_id(), &TaskId::parse(&task_id)?).await
+    })
+    .await
+}
+
+/// The packages of credits for sale (none when buying is off).
+#[server(endpoint = "list_packages", output = Json)]
+pub async fn list_packages() -> Result<Vec<CreditPackage>, AppError> {
+    ssr::public(ListPackages::PATH, |state| async move { Ok(crate::server::payments::packages(&state)) }).await
+}
+
+/// Starts buying `package`: a pending purchase and its checkout page. From
+/// a plain form (no JavaScript), on to that page.
+#[server(endpoint = "buy_credits", output = Json)]
+pub async fn buy_credits(package: String) -> Result<Checkout, AppError> {
+    ssr::signed_in(BuyCredits::PATH, |state, account| async move {
+        state.purchase_attempts.check_as(account.id.clone(), "purchases")?;
+        let site = ssr::site_base(&state);
+        let checkout = crate::server::payments::buy(&state, &account.user_id(), &package, &site).await?;
+        if ssr::form_post() {
+            leptos_axum::redirect(&checkout.url);
+        }
+        Ok(checkout)
+    })
+    .await
+}
+
+/// The signed-in person's purchases, newest first.
+#[server(endpoint = "list_purchases", output = Json)]
+pub async fn list_purchases() -> Result<Vec<Purchase>, AppError> {
+    ssr::signed_in(ListPurchases::PATH, |state, account| async move {
+        crate::server::payments::list(&state, &account.user_id()).await
+    })
+    .await
+}
+
+/// Back from the checkout page: how the purchase went (asking Stripe, and
+/// granting the credits if it was paid and nothing else did yet).
+#[server(endpoint = "confirm_purchase", output = Json)]
+pub async fn confirm_purchase(purchase_id: String) -> Result<Purchase, AppError> {
+    ssr::signed_in(ConfirmPurchase::PATH, |state, account| async move {
+        let id = purchase_id.trim();
+        if id.is_empty() || id.len() > 64 {
+            return Err(AppError::not_found());
+        }
+        crate::server::payments::confirm(&state, &account.user_id(), id).await
     })
     .await
 }

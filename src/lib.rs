@@ -28,6 +28,8 @@ pub mod sim;
 #[cfg(feature = "ssr")]
 pub mod standard_webhooks;
 #[cfg(feature = "ssr")]
+pub mod stripe;
+#[cfg(feature = "ssr")]
 pub mod text;
 
 /// Entry point of the browser bundle. The page is server-rendered HTML;

@@ -229,15 +229,27 @@ pub struct GeneratorInfo {
     pub cost: i64,
     pub poll_interval_ms: u64,
     pub resume: Option<TaskView>,
+    /// Whether credits can be bought on this site (a refusal for lack of
+    /// credits links to "Buy credits").
+    #[serde(default)]
+    pub can_buy: bool,
 }
 
 /// What moved a balance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum LedgerKind {
     Grant,
     Charge,
     Refund,
+    /// Credits bought.
+    Purchase,
+    /// Credits taken back for money refunded.
+    PaymentRefund,
+    /// Credits held back while a payment is disputed.
+    Dispute,
+    /// Credits given back when a dispute was won.
+    DisputeWon,
 }
 
 /// One row of a person's credit ledger.
@@ -250,7 +262,8 @@ pub struct LedgerEntry {
     /// Milliseconds since the Unix epoch.
     pub at_ms: i64,
     pub kind: LedgerKind,
-    /// Signed: grants and refunds positive, charges negative.
+    /// Signed: grants, refunds, purchases and won disputes positive;
+    /// charges, payment refunds and disputes negative.
     pub amount: i64,
     /// The task charged or refunded (it may since have been deleted).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -273,6 +286,48 @@ pub struct LedgerEntry {
 pub struct LedgerPage {
     pub items: Vec<LedgerEntry>,
     pub next_cursor: Option<String>,
+}
+
+/// A package of credits for sale (`/api/list_packages`): the browser
+/// names the package, never a price or an amount.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreditPackage {
+    pub id: String,
+    pub credits: i64,
+    /// "5.00 USD".
+    pub price: String,
+}
+
+/// Answer of `/api/buy_credits`: where to pay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkout {
+    pub purchase_id: String,
+    /// The checkout page.
+    pub url: String,
+}
+
+/// Where a purchase stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PurchaseStatus {
+    /// Not paid (yet): the checkout is open, or the payment settles later.
+    Pending,
+    Paid,
+    /// Not paid and never will be (declined for good, expired).
+    Failed,
+    /// Paid, then refunded in full.
+    Refunded,
+}
+
+/// One purchase as `/api/list_purchases` answers it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Purchase {
+    pub id: String,
+    pub credits: i64,
+    pub price: String,
+    pub status: PurchaseStatus,
+    /// RFC 3339, UTC.
+    pub at: String,
 }
 
 /// Answer of `/api/share_image`: the public link, relative to the site.

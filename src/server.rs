@@ -14,6 +14,7 @@ pub mod http;
 pub mod ids;
 pub mod ledger;
 pub mod metrics;
+pub mod payments;
 pub mod reads;
 pub mod security;
 pub mod sessions;
@@ -150,11 +151,15 @@ pub async fn build_on(
         }
     };
 
+    // Buying credits: Stripe, or its built-in simulator under /sim/stripe.
+    let (payments, stripe_sim) = payments_for(&config, &local, &clock)?;
+
     let attempts = Arc::new(AttemptLimiter::per_minute(config.auth_attempts_per_minute));
     let account_attempts = Arc::new(AttemptLimiter::<String>::per_minute(config.auth_attempts_per_minute));
     let task_changes = Arc::new(AttemptLimiter::<String>::per_minute(state::CANCELS_AND_DELETES_PER_MINUTE));
+    let purchase_attempts = Arc::new(AttemptLimiter::<String>::per_minute(state::PURCHASES_PER_MINUTE));
     {
-        let limiters = (attempts.clone(), account_attempts.clone(), task_changes.clone());
+        let limiters = (attempts.clone(), account_attempts.clone(), task_changes.clone(), purchase_attempts.clone());
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(300));
             loop {
@@ -162,6 +167,7 @@ pub async fn build_on(
                 limiters.0.prune();
                 limiters.1.prune();
                 limiters.2.prune();
+                limiters.3.prune();
             }
         });
     }
@@ -197,9 +203,11 @@ pub async fn build_on(
         queue: Arc::default(),
         pace: Arc::default(),
         webhooks,
+        payments,
         attempts,
         account_attempts,
         task_changes,
+        purchase_attempts,
         metrics: Arc::default(),
         leptos_options: leptos_options.clone(),
         clock: clock.clone(),
@@ -222,6 +230,11 @@ pub async fn build_on(
             axum::routing::post(engine::webhook::receive)
                 .layer(axum::extract::DefaultBodyLimit::max(engine::webhook::MAX_EVENT_BYTES)),
         )
+        .route(
+            "/webhooks/stripe",
+            axum::routing::post(payments::webhook::receive)
+                .layer(axum::extract::DefaultBodyLimit::max(payments::webhook::MAX_EVENT_BYTES)),
+        )
         .leptos_routes_with_context(&state, routes, security::provide_page_nonce, {
             let options = leptos_options.clone();
             move || shell(options.clone())
@@ -230,6 +243,7 @@ pub async fn build_on(
         // Innermost first: the session layers, then the cross-site check
         // outside them (a refused request reaches no session), then
         // metrics and the headers every response carries.
+        .layer(axum::middleware::from_fn_with_state(state.clone(), payments::on_return))
         .layer(axum::middleware::from_fn(http::page_redirects))
         .layer(axum::middleware::from_fn(http::limit_api_body))
         .layer(axum::middleware::from_fn(sessions::keep_alive))
@@ -245,6 +259,11 @@ pub async fn build_on(
         // own (sandboxed) policy, which `security::headers` keeps.
         let sim = crate::sim::router(sim).layer(axum::middleware::from_fn_with_state(state.clone(), security::headers));
         router = router.nest("/sim", sim);
+    }
+    if let Some(stripe) = stripe_sim {
+        let stripe = crate::sim::stripe::router(stripe)
+            .layer(axum::middleware::from_fn_with_state(state.clone(), security::headers));
+        router = router.nest("/sim/stripe", stripe);
     }
     // Outermost: who the client is, for everything inside (logs included),
     // and the host it asked for.
@@ -333,6 +352,41 @@ fn local_base(addr: SocketAddr) -> url::Url {
     };
     // A literal address and port always parse.
     url::Url::parse(&format!("http://{ip}:{}/", addr.port())).unwrap_or_else(|_| unreachable!())
+}
+
+/// The payment side for `DARKROOM_PAYMENTS`: Stripe's API, or the
+/// built-in simulator (with its router, to nest under `/sim/stripe`).
+fn payments_for(
+    config: &Config,
+    local: &url::Url,
+    clock: &clock::Clock,
+) -> anyhow::Result<(Option<Arc<payments::Payments>>, Option<crate::sim::stripe::StripeSimConfig>)> {
+    use config::PaymentsChoice;
+    let packages = config.credit_packages.clone();
+    match &config.payments {
+        PaymentsChoice::Off => Ok((None, None)),
+        PaymentsChoice::Stripe { secret_key, webhook_secret, base_url } => {
+            let stripe = crate::stripe::Stripe::new(base_url.clone(), secret_key.clone())?;
+            Ok((Some(Arc::new(payments::Payments::new(stripe, webhook_secret.clone(), packages))), None))
+        }
+        PaymentsChoice::Sim => {
+            // Derived from the simulator's key: every instance sharing it
+            // verifies the same events.
+            let key = derive(&sim_secret(config)?, b"darkroom-stripe-sim-webhook-secret");
+            let hex: String = key.iter().take(24).map(|b| format!("{b:02x}")).collect();
+            let webhook_secret = format!("whsec_{hex}");
+            let sim = crate::sim::stripe::StripeSimConfig {
+                webhook_url: local.join("webhooks/stripe")?,
+                webhook_secret: webhook_secret.clone(),
+                public_base: local.join("sim/stripe")?,
+                clock: clock.clone(),
+            };
+            let stripe =
+                crate::stripe::Stripe::new(local.join("sim/stripe")?, "sk_test_darkroom_simulator".to_owned().into())?;
+            let payments = payments::Payments::new(stripe, webhook_secret.into(), packages);
+            Ok((Some(Arc::new(payments)), Some(sim)))
+        }
+    }
 }
 
 /// The simulator's signing key: configured, or kept in the data dir so

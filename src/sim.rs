@@ -35,6 +35,7 @@ mod limits;
 mod list;
 mod render;
 mod soft;
+pub mod stripe;
 mod timeline;
 mod webhooks;
 

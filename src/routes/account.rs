@@ -1,7 +1,9 @@
 //! `/account`: who is signed in, the balance and where it came from (the
 //! ledger, newest first, a page at a time: "Older entries" loads the next
-//! page), the password change form (the page's one island) and "Sign out
-//! everywhere" (a plain form).
+//! page), buying credits (a plain form on to the checkout page, the
+//! purchases and, back from checkout at `?purchase=<id>`, how it went), the
+//! password change form (the page's one island) and "Sign out everywhere"
+//! (a plain form).
 
 use leptos::either::Either;
 use leptos::prelude::*;
@@ -11,9 +13,11 @@ use leptos_router::hooks::use_query_map;
 
 use super::refused::{Form, refused};
 use super::value_of;
-use crate::api::{ChangePassword, SignOutEverywhere, change_password, list_ledger};
+use crate::api::{
+    BuyCredits, ChangePassword, SignOutEverywhere, change_password, list_ledger, list_packages, list_purchases,
+};
 use crate::error::AppError;
-use crate::model::{LedgerEntry, LedgerKind, LedgerPage};
+use crate::model::{CreditPackage, LedgerEntry, LedgerKind, LedgerPage, Purchase, PurchaseStatus};
 use crate::session::{RequireUser, loaded, use_current_user};
 
 /// The page; its data is read once per render, here (see `RequireUser`).
@@ -21,8 +25,11 @@ use crate::session::{RequireUser, loaded, use_current_user};
 pub fn AccountPage() -> impl IntoView {
     let user = use_current_user();
     // `?cursor=` is where "Older entries" leads without JavaScript.
-    let start = use_query_map().with_untracked(|q| q.get("cursor"));
+    let (start, returned) = use_query_map().with_untracked(|q| (q.get("cursor"), q.get("purchase")));
+    let returned = StoredValue::new(returned);
     let first = OnceResource::new(list_ledger(start));
+    let packages = OnceResource::new(list_packages());
+    let purchases = OnceResource::new(list_purchases());
     view! {
         <RequireUser>
             <section class="account-page">
@@ -40,6 +47,23 @@ pub fn AccountPage() -> impl IntoView {
                                 </dl>
                             }
                         })
+                }}
+                {move || {
+                    let returned = returned.get_value()?;
+                    let list = loaded(purchases)?.ok()?;
+                    list.into_iter().find(|p| p.id == returned).map(|p| view! { <Outcome purchase=p /> })
+                }}
+                {move || {
+                    loaded(packages)
+                        .and_then(|r| r.ok())
+                        .filter(|p| !p.is_empty())
+                        .map(|packages| view! { <BuyForm packages refused=refused(Form::BuyCredits) /> })
+                }}
+                {move || {
+                    loaded(purchases)
+                        .and_then(|r| r.ok())
+                        .filter(|p| !p.is_empty())
+                        .map(|list| view! { <Purchases list /> })
                 }}
                 <h2 id="ledger-heading">"Credits"</h2>
                 {move || {
@@ -59,6 +83,93 @@ pub fn AccountPage() -> impl IntoView {
                 </section>
             </section>
         </RequireUser>
+    }
+}
+
+/// "Buy credits": a package and the button, a plain form on to the
+/// checkout page (it works without JavaScript).
+#[component]
+fn BuyForm(packages: Vec<CreditPackage>, refused: Option<AppError>) -> impl IntoView {
+    view! {
+        <section class="buy" id="buy" aria-labelledby="buy-heading">
+            <h2 id="buy-heading">"Buy credits"</h2>
+            <form action=BuyCredits::url() method="post" class="buy-form">
+                <label for="package">"Package"</label>
+                <select id="package" name="package">
+                    {packages
+                        .into_iter()
+                        .map(|p| {
+                            view! { <option value=p.id.clone()>{format!("{} credits — {}", p.credits, p.price)}</option> }
+                        })
+                        .collect_view()}
+                </select>
+                <button type="submit" class="primary">
+                    "Buy credits"
+                </button>
+            </form>
+            {refused.map(|e| view! { <p class="form-error" role="alert">{e.message}</p> })}
+            <p class="hint">"You pay on Stripe's checkout page, then come back here."</p>
+        </section>
+    }
+}
+
+/// How a purchase went, back from the checkout page.
+#[component]
+fn Outcome(purchase: Purchase) -> impl IntoView {
+    let (class, text) = match purchase.status {
+        PurchaseStatus::Paid => ("form-success", format!("Payment received: {} credits added.", purchase.credits)),
+        PurchaseStatus::Pending => (
+            "hint",
+            "Waiting for the payment to be confirmed: not paid yet. Reload this page to look again.".to_owned(),
+        ),
+        PurchaseStatus::Failed => ("form-error", "The payment did not go through; nothing was charged.".to_owned()),
+        PurchaseStatus::Refunded => ("hint", "This payment was refunded.".to_owned()),
+    };
+    view! {
+        <p class=class role="status" data-testid="purchase-outcome">
+            {text}
+        </p>
+    }
+}
+
+/// The person's purchases, newest first.
+#[component]
+fn Purchases(list: Vec<Purchase>) -> impl IntoView {
+    view! {
+        <h2 id="purchases-heading">"Purchases"</h2>
+        <table class="ledger purchases" aria-labelledby="purchases-heading">
+            <thead>
+                <tr>
+                    <th scope="col">"Date"</th>
+                    <th scope="col">"Credits"</th>
+                    <th scope="col">"Price"</th>
+                    <th scope="col">"Status"</th>
+                </tr>
+            </thead>
+            <tbody>
+                {list
+                    .into_iter()
+                    .map(|p| {
+                        let status = match p.status {
+                            PurchaseStatus::Pending => "Pending",
+                            PurchaseStatus::Paid => "Paid",
+                            PurchaseStatus::Failed => "Failed",
+                            PurchaseStatus::Refunded => "Refunded",
+                        };
+                        view! {
+                            <tr>
+                                <td>
+                                    <time datetime=p.at.clone()>{short_date(&p.at)}</time>
+                                </td>
+                                <td>{p.credits}</td>
+                                <td>{p.price}</td>
+                                <td>{status}</td>
+                            </tr>
+                        }
+                    })
+                    .collect_view()}
+            </tbody>
+        </table>
     }
 }
 
@@ -117,6 +228,10 @@ fn LedgerRow(entry: LedgerEntry) -> impl IntoView {
         LedgerKind::Grant => "grant",
         LedgerKind::Charge => "charge",
         LedgerKind::Refund => "refund",
+        LedgerKind::Purchase => "purchase",
+        LedgerKind::PaymentRefund => "payment_refund",
+        LedgerKind::Dispute => "dispute",
+        LedgerKind::DisputeWon => "dispute_won",
     };
     view! {
         <tr data-kind=kind>

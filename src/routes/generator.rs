@@ -125,6 +125,7 @@ fn Generator(
         }
     });
     let default_credits = setup.cost;
+    let can_buy = setup.can_buy;
     let credits = move || model.with(|m| m.as_ref().map_or(default_credits, |m| m.credits));
     let cost = move || credits() * i64::from(fields.num_outputs.get());
     // The tasks this page has shown, and which one it shows now.
@@ -280,6 +281,12 @@ fn Generator(
                     }}
                 </p>
                 {move || refusal.get().map(|e| view! { <p class="form-error" role="alert">{e.message}</p> })}
+                {move || {
+                    let short = short_of_credits()
+                        || refusal.with(|r| r.as_ref().is_some_and(|e| e.kind == ErrorKind::NotEnoughCredits));
+                    (can_buy && short)
+                        .then(|| view! { <p class="buy-more"><a href="/account#buy">"Buy credits"</a></p> })
+                }}
             </form>
             <LiveTask task code resumed_id now on_change=changed>
                 {children()}

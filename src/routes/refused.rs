@@ -10,7 +10,7 @@ use leptos::server_fn::ServerFn;
 use leptos::server_fn::error::ServerFnUrlError;
 use leptos_router::hooks::use_query_map;
 
-use crate::api::{ChangePassword, GenerateImage, SignIn, SignUp};
+use crate::api::{BuyCredits, ChangePassword, GenerateImage, SignIn, SignUp};
 use crate::error::{AppError, ErrorKind};
 
 /// The forms that work without JavaScript.
@@ -20,6 +20,7 @@ pub enum Form {
     SignUp,
     Generate,
     ChangePassword,
+    BuyCredits,
 }
 
 impl Form {
@@ -29,6 +30,7 @@ impl Form {
             Self::SignUp => SignUp::PATH,
             Self::Generate => GenerateImage::PATH,
             Self::ChangePassword => ChangePassword::PATH,
+            Self::BuyCredits => BuyCredits::PATH,
         }
     }
 }
@@ -57,6 +59,10 @@ pub fn message(form: Form, kind: ErrorKind) -> &'static str {
         }
         (Form::ChangePassword, Conflict) => "The password was changed meanwhile; sign in again.",
         (Form::ChangePassword, _) => "The password was not changed; please try again.",
+        (Form::BuyCredits, RateLimited) => "Too many checkouts started; wait a minute and try again.",
+        (Form::BuyCredits, Provider) => "The payment service could not be reached; nothing was charged.",
+        (Form::BuyCredits, Unauthorized) => "Please sign in.",
+        (Form::BuyCredits, _) => "The checkout could not be started; nothing was charged. Please try again.",
     }
 }
 
@@ -78,7 +84,7 @@ mod tests {
     #[test]
     fn every_form_has_a_sentence_for_every_kind() {
         use ErrorKind::*;
-        for form in [Form::SignIn, Form::SignUp, Form::Generate, Form::ChangePassword] {
+        for form in [Form::SignIn, Form::SignUp, Form::Generate, Form::ChangePassword, Form::BuyCredits] {
             for kind in [
                 Invalid,
                 Unauthorized,

@@ -56,10 +56,18 @@ pub enum Admin {
         /// The account's email.
         email: String,
     },
+    /// Purchases of credits and their state, newest first.
+    Purchases {
+        /// Only this account's purchases.
+        email: Option<String>,
+        /// How many (1–1000).
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(i64).range(1..=1000))]
+        limit: i64,
+    },
     /// The latest tasks, newest first.
     Tasks {
-        /// Only tasks in this status: submitting, processing, completed, failed or canceled.
-        #[arg(long, value_parser = ["submitting", "processing", "completed", "failed", "canceled"])]
+        /// Only tasks in this status: queued, submitting, processing, completed, failed or canceled.
+        #[arg(long, value_parser = ["queued", "submitting", "processing", "completed", "failed", "canceled"])]
         status: Option<String>,
         /// Only this account's tasks.
         #[arg(long)]
@@ -126,6 +134,7 @@ pub async fn run(command: Admin) -> anyhow::Result<()> {
         }
         Admin::User { email } => user(&db, &email).await?,
         Admin::Tasks { status, email, limit } => tasks(&db, status.as_deref(), email.as_deref(), limit).await?,
+        Admin::Purchases { email, limit } => purchases(&db, email.as_deref(), limit).await?,
     };
     print!("{out}");
     Ok(())
@@ -191,9 +200,11 @@ pub async fn grant(
 /// An account's balance, its tasks by status and the latest ones.
 pub async fn user(db: &Db, email: &str) -> Result<String> {
     let (user, email) = account(db, email).await?;
-    let row =
-        sqlx::query("SELECT balance, created_at FROM users WHERE id = $1").bind(user.as_str()).fetch_one(db).await?;
-    let balance: i64 = row.try_get("balance")?;
+    let row = sqlx::query("SELECT balance - debt AS credits, created_at FROM users WHERE id = $1")
+        .bind(user.as_str())
+        .fetch_one(db)
+        .await?;
+    let balance: i64 = row.try_get("credits")?;
     let created: i64 = row.try_get("created_at")?;
     let counts = super::engine::queries::status_counts(db, &user).await?;
     let mut out = String::new();
@@ -246,6 +257,47 @@ pub async fn tasks(db: &Db, status: Option<&str>, email: Option<&str>, limit: i6
         return Ok("no tasks\n".to_owned());
     }
     Ok(lines.into_iter().map(|l| l + "\n").collect())
+}
+
+/// The latest purchases (of one account when given), one line each:
+/// made, status, id, owner, credits, price, refunded so far, the Checkout
+/// Session.
+pub async fn purchases(db: &Db, email: Option<&str>, limit: i64) -> Result<String> {
+    let user = match email {
+        Some(e) => Some(account(db, e).await?.0),
+        None => None,
+    };
+    let rows = sqlx::query(
+        "SELECT p.id, p.status, p.credits, p.amount, p.currency, p.amount_refunded, p.checkout_id, p.created_at, \
+         u.email FROM purchases p JOIN users u ON u.id = p.user_id WHERE ($1 IS NULL OR p.user_id = $1) \
+         ORDER BY p.created_at DESC, p.id LIMIT $2",
+    )
+    .bind(user.as_ref().map(UserId::as_str))
+    .bind(limit)
+    .fetch_all(db)
+    .await?;
+    if rows.is_empty() {
+        return Ok("no purchases\n".to_owned());
+    }
+    let mut out = String::new();
+    for r in rows {
+        let (amount, currency): (i64, String) = (r.try_get("amount")?, r.try_get("currency")?);
+        let refunded: i64 = r.try_get("amount_refunded")?;
+        let checkout: Option<String> = r.try_get("checkout_id")?;
+        let _ = writeln!(
+            out,
+            "{}  {:<8}  {}  {}  {} credits  {}  refunded {}  {}",
+            rfc3339(r.try_get("created_at")?),
+            r.try_get::<String, _>("status")?,
+            r.try_get::<String, _>("id")?,
+            r.try_get::<String, _>("email")?,
+            r.try_get::<i64, _>("credits")?,
+            super::config::price_text(amount, &currency),
+            super::config::price_text(refunded, &currency),
+            checkout.as_deref().unwrap_or("-"),
+        );
+    }
+    Ok(out)
 }
 
 /// One line per task: created, status, id, owner, cost, prompt.

@@ -53,6 +53,97 @@ impl std::fmt::Debug for StorageConfig {
     }
 }
 
+/// Where people pay for credits.
+#[derive(Debug, Clone)]
+pub enum PaymentsChoice {
+    /// The built-in Stripe simulator, served by this process under
+    /// `/sim/stripe/`.
+    Sim,
+    /// Stripe's API.
+    Stripe { secret_key: SecretString, webhook_secret: SecretString, base_url: url::Url },
+    /// Buying is off: credits come only from grants.
+    Off,
+}
+
+/// A package of credits for sale, from `DARKROOM_CREDIT_PACKAGES`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreditPackage {
+    /// How the browser names it: the number of credits.
+    pub id: String,
+    pub credits: i64,
+    /// The price in the currency's minor unit (cents).
+    pub amount: i64,
+    /// ISO 4217, lower case (`usd`).
+    pub currency: String,
+}
+
+/// Currencies without a minor unit (Stripe's zero-decimal currencies).
+const ZERO_DECIMAL: &[&str] =
+    &["bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv", "xaf", "xof", "xpf"];
+
+impl CreditPackage {
+    /// "5.00 USD", "500 JPY".
+    pub fn price(&self) -> String {
+        price_text(self.amount, &self.currency)
+    }
+}
+
+/// An amount in minor units as people read it: "5.00 USD", "500 JPY".
+pub fn price_text(amount: i64, currency: &str) -> String {
+    let code = currency.to_ascii_uppercase();
+    if ZERO_DECIMAL.contains(&currency) {
+        format!("{amount} {code}")
+    } else {
+        format!("{}.{:02} {code}", amount / 100, amount % 100)
+    }
+}
+
+/// Parses `100=5.00 USD, 500=20.00 USD`: credits, then the price.
+pub fn parse_packages(raw: &str) -> Result<Vec<CreditPackage>, String> {
+    let mut packages: Vec<CreditPackage> = Vec::new();
+    for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let bad = || format!("`{part}` is not `CREDITS=PRICE CURRENCY`, like `100=5.00 USD`");
+        let (credits, price) = part.split_once('=').ok_or_else(bad)?;
+        let credits: i64 = credits.trim().parse().map_err(|_| bad())?;
+        if !(1..=100_000_000).contains(&credits) {
+            return Err(format!("`{part}`: credits must be 1 to 100000000"));
+        }
+        let (number, currency) = price.trim().split_once(' ').ok_or_else(bad)?;
+        let currency = currency.trim().to_ascii_lowercase();
+        if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_lowercase()) {
+            return Err(format!("`{part}`: `{currency}` is not a three-letter currency code"));
+        }
+        let zero_decimal = ZERO_DECIMAL.contains(&currency.as_str());
+        let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        let fraction_ok = if zero_decimal {
+            fraction.is_empty()
+        } else {
+            fraction.is_empty() || (fraction.len() == 2 && digits(fraction))
+        };
+        if !digits(whole) || whole.len() > 9 || !fraction_ok {
+            return Err(format!(
+                "`{part}`: `{number}` is not a price like 5.00{}",
+                if zero_decimal { " (whole units for this currency)" } else { "" }
+            ));
+        }
+        let whole: i64 = whole.parse().map_err(|_| bad())?;
+        let amount = if zero_decimal { whole } else { whole * 100 + fraction.parse::<i64>().unwrap_or(0) };
+        if amount <= 0 {
+            return Err(format!("`{part}`: a price must be above zero"));
+        }
+        let id = credits.to_string();
+        if packages.iter().any(|p| p.id == id) {
+            return Err(format!("two packages of {credits} credits"));
+        }
+        packages.push(CreditPackage { id, credits, amount, currency });
+    }
+    if packages.len() > 20 {
+        return Err("at most 20 packages".into());
+    }
+    Ok(packages)
+}
+
 /// Which provider generations go to.
 #[derive(Debug, Clone)]
 pub enum ProviderChoice {
@@ -115,6 +206,10 @@ pub struct Config {
     pub generations_per_minute: i64,
     /// Sign out after this long without a visit.
     pub session_idle: Duration,
+    /// Where people pay for credits (`DARKROOM_PAYMENTS`).
+    pub payments: PaymentsChoice,
+    /// What they can buy (`DARKROOM_CREDIT_PACKAGES`).
+    pub credit_packages: Vec<CreditPackage>,
 }
 
 /// A setting that could not be used, named.
@@ -176,7 +271,28 @@ impl Config {
             (None, None) => catalogue::builtin(generation_cost),
         };
 
+        let payments = parse_payments(&var)?;
+        // Anyone can pay the simulator with a test card: on a public site,
+        // that is free credits for everyone.
+        if matches!(payments, PaymentsChoice::Sim)
+            && public_url.as_ref().is_some_and(|u| u.scheme() == "https")
+            && !sim_on_public_site
+        {
+            return Err(err(
+                "DARKROOM_PAYMENTS",
+                "is `sim` (the default: a Stripe simulator where any test card pays) on a public https site \
+                 (DARKROOM_PUBLIC_URL); set DARKROOM_PAYMENTS=stripe or off, or DARKROOM_SIM_ON_PUBLIC_SITE=true if \
+                 you mean to serve the simulator publicly",
+            ));
+        }
+        let credit_packages = parse_packages(var("DARKROOM_CREDIT_PACKAGES").as_deref().unwrap_or(DEFAULT_PACKAGES))
+            .map_err(|e| err("DARKROOM_CREDIT_PACKAGES", e))?;
+        if credit_packages.is_empty() && !matches!(payments, PaymentsChoice::Off) {
+            return Err(err("DARKROOM_CREDIT_PACKAGES", "names no package (set DARKROOM_PAYMENTS=off to sell none)"));
+        }
         Ok(Self {
+            payments,
+            credit_packages,
             storage,
             provider,
             models,
@@ -302,6 +418,37 @@ fn parse_storage(raw: Option<String>, data_dir: &std::path::Path) -> Result<Stor
     }
 }
 
+/// What `DARKROOM_CREDIT_PACKAGES` is when unset.
+pub const DEFAULT_PACKAGES: &str = "100=5.00 USD,500=20.00 USD";
+
+fn parse_payments(var: &impl Fn(&str) -> Option<String>) -> Result<PaymentsChoice, ConfigError> {
+    match var("DARKROOM_PAYMENTS").as_deref().unwrap_or("sim") {
+        "sim" => Ok(PaymentsChoice::Sim),
+        "off" => Ok(PaymentsChoice::Off),
+        "stripe" => {
+            let secret_key = var("STRIPE_SECRET_KEY")
+                .ok_or_else(|| err("STRIPE_SECRET_KEY", "is required when DARKROOM_PAYMENTS=stripe"))?;
+            if !(secret_key.starts_with("sk_") || secret_key.starts_with("rk_")) {
+                return Err(err("STRIPE_SECRET_KEY", "must be a secret (sk_…) or restricted (rk_…) key"));
+            }
+            let webhook_secret = var("STRIPE_WEBHOOK_SECRET")
+                .ok_or_else(|| err("STRIPE_WEBHOOK_SECRET", "is required when DARKROOM_PAYMENTS=stripe"))?;
+            if !webhook_secret.starts_with("whsec_") {
+                return Err(err("STRIPE_WEBHOOK_SECRET", "must be the endpoint's signing secret (whsec_…)"));
+            }
+            let base = var("STRIPE_BASE_URL").unwrap_or_else(|| "https://api.stripe.com".into());
+            let base_url =
+                url::Url::parse(&base).map_err(|e| err("STRIPE_BASE_URL", format!("`{base}` is not a URL: {e}")))?;
+            Ok(PaymentsChoice::Stripe {
+                secret_key: SecretString::from(secret_key),
+                webhook_secret: SecretString::from(webhook_secret),
+                base_url,
+            })
+        }
+        other => Err(err("DARKROOM_PAYMENTS", format!("`{other}` must be sim, stripe or off"))),
+    }
+}
+
 fn parse_provider(var: &impl Fn(&str) -> Option<String>) -> Result<ProviderChoice, ConfigError> {
     match var("DARKROOM_PROVIDER").as_deref().unwrap_or("sim") {
         "sim" => Ok(ProviderChoice::Sim),
@@ -418,6 +565,13 @@ mod tests {
             ("DARKROOM_SIM_TOKEN", "r8 with spaces"),
             ("DARKROOM_SIM_RATE_LIMITS", "create=600"),
             ("DARKROOM_PROVIDER_LIMITS", "creates=600/min"),
+            ("DARKROOM_PAYMENTS", "paypal"),
+            ("DARKROOM_CREDIT_PACKAGES", "100=five dollars"),
+            ("DARKROOM_CREDIT_PACKAGES", "100=5.5 USD"),
+            ("DARKROOM_CREDIT_PACKAGES", "100=5.00 dollars"),
+            ("DARKROOM_CREDIT_PACKAGES", "100=5.00 USD,100=6.00 EUR"),
+            ("DARKROOM_CREDIT_PACKAGES", "0=5.00 USD"),
+            ("DARKROOM_CREDIT_PACKAGES", "100=0.00 USD"),
         ] {
             let e = config(&[(name, value)]).unwrap_err();
             assert_eq!(e.name, name, "{value}");
@@ -432,7 +586,9 @@ mod tests {
         assert_eq!(e.name, "DARKROOM_PROVIDER");
         assert!(e.problem.contains("DARKROOM_SIM_ON_PUBLIC_SITE=true"), "{}", e.problem);
         assert!(config(&[public, ("DARKROOM_SIM_ON_PUBLIC_SITE", "true")]).is_ok());
-        assert!(config(&[public, ("DARKROOM_PROVIDER", "replicate"), ("REPLICATE_API_TOKEN", "r8_x")]).is_ok());
+        let real_provider = [public, ("DARKROOM_PROVIDER", "replicate"), ("REPLICATE_API_TOKEN", "r8_x")];
+        assert_eq!(config(&real_provider).unwrap_err().name, "DARKROOM_PAYMENTS", "the Stripe simulator too");
+        assert!(config(&[&real_provider[..], &[("DARKROOM_PAYMENTS", "off")]].concat()).is_ok());
         // A plain-http public URL (a developer's LAN) is not a public site.
         assert!(config(&[("DARKROOM_PUBLIC_URL", "http://192.168.1.20:3000")]).is_ok());
         assert_eq!(
@@ -463,6 +619,35 @@ mod tests {
         let c = config(&[("DARKROOM_PROVIDER_LIMITS", "create=6/min"), ("DARKROOM_SIM_RATE_LIMITS", "off")]).unwrap();
         assert_eq!(c.budget_limits().create.map(|r| (r.per_minute, r.burst)), Some((4, 1)));
         assert_eq!(c.sim_rate_limits, Limits::OFF);
+    }
+
+    #[test]
+    fn packages_are_credits_and_a_price_in_minor_units() {
+        let c = config(&[]).unwrap();
+        assert!(matches!(c.payments, PaymentsChoice::Sim));
+        let p = &c.credit_packages;
+        assert_eq!((p[0].id.as_str(), p[0].credits, p[0].amount, p[0].currency.as_str()), ("100", 100, 500, "usd"));
+        assert_eq!((p[1].credits, p[1].amount, p[1].price()), (500, 2000, "20.00 USD".to_owned()));
+        let p = parse_packages(" 50 = 1 EUR , 1000=1500 JPY").unwrap();
+        assert_eq!((p[0].amount, p[0].price()), (100, "1.00 EUR".to_owned()));
+        assert_eq!((p[1].amount, p[1].price()), (1500, "1500 JPY".to_owned()));
+        assert!(parse_packages("10=15.50 JPY").is_err(), "no minor unit in yen");
+        let e = config(&[("DARKROOM_PAYMENTS", "stripe")]).unwrap_err();
+        assert_eq!(e.name, "STRIPE_SECRET_KEY");
+        let e = config(&[("DARKROOM_PAYMENTS", "stripe"), ("STRIPE_SECRET_KEY", "sk_test_1")]).unwrap_err();
+        assert_eq!(e.name, "STRIPE_WEBHOOK_SECRET");
+        let c = config(&[
+            ("DARKROOM_PAYMENTS", "stripe"),
+            ("STRIPE_SECRET_KEY", "sk_test_1"),
+            ("STRIPE_WEBHOOK_SECRET", "whsec_1"),
+        ])
+        .unwrap();
+        assert!(
+            matches!(c.payments, PaymentsChoice::Stripe { ref base_url, .. } if base_url.as_str() == "https://api.stripe.com/")
+        );
+        let c = config(&[("DARKROOM_PAYMENTS", "off"), ("DARKROOM_CREDIT_PACKAGES", ",")]).unwrap();
+        assert!(matches!(c.payments, PaymentsChoice::Off) && c.credit_packages.is_empty());
+        assert_eq!(config(&[("DARKROOM_CREDIT_PACKAGES", ",")]).unwrap_err().name, "DARKROOM_CREDIT_PACKAGES");
     }
 
     #[test]

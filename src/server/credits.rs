@@ -1,6 +1,9 @@
 //! The credit ledger. A balance changes only by inserting a ledger row (a
 //! database trigger applies it), each row has a unique key so a task is
-//! charged and refunded at most once, and a CHECK keeps balances >= 0.
+//! charged and refunded at most once, and a CHECK keeps balances >= 0. A
+//! person's credits are their balance less their debt (what a payment
+//! refund or a dispute took back beyond the balance; see migration 0013),
+//! and always equal the sum of their ledger.
 
 use sqlx::{AnyConnection, Row};
 
@@ -91,13 +94,27 @@ async fn insert(
     }
 }
 
-/// A user's balance.
+/// A user's credits: the balance less any debt (below zero after a
+/// payment refund or a dispute took back credits already spent).
 pub async fn balance(db: &Db, user_id: &str) -> Result<i64> {
-    let row = sqlx::query("SELECT balance FROM users WHERE id = $1").bind(user_id).fetch_optional(db).await?;
+    let row = sqlx::query("SELECT balance - debt AS credits FROM users WHERE id = $1")
+        .bind(user_id)
+        .fetch_optional(db)
+        .await?;
     match row {
-        Some(r) => Ok(r.try_get::<i64, _>("balance")?),
+        Some(r) => Ok(r.try_get::<i64, _>("credits")?),
         None => Err(AppError::unauthorized()),
     }
+}
+
+/// The sum of a user's whole ledger: what their credits must equal.
+pub async fn ledger_sum(db: &Db, user_id: &str) -> Result<i64> {
+    let row =
+        sqlx::query("SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) AS total FROM credit_ledger WHERE user_id = $1")
+            .bind(user_id)
+            .fetch_one(db)
+            .await?;
+    Ok(row.try_get("total")?)
 }
 
 /// Sums of a user's ledger by kind: (grants, charges, refunds), charges as a
@@ -116,7 +133,9 @@ pub async fn totals(db: &Db, user_id: &str) -> Result<(i64, i64, i64)> {
         match kind.as_str() {
             "grant" => grants = total,
             "charge" => charges = -total,
-            _ => refunds = total,
+            "refund" => refunds = total,
+            // Money: see `ledger_sum` for the whole.
+            _ => {}
         }
     }
     Ok((grants, charges, refunds))

@@ -202,11 +202,7 @@ pub async fn shared_page(
             return internal();
         }
     };
-    let base = state.config.public_origin().unwrap_or_else(|| {
-        let https = client.is_some_and(|c| c.https);
-        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
-        format!("{}://{}", if https { "https" } else { "http" }, host.to_ascii_lowercase())
-    });
+    let base = site_base(&state, &headers, client.as_deref());
     let css = format!("/{}/{}.css", state.leptos_options.site_pkg_dir, state.leptos_options.output_name);
     let page = share_html(&base, &token, &shared, &css);
     (
@@ -219,6 +215,17 @@ pub async fn shared_page(
         page,
     )
         .into_response()
+}
+
+/// The site's origin for absolute links: `DARKROOM_PUBLIC_URL`, else the
+/// request's own (its host, which `security::refuse_unknown_host` has
+/// checked, and https when a trusted proxy says so).
+pub fn site_base(state: &AppState, headers: &HeaderMap, client: Option<&super::client::Client>) -> String {
+    state.config.public_origin().unwrap_or_else(|| {
+        let https = client.is_some_and(|c| c.https);
+        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+        format!("{}://{}", if https { "https" } else { "http" }, host.to_ascii_lowercase())
+    })
 }
 
 /// `GET /s/{token}/image`: a shared image, with public cache headers.

@@ -1,5 +1,5 @@
-//! A person's ledger as the account page shows it: every grant, charge and
-//! refund, newest first, in words. The rows are the credit ledger itself
+//! A person's ledger as the account page shows it: every grant, charge,
+//! refund, purchase, payment refund and dispute, newest first, in words. The rows are the credit ledger itself
 //! (append-only, the source of every balance), so the amounts of all pages
 //! add up to the balance.
 
@@ -25,8 +25,9 @@ pub async fn page(state: &AppState, user: &UserId, cursor: Option<&str>) -> Resu
         Some(c) => c.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| AppError::invalid("not a valid cursor"))?,
     };
     let rows = sqlx::query(
-        "SELECT l.id, l.kind, l.amount, l.task_id, l.note, l.entry_key, l.created_at, t.prompt, t.status \
-         FROM credit_ledger l LEFT JOIN tasks t ON t.id = l.task_id \
+        "SELECT l.id, l.kind, l.amount, l.task_id, l.note, l.entry_key, l.created_at, t.prompt, t.status, \
+         p.amount AS price, p.currency \
+         FROM credit_ledger l LEFT JOIN tasks t ON t.id = l.task_id LEFT JOIN purchases p ON p.id = l.purchase_id \
          WHERE l.user_id = $1 AND l.id < $2 ORDER BY l.id DESC LIMIT $3",
     )
     .bind(user.as_str())
@@ -42,8 +43,15 @@ pub async fn page(state: &AppState, user: &UserId, cursor: Option<&str>) -> Resu
             "grant" => LedgerKind::Grant,
             "charge" => LedgerKind::Charge,
             "refund" => LedgerKind::Refund,
+            "purchase" => LedgerKind::Purchase,
+            "payment_refund" => LedgerKind::PaymentRefund,
+            "dispute" => LedgerKind::Dispute,
+            "dispute_won" => LedgerKind::DisputeWon,
             other => return Err(AppError::internal(format!("unknown ledger kind {other}"))),
         };
+        let price: Option<i64> = row.try_get("price")?;
+        let currency: Option<String> = row.try_get("currency")?;
+        let paid = price.zip(currency).map(|(a, c)| crate::server::config::price_text(a, &c));
         let entry_key: String = row.try_get("entry_key")?;
         // The note written for the person; an operator's reason stays with
         // the operators.
@@ -65,7 +73,10 @@ pub async fn page(state: &AppState, user: &UserId, cursor: Option<&str>) -> Resu
                 _ => None,
             },
             task_id,
-            what: describe(kind, &entry_key, reason.as_deref(), prompt.as_deref()),
+            what: match paid {
+                Some(paid) => describe_money(kind, &paid),
+                None => describe(kind, &entry_key, reason.as_deref(), prompt.as_deref()),
+            },
             reason,
             task_exists: prompt.is_some(),
         });
@@ -86,6 +97,21 @@ pub fn describe(kind: LedgerKind, entry_key: &str, reason: Option<&str>, prompt:
         (LedgerKind::Charge, None) => "Image (deleted)".to_owned(),
         (LedgerKind::Refund, Some(p)) => format!("Refund: {}", clip(p, PROMPT_CHARS)),
         (LedgerKind::Refund, None) => "Refund (deleted image)".to_owned(),
+        (LedgerKind::Purchase, _) => "Bought credits".to_owned(),
+        (LedgerKind::PaymentRefund, _) => "Payment refunded".to_owned(),
+        (LedgerKind::Dispute, _) => "Payment disputed".to_owned(),
+        (LedgerKind::DisputeWon, _) => "Dispute won: credits back".to_owned(),
+    }
+}
+
+/// A row about money, with the purchase's price.
+pub fn describe_money(kind: LedgerKind, price: &str) -> String {
+    match kind {
+        LedgerKind::Purchase => format!("Bought credits ({price})"),
+        LedgerKind::PaymentRefund => format!("Payment refunded (of {price})"),
+        LedgerKind::Dispute => format!("Payment of {price} disputed"),
+        LedgerKind::DisputeWon => format!("Dispute of {price} won: credits back"),
+        other => describe(other, "", None, None),
     }
 }
 
@@ -101,6 +127,8 @@ mod tests {
         assert_eq!(describe(LedgerKind::Charge, "charge:t", None, None), "Image (deleted)");
         assert_eq!(describe(LedgerKind::Refund, "refund:t", None, Some("a\n  cat")), "Refund: a cat");
         assert_eq!(describe(LedgerKind::Refund, "refund:t", None, None), "Refund (deleted image)");
+        assert_eq!(describe_money(LedgerKind::Purchase, "5.00 USD"), "Bought credits (5.00 USD)");
+        assert_eq!(describe_money(LedgerKind::Dispute, "5.00 USD"), "Payment of 5.00 USD disputed");
         let long = describe(LedgerKind::Charge, "charge:t", None, Some(&"x".repeat(500)));
         assert_eq!(long.chars().count(), "Image: ".len() + PROMPT_CHARS);
         assert!(long.ends_with('…'));

@@ -45,6 +45,10 @@ impl std::ops::Deref for AppState {
 /// store.
 pub const CANCELS_AND_DELETES_PER_MINUTE: u32 = 60;
 
+/// How many checkouts a person may start a minute: each writes a purchase
+/// and calls Stripe.
+pub const PURCHASES_PER_MINUTE: u32 = 10;
+
 /// What [`AppState`] shares.
 pub struct Shared {
     pub config: Arc<Config>,
@@ -66,6 +70,8 @@ pub struct Shared {
     pub queue: Arc<Queue>,
     /// How many tasks are at the provider (checks are spread over them).
     pub pace: Arc<Pace>,
+    /// Buying credits, unless `DARKROOM_PAYMENTS=off`.
+    pub payments: Option<Arc<super::payments::Payments>>,
     /// Provider events, when `DARKROOM_PUBLIC_URL` is set.
     pub webhooks: Option<super::engine::webhook::Receiver>,
     pub attempts: Arc<AttemptLimiter>,
@@ -73,6 +79,8 @@ pub struct Shared {
     pub account_attempts: Arc<AttemptLimiter<String>>,
     /// Cancels and deletions per account ([`CANCELS_AND_DELETES_PER_MINUTE`]).
     pub task_changes: Arc<AttemptLimiter<String>>,
+    /// Checkouts started per account ([`PURCHASES_PER_MINUTE`]).
+    pub purchase_attempts: Arc<AttemptLimiter<String>>,
     pub metrics: Arc<Metrics>,
     pub leptos_options: LeptosOptions,
     /// The time the engine, the reconciler and the simulator go by.

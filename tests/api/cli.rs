@@ -133,3 +133,23 @@ async fn every_refusal_is_one_clear_line_and_changes_nothing() {
         assert!(text(&out.stdout).contains("Usage:"), "{args:?}: {}", text(&out.stdout));
     }
 }
+
+#[tokio::test]
+async fn purchases_are_listed_with_their_state_and_price() {
+    let app = spawn_app().await;
+    let c = client();
+    let email = app.sign_up(&c).await;
+    let out = darkroom(&app, &["admin", "purchases"]).await;
+    assert_eq!(text(&out.stdout), "no purchases\n");
+    let (status, bought) = app.call(&c, "buy_credits", &[("package", "500")]).await;
+    assert_eq!(status, 200, "{bought}");
+    let id = bought["purchase_id"].as_str().unwrap().to_owned();
+    let out = darkroom(&app, &["admin", "purchases", &email]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let listed = text(&out.stdout);
+    assert_eq!(listed.lines().count(), 1, "{listed}");
+    for part in ["pending", id.as_str(), email.as_str(), "500 credits", "20.00 USD", "refunded 0.00 USD", "cs_test_"] {
+        assert!(listed.contains(part), "{part:?} in {listed}");
+    }
+    refused(&darkroom(&app, &["admin", "purchases", "nobody@example.com"]).await, "no account with email");
+}

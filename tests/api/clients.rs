@@ -34,3 +34,41 @@ async fn replicates_python_client_runs_against_the_simulator_with_its_limits() {
     assert!(out.status.success(), "{}\n{}", text(&out.stdout), text(&out.stderr));
     assert!(text(&out.stdout).contains("replicate client: ok"));
 }
+
+#[tokio::test]
+#[ignore = "needs Python's stripe package: make test installs it and runs this"]
+async fn stripes_python_library_creates_and_retrieves_a_checkout_session() {
+    let app = spawn_app_with(&[]).await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/stripe_client.py");
+    let out = tokio::process::Command::new("python3")
+        .arg(script)
+        .env("STRIPE_API_BASE", format!("{}/sim/stripe", app.base))
+        .output()
+        .await
+        .expect("python3");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    assert!(out.status.success(), "{}\n{}", text(&out.stdout), text(&out.stderr));
+    assert!(text(&out.stdout).contains("stripe client: ok"));
+}
+
+#[tokio::test]
+#[ignore = "needs the stripe npm package in end2end/: make test installs it and runs this"]
+async fn stripes_node_library_accepts_the_simulators_signatures() {
+    let payload = r#"{"id":"evt_1","object":"event","type":"checkout.session.completed","data":{"object":{"id":"cs_test_1","object":"checkout.session","amount_total":500,"payment_status":"paid"}}}"#;
+    let secret = "whsec_darkroom_simulator_test";
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let signature = darkroom::stripe::signature::sign(secret, payload.as_bytes(), now);
+    let dir = env!("CARGO_MANIFEST_DIR");
+    let out = tokio::process::Command::new("node")
+        .arg(format!("{dir}/tests/clients/stripe_webhook.js"))
+        .env("NODE_PATH", format!("{dir}/end2end/node_modules"))
+        .env("PAYLOAD", payload)
+        .env("SIGNATURE", signature)
+        .env("SECRET", secret)
+        .output()
+        .await
+        .expect("node");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    assert!(out.status.success(), "{}\n{}", text(&out.stdout), text(&out.stderr));
+    assert!(text(&out.stdout).contains("stripe webhook: ok"));
+}

@@ -9,6 +9,7 @@ mod clients;
 mod helpers;
 mod inputs;
 mod pages;
+mod payments;
 mod provider;
 mod queue;
 mod scaleout;

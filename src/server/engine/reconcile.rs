@@ -3,7 +3,9 @@
 //! nobody watches still finishes (and its output is saved before the
 //! provider deletes it). Safe with several instances: each check is claimed
 //! by compare-and-set in the database. It also finishes deletions whose
-//! stored objects were left behind (a crash after the row was deleted).
+//! stored objects were left behind (a crash after the row was deleted),
+//! and settles purchases still pending a minute after they were made
+//! (`payments::reconcile`: a lost webhook, a person who never came back).
 
 use futures::StreamExt;
 
@@ -29,6 +31,11 @@ pub fn spawn(state: AppState) -> tokio::task::JoinHandle<()> {
                 Ok(0) => {}
                 Ok(n) => tracing::info!("reconciler removed the stored images of {n} deleted tasks"),
                 Err(e) => tracing::warn!("reconciler purge failed: {e}"),
+            }
+            match crate::server::payments::reconcile(&state).await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!("reconciler asked Stripe about {n} pending purchases"),
+                Err(e) => tracing::warn!("reconciler: purchases: {e}"),
             }
             let before = state.clock.now_ms() - super::webhook::DELIVERY_MEMORY_MS;
             if let Err(e) = super::store::forget_deliveries(&state.db, before).await {

@@ -59,6 +59,7 @@ pub async fn generator_setup(state: &AppState, user: &UserId) -> Result<Generato
             Some(t) => Some(schedule::advised(state, &t).await?),
             None => None,
         },
+        can_buy: state.payments.is_some(),
     })
 }
 
@@ -99,7 +100,9 @@ pub async fn generate(
         deadline_at: now + state.config.task_deadline.as_millis() as i64,
     };
     let caps = Caps { active: state.config.max_active_tasks, per_minute: state.config.generations_per_minute };
-    store::insert_queued(&state.db, new, caps).await?;
+    if let Err(e) = store::insert_queued(&state.db, new, caps).await {
+        return Err(below_zero(state, user, e).await);
+    }
     let generated = Generated { task_id: task_id.to_string() };
 
     let first_in_line = !queries::others_queued(&state.db, &task_id).await?;
@@ -124,6 +127,20 @@ pub async fn generate(
     }
     state.queue.wake();
     Ok(generated)
+}
+
+/// A refusal for lack of credits says so plainly when a payment refund or
+/// a dispute took the person below zero.
+async fn below_zero(state: &AppState, user: &UserId, e: AppError) -> AppError {
+    if e.kind == crate::error::ErrorKind::NotEnoughCredits
+        && crate::server::credits::balance(&state.db, user.as_str()).await.is_ok_and(|credits| credits < 0)
+    {
+        return AppError::new(
+            e.kind,
+            "Your credits are below zero after a payment was refunded or disputed; buy credits to go on.",
+        );
+    }
+    e
 }
 
 /// One task's state, advanced when it is due.

@@ -74,6 +74,25 @@ impl Default for Gate {
 }
 
 impl Gate {
+    /// Answers `client`'s request with `answer`, unless the client is
+    /// barred or too many are being read; a refused event (401, 400, 413)
+    /// counts against the client.
+    pub async fn admit(&self, client: IpAddr, now: i64, answer: impl Future<Output = Response>) -> Response {
+        if self.barred(client, now) {
+            return (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, "60")], "too many refused events")
+                .into_response();
+        }
+        let Ok(_place) = self.at_once.try_acquire() else {
+            return (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, "1")], "busy, try again").into_response();
+        };
+        let answer = answer.await;
+        if matches!(answer.status(), StatusCode::UNAUTHORIZED | StatusCode::BAD_REQUEST | StatusCode::PAYLOAD_TOO_LARGE)
+        {
+            self.refused(client, now);
+        }
+        answer
+    }
+
     fn barred(&self, client: IpAddr, now: i64) -> bool {
         self.barred.get(&client).is_some_and(|until| until > now)
     }
@@ -98,20 +117,7 @@ pub async fn receive(State(state): State<AppState>, request: Request) -> Respons
         return (StatusCode::NOT_FOUND, "webhooks are not enabled (DARKROOM_PUBLIC_URL is not set)").into_response();
     };
     let client = request.extensions().get::<Client>().copied().unwrap_or_else(Client::unknown).limit_key();
-    let gate = &receiver.gate;
-    let now = state.clock.now_ms();
-    if gate.barred(client, now) {
-        return (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, "60")], "too many refused events")
-            .into_response();
-    }
-    let Ok(_place) = gate.at_once.try_acquire() else {
-        return (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, "1")], "busy, try again").into_response();
-    };
-    let answer = read_event(&state, receiver, request).await;
-    if matches!(answer.status(), StatusCode::UNAUTHORIZED | StatusCode::BAD_REQUEST | StatusCode::PAYLOAD_TOO_LARGE) {
-        gate.refused(client, now);
-    }
-    answer
+    receiver.gate.admit(client, state.clock.now_ms(), read_event(&state, receiver, request)).await
 }
 
 /// Reads, verifies and applies (in the background) one event.
