@@ -224,6 +224,16 @@ pub fn TaskCard(
                         })
                 }}
                 {move || {
+                    (status() == TaskStatus::Queued)
+                        .then(|| {
+                            view! {
+                                <p class="hint">
+                                    "Waiting for room at the image service; it starts on its own. Canceling refunds it."
+                                </p>
+                            }
+                        })
+                }}
+                {move || {
                     (unfinished() && on_change.is_some())
                         .then(|| {
                             view! {

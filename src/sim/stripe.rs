@@ -670,7 +670,7 @@ fn checkout_page(session: &Value, message: Option<&str>, status: StatusCode) -> 
     let open = session["status"] == "open";
     let form = if open {
         format!(
-            r#"<form method="post" action="/sim/stripe/pay/{id}" class="stack">
+            r#"<form method="post" action="/sim/stripe/pay/{id}">
   <label for="card_number">Card number</label>
   <input id="card_number" name="card_number" inputmode="numeric" autocomplete="cc-number" required placeholder="4242 4242 4242 4242">
   <p class="hint">Test cards: 4242 4242 4242 4242 pays; 4000 0000 0000 0002 is declined; 4000 0000 0000 0259 pays and is then disputed; 4000 0000 0000 0101 and 4000 0000 0000 0341 settle later (paid, failed).</p>
@@ -684,7 +684,7 @@ fn checkout_page(session: &Value, message: Option<&str>, status: StatusCode) -> 
         r#"<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Pay {price} — Stripe simulator</title><link rel="stylesheet" href="/pkg/darkroom.css"></head>
-<body><main class="auth-page"><section class="card">
+<body><main class="checkout-page"><section class="auth-card">
 <h1>Test checkout</h1>
 <p>{name}: <strong>{price}</strong></p>
 <p class="hint">Darkroom's built-in Stripe simulator: no real money moves.</p>
