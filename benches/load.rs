@@ -11,7 +11,8 @@
 //! Sections: 1 polls vs references, 2 in-flight scale, 3 completion lag,
 //! 4 peak RSS while finalizing large outputs, 5 bundle size and `/history`,
 //! 6 pages under load (counts of what went wrong), 7 a burst of
-//! generations at the provider's published limits.
+//! generations at the provider's published limits, 8 images in (50 large
+//! uploads at once beside polling).
 
 #[path = "load/api.rs"]
 mod api;
@@ -37,6 +38,8 @@ mod report;
 mod rss;
 #[path = "load/scale.rs"]
 mod scale;
+#[path = "load/uploads.rs"]
+mod uploads;
 
 use std::time::Instant;
 
@@ -108,6 +111,11 @@ fn main() {
             let t = begin("7 burst");
             burst::bench(dir.path(), &mut report).await;
             end("7 burst", t, &mut report);
+        }
+        if wanted(8) {
+            let t = begin("8 uploads");
+            uploads::bench(dir.path(), &mut report).await;
+            end("8 uploads", t, &mut report);
         }
     });
     report.line(&format!("_Whole run: {:.0} s._", started.elapsed().as_secs_f64()));

@@ -238,7 +238,8 @@ pub async fn generator_setup() -> Result<GeneratorInfo, AppError> {
 
 /// Charges the cost, submits the prediction and answers the task id at once.
 /// The model's inputs are optional and arrive as text (form fields); each
-/// is checked against the model before anything is charged.
+/// is checked against the model before anything is charged. `image`: an
+/// upload's id (`/api/upload_image`), for a model that takes an image.
 #[server(endpoint = "generate_image", output = Json)]
 pub async fn generate_image(
     prompt: String,
@@ -247,6 +248,7 @@ pub async fn generate_image(
     num_outputs: Option<String>,
     seed: Option<String>,
     negative_prompt: Option<String>,
+    image: Option<String>,
 ) -> Result<Generated, AppError> {
     use crate::server::catalogue::RawInputs;
     ssr::signed_in(GenerateImage::PATH, |state, account| async move {
@@ -255,8 +257,27 @@ pub async fn generate_image(
             num_outputs: num_outputs.as_deref(),
             seed: seed.as_deref(),
             negative_prompt: negative_prompt.as_deref(),
+            image: image.as_deref(),
         };
         crate::server::engine::service::generate(&state, &account.user_id(), &prompt, model.as_deref(), inputs).await
+    })
+    .await
+}
+
+/// Makes output `index` (from 0) of the owner's completed task `scale`
+/// times larger with the site's upscaler: a new task, charged the
+/// upscaler's price, whose input is the stored image. Posted as a form
+/// without JavaScript, it leads to the history, where the task shows.
+#[server(endpoint = "upscale_image", output = Json)]
+pub async fn upscale_image(task_id: String, index: u8, scale: u8) -> Result<Generated, AppError> {
+    ssr::signed_in(UpscaleImage::PATH, |state, account| async move {
+        let source = TaskId::parse(&task_id)?;
+        let generated =
+            crate::server::engine::service::upscale(&state, &account.user_id(), &source, index, scale).await?;
+        if ssr::form_post() {
+            leptos_axum::redirect("/history");
+        }
+        Ok(generated)
     })
     .await
 }

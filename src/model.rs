@@ -86,6 +86,15 @@ pub struct TaskView {
     pub num_outputs: u8,
     #[serde(default)]
     pub negative_prompt: Option<String>,
+    /// The owner's image the task started from, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_url: Option<String>,
+    /// The task whose image this one upscales, when it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_task_id: Option<String>,
+    /// How many times larger an upscale makes its image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale: Option<u8>,
 }
 
 fn one() -> u8 {
@@ -116,6 +125,9 @@ impl TaskView {
             aspect_ratio: None,
             num_outputs: 1,
             negative_prompt: None,
+            input_url: None,
+            source_task_id: None,
+            scale: None,
         }
     }
 }
@@ -218,6 +230,37 @@ pub struct ModelOption {
     pub seed: bool,
     /// Whether it takes a negative prompt.
     pub negative_prompt: bool,
+    /// Whether it takes an image to start from, and must have one.
+    #[serde(default, skip_serializing_if = "ImageInputOption::is_none")]
+    pub image: ImageInputOption,
+}
+
+/// Whether a model takes an image to start from ("image to image").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImageInputOption {
+    /// A prompt only.
+    #[default]
+    None,
+    /// An image may be given.
+    Optional,
+    /// An image must be given.
+    Required,
+}
+
+impl ImageInputOption {
+    pub fn is_none(&self) -> bool {
+        *self == Self::None
+    }
+}
+
+/// Answer of `/api/upload_image`: an image to start from, checked and
+/// stored (re-encoded, without its metadata).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Upload {
+    pub upload_id: String,
+    pub width: u32,
+    pub height: u32,
 }
 
 /// What the generator page needs to render: models (each with its price
@@ -233,6 +276,21 @@ pub struct GeneratorInfo {
     /// credits links to "Buy credits").
     #[serde(default)]
     pub can_buy: bool,
+    /// Largest image file a person may start from, in bytes.
+    #[serde(default)]
+    pub max_input_bytes: u64,
+    /// "Upscale" on a completed image, when this site offers it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upscale: Option<UpscaleOffer>,
+}
+
+/// What "Upscale" offers: the upscaler, its price per image and scales.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpscaleOffer {
+    pub model: String,
+    pub credits: i64,
+    /// The scales offered (2 for 2×); the first is the default.
+    pub scales: Vec<u8>,
 }
 
 /// What moved a balance.
@@ -362,6 +420,9 @@ mod tests {
             aspect_ratio: Some("16:9".into()),
             num_outputs: 2,
             negative_prompt: None,
+            input_url: None,
+            source_task_id: None,
+            scale: None,
         };
         let json = serde_json::to_value(&view).unwrap();
         for field in [

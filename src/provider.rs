@@ -196,6 +196,31 @@ impl Provider {
         self.call(self.inner.api.post(url)).await
     }
 
+    /// Uploads a file of `size` bytes through the Files API (`POST /files`,
+    /// multipart, the file in the part `content`, as Replicate's own
+    /// clients send it), streamed as it is read; the file, whose `urls.get`
+    /// a prediction's input names it by.
+    #[tracing::instrument(skip(self, bytes), err(level = "warn"))]
+    pub async fn upload_file<S>(
+        &self,
+        bytes: S,
+        size: u64,
+        filename: &str,
+        content_type: &str,
+    ) -> Result<ProviderFile, ProviderError>
+    where
+        S: futures::Stream<Item = object_store::Result<bytes::Bytes>> + Send + 'static,
+    {
+        let body = reqwest::Body::wrap_stream(bytes);
+        let part = reqwest::multipart::Part::stream_with_length(body, size)
+            .file_name(filename.to_owned())
+            .mime_str(content_type)
+            .map_err(|e| ProviderError::Invalid { detail: format!("file type: {e}") })?;
+        let form = reqwest::multipart::Form::new().part("content", part);
+        let body = self.send(self.inner.api.post(self.api_url(&["files"])).multipart(form)).await?;
+        serde_json::from_slice(&body).map_err(|e| ProviderError::Malformed(format!("file: {e}")))
+    }
+
     /// Opens an output URL for download. Only http(s) URLs on the allowed
     /// hosts are fetched, and redirects are followed only to allowed hosts
     /// ([`ProviderError::Disallowed`] otherwise). Output URLs are public:
@@ -248,6 +273,19 @@ impl Provider {
         }
         Ok(body)
     }
+}
+
+/// A file the provider keeps for predictions to read (its Files API).
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct ProviderFile {
+    pub id: String,
+    pub urls: ProviderFileUrls,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct ProviderFileUrls {
+    /// What a prediction's input names the file by.
+    pub get: String,
 }
 
 /// Reads a body up to `cap` bytes; more is a malformed answer.

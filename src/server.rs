@@ -20,6 +20,7 @@ pub mod security;
 pub mod sessions;
 pub mod state;
 pub mod storage;
+pub mod uploads;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -158,8 +159,15 @@ pub async fn build_on(
     let account_attempts = Arc::new(AttemptLimiter::<String>::per_minute(config.auth_attempts_per_minute));
     let task_changes = Arc::new(AttemptLimiter::<String>::per_minute(state::CANCELS_AND_DELETES_PER_MINUTE));
     let purchase_attempts = Arc::new(AttemptLimiter::<String>::per_minute(state::PURCHASES_PER_MINUTE));
+    let upload_attempts = Arc::new(AttemptLimiter::<String>::per_minute(uploads::UPLOADS_PER_MINUTE));
     {
-        let limiters = (attempts.clone(), account_attempts.clone(), task_changes.clone(), purchase_attempts.clone());
+        let limiters = (
+            attempts.clone(),
+            account_attempts.clone(),
+            task_changes.clone(),
+            purchase_attempts.clone(),
+            upload_attempts.clone(),
+        );
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(300));
             loop {
@@ -168,6 +176,7 @@ pub async fn build_on(
                 limiters.1.prune();
                 limiters.2.prune();
                 limiters.3.prune();
+                limiters.4.prune();
             }
         });
     }
@@ -190,6 +199,7 @@ pub async fn build_on(
     };
     tracing::info!(limits = %budget.limits(), "provider budget");
     let uploads = Arc::new(engine::finalize::Uploads::for_store(&config.storage));
+    let spool = Arc::new(uploads::Spool::new(config.data_dir.join("spool")));
     let state = AppState::new(state::Shared {
         config: Arc::new(config),
         db,
@@ -208,6 +218,8 @@ pub async fn build_on(
         account_attempts,
         task_changes,
         purchase_attempts,
+        upload_attempts,
+        spool,
         metrics: Arc::default(),
         leptos_options: leptos_options.clone(),
         clock: clock.clone(),
@@ -222,6 +234,13 @@ pub async fn build_on(
         .route("/healthz", get(http::healthz))
         .route("/images/{task_id}", get(http::image))
         .route("/images/{task_id}/{n}", get(http::image_n))
+        .route("/uploads/{id}", get(uploads::serve))
+        .route(
+            http::UPLOAD_PATH,
+            axum::routing::post(uploads::receive).layer(axum::extract::DefaultBodyLimit::max(
+                usize::try_from(state.config.max_input_bytes + uploads::FORM_OVERHEAD).unwrap_or(usize::MAX),
+            )),
+        )
         .route("/s/{token}", get(http::shared_page))
         .route("/s/{token}/image", get(http::shared_image))
         .route("/metrics", get(metrics::serve))

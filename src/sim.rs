@@ -16,20 +16,35 @@
 //! in the logs as `Using seed: N`) makes them reproducible, and
 //! `negative_prompt` and `output_format` are accepted and echoed.
 //!
+//! Images in (see `uploads.rs`, `images.rs`): `input.image` names a file
+//! of the simulator's Files API by its URL (`<base>/v1/files/<id>`) or is
+//! a `data:image/…;base64,…` URL of at most 1 MiB (kept as a file); other
+//! URLs are refused. With it the prompt may be left out. Alone, or with
+//! `prompt_strength` (0 to 1, default 0.8), it makes image-to-image: the
+//! outputs take the input's shape (long side 768, unless `aspect_ratio`)
+//! and follow its colours and layout, from a colour grid of it carried in
+//! the id. With `scale` (1 to 10) it makes an upscale: one output, the
+//! input resized, made from the stored file (404 once the file is gone).
+//!
 //! Prompt directives (see `directive.rs`) force every path a real provider can
 //! take: `#fail`, `#error`, `#ratelimit`, `#huge`, `#notimage`, `#expire`,
 //! `#bad-output`, `#slow`, and for webhooks `#hook-dup`, `#hook-lost`,
 //! `#hook-late`.
 //!
-//! Webhooks (see `webhooks.rs`) are the one exception to statelessness: a
-//! create's `webhook` URL is not put in the id, so its events are delivered
-//! by an in-memory task of the instance that took the create, lost on a
-//! restart like any webhook may be.
+//! Webhooks (see `webhooks.rs`) and files are the exceptions to
+//! statelessness: a create's `webhook` URL is not put in the id, so its
+//! events are delivered by an in-memory task of the instance that took the
+//! create, lost on a restart like any webhook may be; and files live in
+//! the memory of the instance that took them, lost on a restart too (an
+//! upscale of a lost file answers 404 for its output).
 
 mod api;
 mod directive;
 mod files;
 mod id;
+mod images;
+#[cfg(test)]
+mod images_in;
 mod inputs;
 mod limits;
 mod list;
@@ -37,12 +52,15 @@ mod render;
 mod soft;
 pub mod stripe;
 mod timeline;
+mod uploads;
 mod webhooks;
 
 use std::{fmt, sync::Arc, time::Duration};
 
 use axum::{
-    Router, middleware,
+    Router,
+    extract::DefaultBodyLimit,
+    middleware,
     routing::{get, post},
 };
 use url::Url;
@@ -101,6 +119,10 @@ struct Sim {
     limiter: limits::Limiter,
     stats: limits::Stats,
     recent: list::Recent,
+    /// The files of the Files API.
+    uploads: uploads::Uploads,
+    /// Permits for decoding and upscaling images, a few at a time.
+    image_work: tokio::sync::Semaphore,
 }
 
 impl Sim {
@@ -113,6 +135,11 @@ impl Sim {
         format!("{}/v1/{rest}", self.base)
     }
 
+    /// A file of the Files API: its `urls.get`, and how `input.image` names it.
+    fn upload_url(&self, id: &str) -> String {
+        self.api_url(&format!("files/{id}"))
+    }
+
     /// Where output `index` of prediction `id` is served.
     fn file_url(&self, id: &str, index: u8) -> String {
         format!("{}/files/{id}/{}", self.base, files::output_name(index))
@@ -122,8 +149,10 @@ impl Sim {
 /// The simulator's routes, relative to where the app nests them (`/sim`):
 /// `POST /v1/models/{owner}/{name}/predictions`, `POST /v1/predictions`,
 /// `GET /v1/predictions` (the list), `GET /v1/predictions/{id}`,
-/// `POST /v1/predictions/{id}/cancel`, `GET /v1/webhooks/default/secret`
-/// (all with bearer auth, then held to the token's rate limits),
+/// `POST /v1/predictions/{id}/cancel`, `GET /v1/webhooks/default/secret`,
+/// the Files API (`POST /v1/files`, multipart, up to 32 MiB; `GET
+/// /v1/files`; `GET` and `DELETE /v1/files/{id}`) (all with bearer auth,
+/// then held to the token's rate limits),
 /// `GET /files/{id}/out-{n}.png` (the outputs, until they expire; each
 /// answer sandboxed, since a file may be anything: `#notimage` is HTML) and
 /// `GET /_stats` (what it served).
@@ -138,6 +167,8 @@ pub fn router(cfg: SimConfig) -> Router {
         limiter,
         stats: limits::Stats::default(),
         recent: list::Recent::default(),
+        uploads: uploads::Uploads::default(),
+        image_work: images::work_permits(),
     });
     // The last layer added runs first: the token, then the limits.
     let v1 = Router::new()
@@ -146,6 +177,8 @@ pub fn router(cfg: SimConfig) -> Router {
         .route("/predictions/{id}", get(api::get))
         .route("/predictions/{id}/cancel", post(api::cancel))
         .route("/webhooks/default/secret", get(api::webhook_secret))
+        .route("/files", post(uploads::create).get(uploads::list).layer(DefaultBodyLimit::max(uploads::MAX_BODY_BYTES)))
+        .route("/files/{id}", get(uploads::get).delete(uploads::delete))
         .route_layer(middleware::from_fn_with_state(Arc::clone(&sim), limits::limit))
         .route_layer(middleware::from_fn_with_state(Arc::clone(&sim), api::require_token));
     let files =

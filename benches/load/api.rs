@@ -53,12 +53,7 @@ impl Session {
             .send()
             .await
             .map_err(|e| e.to_string())?;
-        let status = res.status();
-        let body = res.text().await.map_err(|e| e.to_string())?;
-        if !status.is_success() {
-            return Err(format!("{endpoint}: {status}: {body}"));
-        }
-        serde_json::from_str(&body).map_err(|e| format!("{endpoint}: {e}: {body}"))
+        answer(endpoint, res).await
     }
 
     /// Starts a generation; the new task's id.
@@ -160,6 +155,35 @@ impl std::ops::Sub for SimStats {
             throttled: self.throttled - before.throttled,
         }
     }
+}
+
+impl Session {
+    /// Uploads an image to start from (`/api/upload_image`); its answer.
+    pub async fn upload(&self, bytes: Vec<u8>) -> Result<Value, String> {
+        let part = reqwest::multipart::Part::bytes(bytes)
+            .file_name("photo.jpg")
+            .mime_str("image/jpeg")
+            .map_err(|e| e.to_string())?;
+        let res = self
+            .client
+            .post(format!("{}/api/upload_image", self.base))
+            .header(reqwest::header::COOKIE, &self.cookie)
+            .multipart(reqwest::multipart::Form::new().part("file", part))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        answer("upload_image", res).await
+    }
+}
+
+/// A response's JSON body, or what was wrong with it.
+async fn answer(endpoint: &str, res: reqwest::Response) -> Result<Value, String> {
+    let status = res.status();
+    let body = res.text().await.map_err(|e| e.to_string())?;
+    if !status.is_success() {
+        return Err(format!("{endpoint}: {status}: {body}"));
+    }
+    serde_json::from_str(&body).map_err(|e| format!("{endpoint}: {e}: {body}"))
 }
 
 /// The account's balance (`/api/me`).

@@ -11,16 +11,18 @@ use leptos_router::hooks::use_query_map;
 
 mod fields;
 mod live_task;
+mod start_image;
 
 use self::fields::{Advanced, Choice, Fields, ModelInputs, PREFILL};
 use self::live_task::{CardCode, LiveTask};
+use self::start_image::{StartImage, StartImageField, UploadForm};
 use super::polling::{LiveTasks, tell_hidden_tab, unfinished, use_task_poller};
-use super::refused::{Form, refused};
-use super::task_card::{TaskCard, clock, now_ms};
+use super::refused::{Form, refused, upload_refused};
+use super::task_card::{TaskCard, Upscaling, clock, now_ms};
 use crate::api::{GenerateImage, generate_image, generator_setup};
 use crate::balance;
 use crate::error::{AppError, ErrorKind};
-use crate::model::{GeneratorInfo, TaskStatus, TaskView};
+use crate::model::{GeneratorInfo, ImageInputOption, TaskStatus, TaskView};
 use crate::session::{RequireUser, loaded, use_current_user};
 
 /// How long Generate rests after a refusal at a cap (unless a task
@@ -35,11 +37,17 @@ pub fn GeneratorPage() -> impl IntoView {
     let prefill: Vec<(String, String)> = use_query_map().with_untracked(|q| {
         PREFILL.iter().filter_map(|name| q.get(name).map(|value| ((*name).to_owned(), value))).collect()
     });
-    let refused = refused(Form::Generate);
+    let refused = refused(Form::Generate).or_else(upload_refused);
+    // The upload chosen without JavaScript (`/api/upload_image` leads
+    // back here with it); the server checks whose it is.
+    let start_image = use_query_map()
+        .with_untracked(|q| q.get("image"))
+        .filter(|id| id.len() <= 64 && id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-'))
+        .unwrap_or_default();
     view! {
         <RequireUser>
             {
-                let (prefill, refused) = (prefill.clone(), refused.clone());
+                let (prefill, refused, start_image) = (prefill.clone(), refused.clone(), start_image.clone());
                 move || {
                     loaded(setup)
                         .map(|r| match r {
@@ -52,7 +60,13 @@ pub fn GeneratorPage() -> impl IntoView {
                                     view! { <TaskCard task=Signal::stored(t) now=Signal::stored(now_ms()) on_change=noop /> }
                                 });
                                 Either::Left(view! {
-                                    <Generator setup prefill=prefill.clone() credits refused=refused.clone()>
+                                    <Generator
+                                        setup
+                                        prefill=prefill.clone()
+                                        credits
+                                        refused=refused.clone()
+                                        start_image=start_image.clone()
+                                    >
                                         {resumed}
                                     </Generator>
                                 })
@@ -90,6 +104,7 @@ fn cost_line(credits: i64, images: u8) -> String {
 /// The form and the task it shows. `prefill`: the address's fields (see
 /// [`PREFILL`]); `credits`: the balance the page was rendered with;
 /// `refused`: why the server refused a post of the form without JavaScript;
+/// `start_image`: the upload chosen without JavaScript (empty for none);
 /// `children`: the task to resume, rendered by the server (see
 /// [`live_task_card`]).
 #[island]
@@ -98,6 +113,7 @@ fn Generator(
     prefill: Vec<(String, String)>,
     credits: i64,
     refused: Option<AppError>,
+    start_image: String,
     children: Children,
 ) -> impl IntoView {
     crate::island_hydrated();
@@ -105,6 +121,14 @@ fn Generator(
     let models = StoredValue::new(setup.models.clone());
     let fields = Fields::new();
     fields.fill(&prefill, &setup.models);
+    // An upload chosen without JavaScript leads here: the model is one
+    // that takes it.
+    if !start_image.is_empty()
+        && let Some(takes) = setup.models.iter().find(|m| m.image != ImageInputOption::None)
+        && setup.models.iter().any(|m| m.id == fields.model.get_untracked() && m.image == ImageInputOption::None)
+    {
+        fields.model.set(takes.id.clone());
+    }
     provide_context(Refill(Callback::new(move |(task, with_seed): (TaskView, bool)| {
         models.with_value(|m| fields.fill_from(&task, with_seed, m));
     })));
@@ -124,6 +148,8 @@ fn Generator(
             }
         }
     });
+    let start = StartImage::new(start_image, setup.max_input_bytes);
+    let takes_image = Memo::new(move |_| model.with(|m| m.as_ref().map_or(ImageInputOption::None, |m| m.image)));
     let default_credits = setup.cost;
     let can_buy = setup.can_buy;
     let credits = move || model.with(|m| m.as_ref().map_or(default_credits, |m| m.credits));
@@ -158,6 +184,16 @@ fn Generator(
         }
     });
     use_task_poller(tasks, polling, setup.poll_interval_ms, on_finished);
+    // "Upscale" on the card shows the task it starts here.
+    if let Some(offer) = setup.upscale.clone() {
+        provide_context(Upscaling {
+            offer,
+            started: Callback::new(move |view: TaskView| {
+                shown.set(Some(view.id.clone()));
+                tasks.set(view);
+            }),
+        });
+    }
 
     let short_of_credits = move || balance.get() < cost();
     // The form posts without JavaScript; with it, what it would post is
@@ -175,6 +211,12 @@ fn Generator(
         let count = if m.max_outputs > 1 { fields.num_outputs.get_untracked() } else { 1 };
         let seed = m.seed.then(|| fields.seed.get_untracked());
         let negative_prompt = m.negative_prompt.then(|| fields.negative_prompt.get_untracked());
+        let image = (m.image != ImageInputOption::None).then(|| start.id.get_untracked()).filter(|id| !id.is_empty());
+        if m.image == ImageInputOption::Required && image.is_none() {
+            refusal.set(Some(AppError::invalid(format!("{} needs an image to start from.", m.name))));
+            return;
+        }
+        let with_image = image.is_some();
         pending.set(true);
         spawn_local(async move {
             let answer = generate_image(
@@ -184,6 +226,7 @@ fn Generator(
                 (m.max_outputs > 1).then(|| count.to_string()),
                 seed,
                 negative_prompt,
+                image,
             )
             .await;
             pending.set(false);
@@ -200,6 +243,7 @@ fn Generator(
                     );
                     view.num_outputs = count;
                     view.aspect_ratio = aspect_ratio.filter(|r| !r.is_empty());
+                    view.input_url = with_image.then(|| format!("/images/{}/input", view.id));
                     shown.set(Some(view.id.clone()));
                     tasks.set(view);
                 }
@@ -221,11 +265,49 @@ fn Generator(
         paused_until.set(None);
     });
     let resumed_id = setup.resume.as_ref().map(|t| t.id.clone());
+    // An image pasted into the form, or dropped on it, is the one to start
+    // from (for a model that takes one; otherwise a paste is left alone).
+    let on_paste = move |ev: leptos::ev::ClipboardEvent| {
+        #[cfg(feature = "hydrate")]
+        if takes_image.get_untracked() != ImageInputOption::None
+            && let Some(file) = start_image::image_file(ev.clipboard_data())
+        {
+            ev.prevent_default();
+            start.send(file);
+        }
+        #[cfg(not(feature = "hydrate"))]
+        let _ = ev;
+    };
+    let on_dragover = move |ev: leptos::ev::DragEvent| {
+        if takes_image.get_untracked() != ImageInputOption::None {
+            // Lets the drop happen here rather than open the file.
+            ev.prevent_default();
+        }
+    };
+    let on_drop = move |ev: leptos::ev::DragEvent| {
+        if takes_image.get_untracked() == ImageInputOption::None {
+            return;
+        }
+        ev.prevent_default();
+        #[cfg(feature = "hydrate")]
+        if let Some(file) = start_image::image_file(ev.data_transfer()) {
+            start.send(file);
+        }
+    };
 
     view! {
         <section class="generator">
             <h1 class="visually-hidden">"Generate an image"</h1>
-            <form action=GenerateImage::url() method="post" class="prompt-form" on:submit=submit>
+            <UploadForm />
+            <form
+                action=GenerateImage::url()
+                method="post"
+                class="prompt-form"
+                on:submit=submit
+                on:paste=on_paste
+                on:dragover=on_dragover
+                on:drop=on_drop
+            >
                 <label for="prompt">"Prompt"</label>
                 <textarea
                     id="prompt"
@@ -252,13 +334,17 @@ fn Generator(
                     />
                     {move || model.get().map(|m| view! { <ModelInputs model=m fields /> })}
                 </div>
+                {move || match takes_image.get() {
+                    ImageInputOption::None => None,
+                    takes => Some(view! { <StartImageField image=start required=takes == ImageInputOption::Required /> }),
+                }}
                 {move || model.get().filter(|m| m.seed || m.negative_prompt).map(|m| view! { <Advanced model=m fields /> })}
                 <div class="form-row submit-row">
                     <CostLine credits=Signal::derive(credits) images=fields.num_outputs />
                     <button
                         type="submit"
                         class="primary"
-                        disabled=move || pending.get() || short_of_credits() || paused()
+                        disabled=move || pending.get() || start.busy.get() || short_of_credits() || paused()
                         aria-describedby="generate-hint"
                     >
                         {move || if pending.get() { "Submitting…" } else { "Generate" }}

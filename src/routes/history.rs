@@ -8,9 +8,10 @@ use leptos::task::spawn_local;
 use leptos_router::hooks::use_query_map;
 
 use super::polling::{LiveTasks, unfinished, use_task_poller};
-use super::task_card::{TaskCard, clock};
+use super::refused::{Form, refused};
+use super::task_card::{TaskCard, Upscaling, clock};
 use crate::api::{generator_setup, list_history};
-use crate::model::{HistoryPage as Page, TaskView};
+use crate::model::{HistoryPage as Page, TaskView, UpscaleOffer};
 use crate::session::{RequireUser, loaded};
 
 /// The page; its data is read once per render, here (see `RequireUser`).
@@ -20,15 +21,22 @@ pub fn HistoryPage() -> impl IntoView {
     let start = use_query_map().with_untracked(|q| q.get("cursor"));
     let first = OnceResource::new(list_history(start));
     let setup = OnceResource::new(generator_setup());
+    // An "Upscale" posted without JavaScript that was refused.
+    let refused = refused(Form::Upscale);
     view! {
         <RequireUser>
             <section class="history">
                 <h1>"History"</h1>
+                {refused.clone().map(|e| view! { <p class="form-error" role="alert">{e.message}</p> })}
                 {move || {
-                    let interval = loaded(setup).and_then(|s| s.ok()).map(|s| s.poll_interval_ms).unwrap_or(3000);
+                    let setup = loaded(setup).and_then(|s| s.ok());
+                    let interval = setup.as_ref().map_or(3000, |s| s.poll_interval_ms);
+                    let upscale = setup.and_then(|s| s.upscale);
                     loaded(first)
                         .map(|r| match r {
-                            Ok(page) => Either::Left(view! { <HistoryGrid first=page interval_ms=interval /> }),
+                            Ok(page) => {
+                                Either::Left(view! { <HistoryGrid first=page interval_ms=interval upscale /> })
+                            }
                             Err(e) => Either::Right(view! { <p class="form-error" role="alert">{e.message}</p> }),
                         })
                 }}
@@ -37,9 +45,10 @@ pub fn HistoryPage() -> impl IntoView {
     }
 }
 
-/// The cards, live: an island with the first page of tasks as its props.
+/// The cards, live: an island with the first page of tasks as its props;
+/// `upscale`: what "Upscale" offers, when the site does.
 #[island(lazy)]
-fn HistoryGrid(first: Page, interval_ms: u64) -> impl IntoView {
+fn HistoryGrid(first: Page, interval_ms: u64, upscale: Option<UpscaleOffer>) -> impl IntoView {
     crate::island_hydrated();
     // Every task on the page by id, and their order (newest first).
     let order = RwSignal::new(first.items.iter().map(|t| t.id.clone()).collect::<Vec<_>>());
@@ -53,6 +62,16 @@ fn HistoryGrid(first: Page, interval_ms: u64) -> impl IntoView {
     // changes, not only its size.
     let processing = Memo::new(move |_| unfinished(tasks, order.get()));
     use_task_poller(tasks, processing, interval_ms, Callback::new(|_| {}));
+    // An upscale started here shows first.
+    if let Some(offer) = upscale {
+        provide_context(Upscaling {
+            offer,
+            started: Callback::new(move |view: TaskView| {
+                order.update(|o| o.insert(0, view.id.clone()));
+                tasks.set(view);
+            }),
+        });
+    }
 
     // A link to the next page, which works without JavaScript; with it,
     // the next page is appended here instead.

@@ -10,7 +10,7 @@ use leptos::server_fn::ServerFn;
 use leptos::server_fn::error::ServerFnUrlError;
 use leptos_router::hooks::use_query_map;
 
-use crate::api::{BuyCredits, ChangePassword, GenerateImage, SignIn, SignUp};
+use crate::api::{BuyCredits, ChangePassword, GenerateImage, SignIn, SignUp, UpscaleImage};
 use crate::error::{AppError, ErrorKind};
 
 /// The forms that work without JavaScript.
@@ -21,6 +21,10 @@ pub enum Form {
     Generate,
     ChangePassword,
     BuyCredits,
+    /// `/api/upload_image`, which names the refusal's kind itself
+    /// (`?upload_error=<kind>`, see [`upload_refused`]).
+    Upload,
+    Upscale,
 }
 
 impl Form {
@@ -31,6 +35,8 @@ impl Form {
             Self::Generate => GenerateImage::PATH,
             Self::ChangePassword => ChangePassword::PATH,
             Self::BuyCredits => BuyCredits::PATH,
+            Self::Upload => "/api/upload_image",
+            Self::Upscale => UpscaleImage::PATH,
         }
     }
 }
@@ -63,6 +69,17 @@ pub fn message(form: Form, kind: ErrorKind) -> &'static str {
         (Form::BuyCredits, Provider) => "The payment service could not be reached; nothing was charged.",
         (Form::BuyCredits, Unauthorized) => "Please sign in.",
         (Form::BuyCredits, _) => "The checkout could not be started; nothing was charged. Please try again.",
+        (Form::Upload, Invalid) => {
+            "That file cannot be used: choose a PNG, JPEG or WebP image of at most 25 megapixels."
+        }
+        (Form::Upload, TooLarge) => "The image file is too large.",
+        (Form::Upload, RateLimited) => "Too many uploads; wait a minute and try again.",
+        (Form::Upload | Form::Upscale, Unauthorized) => "Please sign in.",
+        (Form::Upload, _) => "The image could not be uploaded; please try again.",
+        (Form::Upscale, NotEnoughCredits) => "Not enough credits for this upscale.",
+        (Form::Upscale, RateLimited) => "You have reached your limit of generations for now; try again shortly.",
+        (Form::Upscale, Provider) => "The image service could not be reached. Nothing was charged.",
+        (Form::Upscale, _) => "The image could not be upscaled; nothing was charged.",
     }
 }
 
@@ -77,6 +94,14 @@ pub fn refused(form: Form) -> Option<AppError> {
     Some(AppError::new(kind, message(form, kind)))
 }
 
+/// The refusal of an upload posted without JavaScript, which the address
+/// names by its kind (`?upload_error=too_large`), in this site's words.
+pub fn upload_refused() -> Option<AppError> {
+    let kind = use_query_map().with_untracked(|q| q.get("upload_error"))?;
+    let kind: ErrorKind = serde_json::from_value(serde_json::Value::String(kind)).ok()?;
+    Some(AppError::new(kind, message(Form::Upload, kind)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,7 +109,15 @@ mod tests {
     #[test]
     fn every_form_has_a_sentence_for_every_kind() {
         use ErrorKind::*;
-        for form in [Form::SignIn, Form::SignUp, Form::Generate, Form::ChangePassword, Form::BuyCredits] {
+        for form in [
+            Form::SignIn,
+            Form::SignUp,
+            Form::Generate,
+            Form::ChangePassword,
+            Form::BuyCredits,
+            Form::Upload,
+            Form::Upscale,
+        ] {
             for kind in [
                 Invalid,
                 Unauthorized,

@@ -1,16 +1,26 @@
 //! One task as a card: status, elapsed time and progress while processing;
 //! the images (alt text = the prompt) once completed, with the seed and
-//! "Reuse seed"; the reason and the refund once failed. Used by the
-//! generator and the history page (where "Use this prompt" reopens the
-//! generator with the task's prompt, model and inputs).
+//! "Reuse seed" and "Upscale"; the reason and the refund once failed; the
+//! image a task started from beside it. Used by the generator and the
+//! history page (where "Use this prompt" reopens the generator with the
+//! task's prompt, model and inputs).
 
 use leptos::either::{Either, EitherOf3, EitherOf4};
 use leptos::prelude::*;
+use leptos::server_fn::ServerFn;
 use leptos::task::spawn_local;
 
 use super::generator::Refill;
-use crate::api::{cancel_image, delete_image, share_image, unshare_image};
-use crate::model::{TaskStatus, TaskView, aspect_size};
+use crate::api::{UpscaleImage, cancel_image, delete_image, share_image, unshare_image, upscale_image};
+use crate::model::{TaskStatus, TaskView, UpscaleOffer, aspect_size};
+
+/// What "Upscale" on a completed card offers, and where the task it
+/// starts is shown: given (as context) by the page that shows the cards.
+#[derive(Clone)]
+pub struct Upscaling {
+    pub offer: UpscaleOffer,
+    pub started: Callback<TaskView>,
+}
 
 /// Milliseconds since the Unix epoch, on either side.
 pub fn now_ms() -> i64 {
@@ -96,6 +106,7 @@ pub fn TaskCard(
     let unfinished = move || !status().is_finished();
     // On the generator page: "Reuse seed" fills its form in directly.
     let refill = use_context::<Refill>();
+    let upscaling = use_context::<Upscaling>();
     let canceling = RwSignal::new(false);
     let cancel_error = RwSignal::new(None::<String>);
     let cancel = move |_| {
@@ -186,6 +197,24 @@ pub fn TaskCard(
                 <p class="prompt" title=move || task.with(|t| t.prompt.clone())>
                     {move || task.with(|t| t.prompt.clone())}
                 </p>
+                {move || {
+                    task.with(|t| {
+                        let label = match t.scale {
+                            Some(scale) => format!("Upscaled {scale}×"),
+                            None => "Started from".to_owned(),
+                        };
+                        t.input_url.clone().map(|url| {
+                            view! {
+                                <p class="input-image">
+                                    <a href=url.clone() target="_blank" rel="noopener">
+                                        <img src=url.clone() alt=format!("{label}: the image it started from") loading="lazy" />
+                                    </a>
+                                    <span>{label}</span>
+                                </p>
+                            }
+                        })
+                    })
+                }}
                 <p class="status-line">
                     <span class="badge" data-status=move || status().as_str()>
                         {badge}
@@ -354,6 +383,13 @@ pub fn TaskCard(
                         })
                 }}
                 {move || {
+                    let can_upscale = task.with(|t| t.status == TaskStatus::Completed && t.scale.is_none());
+                    upscaling
+                        .clone()
+                        .filter(|_| can_upscale)
+                        .map(|upscaling| view! { <UpscaleControl task=task.get_untracked() upscaling /> })
+                }}
+                {move || {
                     let (id, status) = task.with(|t| (t.id.clone(), t.status));
                     (status == TaskStatus::Completed).then(|| view! { <ShareControls task_id=id /> })
                 }}
@@ -499,6 +535,91 @@ fn ShareControls(task_id: String) -> impl IntoView {
             }}
             {move || error.get().map(|e| view! { <p class="form-error" role="alert">{e}</p> })}
         </div>
+    }
+}
+
+/// "Upscale" on a completed card: which image (when it has several), by
+/// how much, and the price. A form that posts without JavaScript too (the
+/// server then leads to the history, where the new task shows).
+#[component]
+fn UpscaleControl(task: TaskView, upscaling: Upscaling) -> impl IntoView {
+    let Upscaling { offer, started } = upscaling;
+    let id = StoredValue::new(task.id.clone());
+    let prompt = StoredValue::new(task.prompt.clone());
+    let model = StoredValue::new(offer.model.clone());
+    let count = task.num_outputs.max(1);
+    let index = RwSignal::new(0u8);
+    let scale = RwSignal::new(offer.scales.first().copied().unwrap_or(2));
+    let busy = RwSignal::new(false);
+    let error = RwSignal::new(None::<String>);
+    let credits = offer.credits;
+    let go = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        if busy.get_untracked() {
+            return;
+        }
+        busy.set(true);
+        let (source, n, by) = (id.get_value(), index.get_untracked(), scale.get_untracked());
+        spawn_local(async move {
+            match upscale_image(source.clone(), n, by).await {
+                Ok(generated) => {
+                    error.set(None);
+                    crate::balance::refresh();
+                    let mut view =
+                        TaskView::pending(generated.task_id, prompt.get_value(), model.get_value(), credits, now_ms());
+                    view.input_url = Some(format!("/images/{}/input", view.id));
+                    view.source_task_id = Some(source);
+                    view.scale = Some(by);
+                    started.run(view);
+                }
+                Err(e) => error.set(Some(e.message)),
+            }
+            busy.set(false);
+        });
+    };
+    let short_id = task.id[..8.min(task.id.len())].to_owned();
+    view! {
+        <form class="upscale" method="post" action=UpscaleImage::url() on:submit=go>
+            <input type="hidden" name="task_id" value=task.id.clone() />
+            {if count > 1 {
+                Either::Left(view! {
+                    <select
+                        name="index"
+                        aria-label="Image to upscale"
+                        on:change=move |ev| index.set(event_target_value(&ev).parse().unwrap_or(0))
+                    >
+                        {(0..count)
+                            .map(|n| view! { <option value=n.to_string()>{format!("Image {}", n + 1)}</option> })
+                            .collect_view()}
+                    </select>
+                })
+            } else {
+                Either::Right(view! { <input type="hidden" name="index" value="0" /> })
+            }}
+            <select
+                name="scale"
+                aria-label="Scale"
+                on:change=move |ev| scale.set(event_target_value(&ev).parse().unwrap_or(2))
+            >
+                {offer
+                    .scales
+                    .iter()
+                    .map(|s| view! { <option value=s.to_string()>{format!("{s}×")}</option> })
+                    .collect_view()}
+            </select>
+            <button
+                type="submit"
+                class="button"
+                disabled=move || busy.get()
+                aria-describedby=format!("upscale-cost-{short_id}")
+            >
+                {move || if busy.get() { "Upscaling…" } else { "Upscale" }}
+            </button>
+            <span id=format!("upscale-cost-{short_id}") class="hint">
+                {format!("{credits} credits")}
+            </span>
+            {move || error.get().map(|e| view! { <p class="form-error" role="alert">{e}</p> })}
+        </form>
     }
 }
 

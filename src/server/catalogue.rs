@@ -21,7 +21,7 @@
 use serde_json::{Map, Value};
 
 use crate::error::{AppError, Result};
-use crate::model::ModelOption;
+use crate::model::{ImageInputOption, ModelOption};
 use crate::text::clip;
 
 /// Most images one generation may ask for (and the most objects a task
@@ -38,12 +38,68 @@ const MANAGED_INPUTS: &[&str] = &["prompt", "aspect_ratio", "num_outputs", "seed
 const SIM_ASPECT_RATIOS: &[&str] = &["1:1", "16:9", "9:16", "4:3", "3:4"];
 
 /// The simulator's models, offered when neither `DARKROOM_MODELS` nor
-/// `DARKROOM_MODELS_FILE` is set: (id, name, takes a negative prompt).
-const SIM_MODELS: &[(&str, &str, bool)] = &[
-    ("black-forest-labs/flux-schnell", "FLUX.1 [schnell]", false),
-    ("stability-ai/sdxl", "Stable Diffusion XL", true),
-    ("bytedance/sdxl-lightning-4step", "SDXL Lightning", false),
+/// `DARKROOM_MODELS_FILE` is set: (id, name, takes a negative prompt,
+/// takes an image to start from). SDXL takes one as Replicate's does
+/// (`image`, with `prompt_strength`).
+const SIM_MODELS: &[(&str, &str, bool, bool)] = &[
+    ("black-forest-labs/flux-schnell", "FLUX.1 [schnell]", false, false),
+    ("stability-ai/sdxl", "Stable Diffusion XL", true, true),
+    ("bytedance/sdxl-lightning-4step", "SDXL Lightning", false, false),
 ];
+
+/// The built-in catalogue's upscaler: Replicate's Real-ESRGAN takes
+/// `image` and `scale`.
+const SIM_UPSCALER: &str = "nightmareai/real-esrgan";
+
+/// An image a model takes to start from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageInput {
+    /// The input's name as the model takes it (`image`).
+    pub name: String,
+    pub required: bool,
+    /// The name of the input that says how far to move from the image
+    /// (`prompt_strength`), when the model has one: left at its default.
+    pub strength: Option<String>,
+}
+
+/// The model that makes a finished image larger ("Upscale"): an image
+/// and a scale, priced per image it makes (whatever its size: an upscale
+/// runs about as long as a generation, and a flat price reads plainly on
+/// the button).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upscaler {
+    pub id: String,
+    pub name: String,
+    pub credits: i64,
+    /// The image input's name (`image`).
+    pub image_input: String,
+    /// The scale input's name (`scale`).
+    pub scale_input: String,
+    /// The scales offered; the first is the default.
+    pub scales: Vec<u8>,
+}
+
+impl Upscaler {
+    /// The built-in catalogue's, at `credits` an image.
+    pub fn builtin(credits: i64) -> Self {
+        Self {
+            id: SIM_UPSCALER.to_owned(),
+            name: "Real-ESRGAN".to_owned(),
+            credits,
+            image_input: "image".to_owned(),
+            scale_input: "scale".to_owned(),
+            scales: vec![2, 4],
+        }
+    }
+
+    /// The provider's input for an upscale of the image at `url`.
+    pub fn provider_input(&self, url: &str, scale: u8) -> Map<String, Value> {
+        let mut input = Map::new();
+        input.insert(self.image_input.clone(), url.into());
+        input.insert(self.scale_input.clone(), scale.into());
+        input
+    }
+}
 
 /// A model offered to people: what the generator page is told about it
 /// (its inputs and price, [`ModelOption`]), and what only the server needs.
@@ -55,6 +111,8 @@ pub struct ModelSpec {
     pub offer: ModelOption,
     /// Inputs passed to the model as they are.
     pub fixed_inputs: Map<String, Value>,
+    /// The image it takes to start from, if any.
+    pub image_input: Option<ImageInput>,
 }
 
 impl std::ops::Deref for ModelSpec {
@@ -83,9 +141,18 @@ impl ModelSpec {
                 max_outputs: 1,
                 seed: false,
                 negative_prompt: false,
+                image: ImageInputOption::None,
             },
             fixed_inputs: Map::new(),
+            image_input: None,
         }
+    }
+
+    /// Takes an image to start from, as `input` names it.
+    pub fn with_image(mut self, input: ImageInput) -> Self {
+        self.offer.image = if input.required { ImageInputOption::Required } else { ImageInputOption::Optional };
+        self.image_input = Some(input);
+        self
     }
 
     /// What the generator page is told about the model.
@@ -98,6 +165,14 @@ impl ModelSpec {
     /// inputs take the model's defaults.
     pub fn check(&self, raw: &RawInputs<'_>) -> Result<Inputs> {
         let given = |v: Option<&str>| v.map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned);
+        let image = given(raw.image);
+        match (&image, &self.image_input) {
+            (Some(_), None) => return Err(AppError::invalid(format!("{} does not take an image", self.name))),
+            (None, Some(input)) if input.required => {
+                return Err(AppError::invalid(format!("{} needs an image to start from", self.name)));
+            }
+            _ => {}
+        }
         let aspect_ratio = match given(raw.aspect_ratio) {
             None => self.aspect_ratios.first().cloned(),
             Some(_) if self.aspect_ratios.is_empty() => {
@@ -155,7 +230,7 @@ impl ModelSpec {
                 Some(text)
             }
         };
-        Ok(Inputs { aspect_ratio, num_outputs, seed, negative_prompt })
+        Ok(Inputs { aspect_ratio, num_outputs, seed, negative_prompt, image })
     }
 
     /// What the cost of `images` images is.
@@ -164,10 +239,14 @@ impl ModelSpec {
     }
 
     /// The provider's `input` for `prompt` and checked `inputs`: the fixed
-    /// inputs, then the ones Darkroom sets.
-    pub fn provider_input(&self, prompt: &str, inputs: &Inputs) -> Map<String, Value> {
+    /// inputs, then the ones Darkroom sets; `image_url` where the model
+    /// reads its image from (the provider's copy of the task's input).
+    pub fn provider_input(&self, prompt: &str, inputs: &Inputs, image_url: Option<&str>) -> Map<String, Value> {
         let mut input = self.fixed_inputs.clone();
         input.insert("prompt".into(), prompt.into());
+        if let (Some(url), Some(image)) = (image_url, &self.image_input) {
+            input.insert(image.name.clone(), url.into());
+        }
         if let Some(ratio) = &inputs.aspect_ratio {
             input.insert("aspect_ratio".into(), ratio.clone().into());
         }
@@ -191,6 +270,8 @@ pub struct RawInputs<'a> {
     pub num_outputs: Option<&'a str>,
     pub seed: Option<&'a str>,
     pub negative_prompt: Option<&'a str>,
+    /// An upload's id (`/api/upload_image`).
+    pub image: Option<&'a str>,
 }
 
 /// A request's model inputs, checked against its model.
@@ -200,6 +281,8 @@ pub struct Inputs {
     pub num_outputs: u8,
     pub seed: Option<u32>,
     pub negative_prompt: Option<String>,
+    /// The upload to start from (its owner is checked by the caller).
+    pub image: Option<String>,
 }
 
 /// The simulator's catalogue: every model takes the aspect ratios, up to
@@ -207,12 +290,19 @@ pub struct Inputs {
 pub fn builtin(credits: i64) -> Vec<ModelSpec> {
     SIM_MODELS
         .iter()
-        .map(|&(id, name, negative_prompt)| {
+        .map(|&(id, name, negative_prompt, image)| {
             let mut model = ModelSpec::prompt_only(id, name, credits);
             model.aspect_ratios = SIM_ASPECT_RATIOS.iter().map(|r| (*r).to_owned()).collect();
             model.max_outputs = MAX_OUTPUTS;
             model.seed = true;
             model.negative_prompt = negative_prompt;
+            if image {
+                model = model.with_image(ImageInput {
+                    name: "image".to_owned(),
+                    required: false,
+                    strength: Some("prompt_strength".to_owned()),
+                });
+            }
             model
         })
         .collect()
@@ -247,8 +337,8 @@ pub fn from_file(path: &std::path::Path, credits: i64) -> std::result::Result<Ve
 /// none.
 pub fn from_toml(text: &str, credits: i64) -> std::result::Result<Vec<ModelSpec>, String> {
     let doc: toml::Table = text.parse().map_err(|e: toml::de::Error| format!("not valid TOML: {}", e.message()))?;
-    if let Some(key) = doc.keys().find(|k| *k != "models") {
-        return Err(format!("unknown top-level key `{key}` (a catalogue is a list of [[models]])"));
+    if let Some(key) = doc.keys().find(|k| *k != "models" && *k != "upscaler") {
+        return Err(format!("unknown top-level key `{key}` (a catalogue is a list of [[models]] and an [upscaler])"));
     }
     let entries = match doc.get("models") {
         Some(toml::Value::Array(a)) if !a.is_empty() => a,
@@ -264,6 +354,48 @@ pub fn from_toml(text: &str, credits: i64) -> std::result::Result<Vec<ModelSpec>
         models.push(model);
     }
     Ok(models)
+}
+
+/// A TOML catalogue's `[upscaler]`, if it has one: `id`, `name`,
+/// `credits` (default `credits`), `scales` (default [2, 4]),
+/// `image_input` (default `image`), `scale_input` (default `scale`).
+pub fn upscaler_from_toml(text: &str, credits: i64) -> std::result::Result<Option<Upscaler>, String> {
+    let doc: toml::Table = text.parse().map_err(|e: toml::de::Error| format!("not valid TOML: {}", e.message()))?;
+    let Some(entry) = doc.get("upscaler") else { return Ok(None) };
+    let toml::Value::Table(table) = entry else { return Err("`upscaler` must be a table".into()) };
+    let text = |key: &str, default: &str| match table.get(key) {
+        None => Ok(default.to_owned()),
+        Some(toml::Value::String(v)) if !v.trim().is_empty() => Ok(v.trim().to_owned()),
+        Some(_) => Err(format!("upscaler: field `{key}` must be a string")),
+    };
+    let id = text("id", "")?;
+    check_id(&id).map_err(|e| format!("upscaler: field `id`: {e}"))?;
+    let image_input = text("image_input", "image")?;
+    let scale_input = text("scale_input", "scale")?;
+    if !is_input_name(&image_input) || !is_input_name(&scale_input) {
+        return Err("upscaler: an input's name is letters, digits and _".into());
+    }
+    let credits = match table.get("credits") {
+        None => credits,
+        Some(toml::Value::Integer(c)) if (1..=1_000_000).contains(c) => *c,
+        Some(_) => return Err("upscaler: field `credits` must be a whole number from 1 to 1000000".into()),
+    };
+    let scales = match table.get("scales") {
+        None => vec![2, 4],
+        Some(toml::Value::Array(list)) if !list.is_empty() && list.len() <= 4 => list
+            .iter()
+            .map(|v| v.as_integer().filter(|n| (2..=8).contains(n)).map(|n| n as u8))
+            .collect::<Option<Vec<u8>>>()
+            .ok_or("upscaler: field `scales` must list whole numbers from 2 to 8")?,
+        Some(_) => return Err("upscaler: field `scales` must list one to four scales".into()),
+    };
+    if let Some(key) =
+        table.keys().find(|k| !["id", "name", "credits", "scales", "image_input", "scale_input"].contains(&k.as_str()))
+    {
+        return Err(format!("upscaler: unknown field `{key}`"));
+    }
+    let name = text("name", &default_name(&id))?;
+    Ok(Some(Upscaler { id, name, credits, image_input, scale_input, scales }))
 }
 
 /// One `[[models]]` table (the `n`th).
@@ -297,6 +429,18 @@ fn parse_model(n: usize, entry: &toml::Value, credits: i64) -> std::result::Resu
             }
             ("max_outputs", _) => return Err(fail(key, &format!("must be a whole number from 1 to {MAX_OUTPUTS}"))),
             ("seed", toml::Value::Boolean(b)) => model.seed = *b,
+            ("image_input", toml::Value::String(name)) if is_input_name(name) => {
+                let required = table.get("image_required").and_then(toml::Value::as_bool).unwrap_or(false);
+                let strength = table.get("strength_input").and_then(toml::Value::as_str).map(str::to_owned);
+                model = model.with_image(ImageInput { name: name.clone(), required, strength });
+            }
+            ("image_input", _) => return Err(fail(key, "must be the name of the model's image input, like \"image\"")),
+            ("image_required", toml::Value::Boolean(_)) if table.contains_key("image_input") => {}
+            ("strength_input", toml::Value::String(name))
+                if table.contains_key("image_input") && is_input_name(name) => {}
+            ("image_required" | "strength_input", _) => {
+                return Err(fail(key, "needs `image_input`, and must be true/false or an input's name"));
+            }
             ("negative_prompt", toml::Value::Boolean(b)) => model.negative_prompt = *b,
             ("fixed_inputs", toml::Value::Table(inputs)) => {
                 model.fixed_inputs = fixed_inputs(inputs).map_err(|(k, e)| fail(&format!("fixed_inputs.{k}"), &e))?;
@@ -313,10 +457,16 @@ fn parse_model(n: usize, entry: &toml::Value, credits: i64) -> std::result::Resu
             _ => {
                 return Err(fail(
                     key,
-                    "unknown (known: id, name, credits, aspect_ratios, max_outputs, seed, negative_prompt, fixed_inputs)",
+                    "unknown (known: id, name, credits, aspect_ratios, max_outputs, seed, negative_prompt, \
+                     fixed_inputs, image_input, image_required, strength_input)",
                 ));
             }
         }
+    }
+    if let Some(image) = &model.image_input
+        && model.fixed_inputs.contains_key(&image.name)
+    {
+        return Err(fail(&format!("fixed_inputs.{}", image.name), "is the image a person gives (image_input)"));
     }
     Ok(model)
 }
@@ -372,6 +522,11 @@ fn contains_datetime(value: &toml::Value) -> bool {
     }
 }
 
+/// A model input's name: letters, digits and `_`, 1–64 characters.
+fn is_input_name(name: &str) -> bool {
+    (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
 /// `owner/name`, optionally `:version`, of letters, digits, `-`, `_`, `.`.
 fn check_id(id: &str) -> std::result::Result<(), String> {
     let path = id.split(':').next().unwrap_or(id);
@@ -411,7 +566,13 @@ mod tests {
     }
 
     fn raw<'a>(ar: &'a str, n: &'a str, seed: &'a str, neg: &'a str) -> RawInputs<'a> {
-        RawInputs { aspect_ratio: Some(ar), num_outputs: Some(n), seed: Some(seed), negative_prompt: Some(neg) }
+        RawInputs {
+            aspect_ratio: Some(ar),
+            num_outputs: Some(n),
+            seed: Some(seed),
+            negative_prompt: Some(neg),
+            image: None,
+        }
     }
 
     #[test]
@@ -451,6 +612,12 @@ mod tests {
             (model("colour = \"red\""), "field `colour`: unknown"),
             (model("[models.fixed_inputs]\nprompt = \"x\""), "field `fixed_inputs.prompt`: is set by Darkroom"),
             (model("[models.fixed_inputs]\nat = 1979-05-27"), "field `fixed_inputs.at`"),
+            (model("image_input = \"a b\""), "field `image_input`"),
+            (model("image_required = true"), "field `image_required`: needs `image_input`"),
+            (
+                model("image_input = \"image\"\n[models.fixed_inputs]\nimage = \"x\""),
+                "fixed_inputs.image`: is the image",
+            ),
             ("[[models]]\nname = \"x\"".to_owned(), "model #1: field `id` is missing"),
             ("[[models]]\nid = \"nope\"".to_owned(), "model #1: field `id`: `nope` is not owner/name"),
             ("[[models]]\nid = \"a/b\"\n[[models]]\nid = \"a/b\"".to_owned(), "model `a/b` is listed twice"),
@@ -506,7 +673,13 @@ mod tests {
         let inputs = flux().check(&RawInputs::default()).unwrap();
         assert_eq!(
             inputs,
-            Inputs { aspect_ratio: Some("16:9".into()), num_outputs: 1, seed: None, negative_prompt: None }
+            Inputs {
+                aspect_ratio: Some("16:9".into()),
+                num_outputs: 1,
+                seed: None,
+                negative_prompt: None,
+                image: None
+            }
         );
         // Blank form fields are left out too.
         assert_eq!(flux().check(&raw(" ", "", "", "")).unwrap(), inputs);
@@ -519,7 +692,7 @@ mod tests {
         assert_eq!(inputs.num_outputs, 3);
         assert_eq!(inputs.seed, Some(u32::MAX));
         assert_eq!(model.cost(inputs.num_outputs), 9);
-        let input = Value::Object(model.provider_input("a fox", &inputs));
+        let input = Value::Object(model.provider_input("a fox", &inputs, None));
         assert_eq!(
             input,
             serde_json::json!({
@@ -530,7 +703,60 @@ mod tests {
         // A prompt-only model is sent the prompt alone.
         let plain = ModelSpec::prompt_only("a/b", "B", 10);
         let inputs = plain.check(&RawInputs::default()).unwrap();
-        assert_eq!(Value::Object(plain.provider_input("a fox", &inputs)), serde_json::json!({ "prompt": "a fox" }));
+        assert_eq!(
+            Value::Object(plain.provider_input("a fox", &inputs, None)),
+            serde_json::json!({ "prompt": "a fox" })
+        );
+    }
+
+    #[test]
+    fn a_model_that_takes_an_image_is_sent_its_url_under_the_models_name() {
+        let text = "[[models]]\nid = \"a/img\"\nimage_input = \"init_image\"\nimage_required = true\n\
+                    strength_input = \"prompt_strength\"\n";
+        let model = from_toml(text, 10).unwrap().remove(0);
+        assert_eq!(model.option().image, ImageInputOption::Required);
+        let with = RawInputs { image: Some("u1"), ..RawInputs::default() };
+        let inputs = model.check(&with).unwrap();
+        assert_eq!(inputs.image.as_deref(), Some("u1"));
+        let input = Value::Object(model.provider_input("a fox", &inputs, Some("https://api.example/v1/files/f1")));
+        assert_eq!(input, serde_json::json!({ "prompt": "a fox", "init_image": "https://api.example/v1/files/f1" }));
+        let e = model.check(&RawInputs::default()).unwrap_err();
+        assert!(e.message.contains("needs an image to start from"), "{}", e.message);
+        // A model without an image input refuses one.
+        let e = flux().check(&with).unwrap_err();
+        assert!(e.message.contains("does not take an image"), "{}", e.message);
+        // The built-in SDXL takes one, optionally; the others none.
+        let builtin = builtin(10);
+        let takes: Vec<_> = builtin.iter().filter(|m| m.offer.image != ImageInputOption::None).map(|m| &m.id).collect();
+        assert_eq!(takes, ["stability-ai/sdxl"]);
+        assert_eq!(builtin[1].offer.image, ImageInputOption::Optional);
+    }
+
+    #[test]
+    fn an_upscaler_comes_from_the_catalogue_with_its_scales_and_price() {
+        let text = "[[models]]\nid = \"a/b\"\n[upscaler]\nid = \"x/esrgan\"\ncredits = 25\nscales = [4, 2]\n";
+        assert_eq!(from_toml(text, 10).unwrap().len(), 1, "an [upscaler] is not a model");
+        let upscaler = upscaler_from_toml(text, 10).unwrap().unwrap();
+        assert_eq!(
+            (upscaler.id.as_str(), upscaler.credits, upscaler.scales.as_slice()),
+            ("x/esrgan", 25, &[4u8, 2][..])
+        );
+        assert_eq!(
+            Value::Object(upscaler.provider_input("https://f/1", 4)),
+            serde_json::json!({ "image": "https://f/1", "scale": 4 })
+        );
+        assert_eq!(upscaler_from_toml("[[models]]\nid = \"a/b\"\n", 10).unwrap(), None);
+        for (bad, expected) in [
+            ("[upscaler]\nid = \"x/y\"\nscales = [9]", "scales"),
+            ("[upscaler]\nid = \"x/y\"\nscales = []", "scales"),
+            ("[upscaler]\nid = \"x/y\"\ncredits = 0", "credits"),
+            ("[upscaler]\nid = \"nope\"", "`id`"),
+            ("[upscaler]\nid = \"x/y\"\ncolour = 1", "unknown field `colour`"),
+            ("[upscaler]\nid = \"x/y\"\nimage_input = \"a b\"", "input's name"),
+        ] {
+            let e = upscaler_from_toml(bad, 10).unwrap_err();
+            assert!(e.contains(expected), "{bad:?}: {e}");
+        }
     }
 
     #[test]

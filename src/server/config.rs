@@ -161,6 +161,11 @@ pub struct Config {
     pub storage: StorageConfig,
     pub provider: ProviderChoice,
     pub models: Vec<ModelSpec>,
+    /// The model "Upscale" uses, when the catalogue has one.
+    pub upscaler: Option<catalogue::Upscaler>,
+    /// Largest image a person may upload to start from
+    /// (`DARKROOM_MAX_INPUT_BYTES`).
+    pub max_input_bytes: u64,
     pub generation_cost: i64,
     pub signup_credits: i64,
     pub poll_interval: Duration,
@@ -259,16 +264,22 @@ impl Config {
             ));
         }
         let generation_cost = number(&var, "DARKROOM_GENERATION_COST", 10, 1..=1_000_000)?;
-        let models = match (var("DARKROOM_MODELS_FILE"), var("DARKROOM_MODELS")) {
+        let (models, upscaler) = match (var("DARKROOM_MODELS_FILE"), var("DARKROOM_MODELS")) {
             (Some(_), Some(_)) => {
                 return Err(err("DARKROOM_MODELS_FILE", "set either it or DARKROOM_MODELS, not both"));
             }
-            (Some(path), None) => catalogue::from_file(std::path::Path::new(&path), generation_cost)
-                .map_err(|e| err("DARKROOM_MODELS_FILE", e))?,
-            (None, Some(list)) => {
-                catalogue::from_list(&list, generation_cost).map_err(|e| err("DARKROOM_MODELS", e))?
+            (Some(path), None) => {
+                let path = std::path::Path::new(&path);
+                let models = catalogue::from_file(path, generation_cost).map_err(|e| err("DARKROOM_MODELS_FILE", e))?;
+                let text = std::fs::read_to_string(path).unwrap_or_default();
+                let upscaler = catalogue::upscaler_from_toml(&text, generation_cost)
+                    .map_err(|e| err("DARKROOM_MODELS_FILE", format!("{}: {e}", path.display())))?;
+                (models, upscaler)
             }
-            (None, None) => catalogue::builtin(generation_cost),
+            (None, Some(list)) => {
+                (catalogue::from_list(&list, generation_cost).map_err(|e| err("DARKROOM_MODELS", e))?, None)
+            }
+            (None, None) => (catalogue::builtin(generation_cost), Some(catalogue::Upscaler::builtin(generation_cost))),
         };
 
         let payments = parse_payments(&var)?;
@@ -291,6 +302,8 @@ impl Config {
             return Err(err("DARKROOM_CREDIT_PACKAGES", "names no package (set DARKROOM_PAYMENTS=off to sell none)"));
         }
         Ok(Self {
+            upscaler,
+            max_input_bytes: number(&var, "DARKROOM_MAX_INPUT_BYTES", 10 * 1024 * 1024, 1024..=100 * 1024 * 1024)?,
             payments,
             credit_packages,
             storage,

@@ -43,15 +43,20 @@ pub async fn page_redirects(
     }
 }
 
+/// The image upload's endpoint (not a server function: multipart, streamed).
+pub const UPLOAD_PATH: &str = "/api/upload_image";
+
 /// Largest body a server function takes: their inputs are form fields (a
 /// prompt of at most 2,000 characters, up to 100 task ids).
 pub const MAX_API_BODY_BYTES: usize = 64 * 1024;
 
 /// Middleware: a server function's body is read here, at most
 /// [`MAX_API_BODY_BYTES`]; a larger one is answered 413 with the app's
-/// error (Leptos would answer the truncated read with a 500).
+/// error (Leptos would answer the truncated read with a 500). An image
+/// upload streams under a limit of its own (`uploads::receive`).
 pub async fn limit_api_body(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    if !request.uri().path().starts_with("/api/") {
+    let path = request.uri().path();
+    if !path.starts_with("/api/") || path == UPLOAD_PATH {
         return next.run(request).await;
     }
     let (parts, body) = request.into_parts();
@@ -102,12 +107,31 @@ pub async fn image_n(
     Path((task_id, n)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
+    if n == "input" {
+        return task_input(&state, auth, &task_id, &headers).await;
+    }
     // Only the canonical spelling (`1`, not `01` or `+1`) names an image.
     match n.parse::<u8>() {
         Ok(i) if i < super::catalogue::MAX_OUTPUTS && i.to_string() == n => {
             task_image(&state, auth, &task_id, i, &headers).await
         }
         _ => (StatusCode::NOT_FOUND, "not found").into_response(),
+    }
+}
+
+/// `GET /images/{task_id}/input`: the image a task started from, to its
+/// owner only (never on a share page).
+async fn task_input(state: &AppState, auth: AuthSession, task_id: &str, headers: &HeaderMap) -> Response {
+    let not_found = || (StatusCode::NOT_FOUND, "not found").into_response();
+    let Some(user) = auth.user else { return not_found() };
+    let Ok(id) = TaskId::parse(task_id) else { return not_found() };
+    match super::engine::queries::input_of(&state.db, &user.id, &id).await {
+        Ok(Some(key)) => {
+            let etag = format!("\"{id}.input\"");
+            serve_object(state, &key, "image/png", &etag, HeaderValue::from_static(OWNER_CACHE), headers).await
+        }
+        Ok(None) => not_found(),
+        Err(_) => internal(),
     }
 }
 
@@ -190,6 +214,7 @@ const OWNER_CACHE: &str = "private, max-age=600";
 /// sign-in.
 pub async fn shared_page(
     State(state): State<AppState>,
+    auth: AuthSession,
     Path(token): Path<String>,
     client: Option<axum::Extension<super::client::Client>>,
     headers: HeaderMap,
@@ -204,12 +229,17 @@ pub async fn shared_page(
     };
     let base = site_base(&state, &headers, client.as_deref());
     let css = format!("/{}/{}.css", state.leptos_options.site_pkg_dir, state.leptos_options.output_name);
-    let page = share_html(&base, &token, &shared, &css);
+    // Its owner may upscale it from here (a plain form: the page runs no
+    // script); nobody else sees the form.
+    let owner = auth.user.is_some_and(|u| u.id == shared.owner);
+    let upscale = state.config.upscaler.as_ref().filter(|_| owner && shared.scale.is_none());
+    let page = share_html(&base, &token, &shared, &css, upscale);
+    let cache = if owner { "private, no-cache" } else { "no-cache" };
     (
         StatusCode::OK,
         [
             (header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8")),
-            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+            (header::CACHE_CONTROL, HeaderValue::from_static(cache)),
         ],
         axum::Extension(super::security::ScriptFree),
         page,
@@ -261,7 +291,13 @@ fn shared_not_found() -> Response {
 }
 
 /// The public page of a shared image.
-fn share_html(base: &str, token: &str, shared: &super::engine::owned::SharedImage, css: &str) -> String {
+fn share_html(
+    base: &str,
+    token: &str,
+    shared: &super::engine::owned::SharedImage,
+    css: &str,
+    upscale: Option<&super::catalogue::Upscaler>,
+) -> String {
     let prompt = escape(&shared.prompt);
     let title = escape(&crate::text::clip(&shared.prompt, 70));
     let page_url = escape(&format!("{base}/s/{token}"));
@@ -277,6 +313,18 @@ fn share_html(base: &str, token: &str, shared: &super::engine::owned::SharedImag
         _ => String::new(),
     };
     let image_type = shared.content_type.as_deref().map(escape).unwrap_or_default();
+    let upscale = upscale.map_or_else(String::new, |u| {
+        let scales: String = u.scales.iter().map(|s| format!("<option value=\"{s}\">{s}×</option>")).collect();
+        format!(
+            "<form class=\"upscale\" method=\"post\" action=\"/api/upscale_image\">\
+             <input type=\"hidden\" name=\"task_id\" value=\"{id}\"><input type=\"hidden\" name=\"index\" value=\"0\">\
+             <select name=\"scale\" aria-label=\"Scale\">{scales}</select> \
+             <button type=\"submit\" class=\"button\">Upscale</button> \
+             <span class=\"hint\">{credits} credits; only you see this.</span></form>\n",
+            id = escape(shared.task_id.as_str()),
+            credits = u.credits,
+        )
+    });
     format!(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
@@ -291,7 +339,7 @@ fn share_html(base: &str, token: &str, shared: &super::engine::owned::SharedImag
          <meta name=\"twitter:image\" content=\"{image_url}\">\n<meta name=\"twitter:image:alt\" content=\"{prompt}\">\n\
          <link rel=\"stylesheet\" href=\"{css}\">\n</head>\n<body>\n<main class=\"shared\">\n\
          <figure class=\"shared-figure\"><img src=\"/s/{token}/image\" alt=\"{prompt}\"{dims}>\
-         <figcaption>{prompt}</figcaption></figure>\n\
+         <figcaption>{prompt}</figcaption></figure>\n{upscale}\
          <p class=\"shared-footer\">Made with <a href=\"/\">Darkroom</a></p>\n</main>\n</body>\n</html>\n"
     )
 }
@@ -329,13 +377,19 @@ mod tests {
     fn the_share_page_carries_the_card() {
         let shared = super::super::engine::owned::SharedImage {
             task_id: super::super::ids::TaskId::from_db("t".into()),
+            owner: "u".into(),
+            scale: None,
             prompt: "a \"cat\" <script>".into(),
             content_type: Some("image/png".into()),
             width: Some(1024),
             height: Some(768),
         };
-        let html = share_html("https://darkroom.example", "tok", &shared, "/pkg/darkroom.css");
+        let html = share_html("https://darkroom.example", "tok", &shared, "/pkg/darkroom.css", None);
         assert!(html.contains(r#"<meta property="og:image" content="https://darkroom.example/s/tok/image">"#));
+        assert!(!html.contains("Upscale"), "only its owner is offered an upscale");
+        let upscaler = super::super::catalogue::Upscaler::builtin(20);
+        let owned = share_html("https://darkroom.example", "tok", &shared, "/pkg/darkroom.css", Some(&upscaler));
+        assert!(owned.contains(r#"action="/api/upscale_image""#) && owned.contains(">Upscale</button>"));
         assert!(html.contains(r#"<meta property="og:image:width" content="1024">"#));
         assert!(html.contains(r#"<meta property="og:image:height" content="768">"#));
         assert!(html.contains(r#"<meta name="twitter:card" content="summary_large_image">"#));

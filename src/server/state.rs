@@ -81,6 +81,10 @@ pub struct Shared {
     pub task_changes: Arc<AttemptLimiter<String>>,
     /// Checkouts started per account ([`PURCHASES_PER_MINUTE`]).
     pub purchase_attempts: Arc<AttemptLimiter<String>>,
+    /// Images uploaded per account (`uploads::UPLOADS_PER_MINUTE`).
+    pub upload_attempts: Arc<AttemptLimiter<String>>,
+    /// Where uploads wait for their decode.
+    pub spool: Arc<super::uploads::Spool>,
     pub metrics: Arc<Metrics>,
     pub leptos_options: LeptosOptions,
     /// The time the engine, the reconciler and the simulator go by.

@@ -1,6 +1,7 @@
 //! The simulator's API: create, get and cancel predictions with Replicate's
 //! JSON shapes, status codes and bearer-token auth. A create's inputs are
-//! all checked (422 naming the field) before anything happens.
+//! all checked (422 naming the field) before anything happens; an input
+//! image is read last, being the costliest check.
 
 use std::sync::Arc;
 
@@ -19,7 +20,8 @@ use super::{
     SLOW_DURATION_MS, Sim,
     directive::Directives,
     id::Ticket,
-    inputs::{Inputs, type_name},
+    images,
+    inputs::{self, Inputs, type_name},
     timeline::{prediction_json, state_at},
     webhooks,
 };
@@ -63,7 +65,7 @@ pub(super) async fn create_for_model(
         return Err(invalid("model", "invalid_format", &description));
     }
     let json = parse_json(&body)?;
-    create(&sim, format!("{owner}/{name}"), String::new(), &headers, &json)
+    create(&sim, format!("{owner}/{name}"), String::new(), &headers, &json).await
 }
 
 /// `POST /v1/predictions` with `version`: `owner/name:version`,
@@ -86,10 +88,10 @@ pub(super) async fn create_for_version(
     if !model_ok || !(version.is_empty() || is_name(&version)) {
         return Err(invalid("version", "invalid_format", "version is not a valid model version"));
     }
-    create(&sim, model, version, &headers, &json)
+    create(&sim, model, version, &headers, &json).await
 }
 
-fn create(
+async fn create(
     sim: &Arc<Sim>,
     model: String,
     version: String,
@@ -97,8 +99,10 @@ fn create(
     json: &Value,
 ) -> Result<Response, Problem> {
     let input = input_of(json)?;
-    let prompt = prompt_of(input)?;
-    let inputs = Inputs::parse(input, rand::random).map_err(|e| invalid(e.field, e.kind, &e.description))?;
+    let image_given = input.get("image").is_some_and(|v| !v.is_null());
+    let prompt = prompt_of(input, image_given)?;
+    let image = inputs::image_source(input, &sim.upload_url("")).map_err(rejected)?;
+    let mut inputs = Inputs::parse(input, rand::random).map_err(rejected)?;
     let webhook = webhooks::parse(json).map_err(|e| invalid(e.field, e.kind, &e.description))?;
     let cancel_after_ms = match headers.get("cancel-after") {
         None => 0,
@@ -110,6 +114,9 @@ fn create(
             }
         },
     };
+    if let Some(source) = image {
+        inputs.image = Some(images::open(sim, source, inputs.scale).await.map_err(rejected)?);
+    }
     let directives = Directives::parse(&prompt);
     let duration_ms = if let Some(ms) = directives.duration_ms {
         ms
@@ -198,9 +205,12 @@ fn input_of(json: &Value) -> Result<&Map<String, Value>, Problem> {
     json.get("input").and_then(Value::as_object).ok_or_else(|| invalid("input", "required", "input is required"))
 }
 
-/// `input.prompt`, which must be a non-blank string of bounded length.
-fn prompt_of(input: &Map<String, Value>) -> Result<String, Problem> {
+/// `input.prompt`, which must be a non-blank string of bounded length; with
+/// an `image` it may be left out (an upscaler takes none), and is then
+/// empty.
+fn prompt_of(input: &Map<String, Value>, image_given: bool) -> Result<String, Problem> {
     match input.get("prompt") {
+        None | Some(Value::Null) if image_given => Ok(String::new()),
         None | Some(Value::Null) => Err(invalid("input", "required", "prompt is required")),
         Some(Value::String(p)) if p.trim().is_empty() => {
             Err(invalid("input.prompt", "string_too_short", "String length must be greater than or equal to 1"))
@@ -256,8 +266,13 @@ fn is_name(s: &str) -> bool {
         && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
+/// A model input that cannot be used, as a 422.
+fn rejected(e: inputs::Invalid) -> Problem {
+    invalid(e.field, e.kind, &e.description)
+}
+
 /// A 422 in Replicate's shape.
-fn invalid(field: &str, kind: &str, description: &str) -> Problem {
+pub(super) fn invalid(field: &str, kind: &str, description: &str) -> Problem {
     problem(
         StatusCode::UNPROCESSABLE_ENTITY,
         json!({
@@ -280,11 +295,16 @@ fn throttled() -> Response {
     response
 }
 
-fn not_found() -> Response {
+pub(super) fn not_found() -> Response {
     problem(StatusCode::NOT_FOUND, json!({"detail": "Not found.", "status": 404})).into_response()
 }
 
-fn problem(status: StatusCode, body: Value) -> Problem {
+/// A 500 that says nothing of its cause (which the server logs).
+pub(super) fn internal_error() -> Problem {
+    problem(StatusCode::INTERNAL_SERVER_ERROR, json!({"detail": "Internal server error.", "status": 500}))
+}
+
+pub(super) fn problem(status: StatusCode, body: Value) -> Problem {
     Problem { status, body }
 }
 

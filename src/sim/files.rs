@@ -1,8 +1,9 @@
 //! The simulator's output files, as a delivery host would serve them: each
-//! output's rendered PNG while the outputs live, 410 once they expired, and
-//! the odd outputs that `#huge`, `#notimage` and `#bad-output` ask for.
+//! output's rendered PNG while the outputs live (an upscale's made from its
+//! input file, 404 once that file is gone), 410 once they expired, and the
+//! odd outputs that `#huge`, `#notimage` and `#bad-output` ask for.
 
-use std::{convert::Infallible, sync::Arc};
+use std::{convert::Infallible, fmt::Display, sync::Arc};
 
 use axum::{
     body::{Body, Bytes},
@@ -16,6 +17,7 @@ use super::{
     Sim,
     directive::Directives,
     id::Ticket,
+    images,
     render::{self, Picture},
     timeline::{Status, output_expired, state_at},
 };
@@ -56,6 +58,14 @@ pub(super) async fn serve(State(sim): State<Arc<Sim>>, Path((id, file)): Path<(S
     if directives.bad_output && index + 1 == ticket.inputs.outputs() {
         return not_found();
     }
+    // An upscale is made from its input file: without it, the output is lost.
+    let upscale = match ticket.inputs.upscale() {
+        Some(upscale) => match sim.uploads.get(upscale.file, now) {
+            Some(file) => Some((file, upscale.to)),
+            None => return not_found(),
+        },
+        None => None,
+    };
     if directives.expire || output_expired(&sim, &state, now) {
         return (StatusCode::GONE, "Gone: this output has expired").into_response();
     }
@@ -66,8 +76,14 @@ pub(super) async fn serve(State(sim): State<Arc<Sim>>, Path((id, file)): Path<(S
     if directives.huge {
         return huge(sim.cfg.huge_bytes);
     }
+    if let Some((file, (width, height))) = upscale {
+        let _permit = sim.image_work.acquire().await.ok();
+        return serve_png(move || images::upscale_png(&file.bytes, width, height)).await;
+    }
     let (width, height) = ticket.inputs.size();
-    image(Picture { seed: ticket.inputs.seed.value(), prompt: ticket.prompt, index, width, height }).await
+    let guide = ticket.inputs.guide();
+    let picture = Picture { seed: ticket.inputs.seed.value(), prompt: ticket.prompt, index, width, height, guide };
+    serve_png(move || render::render_png(&picture)).await
 }
 
 /// Whatever a file answer is (a PNG, HTML standing in for one, an error),
@@ -84,13 +100,15 @@ fn not_found() -> Response {
     (StatusCode::NOT_FOUND, "Not found").into_response()
 }
 
-/// Renders the picture off the async threads and serves it.
-async fn image(picture: Picture) -> Response {
-    match tokio::task::spawn_blocking(move || render::render_png(&picture)).await {
+/// Makes a PNG off the async threads and serves it.
+async fn serve_png<E: Display + Send + 'static>(
+    make: impl FnOnce() -> Result<Vec<u8>, E> + Send + 'static,
+) -> Response {
+    match tokio::task::spawn_blocking(make).await {
         Ok(Ok(png)) => ([(header::CONTENT_TYPE, "image/png"), (header::CACHE_CONTROL, "private, max-age=3600")], png)
             .into_response(),
         Ok(Err(e)) => {
-            tracing::error!(error = %e, "simulator could not encode its image");
+            tracing::error!(error = %e, "simulator could not make its image");
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }
         Err(e) => {

@@ -6,11 +6,19 @@
 //! - format 1 (before model inputs; still opened): format, created (u64),
 //!   duration (u32), cancel-after (u32), nonce (4 bytes), model and version
 //!   (u8 length + bytes each), then the prompt to the end;
-//! - format 2 (minted now): the same up to the version, then the inputs:
-//!   aspect ratio (u8 code, 0 = none), `num_outputs` (u8, 0 = not given),
-//!   flags (u8: seed given, negative prompt given), seed (u32), output
-//!   format (u8 code, 0 = none), negative prompt (u16 length + bytes), then
-//!   the prompt to the end.
+//! - format 2 (minted for creates without images in): the same up to the
+//!   version, then the inputs: aspect ratio (u8 code, 0 = none),
+//!   `num_outputs` (u8, 0 = not given), flags (u8: seed given, negative
+//!   prompt given), seed (u32), output format (u8 code, 0 = none), negative
+//!   prompt (u16 length + bytes), then the prompt to the end;
+//! - format 3 (minted when the create gave `image`, `prompt_strength` or
+//!   `scale`): format 2 up to the negative prompt, then flags (u8:
+//!   strength, scale, image, grid), `prompt_strength` and `scale` when
+//!   given (f64 each), and with an image its file id (u8 length + bytes),
+//!   width and height (u16 each) and, for image-to-image, its colour grid
+//!   (12×12 RGB bytes); then the prompt to the end. So an image-to-image
+//!   output renders from the id alone, and an upscale's from the file the
+//!   id names (the output size follows from the input size and the scale).
 //!
 //! The HMAC tag follows the payload.
 
@@ -18,14 +26,22 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use super::inputs::{AspectRatio, Inputs, MAX_OUTPUTS, OutputFormat, Seed};
+use super::{
+    inputs::{
+        AspectRatio, Image, Inputs, MAX_IMAGE_SIDE, MAX_OUTPUTS, MAX_UPSCALED_SIDE, Number, OutputFormat, SCALE_RANGE,
+        STRENGTH_RANGE, Seed, is_file_id, upscaled_size,
+    },
+    render::{GRID_BYTES, Grid},
+};
 
 type HmacSha256 = Hmac<Sha256>;
 
 /// Ids from before model inputs: they open with [`Inputs::from_prompt`].
 const FORMAT_V1: u8 = 1;
-/// The format minted now: with model inputs.
+/// With model inputs: minted for creates without images in.
 const FORMAT_V2: u8 = 2;
+/// With model inputs and images in.
+const FORMAT_V3: u8 = 3;
 /// Bytes of the HMAC kept in the id.
 const TAG_LEN: usize = 16;
 /// Fixed part: format, created, duration, cancel-after, nonce.
@@ -37,6 +53,12 @@ const INPUTS_LEN: usize = 1 + 1 + 1 + 4 + 1 + 2;
 const SEED_GIVEN: u8 = 1;
 /// Flag: the create gave a negative prompt (possibly empty).
 const NEGATIVE_GIVEN: u8 = 2;
+/// Format 3's flags: `prompt_strength` given, `scale` given, an image, its
+/// colour grid.
+const STRENGTH_GIVEN: u8 = 1;
+const SCALE_GIVEN: u8 = 2;
+const IMAGE_GIVEN: u8 = 4;
+const GRID_GIVEN: u8 = 8;
 /// Longest id we try to decode (prompts and negative prompts are capped
 /// well below this).
 const MAX_ID_LEN: usize = 32 * 1024;
@@ -70,9 +92,11 @@ impl Ticket {
     /// id's tag, as [`Ticket::open`] would.
     pub(super) fn seal(&self, secret: &[u8]) -> (String, Tag) {
         let negative = self.inputs.negative_prompt.as_deref().unwrap_or_default();
-        let capacity = HEADER_LEN + INPUTS_LEN + 2 + 255 * 2 + negative.len() + self.prompt.len() + TAG_LEN;
+        let images_in = self.inputs.images_in();
+        let extras = if images_in { 1 + 8 + 8 + 1 + 255 + 4 + GRID_BYTES } else { 0 };
+        let capacity = HEADER_LEN + INPUTS_LEN + 2 + 255 * 2 + negative.len() + extras + self.prompt.len() + TAG_LEN;
         let mut bytes = Vec::with_capacity(capacity);
-        bytes.push(FORMAT_V2);
+        bytes.push(if images_in { FORMAT_V3 } else { FORMAT_V2 });
         bytes.extend_from_slice(&self.created_ms.to_be_bytes());
         bytes.extend_from_slice(&self.duration_ms.to_be_bytes());
         bytes.extend_from_slice(&self.cancel_after_ms.to_be_bytes());
@@ -80,6 +104,9 @@ impl Ticket {
         push_short_str(&mut bytes, &self.model);
         push_short_str(&mut bytes, &self.version);
         push_inputs(&mut bytes, &self.inputs);
+        if images_in {
+            push_images_in(&mut bytes, &self.inputs);
+        }
         bytes.extend_from_slice(self.prompt.as_bytes());
         let digest = mac(secret, &bytes).finalize().into_bytes();
         let mut tag = [0; TAG_LEN];
@@ -100,7 +127,7 @@ impl Ticket {
         mac(secret, payload).verify_truncated_left(tag).ok()?;
         let mut reader = Reader(payload);
         let format = reader.u8()?;
-        if format != FORMAT_V1 && format != FORMAT_V2 {
+        if !matches!(format, FORMAT_V1 | FORMAT_V2 | FORMAT_V3) {
             return None;
         }
         let created_ms = u64::from_be_bytes(reader.array()?);
@@ -109,7 +136,10 @@ impl Ticket {
         let nonce = reader.array()?;
         let model = reader.short_str()?;
         let version = reader.short_str()?;
-        let inputs = if format == FORMAT_V2 { Some(read_inputs(&mut reader)?) } else { None };
+        let mut inputs = if format == FORMAT_V1 { None } else { Some(read_inputs(&mut reader)?) };
+        if let (FORMAT_V3, Some(inputs)) = (format, inputs.as_mut()) {
+            read_images_in(&mut reader, inputs)?;
+        }
         let prompt = String::from_utf8(reader.0.to_vec()).ok()?;
         let inputs = inputs.unwrap_or_else(|| Inputs::from_prompt(&prompt));
         let ticket = Self { created_ms, duration_ms, cancel_after_ms, nonce, model, version, prompt, inputs };
@@ -157,7 +187,72 @@ fn read_inputs(reader: &mut Reader<'_>) -> Option<Inputs> {
     };
     let negative = reader.long_str()?;
     let negative_prompt = (flags & NEGATIVE_GIVEN != 0).then_some(negative);
-    Some(Inputs { aspect_ratio, num_outputs, seed, negative_prompt, output_format })
+    Some(Inputs {
+        aspect_ratio,
+        num_outputs,
+        seed,
+        negative_prompt,
+        output_format,
+        prompt_strength: None,
+        scale: None,
+        image: None,
+    })
+}
+
+/// Appends format 3's inputs of images in.
+fn push_images_in(bytes: &mut Vec<u8>, inputs: &Inputs) {
+    let grid = inputs.image.as_ref().and_then(|image| image.grid.as_ref());
+    let flags = [
+        (inputs.prompt_strength.is_some(), STRENGTH_GIVEN),
+        (inputs.scale.is_some(), SCALE_GIVEN),
+        (inputs.image.is_some(), IMAGE_GIVEN),
+        (grid.is_some(), GRID_GIVEN),
+    ];
+    bytes.push(flags.iter().filter(|(given, _)| *given).fold(0, |all, (_, flag)| all | flag));
+    for number in [inputs.prompt_strength, inputs.scale].into_iter().flatten() {
+        bytes.extend_from_slice(&number.get().to_be_bytes());
+    }
+    if let Some(image) = &inputs.image {
+        push_short_str(bytes, &image.file);
+        for side in [image.width, image.height] {
+            bytes.extend_from_slice(&u16::try_from(side).unwrap_or(u16::MAX).to_be_bytes());
+        }
+    }
+    if let Some(grid) = grid {
+        bytes.extend_from_slice(&grid.0);
+    }
+}
+
+/// Reads what [`push_images_in`] wrote into `inputs`; `None` for anything
+/// it never writes: no flag, an unknown one, a grid without an image or
+/// with a scale, an image with neither, a number or a size out of range.
+fn read_images_in(reader: &mut Reader<'_>, inputs: &mut Inputs) -> Option<()> {
+    let flags = reader.u8()?;
+    let has = |flag: u8| flags & flag != 0;
+    let known = STRENGTH_GIVEN | SCALE_GIVEN | IMAGE_GIVEN | GRID_GIVEN;
+    let image_fits = if has(IMAGE_GIVEN) { has(GRID_GIVEN) != has(SCALE_GIVEN) } else { !has(GRID_GIVEN) };
+    if flags == 0 || flags & !known != 0 || !image_fits {
+        return None;
+    }
+    let mut number = |given: bool, range| {
+        if given { reader.f64().and_then(|n| Number::within(n, range)).map(Some) } else { Some(None) }
+    };
+    inputs.prompt_strength = number(has(STRENGTH_GIVEN), STRENGTH_RANGE)?;
+    inputs.scale = number(has(SCALE_GIVEN), SCALE_RANGE)?;
+    if has(IMAGE_GIVEN) {
+        let file = reader.short_str().filter(|id| is_file_id(id))?;
+        let mut side = || reader.u16().map(u32::from).filter(|side| (1..=MAX_IMAGE_SIDE).contains(side));
+        let (width, height) = (side()?, side()?);
+        let grid = if has(GRID_GIVEN) { Some(Grid(reader.array()?)) } else { None };
+        inputs.image = Some(Image { file, width, height, grid });
+    }
+    if let Some(upscale) = inputs.upscale() {
+        let (width, height) = upscaled_size(upscale.from, upscale.scale);
+        if width > MAX_UPSCALED_SIDE || height > MAX_UPSCALED_SIDE {
+            return None;
+        }
+    }
+    Some(())
 }
 
 fn mac(secret: &[u8], payload: &[u8]) -> HmacSha256 {
@@ -210,8 +305,16 @@ impl<'a> Reader<'a> {
         self.array::<1>().map(|[b]| b)
     }
 
+    fn u16(&mut self) -> Option<u16> {
+        self.array().map(u16::from_be_bytes)
+    }
+
     fn u32(&mut self) -> Option<u32> {
         self.array().map(u32::from_be_bytes)
+    }
+
+    fn f64(&mut self) -> Option<f64> {
+        self.array().map(f64::from_be_bytes)
     }
 
     fn short_str(&mut self) -> Option<String> {
@@ -247,8 +350,39 @@ mod tests {
                 seed: Seed::Given(u32::MAX),
                 negative_prompt: Some("blurry, ☁ ".repeat(200)),
                 output_format: OutputFormat::from_code(1),
+                prompt_strength: None,
+                scale: None,
+                image: None,
             },
         }
+    }
+
+    /// A grid whose every byte differs from its neighbours.
+    fn grid() -> Grid {
+        let mut cells = [0; GRID_BYTES];
+        for (n, cell) in cells.iter_mut().enumerate() {
+            *cell = (n * 7 % 256) as u8;
+        }
+        Grid(cells)
+    }
+
+    fn guided() -> Inputs {
+        let image = Image { file: "0123456789abcdef01234567".into(), width: 8192, height: 1, grid: Some(grid()) };
+        Inputs {
+            prompt_strength: Number::within(0.35, STRENGTH_RANGE),
+            image: Some(image),
+            negative_prompt: None,
+            ..ticket().inputs
+        }
+    }
+
+    fn upscale() -> Inputs {
+        let image = Image { file: "up-file_1".into(), width: 1024, height: 512, grid: None };
+        Inputs { scale: Number::within(4.0, SCALE_RANGE), image: Some(image), negative_prompt: None, ..ticket().inputs }
+    }
+
+    fn format_of(id: &str) -> Option<u8> {
+        URL_SAFE_NO_PAD.decode(id).ok().and_then(|bytes| bytes.first().copied())
     }
 
     /// Signs `payload` as [`Ticket::seal`] does, whatever its layout.
@@ -288,6 +422,9 @@ mod tests {
             seed: Seed::Picked(0),
             negative_prompt: None,
             output_format: None,
+            prompt_strength: None,
+            scale: None,
+            image: None,
         };
         let empty_negative = Inputs { negative_prompt: Some(String::new()), seed: Seed::Given(0), ..none.clone() };
         let longest = Inputs { negative_prompt: Some("ß".repeat(2000)), ..ticket().inputs };
@@ -354,8 +491,74 @@ mod tests {
             assert!(Ticket::open(&sign(&bad, b"k"), b"k").is_none(), "offset {offset} = {value}");
         }
         let mut future = payload.to_vec();
-        future[0] = 3;
+        future[0] = 4;
         assert!(Ticket::open(&sign(&future, b"k"), b"k").is_none(), "an unknown format");
+    }
+
+    #[test]
+    fn a_v3_id_round_trips_images_in() {
+        let strength_only = Inputs { prompt_strength: Number::within(0.0, STRENGTH_RANGE), ..ticket().inputs };
+        let scale_only = Inputs { scale: Number::within(2.5, SCALE_RANGE), ..ticket().inputs };
+        let no_prompt = Ticket { prompt: String::new(), inputs: upscale(), ..ticket() };
+        let cases = [
+            Ticket { inputs: strength_only, ..ticket() },
+            Ticket { inputs: scale_only, ..ticket() },
+            Ticket { inputs: guided(), ..ticket() },
+            Ticket { inputs: upscale(), ..ticket() },
+            no_prompt,
+        ];
+        for (n, sealed) in cases.into_iter().enumerate() {
+            let (id, _) = sealed.seal(b"secret");
+            assert_eq!(format_of(&id), Some(FORMAT_V3), "case {n}");
+            let opened = Ticket::open(&id, b"secret").map(|(t, _)| t);
+            assert_eq!(opened.as_ref(), Some(&sealed), "case {n}");
+        }
+        assert_eq!(format_of(&ticket().seal(b"k").0), Some(FORMAT_V2), "no images in: format 2, as before");
+    }
+
+    #[test]
+    fn a_signed_v3_id_with_values_never_written_does_not_open() {
+        // Where the images-in flags sit: no negative prompt, so right after
+        // format 2's fixed inputs and an empty negative prompt's length.
+        let extras = HEADER_LEN + 1 + "stability-ai/sdxl".len() + 1 + INPUTS_LEN;
+        let payload_of = |inputs: Inputs| {
+            let bytes = URL_SAFE_NO_PAD.decode(Ticket { inputs, ..ticket() }.seal(b"k").0).unwrap_or_default();
+            bytes[..bytes.len() - TAG_LEN].to_vec()
+        };
+        let opens = |payload: &[u8]| Ticket::open(&sign(payload, b"k"), b"k").is_some();
+        let (guided, upscale) = (payload_of(guided()), payload_of(upscale()));
+        assert!(opens(&guided) && opens(&upscale));
+        assert_eq!(
+            (guided[extras], upscale[extras]),
+            (STRENGTH_GIVEN | IMAGE_GIVEN | GRID_GIVEN, SCALE_GIVEN | IMAGE_GIVEN)
+        );
+        let with = |payload: &[u8], at: usize, value: &[u8]| {
+            let mut bad = payload.to_vec();
+            bad[at..at + value.len()].copy_from_slice(value);
+            bad
+        };
+        let number = extras + 1;
+        let file = number + 8;
+        let sides = |payload: &[u8]| file + 1 + usize::from(payload[file]);
+        let bad = [
+            ("no flag", with(&guided, extras, &[0])),
+            ("an unknown flag", with(&guided, extras, &[16 | STRENGTH_GIVEN | IMAGE_GIVEN | GRID_GIVEN])),
+            ("an image without grid or scale", with(&guided, extras, &[STRENGTH_GIVEN | IMAGE_GIVEN])),
+            ("a grid without an image", with(&guided, extras, &[STRENGTH_GIVEN | GRID_GIVEN])),
+            ("a strength above 1", with(&guided, number, &1.5f64.to_be_bytes())),
+            ("a strength below 0", with(&guided, number, &(-0.5f64).to_be_bytes())),
+            ("a strength that is no number", with(&guided, number, &f64::NAN.to_be_bytes())),
+            ("a scale below 1", with(&upscale, number, &0.5f64.to_be_bytes())),
+            ("a scale above 10", with(&upscale, number, &11f64.to_be_bytes())),
+            ("an output side above 4096", with(&upscale, number, &8f64.to_be_bytes())),
+            ("a file id of other characters", with(&upscale, file + 1, b"up/")),
+            ("an empty file id", [&upscale[..file], &[0u8][..], &upscale[file + 1 + 9..]].concat()),
+            ("a width of 0", with(&upscale, sides(&upscale), &[0, 0])),
+            ("a height above 8192", with(&guided, sides(&guided) + 2, &8193u16.to_be_bytes())),
+        ];
+        for (what, payload) in bad {
+            assert!(!opens(&payload), "{what}");
+        }
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! from a delivery host, which is not limited.
 //!
 //! `GET /sim/_stats` answers what the simulator served since it started:
-//! `creates`, `gets`, `lists`, `cancels`, `files` and `throttled`.
+//! `creates`, `gets`, `lists`, `cancels`, `files` (output files served),
+//! `uploads` (files created through `POST /v1/files`) and `throttled`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -46,7 +47,8 @@ pub(super) enum Call {
     Get,
     List,
     Cancel,
-    /// Anything else of the API (the webhook secret): limited, not listed.
+    /// Anything else of the API (the webhook secret, the Files API):
+    /// limited, not listed.
     Other,
 }
 
@@ -92,6 +94,7 @@ pub(super) struct Stats {
     lists: AtomicU64,
     cancels: AtomicU64,
     files: AtomicU64,
+    uploads: AtomicU64,
     throttled: AtomicU64,
 }
 
@@ -110,6 +113,11 @@ impl Stats {
     /// An output file was served.
     pub(super) fn file(&self) {
         self.files.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A file was created through the Files API.
+    pub(super) fn upload(&self) {
+        self.uploads.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -147,6 +155,7 @@ pub(super) async fn stats(State(sim): State<Arc<Sim>>) -> Response {
         "lists": read(&s.lists),
         "cancels": read(&s.cancels),
         "files": read(&s.files),
+        "uploads": read(&s.uploads),
         "throttled": read(&s.throttled),
         "limits": sim.limiter.limits.to_string(),
     }))
@@ -166,6 +175,10 @@ mod tests {
         assert_eq!(Call::of(&Method::GET, "/v1/predictions/abc"), Call::Get);
         assert_eq!(Call::of(&Method::POST, "/v1/predictions/abc/cancel"), Call::Cancel);
         assert_eq!(Call::of(&Method::GET, "/v1/webhooks/default/secret"), Call::Other);
+        assert_eq!(Call::of(&Method::POST, "/v1/files"), Call::Other);
+        assert_eq!(Call::of(&Method::GET, "/v1/files"), Call::Other);
+        assert_eq!(Call::of(&Method::GET, "/v1/files/abc"), Call::Other);
+        assert_eq!(Call::of(&Method::DELETE, "/v1/files/abc"), Call::Other);
     }
 
     #[test]

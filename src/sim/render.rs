@@ -9,7 +9,11 @@
 //! noise scales) the height, so a wide image shows a wider view rather than
 //! stretched hills. At 512×512 every unit is one pixel, which keeps the
 //! images of ids minted before sizes existed byte for byte.
+//!
+//! An image-to-image output is the same landscape blended with its input's
+//! colour grid (see `guide.rs`), so it visibly follows the input.
 
+mod guide;
 mod noise;
 mod palette;
 
@@ -17,6 +21,8 @@ use sha2::{Digest, Sha256};
 
 use noise::{Rng, fbm1, fbm2, hash2};
 use palette::{PALETTES, Palette, Rgb, mix};
+
+pub(super) use guide::{GRID, GRID_BYTES, Grid, Guide};
 
 /// Width and height of an image without an aspect ratio, and the height of
 /// the frame scenes are designed in.
@@ -29,7 +35,7 @@ const MAX_LAYERS: usize = 6;
 const MAX_SIDE: u32 = 4096;
 
 /// What to render: one output of one prediction.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(super) struct Picture {
     pub prompt: String,
     pub seed: u32,
@@ -37,6 +43,8 @@ pub(super) struct Picture {
     pub index: u8,
     pub width: u32,
     pub height: u32,
+    /// The input image an image-to-image output follows.
+    pub guide: Option<Guide>,
 }
 
 /// The seed of an id minted before seeds could be asked for: the first four
@@ -64,20 +72,33 @@ pub(super) fn hex_digest(bytes: &[u8]) -> String {
     Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Renders the picture's landscape and encodes it as an RGB PNG.
-/// CPU-bound (tens of ms): call it from `spawn_blocking`. Sides are
-/// clamped to 1..=4096.
+/// Renders the picture's landscape (blended with its guide, if any) and
+/// encodes it as an RGB PNG. CPU-bound (tens of ms): call it from
+/// `spawn_blocking`. Sides are clamped to 1..=4096.
 pub(super) fn render_png(picture: &Picture) -> Result<Vec<u8>, png::EncodingError> {
     let (width, height) = (picture.width.clamp(1, MAX_SIDE), picture.height.clamp(1, MAX_SIDE));
     let scene = Scene::new(scene_seed(&picture.prompt, picture.seed, picture.index), width, height);
-    let pixels = scene.paint();
+    let mut pixels = scene.paint();
+    if let Some(guide) = &picture.guide {
+        guide.blend(&mut pixels, scene.frame.width, scene.frame.height);
+    }
+    encode_png(width, height, png::ColorType::Rgb, &pixels)
+}
+
+/// Encodes 8-bit pixels of `color` (RGB or RGBA, row by row) as a PNG.
+pub(super) fn encode_png(
+    width: u32,
+    height: u32,
+    color: png::ColorType,
+    pixels: &[u8],
+) -> Result<Vec<u8>, png::EncodingError> {
     let mut out = Vec::with_capacity(pixels.len() / 3);
     let mut encoder = png::Encoder::new(&mut out, width, height);
-    encoder.set_color(png::ColorType::Rgb);
+    encoder.set_color(color);
     encoder.set_depth(png::BitDepth::Eight);
     encoder.set_compression(png::Compression::Fast);
     let mut writer = encoder.write_header()?;
-    writer.write_image_data(&pixels)?;
+    writer.write_image_data(pixels)?;
     writer.finish()?;
     Ok(out)
 }

@@ -2,7 +2,9 @@
 //! alone (plus a remembered cancel), and how it looks as Replicate's JSON.
 //!
 //! A prediction spends the first tenth of its duration `starting`, then
-//! `processing` with tqdm-style logs growing over 30 steps, then ends
+//! `processing` with tqdm-style logs growing over 30 steps (after a line
+//! saying what it does: the seed, and the input image it starts from or
+//! upscales), then ends
 //! `succeeded` (or `failed` for `#fail`); a cancel, or `Cancel-After`,
 //! stops it earlier as `canceled`.
 
@@ -11,7 +13,7 @@ use serde_json::{Value, json};
 use super::{Sim, directive::Directives, id::Ticket, render};
 
 /// Replicate's timestamps: RFC 3339 with microseconds.
-fn rfc3339(ms: u64) -> String {
+pub(super) fn rfc3339(ms: u64) -> String {
     crate::server::clock::rfc3339_micros(i64::try_from(ms).unwrap_or(i64::MAX))
 }
 
@@ -94,7 +96,7 @@ pub(super) fn prediction_json(sim: &Sim, id: &str, ticket: &Ticket, state: &Stat
     let succeeded = state.status == Status::Succeeded;
     let removed = succeeded && output_expired(sim, state, now_ms);
     let error = (state.status == Status::Failed).then_some(FAIL_MESSAGE);
-    let mut logs = logs(ticket.inputs.seed.value(), state);
+    let mut logs = logs(&intro(ticket), state);
     if let Some(error) = error {
         logs.push_str(&format!("RuntimeError: {error}\n"));
     }
@@ -106,7 +108,7 @@ pub(super) fn prediction_json(sim: &Sim, id: &str, ticket: &Ticket, state: &Stat
         "id": id,
         "model": ticket.model,
         "version": version_of(ticket),
-        "input": ticket.inputs.echo(&ticket.prompt),
+        "input": ticket.inputs.echo(&ticket.prompt, |file| sim.upload_url(file)),
         "logs": logs,
         "output": succeeded.then(|| output_urls(sim, id, ticket)),
         "data_removed": removed,
@@ -140,16 +142,32 @@ fn version_of(ticket: &Ticket) -> String {
     if ticket.version.is_empty() { render::hex_digest(ticket.model.as_bytes()) } else { ticket.version.clone() }
 }
 
-/// What a diffusion model prints: the seed, then a tqdm bar redrawn with
-/// `\r` after every step, and a newline once it finishes.
-pub(super) fn logs(seed: u32, state: &State) -> String {
+/// What the model prints first: an upscaler what it upscales; a diffusion
+/// model its seed, and the image it starts from if any.
+fn intro(ticket: &Ticket) -> String {
+    let inputs = &ticket.inputs;
+    if let Some(upscale) = inputs.upscale() {
+        let ((width, height), scale) = (upscale.from, upscale.scale);
+        return format!("Upscaling {width}x{height} by {scale}\n");
+    }
+    let mut intro = format!("Using seed: {}\n", inputs.seed.value());
+    if let Some(image) = &inputs.image {
+        let (width, height, strength) = (image.width, image.height, inputs.strength());
+        intro.push_str(&format!("Image to image from {width}x{height}, prompt strength {strength}\n"));
+    }
+    intro
+}
+
+/// What the model prints: its `intro` once it started, then a tqdm bar
+/// redrawn with `\r` after every step, and a newline once it finishes.
+pub(super) fn logs(intro: &str, state: &State) -> String {
     if state.started_ms.is_none() {
         return String::new();
     }
     let step_ms = (state.run_ms / STEPS).max(1);
     let steps_done = (state.ran_ms / step_ms).min(STEPS);
     let lines: Vec<String> = (0..=steps_done).map(|n| tqdm_line(n, step_ms)).collect();
-    let mut logs = format!("Using seed: {seed}\n{}", lines.join("\r"));
+    let mut logs = format!("{intro}{}", lines.join("\r"));
     if steps_done == STEPS {
         logs.push('\n');
     }
@@ -184,6 +202,7 @@ fn clock_text(ms: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sim::inputs::{Image, Inputs, Number, SCALE_RANGE, Seed};
 
     fn ticket(prompt: &str, cancel_after_ms: u32) -> Ticket {
         Ticket {
@@ -194,7 +213,7 @@ mod tests {
             model: "a/b".into(),
             version: String::new(),
             prompt: prompt.into(),
-            inputs: crate::sim::inputs::Inputs::from_prompt(prompt),
+            inputs: Inputs::from_prompt(prompt),
         }
     }
 
@@ -233,8 +252,9 @@ mod tests {
 
     #[test]
     fn logs_grow_like_tqdm_and_end_at_100_percent() {
-        let t = ticket("a cat", 0);
-        let at = |ms: u64| logs(42, &state_at(&t, None, 1_000_000 + ms));
+        let t =
+            Ticket { inputs: Inputs { seed: Seed::Given(42), ..Inputs::from_prompt("a cat") }, ..ticket("a cat", 0) };
+        let at = |ms: u64| logs(&intro(&t), &state_at(&t, None, 1_000_000 + ms));
         assert_eq!(at(500), "");
         let half = at(5_500);
         assert!(half.starts_with("Using seed: 42\n  0%|          | 0/30 [00:00<?, ?it/s]\r"));
@@ -243,5 +263,24 @@ mod tests {
         assert!(done.ends_with("100%|██████████| 30/30 [00:09<00:00,  3.33it/s]\n"), "{done}");
         assert_eq!(tqdm_line(14, 250), " 46%|████▋     | 14/30 [00:03<00:04,  4.00it/s]");
         assert_eq!(tqdm_line(1, 2_000), "  3%|▎         | 1/30 [00:02<00:58,  2.00s/it]");
+    }
+
+    #[test]
+    fn the_logs_say_what_an_image_prediction_does() {
+        let image = Image { file: "f".into(), width: 512, height: 384, grid: None };
+        let guided = Ticket {
+            inputs: Inputs { image: Some(image.clone()), seed: Seed::Given(7), ..Inputs::from_prompt("a cat") },
+            ..ticket("a cat", 0)
+        };
+        assert_eq!(intro(&guided), "Using seed: 7\nImage to image from 512x384, prompt strength 0.8\n");
+        let upscale = Ticket {
+            inputs: Inputs { image: Some(image), scale: Number::within(4.0, SCALE_RANGE), ..Inputs::from_prompt("") },
+            ..ticket("", 0)
+        };
+        assert_eq!(intro(&upscale), "Upscaling 512x384 by 4\n");
+        let done = logs(&intro(&upscale), &state_at(&upscale, None, 2_000_000));
+        assert!(
+            done.starts_with("Upscaling 512x384 by 4\n  0%|") && done.ends_with("30/30 [00:09<00:00,  3.33it/s]\n")
+        );
     }
 }

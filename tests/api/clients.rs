@@ -20,9 +20,21 @@ async fn replicates_python_client_runs_against_the_simulator_with_its_limits() {
         ("DARKROOM_SIM_DURATION_MS", "300"),
     ])
     .await;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/replicate_client.py");
+    run_replicate_script(&app, "replicate_client.py", "replicate client: ok").await;
+}
+
+#[tokio::test]
+#[ignore = "needs Python's replicate package: make test installs it and runs this"]
+async fn replicates_python_client_uploads_a_file_input_through_the_files_api() {
+    let app = spawn_app_with(&[("DARKROOM_SIM_TOKEN", TOKEN), ("DARKROOM_SIM_DURATION_MS", "300")]).await;
+    run_replicate_script(&app, "replicate_files.py", "replicate files: ok").await;
+}
+
+/// Runs `tests/clients/<script>` with Replicate's client pointed at the
+/// app's simulator; it must succeed and print `ok`.
+async fn run_replicate_script(app: &crate::helpers::TestApp, script: &str, ok: &str) {
     let out = tokio::process::Command::new("python3")
-        .arg(script)
+        .arg(format!("{}/tests/clients/{script}", env!("CARGO_MANIFEST_DIR")))
         .env("REPLICATE_API_TOKEN", TOKEN)
         // The client's base is the API's host: it adds `/v1` itself.
         .env("REPLICATE_BASE_URL", format!("{}/sim", app.base))
@@ -32,7 +44,7 @@ async fn replicates_python_client_runs_against_the_simulator_with_its_limits() {
         .expect("python3");
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     assert!(out.status.success(), "{}\n{}", text(&out.stdout), text(&out.stderr));
-    assert!(text(&out.stdout).contains("replicate client: ok"));
+    assert!(text(&out.stdout).contains(ok));
 }
 
 #[tokio::test]

@@ -7,6 +7,7 @@ mod cancel;
 mod cli;
 mod clients;
 mod helpers;
+mod images;
 mod inputs;
 mod pages;
 mod payments;

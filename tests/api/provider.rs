@@ -320,17 +320,22 @@ async fn create_with_sends_the_models_inputs_as_replicate_expects() {
     )
     .unwrap_or_else(|e| panic!("{e}"));
     let (flux, sdxl) = (&catalogue[0], &catalogue[1]);
-    let chosen =
-        RawInputs { aspect_ratio: Some("16:9"), num_outputs: Some("2"), seed: Some("42"), negative_prompt: None };
+    let chosen = RawInputs {
+        aspect_ratio: Some("16:9"),
+        num_outputs: Some("2"),
+        seed: Some("42"),
+        negative_prompt: None,
+        image: None,
+    };
     let inputs = flux.check(&chosen).unwrap_or_else(|e| panic!("{e:?}"));
     provider
-        .create_with(&flux.id, flux.provider_input("a red fox", &inputs), None)
+        .create_with(&flux.id, flux.provider_input("a red fox", &inputs, None), None)
         .await
         .unwrap_or_else(|e| panic!("{e:?}"));
     let chosen = RawInputs { negative_prompt: Some("blurry, low quality"), ..RawInputs::default() };
     let inputs = sdxl.check(&chosen).unwrap_or_else(|e| panic!("{e:?}"));
     provider
-        .create_with(&sdxl.id, sdxl.provider_input("a blue fox", &inputs), None)
+        .create_with(&sdxl.id, sdxl.provider_input("a blue fox", &inputs, None), None)
         .await
         .unwrap_or_else(|e| panic!("{e:?}"));
 

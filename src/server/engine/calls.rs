@@ -5,7 +5,7 @@
 
 use super::budget::{Call, Priority, Spend};
 use crate::error::Result;
-use crate::provider::{Prediction, ProviderError};
+use crate::provider::{Prediction, ProviderError, ProviderFile};
 use crate::server::state::AppState;
 
 /// What a budgeted call came to.
@@ -27,6 +27,21 @@ pub async fn cancel(state: &AppState, prediction_id: &str) -> Result<Called<Pred
     }
     let answer = state.provider.cancel(prediction_id).await;
     counted(state, Call::Other, "cancel", &answer).await?;
+    Ok(Called::Answered(answer))
+}
+
+/// Uploads a task's image (`size` bytes of PNG, streamed from storage)
+/// for its prediction to read.
+pub async fn upload<S>(state: &AppState, bytes: S, size: u64) -> Result<Called<ProviderFile>>
+where
+    S: futures::Stream<Item = object_store::Result<bytes::Bytes>> + Send + 'static,
+{
+    if let Spend::Denied { wait_ms } = state.budget.take(Call::Other, Priority::Urgent).await? {
+        state.metrics.provider_call("file", "denied");
+        return Ok(Called::Denied { wait_ms });
+    }
+    let answer = state.provider.upload_file(bytes, size, "input.png", "image/png").await;
+    counted(state, Call::Other, "file", &answer).await?;
     Ok(Called::Answered(answer))
 }
 

@@ -102,6 +102,9 @@ mod tests {
             num_outputs: 2,
             seed: None,
             negative_prompt: None,
+            input_key: None,
+            source_task_id: None,
+            scale: None,
         }
     }
 

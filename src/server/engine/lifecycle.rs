@@ -382,6 +382,9 @@ mod tests {
             num_outputs: 1,
             seed: None,
             negative_prompt: None,
+            input_key: None,
+            source_task_id: None,
+            scale: None,
         }
     }
 

@@ -111,9 +111,11 @@ pub async fn purge(state: &AppState, task: &TaskId) -> Result<()> {
     store::purged(&state.db, task).await
 }
 
-/// Deletes every image of the task, and anything under `images/{task}/`.
+/// Deletes every image of the task, the image it started from, and
+/// anything under `images/{task}/`.
 async fn remove_objects(objects: &dyn ObjectStore, task: &TaskId) -> object_store::Result<()> {
     finalize::remove_outputs(objects, task).await?;
+    ignore_missing(objects.delete(&crate::server::uploads::input_key(task)).await)?;
     let prefix = ObjectPath::from(format!("images/{task}"));
     let under: Vec<_> = objects.list(Some(&prefix)).map_ok(|meta| meta.location).try_collect().await?;
     for location in under {

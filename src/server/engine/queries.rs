@@ -177,9 +177,23 @@ pub async fn stored_outputs(db: &Db, user: &str, task: &TaskId) -> Result<Option
     .transpose()
 }
 
+/// Where the image `user`'s `task` started from is stored, if it has one.
+pub async fn input_of(db: &Db, user: &str, task: &TaskId) -> Result<Option<String>> {
+    let row = sqlx::query("SELECT input_key FROM tasks WHERE id = $1 AND user_id = $2")
+        .bind(task.as_str())
+        .bind(user)
+        .fetch_optional(db)
+        .await?;
+    Ok(row.map(|r| r.try_get::<Option<String>, _>("input_key")).transpose()?.flatten())
+}
+
 /// A shared image as its public page shows it.
 pub struct SharedImage {
     pub task_id: TaskId,
+    /// Whose it is (the owner sees "Upscale" on the page).
+    pub owner: String,
+    /// An upscale's scale (an upscale is not offered again).
+    pub scale: Option<i64>,
     pub prompt: String,
     pub content_type: Option<String>,
     pub width: Option<i64>,
@@ -190,7 +204,7 @@ pub struct SharedImage {
 /// unshare or a deletion on any instance takes effect at once).
 pub async fn shared(db: &Db, token: &str) -> Result<Option<SharedImage>> {
     let row = sqlx::query(
-        "SELECT id, prompt, content_type, image_width, image_height FROM tasks \
+        "SELECT id, user_id, scale, prompt, content_type, image_width, image_height FROM tasks \
          WHERE share_token = $1 AND status = 'completed'",
     )
     .bind(token)
@@ -199,6 +213,8 @@ pub async fn shared(db: &Db, token: &str) -> Result<Option<SharedImage>> {
     row.map(|r| {
         Ok(SharedImage {
             task_id: TaskId::from_db(r.try_get("id")?),
+            owner: r.try_get("user_id")?,
+            scale: r.try_get("scale")?,
             prompt: r.try_get("prompt")?,
             content_type: r.try_get("content_type")?,
             width: r.try_get("image_width")?,

@@ -157,18 +157,82 @@ pub enum Submitted {
 }
 
 /// Submits a task this instance took from the queue (`submitting`): its
-/// model and inputs from its row.
+/// model and inputs from its row, its image (if any) sent to the
+/// provider's Files API first.
 pub async fn submit(state: &AppState, task_id: &TaskId) -> Result<Submitted> {
     let task = queries::load(&state.reads, task_id).await?.ok_or_else(AppError::not_found)?;
-    let Some(model) = state.config.models.iter().find(|m| m.id == task.model) else {
-        let reason = "the model is no longer offered";
-        lifecycle::fail_and_refund(state, task_id, &format!("Could not start: {reason}.")).await?;
-        return Ok(Submitted::Failed(AppError::invalid(format!(
-            "Could not start the generation ({reason}). Nothing was charged."
-        ))));
+    let upscaler = state.config.upscaler.as_ref().filter(|u| task.scale.is_some() && u.id == task.model);
+    let model = state.config.models.iter().find(|m| task.scale.is_none() && m.id == task.model);
+    if upscaler.is_none() && model.is_none() {
+        return refuse(state, task_id, "the model is no longer offered").await;
+    }
+    let image_url = match &task.input_key {
+        None => None,
+        Some(key) => match send_image(state, task_id, key).await? {
+            Ok(url) => Some(url),
+            Err(submitted) => return Ok(submitted),
+        },
     };
-    let input = model.provider_input(&task.prompt, &inputs_of(&task));
-    create(state, task_id, &model.id, input).await
+    let (model, input) = match (upscaler, model, task.scale, image_url) {
+        (Some(upscaler), _, Some(scale), Some(url)) => (&upscaler.id, upscaler.provider_input(&url, scale)),
+        (_, Some(model), _, url) => (&model.id, model.provider_input(&task.prompt, &inputs_of(&task), url.as_deref())),
+        _ => return refuse(state, task_id, "the image to upscale is missing").await,
+    };
+    create(state, task_id, model, input).await
+}
+
+/// Fails and refunds a task that cannot be started, for `reason`.
+async fn refuse(state: &AppState, task_id: &TaskId, reason: &str) -> Result<Submitted> {
+    lifecycle::fail_and_refund(state, task_id, &format!("Could not start: {reason}.")).await?;
+    Ok(Submitted::Failed(AppError::invalid(format!("Could not start the generation ({reason}). Nothing was charged."))))
+}
+
+/// Longest a submission waits for the budget to upload its image.
+const UPLOAD_WAIT_MS: i64 = 30_000;
+
+/// Uploads the task's stored image (streamed, never held whole) through
+/// the provider's Files API; the URL its prediction names it by. A 429, or
+/// a budget with no room for [`UPLOAD_WAIT_MS`], queues the task again;
+/// any other failure fails and refunds it.
+async fn send_image(state: &AppState, task_id: &TaskId, key: &str) -> Result<std::result::Result<String, Submitted>> {
+    let until = state.clock.now_ms() + UPLOAD_WAIT_MS;
+    loop {
+        let object = match state.objects.get(&object_store::path::Path::from(key)).await {
+            Ok(object) => object,
+            Err(e) => {
+                tracing::warn!(task = %task_id, "the task's image is not in storage: {e}");
+                return refuse(state, task_id, "its image is missing").await.map(Err);
+            }
+        };
+        let size = object.meta.size;
+        match calls::upload(state, object.into_stream(), size).await? {
+            calls::Called::Answered(Ok(file)) => return Ok(Ok(file.urls.get)),
+            calls::Called::Answered(Err(ProviderError::RateLimited { .. })) => {
+                return requeue(state, task_id).await.map(Err);
+            }
+            calls::Called::Answered(Err(e)) => {
+                tracing::warn!(task = %task_id, "the image upload failed: {e}");
+                return refuse(state, task_id, "the image could not be sent to the image service").await.map(Err);
+            }
+            calls::Called::Denied { wait_ms } => {
+                let at = state.clock.now_ms() + wait_ms;
+                if at > until {
+                    return requeue(state, task_id).await.map(Err);
+                }
+                state.clock.sleep_until(at).await;
+            }
+        }
+    }
+}
+
+/// Puts a claimed task back in the queue, and the create it took back in
+/// the budget (no prediction was made).
+async fn requeue(state: &AppState, task_id: &TaskId) -> Result<Submitted> {
+    store::requeue(&state.db, task_id, state.clock.now_ms()).await?;
+    state.budget.give_back(Call::Create).await?;
+    state.queue.moved();
+    tracing::info!(task = %task_id, "its image could not be sent yet: queued again");
+    Ok(Submitted::Requeued)
 }
 
 fn inputs_of(task: &TaskRow) -> Inputs {
@@ -177,6 +241,7 @@ fn inputs_of(task: &TaskRow) -> Inputs {
         num_outputs: task.num_outputs,
         seed: task.seed,
         negative_prompt: task.negative_prompt.clone(),
+        image: None,
     }
 }
 

@@ -37,6 +37,11 @@ pub fn spawn(state: AppState) -> tokio::task::JoinHandle<()> {
                 Ok(n) => tracing::debug!("reconciler asked Stripe about {n} pending purchases"),
                 Err(e) => tracing::warn!("reconciler: purchases: {e}"),
             }
+            match crate::server::uploads::expire(&state).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!("reconciler removed {n} uploads no task used"),
+                Err(e) => tracing::warn!("reconciler: uploads: {e}"),
+            }
             let before = state.clock.now_ms() - super::webhook::DELIVERY_MEMORY_MS;
             if let Err(e) = super::store::forget_deliveries(&state.db, before).await {
                 tracing::warn!("cannot forget old webhook deliveries: {e}");

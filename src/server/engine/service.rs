@@ -9,13 +9,16 @@ use super::budget::{Call, Priority, Spend};
 use super::lifecycle::{self, SUBMIT_GRACE_MS};
 use super::queue::{self, Submitted};
 use super::store::{self, Caps, NewTask};
-use super::task::TaskRow;
+use super::task::{State, TaskRow};
 use super::{detached, queries, schedule};
 use crate::error::{AppError, Result};
-use crate::model::{Generated, GeneratorInfo, HistoryPage, TaskView};
-use crate::server::catalogue::{ModelSpec, RawInputs};
+use object_store::path::Path as ObjectPath;
+
+use crate::model::{Generated, GeneratorInfo, HistoryPage, TaskView, UpscaleOffer};
+use crate::server::catalogue::{Inputs, ModelSpec, RawInputs};
 use crate::server::ids::{TaskId, UserId};
 use crate::server::state::AppState;
+use crate::server::uploads;
 
 /// Tasks per history page.
 pub const PAGE_SIZE: usize = 24;
@@ -60,15 +63,20 @@ pub async fn generator_setup(state: &AppState, user: &UserId) -> Result<Generato
             None => None,
         },
         can_buy: state.payments.is_some(),
+        max_input_bytes: state.config.max_input_bytes,
+        upscale: state.config.upscaler.as_ref().map(|u| UpscaleOffer {
+            model: u.id.clone(),
+            credits: u.credits,
+            scales: u.scales.clone(),
+        }),
     })
 }
 
 /// Validates, charges and records one generation: `model` (the default
 /// when `None`) with `inputs` checked against it, charged the model's
-/// credits per image times the images asked for. When nobody is queued
-/// ahead and the provider budget has a create to spare, it is submitted at
-/// once and the answer waits for the provider (so a refusal is told at
-/// once); otherwise it waits in the queue (see `queue`).
+/// credits per image times the images asked for. An image to start from
+/// (an upload's id) is copied to the task before anything is charged, and
+/// removed again if the task is not recorded. Then [`start`]s it.
 #[tracing::instrument(skip(state, prompt, inputs), fields(task))]
 pub async fn generate(
     state: &AppState,
@@ -88,6 +96,10 @@ pub async fn generate(
     let inputs = model.check(&inputs)?;
     let task_id = TaskId::new();
     tracing::Span::current().record("task", task_id.as_str());
+    let input_key = match &inputs.image {
+        Some(upload) => Some(uploads::use_upload(state, user, upload, &task_id).await?),
+        None => None,
+    };
     let now = state.clock.now_ms();
     let new = NewTask {
         id: &task_id,
@@ -98,25 +110,85 @@ pub async fn generate(
         cost: model.cost(inputs.num_outputs),
         now,
         deadline_at: now + state.config.task_deadline.as_millis() as i64,
+        input_key: input_key.as_ref().map(AsRef::as_ref),
+        source: None,
     };
+    record(state, user, new, input_key.as_ref()).await?;
+    start(state, task_id).await
+}
+
+/// Makes output `index` of the owner's completed task `scale` times larger
+/// with the site's upscaler: a task of its own, charged the upscaler's
+/// price, whose input is the stored image (read from our storage: the
+/// provider's output URL has long expired). Then [`start`]s it.
+#[tracing::instrument(skip(state), fields(task))]
+pub async fn upscale(state: &AppState, user: &UserId, source: &TaskId, index: u8, scale: u8) -> Result<Generated> {
+    let upscaler = state.config.upscaler.as_ref().ok_or_else(|| AppError::invalid("this site offers no upscaling"))?;
+    if !upscaler.scales.contains(&scale) {
+        let offered: Vec<String> = upscaler.scales.iter().map(|s| format!("{s}×")).collect();
+        return Err(AppError::invalid(format!("scale must be one of {}", offered.join(", "))));
+    }
+    let found = queries::load_owned(&state.reads, user, source).await?.ok_or_else(AppError::not_found)?;
+    if found.state != State::Completed {
+        return Err(AppError::conflict("only a completed image can be upscaled"));
+    }
+    if index >= found.num_outputs {
+        return Err(AppError::invalid(format!(
+            "the task has {} image(s); index {index} is not one",
+            found.num_outputs
+        )));
+    }
+    if found.scale.is_some() {
+        return Err(AppError::invalid("this image is already upscaled"));
+    }
+    let task_id = TaskId::new();
+    tracing::Span::current().record("task", task_id.as_str());
+    let input_key = uploads::use_output(&state.objects, source, index, &task_id).await?;
+    let inputs = Inputs { aspect_ratio: None, num_outputs: 1, seed: None, negative_prompt: None, image: None };
+    let now = state.clock.now_ms();
+    let new = NewTask {
+        id: &task_id,
+        user,
+        prompt: &found.prompt,
+        model: &upscaler.id,
+        inputs: &inputs,
+        cost: upscaler.credits,
+        now,
+        deadline_at: now + state.config.task_deadline.as_millis() as i64,
+        input_key: Some(input_key.as_ref()),
+        source: Some((source, scale)),
+    };
+    record(state, user, new, Some(&input_key)).await?;
+    start(state, task_id).await
+}
+
+/// Charges and records a task (`queued`), within the caps; a refusal
+/// removes the task's copy of its input image.
+async fn record(state: &AppState, user: &UserId, new: NewTask<'_>, input: Option<&ObjectPath>) -> Result<()> {
     let caps = Caps { active: state.config.max_active_tasks, per_minute: state.config.generations_per_minute };
     if let Err(e) = store::insert_queued(&state.db, new, caps).await {
+        if let Some(key) = input {
+            uploads::remove(state, key).await;
+        }
         return Err(below_zero(state, user, e).await);
     }
-    let generated = Generated { task_id: task_id.to_string() };
+    Ok(())
+}
 
+/// Starts a recorded task: when nobody is queued ahead and the provider
+/// budget has a create to spare, it is submitted at once and the answer
+/// waits for the provider (so a refusal is told at once); otherwise it
+/// waits in the queue (see `queue`).
+async fn start(state: &AppState, task_id: TaskId) -> Result<Generated> {
+    let generated = Generated { task_id: task_id.to_string() };
+    let now = state.clock.now_ms();
     let first_in_line = !queries::others_queued(&state.db, &task_id).await?;
     if first_in_line && state.budget.take(Call::Create, Priority::Urgent).await? == Spend::Granted {
         if store::claim_queued(&state.db, &task_id, now, now + SUBMIT_GRACE_MS).await? {
             // Detached: if the browser goes away mid-request, a prediction
             // created at the provider must still have its id stored.
-            let input = model.provider_input(prompt.as_str(), &inputs);
-            let (state, model) = (state.clone(), model.id.clone());
-            let submitted = detached(async move {
-                let task = task_id;
-                queue::create(&state, &task, &model, input).await
-            })
-            .await?;
+            let state = state.clone();
+            let submitted = detached(async move { queue::submit(&state, &task_id).await }).await?;
             return match submitted {
                 Submitted::Processing | Submitted::Requeued => Ok(generated),
                 Submitted::Failed(e) => Err(e),

@@ -90,6 +90,10 @@ pub struct NewTask<'a> {
     pub cost: i64,
     pub now: i64,
     pub deadline_at: i64,
+    /// The task's copy of the image it starts from, if any.
+    pub input_key: Option<&'a str>,
+    /// An upscale: the task whose image it makes larger, and by how much.
+    pub source: Option<(&'a TaskId, u8)>,
 }
 
 /// How many generations a person may have going.
@@ -115,8 +119,8 @@ pub async fn insert_queued(db: &Db, task: NewTask<'_>, caps: Caps) -> Result<()>
     credits::charge(&mut tx, task.user, task.id, task.cost, task.now).await?;
     sqlx::query(
         "INSERT INTO tasks (id, user_id, prompt, model, cost, status, created_at, updated_at, deadline_at, next_check_at, \
-         aspect_ratio, num_outputs, seed, negative_prompt) \
-         VALUES ($1, $2, $3, $4, $5, 'queued', $6, $6, $7, $7, $8, $9, $10, $11)",
+         aspect_ratio, num_outputs, seed, negative_prompt, input_key, source_task_id, scale) \
+         VALUES ($1, $2, $3, $4, $5, 'queued', $6, $6, $7, $7, $8, $9, $10, $11, $12, $13, $14)",
     )
     .bind(task.id.as_str())
     .bind(task.user.as_str())
@@ -129,6 +133,9 @@ pub async fn insert_queued(db: &Db, task: NewTask<'_>, caps: Caps) -> Result<()>
     .bind(i64::from(task.inputs.num_outputs))
     .bind(task.inputs.seed.map(i64::from))
     .bind(task.inputs.negative_prompt.as_deref())
+    .bind(task.input_key)
+    .bind(task.source.map(|(id, _)| id.as_str()))
+    .bind(task.source.map(|(_, scale)| i64::from(scale)))
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -677,7 +684,7 @@ mod tests {
 
     async fn queued_for(f: &Fixture, user: &UserId, now: i64) -> TaskId {
         let id = TaskId::new();
-        let inputs = Inputs { aspect_ratio: None, num_outputs: 1, seed: None, negative_prompt: None };
+        let inputs = Inputs { aspect_ratio: None, num_outputs: 1, seed: None, negative_prompt: None, image: None };
         let task = NewTask {
             id: &id,
             user,
@@ -687,6 +694,8 @@ mod tests {
             cost: 10,
             now,
             deadline_at: now + 600_000,
+            input_key: None,
+            source: None,
         };
         insert_queued(&f.db, task, CAPS).await.unwrap();
         id
@@ -781,7 +790,7 @@ mod tests {
     async fn queued_tasks_count_against_the_cap_on_tasks_at_once() {
         let f = fixture().await;
         let caps = Caps { active: 2, per_minute: 10 };
-        let inputs = Inputs { aspect_ratio: None, num_outputs: 1, seed: None, negative_prompt: None };
+        let inputs = Inputs { aspect_ratio: None, num_outputs: 1, seed: None, negative_prompt: None, image: None };
         for n in 0..3 {
             let id = TaskId::new();
             let task = NewTask {
@@ -793,6 +802,8 @@ mod tests {
                 cost: 10,
                 now: 1_000 + n,
                 deadline_at: 600_000,
+                input_key: None,
+                source: None,
             };
             let inserted = insert_queued(&f.db, task, caps).await;
             if n < 2 {
@@ -902,7 +913,7 @@ mod tests {
     async fn deleting_keeps_the_charge_that_the_cap_counts() {
         let f = fixture().await;
         let caps = Caps { active: 10, per_minute: 2 };
-        let inputs = Inputs { aspect_ratio: None, num_outputs: 1, seed: None, negative_prompt: None };
+        let inputs = Inputs { aspect_ratio: None, num_outputs: 1, seed: None, negative_prompt: None, image: None };
         for n in 0..3 {
             let id = TaskId::new();
             let task = NewTask {
@@ -914,6 +925,8 @@ mod tests {
                 cost: 10,
                 now: 10_000 + n,
                 deadline_at: 600_000,
+                input_key: None,
+                source: None,
             };
             let inserted = insert_queued(&f.db, task, caps).await;
             if n < 2 {

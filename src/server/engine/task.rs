@@ -15,7 +15,7 @@ use crate::server::reads::{Columns, ReadRow};
 /// widen an INT4 into an i64.
 pub const COLUMNS: &str = "t.id, t.user_id, t.prompt, t.model, t.cost, t.status, t.prediction_id, t.progress, \
      t.error, t.object_key, t.created_at, t.finished_at, t.deadline_at, t.next_check_at, t.last_polled_at, \
-     t.aspect_ratio, t.num_outputs, t.seed, t.negative_prompt, \
+     t.aspect_ratio, t.num_outputs, t.seed, t.negative_prompt, t.input_key, t.source_task_id, t.scale, \
      CAST(CASE WHEN EXISTS (SELECT 1 FROM credit_ledger l WHERE l.entry_key = 'refund:' || t.id) THEN 1 ELSE 0 END AS BIGINT) \
      AS refunded";
 
@@ -91,6 +91,12 @@ pub struct TaskRow {
     /// Asked for, or reported by the provider.
     pub seed: Option<u32>,
     pub negative_prompt: Option<String>,
+    /// The task's copy of the image it started from.
+    pub input_key: Option<String>,
+    /// An upscale: the task whose image it makes larger.
+    pub source_task_id: Option<String>,
+    /// An upscale: by how much.
+    pub scale: Option<u8>,
 }
 
 impl ReadRow for TaskRow {
@@ -117,6 +123,9 @@ impl ReadRow for TaskRow {
             num_outputs: r.get::<i64>("num_outputs")?.clamp(1, i64::from(MAX_OUTPUTS)) as u8,
             seed: r.get::<Option<i64>>("seed")?.and_then(|s| u32::try_from(s).ok()),
             negative_prompt: r.get("negative_prompt")?,
+            input_key: r.get("input_key")?,
+            source_task_id: r.get("source_task_id")?,
+            scale: r.get::<Option<i64>>("scale")?.and_then(|s| u8::try_from(s).ok()),
         })
     }
 }
@@ -161,6 +170,9 @@ impl TaskRow {
             aspect_ratio: self.aspect_ratio.clone(),
             num_outputs: self.num_outputs,
             negative_prompt: self.negative_prompt.clone(),
+            input_url: self.input_key.as_ref().map(|_| format!("/images/{}/input", self.id)),
+            source_task_id: self.source_task_id.clone(),
+            scale: self.scale,
         }
     }
 }

@@ -1,12 +1,13 @@
 //! Tests of the renderer: real PNGs of the asked size, the same bytes for
 //! the same prompt, seed and index, visibly different images otherwise, and
-//! the bytes of ids from before seeds and sizes existed.
+//! the bytes of ids from before seeds and sizes existed, and image-to-image
+//! outputs that follow their input.
 
 use super::*;
 
 /// A picture as an id from before seeds existed asked for it.
 fn square(prompt: &str) -> Picture {
-    Picture { prompt: prompt.into(), seed: seed_of(prompt), index: 0, width: SIZE, height: SIZE }
+    Picture { prompt: prompt.into(), seed: seed_of(prompt), index: 0, width: SIZE, height: SIZE, guide: None }
 }
 
 fn render_picture(picture: &Picture) -> Vec<u8> {
@@ -131,4 +132,66 @@ fn every_palette_is_reachable_from_some_prompt() {
         }
     }
     assert!(seen.iter().all(|&s| s), "{seen:?}");
+}
+
+/// A grid whose left half is `left` and right half `right`.
+fn halves(left: [u8; 3], right: [u8; 3]) -> Grid {
+    let mut cells = [0; GRID_BYTES];
+    for (n, cell) in cells.chunks_exact_mut(3).enumerate() {
+        cell.copy_from_slice(if n % GRID < GRID / 2 { &left } else { &right });
+    }
+    Grid(cells)
+}
+
+/// Mean of red minus blue over the pixels of columns `from..to`.
+fn redness(width: u32, pixels: &[u8], from: u32, to: u32) -> f64 {
+    let (mut sum, mut count) = (0.0, 0.0);
+    for (n, pixel) in pixels.chunks(3).enumerate() {
+        let x = n as u32 % width;
+        if (from..to).contains(&x) {
+            sum += f64::from(pixel[0]) - f64::from(pixel[2]);
+            count += 1.0;
+        }
+    }
+    sum / count
+}
+
+#[test]
+fn an_image_to_image_output_follows_its_input() {
+    const RED: [u8; 3] = [230, 20, 20];
+    const BLUE: [u8; 3] = [20, 20, 230];
+    let (width, height) = (96, 64);
+    let guided = |grid: Grid, strength: f32| Picture {
+        width,
+        height,
+        guide: Some(Guide { grid, strength }),
+        ..square("a guided valley")
+    };
+    let image = |picture: &Picture| decode(&render_picture(picture)).2;
+    for strength in [0.0, 0.8, 1.0] {
+        let red_blue = image(&guided(halves(RED, BLUE), strength));
+        let blue_red = image(&guided(halves(BLUE, RED), strength));
+        let (left, right) = (0..width / 2, width / 2..width);
+        let tilt = |pixels: &[u8]| {
+            redness(width, pixels, left.start, left.end) - redness(width, pixels, right.start, right.end)
+        };
+        assert!(tilt(&red_blue) > 100.0, "strength {strength}: left is redder by only {:.0}", tilt(&red_blue));
+        assert!(tilt(&blue_red) < -100.0, "strength {strength}: right is redder by only {:.0}", -tilt(&blue_red));
+        assert!(share_different(&red_blue, &blue_red) > 0.5, "strength {strength}");
+    }
+    let plain = image(&Picture { width, height, ..square("a guided valley") });
+    let guided_once = image(&guided(halves(RED, BLUE), 0.8));
+    assert!(share_different(&plain, &guided_once) > 0.5, "the input changes the landscape");
+    assert_eq!(guided_once, image(&guided(halves(RED, BLUE), 0.8)), "deterministic");
+}
+
+#[test]
+fn a_lower_prompt_strength_keeps_more_of_the_input() {
+    let grey = Grid([128; GRID_BYTES]);
+    let spread = |strength: f32| {
+        let picture = Picture { guide: Some(Guide { grid: grey.clone(), strength }), ..square("a bright dawn") };
+        let pixels = decode(&render_picture(&Picture { width: 64, height: 64, ..picture })).2;
+        pixels.iter().map(|&c| (f64::from(c) - 128.0).abs()).sum::<f64>() / pixels.len() as f64
+    };
+    assert!(spread(0.1) < spread(0.9), "closer to the flat grey input at a low strength");
 }
