@@ -99,21 +99,27 @@ pub async fn due(db: &Db, now: i64, limit: i64) -> Result<Vec<TaskId>> {
 pub const QUEUE_ORDER: &str = concat!(
     "SELECT q.id, q.created_at FROM (\
        SELECT t.id, t.created_at, ROW_NUMBER() OVER (PARTITION BY t.user_id ORDER BY t.created_at, t.id) \
-         + (SELECT COUNT(*) FROM tasks r WHERE r.user_id = t.user_id AND r.status IN ",
+         + COALESCE(r.n, 0) AS turn \
+       FROM tasks t LEFT JOIN (\
+         SELECT user_id, COUNT(*) AS n FROM tasks WHERE status IN ",
     in_flight!(),
-    ") AS turn \
-       FROM tasks t WHERE t.status = 'queued') q \
+    " GROUP BY user_id) r ON r.user_id = t.user_id \
+       WHERE t.status = 'queued') q \
      ORDER BY q.turn, q.created_at, q.id LIMIT $1"
 );
 
-/// The first `limit` tasks of the queue, in the order they are served.
-pub async fn queue(db: &Db, limit: i64) -> Result<Vec<TaskId>> {
+/// The first `limit` tasks of the queue, in the order they are served,
+/// with when each was queued. One read of the order costs a pass over the
+/// queued and the in-flight tasks (each person's in-flight tasks are
+/// counted once, not once per queued task), so callers read a batch of
+/// heads at a time.
+pub async fn queue(db: &Db, limit: i64) -> Result<Vec<(TaskId, i64)>> {
     sqlx::query(QUEUE_ORDER)
         .bind(limit)
         .fetch_all(db)
         .await?
         .iter()
-        .map(|r| Ok(TaskId::from_db(r.try_get("id")?)))
+        .map(|r| Ok((TaskId::from_db(r.try_get("id")?), r.try_get("created_at")?)))
         .collect()
 }
 

@@ -77,7 +77,7 @@ impl Queue {
         if self.lock().read_at == read_at {
             let read_at = state.clock.now_ms();
             let order = queries::queue(&state.db, POSITIONS).await?;
-            let positions = order.into_iter().zip(1u32..).collect();
+            let positions = order.into_iter().map(|(task, _)| task).zip(1u32..).collect();
             *self.lock() = Snapshot { read_at: Some(read_at), positions };
         }
         Ok(self.lock().positions.get(task).copied())
@@ -117,31 +117,37 @@ pub fn spawn(state: AppState) -> tokio::task::JoinHandle<()> {
 }
 
 /// Submits from the head of the queue while the budget has creates to
-/// spare; when to look again.
+/// spare; when to look again. The order is read a batch of heads at a time
+/// (as many as there are free submission slots), each head taken by
+/// compare-and-set: one another instance took first is skipped.
 async fn serve(state: &AppState, slots: &Arc<tokio::sync::Semaphore>) -> Result<i64> {
     loop {
-        let now = state.clock.now_ms();
-        if queries::queue(&state.db, 1).await?.is_empty() {
-            return Ok(now + IDLE_MS);
+        let batch = slots.available_permits().max(1) as i64;
+        let heads = queries::queue(&state.db, batch).await?;
+        if heads.is_empty() {
+            return Ok(state.clock.now_ms() + IDLE_MS);
         }
-        let permit = Arc::clone(slots).acquire_owned().await.map_err(AppError::internal)?;
-        let now = state.clock.now_ms();
-        if let Spend::Denied { wait_ms } = state.budget.take(Call::Create, Priority::Urgent).await? {
-            return Ok(now + wait_ms);
-        }
-        let Some((task, queued_at)) = store::claim_next_queued(&state.db, now, now + SUBMIT_GRACE_MS).await? else {
-            state.budget.give_back(Call::Create).await?;
-            return Ok(now + IDLE_MS);
-        };
-        state.metrics.dequeued(Duration::from_millis((now - queued_at).max(0) as u64));
-        state.queue.moved();
-        let state = state.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            if let Err(e) = submit(&state, &task).await {
-                tracing::warn!(%task, "submission: {e}");
+        for (task, queued_at) in heads {
+            let permit = Arc::clone(slots).acquire_owned().await.map_err(AppError::internal)?;
+            let now = state.clock.now_ms();
+            if let Spend::Denied { wait_ms } = state.budget.take(Call::Create, Priority::Urgent).await? {
+                return Ok(now + wait_ms);
             }
-        });
+            if !store::claim_queued(&state.db, &task, now, now + SUBMIT_GRACE_MS).await? {
+                // Taken by another dispatcher, or canceled, meanwhile.
+                state.budget.give_back(Call::Create).await?;
+                continue;
+            }
+            state.metrics.dequeued(Duration::from_millis((now - queued_at).max(0) as u64));
+            state.queue.moved();
+            let state = state.clone();
+            tokio::spawn(async move {
+                let _permit = permit;
+                if let Err(e) = submit(&state, &task).await {
+                    tracing::warn!(%task, "submission: {e}");
+                }
+            });
+        }
     }
 }
 

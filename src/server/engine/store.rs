@@ -11,8 +11,8 @@
 //!                         ┌────────────┐  deadline (fail_and_refund)
 //!                         │   queued   │─────────────────────────────────┐
 //!                         └────────────┘                                 │
-//!        claim_queued /     │       ▲ requeue (the provider answered     │
-//!        claim_next_queued  │       │ 429: the create was not made)      │
+//!        claim_queued       │       ▲ requeue (the provider answered     │
+//!                           │       │ 429: the create was not made)      │
 //!                           ▼       │                                    │
 //!                         ┌────────────┐  create failed, or stuck past   │
 //!                         │ submitting │──────── SUBMIT_GRACE ───────────┤
@@ -43,8 +43,8 @@
 //!
 //! - A queued task is charged and not yet submitted: the provider budget
 //!   had no room for its create. Dispatchers on every instance take the
-//!   queue's head in fair order (see [`claim_next_queued`]) by
-//!   compare-and-set, so each task is submitted once.
+//!   queue's head in fair order (`queries::QUEUE_ORDER`) and take each
+//!   task by compare-and-set ([`claim_queued`]), so each is submitted once.
 //! - Polls, batched polls, re-checks and the reconciler all enter through
 //!   `advance`, which claims a check (at most one provider call per task per
 //!   interval, across instances) and then calls the transition the answer
@@ -194,25 +194,6 @@ pub async fn claim_queued(db: &Db, task: &TaskId, now: i64, grace_until: i64) ->
     .execute(db)
     .await?;
     Ok(claimed.rows_affected() == 1)
-}
-
-/// Takes the head of the queue (see [`super::queries::QUEUE_ORDER`]) for submission, as
-/// [`claim_queued`] does; `None` when the queue is empty. A head that
-/// another dispatcher takes first is skipped for the next.
-pub async fn claim_next_queued(db: &Db, now: i64, grace_until: i64) -> Result<Option<(TaskId, i64)>> {
-    for _ in 0..8 {
-        let heads = sqlx::query(super::queries::QUEUE_ORDER).bind(4_i64).fetch_all(db).await?;
-        if heads.is_empty() {
-            return Ok(None);
-        }
-        for head in heads {
-            let task = TaskId::from_db(head.try_get("id")?);
-            if claim_queued(db, &task, now, grace_until).await? {
-                return Ok(Some((task, head.try_get("created_at")?)));
-            }
-        }
-    }
-    Ok(None)
 }
 
 /// `submitting` → `queued` again: the provider refused the create with a
@@ -731,10 +712,10 @@ mod tests {
         assert!(!mark_processing(&f.db, &id, "p0", 3_000, 1_100).await.unwrap(), "never processing unsubmitted");
         assert!(claim_queued(&f.db, &id, 2_000, 122_000).await.unwrap());
         assert!(!claim_queued(&f.db, &id, 2_000, 122_000).await.unwrap(), "one dispatcher takes it");
-        assert!(claim_next_queued(&f.db, 2_000, 122_000).await.unwrap().is_none(), "the queue is empty");
+        assert!(claim_head(&f.db, 2_000, 122_000).await.unwrap().is_none(), "the queue is empty");
         assert!(requeue(&f.db, &id, 2_500).await.unwrap());
         assert!(!requeue(&f.db, &id, 2_500).await.unwrap(), "only from submitting");
-        assert_eq!(claim_next_queued(&f.db, 3_000, 123_000).await.unwrap().map(|(t, _)| t), Some(id.clone()));
+        assert_eq!(claim_head(&f.db, 3_000, 123_000).await.unwrap().map(|(t, _)| t), Some(id.clone()));
         assert!(mark_processing(&f.db, &id, "p1", 5_000, 3_100).await.unwrap());
         assert!(!requeue(&f.db, &id, 3_200).await.unwrap(), "a submitted task never goes back");
     }
@@ -750,7 +731,7 @@ mod tests {
         assert_eq!(ended.prediction_id, None, "nothing to stop at the provider");
         assert!(fail_and_refund(&f.db, &expired, FailFrom::Unfinished, "Timed out", 601_000).await.unwrap());
         assert!(!claim_queued(&f.db, &canceled, 2_000, 3_000).await.unwrap());
-        assert!(claim_next_queued(&f.db, 2_000, 3_000).await.unwrap().is_none());
+        assert!(claim_head(&f.db, 2_000, 3_000).await.unwrap().is_none());
         assert_eq!(balance(&f).await, 100);
     }
 
@@ -776,7 +757,7 @@ mod tests {
         let b2 = queue(b.clone()).await;
         let c1 = queue(c.clone()).await;
         let mut served = Vec::new();
-        while let Some((task, _)) = claim_next_queued(&f.db, 5_000, 10_000).await.unwrap() {
+        while let Some((task, _)) = claim_head(&f.db, 5_000, 10_000).await.unwrap() {
             served.push(task);
         }
         // Turns: a1 b1 | a2 b2 c1 (c's second, its first runs) | a3 | a4 —
@@ -821,6 +802,17 @@ mod tests {
 
     async fn balance(f: &Fixture) -> i64 {
         credits::balance(&f.db, f.user.as_str()).await.unwrap()
+    }
+
+    /// Claims the queue's head as the dispatcher does: the first task of
+    /// the fair order that `claim_queued` takes.
+    async fn claim_head(db: &Db, now: i64, grace_until: i64) -> Result<Option<(TaskId, i64)>> {
+        for (task, queued_at) in super::super::queries::queue(db, 4).await? {
+            if claim_queued(db, &task, now, grace_until).await? {
+                return Ok(Some((task, queued_at)));
+            }
+        }
+        Ok(None)
     }
 
     #[tokio::test]
