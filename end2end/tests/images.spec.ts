@@ -43,7 +43,7 @@ function png(width: number, height: number, rgb: [number, number, number]): Buff
 
 /** Pastes a PNG into the prompt, as a person pasting a copied image does. */
 async function paste(page: Page, bytes: number[]) {
-  await page.getByLabel("Prompt").evaluate((el, bytes) => {
+  await page.getByLabel("Prompt", { exact: true }).evaluate((el, bytes) => {
     const data = new DataTransfer();
     data.items.add(new File([new Uint8Array(bytes)], "pasted.png", { type: "image/png" }));
     el.dispatchEvent(new ClipboardEvent("paste", { clipboardData: data, bubbles: true, cancelable: true }));
@@ -71,7 +71,7 @@ test("an image picked with the file picker starts a generation, and history upsc
   });
   await expect(page.getByRole("img", { name: "The image to start from" })).toBeVisible();
   await expect.poll(() => naturalSize(page, "The image to start from")).toEqual([120, 80]);
-  await page.getByLabel("Prompt").fill("a red barn at noon");
+  await page.getByLabel("Prompt", { exact: true }).fill("a red barn at noon");
   await page.getByRole("button", { name: "Generate" }).click();
 
   // The card shows the input beside the result.
@@ -107,7 +107,7 @@ test("an image pasted into the form is the one to start from, and Remove image l
 
   await paste(page, bytes);
   await expect(page.getByRole("img", { name: "The image to start from" })).toBeVisible();
-  await page.getByLabel("Prompt").fill("a blue lake");
+  await page.getByLabel("Prompt", { exact: true }).fill("a blue lake");
   await page.getByRole("button", { name: "Generate" }).click();
   await expect(page.getByRole("img", { name: /the image it started from/ })).toBeVisible();
   await expect(page.getByRole("img", { name: "a blue lake" })).toBeVisible();
@@ -145,7 +145,7 @@ test.describe("without JavaScript", () => {
     // The page it leads back to has a model chosen that takes the image.
     await expect(page.getByLabel("Model")).toHaveValue("stability-ai/sdxl");
     await expect(page.getByRole("img", { name: "The image to start from" })).toBeVisible();
-    await page.getByLabel("Prompt").fill("a green meadow");
+    await page.getByLabel("Prompt", { exact: true }).fill("a green meadow");
     await page.getByRole("button", { name: "Generate" }).click();
     await expect(page.getByText("90 credits")).toBeVisible();
   });
