@@ -92,8 +92,6 @@ async fn one_run(dir: &std::path::Path, run: usize, photo: &Arc<Vec<u8>>) -> Run
     let app = procs::darkroom(
         &data,
         &[
-            ("DARKROOM_MAX_ACTIVE_TASKS", "100000".into()),
-            ("DARKROOM_GENERATIONS_PER_MINUTE", "100000".into()),
             ("DARKROOM_SIM_RATE_LIMITS", "create=600000/min".into()),
             ("DARKROOM_PROVIDER_LIMITS", "create=600000/min".into()),
         ],

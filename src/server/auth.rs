@@ -214,11 +214,31 @@ impl AuthnBackend for Accounts {
 
 /// Whether `password` matches `hash` (Argon2, off the async threads).
 async fn verify(password: String, hash: String) -> Result<bool, tokio::task::JoinError> {
-    tokio::task::spawn_blocking(move || password_auth::verify_password(password, &hash).is_ok()).await
+    argon2(move || password_auth::verify_password(password, &hash).is_ok()).await
 }
 
 async fn hash_password(password: NewPassword) -> Result<String> {
-    tokio::task::spawn_blocking(move || password_auth::generate_hash(password.0)).await.map_err(AppError::internal)
+    argon2(move || password_auth::generate_hash(password.0)).await.map_err(AppError::internal)
+}
+
+/// Argon2 takes 19 MiB and a core's work for each hash or check, so only
+/// a few run at once (one per core, 2 to 8): a burst of sign-ups or
+/// sign-ins waits its turn instead of taking memory in proportion to its
+/// size (60 at once took a gigabyte).
+static ARGON2_TURNS: std::sync::LazyLock<std::sync::Arc<tokio::sync::Semaphore>> = std::sync::LazyLock::new(|| {
+    let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+    std::sync::Arc::new(tokio::sync::Semaphore::new(cores.clamp(2, 8)))
+});
+
+/// Runs `work` on the blocking threads once a turn is free; the turn is
+/// held until the work ends, even if the caller stops waiting.
+async fn argon2<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, tokio::task::JoinError> {
+    let turn = std::sync::Arc::clone(&ARGON2_TURNS).acquire_owned().await.expect("the semaphore is never closed");
+    tokio::task::spawn_blocking(move || {
+        let _turn = turn;
+        work()
+    })
+    .await
 }
 
 /// Replaces `account`'s password after checking the current one, moves the
@@ -342,6 +362,30 @@ impl<K: std::hash::Hash + Eq + Clone> AttemptLimiter<K> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn only_a_few_password_hashes_run_at_once() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static RUNNING: AtomicUsize = AtomicUsize::new(0);
+        static MOST: AtomicUsize = AtomicUsize::new(0);
+        let turns = ARGON2_TURNS.available_permits();
+        let burst = (0..turns * 4).map(|_| {
+            argon2(|| {
+                let now = RUNNING.fetch_add(1, Ordering::SeqCst) + 1;
+                MOST.fetch_max(now, Ordering::SeqCst);
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                RUNNING.fetch_sub(1, Ordering::SeqCst);
+            })
+        });
+        for done in futures::future::join_all(burst).await {
+            done.unwrap();
+        }
+        let most = MOST.load(Ordering::SeqCst);
+        assert!((1..=turns).contains(&most), "{most} ran at once, {turns} allowed");
+        // A real hash takes its turn too.
+        let hash = hash_password(NewPassword::parse("correct horse".into()).unwrap()).await.unwrap();
+        assert!(verify("correct horse".into(), hash).await.unwrap());
+    }
 
     #[test]
     fn emails_are_checked_and_normalised() {
