@@ -238,6 +238,9 @@ async fn upload(state: &AppState, user: &UserId, mut multipart: Multipart) -> Re
     // The header's dimensions, before a single pixel is decoded.
     let (width, height) = header_size(&spooled.0)?;
     check_size(width, height)?;
+    // A share by the full size, though a large JPEG decodes scaled: with a
+    // share by the scaled size five such decodes ran at once, and the peak
+    // rose (make bench section 8: 441 MiB against 278).
     let megapixels = (u64::from(width) * u64::from(height)).div_ceil(1_000_000).clamp(1, DECODE_MEGAPIXELS.into());
     let _share = spool.decodes.acquire_many(megapixels as u32).await.map_err(AppError::internal)?;
     let path = spooled.0.clone();
@@ -344,10 +347,81 @@ pub fn reencode(path: &std::path::Path, format: Format) -> Result<Png> {
     decode_to_png(std::io::BufReader::new(file), format)
 }
 
+/// The size a `width` × `height` image of `format` is decoded at: a JPEG
+/// at the smallest of 1/1, 1/2, 1/4 and 1/8 (scaled in its DCT) still at
+/// least the size it is kept at; the others at full size.
+pub fn decoded_size(format: Format, width: u32, height: u32) -> (u32, u32) {
+    if format != Format::Jpeg {
+        return (width, height);
+    }
+    let (keep_w, keep_h) = kept_size(width, height);
+    let scaled = |by: u32| (width.div_ceil(by), height.div_ceil(by));
+    [8, 4, 2].into_iter().map(scaled).find(|&(w, h)| w >= keep_w && h >= keep_h).unwrap_or((width, height))
+}
+
+/// The size an image is kept at: at most [`STORED_SIDE`] a side, its shape
+/// unchanged.
+fn kept_size(width: u32, height: u32) -> (u32, u32) {
+    let longest = width.max(height);
+    if longest <= STORED_SIDE {
+        return (width, height);
+    }
+    let shrink = |side: u32| (u64::from(side) * u64::from(STORED_SIDE)).div_ceil(u64::from(longest)) as u32;
+    (shrink(width), shrink(height))
+}
+
+fn damaged() -> AppError {
+    AppError::invalid("the image cannot be read (damaged, or not what it claims to be)")
+}
+
+/// A JPEG decoded at [`decoded_size`] (a 24-megapixel photo decodes to
+/// 6 megapixels, a quarter of the memory and of the work), with its EXIF
+/// orientation.
+fn decode_jpeg<R: std::io::BufRead>(reader: R) -> Result<(image::DynamicImage, image::metadata::Orientation)> {
+    use jpeg_decoder::PixelFormat;
+    let mut decoder = jpeg_decoder::Decoder::new(reader);
+    decoder.set_max_decoding_buffer_size((MAX_PIXELS * 4) as usize);
+    decoder.read_info().map_err(|_| damaged())?;
+    let info = decoder.info().ok_or_else(damaged)?;
+    let (width, height) = (u32::from(info.width), u32::from(info.height));
+    check_size(width, height)?;
+    let (want_w, want_h) = decoded_size(Format::Jpeg, width, height);
+    let (w, h) = decoder.scale(want_w as u16, want_h as u16).map_err(|_| damaged())?;
+    let orientation = decoder
+        .exif_data()
+        .and_then(image::metadata::Orientation::from_exif_chunk)
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let pixels = decoder.decode().map_err(|_| damaged())?;
+    let (w, h) = (u32::from(w), u32::from(h));
+    let picture = match info.pixel_format {
+        PixelFormat::RGB24 => image::RgbImage::from_raw(w, h, pixels).map(image::DynamicImage::ImageRgb8),
+        PixelFormat::L8 => image::GrayImage::from_raw(w, h, pixels).map(image::DynamicImage::ImageLuma8),
+        PixelFormat::L16 => {
+            let wide = pixels.chunks_exact(2).map(|b| u16::from_be_bytes([b[0], b[1]])).collect();
+            image::ImageBuffer::from_raw(w, h, wide).map(image::DynamicImage::ImageLuma16)
+        }
+        PixelFormat::CMYK32 => {
+            // Ink to light: each channel is (1 − ink) × (1 − black).
+            let rgb = pixels
+                .chunks_exact(4)
+                .flat_map(|p| {
+                    let k = 255 - u16::from(p[3]);
+                    [0, 1, 2].map(|c| ((255 - u16::from(p[c])) * k / 255) as u8)
+                })
+                .collect();
+            image::RgbImage::from_raw(w, h, rgb).map(image::DynamicImage::ImageRgb8)
+        }
+    };
+    Ok((picture.ok_or_else(damaged)?, orientation))
+}
+
 /// [`reencode`] from any reader.
 pub fn decode_to_png<R: std::io::BufRead + std::io::Seek>(reader: R, format: Format) -> Result<Png> {
     use image::ImageDecoder as _;
-    let damaged = || AppError::invalid("the image cannot be read (damaged, or not what it claims to be)");
+    if format == Format::Jpeg {
+        let (picture, orientation) = decode_jpeg(reader)?;
+        return finish(picture, orientation);
+    }
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(MAX_SIDE);
     limits.max_image_height = Some(MAX_SIDE);
@@ -358,7 +432,13 @@ pub fn decode_to_png<R: std::io::BufRead + std::io::Seek>(reader: R, format: For
     let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
     let (w, h) = decoder.dimensions();
     check_size(w, h)?;
-    let mut picture = image::DynamicImage::from_decoder(decoder).map_err(|_| damaged())?;
+    let picture = image::DynamicImage::from_decoder(decoder).map_err(|_| damaged())?;
+    finish(picture, orientation)
+}
+
+/// Makes a decoded image at most [`STORED_SIDE`] a side, turns it upright
+/// and encodes it as PNG.
+fn finish(mut picture: image::DynamicImage, orientation: image::metadata::Orientation) -> Result<Png> {
     if picture.width() > STORED_SIDE || picture.height() > STORED_SIDE {
         // An area average, into the smaller image only: no large buffer
         // beside the decoded one.
@@ -425,6 +505,31 @@ pub async fn expire(state: &AppState) -> Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_large_jpeg_is_decoded_scaled_to_about_the_size_kept() {
+        assert_eq!(decoded_size(Format::Jpeg, 6000, 4000), (3000, 2000), "1/2: 1/4 would be under 2048 wide");
+        assert_eq!(decoded_size(Format::Jpeg, 8192, 1024), (2048, 256), "1/4");
+        assert_eq!(decoded_size(Format::Jpeg, 1600, 1200), (1600, 1200), "kept whole");
+        assert_eq!(decoded_size(Format::Png, 6000, 4000), (6000, 4000), "only JPEG scales in decoding");
+
+        // 4200 × 2800, red on the left and blue on the right, decodes at
+        // 1/2 and is kept at 2048 × 1365 with its colours where they were.
+        let picture = image::RgbImage::from_fn(4200, 2800, |x, _| {
+            if x < 2100 { image::Rgb([220, 30, 30]) } else { image::Rgb([30, 30, 220]) }
+        });
+        let mut jpeg = Vec::new();
+        image::DynamicImage::ImageRgb8(picture)
+            .write_to(&mut std::io::Cursor::new(&mut jpeg), image::ImageFormat::Jpeg)
+            .unwrap();
+        let png = decode_to_png(std::io::Cursor::new(jpeg), Format::Jpeg).unwrap();
+        assert_eq!((png.width, png.height), (2048, 1365));
+        let kept = image::load_from_memory(&png.bytes).unwrap().into_rgb8();
+        let near = |a: [u8; 3], b: [u8; 3]| a.iter().zip(b).all(|(x, y)| x.abs_diff(y) < 24);
+        assert!(near(kept.get_pixel(300, 700).0, [220, 30, 30]), "{:?}", kept.get_pixel(300, 700));
+        assert!(near(kept.get_pixel(1700, 700).0, [30, 30, 220]), "{:?}", kept.get_pixel(1700, 700));
+        assert!(decode_to_png(std::io::Cursor::new(b"\xFF\xD8\xFF\xE0 not a jpeg".to_vec()), Format::Jpeg).is_err());
+    }
 
     #[test]
     fn formats_are_told_by_their_bytes_alone() {
