@@ -14,7 +14,7 @@ use crate::error::{AppError, ErrorKind, Result};
 
 /// Adds `amount` credits (sign-up grants).
 pub async fn grant(conn: &mut AnyConnection, user: &UserId, amount: i64, key: &str) -> Result<()> {
-    insert(conn, user, "grant", amount, None, key, Clock::system().now_ms()).await.map(|_| ())
+    insert(conn, user, "grant", amount, About::Nothing, key, Clock::system().now_ms()).await.map(|_| ())
 }
 
 /// An operator's grant, as the admin CLI records it.
@@ -50,7 +50,7 @@ pub async fn grant_by_operator(conn: &mut AnyConnection, user: &UserId, grant: O
 /// Takes `cost` for `task` at `at` (epoch ms); fails with "not enough
 /// credits" and changes nothing when the balance does not cover it.
 pub async fn charge(conn: &mut AnyConnection, user: &UserId, task: &TaskId, cost: i64, at: i64) -> Result<()> {
-    match insert(conn, user, "charge", -cost, Some(task), &format!("charge:{task}"), at).await {
+    match insert(conn, user, "charge", -cost, About::Task(task), &format!("charge:{task}"), at).await {
         Ok(true) => Ok(()),
         Ok(false) => Err(AppError::internal(format!("task {task} was already charged"))),
         Err(e) => Err(e),
@@ -60,7 +60,29 @@ pub async fn charge(conn: &mut AnyConnection, user: &UserId, task: &TaskId, cost
 /// Gives `task`'s cost back at `at`; returns false when it was already
 /// refunded.
 pub async fn refund(conn: &mut AnyConnection, user: &UserId, task: &TaskId, cost: i64, at: i64) -> Result<bool> {
-    insert(conn, user, "refund", cost, Some(task), &format!("refund:{task}"), at).await
+    insert(conn, user, "refund", cost, About::Task(task), &format!("refund:{task}"), at).await
+}
+
+/// Moves `user`'s credits by `amount` for purchase `purchase` (a purchase,
+/// a payment refund, a dispute or a dispute won: `kind`), once per `key`;
+/// `Ok(false)` when its key exists already.
+pub async fn purchase_entry(
+    conn: &mut AnyConnection,
+    user: &UserId,
+    purchase: &str,
+    kind: &str,
+    amount: i64,
+    key: &str,
+    at: i64,
+) -> Result<bool> {
+    insert(conn, user, kind, amount, About::Purchase(purchase), key, at).await
+}
+
+/// What a ledger row is about.
+enum About<'a> {
+    Nothing,
+    Task(&'a TaskId),
+    Purchase(&'a str),
 }
 
 /// Inserts a ledger row; `Ok(false)` when its key exists already.
@@ -69,20 +91,26 @@ async fn insert(
     user: &UserId,
     kind: &str,
     amount: i64,
-    task: Option<&TaskId>,
+    about: About<'_>,
     key: &str,
     at: i64,
 ) -> Result<bool> {
+    let (task, purchase) = match about {
+        About::Nothing => (None, None),
+        About::Task(task) => (Some(task.as_str()), None),
+        About::Purchase(purchase) => (None, Some(purchase)),
+    };
     let result = sqlx::query(
-        "INSERT INTO credit_ledger (user_id, kind, amount, task_id, entry_key, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (entry_key) DO NOTHING",
+        "INSERT INTO credit_ledger (user_id, kind, amount, task_id, entry_key, created_at, purchase_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (entry_key) DO NOTHING",
     )
     .bind(user.as_str())
     .bind(kind)
     .bind(amount)
-    .bind(task.map(TaskId::as_str))
+    .bind(task)
     .bind(key)
     .bind(at)
+    .bind(purchase)
     .execute(conn)
     .await;
     // A duplicate key is skipped by ON CONFLICT (not raised: on PostgreSQL

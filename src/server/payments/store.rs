@@ -16,10 +16,11 @@
 
 use sqlx::Row;
 
-use crate::error::{AppError, Result};
+use crate::error::Result;
 use crate::model::{Purchase, PurchaseStatus};
 use crate::server::clock::rfc3339;
 use crate::server::config::CreditPackage;
+use crate::server::credits;
 use crate::server::db::Db;
 use crate::server::ids::UserId;
 
@@ -271,20 +272,7 @@ async fn ledger(
     key: &str,
     now: i64,
 ) -> Result<bool> {
-    let done = sqlx::query(
-        "INSERT INTO credit_ledger (user_id, kind, amount, entry_key, created_at, purchase_id) \
-         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (entry_key) DO NOTHING",
-    )
-    .bind(purchase.user_id.as_str())
-    .bind(kind)
-    .bind(amount)
-    .bind(key)
-    .bind(now)
-    .bind(&purchase.id)
-    .execute(conn)
-    .await
-    .map_err(AppError::from)?;
-    Ok(done.rows_affected() == 1)
+    credits::purchase_entry(conn, &purchase.user_id, &purchase.id, kind, amount, key, now).await
 }
 
 #[cfg(test)]
