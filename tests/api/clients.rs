@@ -1,8 +1,8 @@
 //! Official provider clients against the built-in simulators, so their
 //! shapes stay the real ones: Replicate's Python client (`tests/clients/`),
-//! with the simulator's rate limits on. `make test` installs the clients
-//! (PyPI) and runs these; without them they are `#[ignore]`d, never
-//! skipped.
+//! with the simulator's rate limits on, and Stripe's Python and Node
+//! libraries. `make test` installs the clients (PyPI, npm) and runs these;
+//! without them they are `#[ignore]`d, never skipped.
 
 use crate::helpers::spawn_app_with;
 
@@ -33,15 +33,24 @@ async fn replicates_python_client_uploads_a_file_input_through_the_files_api() {
 /// Runs `tests/clients/<script>` with Replicate's client pointed at the
 /// app's simulator; it must succeed and print `ok`.
 async fn run_replicate_script(app: &crate::helpers::TestApp, script: &str, ok: &str) {
-    let out = tokio::process::Command::new("python3")
-        .arg(format!("{}/tests/clients/{script}", env!("CARGO_MANIFEST_DIR")))
-        .env("REPLICATE_API_TOKEN", TOKEN)
+    let env = [
+        ("REPLICATE_API_TOKEN", TOKEN.to_owned()),
         // The client's base is the API's host: it adds `/v1` itself.
-        .env("REPLICATE_BASE_URL", format!("{}/sim", app.base))
-        .env("REPLICATE_POLL_INTERVAL", "0.1")
+        ("REPLICATE_BASE_URL", format!("{}/sim", app.base)),
+        ("REPLICATE_POLL_INTERVAL", "0.1".to_owned()),
+    ];
+    run_client("python3", script, &env, ok).await;
+}
+
+/// Runs `tests/clients/<script>` with `program` and `env`; it must succeed
+/// and print `ok`.
+async fn run_client(program: &str, script: &str, env: &[(&str, String)], ok: &str) {
+    let out = tokio::process::Command::new(program)
+        .arg(format!("{}/tests/clients/{script}", env!("CARGO_MANIFEST_DIR")))
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .output()
         .await
-        .expect("python3");
+        .expect(program);
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     assert!(out.status.success(), "{}\n{}", text(&out.stdout), text(&out.stderr));
     assert!(text(&out.stdout).contains(ok));
@@ -51,16 +60,8 @@ async fn run_replicate_script(app: &crate::helpers::TestApp, script: &str, ok: &
 #[ignore = "needs Python's stripe package: make test installs it and runs this"]
 async fn stripes_python_library_creates_and_retrieves_a_checkout_session() {
     let app = spawn_app_with(&[]).await;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/stripe_client.py");
-    let out = tokio::process::Command::new("python3")
-        .arg(script)
-        .env("STRIPE_API_BASE", format!("{}/sim/stripe", app.base))
-        .output()
-        .await
-        .expect("python3");
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    assert!(out.status.success(), "{}\n{}", text(&out.stdout), text(&out.stderr));
-    assert!(text(&out.stdout).contains("stripe client: ok"));
+    let env = [("STRIPE_API_BASE", format!("{}/sim/stripe", app.base))];
+    run_client("python3", "stripe_client.py", &env, "stripe client: ok").await;
 }
 
 #[tokio::test]
@@ -70,17 +71,11 @@ async fn stripes_node_library_accepts_the_simulators_signatures() {
     let secret = "whsec_darkroom_simulator_test";
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
     let signature = darkroom::stripe::signature::sign(secret, payload.as_bytes(), now);
-    let dir = env!("CARGO_MANIFEST_DIR");
-    let out = tokio::process::Command::new("node")
-        .arg(format!("{dir}/tests/clients/stripe_webhook.js"))
-        .env("NODE_PATH", format!("{dir}/end2end/node_modules"))
-        .env("PAYLOAD", payload)
-        .env("SIGNATURE", signature)
-        .env("SECRET", secret)
-        .output()
-        .await
-        .expect("node");
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    assert!(out.status.success(), "{}\n{}", text(&out.stdout), text(&out.stderr));
-    assert!(text(&out.stdout).contains("stripe webhook: ok"));
+    let env = [
+        ("NODE_PATH", concat!(env!("CARGO_MANIFEST_DIR"), "/end2end/node_modules").to_owned()),
+        ("PAYLOAD", payload.to_owned()),
+        ("SIGNATURE", signature),
+        ("SECRET", secret.to_owned()),
+    ];
+    run_client("node", "stripe_webhook.js", &env, "stripe webhook: ok").await;
 }
