@@ -282,6 +282,23 @@ pub async fn upscale_image(task_id: String, index: u8, scale: u8) -> Result<Gene
     .await
 }
 
+/// Makes a variation of output `index` (from 0) of the owner's completed
+/// task: a new task with its prompt on the model that starts from an
+/// image, charged that model's price, whose input is the stored image.
+/// Posted as a form without JavaScript, it leads to the history.
+#[server(endpoint = "vary_image", output = Json)]
+pub async fn vary_image(task_id: String, index: u8) -> Result<Generated, AppError> {
+    ssr::signed_in(VaryImage::PATH, |state, account| async move {
+        let source = TaskId::parse(&task_id)?;
+        let generated = crate::server::engine::service::vary(&state, &account.user_id(), &source, index).await?;
+        if ssr::form_post() {
+            leptos_axum::redirect("/history");
+        }
+        Ok(generated)
+    })
+    .await
+}
+
 /// A task's state; advances it when the provider has finished.
 #[server(endpoint = "check_image_status", output = Json)]
 pub async fn check_image_status(task_id: String) -> Result<TaskView, AppError> {

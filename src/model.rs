@@ -89,7 +89,7 @@ pub struct TaskView {
     /// The owner's image the task started from, when there is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input_url: Option<String>,
-    /// The task whose image this one upscales, when it does.
+    /// The task whose image this one upscales or varies, when it does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_task_id: Option<String>,
     /// How many times larger an upscale makes its image.
@@ -282,6 +282,9 @@ pub struct GeneratorInfo {
     /// "Upscale" on a completed image, when this site offers it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upscale: Option<UpscaleOffer>,
+    /// "Vary" on a completed image, when a model here starts from one.
+    #[serde(default)]
+    pub vary: Option<VaryOffer>,
 }
 
 /// What "Upscale" offers: the upscaler, its price per image and scales.
@@ -291,6 +294,14 @@ pub struct UpscaleOffer {
     pub credits: i64,
     /// The scales offered (2 for 2×); the first is the default.
     pub scales: Vec<u8>,
+}
+
+/// What "Vary" offers: the model a variation is made with (the first
+/// here that starts from an image) and its price per image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VaryOffer {
+    pub model: String,
+    pub credits: i64,
 }
 
 /// What moved a balance.

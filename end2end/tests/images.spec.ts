@@ -1,6 +1,7 @@
 // Images in, in the browser: an image to start from, picked with the file
 // picker or pasted, shown before and after the generation; an upscale of
-// the result from history; and the upload without JavaScript.
+// the result from history; a variation of it; and the upload without
+// JavaScript.
 import { expect, test, type Page } from "@playwright/test";
 import { deflateSync } from "node:zlib";
 import { hydrated, signUp } from "./helpers";
@@ -93,6 +94,21 @@ test("an image picked with the file picker starts a generation, and history upsc
     .getByRole("img", { name: "a red barn at noon" })
     .evaluate((i) => [(i as HTMLImageElement).naturalWidth, (i as HTMLImageElement).naturalHeight]);
   expect(large).toEqual([width * 2, height * 2]);
+});
+
+test("Vary on a finished image makes a new one from it, with its prompt", async ({ page }) => {
+  await signUp(page);
+  await hydrated(page);
+  await page.getByLabel("Prompt", { exact: true }).fill("a green hill at dawn");
+  await page.getByRole("button", { name: "Generate" }).click();
+  await expect(page.getByRole("img", { name: "a green hill at dawn" })).toBeVisible({ timeout: 30_000 });
+  await page.getByRole("button", { name: "Vary" }).click();
+  // The variation shows in its place, beside the image it started from.
+  await expect(page.getByText("Variation of")).toBeVisible();
+  const card = page.locator("article.task-card").first();
+  await expect(card.getByRole("img", { name: /the image it started from/ })).toBeVisible();
+  await expect(card).toHaveAttribute("data-status", "completed", { timeout: 30_000 });
+  await expect(card.getByRole("img", { name: "a green hill at dawn" })).toBeVisible();
 });
 
 test("an image pasted into the form is the one to start from, and Remove image lets it go", async ({ page }) => {

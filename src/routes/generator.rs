@@ -18,7 +18,7 @@ use self::live_task::{CardCode, LiveTask};
 use self::start_image::{StartImage, StartImageField, UploadForm};
 use super::polling::{LiveTasks, tell_hidden_tab, unfinished, use_task_poller};
 use super::refused::{Form, refused, upload_refused};
-use super::task_card::{TaskCard, Upscaling, clock, now_ms};
+use super::task_card::{ImageOffers, TaskCard, clock, now_ms};
 use crate::api::{GenerateImage, generate_image, generator_setup};
 use crate::balance;
 use crate::error::{AppError, ErrorKind};
@@ -184,16 +184,15 @@ fn Generator(
         }
     });
     use_task_poller(tasks, polling, setup.poll_interval_ms, on_finished);
-    // "Upscale" on the card shows the task it starts here.
-    if let Some(offer) = setup.upscale.clone() {
-        provide_context(Upscaling {
-            offer,
-            started: Callback::new(move |view: TaskView| {
-                shown.set(Some(view.id.clone()));
-                tasks.set(view);
-            }),
-        });
-    }
+    // "Upscale" and "Vary" on the card show the task they start here.
+    ImageOffers::provide(
+        setup.upscale.clone(),
+        setup.vary.clone(),
+        Callback::new(move |view: TaskView| {
+            shown.set(Some(view.id.clone()));
+            tasks.set(view);
+        }),
+    );
 
     let short_of_credits = move || balance.get() < cost();
     // The form posts without JavaScript; with it, what it would post is

@@ -9,9 +9,9 @@ use leptos_router::hooks::use_query_map;
 
 use super::polling::{LiveTasks, unfinished, use_task_poller};
 use super::refused::{Form, refused};
-use super::task_card::{TaskCard, Upscaling, clock};
+use super::task_card::{ImageOffers, TaskCard, clock};
 use crate::api::{generator_setup, list_history};
-use crate::model::{HistoryPage as Page, TaskView, UpscaleOffer};
+use crate::model::{HistoryPage as Page, TaskView, UpscaleOffer, VaryOffer};
 use crate::session::{RequireUser, loaded};
 
 /// The page; its data is read once per render, here (see `RequireUser`).
@@ -21,8 +21,8 @@ pub fn HistoryPage() -> impl IntoView {
     let start = use_query_map().with_untracked(|q| q.get("cursor"));
     let first = OnceResource::new(list_history(start));
     let setup = OnceResource::new(generator_setup());
-    // An "Upscale" posted without JavaScript that was refused.
-    let refused = refused(Form::Upscale);
+    // An "Upscale" or "Vary" posted without JavaScript that was refused.
+    let refused = refused(Form::Upscale).or_else(|| refused(Form::Vary));
     view! {
         <RequireUser>
             <section class="history">
@@ -31,11 +31,11 @@ pub fn HistoryPage() -> impl IntoView {
                 {move || {
                     let setup = loaded(setup).and_then(|s| s.ok());
                     let interval = setup.as_ref().map_or(3000, |s| s.poll_interval_ms);
-                    let upscale = setup.and_then(|s| s.upscale);
+                    let (upscale, vary) = setup.map_or((None, None), |s| (s.upscale, s.vary));
                     loaded(first)
                         .map(|r| match r {
                             Ok(page) => {
-                                Either::Left(view! { <HistoryGrid first=page interval_ms=interval upscale /> })
+                                Either::Left(view! { <HistoryGrid first=page interval_ms=interval upscale vary /> })
                             }
                             Err(e) => Either::Right(view! { <p class="form-error" role="alert">{e.message}</p> }),
                         })
@@ -46,9 +46,10 @@ pub fn HistoryPage() -> impl IntoView {
 }
 
 /// The cards, live: an island with the first page of tasks as its props;
-/// `upscale`: what "Upscale" offers, when the site does.
+/// `upscale` and `vary`: what "Upscale" and "Vary" offer, when the site
+/// does.
 #[island(lazy)]
-fn HistoryGrid(first: Page, interval_ms: u64, upscale: Option<UpscaleOffer>) -> impl IntoView {
+fn HistoryGrid(first: Page, interval_ms: u64, upscale: Option<UpscaleOffer>, vary: Option<VaryOffer>) -> impl IntoView {
     crate::island_hydrated();
     // Every task on the page by id, and their order (newest first).
     let order = RwSignal::new(first.items.iter().map(|t| t.id.clone()).collect::<Vec<_>>());
@@ -62,16 +63,15 @@ fn HistoryGrid(first: Page, interval_ms: u64, upscale: Option<UpscaleOffer>) -> 
     // changes, not only its size.
     let processing = Memo::new(move |_| unfinished(tasks, order.get()));
     use_task_poller(tasks, processing, interval_ms, Callback::new(|_| {}));
-    // An upscale started here shows first.
-    if let Some(offer) = upscale {
-        provide_context(Upscaling {
-            offer,
-            started: Callback::new(move |view: TaskView| {
-                order.update(|o| o.insert(0, view.id.clone()));
-                tasks.set(view);
-            }),
-        });
-    }
+    // An upscale or a variation started here shows first.
+    ImageOffers::provide(
+        upscale,
+        vary,
+        Callback::new(move |view: TaskView| {
+            order.update(|o| o.insert(0, view.id.clone()));
+            tasks.set(view);
+        }),
+    );
 
     // A link to the next page, which works without JavaScript; with it,
     // the next page is appended here instead.

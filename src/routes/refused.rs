@@ -10,7 +10,7 @@ use leptos::server_fn::ServerFn;
 use leptos::server_fn::error::ServerFnUrlError;
 use leptos_router::hooks::use_query_map;
 
-use crate::api::{BuyCredits, ChangePassword, GenerateImage, SignIn, SignUp, UpscaleImage};
+use crate::api::{BuyCredits, ChangePassword, GenerateImage, SignIn, SignUp, UpscaleImage, VaryImage};
 use crate::error::{AppError, ErrorKind};
 
 /// The forms that work without JavaScript.
@@ -25,6 +25,7 @@ pub enum Form {
     /// (`?upload_error=<kind>`, see [`upload_refused`]).
     Upload,
     Upscale,
+    Vary,
 }
 
 impl Form {
@@ -37,6 +38,7 @@ impl Form {
             Self::BuyCredits => BuyCredits::PATH,
             Self::Upload => "/api/upload_image",
             Self::Upscale => UpscaleImage::PATH,
+            Self::Vary => VaryImage::PATH,
         }
     }
 }
@@ -55,9 +57,13 @@ pub fn message(form: Form, kind: ErrorKind) -> &'static str {
         (Form::SignUp, Invalid) => "Enter a valid email address and a password of at least 8 characters.",
         (Form::SignUp, _) => "The account could not be created; please try again.",
         (Form::Generate, NotEnoughCredits) => "Not enough credits for this generation.",
-        (Form::Generate, RateLimited) => "You have reached your limit of generations for now; try again shortly.",
+        (Form::Generate | Form::Upscale | Form::Vary, RateLimited) => {
+            "You have reached your limit of generations for now; try again shortly."
+        }
         (Form::Generate, Invalid) => "The generation was refused: check the prompt and the settings.",
-        (Form::Generate, Provider) => "The image service could not be reached. Nothing was charged.",
+        (Form::Generate | Form::Upscale | Form::Vary, Provider) => {
+            "The image service could not be reached. Nothing was charged."
+        }
         (Form::Generate, Unauthorized) => "Please sign in.",
         (Form::Generate, _) => "Something went wrong; nothing was charged. Please try again.",
         (Form::ChangePassword, Invalid) => {
@@ -74,12 +80,12 @@ pub fn message(form: Form, kind: ErrorKind) -> &'static str {
         }
         (Form::Upload, TooLarge) => "The image file is too large.",
         (Form::Upload, RateLimited) => "Too many uploads; wait a minute and try again.",
-        (Form::Upload | Form::Upscale, Unauthorized) => "Please sign in.",
+        (Form::Upload | Form::Upscale | Form::Vary, Unauthorized) => "Please sign in.",
         (Form::Upload, _) => "The image could not be uploaded; please try again.",
         (Form::Upscale, NotEnoughCredits) => "Not enough credits for this upscale.",
-        (Form::Upscale, RateLimited) => "You have reached your limit of generations for now; try again shortly.",
-        (Form::Upscale, Provider) => "The image service could not be reached. Nothing was charged.",
         (Form::Upscale, _) => "The image could not be upscaled; nothing was charged.",
+        (Form::Vary, NotEnoughCredits) => "Not enough credits for this variation.",
+        (Form::Vary, _) => "The variation could not be made; nothing was charged.",
     }
 }
 
@@ -117,6 +123,7 @@ mod tests {
             Form::BuyCredits,
             Form::Upload,
             Form::Upscale,
+            Form::Vary,
         ] {
             for kind in [
                 Invalid,

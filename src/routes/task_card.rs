@@ -1,6 +1,6 @@
 //! One task as a card: status, elapsed time and progress while processing;
 //! the images (alt text = the prompt) once completed, with the seed and
-//! "Reuse seed" and "Upscale"; the reason and the refund once failed; the
+//! "Reuse seed", "Upscale" and "Vary"; the reason and the refund once failed; the
 //! image a task started from beside it. Used by the generator and the
 //! history page (where "Use this prompt" reopens the generator with the
 //! task's prompt, model and inputs).
@@ -11,15 +11,28 @@ use leptos::server_fn::ServerFn;
 use leptos::task::spawn_local;
 
 use super::generator::Refill;
-use crate::api::{UpscaleImage, cancel_image, delete_image, share_image, unshare_image, upscale_image};
-use crate::model::{TaskStatus, TaskView, UpscaleOffer, aspect_size};
+use crate::api::{
+    UpscaleImage, VaryImage, cancel_image, delete_image, share_image, unshare_image, upscale_image, vary_image,
+};
+use crate::model::{TaskStatus, TaskView, UpscaleOffer, VaryOffer, aspect_size};
 
-/// What "Upscale" on a completed card offers, and where the task it
-/// starts is shown: given (as context) by the page that shows the cards.
+/// What a completed card offers to make from its image ("Upscale",
+/// "Vary"), and where the task it starts is shown: given (as context) by
+/// the page that shows the cards.
 #[derive(Clone)]
-pub struct Upscaling {
-    pub offer: UpscaleOffer,
+pub struct ImageOffers {
+    pub upscale: Option<UpscaleOffer>,
+    pub vary: Option<VaryOffer>,
     pub started: Callback<TaskView>,
+}
+
+impl ImageOffers {
+    /// Given as context when the site offers either.
+    pub fn provide(upscale: Option<UpscaleOffer>, vary: Option<VaryOffer>, started: Callback<TaskView>) {
+        if upscale.is_some() || vary.is_some() {
+            provide_context(Self { upscale, vary, started });
+        }
+    }
 }
 
 /// Milliseconds since the Unix epoch, on either side.
@@ -106,7 +119,7 @@ pub fn TaskCard(
     let unfinished = move || !status().is_finished();
     // On the generator page: "Reuse seed" fills its form in directly.
     let refill = use_context::<Refill>();
-    let upscaling = use_context::<Upscaling>();
+    let offers = use_context::<ImageOffers>();
     let canceling = RwSignal::new(false);
     let cancel_error = RwSignal::new(None::<String>);
     let cancel = move |_| {
@@ -199,9 +212,10 @@ pub fn TaskCard(
                 </p>
                 {move || {
                     task.with(|t| {
-                        let label = match t.scale {
-                            Some(scale) => format!("Upscaled {scale}×"),
-                            None => "Started from".to_owned(),
+                        let label = match (t.scale, &t.source_task_id) {
+                            (Some(scale), _) => format!("Upscaled {scale}×"),
+                            (None, Some(_)) => "Variation of".to_owned(),
+                            (None, None) => "Started from".to_owned(),
                         };
                         t.input_url.clone().map(|url| {
                             view! {
@@ -383,11 +397,14 @@ pub fn TaskCard(
                         })
                 }}
                 {move || {
-                    let can_upscale = task.with(|t| t.status == TaskStatus::Completed && t.scale.is_none());
-                    upscaling
-                        .clone()
-                        .filter(|_| can_upscale)
-                        .map(|upscaling| view! { <UpscaleControl task=task.get_untracked() upscaling /> })
+                    // An upscaled image is not upscaled or varied again.
+                    let from_here = task.with(|t| t.status == TaskStatus::Completed && t.scale.is_none());
+                    offers.clone().filter(|_| from_here).map(|ImageOffers { upscale, vary, started }| {
+                        let upscale = upscale
+                            .map(|offer| view! { <UpscaleControl task=task.get_untracked() offer started /> });
+                        let vary = vary.map(|offer| view! { <VaryControl task=task.get_untracked() offer started /> });
+                        (upscale, vary)
+                    })
                 }}
                 {move || {
                     let (id, status) = task.with(|t| (t.id.clone(), t.status));
@@ -542,8 +559,7 @@ fn ShareControls(task_id: String) -> impl IntoView {
 /// how much, and the price. A form that posts without JavaScript too (the
 /// server then leads to the history, where the new task shows).
 #[component]
-fn UpscaleControl(task: TaskView, upscaling: Upscaling) -> impl IntoView {
-    let Upscaling { offer, started } = upscaling;
+fn UpscaleControl(task: TaskView, offer: UpscaleOffer, started: Callback<TaskView>) -> impl IntoView {
     let id = StoredValue::new(task.id.clone());
     let prompt = StoredValue::new(task.prompt.clone());
     let model = StoredValue::new(offer.model.clone());
@@ -581,21 +597,7 @@ fn UpscaleControl(task: TaskView, upscaling: Upscaling) -> impl IntoView {
     view! {
         <form class="upscale" method="post" action=UpscaleImage::url() on:submit=go>
             <input type="hidden" name="task_id" value=task.id.clone() />
-            {if count > 1 {
-                Either::Left(view! {
-                    <select
-                        name="index"
-                        aria-label="Image to upscale"
-                        on:change=move |ev| index.set(event_target_value(&ev).parse().unwrap_or(0))
-                    >
-                        {(0..count)
-                            .map(|n| view! { <option value=n.to_string()>{format!("Image {}", n + 1)}</option> })
-                            .collect_view()}
-                    </select>
-                })
-            } else {
-                Either::Right(view! { <input type="hidden" name="index" value="0" /> })
-            }}
+            <ImageIndex count index label="Image to upscale" />
             <select
                 name="scale"
                 aria-label="Scale"
@@ -616,6 +618,84 @@ fn UpscaleControl(task: TaskView, upscaling: Upscaling) -> impl IntoView {
                 {move || if busy.get() { "Upscaling…" } else { "Upscale" }}
             </button>
             <span id=format!("upscale-cost-{short_id}") class="hint">
+                {format!("{credits} credits")}
+            </span>
+            {move || error.get().map(|e| view! { <p class="form-error" role="alert">{e}</p> })}
+        </form>
+    }
+}
+
+/// The `index` field of a form that starts from one of a card's `count`
+/// images: a choice named `label` when there are several.
+#[component]
+fn ImageIndex(count: u8, index: RwSignal<u8>, label: &'static str) -> impl IntoView {
+    if count > 1 {
+        Either::Left(view! {
+            <select
+                name="index"
+                aria-label=label
+                on:change=move |ev| index.set(event_target_value(&ev).parse().unwrap_or(0))
+            >
+                {(0..count)
+                    .map(|n| view! { <option value=n.to_string()>{format!("Image {}", n + 1)}</option> })
+                    .collect_view()}
+            </select>
+        })
+    } else {
+        Either::Right(view! { <input type="hidden" name="index" value="0" /> })
+    }
+}
+
+/// "Vary" on a completed card: a new image from this one, with its prompt,
+/// on the model that starts from an image; which image (when it has
+/// several) and the price. A form that posts without JavaScript too.
+#[component]
+fn VaryControl(task: TaskView, offer: VaryOffer, started: Callback<TaskView>) -> impl IntoView {
+    let id = StoredValue::new(task.id.clone());
+    let prompt = StoredValue::new(task.prompt.clone());
+    let model = StoredValue::new(offer.model.clone());
+    let count = task.num_outputs.max(1);
+    let index = RwSignal::new(0u8);
+    let busy = RwSignal::new(false);
+    let error = RwSignal::new(None::<String>);
+    let credits = offer.credits;
+    let go = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        if busy.get_untracked() {
+            return;
+        }
+        busy.set(true);
+        let (source, n) = (id.get_value(), index.get_untracked());
+        spawn_local(async move {
+            match vary_image(source.clone(), n).await {
+                Ok(generated) => {
+                    error.set(None);
+                    crate::balance::refresh();
+                    let mut view =
+                        TaskView::pending(generated.task_id, prompt.get_value(), model.get_value(), credits, now_ms());
+                    view.input_url = Some(format!("/images/{}/input", view.id));
+                    view.source_task_id = Some(source);
+                    started.run(view);
+                }
+                Err(e) => error.set(Some(e.message)),
+            }
+            busy.set(false);
+        });
+    };
+    let short_id = task.id[..8.min(task.id.len())].to_owned();
+    view! {
+        <form class="vary" method="post" action=VaryImage::url() on:submit=go>
+            <input type="hidden" name="task_id" value=task.id.clone() />
+            <ImageIndex count index label="Image to vary" />
+            <button
+                type="submit"
+                class="button"
+                disabled=move || busy.get()
+                aria-describedby=format!("vary-cost-{short_id}")
+            >
+                {move || if busy.get() { "Varying…" } else { "Vary" }}
+            </button>
+            <span id=format!("vary-cost-{short_id}") class="hint">
                 {format!("{credits} credits")}
             </span>
             {move || error.get().map(|e| view! { <p class="form-error" role="alert">{e}</p> })}

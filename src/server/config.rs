@@ -491,6 +491,12 @@ fn parse_public_url(raw: &str) -> Result<url::Url, ConfigError> {
 }
 
 impl Config {
+    /// The model variations ("Vary") are made with: the first here that
+    /// starts from an image.
+    pub fn vary_model(&self) -> Option<&ModelSpec> {
+        self.models.iter().find(|m| m.image_input.is_some())
+    }
+
     /// The site's own origin (`scheme://host[:port]`), when configured.
     pub fn public_origin(&self) -> Option<String> {
         self.public_url.as_ref().map(|u| u.origin().ascii_serialization())

@@ -229,11 +229,14 @@ pub async fn shared_page(
     };
     let base = site_base(&state, &headers, client.as_deref());
     let css = format!("/{}/{}.css", state.leptos_options.site_pkg_dir, state.leptos_options.output_name);
-    // Its owner may upscale it from here (a plain form: the page runs no
-    // script); nobody else sees the form.
+    // Its owner may upscale or vary it from here (plain forms: the page
+    // runs no script); nobody else sees them.
     let owner = auth.user.is_some_and(|u| u.id == shared.owner);
-    let upscale = state.config.upscaler.as_ref().filter(|_| owner && shared.scale.is_none());
-    let page = share_html(&base, &token, &shared, &css, upscale);
+    let offers = OwnerOffers {
+        upscale: state.config.upscaler.as_ref().filter(|_| owner && shared.scale.is_none()),
+        vary_credits: state.config.vary_model().filter(|_| owner && shared.scale.is_none()).map(|m| m.cost(1)),
+    };
+    let page = share_html(&base, &token, &shared, &css, offers);
     let cache = if owner { "private, no-cache" } else { "no-cache" };
     (
         StatusCode::OK,
@@ -290,13 +293,21 @@ fn shared_not_found() -> Response {
     (StatusCode::NOT_FOUND, headers, axum::Extension(super::security::ScriptFree), page).into_response()
 }
 
+/// What a shared image's page offers its owner.
+#[derive(Default)]
+struct OwnerOffers<'a> {
+    upscale: Option<&'a super::catalogue::Upscaler>,
+    /// A variation's price, when the site makes them.
+    vary_credits: Option<i64>,
+}
+
 /// The public page of a shared image.
 fn share_html(
     base: &str,
     token: &str,
     shared: &super::engine::owned::SharedImage,
     css: &str,
-    upscale: Option<&super::catalogue::Upscaler>,
+    offers: OwnerOffers<'_>,
 ) -> String {
     let prompt = escape(&shared.prompt);
     let title = escape(&crate::text::clip(&shared.prompt, 70));
@@ -313,7 +324,8 @@ fn share_html(
         _ => String::new(),
     };
     let image_type = shared.content_type.as_deref().map(escape).unwrap_or_default();
-    let upscale = upscale.map_or_else(String::new, |u| {
+    let id = escape(shared.task_id.as_str());
+    let upscale = offers.upscale.map_or_else(String::new, |u| {
         let scales: String = u.scales.iter().map(|s| format!("<option value=\"{s}\">{s}×</option>")).collect();
         format!(
             "<form class=\"upscale\" method=\"post\" action=\"/api/upscale_image\">\
@@ -321,8 +333,15 @@ fn share_html(
              <select name=\"scale\" aria-label=\"Scale\">{scales}</select> \
              <button type=\"submit\" class=\"button\">Upscale</button> \
              <span class=\"hint\">{credits} credits; only you see this.</span></form>\n",
-            id = escape(shared.task_id.as_str()),
             credits = u.credits,
+        )
+    });
+    let vary = offers.vary_credits.map_or_else(String::new, |credits| {
+        format!(
+            "<form class=\"vary\" method=\"post\" action=\"/api/vary_image\">\
+             <input type=\"hidden\" name=\"task_id\" value=\"{id}\"><input type=\"hidden\" name=\"index\" value=\"0\">\
+             <button type=\"submit\" class=\"button\">Vary</button> \
+             <span class=\"hint\">{credits} credits; only you see this.</span></form>\n"
         )
     });
     format!(
@@ -339,7 +358,7 @@ fn share_html(
          <meta name=\"twitter:image\" content=\"{image_url}\">\n<meta name=\"twitter:image:alt\" content=\"{prompt}\">\n\
          <link rel=\"stylesheet\" href=\"{css}\">\n</head>\n<body>\n<main class=\"shared\">\n\
          <figure class=\"shared-figure\"><img src=\"/s/{token}/image\" alt=\"{prompt}\"{dims}>\
-         <figcaption>{prompt}</figcaption></figure>\n{upscale}\
+         <figcaption>{prompt}</figcaption></figure>\n{upscale}{vary}\
          <p class=\"shared-footer\">Made with <a href=\"/\">Darkroom</a></p>\n</main>\n</body>\n</html>\n"
     )
 }
@@ -384,12 +403,14 @@ mod tests {
             width: Some(1024),
             height: Some(768),
         };
-        let html = share_html("https://darkroom.example", "tok", &shared, "/pkg/darkroom.css", None);
+        let html = share_html("https://darkroom.example", "tok", &shared, "/pkg/darkroom.css", OwnerOffers::default());
         assert!(html.contains(r#"<meta property="og:image" content="https://darkroom.example/s/tok/image">"#));
-        assert!(!html.contains("Upscale"), "only its owner is offered an upscale");
+        assert!(!html.contains("Upscale") && !html.contains("Vary"), "only its owner is offered these");
         let upscaler = super::super::catalogue::Upscaler::builtin(20);
-        let owned = share_html("https://darkroom.example", "tok", &shared, "/pkg/darkroom.css", Some(&upscaler));
+        let offers = OwnerOffers { upscale: Some(&upscaler), vary_credits: Some(10) };
+        let owned = share_html("https://darkroom.example", "tok", &shared, "/pkg/darkroom.css", offers);
         assert!(owned.contains(r#"action="/api/upscale_image""#) && owned.contains(">Upscale</button>"));
+        assert!(owned.contains(r#"action="/api/vary_image""#) && owned.contains(">Vary</button>"));
         assert!(html.contains(r#"<meta property="og:image:width" content="1024">"#));
         assert!(html.contains(r#"<meta property="og:image:height" content="768">"#));
         assert!(html.contains(r#"<meta name="twitter:card" content="summary_large_image">"#));

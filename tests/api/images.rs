@@ -375,6 +375,126 @@ async fn upscales_that_cannot_be_made_are_refused_without_a_charge() {
     assert!(!objects(&app).await.iter().any(|k| k.starts_with("inputs/")), "no input stored");
 }
 
+/// A variation is a task of the model that starts from an image, with
+/// the source's prompt and its stored image as input: a red source gives
+/// a red variation, a blue one a blue one.
+#[tokio::test]
+async fn a_variation_starts_from_the_stored_image_with_its_prompt() {
+    let app = spawn_app().await;
+    let c = client();
+    app.sign_up(&c).await;
+    let (_, setup) = app.call(&c, "generator_setup", &[]).await;
+    assert_eq!(setup["vary"]["model"], IMAGE_MODEL, "{setup}");
+    let price = setup["vary"]["credits"].as_i64().expect("a variation's price");
+    let mut pairs = Vec::new();
+    for colour in [[230, 20, 20], [20, 20, 230]] {
+        let id = upload_png(&app, &c, png(96, 64, colour)).await;
+        let form = [("prompt", "a barn by a field"), ("model", IMAGE_MODEL), ("seed", "5"), ("image", id.as_str())];
+        let (_, body) = app.call(&c, "generate_image", &form).await;
+        let source = body["task_id"].as_str().expect("task_id").to_owned();
+        assert_eq!(poll_until_done(&app, &c, &source).await["status"], "completed");
+        let balance = app.balance(&c).await;
+        let (status, body) = app.call(&c, "vary_image", &[("task_id", &source), ("index", "0")]).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(app.balance(&c).await, balance - price, "charged the model's price for one image");
+        let variation = body["task_id"].as_str().expect("task_id").to_owned();
+        let done = poll_until_done(&app, &c, &variation).await;
+        assert_eq!(done["status"], "completed", "{done}");
+        assert_eq!(done["source_task_id"], source.as_str());
+        assert_eq!(done["model"], IMAGE_MODEL);
+        assert_eq!(done["prompt"], "a barn by a field", "the source's prompt");
+        assert!(done.get("scale").is_none_or(Value::is_null), "a variation is not an upscale: {done}");
+        let stored = fetch_image(&app, &c, &format!("/images/{source}")).await;
+        let input = fetch_image(&app, &c, done["input_url"].as_str().expect("input_url")).await;
+        assert_eq!(input.to_rgb8(), stored.to_rgb8(), "its input is the stored source image");
+        pairs.push((source, variation));
+    }
+    let red = fetch_image(&app, &c, &format!("/images/{}", pairs[0].1)).await;
+    let blue = fetch_image(&app, &c, &format!("/images/{}", pairs[1].1)).await;
+    assert!(
+        red_over_blue(&red) > red_over_blue(&blue) + 40.0,
+        "each variation follows its source: {} vs {}",
+        red_over_blue(&red),
+        red_over_blue(&blue)
+    );
+    // History shows each variation beside its source.
+    let (_, page) = app.call(&c, "list_history", &[]).await;
+    let items = page["items"].as_array().expect("items");
+    assert_eq!(items[0]["id"], pairs[1].1.as_str());
+    assert_eq!(items[0]["source_task_id"], pairs[1].0.as_str());
+    assert_eq!(items[1]["id"], pairs[1].0.as_str());
+}
+
+#[tokio::test]
+async fn variations_that_cannot_be_made_are_refused_without_a_charge() {
+    let app = spawn_app().await;
+    let c = client();
+    app.sign_up(&c).await;
+    let (_, body) = app.call(&c, "generate_image", &[("prompt", "a mill #slow"), ("model", TEXT_MODEL)]).await;
+    let running = body["task_id"].as_str().expect("task_id").to_owned();
+    let (_, body) = app.call(&c, "generate_image", &[("prompt", "a mill"), ("model", TEXT_MODEL)]).await;
+    let done = body["task_id"].as_str().expect("task_id").to_owned();
+    poll_until_done(&app, &c, &done).await;
+    let (_, body) = app.call(&c, "upscale_image", &[("task_id", &done), ("index", "0"), ("scale", "2")]).await;
+    let upscaled = body["task_id"].as_str().expect("task_id").to_owned();
+    poll_until_done(&app, &c, &upscaled).await;
+    let stranger = client();
+    app.sign_up(&stranger).await;
+    let balance = app.balance(&c).await;
+    let tasks = app.count("SELECT COUNT(*) FROM tasks").await;
+    let inputs = objects(&app).await.iter().filter(|k| k.starts_with("inputs/")).count();
+    let cases = [
+        (&c, running.as_str(), "0", 409),
+        (&c, done.as_str(), "1", 400),
+        (&c, done.as_str(), "-1", 400),
+        (&c, upscaled.as_str(), "0", 400),
+        (&stranger, done.as_str(), "0", 404),
+        (&c, "not-a-task", "0", 400),
+    ];
+    for (who, task, index, status) in cases {
+        let (got, body) = app.call(who, "vary_image", &[("task_id", task), ("index", index)]).await;
+        assert_eq!(got, status, "{task} {index}: {body}");
+        assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "a clear message: {body}");
+    }
+    assert_eq!(app.balance(&c).await, balance);
+    assert_eq!(app.count("SELECT COUNT(*) FROM tasks").await, tasks, "no task row");
+    let now = objects(&app).await.iter().filter(|k| k.starts_with("inputs/")).count();
+    assert_eq!(now, inputs, "no input stored");
+}
+
+#[tokio::test]
+async fn a_site_without_an_image_model_offers_no_variations() {
+    let app = spawn_app_with(&[("DARKROOM_MODELS", TEXT_MODEL)]).await;
+    let c = client();
+    app.sign_up(&c).await;
+    let (_, setup) = app.call(&c, "generator_setup", &[]).await;
+    assert!(setup["vary"].is_null(), "{setup}");
+    let (_, body) = app.call(&c, "generate_image", &[("prompt", "a mill")]).await;
+    let done = body["task_id"].as_str().expect("task_id").to_owned();
+    poll_until_done(&app, &c, &done).await;
+    let balance = app.balance(&c).await;
+    let (status, body) = app.call(&c, "vary_image", &[("task_id", &done), ("index", "0")]).await;
+    assert_eq!((status, body["message"].as_str()), (400, Some("this site offers no variations")), "{body}");
+    assert_eq!(app.balance(&c).await, balance);
+}
+
+#[tokio::test]
+async fn a_variation_posted_without_javascript_leads_to_the_history() {
+    let app = spawn_app().await;
+    let c = no_redirects();
+    app.sign_up(&c).await;
+    let (_, body) = app.call(&c, "generate_image", &[("prompt", "a quay"), ("model", TEXT_MODEL)]).await;
+    let source = body["task_id"].as_str().expect("task_id").to_owned();
+    poll_until_done(&app, &c, &source).await;
+    let history = c.get(format!("{}/history", app.base)).send().await.expect("page").text().await.expect("html");
+    assert!(history.contains(r#"action="/api/vary_image""#) && history.contains(">Vary</button>"), "offered");
+    let form = [("task_id", source.as_str()), ("index", "0")];
+    let answer = app.page_post(&c, "vary_image", "/history", &form).send().await.expect("post");
+    assert_eq!(answer.status(), 302, "leads to the history");
+    assert_eq!(answer.headers()["location"], "/history");
+    assert_eq!(app.count("SELECT COUNT(*) FROM tasks WHERE source_task_id IS NOT NULL").await, 1);
+}
+
 #[tokio::test]
 async fn deleting_a_task_removes_the_image_it_started_from() {
     let app = spawn_app().await;

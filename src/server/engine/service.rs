@@ -14,7 +14,7 @@ use super::{detached, queries, schedule};
 use crate::error::{AppError, Result};
 use object_store::path::Path as ObjectPath;
 
-use crate::model::{Generated, GeneratorInfo, HistoryPage, TaskView, UpscaleOffer};
+use crate::model::{Generated, GeneratorInfo, HistoryPage, TaskView, UpscaleOffer, VaryOffer};
 use crate::server::catalogue::{Inputs, ModelSpec, RawInputs};
 use crate::server::ids::{TaskId, UserId};
 use crate::server::state::AppState;
@@ -69,6 +69,7 @@ pub async fn generator_setup(state: &AppState, user: &UserId) -> Result<Generato
             credits: u.credits,
             scales: u.scales.clone(),
         }),
+        vary: state.config.vary_model().map(|m| VaryOffer { model: m.id.clone(), credits: m.credits }),
     })
 }
 
@@ -112,6 +113,7 @@ pub async fn generate(
         deadline_at: now + state.config.task_deadline.as_millis() as i64,
         input_key: input_key.as_ref().map(AsRef::as_ref),
         source: None,
+        scale: None,
     };
     record(state, user, new, input_key.as_ref()).await?;
     start(state, task_id).await
@@ -128,9 +130,67 @@ pub async fn upscale(state: &AppState, user: &UserId, source: &TaskId, index: u8
         let offered: Vec<String> = upscaler.scales.iter().map(|s| format!("{s}×")).collect();
         return Err(AppError::invalid(format!("scale must be one of {}", offered.join(", "))));
     }
+    let found = completed_source(state, user, source, index, "upscaled").await?;
+    if found.scale.is_some() {
+        return Err(AppError::invalid("this image is already upscaled"));
+    }
+    start_from_output(state, &found, index, &upscaler.id, upscaler.credits, Some(scale)).await
+}
+
+/// Makes a variation of output `index` of the owner's completed task: a
+/// task of its own on the model that starts from an image (`Config::vary_model`),
+/// with the source's prompt, charged that model's price for one image,
+/// whose input is the stored image. Then [`start`]s it.
+#[tracing::instrument(skip(state), fields(task))]
+pub async fn vary(state: &AppState, user: &UserId, source: &TaskId, index: u8) -> Result<Generated> {
+    let model = state.config.vary_model().ok_or_else(|| AppError::invalid("this site offers no variations"))?;
+    let found = completed_source(state, user, source, index, "varied").await?;
+    if found.scale.is_some() {
+        return Err(AppError::invalid("an upscaled image is too large to vary; vary the image it was made from"));
+    }
+    start_from_output(state, &found, index, &model.id, model.cost(1), None).await
+}
+
+/// Records and [`start`]s a task of `model` for `cost` whose input is
+/// output `index` of the completed task `source` (an upscale by `scale`,
+/// or a variation), with its prompt: the stored image is copied to the
+/// new task, so the source may be deleted meanwhile.
+async fn start_from_output(
+    state: &AppState,
+    source: &TaskRow,
+    index: u8,
+    model: &str,
+    cost: i64,
+    scale: Option<u8>,
+) -> Result<Generated> {
+    let task_id = TaskId::new();
+    tracing::Span::current().record("task", task_id.as_str());
+    let input_key = uploads::use_output(&state.objects, &source.id, index, &task_id).await?;
+    let inputs = Inputs { aspect_ratio: None, num_outputs: 1, seed: None, negative_prompt: None, image: None };
+    let now = state.clock.now_ms();
+    let new = NewTask {
+        id: &task_id,
+        user: &source.user_id,
+        prompt: &source.prompt,
+        model,
+        inputs: &inputs,
+        cost,
+        now,
+        deadline_at: now + state.config.task_deadline.as_millis() as i64,
+        input_key: Some(input_key.as_ref()),
+        source: Some(&source.id),
+        scale,
+    };
+    record(state, &source.user_id, new, Some(&input_key)).await?;
+    start(state, task_id).await
+}
+
+/// The owner's completed task `source`, which has an image `index`: what
+/// an upscale or a variation starts from (`made`: "upscaled", "varied").
+async fn completed_source(state: &AppState, user: &UserId, source: &TaskId, index: u8, made: &str) -> Result<TaskRow> {
     let found = queries::load_owned(&state.reads, user, source).await?.ok_or_else(AppError::not_found)?;
     if found.state != State::Completed {
-        return Err(AppError::conflict("only a completed image can be upscaled"));
+        return Err(AppError::conflict(format!("only a completed image can be {made}")));
     }
     if index >= found.num_outputs {
         return Err(AppError::invalid(format!(
@@ -138,28 +198,7 @@ pub async fn upscale(state: &AppState, user: &UserId, source: &TaskId, index: u8
             found.num_outputs
         )));
     }
-    if found.scale.is_some() {
-        return Err(AppError::invalid("this image is already upscaled"));
-    }
-    let task_id = TaskId::new();
-    tracing::Span::current().record("task", task_id.as_str());
-    let input_key = uploads::use_output(&state.objects, source, index, &task_id).await?;
-    let inputs = Inputs { aspect_ratio: None, num_outputs: 1, seed: None, negative_prompt: None, image: None };
-    let now = state.clock.now_ms();
-    let new = NewTask {
-        id: &task_id,
-        user,
-        prompt: &found.prompt,
-        model: &upscaler.id,
-        inputs: &inputs,
-        cost: upscaler.credits,
-        now,
-        deadline_at: now + state.config.task_deadline.as_millis() as i64,
-        input_key: Some(input_key.as_ref()),
-        source: Some((source, scale)),
-    };
-    record(state, user, new, Some(&input_key)).await?;
-    start(state, task_id).await
+    Ok(found)
 }
 
 /// Charges and records a task (`queued`), within the caps; a refusal

@@ -92,8 +92,10 @@ pub struct NewTask<'a> {
     pub deadline_at: i64,
     /// The task's copy of the image it starts from, if any.
     pub input_key: Option<&'a str>,
-    /// An upscale: the task whose image it makes larger, and by how much.
-    pub source: Option<(&'a TaskId, u8)>,
+    /// An upscale or a variation: the task whose image it starts from.
+    pub source: Option<&'a TaskId>,
+    /// An upscale: by how much.
+    pub scale: Option<u8>,
 }
 
 /// How many generations a person may have going.
@@ -134,8 +136,8 @@ pub async fn insert_queued(db: &Db, task: NewTask<'_>, caps: Caps) -> Result<()>
     .bind(task.inputs.seed.map(i64::from))
     .bind(task.inputs.negative_prompt.as_deref())
     .bind(task.input_key)
-    .bind(task.source.map(|(id, _)| id.as_str()))
-    .bind(task.source.map(|(_, scale)| i64::from(scale)))
+    .bind(task.source.map(TaskId::as_str))
+    .bind(task.scale.map(i64::from))
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -677,6 +679,7 @@ mod tests {
             deadline_at: now + 600_000,
             input_key: None,
             source: None,
+            scale: None,
         };
         insert_queued(&f.db, task, CAPS).await.unwrap();
         id
@@ -785,6 +788,7 @@ mod tests {
                 deadline_at: 600_000,
                 input_key: None,
                 source: None,
+                scale: None,
             };
             let inserted = insert_queued(&f.db, task, caps).await;
             if n < 2 {
@@ -919,6 +923,7 @@ mod tests {
                 deadline_at: 600_000,
                 input_key: None,
                 source: None,
+                scale: None,
             };
             let inserted = insert_queued(&f.db, task, caps).await;
             if n < 2 {
