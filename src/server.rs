@@ -264,6 +264,7 @@ pub async fn build_on(
         // metrics and the headers every response carries.
         .layer(axum::middleware::from_fn_with_state(state.clone(), payments::on_return))
         .layer(axum::middleware::from_fn(http::page_redirects))
+        .layer(axum::middleware::from_fn(http::error_status))
         .layer(axum::middleware::from_fn(http::limit_api_body))
         .layer(axum::middleware::from_fn(sessions::keep_alive))
         .layer(auth_layer)

@@ -77,6 +77,26 @@ pub async fn limit_api_body(request: axum::extract::Request, next: axum::middlew
     }
 }
 
+/// Middleware: a server function's error is answered with its kind's
+/// status. Leptos answers the errors it finds before the function runs (an
+/// argument that does not parse, one that is missing) with a 500 carrying
+/// the app's error (server_fn 0.8's `error_response` has no other status);
+/// the errors the functions return get theirs in `api::ssr::answer`.
+pub async fn error_status(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let response = next.run(request).await;
+    if response.status() != StatusCode::INTERNAL_SERVER_ERROR
+        || !response.headers().contains_key(leptos::server_fn::error::SERVER_FN_ERROR_HEADER)
+    {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_API_BODY_BYTES).await else { return internal() };
+    if let Ok(error) = serde_json::from_slice::<crate::error::AppError>(&bytes) {
+        parts.status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    }
+    Response::from_parts(parts, Body::from(bytes))
+}
+
 /// `GET /healthz`: 200 when the database answers.
 pub async fn healthz(State(state): State<AppState>) -> Response {
     match sqlx::query("SELECT 1").execute(&state.db).await {

@@ -380,6 +380,17 @@ async fn bad_input_says_why_and_charges_nothing() {
     }
     let (got, body) = app.call(&c, "check_image_status", &[("task_id", "../../etc/passwd")]).await;
     assert_eq!((got, body["message"].as_str()), (400, Some("not a valid task id")));
+    // Arguments that do not parse, or are missing, are refused before the
+    // function runs: a 400 with the app's error too, not a 500.
+    for (endpoint, form) in [
+        ("generate_image", vec![]),
+        ("upscale_image", vec![("task_id", "x"), ("index", "-1"), ("scale", "2")]),
+        ("vary_image", vec![("task_id", "x"), ("index", "many")]),
+    ] {
+        let (got, body) = app.call(&c, endpoint, &form).await;
+        assert_eq!((got, body["kind"].as_str()), (400, Some("invalid")), "{endpoint}: {body}");
+        assert!(body["message"].as_str().is_some_and(|m| m.starts_with("invalid request")), "{body}");
+    }
     assert_eq!(app.count("SELECT COUNT(*) FROM tasks").await, 0);
     assert_eq!(app.balance(&c).await, 10);
 
