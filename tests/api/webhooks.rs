@@ -257,7 +257,11 @@ async fn replayed_events_are_dropped_and_events_defer_checks_only_so_far() {
     // 1 % after a second: the end is far, so the check moves a minute on.
     let event = progress_event(&prediction, 1, 1_000);
     assert_eq!(deliver(&app, &secret, "msg_capture", &event).await, 200);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let progress_is = |n: i64| {
+        let (app, id) = (&app, &id);
+        async move { app.count(&format!("SELECT COALESCE(progress, -1) FROM tasks WHERE id = '{id}'")).await == n }
+    };
+    applied_until(|| progress_is(1)).await;
     let (_, deferred, _) = check_plan(&app, &id).await;
     assert!(deferred > created + 30_000, "the event deferred the check: {}", deferred - created);
     let applied = app.state.metrics.webhooks();
@@ -265,9 +269,9 @@ async fn replayed_events_are_dropped_and_events_defer_checks_only_so_far() {
         tokio::time::sleep(Duration::from_millis(400)).await;
         assert_eq!(deliver(&app, &secret, "msg_capture", &event).await, 200);
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(app.state.metrics.webhooks(), applied, "replays are not applied");
+    // Replays are dropped before the answer.
     assert_eq!(app.state.metrics.webhook_duplicates(), 3);
+    assert_eq!(app.state.metrics.webhooks(), applied, "replays are not applied");
     let (_, after_replays, _) = check_plan(&app, &id).await;
     assert_eq!(after_replays, deferred, "replays moved the check");
 
@@ -278,9 +282,18 @@ async fn replayed_events_are_dropped_and_events_defer_checks_only_so_far() {
         let fresh = progress_event(&prediction, 2 + n, 2_000);
         assert_eq!(deliver(&app, &secret, &format!("msg_fresh_{n}"), &fresh).await, 200);
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    applied_until(|| progress_is(4)).await;
     let (_, bounded, _) = check_plan(&app, &id).await;
     assert!(bounded <= created + 60_000, "checks deferred {} ms past the creation", bounded - created);
+}
+
+/// Waits (up to 10 s) until `done`: an event is applied after its answer.
+async fn applied_until<F: Future<Output = bool>>(done: impl Fn() -> F) {
+    let started = std::time::Instant::now();
+    while !done().await {
+        assert!(started.elapsed() < Duration::from_secs(10), "the events were not applied");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// The route reads at most an event's worth from anyone (an oversized body
