@@ -37,11 +37,13 @@ system-deps:
 	if [ -n "$$missing" ]; then $(SUDO) apt-get update && $(SUDO) apt-get install -y $$missing; fi
 
 # moto: an S3-compatible server (from PyPI) for the storage tests;
-# replicate and stripe: the official clients, run against the simulators.
+# replicate and stripe: the official clients, run against the simulators;
+# aiosmtpd: a real SMTP server for the mail tests.
 python-deps:
 	@command -v moto_server >/dev/null || python3 -m pip install --quiet 'moto[server]'
 	@python3 -c 'import replicate' 2>/dev/null || python3 -m pip install --quiet 'replicate==1.0.7'
 	@python3 -c 'import stripe' 2>/dev/null || python3 -m pip install --quiet 'stripe==16.1.0'
+	@python3 -c 'import aiosmtpd' 2>/dev/null || python3 -m pip install --quiet 'aiosmtpd==1.4.6'
 
 # npm ci only when package-lock.json changed since the last install.
 node-deps: end2end/node_modules/.package-lock.json
@@ -89,7 +91,7 @@ test-rust: rust-deps system-deps python-deps node-deps
 		| while read -r db; do psql -q "$(TEST_POSTGRES)/postgres" -c "DROP DATABASE IF EXISTS $$db"; done
 	DARKROOM_TEST_POSTGRES=$(TEST_POSTGRES) scripts/with-moto.sh \
 		cargo test --features ssr --test api -- --include-ignored \
-		account:: accounts:: cancel:: images:: inputs:: pages:: payments:: queue:: tasks:: storage:: scaleout:: security:: webhooks::
+		account:: accounts:: cancel:: images:: inputs:: mail:: pages:: payments:: queue:: tasks:: storage:: scaleout:: security:: webhooks::
 	cargo test --features ssr --test api -- --ignored clients::
 	cargo test --lib --features hydrate
 

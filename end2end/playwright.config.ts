@@ -6,7 +6,9 @@ import { defineConfig } from "@playwright/test";
 
 const port = process.env.E2E_PORT ?? "3100";
 const baseURL = process.env.BASE_URL ?? `http://127.0.0.1:${port}`;
-const dataDir = process.env.E2E_DATA_DIR ?? `/tmp/darkroom-e2e-${process.pid}`;
+// Set here for the workers too (they inherit it): password.spec.ts reads
+// the server's outbox folder.
+const dataDir = (process.env.E2E_DATA_DIR ??= `/tmp/darkroom-e2e-${process.pid}`);
 /** The second server, whose provider budget is small (queue.spec.ts). */
 const queuePort = process.env.E2E_QUEUE_PORT ?? "3101";
 

@@ -366,6 +366,43 @@ pub async fn change_password(current_password: String, new_password: String) -> 
     .await
 }
 
+/// Sends a password reset link to `email` if an account uses it. The
+/// answer is the same, at once, either way. From a page without
+/// JavaScript, on to `/forgot?sent=1`.
+#[server(endpoint = "request_password_reset", output = Json)]
+pub async fn request_password_reset(email: String) -> Result<(), AppError> {
+    use crate::server::{auth::Email, password_reset};
+    ssr::public(RequestPasswordReset::PATH, |state| async move {
+        state.attempts.check(ssr::client_key())?;
+        let email = Email::parse(&email)?;
+        state.reset_requests.check_as(email.as_str().to_owned(), "reset links for this address")?;
+        let base = password_reset::link_base(&state, &ssr::site_base(&state));
+        password_reset::request(&state, email, base);
+        if ssr::form_post() {
+            leptos_axum::redirect("/forgot?sent=1");
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// Sets a new password with the link's `token`; every session of the
+/// account ends. From a page without JavaScript, on to `/login?reset=1`.
+#[server(endpoint = "reset_password", output = Json)]
+pub async fn reset_password(token: String, new_password: String) -> Result<(), AppError> {
+    use crate::server::{auth::NewPassword, password_reset};
+    ssr::public(ResetPassword::PATH, |state| async move {
+        state.attempts.check(ssr::client_key())?;
+        let new = NewPassword::parse(new_password)?;
+        password_reset::reset(&state, &token, new).await?;
+        if ssr::form_post() {
+            leptos_axum::redirect("/login?reset=1");
+        }
+        Ok(())
+    })
+    .await
+}
+
 /// Ends every session of the account, this one included, on every device
 /// and instance. From a page, on to the sign-in page.
 #[server(endpoint = "sign_out_everywhere", output = Json)]

@@ -11,6 +11,7 @@ use leptos_router::{SsrMode, path};
 use crate::routes::nav::Header;
 use crate::routes::{
     account::AccountPage, auth::LoginPage, auth::SignupPage, generator::GeneratorPage, history::HistoryPage,
+    password::ForgotPage, password::ResetPage,
 };
 use crate::session::CurrentUser;
 
@@ -52,6 +53,8 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/account") view=AccountPage ssr=SsrMode::Async />
                     <Route path=path!("/login") view=LoginPage ssr=SsrMode::Async />
                     <Route path=path!("/signup") view=SignupPage ssr=SsrMode::Async />
+                    <Route path=path!("/forgot") view=ForgotPage ssr=SsrMode::Async />
+                    <Route path=path!("/reset") view=ResetPage ssr=SsrMode::Async />
                 </Routes>
             </main>
         </Router>

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod generator;
 pub mod history;
 pub mod nav;
+pub mod password;
 pub mod polling;
 pub mod refused;
 pub mod task_card;

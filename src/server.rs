@@ -13,7 +13,9 @@ pub mod engine;
 pub mod http;
 pub mod ids;
 pub mod ledger;
+pub mod mail;
 pub mod metrics;
+pub mod password_reset;
 pub mod payments;
 pub mod reads;
 pub mod security;
@@ -160,6 +162,7 @@ pub async fn build_on(
     let task_changes = Arc::new(AttemptLimiter::<String>::per_minute(state::CANCELS_AND_DELETES_PER_MINUTE));
     let purchase_attempts = Arc::new(AttemptLimiter::<String>::per_minute(state::PURCHASES_PER_MINUTE));
     let upload_attempts = Arc::new(AttemptLimiter::<String>::per_minute(uploads::UPLOADS_PER_MINUTE));
+    let reset_requests = Arc::new(AttemptLimiter::<String>::per_hour(password_reset::PER_ADDRESS_PER_HOUR));
     {
         let limiters = (
             attempts.clone(),
@@ -167,6 +170,7 @@ pub async fn build_on(
             task_changes.clone(),
             purchase_attempts.clone(),
             upload_attempts.clone(),
+            reset_requests.clone(),
         );
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(300));
@@ -177,6 +181,7 @@ pub async fn build_on(
                 limiters.2.prune();
                 limiters.3.prune();
                 limiters.4.prune();
+                limiters.5.prune();
             }
         });
     }
@@ -200,6 +205,7 @@ pub async fn build_on(
     tracing::info!(limits = %budget.limits(), "provider budget");
     let uploads = Arc::new(engine::finalize::Uploads::for_store(&config.storage));
     let spool = Arc::new(uploads::Spool::new(config.data_dir.join("spool")));
+    let mailer = Arc::new(mail::Mailer::new(&config.mail, &config.mail_from)?);
     let state = AppState::new(state::Shared {
         config: Arc::new(config),
         db,
@@ -219,6 +225,8 @@ pub async fn build_on(
         task_changes,
         purchase_attempts,
         upload_attempts,
+        reset_requests,
+        mailer,
         spool,
         metrics: Arc::default(),
         leptos_options: leptos_options.clone(),
@@ -227,6 +235,7 @@ pub async fn build_on(
 
     engine::reconcile::spawn(state.clone());
     engine::queue::spawn(state.clone());
+    mail::spawn(state.clone());
 
     let proxies = Arc::new(state.config.trusted_proxies.clone());
     let routes = page_routes();

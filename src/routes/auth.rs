@@ -25,10 +25,16 @@ fn next_page() -> String {
 
 #[component]
 pub fn LoginPage() -> impl IntoView {
+    // Where a password reset leads (`/login?reset=1`).
+    let reset = use_query_map().with_untracked(|q| q.get("reset").is_some());
     view! {
         <section class="auth-card">
             <h1>"Sign in"</h1>
+            {reset.then(|| view! { <p class="form-success" role="status">"Your new password is set: sign in with it."</p> })}
             <AuthForm kind=AuthKind::SignIn next=next_page() refused=refused(Form::SignIn) />
+            <p class="muted">
+                <A href="/forgot">"Forgot password?"</A>
+            </p>
             <p class="muted">"New here? " <A href="/signup">"Create an account"</A></p>
         </section>
     }

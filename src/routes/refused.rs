@@ -10,7 +10,10 @@ use leptos::server_fn::ServerFn;
 use leptos::server_fn::error::ServerFnUrlError;
 use leptos_router::hooks::use_query_map;
 
-use crate::api::{BuyCredits, ChangePassword, GenerateImage, SignIn, SignUp, UpscaleImage, VaryImage};
+use crate::api::{
+    BuyCredits, ChangePassword, GenerateImage, RequestPasswordReset, ResetPassword, SignIn, SignUp, UpscaleImage,
+    VaryImage,
+};
 use crate::error::{AppError, ErrorKind};
 
 /// The forms that work without JavaScript.
@@ -26,6 +29,8 @@ pub enum Form {
     Upload,
     Upscale,
     Vary,
+    Forgot,
+    Reset,
 }
 
 impl Form {
@@ -39,6 +44,8 @@ impl Form {
             Self::Upload => "/api/upload_image",
             Self::Upscale => UpscaleImage::PATH,
             Self::Vary => VaryImage::PATH,
+            Self::Forgot => RequestPasswordReset::PATH,
+            Self::Reset => ResetPassword::PATH,
         }
     }
 }
@@ -51,7 +58,7 @@ pub fn message(form: Form, kind: ErrorKind) -> &'static str {
     match (form, kind) {
         (Form::SignIn, Unauthorized) => "Wrong email or password.",
         (Form::SignIn, Invalid) => "Enter your email address and password.",
-        (Form::SignIn | Form::SignUp | Form::ChangePassword, RateLimited) => TOO_MANY,
+        (Form::SignIn | Form::SignUp | Form::ChangePassword | Form::Reset, RateLimited) => TOO_MANY,
         (Form::SignIn, _) => "Signing in did not work; please try again.",
         (Form::SignUp, Conflict) => "An account with this email already exists; sign in instead.",
         (Form::SignUp, Invalid) => "Enter a valid email address and a password of at least 8 characters.",
@@ -86,6 +93,13 @@ pub fn message(form: Form, kind: ErrorKind) -> &'static str {
         (Form::Upscale, _) => "The image could not be upscaled; nothing was charged.",
         (Form::Vary, NotEnoughCredits) => "Not enough credits for this variation.",
         (Form::Vary, _) => "The variation could not be made; nothing was charged.",
+        (Form::Forgot, Invalid) => "Enter a valid email address.",
+        (Form::Forgot, RateLimited) => "Too many links asked for; wait a while and try again.",
+        (Form::Forgot, _) => "The link could not be sent; please try again.",
+        (Form::Reset, Invalid) => {
+            "The password was not set: the new one needs at least 8 characters, and the link works once, for an hour."
+        }
+        (Form::Reset, _) => "The password was not set; please try again.",
     }
 }
 
@@ -124,6 +138,8 @@ mod tests {
             Form::Upload,
             Form::Upscale,
             Form::Vary,
+            Form::Forgot,
+            Form::Reset,
         ] {
             for kind in [
                 Invalid,

@@ -217,7 +217,7 @@ async fn verify(password: String, hash: String) -> Result<bool, tokio::task::Joi
     argon2(move || password_auth::verify_password(password, &hash).is_ok()).await
 }
 
-async fn hash_password(password: NewPassword) -> Result<String> {
+pub(crate) async fn hash_password(password: NewPassword) -> Result<String> {
     argon2(move || password_auth::generate_hash(password.0)).await.map_err(AppError::internal)
 }
 
@@ -335,6 +335,11 @@ impl<K: std::hash::Hash + Eq + Clone> AttemptLimiter<K> {
     pub fn per_minute(n: u32) -> Self {
         let n = NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN);
         Self(RateLimiter::keyed(Quota::per_minute(n)))
+    }
+
+    pub fn per_hour(n: u32) -> Self {
+        let n = NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN);
+        Self(RateLimiter::keyed(Quota::per_hour(n)))
     }
 
     /// Counts an attempt by `key`, or says how long to wait.

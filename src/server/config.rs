@@ -53,6 +53,16 @@ impl std::fmt::Debug for StorageConfig {
     }
 }
 
+/// Where mail goes.
+#[derive(Debug, Clone)]
+pub enum MailChoice {
+    /// No SMTP configured: `.eml` files in this folder, links logged.
+    Folder(PathBuf),
+    /// An SMTP server, as lettre's URL (`smtps://user:pass@host:465`,
+    /// `smtp://host:587?tls=required`); it may hold a password.
+    Smtp(SecretString),
+}
+
 /// Where people pay for credits.
 #[derive(Debug, Clone)]
 pub enum PaymentsChoice {
@@ -215,6 +225,10 @@ pub struct Config {
     pub payments: PaymentsChoice,
     /// What they can buy (`DARKROOM_CREDIT_PACKAGES`).
     pub credit_packages: Vec<CreditPackage>,
+    /// Where mail goes (`DARKROOM_SMTP_URL`, else a folder).
+    pub mail: MailChoice,
+    /// Who mail comes from (`DARKROOM_MAIL_FROM`).
+    pub mail_from: String,
 }
 
 /// A setting that could not be used, named.
@@ -349,6 +363,11 @@ impl Config {
             max_active_tasks: number(&var, "DARKROOM_MAX_ACTIVE_TASKS", 4, 1..=10_000)?,
             generations_per_minute: number(&var, "DARKROOM_GENERATIONS_PER_MINUTE", 20, 1..=100_000)?,
             session_idle: Duration::from_secs(60 * 60 * 24 * number(&var, "DARKROOM_SESSION_DAYS", 30, 1..=3650)?),
+            mail: match var("DARKROOM_SMTP_URL") {
+                Some(raw) => MailChoice::Smtp(parse_smtp_url(&raw)?),
+                None => MailChoice::Folder(data_dir.join("outbox")),
+            },
+            mail_from: parse_mail_from(var("DARKROOM_MAIL_FROM"))?,
             data_dir,
             database_url,
         })
@@ -503,6 +522,43 @@ impl Config {
     }
 }
 
+/// `DARKROOM_SMTP_URL`: `smtps://` (TLS from the start) or `smtp://` with
+/// `?tls=required` (STARTTLS; `starttls` means the same),
+/// `?tls=opportunistic`, or nothing (plain, for a server on loopback).
+/// Returned in lettre's syntax.
+fn parse_smtp_url(raw: &str) -> Result<SecretString, ConfigError> {
+    const NAME: &str = "DARKROOM_SMTP_URL";
+    let mut url = url::Url::parse(raw.trim()).map_err(|_| err(NAME, "not a URL (e.g. smtps://user:pass@host:465)"))?;
+    if !matches!(url.scheme(), "smtp" | "smtps") {
+        return Err(err(NAME, "must start with smtp:// or smtps://"));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(err(NAME, "names no host"));
+    }
+    let mut query = Vec::new();
+    for (key, value) in url.query_pairs() {
+        match (key.as_ref(), value.as_ref()) {
+            ("tls", "required" | "starttls") if url.scheme() == "smtp" => query.push(("tls", "required")),
+            ("tls", "opportunistic") if url.scheme() == "smtp" => query.push(("tls", "opportunistic")),
+            ("tls", _) => return Err(err(NAME, "tls= is required, starttls or opportunistic, and only with smtp://")),
+            _ => return Err(err(NAME, format!("unknown parameter {}", key.chars().take(40).collect::<String>()))),
+        }
+    }
+    let query =
+        (!query.is_empty()).then(|| query.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&"));
+    url.set_query(query.as_deref());
+    Ok(SecretString::from(url.to_string()))
+}
+
+/// `DARKROOM_MAIL_FROM`: a mailbox (`Darkroom <hello@darkroom.example>`).
+fn parse_mail_from(raw: Option<String>) -> Result<String, ConfigError> {
+    let from = raw.unwrap_or_else(|| "Darkroom <darkroom@localhost>".to_owned());
+    match from.parse::<lettre::message::Mailbox>() {
+        Ok(_) => Ok(from),
+        Err(_) => Err(err("DARKROOM_MAIL_FROM", "not a mailbox (e.g. Darkroom <hello@darkroom.example>)")),
+    }
+}
+
 /// A bearer token: visible ASCII without spaces, so it fits a header.
 fn parse_sim_token(raw: &str) -> Result<SecretString, ConfigError> {
     if !raw.bytes().all(|b| b.is_ascii_graphic()) {
@@ -550,6 +606,29 @@ mod tests {
         assert_eq!(c.max_image_bytes, 20_971_520);
         assert_eq!(c.sim_duration_ms, (8000, 20000));
         assert_eq!(c.models[0].id, "black-forest-labs/flux-schnell");
+    }
+
+    #[test]
+    fn mail_goes_to_a_folder_unless_an_smtp_url_is_set() {
+        use secrecy::ExposeSecret;
+        let c = config(&[("DARKROOM_DATA_DIR", "/tmp/dr")]).unwrap();
+        assert!(matches!(&c.mail, MailChoice::Folder(dir) if dir == &PathBuf::from("/tmp/dr/outbox")));
+        assert_eq!(c.mail_from, "Darkroom <darkroom@localhost>");
+        for (raw, lettre) in [
+            ("smtps://u:p@mail.example:465", "smtps://u:p@mail.example:465"),
+            ("smtp://mail.example:587?tls=starttls", "smtp://mail.example:587?tls=required"),
+            ("smtp://127.0.0.1:2525", "smtp://127.0.0.1:2525"),
+        ] {
+            let c = config(&[("DARKROOM_SMTP_URL", raw)]).unwrap();
+            let MailChoice::Smtp(url) = &c.mail else { panic!("{raw}: not SMTP") };
+            assert_eq!(url.expose_secret(), lettre);
+            assert!(!format!("{c:?}").contains("u:p"), "the password is not in Debug");
+        }
+        for bad in ["mail.example", "http://mail.example", "smtps://mail.example?tls=required", "smtp://x?tls=maybe"] {
+            let e = config(&[("DARKROOM_SMTP_URL", bad)]).unwrap_err();
+            assert_eq!(e.name, "DARKROOM_SMTP_URL", "{bad}");
+        }
+        assert_eq!(config(&[("DARKROOM_MAIL_FROM", "not a mailbox")]).unwrap_err().name, "DARKROOM_MAIL_FROM");
     }
 
     #[test]

@@ -82,6 +82,7 @@ pub struct Metrics {
     finalizations: Family<OutcomeLabels, Counter>,
     refunds: Counter,
     deletions: Counter,
+    mail: Family<OutcomeLabels, Counter>,
     generation_seconds: Histogram,
     queue_wait_seconds: Histogram,
     server_fns: Family<ServerFnLabels, Counter>,
@@ -117,6 +118,7 @@ impl Default for Metrics {
         let finalizations = Family::<OutcomeLabels, Counter>::default();
         let refunds = Counter::default();
         let deletions = Counter::default();
+        let mail = Family::<OutcomeLabels, Counter>::default();
         let generation_seconds = Histogram::new(exponential_buckets(1.0, 1.5, 14));
         let queue_wait_seconds = Histogram::new(exponential_buckets(0.1, 2.0, 14));
         let queue_length = Gauge::default();
@@ -136,6 +138,7 @@ impl Default for Metrics {
         registry.register("finalizations", "Tasks that left processing, by outcome", finalizations.clone());
         registry.register("refunds", "Credits refunds (one per failed or canceled task)", refunds.clone());
         registry.register("deletions", "Tasks deleted by their owners", deletions.clone());
+        registry.register("mail", "Mail sent, tried again later, or given up", mail.clone());
         registry.register("generation_seconds", "From submission to a stored image", generation_seconds.clone());
         registry.register(
             "queue_wait_seconds",
@@ -166,6 +169,7 @@ impl Default for Metrics {
             finalizations,
             refunds,
             deletions,
+            mail,
             generation_seconds,
             queue_wait_seconds,
             server_fns,
@@ -176,6 +180,11 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// A message `outcome`: `sent`, `retried` or `given_up`.
+    pub fn mail(&self, outcome: &'static str) {
+        self.mail.get_or_create(&OutcomeLabels { outcome }).inc();
+    }
+
     pub fn poll(&self) {
         self.polls.inc();
     }

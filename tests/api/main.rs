@@ -9,6 +9,7 @@ mod clients;
 mod helpers;
 mod images;
 mod inputs;
+mod mail;
 mod pages;
 mod payments;
 mod provider;

@@ -89,6 +89,8 @@ async fn every_html_answer_carries_its_policy() {
     let mut answers: Vec<(reqwest::Client, String, u16, bool)> = vec![
         (stranger.clone(), "/login".into(), 200, true),
         (stranger.clone(), "/signup".into(), 200, true),
+        (stranger.clone(), "/forgot".into(), 200, true),
+        (stranger.clone(), "/reset?token=abc".into(), 200, true),
         (stranger.clone(), "/history".into(), 200, true), // followed to /login?next=/history
         (stranger.clone(), "/no-such-page".into(), 404, true),
         (c.clone(), "/".into(), 200, true),
@@ -278,6 +280,8 @@ async fn a_crafted_link_cannot_write_a_pages_error_text() {
     for (client, page, endpoint, ours) in [
         (&stranger, "/login", "sign_in", "Wrong email or password."),
         (&stranger, "/signup", "sign_up", "The account could not be created; please try again."),
+        (&stranger, "/forgot", "request_password_reset", "The link could not be sent; please try again."),
+        (&stranger, "/reset", "reset_password", "The password was not set; please try again."),
         (&c, "/", "generate_image", "Please sign in."),
         (&c, "/account", "change_password", "The password was not changed; please try again."),
     ] {
