@@ -403,6 +403,25 @@ pub async fn reset_password(token: String, new_password: String) -> Result<(), A
     .await
 }
 
+/// Deletes the account, with its password: its tasks, images and uploads
+/// go, every session ends, the email is freed (see
+/// `server::account_deletion`). From a page, on to `/login?deleted=1`.
+#[server(endpoint = "delete_account", output = Json)]
+pub async fn delete_account(password: String) -> Result<(), AppError> {
+    ssr::signed_in(DeleteAccount::PATH, |state, account| async move {
+        state.attempts.check(ssr::client_key())?;
+        state.account_attempts.check(account.id.clone())?;
+        crate::server::account_deletion::delete(&state, &account, password).await?;
+        let mut auth = ssr::auth_session().await?;
+        auth.logout().await.map_err(AppError::internal)?;
+        if ssr::form_post() {
+            leptos_axum::redirect("/login?deleted=1");
+        }
+        Ok(())
+    })
+    .await
+}
+
 /// Ends every session of the account, this one included, on every device
 /// and instance. From a page, on to the sign-in page.
 #[server(endpoint = "sign_out_everywhere", output = Json)]

@@ -1,6 +1,7 @@
 //! The server side: configuration, database, accounts, credits, storage, the
 //! task engine, and the assembly of the axum `Router`.
 
+pub mod account_deletion;
 pub mod admin;
 pub mod auth;
 pub mod catalogue;

@@ -117,3 +117,22 @@ test("Sign out everywhere ends the sessions of every browser", async ({ page, br
   await expect(laptop.getByText("100 credits")).toHaveCount(0);
   await other.close();
 });
+
+test("Delete account asks for the password, then nothing of the account signs in", async ({ page }) => {
+  const email = await signUp(page);
+  await page.getByRole("link", { name: "Account" }).click();
+  await expect(page.getByRole("heading", { name: "Delete account" })).toBeVisible();
+  await page.getByLabel("Your password").fill("not the password");
+  await page.getByRole("button", { name: "Delete account" }).click();
+  await expect(page.getByRole("alert")).toHaveText("The password is wrong; the account was not deleted.");
+
+  await page.getByLabel("Your password").fill(PASSWORD);
+  await page.getByRole("button", { name: "Delete account" }).click();
+  await expect(page).toHaveURL(/\/login\?deleted=1$/);
+  await expect(page.getByRole("status")).toHaveText("Your account is deleted.");
+  await hydrated(page);
+  await page.getByLabel("Email").fill(email);
+  await page.getByLabel("Password").fill(PASSWORD);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await expect(page.getByRole("alert")).toHaveText("wrong email or password");
+});

@@ -2,8 +2,8 @@
 //! ledger, newest first, a page at a time: "Older entries" loads the next
 //! page), buying credits (a plain form on to the checkout page, the
 //! purchases and, back from checkout at `?purchase=<id>`, how it went), the
-//! password change form (the page's one island) and "Sign out everywhere"
-//! (a plain form).
+//! password change form (the page's one island), "Sign out everywhere"
+//! and "Delete account" (plain forms).
 
 use leptos::either::Either;
 use leptos::prelude::*;
@@ -14,7 +14,8 @@ use leptos_router::hooks::use_query_map;
 use super::refused::{Form, refused};
 use super::value_of;
 use crate::api::{
-    BuyCredits, ChangePassword, SignOutEverywhere, change_password, list_ledger, list_packages, list_purchases,
+    BuyCredits, ChangePassword, DeleteAccount, SignOutEverywhere, change_password, list_ledger, list_packages,
+    list_purchases,
 };
 use crate::error::AppError;
 use crate::model::{CreditPackage, LedgerEntry, LedgerKind, LedgerPage, Purchase, PurchaseStatus};
@@ -81,6 +82,7 @@ pub fn AccountPage() -> impl IntoView {
                         <button type="submit">"Sign out everywhere"</button>
                     </form>
                 </section>
+                <DeleteForm refused=refused(Form::DeleteAccount) />
             </section>
         </RequireUser>
     }
@@ -241,6 +243,34 @@ fn LedgerRow(entry: LedgerEntry) -> impl IntoView {
             <td>{what}</td>
             <td class="amount">{signed(entry.amount)}</td>
         </tr>
+    }
+}
+
+/// "Delete account": the password, and the button. A plain form: on to
+/// the sign-in page once done, or back here with why not.
+#[component]
+fn DeleteForm(refused: Option<AppError>) -> impl IntoView {
+    view! {
+        <section class="delete-account" aria-labelledby="delete-account-heading">
+            <h2 id="delete-account-heading">"Delete account"</h2>
+            <p class="hint" id="delete-account-hint">
+                "Deletes your images, the images you started from and your credits, and signs you out everywhere. \
+                 Purchases stay in the site's books, without your email."
+            </p>
+            <form action=DeleteAccount::url() method="post">
+                <label for="delete_password">"Your password"</label>
+                <input
+                    id="delete_password"
+                    type="password"
+                    name="password"
+                    required
+                    autocomplete="current-password"
+                    aria-describedby="delete-account-hint"
+                />
+                {refused.map(|e| view! { <p class="form-error" role="alert">{e.message}</p> })}
+                <button type="submit" class="danger">"Delete account"</button>
+            </form>
+        </section>
     }
 }
 

@@ -25,12 +25,14 @@ fn next_page() -> String {
 
 #[component]
 pub fn LoginPage() -> impl IntoView {
-    // Where a password reset leads (`/login?reset=1`).
-    let reset = use_query_map().with_untracked(|q| q.get("reset").is_some());
+    // Where a password reset (`/login?reset=1`) or an account's deletion
+    // (`?deleted=1`) leads.
+    let (reset, deleted) = use_query_map().with_untracked(|q| (q.get("reset").is_some(), q.get("deleted").is_some()));
     view! {
         <section class="auth-card">
             <h1>"Sign in"</h1>
             {reset.then(|| view! { <p class="form-success" role="status">"Your new password is set: sign in with it."</p> })}
+            {deleted.then(|| view! { <p class="form-success" role="status">"Your account is deleted."</p> })}
             <AuthForm kind=AuthKind::SignIn next=next_page() refused=refused(Form::SignIn) />
             <p class="muted">
                 <A href="/forgot">"Forgot password?"</A>

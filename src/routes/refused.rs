@@ -11,8 +11,8 @@ use leptos::server_fn::error::ServerFnUrlError;
 use leptos_router::hooks::use_query_map;
 
 use crate::api::{
-    BuyCredits, ChangePassword, GenerateImage, RequestPasswordReset, ResetPassword, SignIn, SignUp, UpscaleImage,
-    VaryImage,
+    BuyCredits, ChangePassword, DeleteAccount, GenerateImage, RequestPasswordReset, ResetPassword, SignIn, SignUp,
+    UpscaleImage, VaryImage,
 };
 use crate::error::{AppError, ErrorKind};
 
@@ -31,6 +31,7 @@ pub enum Form {
     Vary,
     Forgot,
     Reset,
+    DeleteAccount,
 }
 
 impl Form {
@@ -46,6 +47,7 @@ impl Form {
             Self::Vary => VaryImage::PATH,
             Self::Forgot => RequestPasswordReset::PATH,
             Self::Reset => ResetPassword::PATH,
+            Self::DeleteAccount => DeleteAccount::PATH,
         }
     }
 }
@@ -58,7 +60,9 @@ pub fn message(form: Form, kind: ErrorKind) -> &'static str {
     match (form, kind) {
         (Form::SignIn, Unauthorized) => "Wrong email or password.",
         (Form::SignIn, Invalid) => "Enter your email address and password.",
-        (Form::SignIn | Form::SignUp | Form::ChangePassword | Form::Reset, RateLimited) => TOO_MANY,
+        (Form::SignIn | Form::SignUp | Form::ChangePassword | Form::Reset | Form::DeleteAccount, RateLimited) => {
+            TOO_MANY
+        }
         (Form::SignIn, _) => "Signing in did not work; please try again.",
         (Form::SignUp, Conflict) => "An account with this email already exists; sign in instead.",
         (Form::SignUp, Invalid) => "Enter a valid email address and a password of at least 8 characters.",
@@ -100,6 +104,11 @@ pub fn message(form: Form, kind: ErrorKind) -> &'static str {
             "The password was not set: the new one needs at least 8 characters, and the link works once, for an hour."
         }
         (Form::Reset, _) => "The password was not set; please try again.",
+        (Form::DeleteAccount, Invalid) => "The password is wrong; the account was not deleted.",
+        (Form::DeleteAccount, Conflict) => {
+            "A generation is still running: cancel it or let it end, then delete the account."
+        }
+        (Form::DeleteAccount, _) => "The account was not deleted; please try again.",
     }
 }
 
@@ -140,6 +149,7 @@ mod tests {
             Form::Vary,
             Form::Forgot,
             Form::Reset,
+            Form::DeleteAccount,
         ] {
             for kind in [
                 Invalid,

@@ -213,7 +213,7 @@ impl AuthnBackend for Accounts {
 }
 
 /// Whether `password` matches `hash` (Argon2, off the async threads).
-async fn verify(password: String, hash: String) -> Result<bool, tokio::task::JoinError> {
+pub(crate) async fn verify(password: String, hash: String) -> Result<bool, tokio::task::JoinError> {
     argon2(move || password_auth::verify_password(password, &hash).is_ok()).await
 }
 

@@ -428,3 +428,80 @@ async fn password_guesses_are_limited_per_account_whatever_the_address() {
     }
     assert_eq!(guess(4).await, 429, "the account's limit holds across addresses");
 }
+
+/// "Delete account": with the password, every task, image, upload and
+/// session of the account goes, on every instance; the email is free for a
+/// new sign-up; the ledger and purchases stay, tied to the id only.
+#[tokio::test]
+async fn deleting_the_account_leaves_nothing_of_it_on_any_instance() {
+    let (a, b, owner) = owner_on_two_instances().await;
+    let email = a.call(&owner, "me", &[]).await.1["email"].as_str().expect("email").to_owned();
+    let user = a.user_id(&email).await;
+    let done = completed_task(&a, &owner, "a lighthouse at dusk").await;
+    let url = a.call(&owner, "share_image", &[("task_id", &done)]).await.1["url"].as_str().unwrap().to_owned();
+    let (_, bought) = a.call(&owner, "buy_credits", &[("package", "100")]).await;
+    assert!(bought["purchase_id"].is_string(), "{bought}");
+    let part = reqwest::multipart::Part::bytes(tiny_png()).file_name("x.png").mime_str("image/png").unwrap();
+    let upload = owner
+        .post(format!("{}/api/upload_image", a.base))
+        .multipart(reqwest::multipart::Form::new().part("file", part))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(upload.status(), 200);
+    let elsewhere = client();
+    b.call(&elsewhere, "sign_in", &[("email", &email), ("password", "correct horse")]).await;
+    assert_eq!(b.call(&elsewhere, "me", &[]).await.0, 200);
+    let stored = objects(&a).await;
+    assert!(stored.iter().any(|k| k.contains(&done)), "{stored:?}");
+    assert!(stored.iter().any(|k| k.starts_with("uploads/")), "{stored:?}");
+
+    // A wrong password, or a generation still running, deletes nothing.
+    let (status, body) = a.call(&owner, "delete_account", &[("password", "not the password")]).await;
+    assert_eq!((status, body["message"].as_str()), (400, Some("the password is wrong")));
+    let running = generate(&a, &owner, "a slow tide #slow").await;
+    let (status, body) = a.call(&owner, "delete_account", &[("password", "correct horse")]).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(a.count(&format!("SELECT COUNT(*) FROM tasks WHERE user_id = '{user}'")).await, 2);
+    assert_eq!(a.call(&owner, "cancel_image", &[("task_id", &running)]).await.0, 200);
+
+    let (status, body) = a.call(&owner, "delete_account", &[("password", "correct horse")]).await;
+    assert_eq!(status, 200, "{body}");
+    for (app, c) in [(&a, &owner), (&b, &elsewhere), (&b, &owner)] {
+        assert_eq!(app.call(c, "me", &[]).await.0, 401, "every session ended");
+        assert_eq!(get(c, &format!("{}/images/{done}", app.base)).await.0, 404);
+        assert_eq!(get(&client(), &format!("{}{url}", app.base)).await.0, 404, "the share link is gone");
+    }
+    let left = objects(&a).await;
+    assert!(left.iter().all(|k| !k.contains(&done) && !k.starts_with("uploads/")), "objects left: {left:?}");
+    assert_eq!(a.count(&format!("SELECT COUNT(*) FROM tasks WHERE user_id = '{user}'")).await, 0);
+    assert_eq!(a.count(&format!("SELECT COUNT(*) FROM uploads WHERE user_id = '{user}'")).await, 0);
+    assert_eq!(a.count(&format!("SELECT COUNT(*) FROM users WHERE email = '{email}'")).await, 0, "no email kept");
+    // The books keep their rows, tied to the id.
+    assert!(a.count(&format!("SELECT COUNT(*) FROM credit_ledger WHERE user_id = '{user}'")).await >= 3);
+    assert_eq!(a.count(&format!("SELECT COUNT(*) FROM purchases WHERE user_id = '{user}'")).await, 1);
+    // The old password opens nothing; the address is free again.
+    let (status, _) = a.call(&client(), "sign_in", &[("email", &email), ("password", "correct horse")]).await;
+    assert_eq!(status, 401);
+    let fresh = client();
+    let (status, body) = a.call(&fresh, "sign_up", &[("email", &email), ("password", "a new start")]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_ne!(a.user_id(&email).await, user, "a new account");
+    let history = a.call(&fresh, "list_history", &[]).await.1;
+    assert_eq!(history["items"].as_array().map(Vec::len), Some(0), "nothing of the old account: {history}");
+}
+
+/// A small PNG.
+fn tiny_png() -> Vec<u8> {
+    let mut bytes = Vec::new();
+    image::DynamicImage::ImageRgb8(image::RgbImage::from_pixel(8, 8, image::Rgb([9, 90, 200])))
+        .write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
+        .unwrap();
+    bytes
+}
+
+/// Every object in `app`'s store.
+async fn objects(app: &TestApp) -> Vec<String> {
+    use futures::TryStreamExt;
+    app.state.objects.list(None).map_ok(|m| m.location.to_string()).try_collect().await.unwrap()
+}

@@ -63,7 +63,9 @@
 //!   records a purge in one transaction, so the task is gone everywhere at
 //!   once; its stored objects are removed next and the purge row with them
 //!   (`purged`). A purge left behind by a crash is finished by the
-//!   reconciler (`pending_purges`). Its ledger rows stay.
+//!   reconciler (`pending_purges`). Its ledger rows stay. An account's
+//!   deletion deletes all its tasks this way at once (`delete_every_task`),
+//!   once none is unfinished.
 //! - Money moves only inside these transactions, through `credits`: the
 //!   charge in [`insert_queued`], the refund in [`fail_and_refund`] and
 //!   [`cancel_and_refund`].
@@ -588,6 +590,36 @@ pub async fn delete_finished(db: &Db, user: &UserId, task: &TaskId, now: i64) ->
         .await?;
     tx.commit().await?;
     Ok(true)
+}
+
+/// Deletes every task of `user` (an account being deleted), recording a
+/// purge for each, on the caller's transaction; refused while one is
+/// unfinished (it is the provider's until it ends). The tasks deleted.
+pub async fn delete_every_task(conn: &mut AnyConnection, user: &UserId, now: i64) -> Result<Vec<TaskId>> {
+    let running: i64 =
+        sqlx::query(concat!("SELECT COUNT(*) AS n FROM tasks WHERE user_id = $1 AND status IN ", unfinished!()))
+            .bind(user.as_str())
+            .fetch_one(&mut *conn)
+            .await?
+            .try_get("n")?;
+    if running > 0 {
+        return Err(AppError::conflict(
+            "a generation is still running: cancel it or let it end, then delete the account",
+        ));
+    }
+    let tasks =
+        sqlx::query("SELECT id FROM tasks WHERE user_id = $1").bind(user.as_str()).fetch_all(&mut *conn).await?;
+    let tasks: Vec<TaskId> = tasks.iter().map(|r| Ok(TaskId::from_db(r.try_get("id")?))).collect::<Result<_>>()?;
+    sqlx::query(
+        "INSERT INTO purges (task_id, user_id, created_at) SELECT id, user_id, $1 FROM tasks WHERE user_id = $2 \
+         ON CONFLICT (task_id) DO NOTHING",
+    )
+    .bind(now)
+    .bind(user.as_str())
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("DELETE FROM tasks WHERE user_id = $1").bind(user.as_str()).execute(&mut *conn).await?;
+    Ok(tasks)
 }
 
 /// The purge of `task` is done: its objects are gone.
