@@ -67,6 +67,8 @@ function server(port: string, dataDir: string, env: Record<string, string>) {
       DARKROOM_POLL_INTERVAL_MS: "1000",
       DARKROOM_PROVIDER_CHECK_MS: "500",
       DARKROOM_AUTH_ATTEMPTS_PER_MINUTE: "10000",
+      DARKROOM_SIGNUPS_PER_HOUR: "1000000",
+      DARKROOM_SIGNUPS_PER_ADDRESS_PER_HOUR: "1000000",
       RUST_LOG: "warn",
       ...env,
     },

@@ -154,9 +154,11 @@ pub async fn sign_up(email: String, password: String) -> Result<User, AppError> 
         state.attempts.check(ssr::client_key())?;
         let email = Email::parse(&email)?;
         let password = NewPassword::parse(password)?;
-        let account = create_account(&state.db, &email, password, state.config.signup_credits).await?;
+        state.signups_by_address.check_as(ssr::client_key(), "accounts made from this network")?;
+        state.signups.check_as((), "accounts made on this site just now")?;
+        let (account, credits) = create_account(&state.db, &email, password, state.config.signup_credits).await?;
         let mut auth = ssr::auth_session().await?;
-        let user = User { email: account.email.clone(), credits: state.config.signup_credits };
+        let user = User { email: account.email.clone(), credits };
         // A new account's sessions start at epoch 0.
         ssr::sign_in_fresh(&mut auth, &account, 0).await?;
         Ok(user)

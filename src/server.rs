@@ -159,6 +159,8 @@ pub async fn build_on(
     let (payments, stripe_sim) = payments_for(&config, &local, &clock)?;
 
     let attempts = Arc::new(AttemptLimiter::per_minute(config.auth_attempts_per_minute));
+    let signups_by_address = Arc::new(AttemptLimiter::per_hour(config.signups_per_address_per_hour));
+    let signups = Arc::new(AttemptLimiter::<()>::per_hour(config.signups_per_hour));
     let account_attempts = Arc::new(AttemptLimiter::<String>::per_minute(config.auth_attempts_per_minute));
     let task_changes = Arc::new(AttemptLimiter::<String>::per_minute(state::CANCELS_AND_DELETES_PER_MINUTE));
     let purchase_attempts = Arc::new(AttemptLimiter::<String>::per_minute(state::PURCHASES_PER_MINUTE));
@@ -172,6 +174,7 @@ pub async fn build_on(
             purchase_attempts.clone(),
             upload_attempts.clone(),
             reset_requests.clone(),
+            signups_by_address.clone(),
         );
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(300));
@@ -183,6 +186,7 @@ pub async fn build_on(
                 limiters.3.prune();
                 limiters.4.prune();
                 limiters.5.prune();
+                limiters.6.prune();
             }
         });
     }
@@ -222,6 +226,8 @@ pub async fn build_on(
         webhooks,
         payments,
         attempts,
+        signups_by_address,
+        signups,
         account_attempts,
         task_changes,
         purchase_attempts,

@@ -161,6 +161,8 @@ pub fn darkroom(data_dir: &Path, env: &[(&str, String)]) -> Proc {
         .env("DARKROOM_DATA_DIR", data_dir)
         .env("RUST_LOG", "warn")
         .env("DARKROOM_AUTH_ATTEMPTS_PER_MINUTE", "10000")
+        .env("DARKROOM_SIGNUPS_PER_HOUR", "1000000")
+        .env("DARKROOM_SIGNUPS_PER_ADDRESS_PER_HOUR", "1000000")
         // The load accounts start thousands of generations at once.
         .env("DARKROOM_MAX_ACTIVE_TASKS", "10000")
         .env("DARKROOM_GENERATIONS_PER_MINUTE", "100000")

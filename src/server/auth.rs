@@ -81,6 +81,18 @@ impl Email {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The mailbox the address delivers to, as far as free credits go:
+    /// without a `+tag`, and for Gmail without dots (Gmail ignores both),
+    /// so `ada+1@example.com` and `ada+2@example.com` are one mailbox.
+    pub fn mailbox(&self) -> String {
+        let (local, domain) = self.0.split_once('@').unwrap_or((&self.0, ""));
+        let local = local.split_once('+').map_or(local, |(base, _)| base);
+        match domain {
+            "gmail.com" | "googlemail.com" => format!("{}@gmail.com", local.replace('.', "")),
+            _ => format!("{local}@{domain}"),
+        }
+    }
 }
 
 /// A password long enough to keep.
@@ -294,9 +306,19 @@ pub async fn end_every_session(db: &Db, account: &Account) -> Result<()> {
 static DUMMY_HASH: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| password_auth::generate_hash(uuid::Uuid::new_v4().to_string()));
 
-/// Creates an account and grants its sign-up credits, in one transaction.
+/// Creates an account and grants its sign-up credits, in one transaction;
+/// the account and the credits granted. The credits are granted once per
+/// mailbox ([`Email::mailbox`]), whatever became of the account that had
+/// them: the ledger row's key is a digest of the mailbox, which stays when
+/// an account is deleted, so deleting and signing up again, or `+tags`,
+/// give no second grant.
 #[tracing::instrument(skip_all, fields(email = %email.as_str()))]
-pub async fn create_account(db: &Db, email: &Email, password: NewPassword, signup_credits: i64) -> Result<Account> {
+pub async fn create_account(
+    db: &Db,
+    email: &Email,
+    password: NewPassword,
+    signup_credits: i64,
+) -> Result<(Account, i64)> {
     let hash = hash_password(password).await?;
     let id = uuid::Uuid::new_v4().to_string();
     let now = super::clock::Clock::system().now_ms();
@@ -315,14 +337,20 @@ pub async fn create_account(db: &Db, email: &Email, password: NewPassword, signu
         Err(e) if db::is_unique_violation(&e) => return Err(AppError::conflict("email already registered")),
         Err(e) => return Err(e.into()),
     }
+    let mut granted = 0;
     if signup_credits > 0 {
-        credits::grant(&mut tx, &UserId::from_db(id.clone()), signup_credits, &format!("signup:{id}")).await?;
+        use sha2::Digest;
+        let mailbox: String =
+            sha2::Sha256::digest(email.mailbox().as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+        if credits::grant(&mut tx, &UserId::from_db(id.clone()), signup_credits, &format!("signup:{mailbox}")).await? {
+            granted = signup_credits;
+        }
     }
     tx.commit().await.map_err(|e| {
         if db::is_unique_violation(&e) { AppError::conflict("email already registered") } else { AppError::internal(e) }
     })?;
-    tracing::info!(user = %id, "account created");
-    Ok(Account::new(id, email.clone().0))
+    tracing::info!(user = %id, granted, "account created");
+    Ok((Account::new(id, email.clone().0), granted))
 }
 
 /// Limit on password attempts per client address (sign-in, sign-up,
@@ -398,6 +426,18 @@ mod tests {
         for bad in ["", "ada", "ada@", "@example.com", "ada@example", "a da@example.com", "a@b@c.com", "ada@.com"] {
             let e = Email::parse(bad).unwrap_err();
             assert_eq!(e.message, "not a valid email", "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn plus_tags_and_gmail_dots_are_one_mailbox() {
+        for (a, b) in [
+            ("ada+1@example.com", "ada@example.com"),
+            ("Ada+free+credits@Example.com", "ada@example.com"),
+            ("a.d.a+x@googlemail.com", "ada@gmail.com"),
+            ("a.da@example.com", "a.da@example.com"),
+        ] {
+            assert_eq!(Email::parse(a).unwrap().mailbox(), b, "{a}");
         }
     }
 

@@ -206,6 +206,11 @@ pub struct Config {
     pub webhook_secret: Option<SecretString>,
     /// Sign-in and sign-up attempts allowed per client per minute.
     pub auth_attempts_per_minute: u32,
+    /// Accounts created per hour on this instance (`DARKROOM_SIGNUPS_PER_HOUR`).
+    pub signups_per_hour: u32,
+    /// Accounts created per hour per client address (an IPv6 client's
+    /// /64) (`DARKROOM_SIGNUPS_PER_ADDRESS_PER_HOUR`).
+    pub signups_per_address_per_hour: u32,
     /// Mark the session cookie `Secure`: set by `DARKROOM_SECURE_COOKIES`,
     /// or implied by an https `DARKROOM_PUBLIC_URL`.
     pub secure_cookies: bool,
@@ -352,6 +357,8 @@ impl Config {
             sim_token: var("DARKROOM_SIM_TOKEN").map(|raw| parse_sim_token(&raw)).transpose()?,
             webhook_secret: var("DARKROOM_WEBHOOK_SECRET").map(|raw| parse_webhook_secret(&raw)).transpose()?,
             auth_attempts_per_minute: number(&var, "DARKROOM_AUTH_ATTEMPTS_PER_MINUTE", 10, 1..=1_000_000)?,
+            signups_per_hour: number(&var, "DARKROOM_SIGNUPS_PER_HOUR", 100, 1..=1_000_000)?,
+            signups_per_address_per_hour: number(&var, "DARKROOM_SIGNUPS_PER_ADDRESS_PER_HOUR", 5, 1..=1_000_000)?,
             secure_cookies: boolean(&var, "DARKROOM_SECURE_COOKIES", false)?
                 || public_url.as_ref().is_some_and(|u| u.scheme() == "https"),
             public_url,

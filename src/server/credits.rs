@@ -12,9 +12,9 @@ use super::db::{self, Db};
 use super::ids::{TaskId, UserId};
 use crate::error::{AppError, ErrorKind, Result};
 
-/// Adds `amount` credits (sign-up grants).
-pub async fn grant(conn: &mut AnyConnection, user: &UserId, amount: i64, key: &str) -> Result<()> {
-    insert(conn, user, "grant", amount, About::Nothing, key, Clock::system().now_ms()).await.map(|_| ())
+/// Adds `amount` credits (sign-up grants) once per `key`; whether it did.
+pub async fn grant(conn: &mut AnyConnection, user: &UserId, amount: i64, key: &str) -> Result<bool> {
+    insert(conn, user, "grant", amount, About::Nothing, key, Clock::system().now_ms()).await
 }
 
 /// An operator's grant, as the admin CLI records it.

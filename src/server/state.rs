@@ -75,6 +75,10 @@ pub struct Shared {
     /// Provider events, when `DARKROOM_PUBLIC_URL` is set.
     pub webhooks: Option<super::engine::webhook::Receiver>,
     pub attempts: Arc<AttemptLimiter>,
+    /// Accounts created per client address an hour.
+    pub signups_by_address: Arc<AttemptLimiter>,
+    /// Accounts created an hour, on this instance.
+    pub signups: Arc<AttemptLimiter<()>>,
     /// Password changes per account.
     pub account_attempts: Arc<AttemptLimiter<String>>,
     /// Cancels and deletions per account ([`CANCELS_AND_DELETES_PER_MINUTE`]).

@@ -486,6 +486,7 @@ async fn deleting_the_account_leaves_nothing_of_it_on_any_instance() {
     let fresh = client();
     let (status, body) = a.call(&fresh, "sign_up", &[("email", &email), ("password", "a new start")]).await;
     assert_eq!(status, 200, "{body}");
+    assert_eq!(body["credits"], 0, "the mailbox had its sign-up credits");
     assert_ne!(a.user_id(&email).await, user, "a new account");
     let history = a.call(&fresh, "list_history", &[]).await.1;
     assert_eq!(history["items"].as_array().map(Vec::len), Some(0), "nothing of the old account: {history}");

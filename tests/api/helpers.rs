@@ -36,6 +36,10 @@ pub async fn spawn_app_on(overrides: &[(&str, &str)], clock: Clock) -> TestApp {
         ("DARKROOM_PROVIDER_CHECK_MS".into(), "100".into()),
         ("DARKROOM_RECONCILE_INTERVAL_SECS".into(), "86400".into()),
         ("DARKROOM_AUTH_ATTEMPTS_PER_MINUTE".into(), "1000".into()),
+        // Tests sign up many accounts from one address; the sign-up limits
+        // have tests of their own.
+        ("DARKROOM_SIGNUPS_PER_HOUR".into(), "1000000".into()),
+        ("DARKROOM_SIGNUPS_PER_ADDRESS_PER_HOUR".into(), "1000000".into()),
         // Tests start many generations per account; the caps have tests of
         // their own.
         ("DARKROOM_MAX_ACTIVE_TASKS".into(), "10000".into()),

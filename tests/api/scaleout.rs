@@ -79,6 +79,8 @@ async fn two_instances_share_one_database_and_one_bucket_exactly() {
         ("DARKROOM_RECONCILE_INTERVAL_SECS", "1".into()),
         ("DARKROOM_SIGNUP_CREDITS", "200".into()),
         ("DARKROOM_AUTH_ATTEMPTS_PER_MINUTE", "10000".into()),
+        ("DARKROOM_SIGNUPS_PER_HOUR", "1000000".into()),
+        ("DARKROOM_SIGNUPS_PER_ADDRESS_PER_HOUR", "1000000".into()),
         ("DARKROOM_MAX_ACTIVE_TASKS", "10000".into()),
         ("DARKROOM_GENERATIONS_PER_MINUTE", "100000".into()),
         ("RUST_LOG", "warn".into()),

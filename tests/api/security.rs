@@ -201,6 +201,65 @@ async fn behind_a_trusted_proxy_each_client_has_its_own_sign_in_limit() {
     assert_eq!(attempt("2001:db8:1:3::1").await.0, 401);
 }
 
+/// Free credits cannot be farmed: sign-ups from one network (an IPv6
+/// client's /64) are a few an hour, the site's are capped in total, and
+/// one mailbox gets the sign-up credits once, `+tags` or not.
+#[tokio::test]
+async fn sign_ups_from_one_network_are_limited_and_a_mailbox_is_granted_once() {
+    let app = spawn_app_with(&[
+        ("DARKROOM_TRUSTED_PROXIES", "127.0.0.1"),
+        ("DARKROOM_SIGNUPS_PER_ADDRESS_PER_HOUR", "5"),
+        ("DARKROOM_SIGNUPS_PER_HOUR", "100000"),
+    ])
+    .await;
+    let sign_up = |email: String, xff: String| {
+        let app = &app;
+        async move {
+            let form = [("email", email.as_str()), ("password", "correct horse")];
+            let (status, _, body) =
+                call_with(app, &reqwest::Client::new(), "sign_up", &form, &[("x-forwarded-for", &xff)]).await;
+            (status, body)
+        }
+    };
+    let mut statuses = Vec::new();
+    for n in 0..50 {
+        statuses.push(sign_up(format!("farm{n}@example.com"), format!("2001:db8:7:7::{n:x}")).await.0);
+    }
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 5, "{statuses:?}");
+    assert!(statuses[5..].iter().all(|s| *s == 429), "{statuses:?}");
+    assert_eq!(app.count("SELECT COUNT(*) FROM users").await, 5);
+    let (status, body) = sign_up("neighbour@example.com".into(), "2001:db8:7:8::1".into()).await;
+    assert_eq!(status, 200, "another /64 is another client: {body}");
+
+    // One mailbox, one grant: +tags, case and Gmail's dots change nothing.
+    let mut granted = Vec::new();
+    for (n, email) in
+        ["ada@example.com", "ada+1@example.com", "ADA+free@example.com", "a.da@gmail.com", "ada@gmail.com"]
+            .into_iter()
+            .enumerate()
+    {
+        let (status, body) = sign_up(email.into(), format!("198.51.100.{n}")).await;
+        assert_eq!(status, 200, "{email}: {body}");
+        granted.push(body["credits"].as_i64().expect("credits"));
+    }
+    assert_eq!(granted, [100, 0, 0, 100, 0]);
+    let total = app.count("SELECT COALESCE(SUM(amount), 0) FROM credit_ledger WHERE kind = 'grant'").await;
+    assert_eq!(total, 100 * 8, "the 5 farms, the neighbour, and ada twice (two mailboxes)");
+}
+
+#[tokio::test]
+async fn the_sites_sign_ups_are_capped_in_total() {
+    let app = spawn_app_with(&[("DARKROOM_TRUSTED_PROXIES", "127.0.0.1"), ("DARKROOM_SIGNUPS_PER_HOUR", "3")]).await;
+    let mut statuses = Vec::new();
+    for n in 0..4 {
+        let form = [("email", format!("cap{n}@example.com")), ("password", "correct horse".into())];
+        let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let xff = format!("198.51.100.{n}");
+        statuses.push(call_with(&app, &reqwest::Client::new(), "sign_up", &form, &[("x-forwarded-for", &xff)]).await.0);
+    }
+    assert_eq!(statuses, [200, 200, 200, 429], "every address is new, the site's hour is full");
+}
+
 #[tokio::test]
 async fn an_untrusted_peer_cannot_choose_its_address() {
     let app = spawn_app_with(&[("DARKROOM_AUTH_ATTEMPTS_PER_MINUTE", "3")]).await;
