@@ -1,7 +1,8 @@
 // Playwright in Debian's Chromium (Playwright cannot download browsers here).
 // The servers are the release build, started fresh with their own data
 // dirs and a fast simulator (about 2 s per image): the one every test uses,
-// and a second one with a small provider budget for the queue.
+// a second one with a small provider budget for the queue, and a third
+// where sign-ups verify their email.
 import { defineConfig } from "@playwright/test";
 
 const port = process.env.E2E_PORT ?? "3100";
@@ -11,6 +12,8 @@ const baseURL = process.env.BASE_URL ?? `http://127.0.0.1:${port}`;
 const dataDir = (process.env.E2E_DATA_DIR ??= `/tmp/darkroom-e2e-${process.pid}`);
 /** The second server, whose provider budget is small (queue.spec.ts). */
 const queuePort = process.env.E2E_QUEUE_PORT ?? "3101";
+/** The third, where sign-ups verify their address (verify.spec.ts). */
+const verifyPort = process.env.E2E_VERIFY_PORT ?? "3102";
 
 export default defineConfig({
   testDir: "./tests",
@@ -46,6 +49,9 @@ export default defineConfig({
         // queue.spec.ts: a budget of one create in 15 s (80 % of 5 a minute),
         // so a second generation waits in the queue.
         server(queuePort, `${dataDir}-queue`, { DARKROOM_PROVIDER_LIMITS: "create=5/min" }),
+        // verify.spec.ts: sign-ups confirm their address (mail in the
+        // server's outbox folder).
+        server(verifyPort, `${dataDir}-verify`, { DARKROOM_REQUIRE_VERIFIED_EMAIL: "true" }),
       ],
 });
 

@@ -146,7 +146,10 @@ mod ssr {
     }
 }
 
-/// Creates an account with the sign-up credits and signs it in.
+/// Creates an account with the sign-up credits and signs it in. With
+/// `DARKROOM_REQUIRE_VERIFIED_EMAIL`, instead answers "check your inbox"
+/// (`check_inbox`), the same for a new address and a registered one, and
+/// signs nobody in: the link mailed does (see `server::verification`).
 #[server(endpoint = "sign_up", output = Json)]
 pub async fn sign_up(email: String, password: String) -> Result<User, AppError> {
     use crate::server::auth::{Email, NewPassword, create_account};
@@ -156,12 +159,56 @@ pub async fn sign_up(email: String, password: String) -> Result<User, AppError> 
         let password = NewPassword::parse(password)?;
         state.signups_by_address.check_as(ssr::client_key(), "accounts made from this network")?;
         state.signups.check_as((), "accounts made on this site just now")?;
+        if state.config.require_verified_email {
+            let base = crate::server::mail::link_base(&state, &ssr::site_base(&state));
+            let user = User { email: email.as_str().to_owned(), credits: 0, verified: false, check_inbox: true };
+            crate::server::verification::sign_up(&state, email, password, base);
+            if ssr::form_post() {
+                leptos_axum::redirect("/signup?check_inbox=1");
+            }
+            return Ok(user);
+        }
         let (account, credits) = create_account(&state.db, &email, password, state.config.signup_credits).await?;
         let mut auth = ssr::auth_session().await?;
-        let user = User { email: account.email.clone(), credits };
+        let user = User { email: account.email.clone(), credits, verified: false, check_inbox: false };
         // A new account's sessions start at epoch 0.
         ssr::sign_in_fresh(&mut auth, &account, 0).await?;
         Ok(user)
+    })
+    .await
+}
+
+/// Confirms the address a verification link was sent to: grants the
+/// sign-up credits (once per mailbox) and signs the account in. From a
+/// page without JavaScript, on to the generator.
+#[server(endpoint = "verify_email", output = Json)]
+pub async fn verify_email(token: String) -> Result<User, AppError> {
+    ssr::public(VerifyEmail::PATH, |state| async move {
+        state.attempts.check(ssr::client_key())?;
+        let (account, epoch, _) = crate::server::verification::verify(&state, &token).await?;
+        let (credits, verified) = crate::server::auth::standing(&state.db, &account.id).await?;
+        let mut auth = ssr::auth_session().await?;
+        ssr::sign_in_fresh(&mut auth, &account, epoch).await?;
+        if ssr::form_post() {
+            leptos_axum::redirect("/");
+        }
+        Ok(User { email: account.email, credits, verified, check_inbox: false })
+    })
+    .await
+}
+
+/// Mails the signed-in account a new verification link (a few an hour).
+/// From a page without JavaScript, back to the generator.
+#[server(endpoint = "resend_verification", output = Json)]
+pub async fn resend_verification() -> Result<(), AppError> {
+    ssr::signed_in(ResendVerification::PATH, |state, account| async move {
+        state.reset_requests.check_as(format!("verify:{}", account.id), "links sent to this address")?;
+        let base = crate::server::mail::link_base(&state, &ssr::site_base(&state));
+        crate::server::verification::resend(&state, &account, base).await?;
+        if ssr::form_post() {
+            leptos_axum::redirect("/?resent=1");
+        }
+        Ok(())
     })
     .await
 }
@@ -170,7 +217,7 @@ pub async fn sign_up(email: String, password: String) -> Result<User, AppError> 
 #[server(endpoint = "sign_in", output = Json)]
 pub async fn sign_in(email: String, password: String) -> Result<User, AppError> {
     use crate::error::ErrorKind;
-    use crate::server::{auth::Credentials, credits};
+    use crate::server::auth::{self, Credentials};
     ssr::public(SignIn::PATH, |state| async move {
         state.attempts.check(ssr::client_key())?;
         let mut auth = ssr::auth_session().await?;
@@ -180,7 +227,8 @@ pub async fn sign_in(email: String, password: String) -> Result<User, AppError> 
             .await
             .map_err(AppError::internal)?
             .ok_or_else(|| AppError::new(ErrorKind::Unauthorized, "wrong email or password"))?;
-        let user = User { email: account.email.clone(), credits: credits::balance(&state.db, &account.id).await? };
+        let (credits, verified) = auth::standing(&state.db, &account.id).await?;
+        let user = User { email: account.email.clone(), credits, verified, check_inbox: false };
         ssr::sign_in_fresh(&mut auth, &account, epoch).await?;
         Ok(user)
     })
@@ -207,8 +255,8 @@ pub async fn sign_out() -> Result<(), AppError> {
 #[server(endpoint = "me", output = Json)]
 pub async fn me() -> Result<User, AppError> {
     ssr::signed_in(Me::PATH, |state, account| async move {
-        let credits = crate::server::credits::balance(&state.db, &account.id).await?;
-        Ok(User { email: account.email, credits })
+        let (credits, verified) = crate::server::auth::standing(&state.db, &account.id).await?;
+        Ok(User { email: account.email, credits, verified, check_inbox: false })
     })
     .await
 }
@@ -221,8 +269,8 @@ pub async fn current_user() -> Result<Option<User>, AppError> {
         match ssr::auth_session().await?.user {
             None => Ok(None),
             Some(account) => {
-                let credits = crate::server::credits::balance(&state.db, &account.id).await?;
-                Ok(Some(User { email: account.email, credits }))
+                let (credits, verified) = crate::server::auth::standing(&state.db, &account.id).await?;
+                Ok(Some(User { email: account.email, credits, verified, check_inbox: false }))
             }
         }
     })
@@ -378,7 +426,7 @@ pub async fn request_password_reset(email: String) -> Result<(), AppError> {
         state.attempts.check(ssr::client_key())?;
         let email = Email::parse(&email)?;
         state.reset_requests.check_as(email.as_str().to_owned(), "reset links for this address")?;
-        let base = password_reset::link_base(&state, &ssr::site_base(&state));
+        let base = crate::server::mail::link_base(&state, &ssr::site_base(&state));
         password_reset::request(&state, email, base);
         if ssr::form_post() {
             leptos_axum::redirect("/forgot?sent=1");

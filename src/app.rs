@@ -11,7 +11,7 @@ use leptos_router::{SsrMode, path};
 use crate::routes::nav::Header;
 use crate::routes::{
     account::AccountPage, auth::LoginPage, auth::SignupPage, generator::GeneratorPage, history::HistoryPage,
-    password::ForgotPage, password::ResetPage,
+    password::ForgotPage, password::ResetPage, verify::VerifyPage,
 };
 use crate::session::CurrentUser;
 
@@ -55,6 +55,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/signup") view=SignupPage ssr=SsrMode::Async />
                     <Route path=path!("/forgot") view=ForgotPage ssr=SsrMode::Async />
                     <Route path=path!("/reset") view=ResetPage ssr=SsrMode::Async />
+                    <Route path=path!("/verify") view=VerifyPage ssr=SsrMode::Async />
                 </Routes>
             </main>
         </Router>

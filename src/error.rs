@@ -17,6 +17,8 @@ pub enum ErrorKind {
     Invalid,
     /// Not signed in (401).
     Unauthorized,
+    /// Signed in, but the account's email is not verified yet (403).
+    Unverified,
     /// The balance does not cover the cost (402).
     NotEnoughCredits,
     /// Absent, or someone else's (404).
@@ -81,6 +83,7 @@ impl AppError {
         match self.kind {
             ErrorKind::Invalid => 400,
             ErrorKind::Unauthorized => 401,
+            ErrorKind::Unverified => 403,
             ErrorKind::NotEnoughCredits => 402,
             ErrorKind::NotFound => 404,
             ErrorKind::Conflict => 409,

@@ -8,6 +8,13 @@ use serde::{Deserialize, Serialize};
 pub struct User {
     pub email: String,
     pub credits: i64,
+    /// The address took a link we sent.
+    #[serde(default)]
+    pub verified: bool,
+    /// A sign-up that must verify its address first: nobody is signed in
+    /// yet, and the person is to open the link we mailed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub check_inbox: bool,
 }
 
 /// A task's state as users see it.
@@ -285,6 +292,9 @@ pub struct GeneratorInfo {
     /// "Vary" on a completed image, when a model here starts from one.
     #[serde(default)]
     pub vary: Option<VaryOffer>,
+    /// Accounts confirm their email before they generate.
+    #[serde(default)]
+    pub verification_required: bool,
 }
 
 /// What "Upscale" offers: the upscaler, its price per image and scales.

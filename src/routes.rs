@@ -10,6 +10,7 @@ pub mod password;
 pub mod polling;
 pub mod refused;
 pub mod task_card;
+pub mod verify;
 
 use leptos::html::Input;
 use leptos::prelude::*;

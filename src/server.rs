@@ -23,7 +23,9 @@ pub mod security;
 pub mod sessions;
 pub mod state;
 pub mod storage;
+pub mod tokens;
 pub mod uploads;
+pub mod verification;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};

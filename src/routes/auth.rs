@@ -33,7 +33,7 @@ pub fn LoginPage() -> impl IntoView {
             <h1>"Sign in"</h1>
             {reset.then(|| view! { <p class="form-success" role="status">"Your new password is set: sign in with it."</p> })}
             {deleted.then(|| view! { <p class="form-success" role="status">"Your account is deleted."</p> })}
-            <AuthForm kind=AuthKind::SignIn next=next_page() refused=refused(Form::SignIn) />
+            <AuthForm kind=AuthKind::SignIn next=next_page() refused=refused(Form::SignIn) check_inbox=false />
             <p class="muted">
                 <A href="/forgot">"Forgot password?"</A>
             </p>
@@ -44,10 +44,13 @@ pub fn LoginPage() -> impl IntoView {
 
 #[component]
 pub fn SignupPage() -> impl IntoView {
+    // Where a sign-up that must confirm its address leads without
+    // JavaScript.
+    let check_inbox = use_query_map().with_untracked(|q| q.get("check_inbox").is_some());
     view! {
         <section class="auth-card">
             <h1>"Create an account"</h1>
-            <AuthForm kind=AuthKind::SignUp next=next_page() refused=refused(Form::SignUp) />
+            <AuthForm kind=AuthKind::SignUp next=next_page() refused=refused(Form::SignUp) check_inbox />
             <p class="muted">"Already have an account? " <A href="/login">"Sign in"</A></p>
         </section>
     }
@@ -64,11 +67,15 @@ pub enum AuthKind {
 /// keeps what was typed and says why in place. Without JavaScript the form
 /// posts itself and the server redirects back: `refused` is why, as the
 /// page read it from the address (see `refused`). On success it goes on to
-/// `next` (a full page load: the header and the page are the server's).
+/// `next` (a full page load: the header and the page are the server's),
+/// unless the sign-up must confirm its address first: then it says to
+/// check the inbox (`check_inbox`, as the page read it from the address
+/// without JavaScript).
 #[island(lazy)]
-fn AuthForm(kind: AuthKind, next: String, refused: Option<AppError>) -> impl IntoView {
+fn AuthForm(kind: AuthKind, next: String, refused: Option<AppError>, check_inbox: bool) -> impl IntoView {
     crate::island_hydrated();
     let error = RwSignal::new(refused);
+    let inbox = RwSignal::new(check_inbox);
     let pending = RwSignal::new(false);
     let (email, password) = (NodeRef::new(), NodeRef::new());
     let submit = move |ev: leptos::ev::SubmitEvent| {
@@ -84,6 +91,11 @@ fn AuthForm(kind: AuthKind, next: String, refused: Option<AppError>) -> impl Int
                 AuthKind::SignUp => sign_up(e, p).await,
             };
             match answer {
+                Ok(user) if user.check_inbox => {
+                    error.set(None);
+                    inbox.set(true);
+                    pending.set(false);
+                }
                 // Still pending: the page is on its way out.
                 Ok(_) => {
                     let _ = window().location().assign(&next);
@@ -133,6 +145,17 @@ fn AuthForm(kind: AuthKind, next: String, refused: Option<AppError>) -> impl Int
             <label for="password">"Password"</label>
             {password_field}
             {move || error.get().map(|e| view! { <p class="form-error" role="alert">{e.message}</p> })}
+            {move || {
+                inbox
+                    .get()
+                    .then(|| {
+                        view! {
+                            <p class="form-success" role="status">
+                                "Check your inbox: we sent a link to confirm the address. It works for a day."
+                            </p>
+                        }
+                    })
+            }}
             <button type="submit" class="primary" disabled=move || pending.get()>
                 {move || if pending.get() { busy } else { idle }}
             </button>

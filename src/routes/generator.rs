@@ -19,7 +19,7 @@ use self::start_image::{StartImage, StartImageField, UploadForm};
 use super::polling::{LiveTasks, tell_hidden_tab, unfinished, use_task_poller};
 use super::refused::{Form, refused, upload_refused};
 use super::task_card::{ImageOffers, TaskCard, clock, now_ms};
-use crate::api::{GenerateImage, generate_image, generator_setup};
+use crate::api::{GenerateImage, ResendVerification, generate_image, generator_setup};
 use crate::balance;
 use crate::error::{AppError, ErrorKind};
 use crate::model::{GeneratorInfo, ImageInputOption, TaskStatus, TaskView};
@@ -28,6 +28,26 @@ use crate::session::{RequireUser, loaded, use_current_user};
 /// How long Generate rests after a refusal at a cap (unless a task
 /// finishes first).
 const CAP_PAUSE_MS: i64 = 10_000;
+
+/// Until the account's address is confirmed: why it cannot generate yet,
+/// and "Send the link again" (a plain form; `resent` once it was sent).
+#[component]
+fn ConfirmEmail(resent: bool) -> impl IntoView {
+    let refused = refused(Form::ResendVerification);
+    view! {
+        <section class="confirm-email" aria-labelledby="confirm-email-heading">
+            <h2 id="confirm-email-heading">"Confirm your email address"</h2>
+            <p>
+                "Open the link we mailed you to get your free credits and start generating. It works for a day."
+            </p>
+            {resent.then(|| view! { <p class="form-success" role="status">"We sent a new link."</p> })}
+            {refused.map(|e| view! { <p class="form-error" role="alert">{e.message}</p> })}
+            <form action=ResendVerification::url() method="post">
+                <button type="submit">"Send the link again"</button>
+            </form>
+        </section>
+    }
+}
 
 /// The page; its data is read once per render, here (see `RequireUser`).
 #[component]
@@ -38,6 +58,8 @@ pub fn GeneratorPage() -> impl IntoView {
         PREFILL.iter().filter_map(|name| q.get(name).map(|value| ((*name).to_owned(), value))).collect()
     });
     let refused = refused(Form::Generate).or_else(upload_refused);
+    // Where "Send the link again" leads without JavaScript.
+    let resent = use_query_map().with_untracked(|q| q.get("resent").is_some());
     // The upload chosen without JavaScript (`/api/upload_image` leads
     // back here with it); the server checks whose it is.
     let start_image = use_query_map()
@@ -52,7 +74,10 @@ pub fn GeneratorPage() -> impl IntoView {
                     loaded(setup)
                         .map(|r| match r {
                             Ok(setup) => {
-                                let credits = user.get().flatten().map_or(0, |u| u.credits);
+                                let (credits, verified) =
+                                    user.get().flatten().map_or((0, false), |u| (u.credits, u.verified));
+                                let confirm_first =
+                                    (setup.verification_required && !verified).then(|| view! { <ConfirmEmail resent /> });
                                 // The task to resume, as plain HTML: the island
                                 // shows it live once the card's code has loaded.
                                 let resumed = setup.resume.clone().map(|t| {
@@ -60,6 +85,7 @@ pub fn GeneratorPage() -> impl IntoView {
                                     view! { <TaskCard task=Signal::stored(t) now=Signal::stored(now_ms()) on_change=noop /> }
                                 });
                                 Either::Left(view! {
+                                    {confirm_first}
                                     <Generator
                                         setup
                                         prefill=prefill.clone()

@@ -11,8 +11,8 @@ use leptos::server_fn::error::ServerFnUrlError;
 use leptos_router::hooks::use_query_map;
 
 use crate::api::{
-    BuyCredits, ChangePassword, DeleteAccount, GenerateImage, RequestPasswordReset, ResetPassword, SignIn, SignUp,
-    UpscaleImage, VaryImage,
+    BuyCredits, ChangePassword, DeleteAccount, GenerateImage, RequestPasswordReset, ResendVerification, ResetPassword,
+    SignIn, SignUp, UpscaleImage, VaryImage, VerifyEmail,
 };
 use crate::error::{AppError, ErrorKind};
 
@@ -32,6 +32,8 @@ pub enum Form {
     Forgot,
     Reset,
     DeleteAccount,
+    Verify,
+    ResendVerification,
 }
 
 impl Form {
@@ -48,6 +50,8 @@ impl Form {
             Self::Forgot => RequestPasswordReset::PATH,
             Self::Reset => ResetPassword::PATH,
             Self::DeleteAccount => DeleteAccount::PATH,
+            Self::Verify => VerifyEmail::PATH,
+            Self::ResendVerification => ResendVerification::PATH,
         }
     }
 }
@@ -67,6 +71,9 @@ pub fn message(form: Form, kind: ErrorKind) -> &'static str {
         (Form::SignUp, Conflict) => "An account with this email already exists; sign in instead.",
         (Form::SignUp, Invalid) => "Enter a valid email address and a password of at least 8 characters.",
         (Form::SignUp, _) => "The account could not be created; please try again.",
+        (Form::Generate | Form::Upscale | Form::Vary, Unverified) => {
+            "Confirm your email address first: open the link we sent you."
+        }
         (Form::Generate, NotEnoughCredits) => "Not enough credits for this generation.",
         (Form::Generate | Form::Upscale | Form::Vary, RateLimited) => {
             "You have reached your limit of generations for now; try again shortly."
@@ -109,6 +116,12 @@ pub fn message(form: Form, kind: ErrorKind) -> &'static str {
             "A generation is still running: cancel it or let it end, then delete the account."
         }
         (Form::DeleteAccount, _) => "The account was not deleted; please try again.",
+        (Form::Verify, Invalid) => "This link has expired or was already used: sign in to have a new one sent.",
+        (Form::Verify, RateLimited) => TOO_MANY,
+        (Form::Verify, _) => "The address was not confirmed; please try again.",
+        (Form::ResendVerification, RateLimited) => "Several links were sent already; wait a while and try again.",
+        (Form::ResendVerification, Conflict) => "Your address is confirmed already.",
+        (Form::ResendVerification, _) => "The link could not be sent; please try again.",
     }
 }
 
@@ -150,10 +163,13 @@ mod tests {
             Form::Forgot,
             Form::Reset,
             Form::DeleteAccount,
+            Form::Verify,
+            Form::ResendVerification,
         ] {
             for kind in [
                 Invalid,
                 Unauthorized,
+                Unverified,
                 NotEnoughCredits,
                 NotFound,
                 Conflict,

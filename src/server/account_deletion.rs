@@ -3,7 +3,7 @@
 //! In one transaction: every task is deleted with a purge recorded for its
 //! objects (the path a deleted task takes, so a crash leaves work the
 //! reconciler finishes), uploads are marked expired (the upload sweep
-//! removes them and their objects), reset links and queued mail go, every
+//! removes them and their objects), reset and verification links and queued mail go, every
 //! session ends, and the account row keeps only what the books need: its
 //! id, which the ledger and purchases name, and its balance. The email
 //! becomes `deleted:<id>` (freed for a new sign-up, and not an address
@@ -40,6 +40,7 @@ pub async fn delete(state: &AppState, account: &Account, password: String) -> Re
     let tasks = store::delete_every_task(&mut tx, &account.user_id(), now).await?;
     sqlx::query("UPDATE uploads SET created_at = 0 WHERE user_id = $1").bind(&account.id).execute(&mut *tx).await?;
     sqlx::query("DELETE FROM password_resets WHERE user_id = $1").bind(&account.id).execute(&mut *tx).await?;
+    sqlx::query("DELETE FROM email_verifications WHERE user_id = $1").bind(&account.id).execute(&mut *tx).await?;
     sqlx::query("DELETE FROM mail_outbox WHERE recipient = $1").bind(&account.email).execute(&mut *tx).await?;
     sqlx::query(
         "UPDATE users SET email = 'deleted:' || id, password_hash = '', deleted_at = $1, \

@@ -56,6 +56,12 @@ pub enum Admin {
         /// The account's email.
         email: String,
     },
+    /// Marks an account's email verified (an operator's fix for a lost
+    /// link), granting the sign-up credits as the link would.
+    Verify {
+        /// The account's email.
+        email: String,
+    },
     /// Purchases of credits and their state, newest first.
     Purchases {
         /// Only this account's purchases.
@@ -133,6 +139,7 @@ pub async fn run(command: Admin) -> anyhow::Result<()> {
             grant(&db, &email, credits, &reason, note.as_deref(), &operator()).await?
         }
         Admin::User { email } => user(&db, &email).await?,
+        Admin::Verify { email } => verify(&db, &email, config.signup_credits).await?,
         Admin::Tasks { status, email, limit } => tasks(&db, status.as_deref(), email.as_deref(), limit).await?,
         Admin::Purchases { email, limit } => purchases(&db, email.as_deref(), limit).await?,
     };
@@ -197,20 +204,32 @@ pub async fn grant(
     Ok(format!("granted {credits} credits to {email} ({reason}); balance {balance} credits\n"))
 }
 
+/// Marks `email`'s account verified, granting `credits` sign-up credits
+/// once per mailbox.
+pub async fn verify(db: &Db, email: &str, credits: i64) -> Result<String> {
+    let email = Email::parse(email)?;
+    let now = super::clock::Clock::system().now_ms();
+    let granted = super::verification::verify_by_operator(db, &email, credits, now).await?;
+    Ok(format!("{} is verified; granted {granted} sign-up credits\n", email.as_str()))
+}
+
 /// An account's balance, its tasks by status and the latest ones.
 pub async fn user(db: &Db, email: &str) -> Result<String> {
     let (user, email) = account(db, email).await?;
-    let row = sqlx::query("SELECT balance - debt AS credits, created_at FROM users WHERE id = $1")
+    let row = sqlx::query("SELECT balance - debt AS credits, created_at, email_verified_at FROM users WHERE id = $1")
         .bind(user.as_str())
         .fetch_one(db)
         .await?;
     let balance: i64 = row.try_get("credits")?;
     let created: i64 = row.try_get("created_at")?;
+    let verified: Option<i64> = row.try_get("email_verified_at")?;
     let counts = super::engine::queries::status_counts(db, &user).await?;
     let mut out = String::new();
     let _ = writeln!(out, "email:    {email}");
     let _ = writeln!(out, "id:       {user}");
     let _ = writeln!(out, "since:    {}", rfc3339(created));
+    let _ =
+        writeln!(out, "verified: {}", verified.map_or_else(|| "no".to_owned(), |at| format!("yes, {}", rfc3339(at))));
     let _ = writeln!(out, "balance:  {balance} credits");
     let by_status: Vec<String> = counts.iter().map(|(status, n)| format!("{status} {n}")).collect();
     let _ = writeln!(out, "tasks:    {}", if by_status.is_empty() { "none".to_owned() } else { by_status.join(", ") });

@@ -25,7 +25,7 @@ pub struct Account {
 }
 
 impl Account {
-    fn new(id: String, email: String) -> Self {
+    pub(crate) fn new(id: String, email: String) -> Self {
         use sha2::Digest;
         let digest = sha2::Sha256::digest(format!("darkroom-session:{id}").as_bytes());
         let mut session_hash = [0; 16];
@@ -302,6 +302,29 @@ pub async fn end_every_session(db: &Db, account: &Account) -> Result<()> {
     Ok(())
 }
 
+/// Grants `credits` sign-up credits to `user` if `email`'s mailbox has
+/// had none (see [`create_account`]); how many it granted.
+pub async fn grant_signup(conn: &mut sqlx::AnyConnection, user: &UserId, email: &Email, credits: i64) -> Result<i64> {
+    use sha2::Digest;
+    if credits <= 0 {
+        return Ok(0);
+    }
+    let mailbox: String = sha2::Sha256::digest(email.mailbox().as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+    let granted = credits::grant(conn, user, credits, &format!("signup:{mailbox}")).await?;
+    Ok(if granted { credits } else { 0 })
+}
+
+/// An account's balance and whether its email is verified, read fresh.
+pub async fn standing(db: &Db, user: &str) -> Result<(i64, bool)> {
+    let row = sqlx::query("SELECT balance - debt AS credits, email_verified_at FROM users WHERE id = $1")
+        .bind(user)
+        .fetch_optional(db)
+        .await?
+        .ok_or_else(AppError::unauthorized)?;
+    let verified: Option<i64> = sqlx::Row::try_get(&row, "email_verified_at")?;
+    Ok((sqlx::Row::try_get(&row, "credits")?, verified.is_some()))
+}
+
 /// A hash of nothing anyone types, verified when an email is unknown.
 static DUMMY_HASH: std::sync::LazyLock<String> =
     std::sync::LazyLock::new(|| password_auth::generate_hash(uuid::Uuid::new_v4().to_string()));
@@ -337,15 +360,7 @@ pub async fn create_account(
         Err(e) if db::is_unique_violation(&e) => return Err(AppError::conflict("email already registered")),
         Err(e) => return Err(e.into()),
     }
-    let mut granted = 0;
-    if signup_credits > 0 {
-        use sha2::Digest;
-        let mailbox: String =
-            sha2::Sha256::digest(email.mailbox().as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
-        if credits::grant(&mut tx, &UserId::from_db(id.clone()), signup_credits, &format!("signup:{mailbox}")).await? {
-            granted = signup_credits;
-        }
-    }
+    let granted = grant_signup(&mut tx, &UserId::from_db(id.clone()), email, signup_credits).await?;
     tx.commit().await.map_err(|e| {
         if db::is_unique_violation(&e) { AppError::conflict("email already registered") } else { AppError::internal(e) }
     })?;

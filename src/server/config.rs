@@ -234,6 +234,9 @@ pub struct Config {
     pub mail: MailChoice,
     /// Who mail comes from (`DARKROOM_MAIL_FROM`).
     pub mail_from: String,
+    /// Sign-ups verify their address before they get credits or generate
+    /// (`DARKROOM_REQUIRE_VERIFIED_EMAIL`; default on with SMTP).
+    pub require_verified_email: bool,
 }
 
 /// A setting that could not be used, named.
@@ -370,6 +373,11 @@ impl Config {
             max_active_tasks: number(&var, "DARKROOM_MAX_ACTIVE_TASKS", 4, 1..=10_000)?,
             generations_per_minute: number(&var, "DARKROOM_GENERATIONS_PER_MINUTE", 20, 1..=100_000)?,
             session_idle: Duration::from_secs(60 * 60 * 24 * number(&var, "DARKROOM_SESSION_DAYS", 30, 1..=3650)?),
+            require_verified_email: boolean(
+                &var,
+                "DARKROOM_REQUIRE_VERIFIED_EMAIL",
+                var("DARKROOM_SMTP_URL").is_some(),
+            )?,
             mail: match var("DARKROOM_SMTP_URL") {
                 Some(raw) => MailChoice::Smtp(parse_smtp_url(&raw)?),
                 None => MailChoice::Folder(data_dir.join("outbox")),
@@ -621,6 +629,12 @@ mod tests {
         let c = config(&[("DARKROOM_DATA_DIR", "/tmp/dr")]).unwrap();
         assert!(matches!(&c.mail, MailChoice::Folder(dir) if dir == &PathBuf::from("/tmp/dr/outbox")));
         assert_eq!(c.mail_from, "Darkroom <darkroom@localhost>");
+        assert!(!c.require_verified_email, "the embedded default signs up in one step");
+        let smtp = config(&[("DARKROOM_SMTP_URL", "smtp://127.0.0.1:2525")]).unwrap();
+        assert!(smtp.require_verified_email, "with SMTP, addresses are verified");
+        let off =
+            config(&[("DARKROOM_SMTP_URL", "smtp://127.0.0.1:2525"), ("DARKROOM_REQUIRE_VERIFIED_EMAIL", "false")]);
+        assert!(!off.unwrap().require_verified_email);
         for (raw, lettre) in [
             ("smtps://u:p@mail.example:465", "smtps://u:p@mail.example:465"),
             ("smtp://mail.example:587?tls=starttls", "smtp://mail.example:587?tls=required"),

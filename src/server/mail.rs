@@ -97,6 +97,22 @@ impl Mailer {
     }
 }
 
+/// The origin links in mail name, if one can be trusted: the public URL,
+/// or `request_base` when its host is loopback. A `Host` header is the
+/// client's to choose: a link to a host it chose would hand it the token.
+pub fn link_base(state: &AppState, request_base: &str) -> Option<String> {
+    if let Some(origin) = state.config.public_origin() {
+        return Some(origin);
+    }
+    let host = url::Url::parse(request_base).ok()?.host()?.to_owned();
+    let loopback = match host {
+        url::Host::Domain(name) => name == "localhost",
+        url::Host::Ipv4(ip) => ip.is_loopback(),
+        url::Host::Ipv6(ip) => ip.is_loopback(),
+    };
+    loopback.then(|| request_base.to_owned())
+}
+
 /// Writes `mail` to the outbox on `conn` (inside the caller's transaction,
 /// so it is sent if and only if what it tells of happened). Call
 /// [`Mailer::wake`] once committed.

@@ -8,18 +8,14 @@
 //!   epoch on and ends every session of the account (as a password change
 //!   does), and spends every other link the account had, in one
 //!   transaction.
-//! - A link names this site by `DARKROOM_PUBLIC_URL`; without it, by the
-//!   address the request came to only when that is loopback: a `Host`
-//!   header is the client's to choose, and a link to the client's host
-//!   would hand it the token.
+//! - A link names this site as [`mail::link_base`] says.
 
-use base64::Engine;
-use sha2::Digest;
 use sqlx::Row;
 
 use super::auth::{Email, NewPassword};
 use super::mail::{self, Mail};
 use super::state::AppState;
+use super::tokens::{self, digest};
 use crate::error::{AppError, Result};
 
 /// How long a link works: an hour.
@@ -30,25 +26,6 @@ pub const PER_ADDRESS_PER_HOUR: u32 = 5;
 
 /// What a used, expired or altered link is told.
 const SPENT: &str = "this reset link has expired or was already used; ask for a new one";
-
-fn digest(token: &str) -> String {
-    sha2::Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The origin mail links name, if one can be trusted: the public URL, or
-/// `request_base` when its host is loopback.
-pub fn link_base(state: &AppState, request_base: &str) -> Option<String> {
-    if let Some(origin) = state.config.public_origin() {
-        return Some(origin);
-    }
-    let host = url::Url::parse(request_base).ok()?.host()?.to_owned();
-    let loopback = match host {
-        url::Host::Domain(name) => name == "localhost",
-        url::Host::Ipv4(ip) => ip.is_loopback(),
-        url::Host::Ipv6(ip) => ip.is_loopback(),
-    };
-    loopback.then(|| request_base.to_owned())
-}
 
 /// Sends a reset link to `email` if an account uses it, after the caller
 /// has answered (so the answer says nothing about the address).
@@ -69,9 +46,7 @@ async fn send_link(state: &AppState, email: &Email, base: Option<String>) -> Res
         return Err(AppError::internal("no link sent: set DARKROOM_PUBLIC_URL so mail can name this site"));
     };
     let user: String = row.try_get("id")?;
-    let mut bytes = [0u8; 32];
-    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
-    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let (token, hash) = tokens::fresh();
     let now = state.clock.now_ms();
     let body = format!(
         "Someone asked to reset the password of your Darkroom account ({email}).\n\n\
@@ -81,7 +56,7 @@ async fn send_link(state: &AppState, email: &Email, base: Option<String>) -> Res
     );
     let mut tx = state.db.begin().await?;
     sqlx::query("INSERT INTO password_resets (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
-        .bind(digest(&token))
+        .bind(hash)
         .bind(&user)
         .bind(now)
         .bind(now + TOKEN_TTL_MS)
@@ -98,7 +73,7 @@ async fn send_link(state: &AppState, email: &Email, base: Option<String>) -> Res
 /// works; ends every session of the account.
 #[tracing::instrument(skip_all)]
 pub async fn reset(state: &AppState, token: &str, new: NewPassword) -> Result<()> {
-    if token.is_empty() || token.len() > 100 {
+    if token.is_empty() || token.len() > tokens::MAX_LEN {
         return Err(AppError::invalid(SPENT));
     }
     let hash = digest(token);
@@ -142,14 +117,4 @@ pub async fn reset(state: &AppState, token: &str, new: NewPassword) -> Result<()
     tx.commit().await?;
     tracing::info!(user = %user, sessions_ended = ended, "password reset");
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tokens_are_kept_as_their_digest() {
-        assert_eq!(digest("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-    }
 }

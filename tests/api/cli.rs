@@ -153,3 +153,32 @@ async fn purchases_are_listed_with_their_state_and_price() {
     }
     refused(&darkroom(&app, &["admin", "purchases", "nobody@example.com"]).await, "no account with email");
 }
+
+/// `admin user` says whether the address is verified; `admin verify` is
+/// the operator's fix for a lost link (the sign-up credits come with it,
+/// once).
+#[tokio::test]
+async fn an_operator_sees_and_fixes_verification() {
+    let app = crate::helpers::spawn_app_with(&[("DARKROOM_REQUIRE_VERIFIED_EMAIL", "true")]).await;
+    let email = format!("{}@example.com", crate::helpers::uuid_like());
+    let (status, body) = app.call(&client(), "sign_up", &[("email", &email), ("password", "correct horse")]).await;
+    assert_eq!((status, body["check_inbox"].as_bool()), (200, Some(true)), "{body}");
+    let started = std::time::Instant::now();
+    while app.count(&format!("SELECT COUNT(*) FROM users WHERE email = '{email}'")).await == 0 {
+        assert!(started.elapsed() < std::time::Duration::from_secs(20), "the account was not made");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let user = text(&darkroom(&app, &["admin", "user", &email]).await.stdout);
+    assert!(user.contains("verified: no") && user.contains("balance:  0 credits"), "{user}");
+    let out = darkroom(&app, &["admin", "verify", &email]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), format!("{email} is verified; granted 100 sign-up credits\n"));
+    let again = darkroom(&app, &["admin", "verify", &email]).await;
+    assert_eq!(text(&again.stdout), format!("{email} is verified; granted 0 sign-up credits\n"), "once");
+    let user = text(&darkroom(&app, &["admin", "user", &email]).await.stdout);
+    assert!(user.contains("verified: yes, ") && user.contains("balance:  100 credits"), "{user}");
+    refused(
+        &darkroom(&app, &["admin", "verify", "nobody@example.com"]).await,
+        "no account with email nobody@example.com",
+    );
+}

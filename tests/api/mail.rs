@@ -8,6 +8,9 @@ use std::time::Duration;
 
 use crate::helpers::{TestApp, client, manual_clock, spawn_app_on, spawn_app_with};
 
+/// Resets are tested on their own: sign-ups here sign in at once.
+const NO_VERIFY: (&str, &str) = ("DARKROOM_REQUIRE_VERIFIED_EMAIL", "false");
+
 /// A real SMTP server: aiosmtpd storing what it receives in a Maildir.
 struct SmtpServer {
     child: std::process::Child,
@@ -118,7 +121,7 @@ async fn sign_in(app: &TestApp, email: &str, password: &str) -> (u16, reqwest::C
 #[tokio::test]
 async fn a_reset_link_by_mail_sets_a_new_password_once_and_ends_every_session() {
     let smtp = SmtpServer::start().await;
-    let app = spawn_app_with(&[("DARKROOM_SMTP_URL", &smtp.url())]).await;
+    let app = spawn_app_with(&[("DARKROOM_SMTP_URL", &smtp.url()), NO_VERIFY]).await;
     let c = client();
     let email = app.sign_up(&c).await;
     let (_, elsewhere) = sign_in(&app, &email, "correct horse").await;
@@ -165,7 +168,7 @@ fn body_has_link(message: &str, base: &str) -> bool {
 #[tokio::test]
 async fn asking_for_a_link_answers_the_same_for_any_address() {
     let smtp = SmtpServer::start().await;
-    let app = spawn_app_with(&[("DARKROOM_SMTP_URL", &smtp.url())]).await;
+    let app = spawn_app_with(&[("DARKROOM_SMTP_URL", &smtp.url()), NO_VERIFY]).await;
     let email = app.sign_up(&client()).await;
     let unknown = app.call(&client(), "request_password_reset", &[("email", "nobody@example.com")]).await;
     let known = app.call(&client(), "request_password_reset", &[("email", &email)]).await;
@@ -190,7 +193,7 @@ async fn asking_for_a_link_answers_the_same_for_any_address() {
 async fn an_expired_or_altered_link_is_refused() {
     let smtp = SmtpServer::start().await;
     let clock = manual_clock();
-    let app = spawn_app_on(&[("DARKROOM_SMTP_URL", &smtp.url())], clock.clone()).await;
+    let app = spawn_app_on(&[("DARKROOM_SMTP_URL", &smtp.url()), NO_VERIFY], clock.clone()).await;
     let email = app.sign_up(&client()).await;
     app.call(&client(), "request_password_reset", &[("email", &email)]).await;
     let token = token_in(&smtp.wait_for(1).await[0]);
@@ -222,7 +225,8 @@ async fn tried(app: &TestApp, n: i64) {
 async fn mail_waits_for_a_server_that_is_down() {
     let port = free_port().await;
     let clock = manual_clock();
-    let app = spawn_app_on(&[("DARKROOM_SMTP_URL", &format!("smtp://127.0.0.1:{port}"))], clock.clone()).await;
+    let app =
+        spawn_app_on(&[("DARKROOM_SMTP_URL", &format!("smtp://127.0.0.1:{port}")), NO_VERIFY], clock.clone()).await;
     let email = app.sign_up(&client()).await;
     let (status, _) = app.call(&client(), "request_password_reset", &[("email", &email)]).await;
     assert_eq!(status, 200, "the request does not wait for the mail server");
@@ -247,7 +251,9 @@ async fn queued_mail_survives_a_restart() {
     let data_dir = data.path().display().to_string();
     // The first process's clock stands still: after its one failed try it
     // never tries again, as if it had stopped.
-    let first = spawn_app_on(&[("DARKROOM_SMTP_URL", &dead), ("DARKROOM_DATA_DIR", &data_dir)], manual_clock()).await;
+    let first =
+        spawn_app_on(&[("DARKROOM_SMTP_URL", &dead), NO_VERIFY, ("DARKROOM_DATA_DIR", &data_dir)], manual_clock())
+            .await;
     let email = first.sign_up(&client()).await;
     first.call(&client(), "request_password_reset", &[("email", &email)]).await;
     tried(&first, 1).await;
@@ -256,6 +262,7 @@ async fn queued_mail_survives_a_restart() {
     let database = first.state.config.database_url.clone();
     let _second = spawn_app_with(&[
         ("DARKROOM_SMTP_URL", &smtp.url()),
+        NO_VERIFY,
         ("DARKROOM_DATA_DIR", &data_dir),
         ("DATABASE_URL", &database),
         ("DARKROOM_SIM_SECRET", "shared"),
@@ -294,7 +301,7 @@ async fn without_smtp_mail_is_written_to_the_outbox_folder() {
 #[tokio::test]
 async fn a_link_never_names_a_host_the_request_chose() {
     let smtp = SmtpServer::start().await;
-    let app = spawn_app_with(&[("DARKROOM_SMTP_URL", &smtp.url())]).await;
+    let app = spawn_app_with(&[("DARKROOM_SMTP_URL", &smtp.url()), NO_VERIFY]).await;
     let email = app.sign_up(&client()).await;
     let answer = client()
         .post(format!("{}/api/request_password_reset", app.base))
@@ -308,10 +315,103 @@ async fn a_link_never_names_a_host_the_request_chose() {
     assert!(smtp.messages().is_empty(), "no link to a host the request named");
     assert_eq!(app.count("SELECT COUNT(*) FROM password_resets").await, 0);
 
-    let public =
-        spawn_app_with(&[("DARKROOM_SMTP_URL", &smtp.url()), ("DARKROOM_PUBLIC_URL", "http://darkroom.example")]).await;
+    let public = spawn_app_with(&[
+        ("DARKROOM_SMTP_URL", &smtp.url()),
+        NO_VERIFY,
+        ("DARKROOM_PUBLIC_URL", "http://darkroom.example"),
+    ])
+    .await;
     let email = public.sign_up(&client()).await;
     public.call(&client(), "request_password_reset", &[("email", &email)]).await;
     let message = smtp.wait_for(1).await.remove(0);
     assert!(body(&message).contains("http://darkroom.example/reset?token="), "{message}");
+}
+
+/// The verification link's token in `message`.
+fn verify_token_in(message: &str) -> String {
+    let text = body(message);
+    let link = text.split_whitespace().find(|w| w.contains("/verify?token=")).expect("a verification link");
+    link.split_once("token=").expect("token").1.to_owned()
+}
+
+/// With verification required (on with SMTP): sign-up answers "check your
+/// inbox" with no session; the link grants the credits once and signs in;
+/// until then the account may sign in but not generate, charged nothing.
+#[tokio::test]
+async fn a_sign_up_verifies_its_address_before_credits_or_generations() {
+    let smtp = SmtpServer::start().await;
+    let app = spawn_app_with(&[("DARKROOM_SMTP_URL", &smtp.url())]).await;
+    let c = client();
+    let email = format!("{}@example.com", crate::helpers::uuid_like());
+    let (status, body) = app.call(&c, "sign_up", &[("email", &email), ("password", "correct horse")]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!((body["check_inbox"].as_bool(), body["credits"].as_i64()), (Some(true), Some(0)), "{body}");
+    assert_eq!(app.call(&c, "me", &[]).await.0, 401, "nobody is signed in yet");
+    let message = smtp.wait_for(1).await.remove(0);
+    assert_eq!(recipient(&message), email);
+    let token = verify_token_in(&message);
+
+    // Before the link: sign-in works, generating does not, nothing charged.
+    let (status, me) = sign_in(&app, &email, "correct horse").await;
+    assert_eq!(status, 200);
+    let body = app.call(&me, "me", &[]).await.1;
+    assert_eq!((body["verified"].as_bool(), body["credits"].as_i64()), (Some(false), Some(0)), "{body}");
+    let (status, body) = app.call(&me, "generate_image", &[("prompt", "a heron")]).await;
+    assert_eq!((status, body["kind"].as_str()), (403, Some("unverified")), "{body}");
+    assert!(body["message"].as_str().unwrap_or_default().contains("confirm your email"), "{body}");
+    assert_eq!(app.count("SELECT COUNT(*) FROM tasks").await, 0);
+
+    // An altered link is refused; the real one grants once and signs in.
+    let mut altered = token.clone().into_bytes();
+    altered[5] = if altered[5] == b'x' { b'y' } else { b'x' };
+    let altered = String::from_utf8(altered).unwrap();
+    assert_eq!(app.call(&client(), "verify_email", &[("token", &altered)]).await.0, 400);
+    let browser = client();
+    let (status, body) = app.call(&browser, "verify_email", &[("token", &token)]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!((body["verified"].as_bool(), body["credits"].as_i64()), (Some(true), Some(100)), "{body}");
+    assert_eq!(app.call(&browser, "me", &[]).await.1["email"], email.as_str(), "the link signed in");
+    let (status, _) = app.call(&client(), "verify_email", &[("token", &token)]).await;
+    assert_eq!(status, 400, "a link works once");
+    assert_eq!(app.balance(&browser).await, 100, "granted once");
+    let (status, body) = app.call(&browser, "generate_image", &[("prompt", "a heron")]).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn a_registered_address_gets_the_same_answer_and_a_note() {
+    let smtp = SmtpServer::start().await;
+    let app = spawn_app_with(&[("DARKROOM_SMTP_URL", &smtp.url())]).await;
+    let email = format!("{}@example.com", crate::helpers::uuid_like());
+    let first = app.call(&client(), "sign_up", &[("email", &email), ("password", "correct horse")]).await;
+    smtp.wait_for(1).await;
+    let again = app.call(&client(), "sign_up", &[("email", &email), ("password", "another horse")]).await;
+    assert_eq!(first, again, "the same answer for a registered address");
+    let messages = smtp.wait_for(2).await;
+    assert!(
+        messages.iter().any(|m| m.contains("Subject: You already have a Darkroom account")),
+        "the registered mailbox is told: {messages:?}"
+    );
+    assert_eq!(app.count("SELECT COUNT(*) FROM users").await, 1, "no second account");
+    assert_eq!(sign_in(&app, &email, "another horse").await.0, 401, "the password did not change");
+}
+
+#[tokio::test]
+async fn an_expired_verification_link_is_refused_and_a_new_one_can_be_sent() {
+    let smtp = SmtpServer::start().await;
+    let clock = manual_clock();
+    let app = spawn_app_on(&[("DARKROOM_SMTP_URL", &smtp.url())], clock.clone()).await;
+    let email = format!("{}@example.com", crate::helpers::uuid_like());
+    app.call(&client(), "sign_up", &[("email", &email), ("password", "correct horse")]).await;
+    let old = verify_token_in(&smtp.wait_for(1).await[0]);
+    clock.advance(Duration::from_secs(25 * 3600));
+    assert_eq!(app.call(&client(), "verify_email", &[("token", &old)]).await.0, 400, "a day later it has expired");
+    let (_, c) = sign_in(&app, &email, "correct horse").await;
+    assert_eq!(app.call(&c, "resend_verification", &[]).await.0, 200);
+    let messages = smtp.wait_for(2).await;
+    let fresh = messages.iter().map(|m| verify_token_in(m)).find(|t| *t != old).expect("a new link");
+    let (status, body) = app.call(&c, "verify_email", &[("token", &fresh)]).await;
+    assert_eq!((status, body["credits"].as_i64()), (200, Some(100)), "{body}");
+    let (status, body) = app.call(&c, "resend_verification", &[]).await;
+    assert_eq!((status, body["kind"].as_str()), (409, Some("conflict")), "verified already: {body}");
 }

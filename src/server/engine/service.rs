@@ -70,6 +70,7 @@ pub async fn generator_setup(state: &AppState, user: &UserId) -> Result<Generato
             scales: u.scales.clone(),
         }),
         vary: state.config.vary_model().map(|m| VaryOffer { model: m.id.clone(), credits: m.credits }),
+        verification_required: state.config.require_verified_email,
     })
 }
 
@@ -204,7 +205,11 @@ async fn completed_source(state: &AppState, user: &UserId, source: &TaskId, inde
 /// Charges and records a task (`queued`), within the caps; a refusal
 /// removes the task's copy of its input image.
 async fn record(state: &AppState, user: &UserId, new: NewTask<'_>, input: Option<&ObjectPath>) -> Result<()> {
-    let caps = Caps { active: state.config.max_active_tasks, per_minute: state.config.generations_per_minute };
+    let caps = Caps {
+        active: state.config.max_active_tasks,
+        per_minute: state.config.generations_per_minute,
+        verified_only: state.config.require_verified_email,
+    };
     if let Err(e) = store::insert_queued(&state.db, new, caps).await {
         if let Some(key) = input {
             uploads::remove(state, key).await;

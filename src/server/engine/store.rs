@@ -107,6 +107,8 @@ pub struct Caps {
     pub active: i64,
     /// Started in the last minute.
     pub per_minute: i64,
+    /// Only an account whose email is verified may generate.
+    pub verified_only: bool,
 }
 
 /// Charges the cost and inserts the task as `queued`, in one transaction,
@@ -118,7 +120,20 @@ pub async fn insert_queued(db: &Db, task: NewTask<'_>, caps: Caps) -> Result<()>
     // generations of one person (from any instance) are counted one after
     // the other.
     let mut tx = db.begin().await?;
-    sqlx::query("UPDATE users SET balance = balance WHERE id = $1").bind(task.user.as_str()).execute(&mut *tx).await?;
+    let verified = sqlx::query("UPDATE users SET balance = balance WHERE id = $1 RETURNING email_verified_at")
+        .bind(task.user.as_str())
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|row| row.try_get::<Option<i64>, _>("email_verified_at"))
+        .transpose()?
+        .flatten()
+        .is_some();
+    if caps.verified_only && !verified {
+        return Err(AppError::new(
+            ErrorKind::Unverified,
+            "confirm your email address first: open the link we sent you (your account page sends a new one)",
+        ));
+    }
     within_caps(&mut tx, task.user, task.now, caps).await?;
     credits::charge(&mut tx, task.user, task.id, task.cost, task.now).await?;
     sqlx::query(
@@ -695,7 +710,7 @@ mod tests {
         Fixture { db, reads, user, _dir: dir }
     }
 
-    const CAPS: Caps = Caps { active: 10, per_minute: 10 };
+    const CAPS: Caps = Caps { active: 10, per_minute: 10, verified_only: false };
 
     async fn queued_for(f: &Fixture, user: &UserId, now: i64) -> TaskId {
         let id = TaskId::new();
@@ -805,7 +820,7 @@ mod tests {
     #[tokio::test]
     async fn queued_tasks_count_against_the_cap_on_tasks_at_once() {
         let f = fixture().await;
-        let caps = Caps { active: 2, per_minute: 10 };
+        let caps = Caps { active: 2, per_minute: 10, verified_only: false };
         let inputs = Inputs { aspect_ratio: None, num_outputs: 1, seed: None, negative_prompt: None, image: None };
         for n in 0..3 {
             let id = TaskId::new();
@@ -940,7 +955,7 @@ mod tests {
     #[tokio::test]
     async fn deleting_keeps_the_charge_that_the_cap_counts() {
         let f = fixture().await;
-        let caps = Caps { active: 10, per_minute: 2 };
+        let caps = Caps { active: 10, per_minute: 2, verified_only: false };
         let inputs = Inputs { aspect_ratio: None, num_outputs: 1, seed: None, negative_prompt: None, image: None };
         for n in 0..3 {
             let id = TaskId::new();

@@ -1,0 +1,62 @@
+// Verified email: a sign-up is told to check its inbox, the mailed link
+// (here the `.eml` file the server wrote: no SMTP is configured) confirms
+// the address, signs in with the free credits, and generating works.
+import { expect, test } from "@playwright/test";
+import { readFileSync, readdirSync } from "node:fs";
+import { join } from "node:path";
+import { PASSWORD, freshEmail, hydrated } from "./helpers";
+
+test.use({ baseURL: `http://127.0.0.1:${process.env.E2E_VERIFY_PORT ?? "3102"}` });
+test.skip(!!process.env.BASE_URL || !process.env.E2E_DATA_DIR, "needs the verifying server and its outbox");
+
+/** The verification link mailed to `email`, once written. */
+function verifyLink(email: string): string | undefined {
+  const outbox = join(`${process.env.E2E_DATA_DIR}-verify`, "outbox");
+  let files: string[];
+  try {
+    files = readdirSync(outbox).filter((f) => f.endsWith(".eml"));
+  } catch {
+    return undefined;
+  }
+  for (const file of files) {
+    const message = readFileSync(join(outbox, file), "utf8");
+    if (!message.includes(`To: ${email}`)) continue;
+    const text = message.replace(/=\r?\n/g, "").replace(/=([0-9A-F]{2})/g, (_, h) => String.fromCharCode(parseInt(h, 16)));
+    const link = text.match(/https?:\/\/\S+\/verify\?token=[\w-]+/)?.[0];
+    if (link) return link;
+  }
+  return undefined;
+}
+
+test("sign up, open the link from the mail, and generate with the free credits", async ({ page }) => {
+  const email = freshEmail();
+  await page.goto("/signup");
+  await hydrated(page);
+  await page.getByLabel("Email").fill(email);
+  await page.getByLabel("Password").fill(PASSWORD);
+  await page.getByRole("button", { name: "Sign up" }).click();
+  await expect(page.getByRole("status")).toContainText("Check your inbox");
+  await expect(page).toHaveURL(/\/signup$/);
+
+  // Signed in before the link: the generator says why it cannot generate.
+  await page.goto("/login");
+  await hydrated(page);
+  await page.getByLabel("Email").fill(email);
+  await page.getByLabel("Password").fill(PASSWORD);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await expect(page.getByRole("heading", { name: "Confirm your email address" })).toBeVisible();
+  await expect(page.getByText("0 credits")).toBeVisible();
+
+  let link: string | undefined;
+  await expect.poll(() => (link = verifyLink(email)), { message: "the mail is written" }).toBeTruthy();
+  await page.goto(link!);
+  await hydrated(page);
+  await page.getByRole("button", { name: "Verify email" }).click();
+  await expect(page).toHaveURL(/\/$/);
+  await expect(page.getByText("100 credits")).toBeVisible();
+  await expect(page.getByRole("heading", { name: "Confirm your email address" })).toHaveCount(0);
+  await hydrated(page);
+  await page.getByLabel("Prompt", { exact: true }).fill("a heron at first light");
+  await page.getByRole("button", { name: "Generate" }).click();
+  await expect(page.getByRole("img", { name: "a heron at first light" })).toBeVisible({ timeout: 30_000 });
+});
