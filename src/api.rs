@@ -160,6 +160,8 @@ pub async fn sign_up(email: String, password: String) -> Result<User, AppError> 
         state.signups_by_address.check_as(ssr::client_key(), "accounts made from this network")?;
         state.signups.check_as((), "accounts made on this site just now")?;
         if state.config.require_verified_email {
+            // A registered address is mailed a note: a few an hour.
+            state.reset_requests.check_as(format!("sign-up:{}", email.as_str()), "sign-ups with this address")?;
             let base = crate::server::mail::link_base(&state, &ssr::site_base(&state));
             let user = User { email: email.as_str().to_owned(), credits: 0, verified: false, check_inbox: true };
             crate::server::verification::sign_up(&state, email, password, base);
@@ -220,6 +222,11 @@ pub async fn sign_in(email: String, password: String) -> Result<User, AppError> 
     use crate::server::auth::{self, Credentials};
     ssr::public(SignIn::PATH, |state| async move {
         state.attempts.check(ssr::client_key())?;
+        // Per account too: guesses spread over many addresses (IPv6 hands
+        // them out by the billion) still take turns.
+        if let Ok(address) = auth::Email::parse(&email) {
+            state.sign_in_attempts.check(address.as_str().to_owned())?;
+        }
         let mut auth = ssr::auth_session().await?;
         let (account, epoch) = auth
             .backend

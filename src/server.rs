@@ -164,6 +164,7 @@ pub async fn build_on(
     let signups_by_address = Arc::new(AttemptLimiter::per_hour(config.signups_per_address_per_hour));
     let signups = Arc::new(AttemptLimiter::<()>::per_hour(config.signups_per_hour));
     let account_attempts = Arc::new(AttemptLimiter::<String>::per_minute(config.auth_attempts_per_minute));
+    let sign_in_attempts = Arc::new(AttemptLimiter::<String>::per_minute(config.auth_attempts_per_minute));
     let task_changes = Arc::new(AttemptLimiter::<String>::per_minute(state::CANCELS_AND_DELETES_PER_MINUTE));
     let purchase_attempts = Arc::new(AttemptLimiter::<String>::per_minute(state::PURCHASES_PER_MINUTE));
     let upload_attempts = Arc::new(AttemptLimiter::<String>::per_minute(uploads::UPLOADS_PER_MINUTE));
@@ -177,6 +178,7 @@ pub async fn build_on(
             upload_attempts.clone(),
             reset_requests.clone(),
             signups_by_address.clone(),
+            sign_in_attempts.clone(),
         );
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(300));
@@ -189,6 +191,7 @@ pub async fn build_on(
                 limiters.4.prune();
                 limiters.5.prune();
                 limiters.6.prune();
+                limiters.7.prune();
             }
         });
     }
@@ -231,6 +234,7 @@ pub async fn build_on(
         signups_by_address,
         signups,
         account_attempts,
+        sign_in_attempts,
         task_changes,
         purchase_attempts,
         upload_attempts,

@@ -79,8 +79,10 @@ pub struct Shared {
     pub signups_by_address: Arc<AttemptLimiter>,
     /// Accounts created an hour, on this instance.
     pub signups: Arc<AttemptLimiter<()>>,
-    /// Password changes per account.
+    /// Password changes and account deletions per account.
     pub account_attempts: Arc<AttemptLimiter<String>>,
+    /// Sign-in attempts per email address (whatever the client's address).
+    pub sign_in_attempts: Arc<AttemptLimiter<String>>,
     /// Cancels and deletions per account ([`CANCELS_AND_DELETES_PER_MINUTE`]).
     pub task_changes: Arc<AttemptLimiter<String>>,
     /// Checkouts started per account ([`PURCHASES_PER_MINUTE`]).

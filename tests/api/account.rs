@@ -429,6 +429,32 @@ async fn password_guesses_are_limited_per_account_whatever_the_address() {
     assert_eq!(guess(4).await, 429, "the account's limit holds across addresses");
 }
 
+#[tokio::test]
+async fn sign_in_guesses_are_limited_per_account_whatever_the_address() {
+    let app =
+        spawn_app_with(&[("DARKROOM_TRUSTED_PROXIES", "127.0.0.1"), ("DARKROOM_AUTH_ATTEMPTS_PER_MINUTE", "3")]).await;
+    let email = app.sign_up(&client()).await;
+    let guess = |n: u8, password: &'static str| {
+        let (url, email) = (format!("{}/api/sign_in", app.base), email.clone());
+        async move {
+            client()
+                .post(url)
+                .header("x-forwarded-for", format!("2001:db8:{n}::1"))
+                .form(&[("email", email.as_str()), ("password", password)])
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    for n in 1..=3 {
+        assert_eq!(guess(n, "a wrong guess").await, 401);
+    }
+    assert_eq!(guess(4, "a wrong guess").await, 429, "a fourth network's guess waits too");
+    assert_eq!(guess(5, "correct horse").await, 429, "the account takes no guess this minute");
+}
+
 /// "Delete account": with the password, every task, image, upload and
 /// session of the account goes, on every instance; the email is free for a
 /// new sign-up; the ledger and purchases stay, tied to the id only.

@@ -14,7 +14,7 @@ async fn signing_up_grants_the_signup_credits_through_the_ledger() {
 
     let (status, me) = app.call(&c, "me", &[]).await;
     assert_eq!(status, 200);
-    assert_eq!(me, serde_json::json!({ "email": "ada@example.com", "credits": 100 }));
+    assert_eq!(me, serde_json::json!({ "email": "ada@example.com", "credits": 100, "verified": false }));
 
     let id = app.user_id("ada@example.com").await;
     let (grants, charges, refunds) = darkroom::server::credits::totals(&app.state.db, &id).await.unwrap();

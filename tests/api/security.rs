@@ -179,10 +179,14 @@ async fn behind_a_trusted_proxy_each_client_has_its_own_sign_in_limit() {
     let app =
         spawn_app_with(&[("DARKROOM_TRUSTED_PROXIES", "127.0.0.1"), ("DARKROOM_AUTH_ATTEMPTS_PER_MINUTE", "3")]).await;
     let c = reqwest::Client::new();
-    let wrong = [("email", "nobody@example.com"), ("password", "wrong horse")];
+    // A new address each time: the per-account limit is another test's.
     let attempt = |xff: &'static str| {
-        let (app, c, wrong) = (&app, &c, &wrong);
-        async move { call_with(app, c, "sign_in", wrong, &[("x-forwarded-for", xff)]).await }
+        let (app, c) = (&app, &c);
+        async move {
+            let email = format!("nobody-{}@example.com", crate::helpers::uuid_like());
+            let wrong = [("email", email.as_str()), ("password", "wrong horse")];
+            call_with(app, c, "sign_in", &wrong, &[("x-forwarded-for", xff)]).await
+        }
     };
     for _ in 0..3 {
         assert_eq!(attempt("198.51.100.1").await.0, 401);
