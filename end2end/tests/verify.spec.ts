@@ -45,7 +45,7 @@ test("sign up, open the link from the mail, and generate with the free credits",
   await page.getByLabel("Password").fill(PASSWORD);
   await page.getByRole("button", { name: "Sign in" }).click();
   await expect(page.getByRole("heading", { name: "Confirm your email address" })).toBeVisible();
-  await expect(page.getByText("0 credits")).toBeVisible();
+  await expect(page.getByTestId("balance")).toHaveText("0 credits");
 
   let link: string | undefined;
   await expect.poll(() => (link = verifyLink(email)), { message: "the mail is written" }).toBeTruthy();
@@ -53,7 +53,7 @@ test("sign up, open the link from the mail, and generate with the free credits",
   await hydrated(page);
   await page.getByRole("button", { name: "Verify email" }).click();
   await expect(page).toHaveURL(/\/$/);
-  await expect(page.getByText("100 credits")).toBeVisible();
+  await expect(page.getByTestId("balance")).toHaveText("100 credits");
   await expect(page.getByRole("heading", { name: "Confirm your email address" })).toHaveCount(0);
   await hydrated(page);
   await page.getByLabel("Prompt", { exact: true }).fill("a heron at first light");
