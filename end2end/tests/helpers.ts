@@ -1,5 +1,7 @@
 // Shared steps: a fresh account per test, found the way a person would.
 import { expect, type Page } from "@playwright/test";
+import { readFileSync, readdirSync } from "node:fs";
+import { join } from "node:path";
 
 export function freshEmail(): string {
   return `e2e-${Date.now()}-${Math.random().toString(36).slice(2, 8)}@example.com`;
@@ -53,4 +55,27 @@ async function waitForHydration(page: Page, timeout: number): Promise<string> {
         .catch(() => "(the page could not be read)");
       return `not hydrated after ${timeout / 1000} s (${e}); the page: ${JSON.stringify(seen)}`;
     });
+}
+
+/**
+ * The link to `path` (`/reset`, `/verify`) in the mail a server wrote to
+ * `email` in its outbox folder (`<dataDir>/outbox/*.eml`: the servers here
+ * have no SMTP), once written; quoted-printable decoded.
+ */
+export function mailedLink(dataDir: string, email: string, path: string): string | undefined {
+  const outbox = join(dataDir, "outbox");
+  let files: string[];
+  try {
+    files = readdirSync(outbox).filter((f) => f.endsWith(".eml"));
+  } catch {
+    return undefined;
+  }
+  for (const file of files) {
+    const message = readFileSync(join(outbox, file), "utf8");
+    if (!message.split(/\r?\n/).includes(`To: ${email}`)) continue;
+    const text = message.replace(/=\r?\n/g, "").replace(/=([0-9A-F]{2})/g, (_, h) => String.fromCharCode(parseInt(h, 16)));
+    const link = text.match(new RegExp(`https?://\\S+${path}\\?token=[\\w-]+`))?.[0];
+    if (link) return link;
+  }
+  return undefined;
 }

@@ -3,28 +3,9 @@
 // `.eml` files in its outbox folder (the embedded default), read as a
 // person would open the message.
 import { expect, test } from "@playwright/test";
-import { readFileSync, readdirSync } from "node:fs";
-import { join } from "node:path";
-import { PASSWORD, hydrated, signUp } from "./helpers";
+import { PASSWORD, hydrated, mailedLink, signUp } from "./helpers";
 
-/** The reset link mailed to `email`, once it has been written. */
-function resetLink(email: string): string | undefined {
-  const outbox = join(process.env.E2E_DATA_DIR ?? "", "outbox");
-  let files: string[];
-  try {
-    files = readdirSync(outbox).filter((f) => f.endsWith(".eml"));
-  } catch {
-    return undefined;
-  }
-  for (const file of files) {
-    const message = readFileSync(join(outbox, file), "utf8");
-    if (!new RegExp(`^To: ${email.replace(/[.+]/g, "\\$&")}\\r?$`, "m").test(message)) continue;
-    // Quoted-printable: soft line breaks and =XX escapes.
-    const text = message.replace(/=\r?\n/g, "").replace(/=([0-9A-F]{2})/g, (_, h) => String.fromCharCode(parseInt(h, 16)));
-    return text.match(/https?:\/\/\S+\/reset\?token=[\w-]+/)?.[0];
-  }
-  return undefined;
-}
+const resetLink = (email: string) => mailedLink(process.env.E2E_DATA_DIR ?? "", email, "/reset");
 
 test("Forgot password? sends a link that sets a new password and signs out everywhere", async ({ page, browser }) => {
   test.skip(!process.env.E2E_DATA_DIR, "needs the server's outbox folder");

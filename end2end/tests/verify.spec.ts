@@ -2,31 +2,12 @@
 // (here the `.eml` file the server wrote: no SMTP is configured) confirms
 // the address, signs in with the free credits, and generating works.
 import { expect, test } from "@playwright/test";
-import { readFileSync, readdirSync } from "node:fs";
-import { join } from "node:path";
-import { PASSWORD, freshEmail, hydrated } from "./helpers";
+import { PASSWORD, freshEmail, hydrated, mailedLink } from "./helpers";
 
 test.use({ baseURL: `http://127.0.0.1:${process.env.E2E_VERIFY_PORT ?? "3102"}` });
 test.skip(!!process.env.BASE_URL || !process.env.E2E_DATA_DIR, "needs the verifying server and its outbox");
 
-/** The verification link mailed to `email`, once written. */
-function verifyLink(email: string): string | undefined {
-  const outbox = join(`${process.env.E2E_DATA_DIR}-verify`, "outbox");
-  let files: string[];
-  try {
-    files = readdirSync(outbox).filter((f) => f.endsWith(".eml"));
-  } catch {
-    return undefined;
-  }
-  for (const file of files) {
-    const message = readFileSync(join(outbox, file), "utf8");
-    if (!message.includes(`To: ${email}`)) continue;
-    const text = message.replace(/=\r?\n/g, "").replace(/=([0-9A-F]{2})/g, (_, h) => String.fromCharCode(parseInt(h, 16)));
-    const link = text.match(/https?:\/\/\S+\/verify\?token=[\w-]+/)?.[0];
-    if (link) return link;
-  }
-  return undefined;
-}
+const verifyLink = (email: string) => mailedLink(`${process.env.E2E_DATA_DIR}-verify`, email, "/verify");
 
 test("sign up, open the link from the mail, and generate with the free credits", async ({ page }) => {
   const email = freshEmail();
