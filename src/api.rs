@@ -188,13 +188,13 @@ pub async fn verify_email(token: String) -> Result<User, AppError> {
     ssr::public(VerifyEmail::PATH, |state| async move {
         state.attempts.check(ssr::client_key())?;
         let (account, epoch, _) = crate::server::verification::verify(&state, &token).await?;
-        let (credits, verified) = crate::server::auth::standing(&state.db, &account.id).await?;
+        let now = crate::server::auth::standing(&state.db, &account.id).await?;
         let mut auth = ssr::auth_session().await?;
         ssr::sign_in_fresh(&mut auth, &account, epoch).await?;
         if ssr::form_post() {
             leptos_axum::redirect("/");
         }
-        Ok(User { email: account.email, credits, verified, check_inbox: false })
+        Ok(User { email: now.email, credits: now.credits, verified: now.verified, check_inbox: false })
     })
     .await
 }
@@ -234,8 +234,8 @@ pub async fn sign_in(email: String, password: String) -> Result<User, AppError> 
             .await
             .map_err(AppError::internal)?
             .ok_or_else(|| AppError::new(ErrorKind::Unauthorized, "wrong email or password"))?;
-        let (credits, verified) = auth::standing(&state.db, &account.id).await?;
-        let user = User { email: account.email.clone(), credits, verified, check_inbox: false };
+        let now = auth::standing(&state.db, &account.id).await?;
+        let user = User { email: now.email, credits: now.credits, verified: now.verified, check_inbox: false };
         ssr::sign_in_fresh(&mut auth, &account, epoch).await?;
         Ok(user)
     })
@@ -262,8 +262,8 @@ pub async fn sign_out() -> Result<(), AppError> {
 #[server(endpoint = "me", output = Json)]
 pub async fn me() -> Result<User, AppError> {
     ssr::signed_in(Me::PATH, |state, account| async move {
-        let (credits, verified) = crate::server::auth::standing(&state.db, &account.id).await?;
-        Ok(User { email: account.email, credits, verified, check_inbox: false })
+        let now = crate::server::auth::standing(&state.db, &account.id).await?;
+        Ok(User { email: now.email, credits: now.credits, verified: now.verified, check_inbox: false })
     })
     .await
 }
@@ -276,8 +276,8 @@ pub async fn current_user() -> Result<Option<User>, AppError> {
         match ssr::auth_session().await?.user {
             None => Ok(None),
             Some(account) => {
-                let (credits, verified) = crate::server::auth::standing(&state.db, &account.id).await?;
-                Ok(Some(User { email: account.email, credits, verified, check_inbox: false }))
+                let now = crate::server::auth::standing(&state.db, &account.id).await?;
+                Ok(Some(User { email: now.email, credits: now.credits, verified: now.verified, check_inbox: false }))
             }
         }
     })
@@ -473,6 +473,25 @@ pub async fn delete_account(password: String) -> Result<(), AppError> {
         auth.logout().await.map_err(AppError::internal)?;
         if ssr::form_post() {
             leptos_axum::redirect("/login?deleted=1");
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// Changes the account's email, with its password: a link goes to the new
+/// address (the email changes when it is opened) and a notice to the old
+/// one. From a page, back to `/account?email_sent=1`.
+#[server(endpoint = "change_email", output = Json)]
+pub async fn change_email(new_email: String, password: String) -> Result<(), AppError> {
+    ssr::signed_in(ChangeEmail::PATH, |state, account| async move {
+        state.attempts.check(ssr::client_key())?;
+        state.account_attempts.check(account.id.clone())?;
+        let new = crate::server::auth::Email::parse(&new_email)?;
+        let base = crate::server::mail::link_base(&state, &ssr::site_base(&state));
+        crate::server::verification::change_email(&state, &account, &new, password, base).await?;
+        if ssr::form_post() {
+            leptos_axum::redirect("/account?email_sent=1");
         }
         Ok(())
     })

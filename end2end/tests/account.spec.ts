@@ -121,7 +121,9 @@ test("Sign out everywhere ends the sessions of every browser", async ({ page, br
 test("Delete account asks for the password, then nothing of the account signs in", async ({ page }) => {
   const email = await signUp(page);
   await page.getByRole("link", { name: "Account" }).click();
-  await expect(page.getByRole("heading", { name: "Delete account" })).toBeVisible();
+  // The section's heading does not say "account": the page's own heading
+  // is the one named "Account".
+  await expect(page.getByRole("heading", { name: "Leave Darkroom" })).toBeVisible();
   await page.getByLabel("Your password").fill("not the password");
   await page.getByRole("button", { name: "Delete account" }).click();
   await expect(page.getByRole("alert")).toHaveText("The password is wrong; the account was not deleted.");

@@ -2,8 +2,8 @@
 //! ledger, newest first, a page at a time: "Older entries" loads the next
 //! page), buying credits (a plain form on to the checkout page, the
 //! purchases and, back from checkout at `?purchase=<id>`, how it went), the
-//! password change form (the page's one island), "Sign out everywhere"
-//! and "Delete account" (plain forms).
+//! password change form (the page's one island), "Change email", "Sign out
+//! everywhere" and "Delete account" (plain forms).
 
 use leptos::either::Either;
 use leptos::prelude::*;
@@ -14,8 +14,8 @@ use leptos_router::hooks::use_query_map;
 use super::refused::{Form, refused};
 use super::value_of;
 use crate::api::{
-    BuyCredits, ChangePassword, DeleteAccount, SignOutEverywhere, change_password, list_ledger, list_packages,
-    list_purchases,
+    BuyCredits, ChangeEmail, ChangePassword, DeleteAccount, SignOutEverywhere, change_password, list_ledger,
+    list_packages, list_purchases,
 };
 use crate::error::AppError;
 use crate::model::{CreditPackage, LedgerEntry, LedgerKind, LedgerPage, Purchase, PurchaseStatus};
@@ -26,7 +26,8 @@ use crate::session::{RequireUser, loaded, use_current_user};
 pub fn AccountPage() -> impl IntoView {
     let user = use_current_user();
     // `?cursor=` is where "Older entries" leads without JavaScript.
-    let (start, returned) = use_query_map().with_untracked(|q| (q.get("cursor"), q.get("purchase")));
+    let (start, returned, email_sent) =
+        use_query_map().with_untracked(|q| (q.get("cursor"), q.get("purchase"), q.get("email_sent").is_some()));
     let returned = StoredValue::new(returned);
     let first = OnceResource::new(list_ledger(start));
     let packages = OnceResource::new(list_packages());
@@ -75,6 +76,7 @@ pub fn AccountPage() -> impl IntoView {
                         })
                 }}
                 <PasswordForm refused=refused(Form::ChangePassword) />
+                <EmailForm sent=email_sent refused=refused(Form::ChangeEmail) />
                 <section class="sessions" aria-labelledby="sessions-heading">
                     <h2 id="sessions-heading">"Sessions"</h2>
                     <p class="hint">"Signs this account out on every device and browser, this one too."</p>
@@ -246,13 +248,42 @@ fn LedgerRow(entry: LedgerEntry) -> impl IntoView {
     }
 }
 
+/// "Change email": the new address and the password. A plain form; the
+/// address changes when the link mailed to it is opened (`sent`: the page
+/// came back from sending it).
+#[component]
+fn EmailForm(sent: bool, refused: Option<AppError>) -> impl IntoView {
+    view! {
+        <section class="change-email" aria-labelledby="change-email-heading">
+            <h2 id="change-email-heading">"Change email"</h2>
+            <form action=ChangeEmail::url() method="post">
+                <label for="new_email">"New email"</label>
+                <input id="new_email" type="email" name="new_email" required autocomplete="email" />
+                <label for="email_password">"Password to confirm"</label>
+                <input id="email_password" type="password" name="password" required autocomplete="current-password" />
+                <p class="hint">"We send a link to the new address; your email changes when you open it."</p>
+                {sent
+                    .then(|| {
+                        view! {
+                            <p class="form-success" role="status">
+                                "We sent a link to the new address: open it to finish the change."
+                            </p>
+                        }
+                    })}
+                {refused.map(|e| view! { <p class="form-error" role="alert">{e.message}</p> })}
+                <button type="submit">"Change email"</button>
+            </form>
+        </section>
+    }
+}
+
 /// "Delete account": the password, and the button. A plain form: on to
 /// the sign-in page once done, or back here with why not.
 #[component]
 fn DeleteForm(refused: Option<AppError>) -> impl IntoView {
     view! {
         <section class="delete-account" aria-labelledby="delete-account-heading">
-            <h2 id="delete-account-heading">"Delete account"</h2>
+            <h2 id="delete-account-heading">"Leave Darkroom"</h2>
             <p class="hint" id="delete-account-hint">
                 "Deletes your images, the images you started from and your credits, and signs you out everywhere. \
                  Purchases stay in the site's books, without your email."

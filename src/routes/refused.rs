@@ -11,8 +11,8 @@ use leptos::server_fn::error::ServerFnUrlError;
 use leptos_router::hooks::use_query_map;
 
 use crate::api::{
-    BuyCredits, ChangePassword, DeleteAccount, GenerateImage, RequestPasswordReset, ResendVerification, ResetPassword,
-    SignIn, SignUp, UpscaleImage, VaryImage, VerifyEmail,
+    BuyCredits, ChangeEmail, ChangePassword, DeleteAccount, GenerateImage, RequestPasswordReset, ResendVerification,
+    ResetPassword, SignIn, SignUp, UpscaleImage, VaryImage, VerifyEmail,
 };
 use crate::error::{AppError, ErrorKind};
 
@@ -34,6 +34,7 @@ pub enum Form {
     DeleteAccount,
     Verify,
     ResendVerification,
+    ChangeEmail,
 }
 
 impl Form {
@@ -52,6 +53,7 @@ impl Form {
             Self::DeleteAccount => DeleteAccount::PATH,
             Self::Verify => VerifyEmail::PATH,
             Self::ResendVerification => ResendVerification::PATH,
+            Self::ChangeEmail => ChangeEmail::PATH,
         }
     }
 }
@@ -122,6 +124,10 @@ pub fn message(form: Form, kind: ErrorKind) -> &'static str {
         (Form::ResendVerification, RateLimited) => "Several links were sent already; wait a while and try again.",
         (Form::ResendVerification, Conflict) => "Your address is confirmed already.",
         (Form::ResendVerification, _) => "The link could not be sent; please try again.",
+        (Form::ChangeEmail, Invalid) => "Check the new address and your password; the email was not changed.",
+        (Form::ChangeEmail, Conflict) => "Another account uses that address.",
+        (Form::ChangeEmail, RateLimited) => TOO_MANY,
+        (Form::ChangeEmail, _) => "The email was not changed; please try again.",
     }
 }
 
@@ -165,6 +171,7 @@ mod tests {
             Form::DeleteAccount,
             Form::Verify,
             Form::ResendVerification,
+            Form::ChangeEmail,
         ] {
             for kind in [
                 Invalid,

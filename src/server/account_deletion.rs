@@ -23,12 +23,12 @@ use crate::error::{AppError, Result};
 /// Deletes `account` if `password` is its password.
 #[tracing::instrument(skip_all, fields(user = %account.id))]
 pub async fn delete(state: &AppState, account: &Account, password: String) -> Result<()> {
-    let row = sqlx::query("SELECT password_hash FROM users WHERE id = $1 AND deleted_at IS NULL")
+    let row = sqlx::query("SELECT password_hash, email FROM users WHERE id = $1 AND deleted_at IS NULL")
         .bind(&account.id)
         .fetch_optional(&state.db)
         .await?
         .ok_or_else(AppError::unauthorized)?;
-    let hash: String = row.try_get("password_hash")?;
+    let (hash, email): (String, String) = (row.try_get("password_hash")?, row.try_get("email")?);
     if !super::auth::verify(password, hash).await.map_err(AppError::internal)? {
         return Err(AppError::invalid("the password is wrong"));
     }
@@ -41,7 +41,7 @@ pub async fn delete(state: &AppState, account: &Account, password: String) -> Re
     sqlx::query("UPDATE uploads SET created_at = 0 WHERE user_id = $1").bind(&account.id).execute(&mut *tx).await?;
     sqlx::query("DELETE FROM password_resets WHERE user_id = $1").bind(&account.id).execute(&mut *tx).await?;
     sqlx::query("DELETE FROM email_verifications WHERE user_id = $1").bind(&account.id).execute(&mut *tx).await?;
-    sqlx::query("DELETE FROM mail_outbox WHERE recipient = $1").bind(&account.email).execute(&mut *tx).await?;
+    sqlx::query("DELETE FROM mail_outbox WHERE recipient = $1").bind(&email).execute(&mut *tx).await?;
     sqlx::query(
         "UPDATE users SET email = 'deleted:' || id, password_hash = '', deleted_at = $1, \
          session_epoch = session_epoch + 1, task_deletions = task_deletions + 1 WHERE id = $2",

@@ -13,8 +13,10 @@ use axum_login::{AuthUser, AuthnBackend};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
-/// A signed-in account as the session layer knows it: what never changes
-/// once the account exists (so each instance may remember it).
+/// A signed-in account as the session layer knows it: its id, which never
+/// changes (so each instance may remember the account), and its email as
+/// it was when this instance loaded it (what is shown reads it fresh:
+/// [`standing`]; an email change is rare and verified).
 #[derive(Clone)]
 pub struct Account {
     pub id: String,
@@ -309,20 +311,43 @@ pub async fn grant_signup(conn: &mut sqlx::AnyConnection, user: &UserId, email: 
     if credits <= 0 {
         return Ok(0);
     }
+    // Once per account too: an account that changes its address gets no
+    // second grant.
+    let had =
+        sqlx::query("SELECT 1 FROM credit_ledger WHERE user_id = $1 AND kind = 'grant' AND entry_key LIKE 'signup:%'")
+            .bind(user.as_str())
+            .fetch_optional(&mut *conn)
+            .await?;
+    if had.is_some() {
+        return Ok(0);
+    }
     let mailbox: String = sha2::Sha256::digest(email.mailbox().as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
     let granted = credits::grant(conn, user, credits, &format!("signup:{mailbox}")).await?;
     Ok(if granted { credits } else { 0 })
 }
 
-/// An account's balance and whether its email is verified, read fresh.
-pub async fn standing(db: &Db, user: &str) -> Result<(i64, bool)> {
-    let row = sqlx::query("SELECT balance - debt AS credits, email_verified_at FROM users WHERE id = $1")
+/// An account as it stands now, read fresh: its email (which may have
+/// changed since an instance remembered the account), balance, and
+/// whether the email is verified.
+pub struct Standing {
+    pub email: String,
+    pub credits: i64,
+    pub verified: bool,
+}
+
+/// The account's [`Standing`].
+pub async fn standing(db: &Db, user: &str) -> Result<Standing> {
+    let row = sqlx::query("SELECT email, balance - debt AS credits, email_verified_at FROM users WHERE id = $1")
         .bind(user)
         .fetch_optional(db)
         .await?
         .ok_or_else(AppError::unauthorized)?;
     let verified: Option<i64> = sqlx::Row::try_get(&row, "email_verified_at")?;
-    Ok((sqlx::Row::try_get(&row, "credits")?, verified.is_some()))
+    Ok(Standing {
+        email: sqlx::Row::try_get(&row, "email")?,
+        credits: sqlx::Row::try_get(&row, "credits")?,
+        verified: verified.is_some(),
+    })
 }
 
 /// A hash of nothing anyone types, verified when an email is unknown.

@@ -9,6 +9,9 @@
 //! - The link (`/verify?token=…`, a single-use token kept as its digest,
 //!   for [`TOKEN_TTL_MS`]) marks the address verified, grants the sign-up
 //!   credits once per mailbox (`auth::grant_signup`), and signs in.
+//! - An email change ([`change_email`], with the password) mails the same
+//!   kind of link to the new address and a notice to the current one; the
+//!   address changes, verified, when the link is opened.
 //! - Until then the account may sign in and look around; a generation is
 //!   refused in its charging transaction (`store::Caps::verified_only`).
 
@@ -116,17 +119,26 @@ pub async fn verify(state: &AppState, token: &str) -> Result<(Account, i64, i64)
     .await?
     .ok_or_else(|| AppError::invalid(SPENT))?;
     let (user, sent_to): (String, String) = (spent.try_get("user_id")?, spent.try_get("email")?);
-    // The address must still be the account's (and the account not
-    // deleted).
+    // The link's address becomes the account's: the one it signed up
+    // with, or the one it is changing to (taken meanwhile by another
+    // account: refused). A deleted account answers nothing.
     let row = sqlx::query(
-        "UPDATE users SET email_verified_at = COALESCE(email_verified_at, $1) WHERE id = $2 AND email = $3 \
-         RETURNING email, session_epoch",
+        "UPDATE users SET email = $3, \
+         email_verified_at = CASE WHEN email = $3 THEN COALESCE(email_verified_at, $1) ELSE $1 END \
+         WHERE id = $2 AND deleted_at IS NULL RETURNING session_epoch",
     )
     .bind(now)
     .bind(&user)
     .bind(&sent_to)
     .fetch_optional(&mut *tx)
-    .await?
+    .await
+    .map_err(|e| {
+        if super::db::is_unique_violation(&e) {
+            AppError::invalid("another account uses this address now")
+        } else {
+            AppError::from(e)
+        }
+    })?
     .ok_or_else(|| AppError::invalid(SPENT))?;
     let epoch: i64 = row.try_get("session_epoch")?;
     let email = Email::parse(&sent_to)?;
@@ -139,12 +151,81 @@ pub async fn verify(state: &AppState, token: &str) -> Result<(Account, i64, i64)
 
 /// Mails `account` a new link, unless its address is verified.
 pub async fn resend(state: &AppState, account: &Account, base: Option<String>) -> Result<()> {
-    let (_, verified) = auth::standing(&state.db, &account.id).await?;
-    if verified {
+    let now = auth::standing(&state.db, &account.id).await?;
+    if now.verified {
         return Err(AppError::conflict("this address is already verified"));
     }
     let base = base.ok_or_else(|| AppError::internal("set DARKROOM_PUBLIC_URL so mail can name this site"))?;
-    send_link(state, &account.user_id(), &Email::parse(&account.email)?, &base).await
+    send_link(state, &account.user_id(), &Email::parse(&now.email)?, &base).await
+}
+
+/// Starts changing `account`'s email to `new`, with its password: a link
+/// to the new address (the change is made when it is opened, see
+/// [`verify`]; any earlier link of the account is spent), and a notice to
+/// the current one.
+pub async fn change_email(
+    state: &AppState,
+    account: &Account,
+    new: &Email,
+    password: String,
+    base: Option<String>,
+) -> Result<()> {
+    let hash: String = sqlx::query("SELECT password_hash FROM users WHERE id = $1 AND deleted_at IS NULL")
+        .bind(&account.id)
+        .fetch_optional(&state.db)
+        .await?
+        .ok_or_else(AppError::unauthorized)?
+        .try_get("password_hash")?;
+    if !auth::verify(password, hash).await.map_err(AppError::internal)? {
+        return Err(AppError::invalid("the password is wrong"));
+    }
+    let current = auth::standing(&state.db, &account.id).await?.email;
+    if current == new.as_str() {
+        return Err(AppError::invalid("that is already your address"));
+    }
+    let taken =
+        sqlx::query("SELECT 1 FROM users WHERE email = $1").bind(new.as_str()).fetch_optional(&state.db).await?;
+    if taken.is_some() {
+        return Err(AppError::conflict("another account uses that address"));
+    }
+    let base = base.ok_or_else(|| AppError::internal("set DARKROOM_PUBLIC_URL so mail can name this site"))?;
+    let now = state.clock.now_ms();
+    let (token, hash) = tokens::fresh();
+    let link = format!(
+        "You asked to change the email of your Darkroom account to this address ({new}).\n\n\
+         To confirm it, open this link within a day:\n\n{base}/verify?token={token}\n\n\
+         If it was not you, ignore this message.\n",
+        new = new.as_str(),
+    );
+    let notice = format!(
+        "Someone signed in to your Darkroom account ({current}) asked to move it to another address. \
+         It moves only if that address confirms.\n\n\
+         If it was not you, choose a new password at {base}/forgot\n",
+    );
+    let mut tx = state.db.begin().await?;
+    sqlx::query("UPDATE email_verifications SET used_at = $1 WHERE user_id = $2 AND used_at IS NULL")
+        .bind(now)
+        .bind(&account.id)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO email_verifications (token_hash, user_id, email, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(hash)
+    .bind(&account.id)
+    .bind(new.as_str())
+    .bind(now)
+    .bind(now + TOKEN_TTL_MS)
+    .execute(&mut *tx)
+    .await?;
+    mail::enqueue(&mut tx, &Mail { to: new.as_str(), subject: "Confirm your new email for Darkroom", body: link }, now)
+        .await?;
+    mail::enqueue(&mut tx, &Mail { to: &current, subject: "Your Darkroom email is being changed", body: notice }, now)
+        .await?;
+    tx.commit().await?;
+    state.mailer.wake();
+    tracing::info!(user = %account.id, "email change link queued");
+    Ok(())
 }
 
 /// Marks `email`'s account verified by hand (the admin CLI), granting

@@ -415,3 +415,52 @@ async fn an_expired_verification_link_is_refused_and_a_new_one_can_be_sent() {
     let (status, body) = app.call(&c, "resend_verification", &[]).await;
     assert_eq!((status, body["kind"].as_str()), (409, Some("conflict")), "verified already: {body}");
 }
+
+/// An email change: a link to the new address and a notice to the old;
+/// the address changes when the link is opened, on every instance, with
+/// no second sign-up grant.
+#[tokio::test]
+async fn an_email_change_takes_effect_when_the_new_address_confirms() {
+    let smtp = SmtpServer::start().await;
+    let app = spawn_app_with(&[("DARKROOM_SMTP_URL", &smtp.url())]).await;
+    let objects = format!("file://{}", app.state.config.data_dir.join("objects").display());
+    let other = spawn_app_with(&[
+        ("DARKROOM_SMTP_URL", &smtp.url()),
+        ("DATABASE_URL", &app.state.config.database_url),
+        ("DARKROOM_STORAGE", &objects),
+    ])
+    .await;
+    let old = format!("{}@example.com", crate::helpers::uuid_like());
+    app.call(&client(), "sign_up", &[("email", &old), ("password", "correct horse")]).await;
+    let c = client();
+    let token = verify_token_in(&smtp.wait_for(1).await[0]);
+    assert_eq!(app.call(&c, "verify_email", &[("token", &token)]).await.1["credits"], 100);
+    let (_, there) = sign_in(&other, &old, "correct horse").await;
+    assert_eq!(other.call(&there, "me", &[]).await.1["email"], old.as_str(), "the other instance knows the account");
+
+    let new = format!("{}@example.org", crate::helpers::uuid_like());
+    let wrong = [("new_email", new.as_str()), ("password", "not it")];
+    assert_eq!(app.call(&c, "change_email", &wrong).await.0, 400);
+    let taken = format!("{}@example.net", crate::helpers::uuid_like());
+    {
+        use darkroom::server::auth::{Email, NewPassword, create_account};
+        let (email, password) = (Email::parse(&taken).unwrap(), NewPassword::parse("another horse".into()).unwrap());
+        create_account(&app.state.db, &email, password, 0).await.unwrap();
+    }
+    let (status, refusal) = app.call(&c, "change_email", &[("new_email", &taken), ("password", "correct horse")]).await;
+    assert_eq!((status, refusal["message"].as_str()), (409, Some("another account uses that address")));
+    let (status, answer) = app.call(&c, "change_email", &[("new_email", &new), ("password", "correct horse")]).await;
+    assert_eq!(status, 200, "{answer}");
+    let messages = smtp.wait_for(3).await;
+    let notice = messages.iter().find(|m| recipient(m) == old && m.contains("is being changed")).expect("a notice");
+    assert!(!body(notice).contains(&new), "the notice does not name the new address");
+    let link = messages.iter().find(|m| recipient(m) == new).expect("a link to the new address");
+    assert_eq!(app.call(&c, "me", &[]).await.1["email"], old.as_str(), "nothing changes before the link");
+
+    let (status, body) = app.call(&c, "verify_email", &[("token", &verify_token_in(link))]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!((body["email"].as_str(), body["credits"].as_i64()), (Some(new.as_str()), Some(100)), "no second grant");
+    assert_eq!(other.call(&there, "me", &[]).await.1["email"], new.as_str(), "every instance shows the new address");
+    assert_eq!(sign_in(&app, &old, "correct horse").await.0, 401, "the old address signs in no more");
+    assert_eq!(sign_in(&other, &new, "correct horse").await.0, 200);
+}
