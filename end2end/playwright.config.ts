@@ -2,7 +2,7 @@
 // The servers are the release build, started fresh with their own data
 // dirs and a fast simulator (about 2 s per image): the one every test uses,
 // a second one with a small provider budget for the queue, and a third
-// where sign-ups verify their email.
+// where sign-ups verify their email, with an SMTP server beside it.
 import { defineConfig } from "@playwright/test";
 
 const port = process.env.E2E_PORT ?? "3100";
@@ -14,6 +14,8 @@ const dataDir = (process.env.E2E_DATA_DIR ??= `/tmp/darkroom-e2e-${process.pid}`
 const queuePort = process.env.E2E_QUEUE_PORT ?? "3101";
 /** The third, where sign-ups verify their address (verify.spec.ts). */
 const verifyPort = process.env.E2E_VERIFY_PORT ?? "3102";
+/** The SMTP server the third one sends through. */
+const smtpPort = process.env.E2E_SMTP_PORT ?? "3125";
 
 export default defineConfig({
   testDir: "./tests",
@@ -49,9 +51,19 @@ export default defineConfig({
         // queue.spec.ts: a budget of one create in 15 s (80 % of 5 a minute),
         // so a second generation waits in the queue.
         server(queuePort, `${dataDir}-queue`, { DARKROOM_PROVIDER_LIMITS: "create=5/min" }),
-        // verify.spec.ts: sign-ups confirm their address (mail in the
-        // server's outbox folder).
-        server(verifyPort, `${dataDir}-verify`, { DARKROOM_REQUIRE_VERIFIED_EMAIL: "true" }),
+        // verify.spec.ts: sign-ups confirm their address; the mail goes
+        // through a real SMTP server (aiosmtpd, from PyPI), whose Maildir
+        // the test reads.
+        {
+          command: `rm -rf ${dataDir}-maildir && python3 -m aiosmtpd -n -l 127.0.0.1:${smtpPort} -c aiosmtpd.handlers.Mailbox ${dataDir}-maildir`,
+          port: Number(smtpPort),
+          timeout: 30_000,
+          reuseExistingServer: false,
+        },
+        server(verifyPort, `${dataDir}-verify`, {
+          DARKROOM_REQUIRE_VERIFIED_EMAIL: "true",
+          DARKROOM_SMTP_URL: `smtp://127.0.0.1:${smtpPort}`,
+        }),
       ],
 });
 

@@ -58,20 +58,19 @@ async function waitForHydration(page: Page, timeout: number): Promise<string> {
 }
 
 /**
- * The link to `path` (`/reset`, `/verify`) in the mail a server wrote to
- * `email` in its outbox folder (`<dataDir>/outbox/*.eml`: the servers here
- * have no SMTP), once written; quoted-printable decoded.
+ * The link to `path` (`/reset`, `/verify`) in a message to `email` in
+ * `folder` (a server's outbox, `<dataDir>/outbox`, or an SMTP server's
+ * Maildir, `new/`), once there; quoted-printable decoded.
  */
-export function mailedLink(dataDir: string, email: string, path: string): string | undefined {
-  const outbox = join(dataDir, "outbox");
+export function mailedLink(folder: string, email: string, path: string): string | undefined {
   let files: string[];
   try {
-    files = readdirSync(outbox).filter((f) => f.endsWith(".eml"));
+    files = readdirSync(folder);
   } catch {
     return undefined;
   }
   for (const file of files) {
-    const message = readFileSync(join(outbox, file), "utf8");
+    const message = readFileSync(join(folder, file), "utf8");
     if (!message.split(/\r?\n/).includes(`To: ${email}`)) continue;
     const text = message.replace(/=\r?\n/g, "").replace(/=([0-9A-F]{2})/g, (_, h) => String.fromCharCode(parseInt(h, 16)));
     const link = text.match(new RegExp(`https?://\\S+${path}\\?token=[\\w-]+`))?.[0];

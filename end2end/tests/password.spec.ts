@@ -5,7 +5,7 @@
 import { expect, test } from "@playwright/test";
 import { PASSWORD, hydrated, mailedLink, signUp } from "./helpers";
 
-const resetLink = (email: string) => mailedLink(process.env.E2E_DATA_DIR ?? "", email, "/reset");
+const resetLink = (email: string) => mailedLink(`${process.env.E2E_DATA_DIR}/outbox`, email, "/reset");
 
 test("Forgot password? sends a link that sets a new password and signs out everywhere", async ({ page, browser }) => {
   test.skip(!process.env.E2E_DATA_DIR, "needs the server's outbox folder");

@@ -1,13 +1,14 @@
-// Verified email: a sign-up is told to check its inbox, the mailed link
-// (here the `.eml` file the server wrote: no SMTP is configured) confirms
-// the address, signs in with the free credits, and generating works.
+// Verified email: a sign-up is told to check its inbox, the link mailed
+// through a real SMTP server (aiosmtpd; the test reads its Maildir)
+// confirms the address, signs in with the free credits, and generating
+// works.
 import { expect, test } from "@playwright/test";
 import { PASSWORD, freshEmail, hydrated, mailedLink } from "./helpers";
 
 test.use({ baseURL: `http://127.0.0.1:${process.env.E2E_VERIFY_PORT ?? "3102"}` });
 test.skip(!!process.env.BASE_URL || !process.env.E2E_DATA_DIR, "needs the verifying server and its outbox");
 
-const verifyLink = (email: string) => mailedLink(`${process.env.E2E_DATA_DIR}-verify`, email, "/verify");
+const verifyLink = (email: string) => mailedLink(`${process.env.E2E_DATA_DIR}-maildir/new`, email, "/verify");
 
 test("sign up, open the link from the mail, and generate with the free credits", async ({ page }) => {
   const email = freshEmail();
