@@ -488,6 +488,8 @@ pub async fn change_email(new_email: String, password: String) -> Result<(), App
         state.attempts.check(ssr::client_key())?;
         state.account_attempts.check(account.id.clone())?;
         let new = crate::server::auth::Email::parse(&new_email)?;
+        // Each change mails an address the person chose: a few an hour.
+        state.reset_requests.check_as(format!("change:{}", account.id), "email changes")?;
         let base = crate::server::mail::link_base(&state, &ssr::site_base(&state));
         crate::server::verification::change_email(&state, &account, &new, password, base).await?;
         if ssr::form_post() {

@@ -464,3 +464,17 @@ async fn an_email_change_takes_effect_when_the_new_address_confirms() {
     assert_eq!(sign_in(&app, &old, "correct horse").await.0, 401, "the old address signs in no more");
     assert_eq!(sign_in(&other, &new, "correct horse").await.0, 200);
 }
+
+/// An email change mails an address the person chose: five an hour.
+#[tokio::test]
+async fn email_changes_are_a_few_an_hour() {
+    let app = spawn_app_with(&[]).await;
+    let c = client();
+    app.sign_up(&c).await;
+    let mut statuses = Vec::new();
+    for n in 0..6 {
+        let new = format!("moved-{n}-{}@example.org", crate::helpers::uuid_like());
+        statuses.push(app.call(&c, "change_email", &[("new_email", &new), ("password", "correct horse")]).await.0);
+    }
+    assert_eq!(statuses, [200, 200, 200, 200, 200, 429]);
+}
