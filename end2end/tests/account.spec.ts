@@ -1,5 +1,5 @@
 import { expect, test } from "@playwright/test";
-import { PASSWORD, hydrated, signUp } from "./helpers";
+import { PASSWORD, freshEmail, hydrated, mailedLink, signUp } from "./helpers";
 
 async function generate(page: import("@playwright/test").Page, prompt: string) {
   await page.getByLabel("Prompt").fill(prompt);
@@ -137,4 +137,25 @@ test("Delete account asks for the password, then nothing of the account signs in
   await page.getByLabel("Password").fill(PASSWORD);
   await page.getByRole("button", { name: "Sign in" }).click();
   await expect(page.getByRole("alert")).toHaveText("wrong email or password");
+});
+
+test("Change email sends a link to the new address; the email changes when it is opened", async ({ page }) => {
+  test.skip(!process.env.E2E_DATA_DIR, "needs the server's outbox folder");
+  await signUp(page);
+  await page.getByRole("link", { name: "Account" }).click();
+  const moved = freshEmail();
+  await page.getByLabel("New email").fill(moved);
+  await page.getByLabel("Password to confirm").fill(PASSWORD);
+  await page.getByRole("button", { name: "Change email" }).click();
+  await expect(page.getByRole("status")).toHaveText("We sent a link to the new address: open it to finish the change.");
+
+  let link: string | undefined;
+  const outbox = `${process.env.E2E_DATA_DIR}/outbox`;
+  await expect.poll(() => (link = mailedLink(outbox, moved, "/verify")), { message: "the mail is written" }).toBeTruthy();
+  await page.goto(link!);
+  await hydrated(page);
+  await page.getByRole("button", { name: "Verify email" }).click();
+  await expect(page).toHaveURL(/\/$/);
+  await page.getByRole("link", { name: "Account" }).click();
+  await expect(page.locator(".summary dd").first()).toHaveText(moved);
 });
