@@ -161,7 +161,7 @@ pub async fn sign_up(email: String, password: String) -> Result<User, AppError> 
         state.signups.check_as((), "accounts made on this site just now")?;
         if state.config.require_verified_email {
             // A registered address is mailed a note: a few an hour.
-            state.reset_requests.check_as(format!("sign-up:{}", email.as_str()), "sign-ups with this address")?;
+            state.mail_requests.check_as(format!("sign-up:{}", email.as_str()), "sign-ups with this address")?;
             let base = crate::server::mail::link_base(&state, &ssr::site_base(&state));
             let user = User { email: email.as_str().to_owned(), credits: 0, verified: false, check_inbox: true };
             crate::server::verification::sign_up(&state, email, password, base);
@@ -204,7 +204,7 @@ pub async fn verify_email(token: String) -> Result<User, AppError> {
 #[server(endpoint = "resend_verification", output = Json)]
 pub async fn resend_verification() -> Result<(), AppError> {
     ssr::signed_in(ResendVerification::PATH, |state, account| async move {
-        state.reset_requests.check_as(format!("verify:{}", account.id), "links sent to this address")?;
+        state.mail_requests.check_as(format!("verify:{}", account.id), "links sent to this address")?;
         let base = crate::server::mail::link_base(&state, &ssr::site_base(&state));
         crate::server::verification::resend(&state, &account, base).await?;
         if ssr::form_post() {
@@ -432,7 +432,7 @@ pub async fn request_password_reset(email: String) -> Result<(), AppError> {
     ssr::public(RequestPasswordReset::PATH, |state| async move {
         state.attempts.check(ssr::client_key())?;
         let email = Email::parse(&email)?;
-        state.reset_requests.check_as(email.as_str().to_owned(), "reset links for this address")?;
+        state.mail_requests.check_as(format!("reset:{}", email.as_str()), "reset links for this address")?;
         let base = crate::server::mail::link_base(&state, &ssr::site_base(&state));
         password_reset::request(&state, email, base);
         if ssr::form_post() {
@@ -489,7 +489,7 @@ pub async fn change_email(new_email: String, password: String) -> Result<(), App
         state.account_attempts.check(account.id.clone())?;
         let new = crate::server::auth::Email::parse(&new_email)?;
         // Each change mails an address the person chose: a few an hour.
-        state.reset_requests.check_as(format!("change:{}", account.id), "email changes")?;
+        state.mail_requests.check_as(format!("change:{}", account.id), "email changes")?;
         let base = crate::server::mail::link_base(&state, &ssr::site_base(&state));
         crate::server::verification::change_email(&state, &account, &new, password, base).await?;
         if ssr::form_post() {

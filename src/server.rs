@@ -168,7 +168,7 @@ pub async fn build_on(
     let task_changes = Arc::new(AttemptLimiter::<String>::per_minute(state::CANCELS_AND_DELETES_PER_MINUTE));
     let purchase_attempts = Arc::new(AttemptLimiter::<String>::per_minute(state::PURCHASES_PER_MINUTE));
     let upload_attempts = Arc::new(AttemptLimiter::<String>::per_minute(uploads::UPLOADS_PER_MINUTE));
-    let reset_requests = Arc::new(AttemptLimiter::<String>::per_hour(password_reset::PER_ADDRESS_PER_HOUR));
+    let mail_requests = Arc::new(AttemptLimiter::<String>::per_hour(password_reset::PER_ADDRESS_PER_HOUR));
     {
         let limiters = (
             attempts.clone(),
@@ -176,7 +176,7 @@ pub async fn build_on(
             task_changes.clone(),
             purchase_attempts.clone(),
             upload_attempts.clone(),
-            reset_requests.clone(),
+            mail_requests.clone(),
             signups_by_address.clone(),
             sign_in_attempts.clone(),
         );
@@ -238,7 +238,7 @@ pub async fn build_on(
         task_changes,
         purchase_attempts,
         upload_attempts,
-        reset_requests,
+        mail_requests,
         mailer,
         spool,
         metrics: Arc::default(),

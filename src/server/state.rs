@@ -89,9 +89,11 @@ pub struct Shared {
     pub purchase_attempts: Arc<AttemptLimiter<String>>,
     /// Images uploaded per account (`uploads::UPLOADS_PER_MINUTE`).
     pub upload_attempts: Arc<AttemptLimiter<String>>,
-    /// Password reset links asked for per email address
-    /// (`password_reset::PER_ADDRESS_PER_HOUR`).
-    pub reset_requests: Arc<AttemptLimiter<String>>,
+    /// Mail a person can have sent, per address or account, an hour
+    /// (`password_reset::PER_ADDRESS_PER_HOUR`): reset links per address,
+    /// verification links and email changes per account, sign-up notes
+    /// per address.
+    pub mail_requests: Arc<AttemptLimiter<String>>,
     /// Where mail goes; its sender runs in the background (`mail`).
     pub mailer: Arc<super::mail::Mailer>,
     /// Where uploads wait for their decode.
