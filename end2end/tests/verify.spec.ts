@@ -28,6 +28,8 @@ test("sign up, open the link from the mail, and generate with the free credits",
   await page.getByRole("button", { name: "Sign in" }).click();
   await expect(page.getByRole("heading", { name: "Confirm your email address" })).toBeVisible();
   await expect(page.getByTestId("balance")).toHaveText("0 credits");
+  await expect(page.locator("#generate-hint")).toHaveText("Confirm your email address first: open the link we mailed you.");
+  await expect(page.getByRole("link", { name: "Buy credits" })).toHaveCount(0);
 
   let link: string | undefined;
   await expect.poll(() => (link = verifyLink(email)), { message: "the mail is written" }).toBeTruthy();

@@ -76,8 +76,8 @@ pub fn GeneratorPage() -> impl IntoView {
                             Ok(setup) => {
                                 let (credits, verified) =
                                     user.get().flatten().map_or((0, false), |u| (u.credits, u.verified));
-                                let confirm_first =
-                                    (setup.verification_required && !verified).then(|| view! { <ConfirmEmail resent /> });
+                                let unverified = setup.verification_required && !verified;
+                                let confirm_first = unverified.then(|| view! { <ConfirmEmail resent /> });
                                 // The task to resume, as plain HTML: the island
                                 // shows it live once the card's code has loaded.
                                 let resumed = setup.resume.clone().map(|t| {
@@ -92,6 +92,7 @@ pub fn GeneratorPage() -> impl IntoView {
                                         credits
                                         refused=refused.clone()
                                         start_image=start_image.clone()
+                                        unverified
                                     >
                                         {resumed}
                                     </Generator>
@@ -140,6 +141,10 @@ fn Generator(
     credits: i64,
     refused: Option<AppError>,
     start_image: String,
+    /// The account must confirm its email before it generates (the page
+    /// says so above the form; the form's hint points there instead of at
+    /// buying credits).
+    unverified: bool,
     children: Children,
 ) -> impl IntoView {
     crate::island_hydrated();
@@ -377,7 +382,9 @@ fn Generator(
                 </div>
                 <p id="generate-hint" class="hint" role="status">
                     {move || {
-                        if short_of_credits() {
+                        if unverified {
+                            "Confirm your email address first: open the link we mailed you.".to_owned()
+                        } else if short_of_credits() {
                             let have = balance.get();
                             match fields.num_outputs.get() {
                                 1 => format!("Not enough credits: an image costs {}, you have {have}.", cost()),
@@ -395,7 +402,7 @@ fn Generator(
                 {move || {
                     let short = short_of_credits()
                         || refusal.with(|r| r.as_ref().is_some_and(|e| e.kind == ErrorKind::NotEnoughCredits));
-                    (can_buy && short)
+                    (can_buy && short && !unverified)
                         .then(|| view! { <p class="buy-more"><a href="/account#buy">"Buy credits"</a></p> })
                 }}
             </form>
