@@ -581,12 +581,8 @@ fn UpscaleControl(task: TaskView, offer: UpscaleOffer, started: Callback<TaskVie
                 Ok(generated) => {
                     error.set(None);
                     crate::balance::refresh();
-                    let mut view =
-                        TaskView::pending(generated.task_id, prompt.get_value(), model.get_value(), credits, now_ms());
-                    view.input_url = Some(format!("/images/{}/input", view.id));
-                    view.source_task_id = Some(source);
-                    view.scale = Some(by);
-                    started.run(view);
+                    let (prompt, model) = (prompt.get_value(), model.get_value());
+                    started.run(started_view(generated.task_id, prompt, model, credits, source, Some(by)));
                 }
                 Err(e) => error.set(Some(e.message)),
             }
@@ -623,6 +619,23 @@ fn UpscaleControl(task: TaskView, offer: UpscaleOffer, started: Callback<TaskVie
             {move || error.get().map(|e| view! { <p class="form-error" role="alert">{e}</p> })}
         </form>
     }
+}
+
+/// The first view of a task made from a card's image, `source` (an
+/// upscale by `scale`, or a variation), until polling fills in the rest.
+fn started_view(
+    task_id: String,
+    prompt: String,
+    model: String,
+    credits: i64,
+    source: String,
+    scale: Option<u8>,
+) -> TaskView {
+    let mut view = TaskView::pending(task_id, prompt, model, credits, now_ms());
+    view.input_url = Some(format!("/images/{}/input", view.id));
+    view.source_task_id = Some(source);
+    view.scale = scale;
+    view
 }
 
 /// The `index` field of a form that starts from one of a card's `count`
@@ -671,11 +684,8 @@ fn VaryControl(task: TaskView, offer: VaryOffer, started: Callback<TaskView>) ->
                 Ok(generated) => {
                     error.set(None);
                     crate::balance::refresh();
-                    let mut view =
-                        TaskView::pending(generated.task_id, prompt.get_value(), model.get_value(), credits, now_ms());
-                    view.input_url = Some(format!("/images/{}/input", view.id));
-                    view.source_task_id = Some(source);
-                    started.run(view);
+                    let (prompt, model) = (prompt.get_value(), model.get_value());
+                    started.run(started_view(generated.task_id, prompt, model, credits, source, None));
                 }
                 Err(e) => error.set(Some(e.message)),
             }
