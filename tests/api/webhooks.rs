@@ -261,7 +261,12 @@ async fn replayed_events_are_dropped_and_events_defer_checks_only_so_far() {
         let (app, id) = (&app, &id);
         async move { app.count(&format!("SELECT COALESCE(progress, -1) FROM tasks WHERE id = '{id}'")).await == n }
     };
-    applied_until(|| progress_is(1)).await;
+    // The progress is written before the deferral: wait for the deferral.
+    applied_until(|| {
+        let (app, id) = (&app, &id);
+        async move { check_plan(app, id).await.1 > created + 30_000 }
+    })
+    .await;
     let (_, deferred, _) = check_plan(&app, &id).await;
     assert!(deferred > created + 30_000, "the event deferred the check: {}", deferred - created);
     let applied = app.state.metrics.webhooks();
