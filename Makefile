@@ -122,7 +122,7 @@ bench: build bench-node-deps
 
 # The same sections on PostgreSQL (the machine's, on loopback; a fresh
 # database per server), into a results block of their own.
-BENCH_ONLY ?= 1,2,3,5,6,7
+BENCH_ONLY ?= 1,2,3,5,6,7,9
 bench-postgres: build bench-node-deps
 	@rm -rf target/bench && mkdir -p target/bench && cp target/release/darkroom $(BENCH_BIN) && cp -r target/site target/bench/site
 	CARGO_TARGET_DIR=$(BENCH_TARGET_DIR) DARKROOM_BENCH_BIN=$(BENCH_BIN) DARKROOM_BENCH_SITE=$(CURDIR)/target/bench/site cargo bench --bench load --features ssr -- --postgres $(TEST_POSTGRES) --only $(BENCH_ONLY) --skip-minimal

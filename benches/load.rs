@@ -12,7 +12,7 @@
 //! 4 peak RSS while finalizing large outputs, 5 bundle size and `/history`,
 //! 6 pages under load (counts of what went wrong), 7 a burst of
 //! generations at the provider's published limits, 8 images in (50 large
-//! uploads at once beside polling).
+//! uploads at once beside polling), 9 memory under a sustained mixed load.
 
 #[path = "load/api.rs"]
 mod api;
@@ -38,6 +38,8 @@ mod report;
 mod rss;
 #[path = "load/scale.rs"]
 mod scale;
+#[path = "load/sustained.rs"]
+mod sustained;
 #[path = "load/uploads.rs"]
 mod uploads;
 
@@ -116,6 +118,11 @@ fn main() {
             let t = begin("8 uploads");
             uploads::bench(dir.path(), &mut report).await;
             end("8 uploads", t, &mut report);
+        }
+        if wanted(9) {
+            let t = begin("9 sustained");
+            sustained::bench(dir.path(), &mut report).await;
+            end("9 sustained", t, &mut report);
         }
     });
     report.line(&format!("_Whole run: {:.0} s._", started.elapsed().as_secs_f64()));

@@ -80,6 +80,14 @@ impl Session {
         self.post("check_image_status", &[("task_id", task_id)]).await
     }
 
+    /// One batch poll (`/api/check_image_statuses`), as a history page does.
+    pub async fn check_many(&self, task_ids: &[String]) -> Result<Value, String> {
+        let keys: Vec<String> = (0..task_ids.len()).map(|i| format!("task_ids[{i}]")).collect();
+        let form: Vec<(&str, &str)> =
+            keys.iter().map(String::as_str).zip(task_ids.iter().map(String::as_str)).collect();
+        self.post("check_image_statuses", &form).await
+    }
+
     /// Polls until the task is no longer processing (bounded).
     pub async fn wait_finished(&self, task_id: &str, every: std::time::Duration, tries: u32) -> Value {
         for _ in 0..tries {
