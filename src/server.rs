@@ -4,6 +4,7 @@
 pub mod account_deletion;
 pub mod admin;
 pub mod auth;
+pub mod background;
 pub mod catalogue;
 pub mod client;
 pub mod clock;

@@ -10,7 +10,8 @@
 //! 4. the decode, under the image library's allocation limits (a damaged
 //!    file is refused), with at most [`DECODE_MEGAPIXELS`] decoding at
 //!    once (the others wait, spooled on disk), so many uploads at once
-//!    hold no more memory than a few decodes;
+//!    hold no more memory than a few decodes, each on a thread of lower
+//!    priority than the requests' ([`background`]);
 //! 5. then made at most [`STORED_SIDE`] pixels a side (image models work
 //!    at about a megapixel: more costs bytes and nothing else), turned
 //!    upright by its EXIF orientation and re-encoded as PNG, so no
@@ -36,6 +37,7 @@ use object_store::path::Path as ObjectPath;
 use sqlx::Row;
 
 use super::auth::AuthSession;
+use super::background;
 use super::ids::{TaskId, UserId};
 use super::state::AppState;
 use crate::error::{AppError, ErrorKind, Result};
@@ -244,7 +246,7 @@ async fn upload(state: &AppState, user: &UserId, mut multipart: Multipart) -> Re
     let megapixels = (u64::from(width) * u64::from(height)).div_ceil(1_000_000).clamp(1, DECODE_MEGAPIXELS.into());
     let _share = spool.decodes.acquire_many(megapixels as u32).await.map_err(AppError::internal)?;
     let path = spooled.0.clone();
-    let png = tokio::task::spawn_blocking(move || reencode(&path, format)).await.map_err(AppError::internal)??;
+    let png = background::run("image-decode", move || reencode(&path, format)).await??;
     drop(_share);
     let id = uuid::Uuid::new_v4().to_string();
     let key = ObjectPath::from(format!("uploads/{user}/{id}"));
