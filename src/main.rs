@@ -1,13 +1,6 @@
 //! The Darkroom server: reads the configuration, builds the app and serves
 //! it until SIGINT/SIGTERM.
 
-/// Many small short-lived allocations per request (headers, JSON, rows):
-/// mimalloc serves them faster than glibc's malloc and returns memory to
-/// the system more readily.
-#[cfg(feature = "ssr")]
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Worker threads' stack: a page is rendered by walking its view tree
 /// recursively, and the generator page's tree needs more than the 2 MiB
 /// default in a debug build (about 3 MiB measured). Memory is only
@@ -17,6 +10,8 @@ const THREAD_STACK_BYTES: usize = 8 << 20;
 
 #[cfg(feature = "ssr")]
 fn main() {
+    // Before any other thread exists.
+    darkroom::server::allocator::tune();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_stack_size(THREAD_STACK_BYTES)

@@ -3,6 +3,7 @@
 
 pub mod account_deletion;
 pub mod admin;
+pub mod allocator;
 pub mod auth;
 pub mod background;
 pub mod catalogue;
