@@ -194,7 +194,7 @@ pub async fn verify_email(token: String) -> Result<User, AppError> {
         if ssr::form_post() {
             leptos_axum::redirect("/");
         }
-        Ok(User { email: now.email, credits: now.credits, verified: now.verified, check_inbox: false })
+        Ok(now.into_user())
     })
     .await
 }
@@ -235,7 +235,7 @@ pub async fn sign_in(email: String, password: String) -> Result<User, AppError> 
             .map_err(AppError::internal)?
             .ok_or_else(|| AppError::new(ErrorKind::Unauthorized, "wrong email or password"))?;
         let now = auth::standing(&state.db, &account.id).await?;
-        let user = User { email: now.email, credits: now.credits, verified: now.verified, check_inbox: false };
+        let user = now.into_user();
         ssr::sign_in_fresh(&mut auth, &account, epoch).await?;
         Ok(user)
     })
@@ -263,7 +263,7 @@ pub async fn sign_out() -> Result<(), AppError> {
 pub async fn me() -> Result<User, AppError> {
     ssr::signed_in(Me::PATH, |state, account| async move {
         let now = crate::server::auth::standing(&state.db, &account.id).await?;
-        Ok(User { email: now.email, credits: now.credits, verified: now.verified, check_inbox: false })
+        Ok(now.into_user())
     })
     .await
 }
@@ -277,7 +277,7 @@ pub async fn current_user() -> Result<Option<User>, AppError> {
             None => Ok(None),
             Some(account) => {
                 let now = crate::server::auth::standing(&state.db, &account.id).await?;
-                Ok(Some(User { email: now.email, credits: now.credits, verified: now.verified, check_inbox: false }))
+                Ok(Some(now.into_user()))
             }
         }
     })

@@ -335,6 +335,13 @@ pub struct Standing {
     pub verified: bool,
 }
 
+impl Standing {
+    /// What the pages and `/api/me` are told of a signed-in account.
+    pub fn into_user(self) -> crate::model::User {
+        crate::model::User { email: self.email, credits: self.credits, verified: self.verified, check_inbox: false }
+    }
+}
+
 /// The account's [`Standing`].
 pub async fn standing(db: &Db, user: &str) -> Result<Standing> {
     let row = sqlx::query("SELECT email, balance - debt AS credits, email_verified_at FROM users WHERE id = $1")
