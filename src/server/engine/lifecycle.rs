@@ -193,14 +193,12 @@ async fn check(state: &AppState, task: &TaskRow, now: i64, next_check_at: i64, p
     use super::budget::{Call, Spend};
     if let Spend::Denied { wait_ms } = state.budget.take(Call::Other, priority).await? {
         state.metrics.provider_call("get", "denied");
-        // The budget is spent: this task tries again within half a spacing
-        // of checks (at random, so the tasks denied together do not come
-        // back together), and polls are told so. Retried at once, every
-        // poll would try the budget again and write the task again.
-        let wait = wait_ms.max(1);
-        let window = ((next_check_at - now) / 2 - wait).max(0);
-        let retry = wait + rand::random::<u64>().rem_euclid(window as u64 + 1) as i64;
-        store::postpone(&state.db, &state.reads, &task.id, now + retry).await?;
+        // The budget is spent: this task tries again in its own slot, the
+        // tasks denied together one budget interval apart, and polls are
+        // told so. Retried at once, every poll would try the budget again
+        // and write the task again.
+        let retry_at = schedule::retry_slot(state, now, wait_ms, next_check_at);
+        store::postpone(&state.db, &state.reads, &task.id, retry_at).await?;
         return Ok(Outcome::Deferred);
     }
     let Some(claim) = store::claim_check(&state.db, &state.reads, &task.id, now, next_check_at).await? else {

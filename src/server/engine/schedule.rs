@@ -44,10 +44,13 @@ const CHECK_SHARE: f64 = 0.75;
 
 /// How many tasks are at the provider, counted at most once a second: what
 /// the regular checks are spread over.
+/// Also the last retry slot handed to a check the budget denied
+/// ([`retry_slot`]).
 #[derive(Default)]
 pub struct Pace {
     in_flight: AtomicI64,
     counted_at: AtomicI64,
+    last_retry_at: AtomicI64,
 }
 
 /// Time between two regular checks of a task: the check interval, or
@@ -84,6 +87,35 @@ pub fn current_spacing_ms(state: &AppState) -> i64 {
         state.pace.in_flight.load(Ordering::Relaxed),
         state.budget.per_second(Call::Other),
     )
+}
+
+/// When a check the budget denied at `now` tries again, room coming back
+/// in `wait_ms`. Denied right after another check took the room (a wait
+/// of a whole budget interval or more), it takes the next free slot of
+/// this instance's retries, one interval after the slot before it: the
+/// checks denied together come back one at a time, as fast as the budget
+/// refills and no faster. Denied with less to wait (the room it was
+/// slotted for is still coming: polls come a little after the slot), it
+/// tries again as the room comes, ahead of the queue. At the latest at
+/// `latest`, the task's regular next check.
+pub fn retry_slot(state: &AppState, now: i64, wait_ms: i64, latest: i64) -> i64 {
+    let step = state.budget.per_second(Call::Other).map_or(0, |rate| (1000.0 / rate).ceil() as i64);
+    next_slot(&state.pace.last_retry_at, now, wait_ms.max(1), step, latest)
+}
+
+/// [`retry_slot`]'s arithmetic: `last` holds the slot handed out last; a
+/// slot past `latest` is not handed out (the task keeps its regular check).
+fn next_slot(last: &AtomicI64, now: i64, wait_ms: i64, step: i64, latest: i64) -> i64 {
+    let earliest = now + wait_ms;
+    if wait_ms < step {
+        return earliest.min(latest);
+    }
+    let mut slot = latest;
+    let _ = last.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |prev| {
+        slot = (prev + step).max(earliest);
+        (slot <= latest).then_some(slot)
+    });
+    slot.min(latest)
 }
 
 /// Most tasks one reconciler pass looks at.
@@ -364,6 +396,32 @@ pub async fn advised(state: &AppState, task: &TaskRow) -> crate::error::Result<T
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn denied_checks_come_back_one_budget_interval_apart() {
+        let last = AtomicI64::new(0);
+        // Five checks denied at 3 s, just after one took the room (back at
+        // 4.25 s), a call every 1.25 s, regular checks at 16 s: a slot
+        // each, in turn.
+        let slots: Vec<i64> = (0..5).map(|_| next_slot(&last, 3_000, 1_250, 1_250, 16_000)).collect();
+        assert_eq!(slots, [4_250, 5_500, 6_750, 8_000, 9_250]);
+        // The first comes back at 4.3 s, a poll late, and takes the room
+        // (the budget's next is at 5.55 s); the second, at 5.5 s, is 50 ms
+        // early: it tries again as the room comes, and keeps its place.
+        assert_eq!(next_slot(&last, 5_500, 50, 1_250, 18_000), 5_550);
+        assert_eq!(last.load(Ordering::Relaxed), 9_250, "no slot taken");
+        // Slots past the regular check are not handed out: the task keeps
+        // it, and the queue of slots does not grow.
+        let late = AtomicI64::new(15_000);
+        assert_eq!(next_slot(&late, 3_000, 1_250, 1_250, 16_000), 16_000);
+        assert_eq!(late.load(Ordering::Relaxed), 15_000);
+        // Once the slots are in the past, the next one is when the budget
+        // has room.
+        assert_eq!(next_slot(&last, 30_000, 1_250, 1_250, 40_000), 31_250);
+        // A 429's pause: every check waits for its end, one by one.
+        assert_eq!(next_slot(&last, 31_000, 10_000, 1_250, 60_000), 41_000);
+        assert_eq!(next_slot(&last, 31_000, 10_000, 1_250, 60_000), 42_250);
+    }
 
     #[test]
     fn the_poll_advice_points_at_the_expected_end() {
