@@ -8,10 +8,12 @@
 
 use crate::error::{AppError, Result};
 
-/// The nice value of a background thread: 10 gives it about a tenth of a
-/// core's time against a busy thread at the default 0, and all of it when
-/// nothing else wants the core.
+/// How much nicer than the server a background thread is: 10 gives it
+/// about a tenth of a core's time against a busy thread of the server, and
+/// all of it when nothing else wants the core.
 const NICE: i32 = 10;
+/// The nicest a thread can be.
+const NICEST: i32 = 19;
 
 /// Runs `work` on a new thread named `name` at a lower priority and waits
 /// for its result. The thread ends with the work, and its priority with it
@@ -35,8 +37,12 @@ pub async fn run<T: Send + 'static>(name: &str, work: impl FnOnce() -> T + Send 
 /// thread (`who = 0` is the caller only); where it cannot be set the work
 /// runs at the default priority.
 fn lower_priority() {
+    // Relative to the server's own: a server started nice (or as root at a
+    // nice value above NICE) must not have its background raised.
     #[cfg(target_os = "linux")]
-    if let Err(e) = rustix::process::setpriority_process(None, NICE) {
+    if let Err(e) = rustix::process::getpriority_process(None)
+        .and_then(|own| rustix::process::setpriority_process(None, (own + NICE).min(NICEST)))
+    {
         tracing::debug!("cannot lower a background thread's priority: {e}");
     }
 }
@@ -52,7 +58,7 @@ mod tests {
             .await
             .expect("the work's result");
         assert_eq!(answer, 42);
-        assert_eq!(nice.expect("the thread's priority"), (before + NICE).min(19));
+        assert_eq!(nice.expect("the thread's priority"), (before + NICE).min(NICEST));
         assert_eq!(rustix::process::getpriority_process(None).expect("own priority"), before);
     }
 
