@@ -91,7 +91,7 @@ test-rust: rust-deps system-deps python-deps node-deps
 		| while read -r db; do psql -q "$(TEST_POSTGRES)/postgres" -c "DROP DATABASE IF EXISTS $$db"; done
 	DARKROOM_TEST_POSTGRES=$(TEST_POSTGRES) scripts/with-moto.sh \
 		cargo test --features ssr --test api -- --include-ignored \
-		account:: accounts:: cancel:: images:: inputs:: mail:: pages:: payments:: queue:: tasks:: storage:: scaleout:: security:: webhooks::
+		account:: accounts:: cancel:: images:: inputs:: mail:: pages:: payments:: providers:: queue:: tasks:: storage:: scaleout:: security:: webhooks::
 	cargo test --features ssr --test api -- --ignored clients::
 	cargo test --lib --features hydrate
 

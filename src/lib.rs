@@ -18,6 +18,8 @@ pub mod routes;
 pub mod session;
 
 #[cfg(feature = "ssr")]
+pub mod fal_webhooks;
+#[cfg(feature = "ssr")]
 pub mod provider;
 #[cfg(feature = "ssr")]
 pub mod rate;

@@ -78,7 +78,8 @@ pub struct TaskView {
     /// provider's budget allows no check sooner; never under 500).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub poll_after_ms: Option<u64>,
-    /// While queued: its place in the queue (1 = next).
+    /// While queued: its place in our queue (1 = next); while processing,
+    /// its place in the provider's own queue when the provider says (fal).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue_position: Option<u32>,
     /// The seed asked for, or the one the provider reported; absent while

@@ -1,5 +1,6 @@
-//! The Replicate adapter: one reqwest-based client for Replicate's HTTP
-//! prediction API. The built-in simulator speaks the same API, so this is
+//! The provider adapters: one reqwest-based client for Replicate's HTTP
+//! prediction API, which also speaks fal.ai's queue API (`fal.rs`) when
+//! built for it. The built-in simulators speak the same APIs, so this is
 //! the code path in development, tests and production alike.
 //!
 //! Every call is a single attempt with connect and total timeouts; retrying
@@ -7,6 +8,7 @@
 //! no idempotency key).
 
 mod error;
+pub mod fal;
 mod hosts;
 mod model_ref;
 mod prediction;
@@ -27,9 +29,20 @@ const MAX_API_BODY: usize = 4 * 1024 * 1024;
 /// Largest error body we read from an output host.
 const MAX_ERROR_BODY: usize = 64 * 1024;
 
+/// Which provider's API a client speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    /// Replicate's prediction API (bearer token).
+    Replicate,
+    /// fal.ai's queue API (`Authorization: Key …`).
+    Fal,
+}
+
 /// How to reach the provider. Built once from the app's configuration.
 #[derive(Clone)]
 pub struct ProviderConfig {
+    /// The API it speaks.
+    pub api: Api,
     /// The API root, e.g. `https://api.replicate.com/v1` or
     /// `http://127.0.0.1:3000/sim/v1`.
     pub base_url: Url,
@@ -49,6 +62,7 @@ pub struct ProviderConfig {
 impl fmt::Debug for ProviderConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ProviderConfig")
+            .field("api", &self.api)
             .field("base_url", &self.base_url.as_str())
             .field("token", &"<redacted>")
             .field("output_hosts", &self.output_hosts)
@@ -65,6 +79,7 @@ pub struct Provider {
 }
 
 struct Inner {
+    api_kind: Api,
     base: Url,
     token: SecretString,
     /// API calls: Replicate's API never redirects, so neither do we.
@@ -104,14 +119,20 @@ impl Provider {
         let build_failed = |e: reqwest::Error| invalid(format!("HTTP client: {e}"));
         let api = builder().redirect(reqwest::redirect::Policy::none()).build().map_err(build_failed)?;
         let files = builder().redirect(hosts.redirect_policy()).build().map_err(build_failed)?;
-        let inner = Inner { base, token: cfg.token, api, files, hosts, webhook: None };
+        let inner = Inner { api_kind: cfg.api, base, token: cfg.token, api, files, hosts, webhook: None };
         Ok(Self { inner: Arc::new(inner) })
+    }
+
+    /// The API this client speaks.
+    pub fn api_kind(&self) -> Api {
+        self.inner.api_kind
     }
 
     /// Every prediction created from now on asks the provider to post its
     /// `start`, `logs` and `completed` events to `url`.
     pub fn with_webhook(self, url: Url) -> Self {
         let inner = Inner {
+            api_kind: self.inner.api_kind,
             base: self.inner.base.clone(),
             token: self.inner.token.clone(),
             api: self.inner.api.clone(),
@@ -161,6 +182,10 @@ impl Provider {
         input: serde_json::Map<String, serde_json::Value>,
         cancel_after: Option<Duration>,
     ) -> Result<Prediction, ProviderError> {
+        if self.inner.api_kind == Api::Fal {
+            // fal has no deadline of its own to pass; the engine's stands.
+            return fal::submit(self, model, input).await;
+        }
         let target = ModelRef::parse(model).map_err(|detail| ProviderError::Invalid { detail })?;
         let input = serde_json::Value::Object(input);
         let (url, mut body) = match target {
@@ -182,18 +207,37 @@ impl Provider {
         self.call(request).await
     }
 
-    /// Reads a prediction's current state.
+    /// Reads a Replicate prediction's current state (by its id alone; see
+    /// [`Provider::get_for`]).
     #[tracing::instrument(skip(self), err(level = "debug"))]
     pub async fn get(&self, id: &str) -> Result<Prediction, ProviderError> {
         let url = self.api_url(&["predictions", id]);
         self.call(self.inner.api.get(url)).await
     }
 
-    /// Cancels a prediction; a terminal one comes back unchanged.
+    /// Reads the current state of prediction `id` of `model`, whichever API
+    /// (fal finds a request under its model's `owner/app`).
+    pub async fn get_for(&self, model: &str, id: &str) -> Result<Prediction, ProviderError> {
+        match self.inner.api_kind {
+            Api::Replicate => self.get(id).await,
+            Api::Fal => fal::get(self, model, id).await,
+        }
+    }
+
+    /// Cancels a Replicate prediction; a terminal one comes back unchanged.
     #[tracing::instrument(skip(self), err(level = "warn"))]
     pub async fn cancel(&self, id: &str) -> Result<Prediction, ProviderError> {
         let url = self.api_url(&["predictions", id, "cancel"]);
         self.call(self.inner.api.post(url)).await
+    }
+
+    /// Cancels prediction `id` of `model`, whichever API; a finished one
+    /// comes back as it ended.
+    pub async fn cancel_for(&self, model: &str, id: &str) -> Result<Prediction, ProviderError> {
+        match self.inner.api_kind {
+            Api::Replicate => self.cancel(id).await,
+            Api::Fal => fal::cancel(self, model, id).await,
+        }
     }
 
     /// Uploads a file of `size` bytes through the Files API (`POST /files`,
@@ -241,6 +285,16 @@ impl Provider {
         Err(ProviderError::from_status(status, &headers, &body))
     }
 
+    /// The client for API calls (no redirects).
+    fn api(&self) -> &reqwest::Client {
+        &self.inner.api
+    }
+
+    /// Where events about new predictions go, if anywhere.
+    fn webhook(&self) -> Option<&Url> {
+        self.inner.webhook.as_ref()
+    }
+
     /// `{base}/a/b/c`, each segment percent-encoded (an id cannot add path).
     fn api_url(&self, segments: &[&str]) -> Url {
         let mut url = self.inner.base.clone();
@@ -259,19 +313,30 @@ impl Provider {
     /// Sends an API request (with the token, to the API host only) and reads
     /// a successful answer's body; anything else is a typed error.
     async fn send(&self, request: RequestBuilder) -> Result<Vec<u8>, ProviderError> {
-        let response = request
-            .bearer_auth(self.inner.token.expose_secret())
-            .header(header::ACCEPT, "application/json")
-            .send()
-            .await
-            .map_err(ProviderError::from_reqwest)?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = read_capped(response, MAX_API_BODY).await?;
+        let (status, headers, body) = self.send_raw(request).await?;
         if !status.is_success() {
             return Err(ProviderError::from_status(status, &headers, &body));
         }
         Ok(body)
+    }
+
+    /// Sends an API request with the API's credentials and reads whatever
+    /// it answers.
+    async fn send_raw(
+        &self,
+        request: RequestBuilder,
+    ) -> Result<(reqwest::StatusCode, header::HeaderMap, Vec<u8>), ProviderError> {
+        let token = self.inner.token.expose_secret();
+        let request = match self.inner.api_kind {
+            Api::Replicate => request.bearer_auth(token),
+            Api::Fal => request.header(header::AUTHORIZATION, format!("Key {token}")),
+        };
+        let response =
+            request.header(header::ACCEPT, "application/json").send().await.map_err(ProviderError::from_reqwest)?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = read_capped(response, MAX_API_BODY).await?;
+        Ok((status, headers, body))
     }
 }
 

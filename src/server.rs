@@ -49,13 +49,37 @@ use self::reads::Reads;
 use self::sessions::Sessions;
 use self::state::AppState;
 use crate::app::{App, shell};
-use crate::provider::{Provider, ProviderConfig};
+use crate::provider::{Api, Provider, ProviderConfig};
 
 /// A built application: the router to serve and its state (tests reach into
 /// the state to inspect the database and the object store).
 pub struct Built {
     pub router: Router,
     pub state: AppState,
+}
+
+/// fal.ai's client, when a catalogue model names fal: fal's queue with
+/// `FAL_KEY` (and `FAL_QUEUE_URL`) when set, otherwise `sim`: the
+/// simulator's base, token and origin.
+fn fal_client(config: &Config, sim: Option<(url::Url, &str, String)>) -> anyhow::Result<Option<Provider>> {
+    if !config.models.iter().any(|m| m.api == Api::Fal) {
+        return Ok(None);
+    }
+    let (base_url, token, hosts) = match (&config.fal, sim) {
+        (Some(fal), _) => (fal.queue_url.clone(), fal.key.clone(), vec!["fal.media".to_owned()]),
+        (None, Some((base, token, origin))) => (base, token.to_owned().into(), vec![origin]),
+        // The configuration requires FAL_KEY for a fal model against Replicate.
+        (None, None) => anyhow::bail!("FAL_KEY is required: a model is served by fal"),
+    };
+    let client = Provider::new(ProviderConfig {
+        api: Api::Fal,
+        base_url,
+        token,
+        output_hosts: config.output_hosts.clone().unwrap_or(hosts),
+        connect_timeout: Duration::from_secs(10),
+        request_timeout: Duration::from_secs(60),
+    })?;
+    Ok(Some(client))
 }
 
 /// Builds the whole application for `config`, to be served at `addr` (the
@@ -83,7 +107,7 @@ pub async fn build_on(
     let objects = storage::open(&config.storage)?;
 
     let local = local_base(addr);
-    let (provider, sim, sim_webhook_key, token_key) = match &config.provider {
+    let (provider, fal, sim, sim_webhook_key, token_key) = match &config.provider {
         ProviderChoice::Sim => {
             let secret = sim_secret(&config)?;
             let public_base = local.join("sim")?;
@@ -112,25 +136,30 @@ pub async fn build_on(
             // The simulator's own origin, scheme and port included.
             let hosts = config.output_hosts.clone().unwrap_or_else(|| vec![local.origin().ascii_serialization()]);
             let provider = Provider::new(ProviderConfig {
+                api: Api::Replicate,
                 base_url: local.join("sim/v1/")?,
-                token: token.into(),
+                token: token.clone().into(),
                 output_hosts: hosts,
                 connect_timeout: Duration::from_secs(5),
                 request_timeout: Duration::from_secs(30),
             })?;
             let receiver_secret = sim.webhook_secret.clone();
-            (provider, Some(sim), Some(receiver_secret), key)
+            let fal_sim = (local.join("sim/fal/")?, token.as_str(), local.origin().ascii_serialization());
+            let fal = fal_client(&config, Some(fal_sim))?;
+            (provider, fal, Some(sim), Some(receiver_secret), key)
         }
         ProviderChoice::Replicate { token, base_url } => {
             let hosts = config.output_hosts.clone().unwrap_or_else(|| vec!["https://replicate.delivery".to_owned()]);
             let provider = Provider::new(ProviderConfig {
+                api: Api::Replicate,
                 base_url: base_url.clone(),
                 token: token.clone(),
                 output_hosts: hosts,
                 connect_timeout: Duration::from_secs(10),
                 request_timeout: Duration::from_secs(60),
             })?;
-            (provider, None, None, engine::budget::token_key(token.expose_secret()))
+            let fal = fal_client(&config, None)?;
+            (provider, fal, None, None, engine::budget::token_key(token.expose_secret()))
         }
     };
     // Provider webhooks, when the site has a public address to receive them.
@@ -157,6 +186,22 @@ pub async fn build_on(
             let receiver = engine::webhook::Receiver::new(secret, url.clone());
             (provider.with_webhook(url), Some(receiver))
         }
+    };
+
+    // fal's events too, verified with the keys of its key set (the
+    // simulator's, unless FAL_KEY points at fal).
+    let (fal, fal_webhooks) = match (&config.public_url, fal) {
+        (Some(public), Some(fal)) => {
+            let url = public.join("webhooks/fal")?;
+            let jwks = match &config.fal {
+                Some(settings) => settings.jwks_url.clone(),
+                None => local.join("sim/fal/.well-known/jwks.json")?,
+            };
+            tracing::info!(%url, %jwks, "fal webhooks on");
+            let receiver = engine::fal_events::FalReceiver::new(url.clone(), jwks)?;
+            (Some(fal.with_webhook(url)), Some(receiver))
+        }
+        (_, fal) => (fal, None),
     };
 
     // Buying credits: Stripe, or its built-in simulator under /sim/stripe.
@@ -227,10 +272,12 @@ pub async fn build_on(
         rechecks: Arc::default(),
         objects,
         provider,
+        fal,
         budget: Arc::new(budget),
         queue: Arc::default(),
         pace: Arc::default(),
         webhooks,
+        fal_webhooks,
         payments,
         attempts,
         signups_by_address,
@@ -271,6 +318,11 @@ pub async fn build_on(
         .route(
             "/webhooks/replicate",
             axum::routing::post(engine::webhook::receive)
+                .layer(axum::extract::DefaultBodyLimit::max(engine::webhook::MAX_EVENT_BYTES)),
+        )
+        .route(
+            "/webhooks/fal",
+            axum::routing::post(engine::fal_events::receive)
                 .layer(axum::extract::DefaultBodyLimit::max(engine::webhook::MAX_EVENT_BYTES)),
         )
         .route(

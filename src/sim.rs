@@ -40,6 +40,7 @@
 
 mod api;
 mod directive;
+mod fal;
 mod files;
 mod id;
 mod images;
@@ -61,7 +62,7 @@ use axum::{
     Router,
     extract::DefaultBodyLimit,
     middleware,
-    routing::{get, post},
+    routing::{any, get, post},
 };
 use url::Url;
 
@@ -155,7 +156,8 @@ impl Sim {
 /// then held to the token's rate limits),
 /// `GET /files/{id}/out-{n}.png` (the outputs, until they expire; each
 /// answer sandboxed, since a file may be anything: `#notimage` is HTML) and
-/// `GET /_stats` (what it served).
+/// `GET /_stats` (what it served); and fal's queue API under `/fal/`
+/// (`fal.rs`, with `Authorization: Key`).
 pub fn router(cfg: SimConfig) -> Router {
     let base = cfg.public_base.as_str().trim_end_matches('/').to_owned();
     let limiter = limits::Limiter::new(cfg.rate_limits);
@@ -181,11 +183,17 @@ pub fn router(cfg: SimConfig) -> Router {
         .route("/files/{id}", get(uploads::get).delete(uploads::delete))
         .route_layer(middleware::from_fn_with_state(Arc::clone(&sim), limits::limit))
         .route_layer(middleware::from_fn_with_state(Arc::clone(&sim), api::require_token));
+    let fal = Router::new()
+        .route("/{owner}/{app}", post(fal::submit_to_app))
+        .route("/{owner}/{app}/{*rest}", any(fal::under_app))
+        .route_layer(middleware::from_fn_with_state(Arc::clone(&sim), fal::require_key))
+        .route("/.well-known/jwks.json", get(fal::jwks));
     let files =
         Router::new().route("/files/{id}/{file}", get(files::serve)).layer(middleware::map_response(files::sandboxed));
-    Router::new().nest("/v1", v1).merge(files).route("/_stats", get(limits::stats)).with_state(sim)
+    Router::new().nest("/v1", v1).nest("/fal", fal).merge(files).route("/_stats", get(limits::stats)).with_state(sim)
 }
 
+pub use fal::webhook_key as fal_webhook_key;
 pub use limits::{BURST_SECS as RATE_BURST_SECS, default_limits as default_rate_limits};
 
 /// Parses `DARKROOM_SIM_DURATION_MS`: `"8000-20000"` (inclusive) or `"1500"`.

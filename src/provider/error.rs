@@ -92,8 +92,8 @@ impl ProviderError {
             401..=403 => {
                 tracing::error!(
                     status = code,
-                    "the provider refused our API token: check REPLICATE_API_TOKEN \
-                     and the account's billing; every generation will fail until fixed"
+                    "the provider refused our API token: check REPLICATE_API_TOKEN (or FAL_KEY \
+                     for fal's models) and the account's billing; every generation will fail until fixed"
                 );
                 Self::Unauthorized { status: code }
             }
@@ -141,6 +141,25 @@ impl ErrorBody {
         let detail = match &self.detail {
             Some(serde_json::Value::String(s)) => s.trim().to_owned(),
             Some(serde_json::Value::Null) | None => String::new(),
+            // fal's (FastAPI's) shape: `[{"loc": [...], "msg": "...", ...}]`.
+            Some(serde_json::Value::Array(items))
+                if items.iter().all(|i| i.get("msg").is_some_and(|m| m.is_string())) =>
+            {
+                let line = |item: &serde_json::Value| {
+                    let loc = item.get("loc").and_then(|l| l.as_array()).map(|parts| {
+                        parts
+                            .iter()
+                            .map(|p| p.as_str().map_or_else(|| p.to_string(), str::to_owned))
+                            .collect::<Vec<_>>()
+                    });
+                    let msg = item.get("msg").and_then(|m| m.as_str()).unwrap_or_default().trim();
+                    match loc.filter(|l| !l.is_empty()) {
+                        Some(loc) => format!("{}: {msg}", loc.join(".")),
+                        None => msg.to_owned(),
+                    }
+                };
+                items.iter().map(line).collect::<Vec<_>>().join("; ")
+            }
             Some(other) => other.to_string(),
         };
         let text = if detail.is_empty() { self.title.as_deref().unwrap_or("").trim().to_owned() } else { detail };
@@ -206,6 +225,18 @@ mod tests {
         let body = r#"{"detail":"- input.prompt: Invalid type","status":422,"title":"Input validation failed"}"#;
         match map(422, &HeaderMap::new(), body) {
             ProviderError::Invalid { detail } => assert_eq!(detail, "- input.prompt: Invalid type"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_422_in_fals_shape_names_each_field() {
+        let body = r#"{"detail":[{"loc":["body","prompt"],"msg":"field required","type":"missing"},
+            {"loc":["body","num_images",0],"msg":"too many","type":"value_error"}]}"#;
+        match map(422, &HeaderMap::new(), body) {
+            ProviderError::Invalid { detail } => {
+                assert_eq!(detail, "body.prompt: field required; body.num_images.0: too many");
+            }
             other => panic!("unexpected {other:?}"),
         }
     }

@@ -77,6 +77,12 @@ pub struct Prediction {
     pub started_at: Option<String>,
     /// When it reached a terminal status (RFC 3339, as given).
     pub completed_at: Option<String>,
+    /// Requests ahead of it in the provider's own queue, when the provider
+    /// says (fal's `queue_position`: 0 is next).
+    pub queue_position: Option<u32>,
+    /// The seed the images were made with, when the provider reports it
+    /// apart from the logs (fal's result `seed`).
+    pub seed: Option<u32>,
 }
 
 impl Prediction {
@@ -105,7 +111,31 @@ impl Prediction {
             created_at: text(&wire.created_at),
             started_at: text(&wire.started_at),
             completed_at: text(&wire.completed_at),
+            queue_position: None,
+            seed: None,
         })
+    }
+
+    /// A prediction known only by its id and status; the rest is filled in
+    /// by the adapter that reads it.
+    pub fn new(id: String, status: PredictionStatus) -> Self {
+        Self {
+            id,
+            model: None,
+            version: None,
+            status,
+            output: Vec::new(),
+            error: None,
+            logs: None,
+            progress: None,
+            data_removed: false,
+            predict_time: None,
+            created_at: None,
+            started_at: None,
+            completed_at: None,
+            queue_position: None,
+            seed: None,
+        }
     }
 }
 
@@ -151,7 +181,7 @@ fn output_urls(output: &Value) -> Vec<String> {
 }
 
 /// `error` is usually a string; some failures report an object.
-fn error_text(error: &Value) -> Option<String> {
+pub(super) fn error_text(error: &Value) -> Option<String> {
     let text = match error {
         Value::Null => return None,
         Value::String(s) => s.trim().to_owned(),

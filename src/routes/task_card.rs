@@ -111,7 +111,11 @@ pub fn TaskCard(
             Some(n) => format!("In queue — {}", ordinal(n)),
             None => "In queue".to_owned(),
         },
-        TaskStatus::Processing => "Processing".to_owned(),
+        // Sent, and waiting in the provider's own queue (fal says where).
+        TaskStatus::Processing => match task.with(|t| t.queue_position) {
+            Some(n) => format!("In queue at the provider — {}", ordinal(n)),
+            None => "Processing".to_owned(),
+        },
         TaskStatus::Completed => "Completed".to_owned(),
         TaskStatus::Failed => "Failed".to_owned(),
         TaskStatus::Canceled => "Canceled".to_owned(),

@@ -22,6 +22,7 @@ use serde_json::{Map, Value};
 
 use crate::error::{AppError, Result};
 use crate::model::{ImageInputOption, ModelOption};
+use crate::provider::Api;
 use crate::text::clip;
 
 /// Most images one generation may ask for (and the most objects a task
@@ -46,6 +47,9 @@ const SIM_MODELS: &[(&str, &str, bool, bool)] = &[
     ("stability-ai/sdxl", "Stable Diffusion XL", true, true),
     ("bytedance/sdxl-lightning-4step", "SDXL Lightning", false, false),
 ];
+
+/// The simulator's fal model, served by fal's simulator (`/sim/fal/`).
+const SIM_FAL_MODEL: (&str, &str) = ("fal-ai/flux/dev", "FLUX.1 [dev] on fal");
 
 /// The built-in catalogue's upscaler: Replicate's Real-ESRGAN takes
 /// `image` and `scale`.
@@ -113,6 +117,8 @@ pub struct ModelSpec {
     pub fixed_inputs: Map<String, Value>,
     /// The image it takes to start from, if any.
     pub image_input: Option<ImageInput>,
+    /// Whose API serves it (`provider = "fal"`; Replicate by default).
+    pub api: Api,
 }
 
 impl std::ops::Deref for ModelSpec {
@@ -145,6 +151,7 @@ impl ModelSpec {
             },
             fixed_inputs: Map::new(),
             image_input: None,
+            api: Api::Replicate,
         }
     }
 
@@ -241,17 +248,22 @@ impl ModelSpec {
     /// The provider's `input` for `prompt` and checked `inputs`: the fixed
     /// inputs, then the ones Darkroom sets; `image_url` where the model
     /// reads its image from (the provider's copy of the task's input).
+    /// fal's models take `image_size` (a name, or a width and height) and
+    /// `num_images` where Replicate's take `aspect_ratio` and `num_outputs`.
     pub fn provider_input(&self, prompt: &str, inputs: &Inputs, image_url: Option<&str>) -> Map<String, Value> {
         let mut input = self.fixed_inputs.clone();
         input.insert("prompt".into(), prompt.into());
         if let (Some(url), Some(image)) = (image_url, &self.image_input) {
             input.insert(image.name.clone(), url.into());
         }
+        let fal = self.api == Api::Fal;
         if let Some(ratio) = &inputs.aspect_ratio {
-            input.insert("aspect_ratio".into(), ratio.clone().into());
+            let (name, value) =
+                if fal { ("image_size", fal_image_size(ratio)) } else { ("aspect_ratio", ratio.clone().into()) };
+            input.insert(name.into(), value);
         }
         if self.max_outputs > 1 {
-            input.insert("num_outputs".into(), inputs.num_outputs.into());
+            input.insert(if fal { "num_images" } else { "num_outputs" }.into(), inputs.num_outputs.into());
         }
         if let Some(seed) = inputs.seed {
             input.insert("seed".into(), seed.into());
@@ -261,6 +273,29 @@ impl ModelSpec {
         }
         input
     }
+}
+
+/// fal's `image_size` for an aspect ratio `W:H`: its name where fal has one,
+/// otherwise a width and height with the long side 1024 (multiples of 8).
+pub fn fal_image_size(ratio: &str) -> Value {
+    let named = match ratio {
+        "1:1" => "square_hd",
+        "4:3" => "landscape_4_3",
+        "16:9" => "landscape_16_9",
+        "3:4" => "portrait_4_3",
+        "9:16" => "portrait_16_9",
+        _ => "",
+    };
+    if !named.is_empty() {
+        return named.into();
+    }
+    let (w, h) = ratio
+        .split_once(':')
+        .and_then(|(w, h)| Some((w.parse::<f64>().ok()?, h.parse::<f64>().ok()?)))
+        .unwrap_or((1.0, 1.0));
+    let scale = 1024.0 / w.max(h);
+    let side = |x: f64| ((x * scale / 8.0).round() as u32).max(1) * 8;
+    serde_json::json!({ "width": side(w), "height": side(h) })
 }
 
 /// A request's model inputs as they arrived (form fields are text).
@@ -305,6 +340,15 @@ pub fn builtin(credits: i64) -> Vec<ModelSpec> {
             }
             model
         })
+        .chain(std::iter::once({
+            let (id, name) = SIM_FAL_MODEL;
+            let mut model = ModelSpec::prompt_only(id, name, credits);
+            model.api = Api::Fal;
+            model.aspect_ratios = SIM_ASPECT_RATIOS.iter().map(|r| (*r).to_owned()).collect();
+            model.max_outputs = MAX_OUTPUTS;
+            model.seed = true;
+            model
+        }))
         .collect()
 }
 
@@ -406,12 +450,23 @@ fn parse_model(n: usize, entry: &toml::Value, credits: i64) -> std::result::Resu
         Some(_) => return Err(format!("model #{n}: field `id`: must be a string like owner/name")),
         None => return Err(format!("model #{n}: field `id` is missing")),
     };
-    check_id(&id).map_err(|e| format!("model #{n}: field `id`: {e}"))?;
     let fail = |field: &str, problem: &str| format!("model `{id}`: field `{field}`: {problem}");
+    let api = match table.get("provider") {
+        None => Api::Replicate,
+        Some(toml::Value::String(p)) if p == "replicate" => Api::Replicate,
+        Some(toml::Value::String(p)) if p == "fal" => Api::Fal,
+        Some(_) => return Err(fail("provider", "must be \"replicate\" or \"fal\"")),
+    };
+    match api {
+        Api::Replicate => check_id(&id),
+        Api::Fal => crate::provider::fal::Endpoint::parse(&id).map(drop),
+    }
+    .map_err(|e| format!("model #{n}: field `id`: {e}"))?;
     let mut model = ModelSpec::prompt_only(&id, &default_name(&id), credits);
+    model.api = api;
     for (key, value) in table {
         match (key.as_str(), value) {
-            ("id", _) => {}
+            ("id" | "provider", _) => {}
             ("name", toml::Value::String(name)) => {
                 let name = name.trim();
                 if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
@@ -457,10 +512,18 @@ fn parse_model(n: usize, entry: &toml::Value, credits: i64) -> std::result::Resu
             _ => {
                 return Err(fail(
                     key,
-                    "unknown (known: id, name, credits, aspect_ratios, max_outputs, seed, negative_prompt, \
-                     fixed_inputs, image_input, image_required, strength_input)",
+                    "unknown (known: id, provider, name, credits, aspect_ratios, max_outputs, seed, \
+                     negative_prompt, fixed_inputs, image_input, image_required, strength_input)",
                 ));
             }
+        }
+    }
+    if model.api == Api::Fal {
+        if model.image_input.is_some() {
+            return Err(fail("image_input", "is not supported for fal models yet"));
+        }
+        if let Some(key) = ["image_size", "num_images"].into_iter().find(|k| model.fixed_inputs.contains_key(*k)) {
+            return Err(fail(&format!("fixed_inputs.{key}"), "is set by Darkroom for fal models"));
         }
     }
     if let Some(image) = &model.image_input
@@ -666,6 +729,46 @@ mod tests {
         assert_eq!(models[0].id, "black-forest-labs/flux-schnell");
         assert!(models.iter().all(|m| m.aspect_ratios == SIM_ASPECT_RATIOS && m.max_outputs == 4 && m.seed));
         assert_eq!(models.iter().filter(|m| m.negative_prompt).count(), 1);
+        let fal: Vec<&str> = models.iter().filter(|m| m.api == Api::Fal).map(|m| m.id.as_str()).collect();
+        assert_eq!(fal, ["fal-ai/flux/dev"], "one model served by fal's simulator");
+    }
+
+    #[test]
+    fn a_fal_model_takes_fals_endpoint_ids_and_input_names() {
+        let text = "[[models]]\nid = \"fal-ai/flux/dev\"\nprovider = \"fal\"\naspect_ratios = [\"16:9\", \"2:1\"]\n\
+                    max_outputs = 4\nseed = true\n";
+        let model = &from_toml(text, 10).unwrap()[0];
+        assert_eq!((model.id.as_str(), model.api), ("fal-ai/flux/dev", Api::Fal));
+        let inputs = Inputs {
+            aspect_ratio: Some("16:9".into()),
+            num_outputs: 2,
+            seed: Some(5),
+            negative_prompt: None,
+            image: None,
+        };
+        let input = model.provider_input("a fox", &inputs, None);
+        assert_eq!(input["image_size"], "landscape_16_9");
+        assert_eq!(input["num_images"], 2);
+        assert_eq!(input["seed"], 5);
+        assert!(!input.contains_key("aspect_ratio") && !input.contains_key("num_outputs"));
+        let odd = Inputs { aspect_ratio: Some("2:1".into()), ..inputs };
+        assert_eq!(
+            model.provider_input("a fox", &odd, None)["image_size"],
+            serde_json::json!({"width": 1024, "height": 512})
+        );
+        // Replicate's by default, with Replicate's ids and names.
+        let replicate = &from_toml("[[models]]\nid = \"a/b\"\n", 10).unwrap()[0];
+        assert_eq!(replicate.api, Api::Replicate);
+        for (fields, wanted) in [
+            ("id = \"fal-ai/flux/dev\"", "owner/name"),
+            ("id = \"a/b\"\nprovider = \"openai\"", "\"replicate\" or \"fal\""),
+            ("id = \"a/../b\"\nprovider = \"fal\"", "fal endpoint id"),
+            ("id = \"a/b\"\nprovider = \"fal\"\nimage_input = \"image\"", "not supported for fal"),
+            ("id = \"a/b\"\nprovider = \"fal\"\n[models.fixed_inputs]\nnum_images = 4", "set by Darkroom"),
+        ] {
+            let e = from_toml(&format!("[[models]]\n{fields}\n"), 10).unwrap_err();
+            assert!(e.contains(wanted), "{fields}: {e}");
+        }
     }
 
     #[test]

@@ -163,6 +163,16 @@ pub enum ProviderChoice {
     Replicate { token: SecretString, base_url: url::Url },
 }
 
+/// fal.ai's key and queue (`FAL_KEY`, `FAL_QUEUE_URL`), for the models
+/// that name it.
+#[derive(Debug, Clone)]
+pub struct FalConfig {
+    pub key: SecretString,
+    pub queue_url: url::Url,
+    /// Where the keys its webhooks are signed with are (`FAL_JWKS_URL`).
+    pub jwks_url: url::Url,
+}
+
 /// Every setting Darkroom reads (see the README's table).
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -170,6 +180,8 @@ pub struct Config {
     pub database_url: String,
     pub storage: StorageConfig,
     pub provider: ProviderChoice,
+    /// Set by `FAL_KEY`.
+    pub fal: Option<FalConfig>,
     pub models: Vec<ModelSpec>,
     /// The model "Upscale" uses, when the catalogue has one.
     pub upscaler: Option<catalogue::Upscaler>,
@@ -304,6 +316,20 @@ impl Config {
             (None, None) => (catalogue::builtin(generation_cost), Some(catalogue::Upscaler::builtin(generation_cost))),
         };
 
+        let fal = parse_fal(&var)?;
+        let builtin = var("DARKROOM_MODELS_FILE").is_none() && var("DARKROOM_MODELS").is_none();
+        let mut models = models;
+        if builtin && fal.is_none() && matches!(provider, ProviderChoice::Replicate { .. }) {
+            // The built-in catalogue's fal model, without fal to serve it.
+            models.retain(|m| m.api != crate::provider::Api::Fal);
+        }
+        if fal.is_none()
+            && matches!(provider, ProviderChoice::Replicate { .. })
+            && let Some(model) = models.iter().find(|m| m.api == crate::provider::Api::Fal)
+        {
+            return Err(err("FAL_KEY", format!("is required: model `{}` is served by fal", model.id)));
+        }
+
         let payments = parse_payments(&var)?;
         // Anyone can pay the simulator with a test card: on a public site,
         // that is free credits for everyone.
@@ -330,6 +356,7 @@ impl Config {
             credit_packages,
             storage,
             provider,
+            fal,
             models,
             generation_cost,
             signup_credits: number(&var, "DARKROOM_SIGNUP_CREDITS", 100, 0..=1_000_000_000)?,
@@ -509,6 +536,22 @@ fn parse_provider(var: &impl Fn(&str) -> Option<String>) -> Result<ProviderChoic
         }
         other => Err(err("DARKROOM_PROVIDER", format!("`{other}` must be sim or replicate"))),
     }
+}
+
+/// `FAL_KEY`, `FAL_QUEUE_URL` (default fal's queue) and `FAL_JWKS_URL`
+/// (default fal's key set).
+fn parse_fal(var: &impl Fn(&str) -> Option<String>) -> Result<Option<FalConfig>, ConfigError> {
+    let Some(key) = var("FAL_KEY").filter(|k| !k.trim().is_empty()) else { return Ok(None) };
+    let http_url = |name: &'static str, default: &str| {
+        let raw = var(name).unwrap_or_else(|| default.into());
+        url::Url::parse(&raw)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && !u.cannot_be_a_base())
+            .ok_or_else(|| err(name, format!("`{raw}` is not an http(s) URL")))
+    };
+    let queue_url = http_url("FAL_QUEUE_URL", "https://queue.fal.run")?;
+    let jwks_url = http_url("FAL_JWKS_URL", "https://rest.alpha.fal.ai/.well-known/jwks.json")?;
+    Ok(Some(FalConfig { key: SecretString::from(key.trim().to_owned()), queue_url, jwks_url }))
 }
 
 /// An http(s) origin, with at most a trailing `/` for a path.
@@ -794,6 +837,32 @@ mod tests {
         assert!(e.to_string().contains("DARKROOM_WEBHOOK_SECRET") && e.to_string().contains("bytes"), "{e}");
         let e = config(&[("DARKROOM_WEBHOOK_SECRET", "my-secret-value")]).unwrap_err();
         assert!(!e.to_string().contains("my-secret-value"), "the value is not echoed: {e}");
+    }
+
+    #[test]
+    fn fal_models_need_fals_key_outside_the_simulator() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("models.toml");
+        std::fs::write(&file, "[[models]]\nid = \"fal-ai/flux/dev\"\nprovider = \"fal\"\n").unwrap();
+        let file = file.display().to_string();
+        let replicate = [("DARKROOM_PROVIDER", "replicate"), ("REPLICATE_API_TOKEN", "r8_x")];
+        let with_file = [&replicate[..], &[("DARKROOM_MODELS_FILE", file.as_str())]].concat();
+        let e = config(&with_file).unwrap_err();
+        assert_eq!(e.name, "FAL_KEY");
+        assert!(e.problem.contains("fal-ai/flux/dev"), "{e}");
+        let c = config(&[&with_file[..], &[("FAL_KEY", "k")]].concat()).unwrap();
+        let fal = c.fal.unwrap();
+        assert_eq!(fal.queue_url.as_str(), "https://queue.fal.run/");
+        assert_eq!(fal.jwks_url.as_str(), "https://rest.alpha.fal.ai/.well-known/jwks.json");
+        let e =
+            config(&[&with_file[..], &[("FAL_KEY", "k"), ("FAL_QUEUE_URL", "queue.fal.run")]].concat()).unwrap_err();
+        assert_eq!(e.name, "FAL_QUEUE_URL");
+        // The simulator serves fal's models without a key.
+        assert!(config(&[("DARKROOM_MODELS_FILE", file.as_str())]).is_ok_and(|c| c.fal.is_none()));
+        // Against Replicate alone, the built-in catalogue leaves its fal model out.
+        let c = config(&replicate).unwrap();
+        assert!(c.models.iter().all(|m| m.api == crate::provider::Api::Replicate));
+        assert!(config(&[]).unwrap().models.iter().any(|m| m.api == crate::provider::Api::Fal));
     }
 
     #[test]

@@ -21,13 +21,15 @@
 //!   every instance shares, and every provider call through it;
 //! - [`finalize`]: a succeeded prediction's outputs streamed into object
 //!   storage;
-//! - [`webhook`] (provider events) and [`reconcile`] (the background loop):
-//!   two more ways in, through the same lifecycle;
+//! - [`webhook`] (provider events; fal's in [`fal_events`]) and
+//!   [`reconcile`] (the background loop): more ways in, through the same
+//!   lifecycle;
 //! - [`task`] (a row and its view), [`finished`] (finished tasks kept in
 //!   memory) and [`owned`] (sharing and deleting).
 
 pub mod budget;
 pub mod calls;
+pub mod fal_events;
 pub mod finalize;
 pub mod finished;
 pub mod lifecycle;

@@ -62,7 +62,11 @@ pub struct Shared {
     pub uploads: Arc<Uploads>,
     /// Checks this instance will make when predictions should end.
     pub rechecks: Arc<Rechecks>,
+    /// Replicate's client (or its simulator's).
     pub provider: Provider,
+    /// fal.ai's client (or its simulator's), for the models that say
+    /// `provider = "fal"`.
+    pub fal: Option<Provider>,
     /// What the engine may spend of the provider's rate limits (shared by
     /// every instance on PostgreSQL).
     pub budget: Arc<Budget>,
@@ -74,6 +78,9 @@ pub struct Shared {
     pub payments: Option<Arc<super::payments::Payments>>,
     /// Provider events, when `DARKROOM_PUBLIC_URL` is set.
     pub webhooks: Option<super::engine::webhook::Receiver>,
+    /// fal's events, when `DARKROOM_PUBLIC_URL` is set and a model is
+    /// fal's.
+    pub fal_webhooks: Option<super::engine::fal_events::FalReceiver>,
     pub attempts: Arc<AttemptLimiter>,
     /// Accounts created per client address an hour.
     pub signups_by_address: Arc<AttemptLimiter>,
@@ -102,6 +109,18 @@ pub struct Shared {
     pub leptos_options: LeptosOptions,
     /// The time the engine, the reconciler and the simulator go by.
     pub clock: super::clock::Clock,
+}
+
+impl Shared {
+    /// The client of `model`'s provider: fal's for a catalogue model that
+    /// names it, Replicate's for every other.
+    pub fn provider_for(&self, model: &str) -> &Provider {
+        let fal = self.config.models.iter().any(|m| m.id == model && m.api == crate::provider::Api::Fal);
+        match (&self.fal, fal) {
+            (Some(client), true) => client,
+            _ => &self.provider,
+        }
+    }
 }
 
 impl FromRef<AppState> for LeptosOptions {

@@ -98,12 +98,32 @@ async fn create(
     headers: &HeaderMap,
     json: &Value,
 ) -> Result<Response, Problem> {
-    let input = input_of(json)?;
+    let webhook = webhooks::parse(json).map_err(|e| invalid(e.field, e.kind, &e.description))?;
+    let (id, ticket, tag) = start(sim, model, version, headers, input_of(json)?).await?;
+    sim.recent.created(&id);
+    let now = sim.now_ms();
+    let state = state_at(&ticket, None, now);
+    let body = Json(prediction_json(sim, &id, &ticket, &state, now));
+    if let Some(webhook) = webhook {
+        webhooks::spawn(sim, id, ticket, tag, webhook);
+    }
+    Ok((StatusCode::CREATED, body).into_response())
+}
+
+/// Checks a prediction's `input` (and `Cancel-After`) and starts it: its
+/// id, what the id carries, and its tag. Fal's simulator starts its
+/// requests here too.
+pub(super) async fn start(
+    sim: &Arc<Sim>,
+    model: String,
+    version: String,
+    headers: &HeaderMap,
+    input: &Map<String, Value>,
+) -> Result<(String, Ticket, super::id::Tag), Problem> {
     let image_given = input.get("image").is_some_and(|v| !v.is_null());
     let prompt = prompt_of(input, image_given)?;
     let image = inputs::image_source(input, &sim.upload_url("")).map_err(rejected)?;
     let mut inputs = Inputs::parse(input, rand::random).map_err(rejected)?;
-    let webhook = webhooks::parse(json).map_err(|e| invalid(e.field, e.kind, &e.description))?;
     let cancel_after_ms = match headers.get("cancel-after") {
         None => 0,
         Some(value) => match value.to_str().ok().and_then(parse_go_duration_ms) {
@@ -138,14 +158,8 @@ async fn create(
         inputs,
     };
     let (id, tag) = ticket.seal(&sim.cfg.secret);
-    let state = state_at(&ticket, None, now);
     tracing::debug!(%id, duration_ms, "simulated prediction created");
-    let body = Json(prediction_json(sim, &id, &ticket, &state, now));
-    sim.recent.created(&id);
-    if let Some(webhook) = webhook {
-        webhooks::spawn(sim, id, ticket, tag, webhook);
-    }
-    Ok((StatusCode::CREATED, body).into_response())
+    Ok((id, ticket, tag))
 }
 
 /// `GET /v1/webhooks/default/secret`: the key webhooks are signed with.
@@ -158,21 +172,30 @@ pub(super) async fn get(State(sim): State<Arc<Sim>>, Path(id): Path<String>) -> 
     let Some((ticket, tag)) = Ticket::open(&id, &sim.cfg.secret) else {
         return not_found();
     };
-    let directives = Directives::parse(&ticket.prompt);
-    if (directives.error || directives.ratelimit) && sim.soft.count_get(tag, ticket.created_ms) <= FAILING_GETS {
-        return if directives.error {
-            problem(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                json!({"detail": "Internal server error (simulated by #error).", "status": 500}),
-            )
-            .into_response()
-        } else {
-            throttled()
-        };
+    if let Some(failure) = forced_failure(&sim, &ticket, tag) {
+        return failure;
     }
     let now = sim.now_ms();
     let state = state_at(&ticket, sim.soft.canceled_at(&tag), now);
     Json(prediction_json(&sim, &id, &ticket, &state, now)).into_response()
+}
+
+/// The answer to one of the first GETs of a `#error` (a 500) or
+/// `#ratelimit` (a 429) prediction; `None` for every other GET.
+pub(super) fn forced_failure(sim: &Sim, ticket: &Ticket, tag: super::id::Tag) -> Option<Response> {
+    let directives = Directives::parse(&ticket.prompt);
+    if !(directives.error || directives.ratelimit) || sim.soft.count_get(tag, ticket.created_ms) > FAILING_GETS {
+        return None;
+    }
+    Some(if directives.error {
+        problem(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({"detail": "Internal server error (simulated by #error).", "status": 500}),
+        )
+        .into_response()
+    } else {
+        throttled()
+    })
 }
 
 /// `POST /v1/predictions/{id}/cancel`: a running prediction becomes (and
@@ -321,7 +344,7 @@ impl IntoResponse for Problem {
 }
 
 /// Compares tokens without leaking where they differ through timing.
-fn same_secret(presented: &str, expected: &str) -> bool {
+pub(super) fn same_secret(presented: &str, expected: &str) -> bool {
     let (a, b) = (presented.as_bytes(), expected.as_bytes());
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

@@ -1,6 +1,7 @@
-//! Webhooks as Replicate sends them: when a create carries `webhook`, the
-//! simulator POSTs the prediction, exactly as a GET would answer it at that
-//! moment, signed the Standard Webhooks way, on `start`, on `logs` (at most
+//! Webhooks as Replicate sends them (and as fal does, see [`Dialect`]):
+//! when a create carries `webhook`, the simulator POSTs the prediction,
+//! exactly as a GET would answer it at that moment, signed the Standard
+//! Webhooks way, on `start`, on `logs` (at most
 //! every 500 ms, only when progress changed) and on `completed`; `output`
 //! is sent on success when `completed` was filtered out (the simulator's
 //! output only appears on completion).
@@ -62,11 +63,21 @@ impl Events {
     }
 }
 
+/// Whose webhooks: Replicate's (every event, the prediction as a GET
+/// answers it, Standard Webhooks signatures) or fal's (the completion
+/// only, fal's payload, ED25519 signatures).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Dialect {
+    Replicate,
+    Fal,
+}
+
 /// Where and what to deliver for one prediction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Webhook {
     pub url: Url,
     pub events: Events,
+    pub dialect: Dialect,
 }
 
 /// A create's `webhook` / `webhook_events_filter` that cannot be used: the
@@ -108,14 +119,20 @@ pub(super) fn parse(json: &Value) -> Result<Option<Webhook>, Invalid> {
         Some(Value::String(raw)) => raw,
         Some(_) => return Err(invalid("webhook", "invalid_type", "must be a URL string")),
     };
+    let url = parse_url(raw, "webhook")?;
+    Ok(Some(Webhook { url, events, dialect: Dialect::Replicate }))
+}
+
+/// A webhook URL (`field` names it in the error): http(s), with a host,
+/// of bounded length.
+pub(super) fn parse_url(raw: &str, field: &'static str) -> Result<Url, Invalid> {
     if raw.len() > MAX_URL_LEN {
-        return Err(invalid("webhook", "string_too_long", format!("must be at most {MAX_URL_LEN} characters")));
+        return Err(invalid(field, "string_too_long", format!("must be at most {MAX_URL_LEN} characters")));
     }
-    let url = Url::parse(raw)
+    Url::parse(raw)
         .ok()
         .filter(|url| matches!(url.scheme(), "http" | "https") && url.host_str().is_some_and(|h| !h.is_empty()))
-        .ok_or_else(|| invalid("webhook", "invalid_format", "must be an http:// or https:// URL"))?;
-    Ok(Some(Webhook { url, events }))
+        .ok_or_else(|| invalid(field, "invalid_format", "must be an http:// or https:// URL"))
 }
 
 /// The simulator's webhook sender: one HTTP client and the cap on tasks.
@@ -216,9 +233,12 @@ impl Delivery {
         let completed = self.body_at(self.sim.now_ms());
         self.deliver(&msg_id, &completed).await;
         if directives.hook_dup {
-            // The same event again, then an earlier (processing) one late.
+            // The same event again, then (Replicate) an earlier, processing
+            // one late.
             self.deliver(&msg_id, &completed).await;
-            self.deliver(&new_msg_id(), &self.stale_body()).await;
+            if self.hook.dialect == Dialect::Replicate {
+                self.deliver(&new_msg_id(), &self.stale_body()).await;
+            }
         }
     }
 
@@ -237,10 +257,14 @@ impl Delivery {
         self.ticket.created_ms.saturating_add(limit)
     }
 
-    /// The prediction as GET answers it at `now`.
+    /// The prediction as GET answers it at `now` (fal: its completion
+    /// event).
     fn body_at(&self, now: u64) -> Value {
         let state = state_at(&self.ticket, self.canceled_at(), now);
-        prediction_json(&self.sim, &self.id, &self.ticket, &state, now)
+        match self.hook.dialect {
+            Dialect::Replicate => prediction_json(&self.sim, &self.id, &self.ticket, &state, now),
+            Dialect::Fal => super::fal::event_json(&self.sim, &self.id, &self.ticket, &state),
+        }
     }
 
     /// The prediction as it was just before it completed.
@@ -259,17 +283,28 @@ impl Delivery {
         for (attempt, delay) in iter::once(Duration::ZERO).chain(RETRY_DELAYS).enumerate() {
             sleep(delay).await;
             let timestamp = self.sim.now_ms() / 1000;
-            let signature = standard_webhooks::sign(&self.sim.cfg.webhook_secret, msg_id, timestamp, &bytes);
-            let sent = self
-                .client
-                .post(self.hook.url.clone())
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .header(ID_HEADER, msg_id)
-                .header(TIMESTAMP_HEADER, timestamp.to_string())
-                .header(SIGNATURE_HEADER, signature)
-                .body(bytes.clone())
-                .send()
-                .await;
+            let request =
+                self.client.post(self.hook.url.clone()).header(reqwest::header::CONTENT_TYPE, "application/json");
+            let request = match self.hook.dialect {
+                Dialect::Replicate => {
+                    let signature = standard_webhooks::sign(&self.sim.cfg.webhook_secret, msg_id, timestamp, &bytes);
+                    request
+                        .header(ID_HEADER, msg_id)
+                        .header(TIMESTAMP_HEADER, timestamp.to_string())
+                        .header(SIGNATURE_HEADER, signature)
+                }
+                Dialect::Fal => {
+                    use crate::fal_webhooks as fal;
+                    let key = super::fal::webhook_key(&self.sim.cfg.secret);
+                    let signature = fal::sign(&key, &self.id, super::fal::USER_ID, timestamp, &bytes);
+                    request
+                        .header(fal::REQUEST_ID_HEADER, &self.id)
+                        .header(fal::USER_ID_HEADER, super::fal::USER_ID)
+                        .header(fal::TIMESTAMP_HEADER, timestamp.to_string())
+                        .header(fal::SIGNATURE_HEADER, signature)
+                }
+            };
+            let sent = request.body(bytes.clone()).send().await;
             match sent {
                 Ok(response) if response.status().is_success() => return,
                 Ok(response) => tracing::debug!(host, attempt, status = %response.status(), "webhook refused"),

@@ -13,6 +13,7 @@ mod mail;
 mod pages;
 mod payments;
 mod provider;
+mod providers;
 mod queue;
 mod scaleout;
 mod security;

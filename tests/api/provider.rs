@@ -17,7 +17,7 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{get, post},
 };
-use darkroom::provider::{Prediction, PredictionStatus, Provider, ProviderConfig, ProviderError};
+use darkroom::provider::{Api, Prediction, PredictionStatus, Provider, ProviderConfig, ProviderError};
 
 const TOKEN: &str = "r8_test_token";
 
@@ -142,6 +142,7 @@ async fn serve(router: Router) -> SocketAddr {
 
 fn provider_at(addr: SocketAddr, request_timeout: Duration) -> Provider {
     let cfg = ProviderConfig {
+        api: Api::Replicate,
         base_url: format!("http://{addr}/v1").parse().unwrap_or_else(|e| panic!("{e}")),
         token: TOKEN.into(),
         output_hosts: vec![format!("http://127.0.0.1:{}", addr.port())],
@@ -384,6 +385,7 @@ async fn open_output_fetches_allowed_hosts_and_refuses_everything_else() {
 #[tokio::test]
 async fn a_bad_configuration_is_refused_up_front() {
     let cfg = |base: &str, hosts: &[&str]| ProviderConfig {
+        api: Api::Replicate,
         base_url: base.parse().unwrap_or_else(|e| panic!("{e}")),
         token: TOKEN.into(),
         output_hosts: hosts.iter().map(|h| h.to_string()).collect(),

@@ -19,7 +19,7 @@ use axum::{
     http::{HeaderMap, StatusCode},
 };
 use darkroom::{
-    provider::{Prediction, PredictionStatus, Provider, ProviderConfig, ProviderError},
+    provider::{Api, Prediction, PredictionStatus, Provider, ProviderConfig, ProviderError},
     server::clock::Clock,
     sim::{self, SimConfig},
     standard_webhooks::{self, Secret},
@@ -92,6 +92,7 @@ fn url(s: &str) -> url::Url {
 
 fn adapter(addr: SocketAddr, token: &str) -> Provider {
     Provider::new(ProviderConfig {
+        api: Api::Replicate,
         base_url: url(&format!("http://{addr}/sim/v1")),
         token: token.into(),
         output_hosts: vec![format!("http://127.0.0.1:{}", addr.port())],

@@ -18,14 +18,14 @@ pub enum Called<T> {
     Answered(std::result::Result<T, ProviderError>),
 }
 
-/// Asks the provider to stop a prediction (someone is waiting: the owner,
-/// or the deadline).
-pub async fn cancel(state: &AppState, prediction_id: &str) -> Result<Called<Prediction>> {
+/// Asks `model`'s provider to stop a prediction (someone is waiting: the
+/// owner, or the deadline).
+pub async fn cancel(state: &AppState, model: &str, prediction_id: &str) -> Result<Called<Prediction>> {
     if let Spend::Denied { wait_ms } = state.budget.take(Call::Other, Priority::Urgent).await? {
         state.metrics.provider_call("cancel", "denied");
         return Ok(Called::Denied { wait_ms });
     }
-    let answer = state.provider.cancel(prediction_id).await;
+    let answer = state.provider_for(model).cancel_for(model, prediction_id).await;
     counted(state, Call::Other, "cancel", &answer).await?;
     Ok(Called::Answered(answer))
 }
@@ -52,7 +52,7 @@ pub async fn create(
     model: &str,
     input: serde_json::Map<String, serde_json::Value>,
 ) -> Result<std::result::Result<Prediction, ProviderError>> {
-    let answer = state.provider.create_with(model, input, Some(state.config.task_deadline)).await;
+    let answer = state.provider_for(model).create_with(model, input, Some(state.config.task_deadline)).await;
     counted(state, Call::Create, "create", &answer).await?;
     Ok(answer)
 }

@@ -120,7 +120,7 @@ pub async fn store_outputs(
         // A previous poller may have stored it and died before marking.
         let stored = match existing(&*state.objects, &key).await {
             Some(found) => Ok(found),
-            None => download(state, &key, url, (&task.id, claim)).await,
+            None => download(state, &key, url, (task, claim)).await,
         };
         match stored {
             Ok((content_type, size)) => {
@@ -174,7 +174,7 @@ async fn download(
     state: &AppState,
     key: &ObjectPath,
     url: &str,
-    (task, claim): (&TaskId, &Claim),
+    (task, claim): (&TaskRow, &Claim),
 ) -> Result<(&'static str, u64), Download> {
     let mut renewed_at = state.clock.now_ms();
     let cap = state.config.max_image_bytes;
@@ -182,7 +182,7 @@ async fn download(
     // The caller holds an upload slot (taken before the download opens: a
     // response waiting for its turn would fill buffers of its own).
     let uploads = &state.uploads;
-    let opened = state.provider.open_output(url).await;
+    let opened = state.provider_for(&task.model).open_output(url).await;
     state.metrics.provider_call("output", if opened.is_ok() { "ok" } else { "error" });
     let response = match opened {
         Ok(r) => r,
@@ -238,7 +238,7 @@ async fn download(
             // A slow download keeps its lease, so no one else starts the same.
             if state.clock.now_ms() - renewed_at >= LEASE_RENEW_MS {
                 renewed_at = state.clock.now_ms();
-                let held = store::extend_lease(&state.db, task, claim, renewed_at + DOWNLOAD_LEASE_MS)
+                let held = store::extend_lease(&state.db, &task.id, claim, renewed_at + DOWNLOAD_LEASE_MS)
                     .await
                     .map_err(Download::Internal)?;
                 if !held {

@@ -105,6 +105,7 @@ mod tests {
             input_key: None,
             source_task_id: None,
             scale: None,
+            provider_queue: None,
         }
     }
 

@@ -60,9 +60,9 @@ pub fn step(task: &TaskRow, now: i64, end_check_soon: bool) -> Step {
 /// What the provider's answer about a task calls for ([`judge`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    /// Still running: record the progress when it changed, and re-check at
-    /// the expected end.
-    Running { progress: Option<u8> },
+    /// Still running: record what changed (its progress, its place in the
+    /// provider's queue), and re-check at the expected end.
+    Running { reading: Option<store::Reading> },
     /// Succeeded: store its outputs (`seed`: the one the provider reported),
     /// then complete.
     Store { outputs: Vec<String>, seed: Option<u32> },
@@ -89,13 +89,12 @@ pub fn judge(task: &TaskRow, answer: &std::result::Result<Prediction, ProviderEr
     }
     match p.status {
         PredictionStatus::Starting | PredictionStatus::Processing => {
-            // Only a change is written: most checks of a long task see none.
-            let changed = p.progress.filter(|progress| task.progress != Some(i64::from(*progress)));
-            Verdict::Running { progress: changed.map(|progress| progress.min(100)) }
+            Verdict::Running { reading: store::Reading::of(task, p) }
         }
-        PredictionStatus::Succeeded => {
-            Verdict::Store { outputs: p.output.clone(), seed: p.logs.as_deref().and_then(seed_from_logs) }
-        }
+        PredictionStatus::Succeeded => Verdict::Store {
+            outputs: p.output.clone(),
+            seed: p.seed.or_else(|| p.logs.as_deref().and_then(seed_from_logs)),
+        },
         PredictionStatus::Failed => {
             let reason = p.error.as_deref().map(str::trim).filter(|e| !e.is_empty()).unwrap_or("no reason given");
             Verdict::Fail(format!("The model failed: {}", clip(reason, 300)))
@@ -112,8 +111,9 @@ pub enum Outcome {
     /// Another poller, instance or event holds this interval's check (or
     /// took the download over): it does the work.
     ClaimedElsewhere,
-    /// The provider says it is still running (`progress`: when it changed).
-    Running { progress: Option<u8> },
+    /// The provider says it is still running (`reading`: when something
+    /// changed).
+    Running { reading: Option<store::Reading> },
     /// It left processing (completed, failed or canceled), by this call or
     /// a racing one.
     Finished,
@@ -160,7 +160,7 @@ async fn advance_due(state: AppState, task: TaskRow, priority: Priority) -> Resu
             if fail_and_refund(state, &task.id, &error).await?
                 && let Some(pid) = &task.prediction_id
             {
-                let _ = calls::cancel(state, pid).await;
+                let _ = calls::cancel(state, &task.model, pid).await;
             }
             Outcome::Finished
         }
@@ -171,11 +171,14 @@ async fn advance_due(state: AppState, task: TaskRow, priority: Priority) -> Resu
         // Most checks of a long task: still running. The task is what was
         // read plus what this check wrote, so it needs no second read (on
         // PostgreSQL, one round trip less per poll).
-        Outcome::Running { progress } => {
+        Outcome::Running { reading } => {
             let mut task = task;
             task.next_check_at = next_check_at;
             task.last_polled_at = Some(now);
-            task.progress = progress.map(i64::from).or(task.progress);
+            if let Some(reading) = reading {
+                task.progress = reading.progress.map(i64::from).or(task.progress);
+                task.provider_queue = reading.queue;
+            }
             Ok(task)
         }
         Outcome::ClaimedElsewhere | Outcome::Finished | Outcome::TryLater | Outcome::Deferred => {
@@ -205,7 +208,7 @@ async fn check(state: &AppState, task: &TaskRow, now: i64, next_check_at: i64, p
         state.budget.give_back(Call::Other).await?;
         return Ok(Outcome::ClaimedElsewhere);
     };
-    let answer = state.provider.get(prediction_id).await;
+    let answer = state.provider_for(&task.model).get_for(&task.model, prediction_id).await;
     calls::counted(state, Call::Other, "get", &answer).await?;
     apply(state, task, &claim, answer, now).await
 }
@@ -222,14 +225,14 @@ pub async fn apply(
 ) -> Result<Outcome> {
     let verdict = judge(task, &answer);
     Ok(match verdict {
-        Verdict::Running { progress } => {
-            if let Some(progress) = progress {
-                store::set_progress(&state.db, &state.reads, &task.id, progress, now).await?;
+        Verdict::Running { reading } => {
+            if let Some(reading) = reading {
+                store::set_reading(&state.db, &state.reads, &task.id, reading, now).await?;
             }
             if let Ok(prediction) = &answer {
                 schedule::recheck(state, &task.id, prediction, now);
             }
-            Outcome::Running { progress }
+            Outcome::Running { reading }
         }
         Verdict::Store { outputs, seed } => finalize::store_outputs(state, task, claim, &outputs, seed).await?,
         Verdict::Fail(reason) => {
@@ -307,7 +310,7 @@ pub async fn cancel(state: AppState, task: TaskRow) -> Result<TaskView> {
         return Ok(task.view());
     }
     let succeeded = match &task.prediction_id {
-        Some(pid) => cancel_at_provider(state, pid).await,
+        Some(pid) => cancel_at_provider(state, &task.model, pid).await,
         None => false,
     };
     if succeeded {
@@ -322,7 +325,7 @@ pub async fn cancel(state: AppState, task: TaskRow) -> Result<TaskView> {
         if task.prediction_id.is_none()
             && let Some(pid) = &canceled.prediction_id
         {
-            cancel_at_provider(state, pid).await;
+            cancel_at_provider(state, &task.model, pid).await;
         }
         discard_images(state, &task_id).await;
     }
@@ -333,10 +336,10 @@ pub async fn cancel(state: AppState, task: TaskRow) -> Result<TaskView> {
 
 /// Asks the provider to stop a prediction; true when it answers that the
 /// prediction had already succeeded.
-async fn cancel_at_provider(state: &AppState, prediction_id: &str) -> bool {
+async fn cancel_at_provider(state: &AppState, model: &str, prediction_id: &str) -> bool {
     // Canceled here all the same when the provider cannot be asked: the
     // person asked, and the provider's own deadline (Cancel-After) stops it.
-    match calls::cancel(state, prediction_id).await {
+    match calls::cancel(state, model, prediction_id).await {
         Ok(Called::Answered(Ok(p))) => p.status == PredictionStatus::Succeeded,
         Ok(Called::Answered(Err(e))) => {
             tracing::warn!(prediction = %prediction_id, "provider cancel failed: {e}");
@@ -383,6 +386,7 @@ mod tests {
             input_key: None,
             source_task_id: None,
             scale: None,
+            provider_queue: None,
         }
     }
 
@@ -413,8 +417,17 @@ mod tests {
     fn each_answer_is_judged_once_and_for_all() {
         let t = task(State::Processing);
         let running = |logs: &str| prediction(serde_json::json!({"id": "p1", "status": "processing", "logs": logs}));
-        assert_eq!(judge(&t, &running("40%|████ | 40/100")), Verdict::Running { progress: None }, "no change");
-        assert_eq!(judge(&t, &running("55%|█████ | 55/100")), Verdict::Running { progress: Some(55) });
+        assert_eq!(judge(&t, &running("40%|████ | 40/100")), Verdict::Running { reading: None }, "no change");
+        let reading = |progress, queue| Verdict::Running { reading: Some(store::Reading { progress, queue }) };
+        assert_eq!(judge(&t, &running("55%|█████ | 55/100")), reading(Some(55), None));
+        // A place in the provider's queue is news until it no longer changes.
+        let mut queued = Prediction::new("p1".into(), PredictionStatus::Starting);
+        queued.queue_position = Some(1);
+        assert_eq!(judge(&t, &Ok(queued.clone())), reading(None, Some(1)));
+        let waiting = TaskRow { provider_queue: Some(1), ..t.clone() };
+        assert_eq!(judge(&waiting, &Ok(queued)), Verdict::Running { reading: None });
+        let started = running("40%|████ | 40/100");
+        assert_eq!(judge(&waiting, &started), reading(None, None), "out of the queue");
         let done = prediction(serde_json::json!({
             "id": "p1", "status": "succeeded", "output": ["https://x/1.png"], "logs": "Using seed: 42\n"
         }));

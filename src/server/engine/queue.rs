@@ -269,7 +269,7 @@ pub async fn create(
                 schedule::first_check(state, task_id, first_check);
             } else {
                 // Canceled, or given up on, meanwhile (and refunded).
-                let _ = calls::cancel(state, &prediction.id).await;
+                let _ = calls::cancel(state, model, &prediction.id).await;
             }
             tracing::info!(task = %task_id, prediction = %prediction.id, "submitted");
             Ok(Submitted::Processing)

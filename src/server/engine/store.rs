@@ -22,7 +22,7 @@
 //!   claim_check ──────▶ ┌────────────┐  provider failed / canceled /  ┌────────┐
 //!   (next_check_at,     │ processing │──── 404 / unusable output / ──▶│ failed │
 //!    check_token)       └────────────┘     deadline (fail_and_refund) │+refund │
-//!   set_progress,         │        ▲                                  └────────┘
+//!   set_reading,          │        ▲                                  └────────┘
 //!   postpone              │        │ release_lease (retry later)
 //!                         │ take_lease / extend_lease (download in progress)
 //!                         ▼        │
@@ -320,15 +320,38 @@ pub async fn release_lease(db: &Db, task: &TaskId, claim: &Claim, retry_at: i64)
     Ok(())
 }
 
-/// Records the provider's progress (0–100) of a processing task, as read
-/// at `read_at` (kept in `last_polled_at`: the poll advice extrapolates
-/// from it).
-pub async fn set_progress(db: &Db, reads: &Reads, task: &TaskId, progress: u8, read_at: i64) -> Result<()> {
+/// What a check or an event read of a running prediction that its task
+/// does not show yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reading {
+    /// A new progress (0–100); `None` keeps the stored one.
+    pub progress: Option<u8>,
+    /// Its place in the provider's queue (0: next), `None` once it runs.
+    pub queue: Option<u32>,
+}
+
+impl Reading {
+    /// What `prediction` changes of `task`, if anything (most checks of a
+    /// long task: nothing, and nothing is written).
+    pub fn of(task: &super::task::TaskRow, prediction: &crate::provider::Prediction) -> Option<Self> {
+        let progress = prediction.progress.map(|p| p.min(100)).filter(|&p| task.progress != Some(i64::from(p)));
+        let queue = prediction.queue_position;
+        (progress.is_some() || queue != task.provider_queue).then_some(Self { progress, queue })
+    }
+}
+
+/// Records what the provider said of a processing task, as read at
+/// `read_at` (kept in `last_polled_at`: the poll advice extrapolates from
+/// it).
+pub async fn set_reading(db: &Db, reads: &Reads, task: &TaskId, reading: Reading, read_at: i64) -> Result<()> {
+    let progress = reading.progress.map_or(-1, i64::from);
+    let queue = reading.queue.map_or(-1, i64::from);
     reads
         .repeatable(
             db,
-            "UPDATE tasks SET progress = $1, last_polled_at = $2 WHERE id = $3 AND status = 'processing'",
-            &[Arg::Int(i64::from(progress.min(100))), Arg::Int(read_at), Arg::Text(task.as_str())],
+            "UPDATE tasks SET progress = COALESCE(NULLIF($1, -1), progress), provider_queue = NULLIF($2, -1), \
+             last_polled_at = $3 WHERE id = $4 AND status = 'processing'",
+            &[Arg::Int(progress), Arg::Int(queue), Arg::Int(read_at), Arg::Text(task.as_str())],
         )
         .await?;
     Ok(())

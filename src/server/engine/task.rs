@@ -16,7 +16,7 @@ use crate::server::reads::{Columns, ReadRow};
 pub const COLUMNS: &str = "t.id, t.user_id, t.prompt, t.model, t.cost, t.status, t.prediction_id, t.progress, \
      t.error, t.object_key, t.created_at, t.finished_at, t.deadline_at, t.next_check_at, t.last_polled_at, \
      t.aspect_ratio, t.num_outputs, t.seed, t.negative_prompt, t.input_key, t.source_task_id, t.scale, \
-     CAST(CASE WHEN EXISTS (SELECT 1 FROM credit_ledger l WHERE l.entry_key = 'refund:' || t.id) THEN 1 ELSE 0 END AS BIGINT) \
+     t.provider_queue, CAST(CASE WHEN EXISTS (SELECT 1 FROM credit_ledger l WHERE l.entry_key = 'refund:' || t.id) THEN 1 ELSE 0 END AS BIGINT) \
      AS refunded";
 
 /// The states of a task not yet finished, as an SQL list (for `concat!`).
@@ -97,6 +97,9 @@ pub struct TaskRow {
     pub source_task_id: Option<String>,
     /// An upscale: by how much.
     pub scale: Option<u8>,
+    /// Its place in the provider's own queue (0: next), while it waits
+    /// there.
+    pub provider_queue: Option<u32>,
 }
 
 impl ReadRow for TaskRow {
@@ -126,6 +129,7 @@ impl ReadRow for TaskRow {
             input_key: r.get("input_key")?,
             source_task_id: r.get("source_task_id")?,
             scale: r.get::<Option<i64>>("scale")?.and_then(|s| u8::try_from(s).ok()),
+            provider_queue: r.get::<Option<i64>>("provider_queue")?.and_then(|q| u32::try_from(q).ok()),
         })
     }
 }
@@ -165,7 +169,12 @@ impl TaskRow {
             },
             cost: self.cost,
             poll_after_ms: None,
-            queue_position: None,
+            // A queued task's place in our queue is the scheduler's to say;
+            // a processing one's in the provider's (1 = next) is stored.
+            queue_position: match status {
+                TaskStatus::Processing => self.provider_queue.map(|q| q.saturating_add(1)),
+                _ => None,
+            },
             seed: self.seed,
             aspect_ratio: self.aspect_ratio.clone(),
             num_outputs: self.num_outputs,

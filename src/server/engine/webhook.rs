@@ -157,7 +157,15 @@ async fn read_event(state: &AppState, receiver: &Receiver, request: Request) -> 
     if id.is_empty() || id.chars().count() > MAX_ID_CHARS {
         return (StatusCode::BAD_REQUEST, "invalid webhook-id").into_response();
     }
-    match store::first_delivery(&state.db, id, state.clock.now_ms()).await {
+    accept(state, id, prediction).await
+}
+
+/// Takes a verified event about `prediction`: applied in the background
+/// the first time its `delivery` key is seen on any instance (remembered
+/// in the database), answered as a duplicate after that. The answer for
+/// the provider.
+pub(super) async fn accept(state: &AppState, delivery: &str, prediction: Prediction) -> Response {
+    match store::first_delivery(&state.db, delivery, state.clock.now_ms()).await {
         Ok(true) => {}
         Ok(false) => {
             state.metrics.webhook_duplicate();
@@ -194,10 +202,8 @@ async fn apply_event(state: &AppState, prediction: Prediction) -> Result<()> {
     {
         // News, not an ending: record the progress and defer the provider
         // checks; a poller holding a claim keeps it.
-        if let Some(progress) = prediction.progress
-            && task.progress != Some(i64::from(progress))
-        {
-            store::set_progress(&state.db, &state.reads, &task.id, progress, now).await?;
+        if let Some(reading) = store::Reading::of(&task, &prediction) {
+            store::set_reading(&state.db, &state.reads, &task.id, reading, now).await?;
         }
         let trust = schedule::EVENT_TRUST_MS.max(spacing);
         store::postpone_for_event(&state.db, &state.reads, &task.id, next_check, trust, now).await?;
