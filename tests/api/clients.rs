@@ -1,7 +1,7 @@
 //! Official provider clients against the built-in simulators, so their
 //! shapes stay the real ones: Replicate's Python client (`tests/clients/`),
-//! with the simulator's rate limits on, and Stripe's Python and Node
-//! libraries. `make test` installs the clients (PyPI, npm) and runs these;
+//! with the simulator's rate limits on, fal's JavaScript client against
+//! fal's simulator, and Stripe's Python and Node libraries. `make test` installs the clients (PyPI, npm) and runs these;
 //! without them they are `#[ignore]`d, never skipped.
 
 use crate::helpers::spawn_app_with;
@@ -78,4 +78,17 @@ async fn stripes_node_library_accepts_the_simulators_signatures() {
         ("SECRET", secret.to_owned()),
     ];
     run_client("node", "stripe_webhook.js", &env, "stripe webhook: ok").await;
+}
+
+#[tokio::test]
+#[ignore = "needs the @fal-ai/client npm package in end2end/: make test installs it and runs this"]
+async fn fals_javascript_client_runs_against_fals_simulator() {
+    const KEY: &str = "fal_official_client_key";
+    let app = spawn_app_with(&[("DARKROOM_SIM_TOKEN", KEY), ("DARKROOM_SIM_DURATION_MS", "1500")]).await;
+    let env = [
+        ("NODE_PATH", concat!(env!("CARGO_MANIFEST_DIR"), "/end2end/node_modules").to_owned()),
+        ("FAL_KEY", KEY.to_owned()),
+        ("FAL_SIM", format!("{}/sim/fal", app.base)),
+    ];
+    run_client("node", "fal_client.js", &env, "fal client: ok").await;
 }
