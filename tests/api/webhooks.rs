@@ -253,6 +253,14 @@ async fn replayed_events_are_dropped_and_events_defer_checks_only_so_far() {
     let id = generate(&app, &c, "a patient fox #hook-lost #slow").await;
     let secret = signing_key(&app).await;
     let (prediction, _, created) = check_plan(&app, &id).await;
+    // The simulator's own `start` event (no progress: the check moves a
+    // few intervals on) is applied in the background; it settles first,
+    // or it could land after this test's events and move the check.
+    applied_until(|| {
+        let (app, id) = (&app, &id);
+        async move { check_plan(app, id).await.1 > created + 2_000 }
+    })
+    .await;
 
     // 1 % after a second: the end is far, so the check moves a minute on.
     let event = progress_event(&prediction, 1, 1_000);
