@@ -29,21 +29,25 @@ rust-deps:
 	@wasm-bindgen --version 2>/dev/null | grep -q "$(WASM_BINDGEN_VERSION)" || \
 		CARGO_RESOLVER_INCOMPATIBLE_RUST_VERSIONS=fallback cargo install wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION)
 
-# Debian packages: Chromium for Playwright, psql for the PostgreSQL leg.
+# Debian packages: Chromium for Playwright, psql for the PostgreSQL leg,
+# openssl for the certificate fal's Python client is tested behind.
 system-deps:
 	@missing=""; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v psql >/dev/null || missing="$$missing postgresql-client"; \
+	command -v openssl >/dev/null || missing="$$missing openssl"; \
 	if [ -n "$$missing" ]; then $(SUDO) apt-get update && $(SUDO) apt-get install -y $$missing; fi
 
 # moto: an S3-compatible server (from PyPI) for the storage tests;
-# replicate and stripe: the official clients, run against the simulators;
+# replicate, fal-client and stripe: the official clients, run against the
+# simulators;
 # aiosmtpd: a real SMTP server for the mail tests.
 python-deps:
 	@command -v moto_server >/dev/null || python3 -m pip install --quiet 'moto[server]'
 	@python3 -c 'import replicate' 2>/dev/null || python3 -m pip install --quiet 'replicate==1.0.7'
 	@python3 -c 'import stripe' 2>/dev/null || python3 -m pip install --quiet 'stripe==16.1.0'
 	@python3 -c 'import aiosmtpd' 2>/dev/null || python3 -m pip install --quiet 'aiosmtpd==1.4.6'
+	@python3 -c 'import fal_client' 2>/dev/null || python3 -m pip install --quiet 'fal-client==1.0.3'
 
 # npm ci only when package-lock.json changed since the last install.
 node-deps: end2end/node_modules/.package-lock.json

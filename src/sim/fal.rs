@@ -116,7 +116,7 @@ pub(super) async fn under_app(
 /// completion is posted to `fal_webhook` when the query names one.
 async fn submit(sim: &Arc<Sim>, endpoint: String, query: Option<&str>, body: &[u8]) -> Result<Response, Problem> {
     let Ok(Value::Object(input)) = serde_json::from_slice::<Value>(body) else {
-        return Ok(unprocessable("body", "The request body must be a JSON object."));
+        return Ok(unprocessable("The request body must be a JSON object."));
     };
     if crate::provider::fal::Endpoint::parse(&endpoint).is_err() {
         return Ok(not_found());
@@ -254,8 +254,8 @@ fn result(sim: &Sim, app_id: &str, id: &str) -> Response {
         Status::Starting | Status::Processing => {
             (StatusCode::BAD_REQUEST, Json(json!({"detail": "Request is still in progress"}))).into_response()
         }
-        Status::Failed => unprocessable("body", FAIL_MESSAGE),
-        Status::Canceled => unprocessable("body", CANCELED_MESSAGE),
+        Status::Failed => unprocessable(FAIL_MESSAGE),
+        Status::Canceled => unprocessable(CANCELED_MESSAGE),
         Status::Succeeded => Json(output_json(sim, id, &ticket, &state)).into_response(),
     }
 }
@@ -319,9 +319,9 @@ fn not_found() -> Response {
     (StatusCode::NOT_FOUND, Json(json!({"detail": "Request not found"}))).into_response()
 }
 
-/// A 422 in fal's (FastAPI's) shape.
-fn unprocessable(field: &str, message: &str) -> Response {
-    let detail = json!([{"loc": ["body", field], "msg": message, "type": "value_error"}]);
+/// A 422 about the request's body in fal's (FastAPI's) shape.
+fn unprocessable(message: &str) -> Response {
+    let detail = json!([{"loc": ["body"], "msg": message, "type": "value_error"}]);
     (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({ "detail": detail }))).into_response()
 }
 

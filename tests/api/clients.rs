@@ -1,7 +1,7 @@
 //! Official provider clients against the built-in simulators, so their
 //! shapes stay the real ones: Replicate's Python client (`tests/clients/`),
-//! with the simulator's rate limits on, fal's JavaScript client against
-//! fal's simulator, and Stripe's Python and Node libraries. `make test` installs the clients (PyPI, npm) and runs these;
+//! with the simulator's rate limits on, fal's JavaScript and Python
+//! clients against fal's simulator, and Stripe's Python and Node libraries. `make test` installs the clients (PyPI, npm) and runs these;
 //! without them they are `#[ignore]`d, never skipped.
 
 use crate::helpers::spawn_app_with;
@@ -91,4 +91,13 @@ async fn fals_javascript_client_runs_against_fals_simulator() {
         ("FAL_SIM", format!("{}/sim/fal", app.base)),
     ];
     run_client("node", "fal_client.js", &env, "fal client: ok").await;
+}
+
+#[tokio::test]
+#[ignore = "needs Python's fal-client package and openssl: make test installs it and runs this"]
+async fn fals_python_client_runs_against_fals_simulator_behind_tls() {
+    const KEY: &str = "fal_official_python_key";
+    let app = spawn_app_with(&[("DARKROOM_SIM_TOKEN", KEY), ("DARKROOM_SIM_DURATION_MS", "1500")]).await;
+    let env = [("FAL_KEY", KEY.to_owned()), ("FAL_SIM", format!("{}/sim/fal", app.base))];
+    run_client("python3", "fal_python.py", &env, "fal python client: ok").await;
 }
