@@ -274,6 +274,7 @@ pub async fn build_on(
         provider,
         fal,
         budget: Arc::new(budget),
+        fal_budget: Arc::new(engine::budget::Budget::in_memory(crate::rate::Limits::OFF, clock.clone())),
         queue: Arc::default(),
         pace: Arc::default(),
         webhooks,

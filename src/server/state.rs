@@ -67,9 +67,13 @@ pub struct Shared {
     /// fal.ai's client (or its simulator's), for the models that say
     /// `provider = "fal"`.
     pub fal: Option<Provider>,
-    /// What the engine may spend of the provider's rate limits (shared by
+    /// What the engine may spend of Replicate's rate limits (shared by
     /// every instance on PostgreSQL).
     pub budget: Arc<Budget>,
+    /// fal's token's budget: without limits (fal publishes none a minute;
+    /// past an account's concurrency it queues requests itself, and the
+    /// card shows that queue), so fal's calls never wait for Replicate's.
+    pub fal_budget: Arc<Budget>,
     /// Generations waiting for the budget, as this instance sees them.
     pub queue: Arc<Queue>,
     /// How many tasks are at the provider (checks are spread over them).
@@ -112,14 +116,23 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// The client of `model`'s provider: fal's for a catalogue model that
-    /// names it, Replicate's for every other.
+    /// Whether `model` is served by fal: a catalogue model that names it.
+    pub fn is_fal(&self, model: &str) -> bool {
+        self.fal.is_some() && self.config.models.iter().any(|m| m.id == model && m.api == crate::provider::Api::Fal)
+    }
+
+    /// The client of `model`'s provider: fal's for a fal model, Replicate's
+    /// for every other.
     pub fn provider_for(&self, model: &str) -> &Provider {
-        let fal = self.config.models.iter().any(|m| m.id == model && m.api == crate::provider::Api::Fal);
-        match (&self.fal, fal) {
-            (Some(client), true) => client,
+        match &self.fal {
+            Some(client) if self.is_fal(model) => client,
             _ => &self.provider,
         }
+    }
+
+    /// The budget of `model`'s provider token.
+    pub fn budget_for(&self, model: &str) -> &Budget {
+        if self.is_fal(model) { &self.fal_budget } else { &self.budget }
     }
 }
 

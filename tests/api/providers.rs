@@ -280,3 +280,48 @@ async fn a_task_waiting_in_fals_queue_shows_its_place() {
     tokio::time::sleep(std::time::Duration::from_millis(1_000)).await;
     assert!(view(&app, &c, &other).await.get("queue_position").is_none());
 }
+
+/// One budget per provider token: Replicate's (here 6 creates and 60
+/// other calls a minute, less the margin) holds Replicate's tasks back,
+/// never fal's. fal's has no limits (fal publishes none a minute and
+/// queues requests past an account's concurrency itself).
+#[tokio::test]
+async fn fal_spends_a_budget_of_its_own() {
+    let clock = crate::helpers::manual_clock();
+    let app = crate::helpers::spawn_app_on(
+        &[("DARKROOM_PROVIDER_LIMITS", "create=6/min,other=60/min"), ("DARKROOM_SIM_DURATION_MS", "3000")],
+        clock.clone(),
+    )
+    .await;
+    let c = client();
+    app.sign_up(&c).await;
+    let replicate = "black-forest-labs/flux-schnell";
+    let first = generate_on(&app, &c, replicate, "one").await;
+    let second = generate_on(&app, &c, replicate, "two").await;
+    assert_eq!(view(&app, &c, &first).await["status"], "processing");
+    assert_eq!(view(&app, &c, &second).await["status"], "queued", "Replicate's budget has no create left");
+    // A fal generation is not queued behind Replicate's.
+    let fal = generate_on(&app, &c, FAL, "a fox on fal").await;
+    assert_eq!(view(&app, &c, &fal).await["status"], "processing");
+    // Polled every 100 ms of the clock for 2 s (checks every 100 ms), the
+    // fal task is checked as often as it is due: far more than Replicate's
+    // 48 other calls a minute would allow, with none denied.
+    let gets = || app.state.metrics.provider_calls("get", "ok");
+    let before = gets();
+    for _ in 0..20 {
+        clock.advance(std::time::Duration::from_millis(100));
+        assert_eq!(view(&app, &c, &fal).await["status"], "processing");
+    }
+    assert!(gets() - before >= 15, "fal checks: {}", gets() - before);
+    // And it completes when fal is done.
+    clock.advance(std::time::Duration::from_millis(1_500));
+    let mut done = view(&app, &c, &fal).await;
+    for _ in 0..50 {
+        if done["status"] != "processing" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        done = view(&app, &c, &fal).await;
+    }
+    assert_eq!(done["status"], "completed", "{done}");
+}

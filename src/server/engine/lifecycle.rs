@@ -144,7 +144,7 @@ async fn advance_due(state: AppState, task: TaskRow, priority: Priority) -> Resu
     let state = &state;
     let now = state.clock.now_ms();
     let end_check_soon = state.rechecks.end_check_before(&task.id, now + schedule::check_interval_ms(state));
-    let next_check_at = now + schedule::spacing_ms(state).await.max(1);
+    let next_check_at = now + schedule::spacing_for(state, &task.model).await.max(1);
     let outcome = match step(&task, now, end_check_soon) {
         Step::Wait => Outcome::NotDue,
         Step::GiveUpSubmitting => {
@@ -194,7 +194,8 @@ async fn check(state: &AppState, task: &TaskRow, now: i64, next_check_at: i64, p
     // Processing tasks have a prediction id (`mark_processing`).
     let Some(prediction_id) = task.prediction_id.as_deref() else { return Ok(Outcome::NotDue) };
     use super::budget::{Call, Spend};
-    if let Spend::Denied { wait_ms } = state.budget.take(Call::Other, priority).await? {
+    let budget = state.budget_for(&task.model);
+    if let Spend::Denied { wait_ms } = budget.take(Call::Other, priority).await? {
         state.metrics.provider_call("get", "denied");
         // The budget is spent: this task tries again in its own slot, the
         // tasks denied together one budget interval apart, and polls are
@@ -205,11 +206,11 @@ async fn check(state: &AppState, task: &TaskRow, now: i64, next_check_at: i64, p
         return Ok(Outcome::Deferred);
     }
     let Some(claim) = store::claim_check(&state.db, &state.reads, &task.id, now, next_check_at).await? else {
-        state.budget.give_back(Call::Other).await?;
+        budget.give_back(Call::Other).await?;
         return Ok(Outcome::ClaimedElsewhere);
     };
     let answer = state.provider_for(&task.model).get_for(&task.model, prediction_id).await;
-    calls::counted(state, Call::Other, "get", &answer).await?;
+    calls::counted(state, budget, Call::Other, "get", &answer).await?;
     apply(state, task, &claim, answer, now).await
 }
 

@@ -97,8 +97,8 @@ pub async fn due(db: &Db, now: i64, limit: i64) -> Result<Vec<TaskId>> {
 /// (so one person's running tasks don't hold back others' first), then
 /// oldest first.
 pub const QUEUE_ORDER: &str = concat!(
-    "SELECT q.id, q.created_at FROM (\
-       SELECT t.id, t.created_at, ROW_NUMBER() OVER (PARTITION BY t.user_id ORDER BY t.created_at, t.id) \
+    "SELECT q.id, q.model, q.created_at FROM (\
+       SELECT t.id, t.model, t.created_at, ROW_NUMBER() OVER (PARTITION BY t.user_id ORDER BY t.created_at, t.id) \
          + COALESCE(r.n, 0) AS turn \
        FROM tasks t LEFT JOIN (\
          SELECT user_id, COUNT(*) AS n FROM tasks WHERE status IN ",
@@ -113,13 +113,13 @@ pub const QUEUE_ORDER: &str = concat!(
 /// queued and the in-flight tasks (each person's in-flight tasks are
 /// counted once, not once per queued task), so callers read a batch of
 /// heads at a time.
-pub async fn queue(db: &Db, limit: i64) -> Result<Vec<(TaskId, i64)>> {
+pub async fn queue(db: &Db, limit: i64) -> Result<Vec<(TaskId, String, i64)>> {
     sqlx::query(QUEUE_ORDER)
         .bind(limit)
         .fetch_all(db)
         .await?
         .iter()
-        .map(|r| Ok((TaskId::from_db(r.try_get("id")?), r.try_get("created_at")?)))
+        .map(|r| Ok((TaskId::from_db(r.try_get("id")?), r.try_get("model")?, r.try_get("created_at")?)))
         .collect()
 }
 

@@ -77,7 +77,7 @@ impl Queue {
         if self.lock().read_at == read_at {
             let read_at = state.clock.now_ms();
             let order = queries::queue(&state.db, POSITIONS).await?;
-            let positions = order.into_iter().map(|(task, _)| task).zip(1u32..).collect();
+            let positions = order.into_iter().map(|(task, _, _)| task).zip(1u32..).collect();
             *self.lock() = Snapshot { read_at: Some(read_at), positions };
         }
         Ok(self.lock().positions.get(task).copied())
@@ -127,15 +127,16 @@ async fn serve(state: &AppState, slots: &Arc<tokio::sync::Semaphore>) -> Result<
         if heads.is_empty() {
             return Ok(state.clock.now_ms() + IDLE_MS);
         }
-        for (task, queued_at) in heads {
+        for (task, model, queued_at) in heads {
             let permit = Arc::clone(slots).acquire_owned().await.map_err(AppError::internal)?;
             let now = state.clock.now_ms();
-            if let Spend::Denied { wait_ms } = state.budget.take(Call::Create, Priority::Urgent).await? {
+            let budget = state.budget_for(&model);
+            if let Spend::Denied { wait_ms } = budget.take(Call::Create, Priority::Urgent).await? {
                 return Ok(now + wait_ms);
             }
             if !store::claim_queued(&state.db, &task, now, now + SUBMIT_GRACE_MS).await? {
                 // Taken by another dispatcher, or canceled, meanwhile.
-                state.budget.give_back(Call::Create).await?;
+                budget.give_back(Call::Create).await?;
                 continue;
             }
             state.metrics.dequeued(Duration::from_millis((now - queued_at).max(0) as u64));

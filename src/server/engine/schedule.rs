@@ -80,6 +80,16 @@ pub async fn spacing_ms(state: &AppState) -> i64 {
     current_spacing_ms(state)
 }
 
+/// The spacing of `model`'s checks: [`spacing_ms`] on Replicate's budget,
+/// the check interval on fal's (which has no limits to spread).
+pub async fn spacing_for(state: &AppState, model: &str) -> i64 {
+    if state.budget_for(model).per_second(Call::Other).is_none() {
+        check_interval_ms(state)
+    } else {
+        spacing_ms(state).await
+    }
+}
+
 /// [`spacing`] by the last count.
 pub fn current_spacing_ms(state: &AppState) -> i64 {
     spacing(

@@ -117,7 +117,7 @@ pub async fn generate(
         scale: None,
     };
     record(state, user, new, input_key.as_ref()).await?;
-    start(state, task_id).await
+    start(state, task_id, &model.id).await
 }
 
 /// Makes output `index` of the owner's completed task `scale` times larger
@@ -183,7 +183,7 @@ async fn start_from_output(
         scale,
     };
     record(state, &source.user_id, new, Some(&input_key)).await?;
-    start(state, task_id).await
+    start(state, task_id, model).await
 }
 
 /// The owner's completed task `source`, which has an image `index`: what
@@ -219,15 +219,18 @@ async fn record(state: &AppState, user: &UserId, new: NewTask<'_>, input: Option
     Ok(())
 }
 
-/// Starts a recorded task: when nobody is queued ahead and the provider
-/// budget has a create to spare, it is submitted at once and the answer
-/// waits for the provider (so a refusal is told at once); otherwise it
-/// waits in the queue (see `queue`).
-async fn start(state: &AppState, task_id: TaskId) -> Result<Generated> {
+/// Starts a recorded task of `model`: when nobody is queued ahead and its
+/// provider's budget has a create to spare, it is submitted at once and
+/// the answer waits for the provider (so a refusal is told at once);
+/// otherwise it waits in the queue (see `queue`). The queue holds what
+/// Replicate's budget cannot take yet: a fal task waits in fal's own
+/// queue, not behind it.
+async fn start(state: &AppState, task_id: TaskId, model: &str) -> Result<Generated> {
     let generated = Generated { task_id: task_id.to_string() };
     let now = state.clock.now_ms();
-    let first_in_line = !queries::others_queued(&state.db, &task_id).await?;
-    if first_in_line && state.budget.take(Call::Create, Priority::Urgent).await? == Spend::Granted {
+    let budget = state.budget_for(model);
+    let first_in_line = state.is_fal(model) || !queries::others_queued(&state.db, &task_id).await?;
+    if first_in_line && budget.take(Call::Create, Priority::Urgent).await? == Spend::Granted {
         if store::claim_queued(&state.db, &task_id, now, now + SUBMIT_GRACE_MS).await? {
             // Detached: if the browser goes away mid-request, a prediction
             // created at the provider must still have its id stored.
@@ -239,7 +242,7 @@ async fn start(state: &AppState, task_id: TaskId) -> Result<Generated> {
             };
         }
         // A dispatcher took it first.
-        state.budget.give_back(Call::Create).await?;
+        budget.give_back(Call::Create).await?;
     }
     state.queue.wake();
     Ok(generated)

@@ -881,7 +881,7 @@ mod tests {
     /// Claims the queue's head as the dispatcher does: the first task of
     /// the fair order that `claim_queued` takes.
     async fn claim_head(db: &Db, now: i64, grace_until: i64) -> Result<Option<(TaskId, i64)>> {
-        for (task, queued_at) in super::super::queries::queue(db, 4).await? {
+        for (task, _, queued_at) in super::super::queries::queue(db, 4).await? {
             if claim_queued(db, &task, now, grace_until).await? {
                 return Ok(Some((task, queued_at)));
             }

@@ -195,7 +195,7 @@ async fn apply_event(state: &AppState, prediction: Prediction) -> Result<()> {
         return Ok(());
     }
     let now = state.clock.now_ms();
-    let spacing = schedule::spacing_ms(state).await;
+    let spacing = schedule::spacing_for(state, &task.model).await;
     let next_check = schedule::after_event(&prediction, now, spacing);
     if matches!(prediction.status, PredictionStatus::Starting | PredictionStatus::Processing)
         && !prediction.data_removed
