@@ -50,6 +50,9 @@ pub struct Queue {
 struct Snapshot {
     read_at: Option<i64>,
     positions: HashMap<TaskId, u32>,
+    /// Tasks that left the queue here so far ([`Queue::moved`]): an order
+    /// read while one left is not kept.
+    moves: u64,
 }
 
 impl Queue {
@@ -75,18 +78,27 @@ impl Queue {
         let _reading = self.reading.lock().await;
         // Another caller may have read it while this one waited.
         if self.lock().read_at == read_at {
-            let read_at = state.clock.now_ms();
+            let (read_at, moves) = (state.clock.now_ms(), self.lock().moves);
             let order = queries::queue(&state.db, POSITIONS).await?;
-            let positions = order.into_iter().map(|(task, _, _)| task).zip(1u32..).collect();
-            *self.lock() = Snapshot { read_at: Some(read_at), positions };
+            let positions: HashMap<TaskId, u32> = order.into_iter().map(|(task, _, _)| task).zip(1u32..).collect();
+            let position = positions.get(task).copied();
+            let mut snapshot = self.lock();
+            // A task that left meanwhile may be in it: answer this call,
+            // keep it not.
+            if snapshot.moves == moves {
+                *snapshot = Snapshot { read_at: Some(read_at), positions, moves };
+            }
+            return Ok(position);
         }
         Ok(self.lock().positions.get(task).copied())
     }
 
     /// Forgets the order read, so the next position is read anew (a task
-    /// left the queue here).
+    /// left the queue here), and any read under way with it.
     pub fn moved(&self) {
-        self.lock().read_at = None;
+        let mut snapshot = self.lock();
+        snapshot.read_at = None;
+        snapshot.moves += 1;
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Snapshot> {
