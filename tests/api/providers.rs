@@ -325,3 +325,27 @@ async fn fal_spends_a_budget_of_its_own() {
     }
     assert_eq!(done["status"], "completed", "{done}");
 }
+
+/// Replicate's checks are spread over the tasks at Replicate only: fal's
+/// tasks in flight spend fal's budget, not Replicate's.
+#[tokio::test]
+async fn replicates_check_spacing_counts_replicates_tasks_only() {
+    use darkroom::server::engine::schedule::spacing_ms;
+    // 60 other calls a minute: 48 with the margin, 36 of them (0.6 a
+    // second) for regular checks, so one task is checked every 1,667 ms.
+    let clock = crate::helpers::manual_clock();
+    let app = crate::helpers::spawn_app_on(
+        &[("DARKROOM_PROVIDER_LIMITS", "other=60/min"), ("DARKROOM_SIM_DURATION_MS", "600000")],
+        clock.clone(),
+    )
+    .await;
+    let c = client();
+    app.sign_up(&c).await;
+    for n in 0..5 {
+        generate_on(&app, &c, FAL, &format!("a long fox {n}")).await;
+    }
+    generate_on(&app, &c, "black-forest-labs/flux-schnell", "a long hare").await;
+    // The tasks in flight are counted at most once a second.
+    clock.advance(std::time::Duration::from_secs(2));
+    assert_eq!(spacing_ms(&app.state).await, 1_667, "one task at Replicate, not six");
+}

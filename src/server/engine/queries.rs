@@ -139,11 +139,15 @@ pub async fn others_queued(db: &Db, task: &TaskId) -> Result<bool> {
     Ok(row.is_some())
 }
 
-/// How many tasks are at the provider (what the checks are spread over).
-pub async fn in_flight_count(db: &Db) -> Result<i64> {
-    let row = sqlx::query(concat!("SELECT CAST(COUNT(*) AS BIGINT) AS n FROM tasks WHERE status IN ", in_flight!()))
-        .fetch_one(db)
-        .await?;
+/// How many tasks are at the provider (what the checks are spread over),
+/// but those of the models in `except` (the catalogue's, never a client's).
+pub async fn in_flight_count(db: &Db, except: &[&str]) -> Result<i64> {
+    let mut sql = concat!("SELECT CAST(COUNT(*) AS BIGINT) AS n FROM tasks WHERE status IN ", in_flight!()).to_owned();
+    if !except.is_empty() {
+        let places: Vec<String> = (1..=except.len()).map(|n| format!("${n}")).collect();
+        sql.push_str(&format!(" AND model NOT IN ({})", places.join(", ")));
+    }
+    let row = except.iter().fold(sqlx::query(&sql), |q, model| q.bind(*model)).fetch_one(db).await?;
     Ok(row.try_get("n")?)
 }
 

@@ -30,7 +30,7 @@ use super::queries;
 use super::task::{State, TaskRow};
 use crate::error::Result;
 use crate::model::TaskView;
-use crate::provider::{Prediction, steps_from_logs};
+use crate::provider::{Api, Prediction, steps_from_logs};
 use crate::server::state::AppState;
 
 /// The check interval in milliseconds.
@@ -42,8 +42,8 @@ pub fn check_interval_ms(state: &AppState) -> i64 {
 /// is for re-checks at an expected end, cancels and listings.
 const CHECK_SHARE: f64 = 0.75;
 
-/// How many tasks are at the provider, counted at most once a second: what
-/// the regular checks are spread over.
+/// How many tasks are at Replicate, counted at most once a second: what
+/// the regular checks on its budget are spread over.
 /// Also the last retry slot handed to a check the budget denied
 /// ([`retry_slot`]).
 #[derive(Default)]
@@ -72,7 +72,12 @@ pub async fn spacing_ms(state: &AppState) -> i64 {
     if now - counted_at >= 1_000
         && pace.counted_at.compare_exchange(counted_at, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()
     {
-        match queries::in_flight_count(&state.db).await {
+        // Replicate's tasks: fal's spend a budget of their own.
+        let fal: Vec<&str> = match state.fal {
+            Some(_) => state.config.models.iter().filter(|m| m.api == Api::Fal).map(|m| m.id.as_str()).collect(),
+            None => Vec::new(),
+        };
+        match queries::in_flight_count(&state.db, &fal).await {
             Ok(n) => pace.in_flight.store(n, Ordering::Relaxed),
             Err(e) => tracing::warn!("cannot count the tasks at the provider: {e}"),
         }
