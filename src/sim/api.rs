@@ -36,21 +36,23 @@ const UNKNOWN_MODEL: &str = "sim/by-version";
 
 /// Accepts `Authorization: Bearer <token>` (or Replicate's older `Token`).
 pub(super) async fn require_token(State(sim): State<Arc<Sim>>, request: Request, next: Next) -> Response {
-    let presented = request
-        .headers()
+    if presents_token(&sim, request.headers(), &["bearer", "token"]) {
+        return next.run(request).await;
+    }
+    problem(StatusCode::UNAUTHORIZED, json!({"detail": "Invalid token.", "status": 401, "title": "Unauthenticated"}))
+        .into_response()
+}
+
+/// Whether `headers` carry `Authorization: <scheme> <the simulator's
+/// token>` with one of `schemes` (any case).
+pub(super) fn presents_token(sim: &Sim, headers: &HeaderMap, schemes: &[&str]) -> bool {
+    headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.trim().split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer") || scheme.eq_ignore_ascii_case("token"))
-        .map(|(_, token)| token.trim());
-    match presented {
-        Some(token) if !token.is_empty() && same_secret(token, &sim.cfg.api_token) => next.run(request).await,
-        _ => problem(
-            StatusCode::UNAUTHORIZED,
-            json!({"detail": "Invalid token.", "status": 401, "title": "Unauthenticated"}),
-        )
-        .into_response(),
-    }
+        .filter(|(scheme, _)| schemes.iter().any(|s| scheme.eq_ignore_ascii_case(s)))
+        .map(|(_, token)| token.trim())
+        .is_some_and(|token| !token.is_empty() && same_secret(token, &sim.cfg.api_token))
 }
 
 /// `POST /v1/models/{owner}/{name}/predictions`
@@ -344,7 +346,7 @@ impl IntoResponse for Problem {
 }
 
 /// Compares tokens without leaking where they differ through timing.
-pub(super) fn same_secret(presented: &str, expected: &str) -> bool {
+fn same_secret(presented: &str, expected: &str) -> bool {
     let (a, b) = (presented.as_bytes(), expected.as_bytes());
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

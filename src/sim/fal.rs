@@ -50,16 +50,10 @@ const QUEUE_PLACE_MS: u64 = 1_000;
 
 /// Accepts `Authorization: Key <token>`.
 pub(super) async fn require_key(State(sim): State<Arc<Sim>>, request: Request, next: Next) -> Response {
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.trim().split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("key"))
-        .map(|(_, key)| key.trim());
-    match presented {
-        Some(key) if !key.is_empty() && api::same_secret(key, &sim.cfg.api_token) => next.run(request).await,
-        _ => (StatusCode::UNAUTHORIZED, Json(json!({"detail": "Invalid key."}))).into_response(),
+    if api::presents_token(&sim, request.headers(), &["key"]) {
+        next.run(request).await
+    } else {
+        (StatusCode::UNAUTHORIZED, Json(json!({"detail": "Invalid key."}))).into_response()
     }
 }
 
