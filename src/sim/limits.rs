@@ -8,7 +8,9 @@
 //!
 //! `GET /sim/_stats` answers what the simulator served since it started:
 //! `creates`, `gets`, `lists`, `cancels`, `files` (output files served),
-//! `uploads` (files created through `POST /v1/files`) and `throttled`.
+//! `uploads` (files created through `POST /v1/files`), `throttled`, and
+//! its webhook events: `webhooks.delivered`, `.retried` (an attempt refused
+//! or unanswered) and `.given_up`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -96,6 +98,30 @@ pub(super) struct Stats {
     files: AtomicU64,
     uploads: AtomicU64,
     throttled: AtomicU64,
+    webhooks: WebhookStats,
+}
+
+/// What the simulator's webhook deliveries met: events delivered (a 2xx),
+/// attempts refused or not answered (each retried), and events given up.
+#[derive(Default)]
+pub(super) struct WebhookStats {
+    delivered: AtomicU64,
+    retried: AtomicU64,
+    given_up: AtomicU64,
+}
+
+impl WebhookStats {
+    pub(super) fn delivered(&self) {
+        self.delivered.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn retried(&self) {
+        self.retried.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn given_up(&self) {
+        self.given_up.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 impl Stats {
@@ -108,6 +134,10 @@ impl Stats {
             Call::Other => return,
         };
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn webhooks(&self) -> &WebhookStats {
+        &self.webhooks
     }
 
     /// An output file was served.
@@ -157,6 +187,11 @@ pub(super) async fn stats(State(sim): State<Arc<Sim>>) -> Response {
         "files": read(&s.files),
         "uploads": read(&s.uploads),
         "throttled": read(&s.throttled),
+        "webhooks": {
+            "delivered": read(&s.webhooks.delivered),
+            "retried": read(&s.webhooks.retried),
+            "given_up": read(&s.webhooks.given_up),
+        },
         "limits": sim.limiter.limits.to_string(),
     }))
     .into_response()

@@ -306,11 +306,18 @@ impl Delivery {
             };
             let sent = request.body(bytes.clone()).send().await;
             match sent {
-                Ok(response) if response.status().is_success() => return,
+                Ok(response) if response.status().is_success() => {
+                    self.sim.stats.webhooks().delivered();
+                    return;
+                }
                 Ok(response) => tracing::debug!(host, attempt, status = %response.status(), "webhook refused"),
                 Err(e) => tracing::debug!(host, attempt, error = %e, "webhook not delivered"),
             }
+            if attempt < RETRY_DELAYS.len() {
+                self.sim.stats.webhooks().retried();
+            }
         }
+        self.sim.stats.webhooks().given_up();
         tracing::warn!(id = %self.id, host, "simulator webhook given up after {} attempts", RETRY_DELAYS.len() + 1);
     }
 }
