@@ -161,17 +161,22 @@ fn intro(ticket: &Ticket) -> String {
 /// What the model prints: its `intro` once it started, then a tqdm bar
 /// redrawn with `\r` after every step, and a newline once it finishes.
 pub(super) fn logs(intro: &str, state: &State) -> String {
-    if state.started_ms.is_none() {
-        return String::new();
-    }
+    let Some(steps_done) = steps_done(state) else { return String::new() };
     let step_ms = (state.run_ms / STEPS).max(1);
-    let steps_done = (state.ran_ms / step_ms).min(STEPS);
     let lines: Vec<String> = (0..=steps_done).map(|n| tqdm_line(n, step_ms)).collect();
     let mut logs = format!("{intro}{}", lines.join("\r"));
     if steps_done == STEPS {
         logs.push('\n');
     }
     logs
+}
+
+/// The model's steps done once it started: the logs (for a given ticket)
+/// change when, and only when, this does.
+pub(super) fn steps_done(state: &State) -> Option<u64> {
+    state.started_ms?;
+    let step_ms = (state.run_ms / STEPS).max(1);
+    Some((state.ran_ms / step_ms).min(STEPS))
 }
 
 /// ` 45%|████▌     | 14/30 [00:03<00:04,  4.10it/s]`

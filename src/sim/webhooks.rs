@@ -28,7 +28,7 @@ use super::{
     Sim,
     directive::Directives,
     id::{Tag, Ticket},
-    timeline::{Status, prediction_json, state_at},
+    timeline::{Status, prediction_json, state_at, steps_done},
 };
 use crate::standard_webhooks::{self, ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 
@@ -190,8 +190,10 @@ impl Delivery {
         }
 
         // While running: a `logs` event when progress changed, at most every
-        // 500 ms; wake at completion to send `completed` right away.
-        let mut last_logs = start.get("logs").cloned();
+        // 500 ms; wake at completion to send `completed` right away. The
+        // logs change with the steps done, which are compared (the body is
+        // made only for an event: thousands of predictions wake here).
+        let mut last_steps = steps_done(&state_at(&self.ticket, self.canceled_at(), now));
         let mut last_sent: Option<u64> = None;
         let status = loop {
             let now = self.sim.now_ms();
@@ -202,17 +204,18 @@ impl Delivery {
             let until_done = Duration::from_millis(self.finishes_ms().saturating_sub(now).max(1));
             self.sim.cfg.clock.sleep(LOGS_EVERY.min(until_done)).await;
             let now = self.sim.now_ms();
-            if !events.has(Events::LOGS) || state_at(&self.ticket, self.canceled_at(), now).status.is_terminal() {
+            let state = state_at(&self.ticket, self.canceled_at(), now);
+            if !events.has(Events::LOGS) || state.status.is_terminal() {
                 continue;
             }
             if last_sent.is_some_and(|at| now.saturating_sub(at) < LOGS_EVERY.as_millis() as u64) {
                 continue;
             }
-            let body = self.body_at(now);
-            if body.get("logs") != last_logs.as_ref() {
-                last_logs = body.get("logs").cloned();
+            let steps = steps_done(&state);
+            if steps != last_steps {
+                last_steps = steps;
                 last_sent = Some(now);
-                self.deliver(&new_msg_id(), &body).await;
+                self.deliver(&new_msg_id(), &self.body_at(now)).await;
             }
         };
 
