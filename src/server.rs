@@ -45,7 +45,6 @@ use tower_http::trace::TraceLayer;
 
 use self::auth::{Accounts, AttemptLimiter};
 use self::config::{Config, ProviderChoice};
-use self::reads::Reads;
 use self::sessions::Sessions;
 use self::state::AppState;
 use crate::app::{App, shell};
@@ -101,8 +100,7 @@ pub async fn build_on(
         .map_err(|e| anyhow::anyhow!("DARKROOM_DATA_DIR: cannot create {}: {e}", config.data_dir.display()))?;
 
     let db = db::connect(&config.database_url).await?;
-    let reads = Reads::open(&config.database_url, &db)?;
-    let sessions = Sessions::new(db.clone(), reads.clone());
+    let sessions = Sessions::new(db.clone());
     sessions.spawn_cleanup(Duration::from_secs(3600));
     let objects = storage::open(&config.storage)?;
 
@@ -252,7 +250,7 @@ pub async fn build_on(
         .with_expiry(Expiry::OnInactivity(axum_login::tower_sessions::cookie::time::Duration::seconds(
             config.session_idle.as_secs() as i64,
         )));
-    let auth_layer = AuthManagerLayerBuilder::new(Accounts::new(reads.clone()), session_layer).build();
+    let auth_layer = AuthManagerLayerBuilder::new(Accounts::new(db.clone()), session_layer).build();
 
     let budget = if config.is_sqlite() {
         engine::budget::Budget::in_memory(config.budget_limits(), clock.clone())
@@ -266,7 +264,6 @@ pub async fn build_on(
     let state = AppState::new(state::Shared {
         config: Arc::new(config),
         db,
-        reads,
         finished: Arc::default(),
         uploads,
         rechecks: Arc::default(),

@@ -7,7 +7,7 @@ use std::num::NonZeroU32;
 use super::credits;
 use super::db::{self, Db};
 use super::ids::UserId;
-use super::reads::{Arg, Columns, ReadRow, Reads};
+use super::reads::{Arg, Columns, ReadRow};
 use crate::error::{AppError, ErrorKind, Result};
 use axum_login::{AuthUser, AuthnBackend};
 use governor::clock::{Clock, DefaultClock};
@@ -159,7 +159,7 @@ impl Account {
 /// other sessions, ends them on every instance at once.
 #[derive(Clone)]
 pub struct Accounts {
-    reads: Reads,
+    db: Db,
     known: std::sync::Arc<quick_cache::sync::Cache<String, Account>>,
 }
 
@@ -178,8 +178,8 @@ pub enum AuthError {
 pub type AuthSession = axum_login::AuthSession<Accounts>;
 
 impl Accounts {
-    pub fn new(reads: Reads) -> Self {
-        Self { reads, known: std::sync::Arc::new(quick_cache::sync::Cache::new(KNOWN_ACCOUNTS)) }
+    pub fn new(db: Db) -> Self {
+        Self { db, known: std::sync::Arc::new(quick_cache::sync::Cache::new(KNOWN_ACCOUNTS)) }
     }
 }
 
@@ -190,7 +190,7 @@ impl Accounts {
     pub async fn verify(&self, creds: Credentials) -> Result<Option<(Account, i64)>, AuthError> {
         let Ok(email) = Email::parse(&creds.email) else { return Ok(None) };
         let login: Option<Login> = self
-            .reads
+            .db
             .optional(
                 "SELECT id, email, password_hash, session_epoch FROM users WHERE email = $1",
                 &[Arg::Text(email.as_str())],
@@ -218,7 +218,7 @@ impl AuthnBackend for Accounts {
             return Ok(Some(account));
         }
         let account: Option<Account> =
-            self.reads.optional("SELECT id, email FROM users WHERE id = $1", &[Arg::Text(id)]).await?;
+            self.db.optional("SELECT id, email FROM users WHERE id = $1", &[Arg::Text(id)]).await?;
         if let Some(account) = &account {
             self.known.insert(id.clone(), account.clone());
         }

@@ -1,16 +1,115 @@
-//! The database: one `sqlx::AnyPool` over SQLite (default) or PostgreSQL,
-//! migrated at start-up. Queries are written once, in the SQL both accept
-//! (`$1` placeholders, `RETURNING`, integers for times and flags).
+//! The database, and the one way into it: [`Db`] holds the `sqlx::AnyPool`
+//! over SQLite (default) or PostgreSQL, migrated at start-up, and the point
+//! reads of the request path ([`super::reads`]). Queries are written once,
+//! in the SQL both accept (`$1` placeholders, `RETURNING`, integers for
+//! times and flags). A `&Db` is a sqlx executor like the pool itself, so
+//! lists, batches and transactions (`Db::begin`) go through the pool;
+//! [`Db::optional`] and [`Db::repeatable`] take the point-read path.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::AnyPool;
-use sqlx::any::AnyPoolOptions;
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use sqlx::any::{AnyPoolOptions, AnyQueryResult, AnyRow, AnyStatement, AnyTypeInfo};
 use sqlx::error::ErrorKind as DbErrorKind;
+use sqlx::{Any, AnyPool, Either, Execute, Executor};
 
-/// The pool every query goes through.
-pub type Db = AnyPool;
+use super::reads::{Arg, PgReads, ReadRow, Reads};
+use crate::error::Result;
+
+/// The database: its pool and its point reads. Cloning is cheap (both are
+/// shared).
+#[derive(Clone)]
+pub struct Db {
+    pool: AnyPool,
+    reads: Reads,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db").field("pool", &self.pool).finish_non_exhaustive()
+    }
+}
+
+impl Db {
+    /// The pool, for what takes one by type (migrations, a connection of
+    /// one's own).
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// A transaction on a connection of the pool.
+    pub async fn begin(&self) -> sqlx::Result<sqlx::Transaction<'static, Any>> {
+        self.pool.begin().await
+    }
+
+    /// A connection of the pool, for a few statements in a row.
+    pub async fn acquire(&self) -> sqlx::Result<sqlx::pool::PoolConnection<Any>> {
+        self.pool.acquire().await
+    }
+
+    /// The row `sql` selects with `args`, if any, read the way the request
+    /// path reads (see `reads`): the session, its account, a task.
+    pub async fn optional<T: ReadRow>(&self, sql: &str, args: &[Arg<'_>]) -> Result<Option<T>> {
+        self.reads.optional(&self.pool, sql, args).await
+    }
+
+    /// Runs one write that may safely run twice and may be lost (a claim,
+    /// which is a compare-and-set; recorded progress; a postponed check) on
+    /// the point-read path; the rows it changed. See `Reads::repeatable`.
+    pub async fn repeatable(&self, sql: &str, args: &[Arg<'_>]) -> Result<u64> {
+        self.reads.repeatable(&self.pool, sql, args).await
+    }
+
+    /// PostgreSQL's point-read connections, which batched reads share.
+    pub fn pg_reads(&self) -> Option<Arc<PgReads>> {
+        match &self.reads {
+            Reads::Postgres(pg) => Some(Arc::clone(pg)),
+            _ => None,
+        }
+    }
+}
+
+/// `&Db` runs queries on the pool, as `&AnyPool` does.
+impl<'p> Executor<'p> for &'_ Db {
+    type Database = Any;
+
+    fn fetch_many<'e, 'q: 'e, E>(self, query: E) -> BoxStream<'e, sqlx::Result<Either<AnyQueryResult, AnyRow>>>
+    where
+        'p: 'e,
+        E: 'q + Execute<'q, Any>,
+    {
+        self.pool.fetch_many(query)
+    }
+
+    fn fetch_optional<'e, 'q: 'e, E>(self, query: E) -> BoxFuture<'e, sqlx::Result<Option<AnyRow>>>
+    where
+        'p: 'e,
+        E: 'q + Execute<'q, Any>,
+    {
+        self.pool.fetch_optional(query)
+    }
+
+    fn prepare_with<'e, 'q: 'e>(
+        self,
+        sql: &'q str,
+        parameters: &'e [AnyTypeInfo],
+    ) -> BoxFuture<'e, sqlx::Result<AnyStatement<'q>>>
+    where
+        'p: 'e,
+    {
+        self.pool.prepare_with(sql, parameters)
+    }
+
+    fn describe<'e, 'q: 'e>(self, sql: &'q str) -> BoxFuture<'e, sqlx::Result<sqlx::Describe<Any>>>
+    where
+        'p: 'e,
+    {
+        self.pool.describe(sql)
+    }
+}
 
 /// Which SQL dialect the pool speaks (only migrations differ).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,8 +124,9 @@ impl Backend {
     }
 }
 
-/// Opens the pool (creating a SQLite file and its folder if needed) and
-/// applies the migrations; any failure stops start-up.
+/// Opens the database (creating a SQLite file and its folder if needed),
+/// applies the migrations and opens the point reads; any failure stops
+/// start-up.
 pub async fn connect(url: &str) -> anyhow::Result<Db> {
     sqlx::any::install_default_drivers();
     let backend = Backend::of(url);
@@ -58,7 +158,8 @@ pub async fn connect(url: &str) -> anyhow::Result<Db> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot open the database ({}): {e}", redact(&url)))?;
     migrate(&pool, backend).await?;
-    Ok(pool)
+    let reads = Reads::open(&url)?;
+    Ok(Db { pool, reads })
 }
 
 /// Puts the SQLite file in write-ahead-log mode (a property of the file):
@@ -74,7 +175,7 @@ async fn enable_wal(url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn migrate(pool: &Db, backend: Backend) -> anyhow::Result<()> {
+async fn migrate(pool: &AnyPool, backend: Backend) -> anyhow::Result<()> {
     let result = match backend {
         Backend::Sqlite => sqlx::migrate!("migrations/sqlite").run(pool).await,
         Backend::Postgres => sqlx::migrate!("migrations/postgres").run(pool).await,

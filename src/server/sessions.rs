@@ -1,6 +1,7 @@
 //! The server-side session store for tower-sessions, in the app's own
 //! database (table `sessions`, created by the migrations). Writes go through
-//! the pool; the load every request makes goes through [`Reads`].
+//! the pool; the load every request makes is a point read (`Db::optional`),
+//! batched on PostgreSQL.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,7 +9,7 @@ use std::time::Duration;
 
 use super::clock::Clock;
 use super::db::{self, Db};
-use super::reads::{Arg, Columns, PgBatch, ReadRow, Reads};
+use super::reads::{Arg, Columns, PgBatch, ReadRow};
 use crate::error::Result;
 use axum::extract::Request;
 use axum::middleware::Next;
@@ -22,7 +23,6 @@ use axum_login::tower_sessions::session_store::{self, ExpiredDeletion, SessionSt
 #[derive(Clone)]
 pub struct Sessions {
     db: Db,
-    reads: Reads,
     /// On PostgreSQL, the loads of concurrent requests, made together.
     batched: Option<Arc<PgBatch<Stored>>>,
 }
@@ -63,12 +63,9 @@ const LOAD_MANY: &str = "SELECT s.id AS key, s.data, s.expires_at, u.task_deleti
                          AND s.expires_at > $2 AND (s.user_id IS NULL OR s.epoch = u.session_epoch)";
 
 impl Sessions {
-    pub fn new(db: Db, reads: Reads) -> Self {
-        let batched = match &reads {
-            Reads::Postgres(pg) => Some(Arc::new(PgBatch::new(pg.clone(), LOAD_MANY))),
-            _ => None,
-        };
-        Self { db, reads, batched }
+    pub fn new(db: Db) -> Self {
+        let batched = db.pg_reads().map(|pg| Arc::new(PgBatch::new(pg, LOAD_MANY)));
+        Self { db, batched }
     }
 
     /// Deletes expired sessions every `period`, forever.
@@ -248,7 +245,7 @@ impl SessionStore for Sessions {
         let id_text = id.to_string();
         let stored: Option<Stored> = match &self.batched {
             Some(batched) => batched.get(&id_text).await,
-            None => self.reads.optional(LOAD, &[Arg::Text(&id_text), Arg::Int(Clock::system().now_ms())]).await,
+            None => self.db.optional(LOAD, &[Arg::Text(&id_text), Arg::Int(Clock::system().now_ms())]).await,
         }
         .map_err(|e| store_error(e.message))?;
         let Some(stored) = stored else { return Ok(None) };

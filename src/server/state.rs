@@ -16,7 +16,6 @@ use super::engine::finalize::Uploads;
 use super::engine::queue::Queue;
 use super::engine::schedule::{Pace, Rechecks};
 use super::metrics::Metrics;
-use super::reads::Reads;
 use crate::error::{AppError, Result};
 use crate::provider::Provider;
 
@@ -53,8 +52,6 @@ pub const PURCHASES_PER_MINUTE: u32 = 10;
 pub struct Shared {
     pub config: Arc<Config>,
     pub db: Db,
-    /// Point reads on the request path (see `reads`).
-    pub reads: Reads,
     /// Views of finished tasks, which never change.
     pub finished: Arc<Finished>,
     pub objects: Arc<dyn ObjectStore>,

@@ -172,7 +172,7 @@ async fn health_answers_when_the_database_does() {
     let app = spawn_app().await;
     let response = reqwest::get(format!("{}/healthz", app.base)).await.unwrap();
     assert_eq!(response.status(), 200);
-    app.state.db.close().await;
+    app.state.db.pool().close().await;
     let response = reqwest::get(format!("{}/healthz", app.base)).await.unwrap();
     assert_eq!(response.status(), 503);
 }

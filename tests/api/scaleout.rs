@@ -128,8 +128,7 @@ async fn two_instances_share_one_database_and_one_bucket_exactly() {
     let submitted: usize = futures::future::join_all(work).await.into_iter().sum();
     assert!(submitted >= 60, "only {submitted} tasks");
 
-    sqlx::any::install_default_drivers();
-    let db = sqlx::AnyPool::connect(&database_url).await.unwrap();
+    let db = darkroom::server::db::connect(&database_url).await.unwrap();
     for row in sqlx::query("SELECT id, balance FROM users").fetch_all(&db).await.unwrap() {
         let id: String = row.get("id");
         let (grants, charges, refunds) = darkroom::server::credits::totals(&db, &id).await.unwrap();

@@ -415,7 +415,7 @@ async fn a_late_save_does_not_bring_a_signed_out_session_back() {
         call_with(&app, &plain, "sign_up", &[("email", &email), ("password", "correct horse")], &[]).await;
     let id_text = session_cookie(&headers);
     let id: Id = id_text.parse().unwrap();
-    let store = darkroom::server::sessions::Sessions::new(app.state.db.clone(), app.state.reads.clone());
+    let store = darkroom::server::sessions::Sessions::new(app.state.db.clone());
     // A request loaded the session (a poll, about to refresh it)…
     let record = store.load(&id).await.unwrap().expect("the session");
     // …meanwhile the person signed out in another tab…

@@ -202,10 +202,10 @@ async fn check(state: &AppState, task: &TaskRow, now: i64, next_check_at: i64, p
         // told so. Retried at once, every poll would try the budget again
         // and write the task again.
         let retry_at = schedule::retry_slot(state, now, wait_ms, next_check_at);
-        store::postpone(&state.db, &state.reads, &task.id, retry_at).await?;
+        store::postpone(&state.db, &task.id, retry_at).await?;
         return Ok(Outcome::Deferred);
     }
-    let Some(claim) = store::claim_check(&state.db, &state.reads, &task.id, now, next_check_at).await? else {
+    let Some(claim) = store::claim_check(&state.db, &task.id, now, next_check_at).await? else {
         budget.give_back(Call::Other).await?;
         return Ok(Outcome::ClaimedElsewhere);
     };
@@ -228,7 +228,7 @@ pub async fn apply(
     Ok(match verdict {
         Verdict::Running { reading } => {
             if let Some(reading) = reading {
-                store::set_reading(&state.db, &state.reads, &task.id, reading, now).await?;
+                store::set_reading(&state.db, &task.id, reading, now).await?;
             }
             if let Ok(prediction) = &answer {
                 schedule::recheck(state, &task.id, prediction, now);
@@ -256,7 +256,7 @@ pub async fn apply(
             }
             if let Some(wait) = retry_after {
                 let until = state.clock.now_ms() + wait.as_millis().min(600_000) as i64;
-                store::postpone(&state.db, &state.reads, &task.id, until).await?;
+                store::postpone(&state.db, &task.id, until).await?;
             }
             Outcome::TryLater
         }
@@ -264,7 +264,7 @@ pub async fn apply(
 }
 
 async fn reload(state: &AppState, task: TaskRow) -> Result<TaskRow> {
-    Ok(queries::load(&state.reads, &task.id).await?.unwrap_or(task))
+    Ok(queries::load(&state.db, &task.id).await?.unwrap_or(task))
 }
 
 /// Fails an unfinished task and refunds it, in one transaction; true when
@@ -307,7 +307,7 @@ pub async fn cancel(state: AppState, task: TaskRow) -> Result<TaskView> {
     let state = &state;
     let task_id = task.id.clone();
     if task.state.is_finished() || !store::request_cancel(&state.db, &task_id, state.clock.now_ms()).await? {
-        let task = queries::load(&state.reads, &task_id).await?.unwrap_or(task);
+        let task = queries::load(&state.db, &task_id).await?.unwrap_or(task);
         return Ok(task.view());
     }
     let succeeded = match &task.prediction_id {
@@ -316,7 +316,7 @@ pub async fn cancel(state: AppState, task: TaskRow) -> Result<TaskView> {
     };
     if succeeded {
         // Too late to cancel: the next check stores the image.
-        let task = queries::load(&state.reads, &task_id).await?.unwrap_or(task);
+        let task = queries::load(&state.db, &task_id).await?.unwrap_or(task);
         return schedule::advised(state, &advance(state, task, Priority::Urgent).await?).await;
     }
     if let Some(canceled) = store::cancel_and_refund(&state.db, &task_id, state.clock.now_ms()).await? {
@@ -330,7 +330,7 @@ pub async fn cancel(state: AppState, task: TaskRow) -> Result<TaskView> {
         }
         discard_images(state, &task_id).await;
     }
-    let task = queries::load(&state.reads, &task_id).await?.ok_or_else(crate::error::AppError::not_found)?;
+    let task = queries::load(&state.db, &task_id).await?.ok_or_else(crate::error::AppError::not_found)?;
     state.finished.remember(&task, None);
     Ok(task.view())
 }

@@ -35,7 +35,7 @@ impl ShareToken {
 /// is already shared).
 pub async fn share(state: &AppState, user: &UserId, task_id: &TaskId) -> Result<ShareLink> {
     let Some(token) = store::share(&state.db, user, task_id, &ShareToken::fresh()).await? else {
-        return Err(match queries::load_owned(&state.reads, user, task_id).await? {
+        return Err(match queries::load_owned(&state.db, user, task_id).await? {
             None => AppError::not_found(),
             Some(_) => AppError::conflict("only a completed image can be shared"),
         });
@@ -80,7 +80,7 @@ async fn record_image_size(state: &AppState, task: &TaskId) {
 /// stored objects are removed after the row; a crash in between leaves a
 /// purge the reconciler finishes.
 pub async fn delete(state: &AppState, user: &UserId, task: &TaskId) -> Result<()> {
-    let found = queries::load_owned(&state.reads, user, task).await?.ok_or_else(AppError::not_found)?;
+    let found = queries::load_owned(&state.db, user, task).await?.ok_or_else(AppError::not_found)?;
     if !found.state.is_finished() {
         let view = detached(lifecycle::cancel(state.clone(), found)).await?;
         if !view.status.is_finished() {

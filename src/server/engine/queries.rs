@@ -1,4 +1,4 @@
-//! Every read of `tasks`: one task (the hot path, through `Reads`), a
+//! Every read of `tasks`: one task (the hot path, a point read: `Db::optional`), a
 //! person's history and batches, the reconciler's picks, a webhook's task,
 //! an image or a share link to serve, and the operator's listings. The
 //! writes are in `store`.
@@ -9,20 +9,20 @@ use super::task::{COLUMNS, TaskRow, in_flight, unfinished};
 use crate::error::Result;
 use crate::server::db::Db;
 use crate::server::ids::{TaskId, UserId};
-use crate::server::reads::{Arg, Reads};
+use crate::server::reads::Arg;
 
 /// One of `user`'s tasks.
-pub async fn load_owned(reads: &Reads, user: &UserId, task: &TaskId) -> Result<Option<TaskRow>> {
+pub async fn load_owned(db: &Db, user: &UserId, task: &TaskId) -> Result<Option<TaskRow>> {
     static SQL: std::sync::LazyLock<String> =
         std::sync::LazyLock::new(|| format!("SELECT {COLUMNS} FROM tasks t WHERE t.id = $1 AND t.user_id = $2"));
-    reads.optional(&SQL, &[Arg::Text(task.as_str()), Arg::Text(user.as_str())]).await
+    db.optional(&SQL, &[Arg::Text(task.as_str()), Arg::Text(user.as_str())]).await
 }
 
 /// A task by id, whoever owns it (the reconciler, re-checks, events).
-pub async fn load(reads: &Reads, task: &TaskId) -> Result<Option<TaskRow>> {
+pub async fn load(db: &Db, task: &TaskId) -> Result<Option<TaskRow>> {
     static SQL: std::sync::LazyLock<String> =
         std::sync::LazyLock::new(|| format!("SELECT {COLUMNS} FROM tasks t WHERE t.id = $1"));
-    reads.optional(&SQL, &[Arg::Text(task.as_str())]).await
+    db.optional(&SQL, &[Arg::Text(task.as_str())]).await
 }
 
 /// The person's latest unfinished task (the generator resumes it).

@@ -179,7 +179,7 @@ pub enum Submitted {
 /// model and inputs from its row, its image (if any) sent to the
 /// provider's Files API first.
 pub async fn submit(state: &AppState, task_id: &TaskId) -> Result<Submitted> {
-    let task = queries::load(&state.reads, task_id).await?.ok_or_else(AppError::not_found)?;
+    let task = queries::load(&state.db, task_id).await?.ok_or_else(AppError::not_found)?;
     let upscaler = state.config.upscaler.as_ref().filter(|u| task.scale.is_some() && u.id == task.model);
     let model = state.config.models.iter().find(|m| task.scale.is_none() && m.id == task.model);
     if upscaler.is_none() && model.is_none() {

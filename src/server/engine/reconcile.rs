@@ -79,7 +79,7 @@ pub async fn pass(state: &AppState) -> Result<usize> {
     futures::stream::iter(ids)
         .for_each_concurrent(8, |id| async move {
             let result = async {
-                if let Some(task) = queries::load(&state.reads, &id).await? {
+                if let Some(task) = queries::load(&state.db, &id).await? {
                     lifecycle::advance(state, task, Priority::Background).await?;
                 }
                 Ok::<_, AppError>(())

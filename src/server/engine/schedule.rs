@@ -275,7 +275,7 @@ fn check_at(state: &AppState, task_id: &TaskId, pending: Pending) {
             // check; a first check is worth less.
             let priority = if pending_at_end { Priority::Urgent } else { Priority::Watched };
             let advanced = async {
-                match queries::load(&state.reads, &task_id).await? {
+                match queries::load(&state.db, &task_id).await? {
                     Some(task) => super::lifecycle::advance(&state, task, priority).await.map(drop),
                     None => Ok(()),
                 }

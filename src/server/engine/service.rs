@@ -189,7 +189,7 @@ async fn start_from_output(
 /// The owner's completed task `source`, which has an image `index`: what
 /// an upscale or a variation starts from (`made`: "upscaled", "varied").
 async fn completed_source(state: &AppState, user: &UserId, source: &TaskId, index: u8, made: &str) -> Result<TaskRow> {
-    let found = queries::load_owned(&state.reads, user, source).await?.ok_or_else(AppError::not_found)?;
+    let found = queries::load_owned(&state.db, user, source).await?.ok_or_else(AppError::not_found)?;
     if found.state != State::Completed {
         return Err(AppError::conflict(format!("only a completed image can be {made}")));
     }
@@ -271,7 +271,7 @@ pub async fn check(state: &AppState, user: &UserId, task_deletions: Option<i64>,
         state.metrics.poll();
         return Ok(finished.view.clone());
     }
-    let task = queries::load_owned(&state.reads, user, task_id).await?.ok_or_else(AppError::not_found)?;
+    let task = queries::load_owned(&state.db, user, task_id).await?.ok_or_else(AppError::not_found)?;
     state.metrics.poll();
     let task = lifecycle::advance(state, task, Priority::Watched).await?;
     state.finished.remember(&task, task_deletions);
@@ -311,7 +311,7 @@ pub async fn check_many(
 /// The owner's cancel (see `lifecycle::cancel`), detached: a client that
 /// hangs up must not leave a cancel half-done.
 pub async fn cancel(state: &AppState, user: &UserId, task_id: &TaskId) -> Result<TaskView> {
-    let task = queries::load_owned(&state.reads, user, task_id).await?.ok_or_else(AppError::not_found)?;
+    let task = queries::load_owned(&state.db, user, task_id).await?.ok_or_else(AppError::not_found)?;
     detached(lifecycle::cancel(state.clone(), task)).await
 }
 

@@ -78,7 +78,7 @@ use crate::server::catalogue::Inputs;
 use crate::server::credits;
 use crate::server::db::Db;
 use crate::server::ids::{TaskId, UserId};
-use crate::server::reads::{Arg, Reads};
+use crate::server::reads::Arg;
 
 /// A task about to be charged and recorded.
 pub struct NewTask<'a> {
@@ -258,13 +258,12 @@ pub struct Claim(String);
 
 /// Claims this interval's provider check: only when the previous claim
 /// (or lease) has run out. `None` when another poller has it. A claim is a
-/// compare-and-set, so it may run twice ([`Reads::repeatable`]): the second
+/// compare-and-set, so it may run twice ([`Db::repeatable`]): the second
 /// finds the first's claim and takes nothing.
-pub async fn claim_check(db: &Db, reads: &Reads, task: &TaskId, now: i64, next_check_at: i64) -> Result<Option<Claim>> {
+pub async fn claim_check(db: &Db, task: &TaskId, now: i64, next_check_at: i64) -> Result<Option<Claim>> {
     let token = uuid::Uuid::new_v4().to_string();
-    let claimed = reads
+    let claimed = db
         .repeatable(
-            db,
             "UPDATE tasks SET next_check_at = $1, check_token = $2, last_polled_at = $3, checked_at = $3 \
              WHERE id = $4 AND status = 'processing' AND next_check_at <= $3",
             &[Arg::Int(next_check_at), Arg::Text(&token), Arg::Int(now), Arg::Text(task.as_str())],
@@ -343,30 +342,26 @@ impl Reading {
 /// Records what the provider said of a processing task, as read at
 /// `read_at` (kept in `last_polled_at`: the poll advice extrapolates from
 /// it).
-pub async fn set_reading(db: &Db, reads: &Reads, task: &TaskId, reading: Reading, read_at: i64) -> Result<()> {
+pub async fn set_reading(db: &Db, task: &TaskId, reading: Reading, read_at: i64) -> Result<()> {
     let progress = reading.progress.map_or(-1, i64::from);
     let queue = reading.queue.map_or(-1, i64::from);
-    reads
-        .repeatable(
-            db,
-            "UPDATE tasks SET progress = COALESCE(NULLIF($1, -1), progress), provider_queue = NULLIF($2, -1), \
+    db.repeatable(
+        "UPDATE tasks SET progress = COALESCE(NULLIF($1, -1), progress), provider_queue = NULLIF($2, -1), \
              last_polled_at = $3 WHERE id = $4 AND status = 'processing'",
-            &[Arg::Int(progress), Arg::Int(queue), Arg::Int(read_at), Arg::Text(task.as_str())],
-        )
-        .await?;
+        &[Arg::Int(progress), Arg::Int(queue), Arg::Int(read_at), Arg::Text(task.as_str())],
+    )
+    .await?;
     Ok(())
 }
 
 /// Moves the next check to `until` (never earlier than already planned):
 /// the provider asked us to wait.
-pub async fn postpone(db: &Db, reads: &Reads, task: &TaskId, until: i64) -> Result<()> {
-    reads
-        .repeatable(
-            db,
-            "UPDATE tasks SET next_check_at = $1 WHERE id = $2 AND status = 'processing' AND next_check_at < $1",
-            &[Arg::Int(until), Arg::Text(task.as_str())],
-        )
-        .await?;
+pub async fn postpone(db: &Db, task: &TaskId, until: i64) -> Result<()> {
+    db.repeatable(
+        "UPDATE tasks SET next_check_at = $1 WHERE id = $2 AND status = 'processing' AND next_check_at < $1",
+        &[Arg::Int(until), Arg::Text(task.as_str())],
+    )
+    .await?;
     Ok(())
 }
 
@@ -376,23 +371,14 @@ pub async fn postpone(db: &Db, reads: &Reads, task: &TaskId, until: i64) -> Resu
 /// after the task's last provider check (or its creation), however many
 /// events arrive, so events alone cannot keep the provider from being
 /// asked; and never while a download holds the task.
-pub async fn postpone_for_event(
-    db: &Db,
-    reads: &Reads,
-    task: &TaskId,
-    until: i64,
-    trust_ms: i64,
-    now: i64,
-) -> Result<()> {
-    reads
-        .repeatable(
-            db,
-            "UPDATE tasks SET next_check_at = CASE WHEN $1 < COALESCE(checked_at, created_at) + $2 THEN $1 \
+pub async fn postpone_for_event(db: &Db, task: &TaskId, until: i64, trust_ms: i64, now: i64) -> Result<()> {
+    db.repeatable(
+        "UPDATE tasks SET next_check_at = CASE WHEN $1 < COALESCE(checked_at, created_at) + $2 THEN $1 \
              ELSE COALESCE(checked_at, created_at) + $2 END \
              WHERE id = $3 AND status = 'processing' AND (leased_until IS NULL OR leased_until <= $4)",
-            &[Arg::Int(until), Arg::Int(trust_ms), Arg::Text(task.as_str()), Arg::Int(now)],
-        )
-        .await?;
+        &[Arg::Int(until), Arg::Int(trust_ms), Arg::Text(task.as_str()), Arg::Int(now)],
+    )
+    .await?;
     Ok(())
 }
 
@@ -709,7 +695,6 @@ mod tests {
 
     struct Fixture {
         db: Db,
-        reads: Reads,
         user: UserId,
         _dir: tempfile::TempDir,
     }
@@ -719,7 +704,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}/t.db", dir.path().display());
         let db = crate::server::db::connect(&url).await.unwrap();
-        let reads = Reads::open(&url, &db).unwrap();
         let user = UserId::from_db("u1".into());
         sqlx::query(
             "INSERT INTO users (id, email, password_hash, balance, created_at) VALUES ('u1', 'a@b.c', 'x', 0, 0)",
@@ -730,7 +714,7 @@ mod tests {
         let mut tx = db.begin().await.unwrap();
         credits::grant(&mut tx, &user, 100, "signup:u1").await.unwrap();
         tx.commit().await.unwrap();
-        Fixture { db, reads, user, _dir: dir }
+        Fixture { db, user, _dir: dir }
     }
 
     const CAPS: Caps = Caps { active: 10, per_minute: 10, verified_only: false };
@@ -924,16 +908,16 @@ mod tests {
         let f = fixture().await;
         let id = submitted(&f, 1_000).await;
         mark_processing(&f.db, &id, "p1", 3_000, 1_000).await.unwrap();
-        assert!(claim_check(&f.db, &f.reads, &id, 2_999, 5_000).await.unwrap().is_none(), "not due yet");
-        let claim = claim_check(&f.db, &f.reads, &id, 3_000, 5_000).await.unwrap().expect("due");
-        assert!(claim_check(&f.db, &f.reads, &id, 3_000, 5_000).await.unwrap().is_none(), "claimed");
-        assert!(claim_check(&f.db, &f.reads, &id, 4_999, 7_000).await.unwrap().is_none());
+        assert!(claim_check(&f.db, &id, 2_999, 5_000).await.unwrap().is_none(), "not due yet");
+        let claim = claim_check(&f.db, &id, 3_000, 5_000).await.unwrap().expect("due");
+        assert!(claim_check(&f.db, &id, 3_000, 5_000).await.unwrap().is_none(), "claimed");
+        assert!(claim_check(&f.db, &id, 4_999, 7_000).await.unwrap().is_none());
         // The download lease holds the task past the interval.
         assert!(extend_lease(&f.db, &id, &claim, 100_000).await.unwrap());
-        assert!(claim_check(&f.db, &f.reads, &id, 6_000, 8_000).await.unwrap().is_none(), "leased");
+        assert!(claim_check(&f.db, &id, 6_000, 8_000).await.unwrap().is_none(), "leased");
         assert!(claim_for_event(&f.db, &id, 6_000, 8_000).await.unwrap().is_none(), "an event never takes a lease");
         release_lease(&f.db, &id, &claim, 6_500).await.unwrap();
-        assert!(claim_check(&f.db, &f.reads, &id, 6_500, 9_000).await.unwrap().is_some());
+        assert!(claim_check(&f.db, &id, 6_500, 9_000).await.unwrap().is_some());
     }
 
     #[tokio::test]
@@ -954,19 +938,19 @@ mod tests {
                     .unwrap()
             }
         };
-        postpone_for_event(&f.db, &f.reads, &id, 40_000, 60_000, 2_000).await.unwrap();
+        postpone_for_event(&f.db, &id, 40_000, 60_000, 2_000).await.unwrap();
         assert_eq!(next(&f).await, 40_000);
-        postpone_for_event(&f.db, &f.reads, &id, 90_000, 60_000, 3_000).await.unwrap();
+        postpone_for_event(&f.db, &id, 90_000, 60_000, 3_000).await.unwrap();
         assert_eq!(next(&f).await, 61_000, "a minute after its creation at most");
-        postpone_for_event(&f.db, &f.reads, &id, 20_000, 60_000, 4_000).await.unwrap();
+        postpone_for_event(&f.db, &id, 20_000, 60_000, 4_000).await.unwrap();
         assert_eq!(next(&f).await, 20_000, "a later event that sees the end sooner brings the check forward");
         // A real check moves the bound on.
-        let claim = claim_check(&f.db, &f.reads, &id, 20_000, 22_000).await.unwrap().expect("due");
-        postpone_for_event(&f.db, &f.reads, &id, 200_000, 60_000, 20_500).await.unwrap();
+        let claim = claim_check(&f.db, &id, 20_000, 22_000).await.unwrap().expect("due");
+        postpone_for_event(&f.db, &id, 200_000, 60_000, 20_500).await.unwrap();
         assert_eq!(next(&f).await, 80_000);
         // A download in progress is left alone.
         assert!(extend_lease(&f.db, &id, &claim, 90_000).await.unwrap());
-        postpone_for_event(&f.db, &f.reads, &id, 30_000, 60_000, 21_000).await.unwrap();
+        postpone_for_event(&f.db, &id, 30_000, 60_000, 21_000).await.unwrap();
         assert_eq!(next(&f).await, 90_000);
         // Each event id once.
         assert!(first_delivery(&f.db, "msg_1", 1).await.unwrap());

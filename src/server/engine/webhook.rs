@@ -190,7 +190,7 @@ async fn apply_event(state: &AppState, prediction: Prediction) -> Result<()> {
         tracing::debug!(prediction = %prediction.id, "webhook for an unknown prediction: ignored");
         return Ok(());
     };
-    let Some(task) = queries::load(&state.reads, &task_id).await? else { return Ok(()) };
+    let Some(task) = queries::load(&state.db, &task_id).await? else { return Ok(()) };
     if task.state.is_finished() {
         return Ok(());
     }
@@ -203,17 +203,17 @@ async fn apply_event(state: &AppState, prediction: Prediction) -> Result<()> {
         // News, not an ending: record the progress and defer the provider
         // checks; a poller holding a claim keeps it.
         if let Some(reading) = store::Reading::of(&task, &prediction) {
-            store::set_reading(&state.db, &state.reads, &task.id, reading, now).await?;
+            store::set_reading(&state.db, &task.id, reading, now).await?;
         }
         let trust = schedule::EVENT_TRUST_MS.max(spacing);
-        store::postpone_for_event(&state.db, &state.reads, &task.id, next_check, trust, now).await?;
+        store::postpone_for_event(&state.db, &task.id, next_check, trust, now).await?;
         return Ok(());
     }
     // An ending: take the task over (unless another poller is storing its
     // output: it needs no news).
     let Some(claim) = store::claim_for_event(&state.db, &task.id, now, next_check).await? else { return Ok(()) };
     lifecycle::apply(state, &task, &claim, Ok(prediction), now).await?;
-    if let Some(task) = queries::load(&state.reads, &task.id).await? {
+    if let Some(task) = queries::load(&state.db, &task.id).await? {
         state.finished.remember(&task, None);
     }
     Ok(())
