@@ -151,11 +151,12 @@ pub async fn in_flight_count(db: &Db, except: &[&str]) -> Result<i64> {
     Ok(row.try_get("n")?)
 }
 
-/// The task of a provider prediction, if it is one of ours.
-pub async fn task_of_prediction(db: &Db, prediction_id: &str) -> Result<Option<TaskId>> {
-    let row =
-        sqlx::query("SELECT id FROM tasks WHERE prediction_id = $1").bind(prediction_id).fetch_optional(db).await?;
-    row.map(|r| Ok(TaskId::from_db(r.try_get("id")?))).transpose()
+/// The task of a provider prediction, if it is one of ours (a point read:
+/// every provider event makes it).
+pub async fn of_prediction(db: &Db, prediction_id: &str) -> Result<Option<TaskRow>> {
+    static SQL: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| format!("SELECT {COLUMNS} FROM tasks t WHERE t.prediction_id = $1"));
+    db.optional(&SQL, &[Arg::Text(prediction_id)]).await
 }
 
 /// A completed task's stored images, as its owner may fetch them.

@@ -365,18 +365,39 @@ pub async fn postpone(db: &Db, task: &TaskId, until: i64) -> Result<()> {
     Ok(())
 }
 
-/// For news from a provider event: the next check at `until` (the
-/// prediction's expected end, or a few intervals on), earlier or later
-/// than planned — a later event knows more — but never beyond `trust`
-/// after the task's last provider check (or its creation), however many
-/// events arrive, so events alone cannot keep the provider from being
-/// asked; and never while a download holds the task.
-pub async fn postpone_for_event(db: &Db, task: &TaskId, until: i64, trust_ms: i64, now: i64) -> Result<()> {
+/// For news from a provider event received at `now`, in one statement:
+/// its `reading`, if it has one (as [`set_reading`]), and the next check
+/// at `until` (the prediction's expected end, or a few intervals on),
+/// earlier or later than planned — a later event knows more — but never
+/// beyond `trust` after the task's last provider check (or its creation),
+/// however many events arrive, so events alone cannot keep the provider
+/// from being asked; and never while a download holds the task.
+pub async fn note_event(
+    db: &Db,
+    task: &TaskId,
+    reading: Option<Reading>,
+    until: i64,
+    trust_ms: i64,
+    now: i64,
+) -> Result<()> {
+    let progress = reading.and_then(|r| r.progress).map_or(-1, i64::from);
+    // -2: no reading, the place in the queue stays; -1: none (running).
+    let queue = reading.map_or(-2, |r| r.queue.map_or(-1, i64::from));
     db.repeatable(
-        "UPDATE tasks SET next_check_at = CASE WHEN $1 < COALESCE(checked_at, created_at) + $2 THEN $1 \
-             ELSE COALESCE(checked_at, created_at) + $2 END \
-             WHERE id = $3 AND status = 'processing' AND (leased_until IS NULL OR leased_until <= $4)",
-        &[Arg::Int(until), Arg::Int(trust_ms), Arg::Text(task.as_str()), Arg::Int(now)],
+        "UPDATE tasks SET progress = COALESCE(NULLIF($1, -1), progress), \
+         provider_queue = CASE WHEN $2 = -2 THEN provider_queue ELSE NULLIF($2, -1) END, \
+         last_polled_at = CASE WHEN $2 = -2 THEN last_polled_at ELSE $3 END, \
+         next_check_at = CASE WHEN leased_until IS NOT NULL AND leased_until > $3 THEN next_check_at \
+         WHEN $4 < COALESCE(checked_at, created_at) + $5 THEN $4 ELSE COALESCE(checked_at, created_at) + $5 END \
+         WHERE id = $6 AND status = 'processing'",
+        &[
+            Arg::Int(progress),
+            Arg::Int(queue),
+            Arg::Int(now),
+            Arg::Int(until),
+            Arg::Int(trust_ms),
+            Arg::Text(task.as_str()),
+        ],
     )
     .await?;
     Ok(())
@@ -921,6 +942,37 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_event_records_its_reading_with_the_next_check() {
+        let f = fixture().await;
+        let id = submitted(&f, 1_000).await;
+        mark_processing(&f.db, &id, "p1", 3_000, 1_000).await.unwrap();
+        let row = |f: &Fixture| {
+            let (id, db) = (id.clone(), f.db.clone());
+            async move {
+                let r = sqlx::query(
+                    "SELECT progress, provider_queue, last_polled_at, next_check_at FROM tasks WHERE id = $1",
+                )
+                .bind(id.as_str())
+                .fetch_one(&db)
+                .await
+                .unwrap();
+                let get = |c: &str| r.try_get::<Option<i64>, _>(c).unwrap();
+                (get("progress"), get("provider_queue"), get("last_polled_at"), get("next_check_at"))
+            }
+        };
+        let queued = Reading { progress: None, queue: Some(2) };
+        note_event(&f.db, &id, Some(queued), 9_000, 60_000, 2_000).await.unwrap();
+        let (_, queue, read_at, next) = row(&f).await;
+        assert_eq!((queue, read_at, next), (Some(2), Some(2_000), Some(9_000)));
+        let running = Reading { progress: Some(40), queue: None };
+        note_event(&f.db, &id, Some(running), 8_000, 60_000, 3_000).await.unwrap();
+        assert_eq!(row(&f).await, (Some(40), None, Some(3_000), Some(8_000)));
+        // An event with nothing new moves the check alone.
+        note_event(&f.db, &id, None, 7_000, 60_000, 4_000).await.unwrap();
+        assert_eq!(row(&f).await, (Some(40), None, Some(3_000), Some(7_000)));
+    }
+
+    #[tokio::test]
     async fn events_defer_the_next_check_only_so_far() {
         let f = fixture().await;
         let id = submitted(&f, 1_000).await;
@@ -938,19 +990,19 @@ mod tests {
                     .unwrap()
             }
         };
-        postpone_for_event(&f.db, &id, 40_000, 60_000, 2_000).await.unwrap();
+        note_event(&f.db, &id, None, 40_000, 60_000, 2_000).await.unwrap();
         assert_eq!(next(&f).await, 40_000);
-        postpone_for_event(&f.db, &id, 90_000, 60_000, 3_000).await.unwrap();
+        note_event(&f.db, &id, None, 90_000, 60_000, 3_000).await.unwrap();
         assert_eq!(next(&f).await, 61_000, "a minute after its creation at most");
-        postpone_for_event(&f.db, &id, 20_000, 60_000, 4_000).await.unwrap();
+        note_event(&f.db, &id, None, 20_000, 60_000, 4_000).await.unwrap();
         assert_eq!(next(&f).await, 20_000, "a later event that sees the end sooner brings the check forward");
         // A real check moves the bound on.
         let claim = claim_check(&f.db, &id, 20_000, 22_000).await.unwrap().expect("due");
-        postpone_for_event(&f.db, &id, 200_000, 60_000, 20_500).await.unwrap();
+        note_event(&f.db, &id, None, 200_000, 60_000, 20_500).await.unwrap();
         assert_eq!(next(&f).await, 80_000);
         // A download in progress is left alone.
         assert!(extend_lease(&f.db, &id, &claim, 90_000).await.unwrap());
-        postpone_for_event(&f.db, &id, 30_000, 60_000, 21_000).await.unwrap();
+        note_event(&f.db, &id, None, 30_000, 60_000, 21_000).await.unwrap();
         assert_eq!(next(&f).await, 90_000);
         // Each event id once.
         assert!(first_delivery(&f.db, "msg_1", 1).await.unwrap());

@@ -186,11 +186,10 @@ pub(super) async fn accept(state: &AppState, delivery: &str, prediction: Predict
 
 /// Applies one verified event to its task, if we know the prediction.
 async fn apply_event(state: &AppState, prediction: Prediction) -> Result<()> {
-    let Some(task_id) = queries::task_of_prediction(&state.db, &prediction.id).await? else {
+    let Some(task) = queries::of_prediction(&state.db, &prediction.id).await? else {
         tracing::debug!(prediction = %prediction.id, "webhook for an unknown prediction: ignored");
         return Ok(());
     };
-    let Some(task) = queries::load(&state.db, &task_id).await? else { return Ok(()) };
     if task.state.is_finished() {
         return Ok(());
     }
@@ -202,11 +201,9 @@ async fn apply_event(state: &AppState, prediction: Prediction) -> Result<()> {
     {
         // News, not an ending: record the progress and defer the provider
         // checks; a poller holding a claim keeps it.
-        if let Some(reading) = store::Reading::of(&task, &prediction) {
-            store::set_reading(&state.db, &task.id, reading, now).await?;
-        }
         let trust = schedule::EVENT_TRUST_MS.max(spacing);
-        store::postpone_for_event(&state.db, &task.id, next_check, trust, now).await?;
+        let reading = store::Reading::of(&task, &prediction);
+        store::note_event(&state.db, &task.id, reading, next_check, trust, now).await?;
         return Ok(());
     }
     // An ending: take the task over (unless another poller is storing its
