@@ -44,9 +44,17 @@ impl Receiver {
 /// logs is a few dozen KB.
 pub const MAX_EVENT_BYTES: usize = 256 * 1024;
 
-/// Events read and checked at once; more wait for a place (the provider
-/// retries a 503), so strangers cannot make the server hold many bodies.
+/// Events read and checked at once; more wait for a place, so strangers
+/// cannot make the server hold many bodies (a waiting request's body is
+/// not read yet).
 pub const MAX_EVENTS_AT_ONCE: usize = 32;
+
+/// How long an event waits for a place before it is answered 503 (the
+/// provider tries again later). A burst of events (thousands of predictions
+/// starting together) waits its turn instead of being sent back: a
+/// provider gives up on an event after a few refusals, and a lost
+/// `completed` costs a person the wait for a check.
+pub const PLACE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Refused events (bad signature, stale, malformed, too large) a client
 /// address may send a minute; one more, and its requests are refused unread
@@ -82,7 +90,7 @@ impl Gate {
             return (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, "60")], "too many refused events")
                 .into_response();
         }
-        let Ok(_place) = self.at_once.try_acquire() else {
+        let Ok(Ok(_place)) = tokio::time::timeout(PLACE_WAIT, self.at_once.acquire()).await else {
             return (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, "1")], "busy, try again").into_response();
         };
         let answer = answer.await;
@@ -219,3 +227,43 @@ async fn apply_event(state: &AppState, prediction: Prediction) -> Result<()> {
 /// How long an applied event's id is remembered: twice the signature's
 /// tolerance, so a replay is refused as stale or as a duplicate.
 pub const DELIVERY_MEMORY_MS: i64 = 2 * standard_webhooks::TOLERANCE_SECS as i64 * 1000;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Starts an event whose handling lasts until `release` is dropped.
+    fn held(gate: &Arc<Gate>, release: &tokio::sync::watch::Receiver<()>) -> tokio::task::JoinHandle<StatusCode> {
+        let (gate, mut release) = (Arc::clone(gate), release.clone());
+        tokio::spawn(async move {
+            let answer = async move {
+                let _ = release.changed().await;
+                StatusCode::OK.into_response()
+            };
+            gate.admit(IpAddr::from([203, 0, 113, 7]), 0, answer).await.status()
+        })
+    }
+
+    #[tokio::test]
+    async fn events_beyond_the_places_wait_for_one_then_are_refused() {
+        let gate = Arc::new(Gate::default());
+        let (release, waiting) = tokio::sync::watch::channel(());
+        let first: Vec<_> = (0..MAX_EVENTS_AT_ONCE).map(|_| held(&gate, &waiting)).collect();
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        // One more waits for a place, and gets one when an event ends.
+        let next = held(&gate, &waiting);
+        tokio::time::sleep(PLACE_WAIT / 4).await;
+        assert!(!next.is_finished(), "it waits rather than being refused");
+        release.send(()).unwrap();
+        for h in first {
+            assert_eq!(h.await.unwrap(), StatusCode::OK);
+        }
+        assert_eq!(next.await.unwrap(), StatusCode::OK);
+        // With every place held past the wait, the next is told to come back.
+        let (_release, waiting) = tokio::sync::watch::channel(());
+        let _held: Vec<_> = (0..MAX_EVENTS_AT_ONCE).map(|_| held(&gate, &waiting)).collect();
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        let refused = held(&gate, &waiting);
+        assert_eq!(refused.await.unwrap(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+}
