@@ -134,6 +134,11 @@ pub struct SimStats {
     pub gets: f64,
     /// Calls answered 429.
     pub throttled: f64,
+    /// Webhook events delivered, attempts retried (refused or unanswered),
+    /// events given up.
+    pub hooks: f64,
+    pub hook_retries: f64,
+    pub hooks_given_up: f64,
 }
 
 pub async fn sim_stats(addr: SocketAddr) -> SimStats {
@@ -149,7 +154,29 @@ pub async fn sim_stats(addr: SocketAddr) -> SimStats {
         others: n("gets") + n("lists") + n("cancels"),
         gets: n("gets"),
         throttled: n("throttled"),
+        hooks: v["webhooks"]["delivered"].as_f64().unwrap_or(0.0),
+        hook_retries: v["webhooks"]["retried"].as_f64().unwrap_or(0.0),
+        hooks_given_up: v["webhooks"]["given_up"].as_f64().unwrap_or(0.0),
     }
+}
+
+/// [`sim_stats`] summed over several instances' simulators (one provider
+/// account seen from each instance).
+pub async fn sim_stats_of(addrs: &[SocketAddr]) -> SimStats {
+    let mut sum = SimStats::default();
+    for addr in addrs {
+        let s = sim_stats(*addr).await;
+        sum = SimStats {
+            creates: sum.creates + s.creates,
+            others: sum.others + s.others,
+            gets: sum.gets + s.gets,
+            throttled: sum.throttled + s.throttled,
+            hooks: sum.hooks + s.hooks,
+            hook_retries: sum.hook_retries + s.hook_retries,
+            hooks_given_up: sum.hooks_given_up + s.hooks_given_up,
+        };
+    }
+    sum
 }
 
 impl std::ops::Sub for SimStats {
@@ -161,6 +188,9 @@ impl std::ops::Sub for SimStats {
             others: self.others - before.others,
             gets: self.gets - before.gets,
             throttled: self.throttled - before.throttled,
+            hooks: self.hooks - before.hooks,
+            hook_retries: self.hook_retries - before.hook_retries,
+            hooks_given_up: self.hooks_given_up - before.hooks_given_up,
         }
     }
 }

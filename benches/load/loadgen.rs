@@ -76,13 +76,22 @@ impl Tally {
 /// Runs `worker` on `conns` connections of their own and merges what they
 /// saw; `start` is when the run began, `expected` how many answers one
 /// connection should see (sized up front so the run does not reallocate).
-async fn on_connections<F, Fut>(addr: SocketAddr, conns: usize, start: Instant, expected: usize, worker: F) -> RunStats
+async fn on_connections<F, Fut>(
+    addrs: &[SocketAddr],
+    conns: usize,
+    start: Instant,
+    expected: usize,
+    worker: F,
+) -> RunStats
 where
     F: Fn(Conn, Tally) -> Fut,
     Fut: std::future::Future<Output = Tally> + Send + 'static,
 {
     let workers: Vec<_> = (0..conns)
-        .map(|_| tokio::spawn(worker(Conn::new(addr), Tally { ok: 0, errors: 0, lat: Vec::with_capacity(expected) })))
+        .map(|i| {
+            let conn = Conn::new(addrs[i % addrs.len()]);
+            tokio::spawn(worker(conn, Tally { ok: 0, errors: 0, lat: Vec::with_capacity(expected) }))
+        })
         .collect();
     let mut parts = Vec::new();
     for w in workers {
@@ -104,7 +113,7 @@ pub async fn closed_loop(
     let counter = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let end = start + Duration::from_secs_f64(secs);
-    on_connections(addr, conns, start, 64 * 1024, |mut conn, mut tally| {
+    on_connections(&[addr], conns, start, 64 * 1024, |mut conn, mut tally| {
         let (counter, request) = (Arc::clone(&counter), Arc::clone(&request));
         async move {
             while Instant::now() < end {
@@ -131,11 +140,25 @@ pub async fn paced(
     secs: f64,
     request: Arc<dyn Fn(u64) -> Arc<Vec<u8>> + Send + Sync>,
 ) -> RunStats {
+    paced_over(&[addr], conns, count, period, secs, request).await
+}
+
+/// [`paced`] over several instances of one site: the connections are
+/// spread over `addrs`, and each request goes out on whichever connection
+/// is free, as behind a load balancer without sticky sessions.
+pub async fn paced_over(
+    addrs: &[SocketAddr],
+    conns: usize,
+    count: usize,
+    period: Duration,
+    secs: f64,
+    request: Arc<dyn Fn(u64) -> Arc<Vec<u8>> + Send + Sync>,
+) -> RunStats {
     let counter = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let total = (secs * count as f64 / period.as_secs_f64()).round() as u64;
     let gap = period.as_secs_f64() / count as f64;
-    on_connections(addr, conns, start, (total as usize).div_ceil(conns.max(1)), |mut conn, mut tally| {
+    on_connections(addrs, conns, start, (total as usize).div_ceil(conns.max(1)), |mut conn, mut tally| {
         let (counter, request) = (Arc::clone(&counter), Arc::clone(&request));
         async move {
             loop {

@@ -19,6 +19,9 @@ pub struct Proc {
     child: Child,
     pub addr: SocketAddr,
     pub name: &'static str,
+    /// A darkroom's data directory and PostgreSQL database, for a second
+    /// instance beside it ([`darkroom_beside`]).
+    site: Option<(PathBuf, Option<String>)>,
 }
 
 impl Proc {
@@ -74,7 +77,7 @@ pub fn start(name: &'static str, mut cmd: Command, addr: SocketAddr, log: &Path)
     let child = cmd.spawn().unwrap_or_else(|e| panic!("could not start {name}: {e}"));
     LIVE.lock().expect("registry").push(child.id());
     eprintln!("  started {name}: pid {} on {addr}", child.id());
-    let mut proc = Proc { child, addr, name };
+    let mut proc = Proc { child, addr, name, site: None };
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
         if let Ok(Some(status)) = proc.child.try_wait() {
@@ -151,6 +154,20 @@ fn psql(server: &str, sql: &str) -> String {
 /// fresh PostgreSQL database with `--postgres`), the simulator, and `env`
 /// on top of the bench defaults.
 pub fn darkroom(data_dir: &Path, env: &[(&str, String)]) -> Proc {
+    darkroom_on(data_dir, fresh_database(), env, "server.log")
+}
+
+/// A second instance of `first`'s site (PostgreSQL only): the same
+/// database, and the same data directory, so the same object folder and
+/// simulator key — each instance's simulator answers for predictions the
+/// other's created, as one provider would. `env` as `first` was given it.
+pub fn darkroom_beside(first: &Proc, env: &[(&str, String)]) -> Proc {
+    let (data_dir, database) = first.site.clone().expect("a darkroom");
+    assert!(database.is_some(), "two instances share a PostgreSQL database");
+    darkroom_on(&data_dir, database, env, "server-2.log")
+}
+
+fn darkroom_on(data_dir: &Path, database: Option<String>, env: &[(&str, String)], log: &str) -> Proc {
     let port = free_port();
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     let root = repo_root();
@@ -167,7 +184,7 @@ pub fn darkroom(data_dir: &Path, env: &[(&str, String)]) -> Proc {
         .env("DARKROOM_MAX_ACTIVE_TASKS", "10000")
         .env("DARKROOM_GENERATIONS_PER_MINUTE", "100000")
         .env("DARKROOM_SIGNUP_CREDITS", "10000000");
-    if let Some(url) = fresh_database() {
+    if let Some(url) = &database {
         cmd.env("DATABASE_URL", url);
     }
     for (k, v) in env {
@@ -176,5 +193,7 @@ pub fn darkroom(data_dir: &Path, env: &[(&str, String)]) -> Proc {
         cmd.env(k, v);
     }
     std::fs::create_dir_all(data_dir).expect("data dir");
-    start("darkroom", cmd, addr, &data_dir.join("server.log"))
+    let mut proc = start("darkroom", cmd, addr, &data_dir.join(log));
+    proc.site = Some((data_dir.to_owned(), database));
+    proc
 }

@@ -60,10 +60,24 @@ async fn run(dir: &std::path::Path, report: &mut Report, webhooks: bool, levels:
         env.push(("DARKROOM_PUBLIC_URL", "self".to_owned()));
     }
     let app = procs::darkroom(&dir.join(format!("scale-{webhooks}")), &env);
+    // On PostgreSQL, two instances share the database and the load: half
+    // the tasks are created through each (so each receives its own tasks'
+    // events), and every poll goes to either.
+    let second = procs::on_postgres().then(|| procs::darkroom_beside(&app, &env));
+    let addrs: Vec<_> = std::iter::once(app.addr).chain(second.as_ref().map(|b| b.addr)).collect();
     let mut sessions = Vec::new();
     for u in 0..USERS {
         sessions.push(api::sign_up(app.addr, &format!("scale{u}-{webhooks}@bench.test")).await);
     }
+    if let Some(b) = &second {
+        for u in 0..USERS {
+            let mut on_b = sessions[u].clone();
+            on_b.base = format!("http://{}", b.addr);
+            sessions.push(on_b);
+        }
+    }
+    let instances =
+        if second.is_some() { " Two instances share one PostgreSQL database, each half the load." } else { "" };
     if webhooks {
         report.line("### 2b. In-flight scale with webhooks on");
         report.line(&format!(
@@ -71,7 +85,8 @@ async fn run(dir: &std::path::Path, report: &mut Report, webhooks: bool, levels:
              events to the app, which defers the task's provider checks to its expected end (or by 4 check \
              intervals while no progress is known). Runs of {PROBE_RUN_SECS} s; during each, {PROBES} short tasks (`#ms=8000`) are \
              started among the 10k and polled by pages that follow `poll_after_ms`: the lag is from the \
-             simulator's completion (`created_ms` + 8 s) to the poll that saw `completed`."
+             simulator's completion (`created_ms` + 8 s) to the poll that saw `completed`, and to when the \
+             server had stored the image (`finished_ms`). Events are counted at the simulator.{instances}"
         ));
         report.line("");
     } else {
@@ -83,16 +98,17 @@ async fn run(dir: &std::path::Path, report: &mut Report, webhooks: bool, levels:
          cycle, then {RUNS} runs of {RUN_SECS} s, median of runs. The simulator enforces Replicate's published \
          limits; only creates are raised (`{SETUP_LIMITS}`, app and simulator) to set the tasks up. Provider \
          calls are counted at the simulator (gets, lists and cancels: what Replicate's 3,000 a minute counts), \
-         and its 429s."
+         and its 429s.{instances}"
         ));
         report.line("");
     }
     if webhooks {
         report.line(
             "| tasks | polls/s due | polls/s done | p50 ms | p99 ms | errors | provider calls/s | provider 429s | \
-             budget calls/s | completion seen, median / max ms after the end |",
+             budget calls/s | events/s delivered (attempts retried, given up) | image stored, median / max ms \
+             after the end | completion seen, median / max ms after the end |",
         );
-        report.line("|---|---|---|---|---|---|---|---|---|---|");
+        report.line("|---|---|---|---|---|---|---|---|---|---|---|---|");
     } else {
         report.line(
             "| tasks | polls/s due | polls/s done | p50 ms | p99 ms | errors | provider calls/s | provider 429s | \
@@ -130,44 +146,58 @@ async fn run(dir: &std::path::Path, report: &mut Report, webhooks: bool, levels:
             let requests = Arc::clone(&requests);
             Arc::new(move |i: u64| Arc::clone(&requests[i as usize])) as Arc<dyn Fn(u64) -> Arc<Vec<u8>> + Send + Sync>
         };
-        loadgen::paced(app.addr, CONNS, level, POLL_EVERY, POLL_EVERY.as_secs_f64(), Arc::clone(&request)).await;
+        loadgen::paced_over(&addrs, CONNS, level, POLL_EVERY, POLL_EVERY.as_secs_f64(), Arc::clone(&request)).await;
         let mut rows = Vec::new();
         let mut lags = Vec::new();
-        let whole_before = api::sim_stats(app.addr).await;
+        let whole_before = api::sim_stats_of(&addrs).await;
         let whole_started = Instant::now();
         for run in 0..RUNS {
-            let before = api::sim_stats(app.addr).await;
+            let before = api::sim_stats_of(&addrs).await;
             // With webhooks, pages also watch short tasks end among the load.
             let probes = webhooks.then(|| {
-                let s = sessions[run % sessions.len()].clone();
-                tokio::spawn(async move { probe_lags(&s, run).await })
+                let sessions = sessions.clone();
+                tokio::spawn(async move { probe_lags(&sessions, run).await })
             });
             let secs = if webhooks { PROBE_RUN_SECS } else { RUN_SECS };
-            let s = loadgen::paced(app.addr, CONNS, level, POLL_EVERY, secs, Arc::clone(&request)).await;
-            let spent = api::sim_stats(app.addr).await - before;
+            let s = loadgen::paced_over(&addrs, CONNS, level, POLL_EVERY, secs, Arc::clone(&request)).await;
+            let spent = api::sim_stats_of(&addrs).await - before;
             if let Some(probes) = probes {
                 lags.extend(probes.await.expect("probes"));
             }
             let calls = spent.others / s.secs;
             eprintln!(
                 "  {level:>6} tasks: {:>6.0} polls/s  p50 {:>7.2} ms  p99 {:>8.2} ms  errors {}  provider calls/s \
-                 {calls:.1}  429s {}",
+                 {calls:.1}  429s {}  events/s {:.0} (retried {}, given up {})",
                 s.rps(),
                 s.pct_ms(0.5),
                 s.pct_ms(0.99),
                 s.errors,
-                spent.throttled
+                spent.throttled,
+                spent.hooks / s.secs,
+                spent.hook_retries,
+                spent.hooks_given_up
             );
             rows.push((s.rps(), s.pct_ms(0.5), s.pct_ms(0.99), s.errors as f64, calls, spent.throttled));
         }
         // Over the whole measured stretch, probes' waits included.
-        let whole = api::sim_stats(app.addr).await - whole_before;
+        let whole = api::sim_stats_of(&addrs).await - whole_before;
         let whole_rate = whole.others / whole_started.elapsed().as_secs_f64();
         let pick = |f: fn(&Row) -> f64| median(&rows.iter().map(f).collect::<Vec<_>>());
         let throttled: f64 = rows.iter().map(|r| r.5).sum();
         let lag = if webhooks {
-            let max = lags.iter().copied().fold(f64::NAN, f64::max);
-            format!(" {:.0} / {max:.0} ({} tasks) |", median(&lags), lags.len())
+            let (seen, stored): (Vec<f64>, Vec<f64>) = lags.iter().copied().unzip();
+            let max = |v: &[f64]| v.iter().copied().fold(f64::NAN, f64::max);
+            let events = whole.hooks / whole_started.elapsed().as_secs_f64();
+            format!(
+                " {events:.0} ({:.0}, {:.0}) | {:.0} / {:.0} | {:.0} / {:.0} ({} tasks) |",
+                whole.hook_retries,
+                whole.hooks_given_up,
+                median(&stored),
+                max(&stored),
+                median(&seen),
+                max(&seen),
+                lags.len()
+            )
         } else {
             String::new()
         };
@@ -210,11 +240,13 @@ pub async fn create(sessions: &[api::Session], first: usize, count: usize, deadl
 
 /// Starts [`PROBES`] short tasks and polls each as a page does (following
 /// `poll_after_ms`, bounded to 0.5–3 s) until it is seen completed; the
-/// lags, in ms after the simulator's completion.
-async fn probe_lags(s: &api::Session, run: usize) -> Vec<f64> {
+/// lags, in ms after the simulator's completion: as seen by the page, and
+/// as stored by the server (`finished_ms`), which tells a slow event from
+/// a late poll.
+async fn probe_lags(sessions: &[api::Session], run: usize) -> Vec<(f64, f64)> {
     const PROBE_MS: f64 = 8_000.0;
     let probes = (0..PROBES).map(|i| {
-        let s = s.clone();
+        let s = sessions[(run * PROBES + i) % sessions.len()].clone();
         async move {
             let id = s.generate(&format!("probe {run}.{i} #ms=8000")).await;
             loop {
@@ -222,7 +254,8 @@ async fn probe_lags(s: &api::Session, run: usize) -> Vec<f64> {
                 if !api::unfinished(&v) {
                     assert_eq!(v["status"], "completed", "{v}");
                     let created = v["created_ms"].as_f64().expect("created_ms");
-                    return now_ms() - (created + PROBE_MS);
+                    let finished = v["finished_ms"].as_f64().expect("finished_ms");
+                    return (now_ms() - (created + PROBE_MS), finished - (created + PROBE_MS));
                 }
                 let wait = v["poll_after_ms"].as_u64().unwrap_or(3_000).clamp(500, 3_000);
                 tokio::time::sleep(Duration::from_millis(wait)).await;
