@@ -232,7 +232,8 @@ pub const DELIVERY_MEMORY_MS: i64 = 2 * standard_webhooks::TOLERANCE_SECS as i64
 mod tests {
     use super::*;
 
-    /// Starts an event whose handling lasts until `release` is dropped.
+    /// Starts an event whose handling lasts until `release` changes (or its
+    /// sender is dropped).
     fn held(gate: &Arc<Gate>, release: &tokio::sync::watch::Receiver<()>) -> tokio::task::JoinHandle<StatusCode> {
         let (gate, mut release) = (Arc::clone(gate), release.clone());
         tokio::spawn(async move {
