@@ -100,6 +100,7 @@ pub async fn build_on(
         .map_err(|e| anyhow::anyhow!("DARKROOM_DATA_DIR: cannot create {}: {e}", config.data_dir.display()))?;
 
     let db = db::connect(&config.database_url).await?;
+    let metrics = Arc::<metrics::Metrics>::default();
     let sessions = Sessions::new(db.clone());
     sessions.spawn_cleanup(Duration::from_secs(3600));
     let objects = storage::open(&config.storage)?;
@@ -181,7 +182,8 @@ pub async fn build_on(
                 }
             };
             tracing::info!(%url, "provider webhooks on");
-            let receiver = engine::webhook::Receiver::new(secret, url.clone());
+            let news = engine::news::News::start(db.clone(), Arc::clone(&metrics));
+            let receiver = engine::webhook::Receiver::new(secret, url.clone(), news);
             (provider.with_webhook(url), Some(receiver))
         }
     };
@@ -288,7 +290,7 @@ pub async fn build_on(
         mail_requests,
         mailer,
         spool,
-        metrics: Arc::default(),
+        metrics,
         leptos_options: leptos_options.clone(),
         clock: clock.clone(),
     });

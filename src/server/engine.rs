@@ -21,9 +21,9 @@
 //!   every instance shares, and every provider call through it;
 //! - [`finalize`]: a succeeded prediction's outputs streamed into object
 //!   storage;
-//! - [`webhook`] (provider events; fal's in [`fal_events`]) and
-//!   [`reconcile`] (the background loop): more ways in, through the same
-//!   lifecycle;
+//! - [`webhook`] (provider events; fal's in [`fal_events`]; running
+//!   predictions' news written in batches by [`news`]) and [`reconcile`]
+//!   (the background loop): more ways in, through the same lifecycle;
 //! - [`task`] (a row and its view), [`finished`] (finished tasks kept in
 //!   memory) and [`owned`] (sharing and deleting).
 
@@ -33,6 +33,7 @@ pub mod fal_events;
 pub mod finalize;
 pub mod finished;
 pub mod lifecycle;
+pub mod news;
 pub mod owned;
 pub mod queries;
 pub mod queue;

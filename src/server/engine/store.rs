@@ -333,8 +333,13 @@ impl Reading {
     /// What `prediction` changes of `task`, if anything (most checks of a
     /// long task: nothing, and nothing is written).
     pub fn of(task: &super::task::TaskRow, prediction: &crate::provider::Prediction) -> Option<Self> {
-        let progress = prediction.progress.map(|p| p.min(100)).filter(|&p| task.progress != Some(i64::from(p)));
-        let queue = prediction.queue_position;
+        Self::new(task, prediction.progress, prediction.queue_position)
+    }
+
+    /// What a `progress` and a place in the `queue` read of a running
+    /// prediction change of `task`, if anything.
+    pub fn new(task: &super::task::TaskRow, progress: Option<u8>, queue: Option<u32>) -> Option<Self> {
+        let progress = progress.map(|p| p.min(100)).filter(|&p| task.progress != Some(i64::from(p)));
         (progress.is_some() || queue != task.provider_queue).then_some(Self { progress, queue })
     }
 }
@@ -372,8 +377,8 @@ pub async fn postpone(db: &Db, task: &TaskId, until: i64) -> Result<()> {
 /// beyond `trust` after the task's last provider check (or its creation),
 /// however many events arrive, so events alone cannot keep the provider
 /// from being asked; and never while a download holds the task.
-pub async fn note_event(
-    db: &Db,
+pub async fn note_event<'e>(
+    db: impl sqlx::Executor<'e, Database = sqlx::Any>,
     task: &TaskId,
     reading: Option<Reading>,
     until: i64,
@@ -383,29 +388,28 @@ pub async fn note_event(
     let progress = reading.and_then(|r| r.progress).map_or(-1, i64::from);
     // -2: no reading, the place in the queue stays; -1: none (running).
     let queue = reading.map_or(-2, |r| r.queue.map_or(-1, i64::from));
-    db.repeatable(
+    sqlx::query(
         "UPDATE tasks SET progress = COALESCE(NULLIF($1, -1), progress), \
          provider_queue = CASE WHEN $2 = -2 THEN provider_queue ELSE NULLIF($2, -1) END, \
          last_polled_at = CASE WHEN $2 = -2 THEN last_polled_at ELSE $3 END, \
          next_check_at = CASE WHEN leased_until IS NOT NULL AND leased_until > $3 THEN next_check_at \
          WHEN $4 < COALESCE(checked_at, created_at) + $5 THEN $4 ELSE COALESCE(checked_at, created_at) + $5 END \
          WHERE id = $6 AND status = 'processing'",
-        &[
-            Arg::Int(progress),
-            Arg::Int(queue),
-            Arg::Int(now),
-            Arg::Int(until),
-            Arg::Int(trust_ms),
-            Arg::Text(task.as_str()),
-        ],
     )
+    .bind(progress)
+    .bind(queue)
+    .bind(now)
+    .bind(until)
+    .bind(trust_ms)
+    .bind(task.as_str())
+    .execute(db)
     .await?;
     Ok(())
 }
 
 /// Records a provider event's `webhook-id` as applied; false when it was
 /// already (a duplicate or a replay).
-pub async fn first_delivery(db: &Db, id: &str, now: i64) -> Result<bool> {
+pub async fn first_delivery<'e>(db: impl sqlx::Executor<'e, Database = sqlx::Any>, id: &str, now: i64) -> Result<bool> {
     let done =
         sqlx::query("INSERT INTO webhook_deliveries (id, received_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
             .bind(id)
@@ -970,6 +974,57 @@ mod tests {
         // An event with nothing new moves the check alone.
         note_event(&f.db, &id, None, 7_000, 60_000, 4_000).await.unwrap();
         assert_eq!(row(&f).await, (Some(40), None, Some(3_000), Some(7_000)));
+    }
+
+    /// A batch of news (`news::write`): each delivery recorded once, a
+    /// task's events applied in the order they came whatever their ids, a
+    /// duplicate, a finished task's and an unknown prediction's changing
+    /// nothing; the same batch again is all duplicates.
+    #[tokio::test]
+    async fn news_is_written_in_one_batch_each_delivery_once() {
+        use super::super::news::{Item, Written, write};
+        let f = fixture().await;
+        let running = submitted(&f, 1_000).await;
+        mark_processing(&f.db, &running, "p1", 3_000, 1_000).await.unwrap();
+        let finished = submitted(&f, 1_000).await;
+        mark_processing(&f.db, &finished, "p2", 3_000, 1_000).await.unwrap();
+        fail_and_refund(&f.db, &finished, FailFrom::Unfinished, "x", 1_500).await.unwrap();
+        assert!(first_delivery(&f.db, "msg_old", 1_500).await.unwrap());
+        let item = |delivery: &str, prediction: &str, progress: u8, next_check: i64| Item {
+            delivery: delivery.into(),
+            prediction: prediction.into(),
+            progress: Some(progress),
+            queue: None,
+            next_check,
+            trust_ms: 60_000,
+            received_at: 2_000,
+        };
+        let batch = [
+            item("msg_z", "p1", 10, 9_000),
+            item("msg_a", "p1", 20, 8_000),
+            item("msg_old", "p1", 99, 1),
+            item("msg_m", "p2", 50, 9_000),
+            item("msg_u", "unknown", 5, 9_000),
+        ];
+        let state = |id: &TaskId| {
+            let (id, db) = (id.clone(), f.db.clone());
+            async move {
+                let r = sqlx::query("SELECT progress, next_check_at FROM tasks WHERE id = $1")
+                    .bind(id.as_str())
+                    .fetch_one(&db)
+                    .await
+                    .unwrap();
+                (r.try_get::<Option<i64>, _>("progress").unwrap(), r.try_get::<i64, _>("next_check_at").unwrap())
+            }
+        };
+        let before = state(&finished).await;
+        assert_eq!(write(&f.db, &batch).await.unwrap(), Written { applied: 2, duplicates: 1 });
+        assert_eq!(state(&running).await, (Some(20), 8_000), "the later event wins");
+        assert_eq!(state(&finished).await, before, "a finished task is left alone");
+        let recorded = sqlx::query("SELECT COUNT(*) AS n FROM webhook_deliveries").fetch_one(&f.db).await.unwrap();
+        assert_eq!(recorded.try_get::<i64, _>("n").unwrap(), 5);
+        assert_eq!(write(&f.db, &batch).await.unwrap(), Written { applied: 0, duplicates: 5 });
+        assert_eq!(state(&running).await, (Some(20), 8_000));
     }
 
     #[tokio::test]

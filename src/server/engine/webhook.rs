@@ -8,7 +8,9 @@
 //! duplicate or a stale event changes nothing, news defers checks only so
 //! far past the last one, and polls, re-checks and the reconciler stay the
 //! safety net.
-//! The answer is sent at once; the work runs in the background.
+//! The answer is sent at once: news (a prediction still running) once it is
+//! queued for the batch writer (`news`), an ending once its delivery is
+//! recorded; the ending's work runs in the background.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -17,6 +19,7 @@ use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use super::news::{self, News};
 use super::{lifecycle, queries, schedule, store};
 use crate::error::Result;
 use crate::provider::{Prediction, PredictionStatus};
@@ -32,11 +35,13 @@ pub struct Receiver {
     /// `{DARKROOM_PUBLIC_URL}/webhooks/replicate`.
     pub url: url::Url,
     pub gate: Arc<Gate>,
+    /// Where news waits for its batch.
+    pub news: Arc<News>,
 }
 
 impl Receiver {
-    pub fn new(secret: Secret, url: url::Url) -> Self {
-        Self { secret, url, gate: Arc::default() }
+    pub fn new(secret: Secret, url: url::Url, news: News) -> Self {
+        Self { secret, url, gate: Arc::default(), news: Arc::new(news) }
     }
 }
 
@@ -165,7 +170,38 @@ async fn read_event(state: &AppState, receiver: &Receiver, request: Request) -> 
     if id.is_empty() || id.chars().count() > MAX_ID_CHARS {
         return (StatusCode::BAD_REQUEST, "invalid webhook-id").into_response();
     }
+    if is_news(&prediction) {
+        return queue_news(state, receiver, id, prediction).await;
+    }
     accept(state, id, prediction).await
+}
+
+/// Whether `prediction` is news (still running), not an ending.
+fn is_news(prediction: &Prediction) -> bool {
+    matches!(prediction.status, PredictionStatus::Starting | PredictionStatus::Processing) && !prediction.data_removed
+}
+
+/// Takes a verified event about a running Replicate prediction: queued for
+/// the batch writer, which records its delivery and its reading; answered
+/// once queued (503 when the queue has had no room for [`PLACE_WAIT`]).
+async fn queue_news(state: &AppState, receiver: &Receiver, delivery: &str, prediction: Prediction) -> Response {
+    let now = state.clock.now_ms();
+    // Replicate's predictions: checks spaced on Replicate's budget.
+    let spacing = schedule::spacing_ms(state).await;
+    let item = news::Item {
+        delivery: delivery.to_owned(),
+        next_check: schedule::after_event(&prediction, now, spacing),
+        trust_ms: schedule::EVENT_TRUST_MS.max(spacing),
+        progress: prediction.progress,
+        queue: prediction.queue_position,
+        prediction: prediction.id,
+        received_at: now,
+    };
+    if receiver.news.send(item, PLACE_WAIT).await {
+        (StatusCode::OK, "ok").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, "1")], "busy, try again").into_response()
+    }
 }
 
 /// Takes a verified event about `prediction`: applied in the background
@@ -204,11 +240,9 @@ async fn apply_event(state: &AppState, prediction: Prediction) -> Result<()> {
     let now = state.clock.now_ms();
     let spacing = schedule::spacing_for(state, &task.model).await;
     let next_check = schedule::after_event(&prediction, now, spacing);
-    if matches!(prediction.status, PredictionStatus::Starting | PredictionStatus::Processing)
-        && !prediction.data_removed
-    {
-        // News, not an ending: record the progress and defer the provider
-        // checks; a poller holding a claim keeps it.
+    if is_news(&prediction) {
+        // News through `accept` (fal's route): record the progress and
+        // defer the provider checks; a poller holding a claim keeps it.
         let trust = schedule::EVENT_TRUST_MS.max(spacing);
         let reading = store::Reading::of(&task, &prediction);
         store::note_event(&state.db, &task.id, reading, next_check, trust, now).await?;

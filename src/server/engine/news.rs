@@ -1,0 +1,135 @@
+//! Provider news: Replicate's events about a prediction still running
+//! (`start`, `logs`), written in batches by one writer per instance.
+//!
+//! Thousands of predictions in flight send hundreds of such events a
+//! second. Each is answered as soon as it is verified and queued here; the
+//! writer then records a whole batch in one transaction: every event's
+//! `webhook-id` (the same delivery record an ending's takes, so a
+//! duplicate or a replay, on this instance or another, is dropped), then
+//! each task's reading and deferred check (`store::note_event`). One
+//! transaction a batch instead of two a event is what lets SQLite's single
+//! writer keep up; the queue is bounded, and a full queue makes an event
+//! wait for room, then be refused so that the provider sends it again.
+//!
+//! News is news: an event lost here (a failed batch) costs at most the
+//! check it would have deferred. Endings (`completed`, a failure) are not
+//! news and never wait here (`webhook::accept`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::{queries, store};
+use crate::error::Result;
+use crate::server::db::Db;
+use crate::server::metrics::Metrics;
+
+/// Events waiting for the writer, at most.
+pub const QUEUE: usize = 4_096;
+/// Most events one transaction writes.
+const BATCH: usize = 256;
+
+/// One verified event about a running prediction, with what it means for
+/// the task's next check (worked out when it arrived).
+#[derive(Debug, Clone)]
+pub struct Item {
+    /// Its `webhook-id`.
+    pub delivery: String,
+    pub prediction: String,
+    /// The progress it reports (0–100), if any.
+    pub progress: Option<u8>,
+    /// Its place in the provider's queue, `None` once it runs.
+    pub queue: Option<u32>,
+    /// When the task should be checked next (`schedule::after_event`).
+    pub next_check: i64,
+    /// How far past the last check events may defer it.
+    pub trust_ms: i64,
+    pub received_at: i64,
+}
+
+/// The queue in front of the writer.
+pub struct News {
+    queue: mpsc::Sender<Item>,
+}
+
+impl News {
+    /// Starts this instance's writer on `db`.
+    pub fn start(db: Db, metrics: Arc<Metrics>) -> Self {
+        let (queue, waiting) = mpsc::channel(QUEUE);
+        tokio::spawn(write_all(db, metrics, waiting));
+        Self { queue }
+    }
+
+    /// Queues `item`, waiting up to `wait` for room; false when there was
+    /// none (the event is not taken).
+    pub async fn send(&self, item: Item, wait: Duration) -> bool {
+        self.queue.send_timeout(item, wait).await.is_ok()
+    }
+}
+
+/// The writer: batches as they come, until every sender is gone.
+async fn write_all(db: Db, metrics: Arc<Metrics>, mut waiting: mpsc::Receiver<Item>) {
+    let mut batch = Vec::with_capacity(BATCH);
+    while waiting.recv_many(&mut batch, BATCH).await > 0 {
+        match write(&db, &batch).await {
+            Ok(written) => {
+                for _ in 0..written.applied {
+                    metrics.webhook();
+                }
+                for _ in 0..written.duplicates {
+                    metrics.webhook_duplicate();
+                }
+            }
+            Err(e) => tracing::warn!(events = batch.len(), "provider news not recorded: {e}"),
+        }
+        batch.clear();
+    }
+}
+
+/// What a batch did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Written {
+    /// Events recorded against an unfinished task of ours.
+    pub applied: usize,
+    /// Events whose `webhook-id` was already recorded.
+    pub duplicates: usize,
+}
+
+/// Writes one batch in one transaction. The tasks are read first (point
+/// reads, outside it). Inside, deliveries are recorded in the order of
+/// their ids, then tasks updated in the order of theirs (a task's events
+/// in the order they came), so two instances' batches never wait on each
+/// other in a circle.
+pub async fn write(db: &Db, batch: &[Item]) -> Result<Written> {
+    let mut tasks = Vec::with_capacity(batch.len());
+    for item in batch {
+        tasks.push(queries::of_prediction(db, &item.prediction).await?);
+    }
+    let mut by_delivery: Vec<usize> = (0..batch.len()).collect();
+    by_delivery.sort_by(|&a, &b| batch[a].delivery.cmp(&batch[b].delivery));
+    let mut written = Written::default();
+    let mut fresh = vec![false; batch.len()];
+    let mut tx = db.begin().await?;
+    for i in by_delivery {
+        fresh[i] = store::first_delivery(&mut *tx, &batch[i].delivery, batch[i].received_at).await?;
+        if !fresh[i] {
+            written.duplicates += 1;
+        }
+    }
+    let mut updates: Vec<(&super::task::TaskRow, &Item)> = batch
+        .iter()
+        .zip(&tasks)
+        .zip(&fresh)
+        .filter_map(|((item, task), &fresh)| Some((task.as_ref()?, item)).filter(|_| fresh))
+        .filter(|(task, _)| !task.state.is_finished())
+        .collect();
+    updates.sort_by(|a, b| a.0.id.as_str().cmp(b.0.id.as_str()));
+    for (task, item) in &updates {
+        let reading = store::Reading::new(task, item.progress, item.queue);
+        store::note_event(&mut *tx, &task.id, reading, item.next_check, item.trust_ms, item.received_at).await?;
+    }
+    tx.commit().await?;
+    written.applied = updates.len();
+    Ok(written)
+}
