@@ -15,24 +15,26 @@
 //! check it would have deferred. Endings (`completed`, a failure) are not
 //! news and never wait here (`webhook::accept`).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use super::task::TaskRow;
 use super::{queries, store};
 use crate::error::Result;
 use crate::server::db::Db;
 use crate::server::metrics::Metrics;
 
 /// Events waiting for the writer, at most.
-pub const QUEUE: usize = 4_096;
+const QUEUE: usize = 4_096;
 /// Most events one transaction writes.
 const BATCH: usize = 256;
 
 /// One verified event about a running prediction, with what it means for
 /// the task's next check (worked out when it arrived).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Item {
     /// Its `webhook-id`.
     pub delivery: String,
@@ -74,7 +76,7 @@ async fn write_all(db: Db, metrics: Arc<Metrics>, mut waiting: mpsc::Receiver<It
     while waiting.recv_many(&mut batch, BATCH).await > 0 {
         match write(&db, &batch).await {
             Ok(written) => {
-                for _ in 0..written.applied {
+                for _ in 0..written.recorded {
                     metrics.webhook();
                 }
                 for _ in 0..written.duplicates {
@@ -90,22 +92,26 @@ async fn write_all(db: Db, metrics: Arc<Metrics>, mut waiting: mpsc::Receiver<It
 /// What a batch did.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Written {
-    /// Events recorded against an unfinished task of ours.
+    /// Events seen for the first time (on any instance).
+    pub recorded: usize,
+    /// Those of them about an unfinished task of ours, applied to it.
     pub applied: usize,
     /// Events whose `webhook-id` was already recorded.
     pub duplicates: usize,
 }
 
-/// Writes one batch in one transaction. The tasks are read first (point
-/// reads, outside it). Inside, deliveries are recorded in the order of
+/// Writes one batch in one transaction. The tasks are read first (one
+/// read, outside it). Inside, deliveries are recorded in the order of
 /// their ids, then tasks updated in the order of theirs (a task's events
 /// in the order they came), so two instances' batches never wait on each
 /// other in a circle.
 pub async fn write(db: &Db, batch: &[Item]) -> Result<Written> {
-    let mut tasks = Vec::with_capacity(batch.len());
-    for item in batch {
-        tasks.push(queries::of_prediction(db, &item.prediction).await?);
-    }
+    let mut predictions: Vec<&str> = batch.iter().map(|item| item.prediction.as_str()).collect();
+    predictions.sort_unstable();
+    predictions.dedup();
+    let tasks = queries::of_predictions(db, &predictions).await?;
+    let task_of: HashMap<&str, &TaskRow> =
+        tasks.iter().filter_map(|t| Some((t.prediction_id.as_deref()?, t))).collect();
     let mut by_delivery: Vec<usize> = (0..batch.len()).collect();
     by_delivery.sort_by(|&a, &b| batch[a].delivery.cmp(&batch[b].delivery));
     let mut written = Written::default();
@@ -117,11 +123,11 @@ pub async fn write(db: &Db, batch: &[Item]) -> Result<Written> {
             written.duplicates += 1;
         }
     }
-    let mut updates: Vec<(&super::task::TaskRow, &Item)> = batch
+    let mut updates: Vec<(&TaskRow, &Item)> = batch
         .iter()
-        .zip(&tasks)
         .zip(&fresh)
-        .filter_map(|((item, task), &fresh)| Some((task.as_ref()?, item)).filter(|_| fresh))
+        .filter(|(_, fresh)| **fresh)
+        .filter_map(|(item, _)| Some((*task_of.get(item.prediction.as_str())?, item)))
         .filter(|(task, _)| !task.state.is_finished())
         .collect();
     updates.sort_by(|a, b| a.0.id.as_str().cmp(b.0.id.as_str()));
@@ -130,6 +136,7 @@ pub async fn write(db: &Db, batch: &[Item]) -> Result<Written> {
         store::note_event(&mut *tx, &task.id, reading, item.next_check, item.trust_ms, item.received_at).await?;
     }
     tx.commit().await?;
+    written.recorded = batch.len() - written.duplicates;
     written.applied = updates.len();
     Ok(written)
 }

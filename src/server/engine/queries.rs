@@ -159,6 +159,21 @@ pub async fn of_prediction(db: &Db, prediction_id: &str) -> Result<Option<TaskRo
     db.optional(&SQL, &[Arg::Text(prediction_id)]).await
 }
 
+/// The tasks of those of `predictions` that are ours, in no order (one
+/// read for a batch of provider events).
+pub async fn of_predictions(db: &Db, predictions: &[&str]) -> Result<Vec<TaskRow>> {
+    if predictions.is_empty() {
+        return Ok(Vec::new());
+    }
+    let placeholders = (1..=predictions.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+    let sql = format!("SELECT {COLUMNS} FROM tasks t WHERE t.prediction_id IN ({placeholders})");
+    let mut query = sqlx::query(&sql);
+    for id in predictions {
+        query = query.bind(*id);
+    }
+    query.fetch_all(db).await?.iter().map(TaskRow::from_row).collect()
+}
+
 /// A completed task's stored images, as its owner may fetch them.
 pub struct StoredOutputs {
     /// The first image's content type (tasks from before several images).

@@ -1018,12 +1018,12 @@ mod tests {
             }
         };
         let before = state(&finished).await;
-        assert_eq!(write(&f.db, &batch).await.unwrap(), Written { applied: 2, duplicates: 1 });
+        assert_eq!(write(&f.db, &batch).await.unwrap(), Written { recorded: 4, applied: 2, duplicates: 1 });
         assert_eq!(state(&running).await, (Some(20), 8_000), "the later event wins");
         assert_eq!(state(&finished).await, before, "a finished task is left alone");
         let recorded = sqlx::query("SELECT COUNT(*) AS n FROM webhook_deliveries").fetch_one(&f.db).await.unwrap();
         assert_eq!(recorded.try_get::<i64, _>("n").unwrap(), 5);
-        assert_eq!(write(&f.db, &batch).await.unwrap(), Written { applied: 0, duplicates: 5 });
+        assert_eq!(write(&f.db, &batch).await.unwrap(), Written { recorded: 0, applied: 0, duplicates: 5 });
         assert_eq!(state(&running).await, (Some(20), 8_000));
     }
 
