@@ -44,8 +44,8 @@ pub async fn owned_among(db: &Db, user: &UserId, ids: &[TaskId]) -> Result<Vec<T
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let placeholders = (0..ids.len()).map(|i| format!("${}", i + 2)).collect::<Vec<_>>().join(", ");
-    let sql = format!("SELECT {COLUMNS} FROM tasks t WHERE t.user_id = $1 AND t.id IN ({placeholders})");
+    let sql =
+        format!("SELECT {COLUMNS} FROM tasks t WHERE t.user_id = $1 AND t.id IN ({})", placeholders(2, ids.len()));
     let mut query = sqlx::query(&sql).bind(user.as_str());
     for id in ids {
         query = query.bind(id.as_str());
@@ -144,8 +144,7 @@ pub async fn others_queued(db: &Db, task: &TaskId) -> Result<bool> {
 pub async fn in_flight_count(db: &Db, except: &[&str]) -> Result<i64> {
     let mut sql = concat!("SELECT CAST(COUNT(*) AS BIGINT) AS n FROM tasks WHERE status IN ", in_flight!()).to_owned();
     if !except.is_empty() {
-        let places: Vec<String> = (1..=except.len()).map(|n| format!("${n}")).collect();
-        sql.push_str(&format!(" AND model NOT IN ({})", places.join(", ")));
+        sql.push_str(&format!(" AND model NOT IN ({})", placeholders(1, except.len())));
     }
     let row = except.iter().fold(sqlx::query(&sql), |q, model| q.bind(*model)).fetch_one(db).await?;
     Ok(row.try_get("n")?)
@@ -165,13 +164,15 @@ pub async fn of_predictions(db: &Db, predictions: &[&str]) -> Result<Vec<TaskRow
     if predictions.is_empty() {
         return Ok(Vec::new());
     }
-    let placeholders = (1..=predictions.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
-    let sql = format!("SELECT {COLUMNS} FROM tasks t WHERE t.prediction_id IN ({placeholders})");
-    let mut query = sqlx::query(&sql);
-    for id in predictions {
-        query = query.bind(*id);
-    }
-    query.fetch_all(db).await?.iter().map(TaskRow::from_row).collect()
+    let sql =
+        format!("SELECT {COLUMNS} FROM tasks t WHERE t.prediction_id IN ({})", placeholders(1, predictions.len()));
+    let rows = predictions.iter().fold(sqlx::query(&sql), |q, id| q.bind(*id)).fetch_all(db).await?;
+    rows.iter().map(TaskRow::from_row).collect()
+}
+
+/// `count` placeholders numbered from `$first`, comma separated: `$2, $3`.
+fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ")
 }
 
 /// A completed task's stored images, as its owner may fetch them.
