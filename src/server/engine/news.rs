@@ -6,10 +6,11 @@
 //! writer then records a whole batch in one transaction: every event's
 //! `webhook-id` (the same delivery record an ending's takes, so a
 //! duplicate or a replay, on this instance or another, is dropped), then
-//! each task's reading and deferred check (`store::note_event`). One
-//! transaction a batch instead of two a event is what lets SQLite's single
-//! writer keep up; the queue is bounded, and a full queue makes an event
-//! wait for room, then be refused so that the provider sends it again.
+//! each task's reading and deferred check (`store::note_events`). One
+//! transaction of a few statements per batch, instead of two statements
+//! per event, is what lets SQLite's single writer keep up; the queue is
+//! bounded, and a full queue makes an event wait for room, then be refused
+//! so that the provider sends it again.
 //!
 //! News is news: an event lost here (a failed batch) costs at most the
 //! check it would have deferred. Endings (`completed`, a failure) are not
@@ -100,11 +101,13 @@ pub struct Written {
     pub duplicates: usize,
 }
 
-/// Writes one batch in one transaction. The tasks are read first (one
-/// read, outside it). Inside, deliveries are recorded in the order of
-/// their ids, then tasks updated in the order of theirs (a task's events
-/// in the order they came), so two instances' batches never wait on each
-/// other in a circle.
+/// Writes one batch in one transaction of a few statements, whatever its
+/// size. The tasks are read first (one read, outside it). Inside, the
+/// deliveries are recorded in the order of their ids, then the tasks
+/// updated in the order of theirs (a task's events applied in the order
+/// they came: `store::note_events`), so two instances' batches never wait
+/// on each other in a circle; the write lock is held for a few statements,
+/// not two per event.
 pub async fn write(db: &Db, batch: &[Item]) -> Result<Written> {
     let mut predictions: Vec<&str> = batch.iter().map(|item| item.prediction.as_str()).collect();
     predictions.sort_unstable();
@@ -112,31 +115,29 @@ pub async fn write(db: &Db, batch: &[Item]) -> Result<Written> {
     let tasks = queries::of_predictions(db, &predictions).await?;
     let task_of: HashMap<&str, &TaskRow> =
         tasks.iter().filter_map(|t| Some((t.prediction_id.as_deref()?, t))).collect();
-    let mut by_delivery: Vec<usize> = (0..batch.len()).collect();
-    by_delivery.sort_by(|&a, &b| batch[a].delivery.cmp(&batch[b].delivery));
-    let mut written = Written::default();
-    let mut fresh = vec![false; batch.len()];
+    let mut deliveries: Vec<(&str, i64)> =
+        batch.iter().map(|item| (item.delivery.as_str(), item.received_at)).collect();
+    deliveries.sort_unstable();
     let mut tx = db.begin().await?;
-    for i in by_delivery {
-        fresh[i] = store::first_delivery(&mut *tx, &batch[i].delivery, batch[i].received_at).await?;
-        if !fresh[i] {
-            written.duplicates += 1;
-        }
-    }
-    let mut updates: Vec<(&TaskRow, &Item)> = batch
+    let mut fresh = store::first_deliveries(&mut tx, &deliveries).await?;
+    // An id twice in the batch is fresh once: the first time it came.
+    let fresh: Vec<bool> = batch.iter().map(|item| fresh.remove(&item.delivery)).collect();
+    let noted: Vec<store::Noted> = batch
         .iter()
         .zip(&fresh)
         .filter(|(_, fresh)| **fresh)
         .filter_map(|(item, _)| Some((*task_of.get(item.prediction.as_str())?, item)))
         .filter(|(task, _)| !task.state.is_finished())
+        .map(|(task, item)| store::Noted {
+            task: &task.id,
+            reading: store::Reading::new(task, item.progress, item.queue),
+            until: item.next_check,
+            trust_ms: item.trust_ms,
+            now: item.received_at,
+        })
         .collect();
-    updates.sort_by(|a, b| a.0.id.as_str().cmp(b.0.id.as_str()));
-    for (task, item) in &updates {
-        let reading = store::Reading::new(task, item.progress, item.queue);
-        store::note_event(&mut *tx, &task.id, reading, item.next_check, item.trust_ms, item.received_at).await?;
-    }
+    store::note_events(&mut tx, &noted).await?;
     tx.commit().await?;
-    written.recorded = batch.len() - written.duplicates;
-    written.applied = updates.len();
-    Ok(written)
+    let recorded = fresh.iter().filter(|&&fresh| fresh).count();
+    Ok(Written { recorded, applied: noted.len(), duplicates: batch.len() - recorded })
 }

@@ -171,8 +171,14 @@ pub async fn of_predictions(db: &Db, predictions: &[&str]) -> Result<Vec<TaskRow
 }
 
 /// `count` placeholders numbered from `$first`, comma separated: `$2, $3`.
-fn placeholders(first: usize, count: usize) -> String {
+pub(super) fn placeholders(first: usize, count: usize) -> String {
     (first..first + count).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ")
+}
+
+/// The rows of a `VALUES` list: `rows` groups of `width` placeholders
+/// numbered from `$1` (`value_rows(2, 2)`: `($1, $2), ($3, $4)`).
+pub(super) fn value_rows(rows: usize, width: usize) -> String {
+    (0..rows).map(|row| format!("({})", placeholders(1 + row * width, width))).collect::<Vec<_>>().join(", ")
 }
 
 /// A completed task's stored images, as its owner may fetch them.

@@ -370,53 +370,150 @@ pub async fn postpone(db: &Db, task: &TaskId, until: i64) -> Result<()> {
     Ok(())
 }
 
-/// For news from a provider event received at `now`, in one statement:
+/// One provider event's news about a processing task, received at `now`:
 /// its `reading`, if it has one (as [`set_reading`]), and the next check
 /// at `until` (the prediction's expected end, or a few intervals on),
 /// earlier or later than planned — a later event knows more — but never
-/// beyond `trust` after the task's last provider check (or its creation),
-/// however many events arrive, so events alone cannot keep the provider
-/// from being asked; and never while a download holds the task.
-pub async fn note_event<'e>(
-    db: impl sqlx::Executor<'e, Database = sqlx::Any>,
+/// beyond `trust_ms` after the task's last provider check (or its
+/// creation), however many events arrive, so events alone cannot keep the
+/// provider from being asked; and never while a download holds the task.
+#[derive(Debug, Clone, Copy)]
+pub struct Noted<'a> {
+    pub task: &'a TaskId,
+    pub reading: Option<Reading>,
+    pub until: i64,
+    pub trust_ms: i64,
+    pub now: i64,
+}
+
+/// Records one event's news (see [`Noted`]).
+pub async fn note_event(
+    db: &Db,
     task: &TaskId,
     reading: Option<Reading>,
     until: i64,
     trust_ms: i64,
     now: i64,
 ) -> Result<()> {
-    let progress = reading.and_then(|r| r.progress).map_or(-1, i64::from);
-    // -2: no reading, the place in the queue stays; -1: none (running).
-    let queue = reading.map_or(-2, |r| r.queue.map_or(-1, i64::from));
-    sqlx::query(
-        "UPDATE tasks SET progress = COALESCE(NULLIF($1, -1), progress), \
-         provider_queue = CASE WHEN $2 = -2 THEN provider_queue ELSE NULLIF($2, -1) END, \
-         last_polled_at = CASE WHEN $2 = -2 THEN last_polled_at ELSE $3 END, \
-         next_check_at = CASE WHEN leased_until IS NOT NULL AND leased_until > $3 THEN next_check_at \
-         WHEN $4 < COALESCE(checked_at, created_at) + $5 THEN $4 ELSE COALESCE(checked_at, created_at) + $5 END \
-         WHERE id = $6 AND status = 'processing'",
-    )
-    .bind(progress)
-    .bind(queue)
-    .bind(now)
-    .bind(until)
-    .bind(trust_ms)
-    .bind(task.as_str())
-    .execute(db)
-    .await?;
+    let mut conn = db.acquire().await?;
+    note_events(&mut conn, &[Noted { task, reading, until, trust_ms, now }]).await
+}
+
+/// Records a batch of events' news ([`Noted`]), in order, as if each were
+/// written in turn, in one statement per [`ROWS`] tasks: a task's events
+/// are folded first (the last reading's place in the queue, the last
+/// progress reported, the last event's next check). Tasks are written in
+/// the order of their ids (on PostgreSQL, locked so first), so two
+/// instances' batches never wait on each other in a circle. Call it in a
+/// transaction to write the batch at once.
+pub async fn note_events(conn: &mut AnyConnection, events: &[Noted<'_>]) -> Result<()> {
+    /// One task's events folded: the values [`note_events`]' statement binds.
+    struct Folded {
+        /// The last progress reported; -1: none, the stored one stays.
+        progress: i64,
+        /// The last reading's place in the queue; -1: running, -2: no
+        /// reading, the stored one stays (and so does `last_polled_at`).
+        queue: i64,
+        /// When the last reading was taken.
+        read_at: i64,
+        until: i64,
+        trust_ms: i64,
+        now: i64,
+    }
+    let mut folded: std::collections::BTreeMap<&str, Folded> = std::collections::BTreeMap::new();
+    for e in events {
+        let f = folded.entry(e.task.as_str()).or_insert(Folded {
+            progress: -1,
+            queue: -2,
+            read_at: 0,
+            until: e.until,
+            trust_ms: e.trust_ms,
+            now: e.now,
+        });
+        if let Some(reading) = e.reading {
+            if let Some(progress) = reading.progress {
+                f.progress = i64::from(progress);
+            }
+            f.queue = reading.queue.map_or(-1, i64::from);
+            f.read_at = e.now;
+        }
+        (f.until, f.trust_ms, f.now) = (e.until, e.trust_ms, e.now);
+    }
+    let folded: Vec<(&str, Folded)> = folded.into_iter().collect();
+    let postgres = conn.backend_name() == "PostgreSQL";
+    for rows in folded.chunks(ROWS) {
+        if postgres {
+            let sql = format!(
+                "SELECT id FROM tasks WHERE id IN ({}) ORDER BY id FOR UPDATE",
+                super::queries::placeholders(1, rows.len())
+            );
+            let mut lock = sqlx::query(&sql).persistent(false);
+            for (id, _) in rows {
+                lock = lock.bind(*id);
+            }
+            lock.fetch_all(&mut *conn).await?;
+        }
+        let sql = format!(
+            "WITH news (n_id, n_progress, n_queue, n_read_at, n_until, n_trust, n_now) AS (VALUES {}) \
+             UPDATE tasks SET progress = COALESCE(NULLIF(news.n_progress, -1), tasks.progress), \
+             provider_queue = CASE WHEN news.n_queue = -2 THEN tasks.provider_queue ELSE NULLIF(news.n_queue, -1) END, \
+             last_polled_at = CASE WHEN news.n_queue = -2 THEN tasks.last_polled_at ELSE news.n_read_at END, \
+             next_check_at = CASE WHEN tasks.leased_until IS NOT NULL AND tasks.leased_until > news.n_now \
+             THEN tasks.next_check_at \
+             WHEN news.n_until < COALESCE(tasks.checked_at, tasks.created_at) + news.n_trust THEN news.n_until \
+             ELSE COALESCE(tasks.checked_at, tasks.created_at) + news.n_trust END \
+             FROM news WHERE tasks.id = news.n_id AND tasks.status = 'processing'",
+            super::queries::value_rows(rows.len(), 7)
+        );
+        let mut update = sqlx::query(&sql).persistent(false);
+        for (id, f) in rows {
+            update = update
+                .bind(*id)
+                .bind(f.progress)
+                .bind(f.queue)
+                .bind(f.read_at)
+                .bind(f.until)
+                .bind(f.trust_ms)
+                .bind(f.now);
+        }
+        update.execute(&mut *conn).await?;
+    }
     Ok(())
 }
 
+/// Most rows one batched statement writes.
+const ROWS: usize = 256;
+
 /// Records a provider event's `webhook-id` as applied; false when it was
 /// already (a duplicate or a replay).
-pub async fn first_delivery<'e>(db: impl sqlx::Executor<'e, Database = sqlx::Any>, id: &str, now: i64) -> Result<bool> {
-    let done =
-        sqlx::query("INSERT INTO webhook_deliveries (id, received_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
-            .bind(id)
-            .bind(now)
-            .execute(db)
-            .await?;
-    Ok(done.rows_affected() == 1)
+pub async fn first_delivery(db: &Db, id: &str, now: i64) -> Result<bool> {
+    let mut conn = db.acquire().await?;
+    Ok(first_deliveries(&mut conn, &[(id, now)]).await?.contains(id))
+}
+
+/// Records the `webhook-id`s of a batch of provider events (each with when
+/// it was received), in the order given (sort them by id so that two
+/// instances' batches never wait on each other in a circle); the ones seen
+/// for the first time. An id given twice is recorded once.
+pub async fn first_deliveries(
+    conn: &mut AnyConnection,
+    deliveries: &[(&str, i64)],
+) -> Result<std::collections::HashSet<String>> {
+    let mut fresh = std::collections::HashSet::new();
+    for rows in deliveries.chunks(ROWS) {
+        let sql = format!(
+            "INSERT INTO webhook_deliveries (id, received_at) VALUES {} ON CONFLICT (id) DO NOTHING RETURNING id",
+            super::queries::value_rows(rows.len(), 2)
+        );
+        let mut insert = sqlx::query(&sql).persistent(false);
+        for (id, now) in rows {
+            insert = insert.bind(*id).bind(*now);
+        }
+        for row in insert.fetch_all(&mut *conn).await? {
+            fresh.insert(row.try_get::<String, _>("id")?);
+        }
+    }
+    Ok(fresh)
 }
 
 /// Forgets deliveries received before `before`; how many.
@@ -974,6 +1071,61 @@ mod tests {
         // An event with nothing new moves the check alone.
         note_event(&f.db, &id, None, 7_000, 60_000, 4_000).await.unwrap();
         assert_eq!(row(&f).await, (Some(40), None, Some(3_000), Some(7_000)));
+    }
+
+    /// A batch's events about a task, written in one statement, leave it
+    /// as the same events written one at a time do (the test above).
+    #[tokio::test]
+    async fn a_batch_of_events_folds_as_written_one_by_one() {
+        let f = fixture().await;
+        let (a, b) = (submitted(&f, 1_000).await, submitted(&f, 1_000).await);
+        mark_processing(&f.db, &a, "p1", 3_000, 1_000).await.unwrap();
+        mark_processing(&f.db, &b, "p2", 3_000, 1_000).await.unwrap();
+        let noted = |task, progress, queue, until, now| Noted {
+            task,
+            reading: (progress, queue).ne(&(None, None)).then_some(Reading { progress, queue }),
+            until,
+            trust_ms: 60_000,
+            now,
+        };
+        let batch = [
+            noted(&a, None, Some(2), 9_000, 2_000),
+            noted(&b, Some(30), None, 5_000, 2_000),
+            noted(&a, Some(40), None, 8_000, 3_000),
+            noted(&b, None, Some(1), 6_000, 2_500),
+            noted(&a, None, None, 7_000, 4_000),
+        ];
+        let mut tx = f.db.begin().await.unwrap();
+        note_events(&mut tx, &batch).await.unwrap();
+        tx.commit().await.unwrap();
+        let row = |id: &TaskId| {
+            let (id, db) = (id.clone(), f.db.clone());
+            async move {
+                let r = sqlx::query(
+                    "SELECT progress, provider_queue, last_polled_at, next_check_at FROM tasks WHERE id = $1",
+                )
+                .bind(id.as_str())
+                .fetch_one(&db)
+                .await
+                .unwrap();
+                let get = |c: &str| r.try_get::<Option<i64>, _>(c).unwrap();
+                (get("progress"), get("provider_queue"), get("last_polled_at"), get("next_check_at"))
+            }
+        };
+        assert_eq!(row(&a).await, (Some(40), None, Some(3_000), Some(7_000)));
+        assert_eq!(row(&b).await, (Some(30), Some(1), Some(2_500), Some(6_000)), "a reading keeps the progress");
+        assert_eq!(super::super::queries::value_rows(2, 3), "($1, $2, $3), ($4, $5, $6)");
+    }
+
+    #[tokio::test]
+    async fn deliveries_past_one_statement_are_recorded_once() {
+        let f = fixture().await;
+        let ids: Vec<String> = (0..ROWS + 44).map(|n| format!("msg_{n:04}")).collect();
+        let mut batch: Vec<(&str, i64)> = ids.iter().map(|id| (id.as_str(), 1)).collect();
+        batch.push((&ids[0], 2));
+        let mut conn = f.db.acquire().await.unwrap();
+        assert_eq!(first_deliveries(&mut conn, &batch).await.unwrap().len(), ROWS + 44);
+        assert!(first_deliveries(&mut conn, &batch[..3]).await.unwrap().is_empty(), "each once");
     }
 
     /// A batch of news (`news::write`): each delivery recorded once, a
