@@ -32,9 +32,11 @@ impl Report {
         let (start, end) = if self.postgres { (PG_START, PG_END) } else { (START, END) };
         let old = std::fs::read_to_string(file).unwrap_or_else(|_| "# Benchmarks\n".to_owned());
         let block = format!("{start}\n{}\n{end}", self.lines.join("\n"));
-        let new = match (old.find(start), old.find(end)) {
-            (Some(a), Some(b)) if a < b => format!("{}{block}{}", &old[..a], &old[b + end.len()..]),
-            _ => format!("{}\n{block}\n", old.trim_end()),
+        // The block's own end: the first end marker after its start.
+        let found = old.find(start).and_then(|a| Some((a, a + old[a..].find(end)?)));
+        let new = match found {
+            Some((a, b)) => format!("{}{block}{}", &old[..a], &old[b + end.len()..]),
+            None => format!("{}\n{block}\n", old.trim_end()),
         };
         std::fs::write(file, new)
     }
