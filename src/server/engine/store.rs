@@ -1042,35 +1042,33 @@ mod tests {
         assert!(claim_check(&f.db, &id, 6_500, 9_000).await.unwrap().is_some());
     }
 
+    /// A processing task's reading as stored: its progress, its place in
+    /// the provider's queue, when it was read, and its next check.
+    async fn reading(db: &Db, id: &TaskId) -> (Option<i64>, Option<i64>, Option<i64>, Option<i64>) {
+        let r = sqlx::query("SELECT progress, provider_queue, last_polled_at, next_check_at FROM tasks WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_one(db)
+            .await
+            .unwrap();
+        let get = |c: &str| r.try_get::<Option<i64>, _>(c).unwrap();
+        (get("progress"), get("provider_queue"), get("last_polled_at"), get("next_check_at"))
+    }
+
     #[tokio::test]
     async fn an_event_records_its_reading_with_the_next_check() {
         let f = fixture().await;
         let id = submitted(&f, 1_000).await;
         mark_processing(&f.db, &id, "p1", 3_000, 1_000).await.unwrap();
-        let row = |f: &Fixture| {
-            let (id, db) = (id.clone(), f.db.clone());
-            async move {
-                let r = sqlx::query(
-                    "SELECT progress, provider_queue, last_polled_at, next_check_at FROM tasks WHERE id = $1",
-                )
-                .bind(id.as_str())
-                .fetch_one(&db)
-                .await
-                .unwrap();
-                let get = |c: &str| r.try_get::<Option<i64>, _>(c).unwrap();
-                (get("progress"), get("provider_queue"), get("last_polled_at"), get("next_check_at"))
-            }
-        };
         let queued = Reading { progress: None, queue: Some(2) };
         note_event(&f.db, &id, Some(queued), 9_000, 60_000, 2_000).await.unwrap();
-        let (_, queue, read_at, next) = row(&f).await;
+        let (_, queue, read_at, next) = reading(&f.db, &id).await;
         assert_eq!((queue, read_at, next), (Some(2), Some(2_000), Some(9_000)));
         let running = Reading { progress: Some(40), queue: None };
         note_event(&f.db, &id, Some(running), 8_000, 60_000, 3_000).await.unwrap();
-        assert_eq!(row(&f).await, (Some(40), None, Some(3_000), Some(8_000)));
+        assert_eq!(reading(&f.db, &id).await, (Some(40), None, Some(3_000), Some(8_000)));
         // An event with nothing new moves the check alone.
         note_event(&f.db, &id, None, 7_000, 60_000, 4_000).await.unwrap();
-        assert_eq!(row(&f).await, (Some(40), None, Some(3_000), Some(7_000)));
+        assert_eq!(reading(&f.db, &id).await, (Some(40), None, Some(3_000), Some(7_000)));
     }
 
     /// A batch's events about a task, written in one statement, leave it
@@ -1098,22 +1096,12 @@ mod tests {
         let mut tx = f.db.begin().await.unwrap();
         note_events(&mut tx, &batch).await.unwrap();
         tx.commit().await.unwrap();
-        let row = |id: &TaskId| {
-            let (id, db) = (id.clone(), f.db.clone());
-            async move {
-                let r = sqlx::query(
-                    "SELECT progress, provider_queue, last_polled_at, next_check_at FROM tasks WHERE id = $1",
-                )
-                .bind(id.as_str())
-                .fetch_one(&db)
-                .await
-                .unwrap();
-                let get = |c: &str| r.try_get::<Option<i64>, _>(c).unwrap();
-                (get("progress"), get("provider_queue"), get("last_polled_at"), get("next_check_at"))
-            }
-        };
-        assert_eq!(row(&a).await, (Some(40), None, Some(3_000), Some(7_000)));
-        assert_eq!(row(&b).await, (Some(30), Some(1), Some(2_500), Some(6_000)), "a reading keeps the progress");
+        assert_eq!(reading(&f.db, &a).await, (Some(40), None, Some(3_000), Some(7_000)));
+        assert_eq!(
+            reading(&f.db, &b).await,
+            (Some(30), Some(1), Some(2_500), Some(6_000)),
+            "a reading keeps the progress"
+        );
         assert_eq!(super::super::queries::value_rows(2, 3), "($1, $2, $3), ($4, $5, $6)");
     }
 
