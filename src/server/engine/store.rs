@@ -440,9 +440,10 @@ pub async fn note_events(conn: &mut AnyConnection, events: &[Noted<'_>]) -> Resu
         (f.until, f.trust_ms, f.now) = (e.until, e.trust_ms, e.now);
     }
     let folded: Vec<(&str, Folded)> = folded.into_iter().collect();
-    let postgres = conn.backend_name() == "PostgreSQL";
+    // One row cannot wait in a circle: only batches are locked first.
+    let lock_first = folded.len() > 1 && conn.backend_name() == "PostgreSQL";
     for rows in folded.chunks(ROWS) {
-        if postgres {
+        if lock_first {
             let sql = format!(
                 "SELECT id FROM tasks WHERE id IN ({}) ORDER BY id FOR UPDATE",
                 super::queries::placeholders(1, rows.len())
