@@ -160,6 +160,37 @@ pub async fn sim_stats(addr: SocketAddr) -> SimStats {
     }
 }
 
+/// When each of the newest predictions ended, by prompt: epoch ms of
+/// `completed_at` for the finished ones among the first page of each
+/// instance's simulator's list (`GET /sim/v1/predictions`, newest first, as
+/// Replicate lists an account's predictions). One list call per instance,
+/// on the simulator's budget of other calls.
+pub async fn prediction_ends(addrs: &[SocketAddr], token: &str) -> std::collections::HashMap<String, f64> {
+    let client = reqwest::Client::new();
+    let mut ends = std::collections::HashMap::new();
+    for addr in addrs {
+        let v: Value = client
+            .get(format!("http://{addr}/sim/v1/predictions"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .expect("GET /sim/v1/predictions")
+            .json()
+            .await
+            .expect("list JSON");
+        for p in v["results"].as_array().into_iter().flatten() {
+            let (Some(prompt), Some(at)) = (p["input"]["prompt"].as_str(), p["completed_at"].as_str()) else {
+                continue;
+            };
+            let at = humantime::parse_rfc3339(at).expect("completed_at is RFC 3339");
+            let ms = at.duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_secs_f64() * 1000.0;
+            ends.insert(prompt.to_owned(), ms);
+        }
+    }
+    ends
+}
+
 /// [`sim_stats`] summed over several instances' simulators (one provider
 /// account seen from each instance).
 pub async fn sim_stats_of(addrs: &[SocketAddr]) -> SimStats {

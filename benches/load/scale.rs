@@ -28,6 +28,11 @@ pub const BUDGET_PER_S: f64 = 40.0;
 pub const SETUP_LIMITS: &str = "create=600000/min";
 /// Short tasks whose completion the pages watch among the 10k (webhooks).
 const PROBES: usize = 30;
+/// How long a probe's prediction runs at the simulator (`#ms=`).
+const PROBE_MS: u64 = 8_000;
+/// The simulator's API token in this section, so the harness can read when
+/// the probes' predictions ended.
+const SIM_TOKEN: &str = "bench-scale-token";
 const USERS: usize = 8;
 const POLL_EVERY: Duration = Duration::from_secs(3);
 const CHECK_MS: u64 = 2_000;
@@ -55,6 +60,7 @@ async fn run(dir: &std::path::Path, report: &mut Report, webhooks: bool, levels:
         ("DARKROOM_PROVIDER_CHECK_MS", CHECK_MS.to_string()),
         ("DARKROOM_PROVIDER_LIMITS", SETUP_LIMITS.to_owned()),
         ("DARKROOM_SIM_RATE_LIMITS", SETUP_LIMITS.to_owned()),
+        ("DARKROOM_SIM_TOKEN", SIM_TOKEN.to_owned()),
     ];
     if webhooks {
         env.push(("DARKROOM_PUBLIC_URL", "self".to_owned()));
@@ -85,8 +91,10 @@ async fn run(dir: &std::path::Path, report: &mut Report, webhooks: bool, levels:
              events to the app, which defers the task's provider checks to its expected end (or by 4 check \
              intervals while no progress is known). Runs of {PROBE_RUN_SECS} s; during each, {PROBES} short tasks (`#ms=8000`) are \
              started among the 10k and polled by pages that follow `poll_after_ms`: the lag is from the \
-             simulator's completion (`created_ms` + 8 s) to the poll that saw `completed`, and to when the \
-             server had stored the image (`finished_ms`). Events are counted at the simulator.{instances}"
+             prediction's end (its `completed_at` at the simulator, read from its list of predictions once the \
+             probes are seen: one call per run, counted in the whole stretch's calls) to the poll that saw \
+             `completed`, and to when the server had stored the image (`finished_ms`). Events are counted at \
+             the simulator.{instances}"
         ));
         report.line("");
     } else {
@@ -156,13 +164,15 @@ async fn run(dir: &std::path::Path, report: &mut Report, webhooks: bool, levels:
             // With webhooks, pages also watch short tasks end among the load.
             let probes = webhooks.then(|| {
                 let sessions = sessions.clone();
-                tokio::spawn(async move { probe_lags(&sessions, run).await })
+                tokio::spawn(async move { watch_probes(&sessions, run).await })
             });
             let secs = if webhooks { PROBE_RUN_SECS } else { RUN_SECS };
             let s = loadgen::paced_over(&addrs, CONNS, level, POLL_EVERY, secs, Arc::clone(&request)).await;
             let spent = api::sim_stats_of(&addrs).await - before;
             if let Some(probes) = probes {
-                lags.extend(probes.await.expect("probes"));
+                let seen = probes.await.expect("probes");
+                let ends = api::prediction_ends(&addrs, SIM_TOKEN).await;
+                lags.extend(lags_after_end(&seen, &ends));
             }
             let calls = spent.others / s.secs;
             eprintln!(
@@ -238,24 +248,33 @@ pub async fn create(sessions: &[api::Session], first: usize, count: usize, deadl
         .await
 }
 
+/// A probe seen completed by its page.
+struct Seen {
+    prompt: String,
+    /// When the page saw it, epoch ms.
+    seen_at: f64,
+    /// When the server stored its image (`finished_ms`).
+    finished: f64,
+    /// When it was created (`created_ms`): its prediction was created
+    /// after, once submitted.
+    created: f64,
+}
+
 /// Starts [`PROBES`] short tasks and polls each as a page does (following
-/// `poll_after_ms`, bounded to 0.5–3 s) until it is seen completed; the
-/// lags, in ms after the simulator's completion: as seen by the page, and
-/// as stored by the server (`finished_ms`), which tells a slow event from
-/// a late poll.
-async fn probe_lags(sessions: &[api::Session], run: usize) -> Vec<(f64, f64)> {
-    const PROBE_MS: f64 = 8_000.0;
+/// `poll_after_ms`, bounded to 0.5–3 s) until it is seen completed.
+async fn watch_probes(sessions: &[api::Session], run: usize) -> Vec<Seen> {
     let probes = (0..PROBES).map(|i| {
         let s = sessions[(run * PROBES + i) % sessions.len()].clone();
         async move {
-            let id = s.generate(&format!("probe {run}.{i} #ms=8000")).await;
+            let prompt = format!("probe {run}.{i} #ms={PROBE_MS}");
+            let id = s.generate(&prompt).await;
             loop {
                 let v = s.check(&id).await.expect("probe poll");
                 if !api::unfinished(&v) {
                     assert_eq!(v["status"], "completed", "{v}");
                     let created = v["created_ms"].as_f64().expect("created_ms");
                     let finished = v["finished_ms"].as_f64().expect("finished_ms");
-                    return (now_ms() - (created + PROBE_MS), finished - (created + PROBE_MS));
+                    return Seen { prompt, seen_at: now_ms(), finished, created };
                 }
                 let wait = v["poll_after_ms"].as_u64().unwrap_or(3_000).clamp(500, 3_000);
                 tokio::time::sleep(Duration::from_millis(wait)).await;
@@ -263,6 +282,23 @@ async fn probe_lags(sessions: &[api::Session], run: usize) -> Vec<(f64, f64)> {
         }
     });
     futures::future::join_all(probes).await
+}
+
+/// Each probe's lags in ms after its prediction ended (`ends`, by prompt):
+/// as seen by the page, and as stored by the server (which tells a slow
+/// event from a late poll).
+fn lags_after_end(seen: &[Seen], ends: &std::collections::HashMap<String, f64>) -> Vec<(f64, f64)> {
+    let lags: Vec<(f64, f64)> = seen
+        .iter()
+        .map(|p| {
+            let end = ends.get(&p.prompt).unwrap_or_else(|| panic!("no finished prediction for {:?}", p.prompt));
+            (p.seen_at - end, p.finished - end)
+        })
+        .collect();
+    let submitted: Vec<f64> =
+        seen.iter().map(|p| ends.get(&p.prompt).map_or(f64::NAN, |end| end - PROBE_MS as f64 - p.created)).collect();
+    eprintln!("    probes' predictions ended a median {:.0} ms after created_ms + {PROBE_MS} ms", median(&submitted));
+    lags
 }
 
 fn now_ms() -> f64 {
