@@ -386,3 +386,44 @@ async fn with_events_flowing_polling_pages_make_almost_no_provider_gets() {
     // poll that follows it.
     assert!(finished[&lost] <= 3_000 + 1_000 + 2_000 + 300, "the lost one took {} ms", finished[&lost]);
 }
+
+/// A page watching a task whose events brought its progress is told to
+/// come back when the provider's own start time and steps say the image is
+/// ready, not at an end extrapolated from the task's creation (which
+/// counts the prediction's start-up as if it were progress: later by
+/// seconds for a long one).
+#[tokio::test]
+async fn the_poll_advice_follows_the_end_the_provider_points_to() {
+    let clock = crate::helpers::manual_clock();
+    let settings = [
+        ("DARKROOM_PUBLIC_URL", "self"),
+        ("DARKROOM_PROVIDER_CHECK_MS", "600000"),
+        ("DARKROOM_RECONCILE_INTERVAL_SECS", "86400"),
+        ("DARKROOM_POLL_INTERVAL_MS", "10000"),
+    ];
+    let app = crate::helpers::spawn_app_on(&settings, clock.clone()).await;
+    let c = client();
+    app.sign_up(&c).await;
+    // The simulator starts it in 1 s, then runs 30 steps of 300 ms: it
+    // ends 10 s after it was created, on the manual clock (which stands
+    // still while it is created).
+    let id = generate(&app, &c, "an owl timed by its steps #ms=10000").await;
+    let view = loop {
+        clock.advance(Duration::from_millis(250));
+        // Events travel in real time, on the simulator's clock: each is
+        // received before the clock moves on.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (_, view) = app.call(&c, "check_image_status", &[("task_id", &id)]).await;
+        assert_eq!(view["status"], "processing", "{view}");
+        if view["progress"].as_i64().unwrap_or(0) >= 40 {
+            break view;
+        }
+    };
+    let end = view["created_ms"].as_i64().unwrap() + 10_000;
+    let advice = view["poll_after_ms"].as_i64().expect("advice");
+    // Extrapolated from the creation, 40 % after 1 s + 12 × 300 ms would
+    // point 1.5 s past the end.
+    let wanted = end - clock.now_ms() + 400;
+    assert!((advice - wanted).abs() <= 50, "told to come back in {advice} ms; the image is due in {wanted} ms");
+    assert_eq!(app.state.metrics.provider_gets(), 0, "the events alone told the end");
+}

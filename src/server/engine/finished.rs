@@ -82,30 +82,13 @@ mod tests {
 
     fn task(state: State) -> TaskRow {
         TaskRow {
-            id: TaskId::from_db("t1".into()),
-            user_id: UserId::from_db("u1".into()),
-            prompt: "a cat".into(),
-            model: "m".into(),
-            cost: 10,
-            state,
             prediction_id: None,
             progress: None,
-            error: None,
-            object_key: None,
             created_at: 0,
-            finished_at: None,
             deadline_at: 0,
             next_check_at: 0,
-            last_polled_at: None,
-            refunded: false,
-            aspect_ratio: None,
             num_outputs: 2,
-            seed: None,
-            negative_prompt: None,
-            input_key: None,
-            source_task_id: None,
-            scale: None,
-            provider_queue: None,
+            ..TaskRow::example(state)
         }
     }
 

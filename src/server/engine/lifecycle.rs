@@ -176,7 +176,9 @@ async fn advance_due(state: AppState, task: TaskRow, priority: Priority) -> Resu
             task.next_check_at = next_check_at;
             task.last_polled_at = Some(now);
             if let Some(reading) = reading {
-                task.progress = reading.progress.map(i64::from).or(task.progress);
+                if let Some(progress) = reading.progress {
+                    (task.progress, task.expected_end_at) = (Some(i64::from(progress)), reading.ends_at);
+                }
                 task.provider_queue = reading.queue;
             }
             Ok(task)
@@ -227,6 +229,13 @@ pub async fn apply(
     let verdict = judge(task, &answer);
     Ok(match verdict {
         Verdict::Running { reading } => {
+            // The end its progress points to, from when the answer arrived
+            // (see `expected_end_ms`).
+            let reading = reading.map(|reading| {
+                reading.ending(
+                    answer.as_ref().ok().and_then(|p| schedule::expected_end_ms(p, state.clock.now_ms().max(now))),
+                )
+            });
             if let Some(reading) = reading {
                 store::set_reading(&state.db, &task.id, reading, now).await?;
             }
@@ -360,35 +369,9 @@ async fn cancel_at_provider(state: &AppState, model: &str, prediction_id: &str) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::ids::UserId;
 
     fn task(state: State) -> TaskRow {
-        TaskRow {
-            id: TaskId::from_db("t1".into()),
-            user_id: UserId::from_db("u1".into()),
-            prompt: "a cat".into(),
-            model: "m".into(),
-            cost: 10,
-            state,
-            prediction_id: Some("p1".into()),
-            progress: Some(40),
-            error: None,
-            object_key: None,
-            created_at: 1_000,
-            finished_at: None,
-            deadline_at: 601_000,
-            next_check_at: 5_000,
-            last_polled_at: None,
-            refunded: false,
-            aspect_ratio: None,
-            num_outputs: 1,
-            seed: None,
-            negative_prompt: None,
-            input_key: None,
-            source_task_id: None,
-            scale: None,
-            provider_queue: None,
-        }
+        TaskRow::example(state)
     }
 
     #[test]
@@ -419,7 +402,8 @@ mod tests {
         let t = task(State::Processing);
         let running = |logs: &str| prediction(serde_json::json!({"id": "p1", "status": "processing", "logs": logs}));
         assert_eq!(judge(&t, &running("40%|████ | 40/100")), Verdict::Running { reading: None }, "no change");
-        let reading = |progress, queue| Verdict::Running { reading: Some(store::Reading { progress, queue }) };
+        let reading =
+            |progress, queue| Verdict::Running { reading: Some(store::Reading { progress, queue, ends_at: None }) };
         assert_eq!(judge(&t, &running("55%|█████ | 55/100")), reading(Some(55), None));
         // A place in the provider's queue is news until it no longer changes.
         let mut queued = Prediction::new("p1".into(), PredictionStatus::Starting);

@@ -42,6 +42,8 @@ pub struct Item {
     pub prediction: String,
     /// The progress it reports (0–100), if any.
     pub progress: Option<u8>,
+    /// When the prediction should end, by its start and progress.
+    pub ends_at: Option<i64>,
     /// Its place in the provider's queue, `None` once it runs.
     pub queue: Option<u32>,
     /// When the task should be checked next (`schedule::after_event`).
@@ -130,7 +132,7 @@ pub async fn write(db: &Db, batch: &[Item]) -> Result<Written> {
         .filter(|(task, _)| !task.state.is_finished())
         .map(|(task, item)| store::Noted {
             task: &task.id,
-            reading: store::Reading::new(task, item.progress, item.queue),
+            reading: store::Reading::new(task, item.progress, item.queue).map(|r| r.ending(item.ends_at)),
             until: item.next_check,
             trust_ms: item.trust_ms,
             now: item.received_at,

@@ -331,17 +331,28 @@ pub const MIN_POLL_AFTER_MS: u64 = 500;
 const STORE_MARGIN_MS: u64 = 400;
 
 /// The server's advice for a page's next poll of an unfinished task: the
-/// regular interval, or sooner when the provider's progress (`progress`
-/// percent, read at `read_at`) says the end comes before it — so the poll
-/// arrives when the image does.
-pub fn poll_after_ms(progress: Option<i64>, read_at: Option<i64>, created_ms: i64, now: i64, interval_ms: u64) -> u64 {
+/// regular interval, or sooner when the prediction's expected `end` comes
+/// before it — so the poll arrives when the image does.
+pub fn poll_after_ms(end: Option<i64>, now: i64, interval_ms: u64) -> u64 {
     let interval = interval_ms.max(MIN_POLL_AFTER_MS);
-    let (Some(p), Some(read_at)) = (progress.filter(|p| (1..100).contains(p)), read_at) else { return interval };
-    // The end the progress pointed at when it was read.
-    let ran = (read_at - created_ms).max(0);
-    let end = created_ms + ran * 100 / p;
+    let Some(end) = end else { return interval };
     let remaining = (end - now).max(0) as u64;
     (remaining + STORE_MARGIN_MS).clamp(MIN_POLL_AFTER_MS, interval)
+}
+
+/// A task's expected end: the one its provider's own start time and
+/// progress gave (`expected_end_ms`, stored with the reading), or else
+/// extrapolated from its progress (`progress` percent, read at `read_at`)
+/// as if the prediction had run since the task was created (late by the
+/// time it took to start).
+pub fn task_end(task: &TaskRow) -> Option<i64> {
+    task.expected_end_at.or_else(|| extrapolated_end(task.progress, task.last_polled_at, task.created_at))
+}
+
+fn extrapolated_end(progress: Option<i64>, read_at: Option<i64>, created_ms: i64) -> Option<i64> {
+    let (Some(p), Some(read_at)) = (progress.filter(|p| (1..100).contains(p)), read_at) else { return None };
+    let ran = (read_at - created_ms).max(0);
+    Some(created_ms + ran * 100 / p)
 }
 
 /// How long after this instance's re-check of a task its image is usually
@@ -395,7 +406,7 @@ pub async fn advised(state: &AppState, task: &TaskRow) -> crate::error::Result<T
         _ => match state.rechecks.due(&task.id) {
             Some(due) => poll_after_recheck_ms(due, now, interval),
             None => {
-                let advice = poll_after_ms(task.progress, task.last_polled_at, task.created_at, now, interval);
+                let advice = poll_after_ms(task_end(task), now, interval);
                 if state.webhooks.is_some() || task.state != State::Processing {
                     advice
                 } else {
@@ -440,22 +451,37 @@ mod tests {
 
     #[test]
     fn the_poll_advice_points_at_the_expected_end() {
-        // No progress yet, or none reported: the regular interval.
-        assert_eq!(poll_after_ms(None, None, 0, 5_000, 3_000), 3_000);
-        assert_eq!(poll_after_ms(Some(0), Some(4_000), 0, 5_000, 3_000), 3_000);
-        // 80 % read at 8 s: the end is at 10 s; asked at 8 s, 2 s to go plus
-        // the time to store the image.
-        assert_eq!(poll_after_ms(Some(80), Some(8_000), 0, 8_000, 3_000), 2_400);
-        // The same reading, asked a second later: the advice moves with the
-        // clock, not with the stale reading.
-        assert_eq!(poll_after_ms(Some(80), Some(8_000), 0, 9_000, 3_000), 1_400);
+        // No end known: the regular interval.
+        assert_eq!(poll_after_ms(None, 5_000, 3_000), 3_000);
+        // The end at 10 s; asked at 8 s, 2 s to go plus the time to store
+        // the image.
+        assert_eq!(poll_after_ms(Some(10_000), 8_000, 3_000), 2_400);
+        // Asked a second later: the advice moves with the clock.
+        assert_eq!(poll_after_ms(Some(10_000), 9_000, 3_000), 1_400);
         // Past the expected end: the soonest.
-        assert_eq!(poll_after_ms(Some(80), Some(8_000), 0, 12_000, 3_000), 500);
+        assert_eq!(poll_after_ms(Some(10_000), 12_000, 3_000), 500);
         // Far from the end: never more than the interval.
-        assert_eq!(poll_after_ms(Some(10), Some(2_000), 0, 2_000, 3_000), 3_000);
+        assert_eq!(poll_after_ms(Some(20_000), 2_000, 3_000), 3_000);
         // A short configured interval still bounds it, but not below 500.
-        assert_eq!(poll_after_ms(Some(50), Some(4_000), 0, 4_000, 1_000), 1_000);
-        assert_eq!(poll_after_ms(None, None, 0, 0, 100), 500);
+        assert_eq!(poll_after_ms(Some(8_000), 4_000, 1_000), 1_000);
+        assert_eq!(poll_after_ms(None, 0, 100), 500);
+    }
+
+    #[test]
+    fn a_task_ends_when_its_provider_said_else_by_its_progress() {
+        let mut task = TaskRow { progress: None, created_at: 0, ..TaskRow::example(State::Processing) };
+        // No progress yet, or none that points anywhere: no end.
+        assert_eq!(task_end(&task), None);
+        task.last_polled_at = Some(4_000);
+        task.progress = Some(0);
+        assert_eq!(task_end(&task), None);
+        // 80 % read at 8 s, as if it ran since the task was created: 10 s.
+        (task.progress, task.last_polled_at) = (Some(80), Some(8_000));
+        assert_eq!(task_end(&task), Some(10_000));
+        // The provider's own start and steps said 9.2 s (it started late):
+        // that is the end.
+        task.expected_end_at = Some(9_200);
+        assert_eq!(task_end(&task), Some(9_200));
     }
 
     #[test]

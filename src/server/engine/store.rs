@@ -327,6 +327,10 @@ pub struct Reading {
     pub progress: Option<u8>,
     /// Its place in the provider's queue (0: next), `None` once it runs.
     pub queue: Option<u32>,
+    /// With a new progress: when the prediction should end by the
+    /// provider's own start time and progress (`schedule::expected_end_ms`),
+    /// if they say.
+    pub ends_at: Option<i64>,
 }
 
 impl Reading {
@@ -340,7 +344,13 @@ impl Reading {
     /// prediction change of `task`, if anything.
     pub fn new(task: &super::task::TaskRow, progress: Option<u8>, queue: Option<u32>) -> Option<Self> {
         let progress = progress.map(|p| p.min(100)).filter(|&p| task.progress != Some(i64::from(p)));
-        (progress.is_some() || queue != task.provider_queue).then_some(Self { progress, queue })
+        (progress.is_some() || queue != task.provider_queue).then_some(Self { progress, queue, ends_at: None })
+    }
+
+    /// This reading with the expected end `ends_at` that its progress
+    /// points to (kept only with a new progress).
+    pub fn ending(self, ends_at: Option<i64>) -> Self {
+        Self { ends_at: ends_at.filter(|_| self.progress.is_some()), ..self }
     }
 }
 
@@ -352,11 +362,17 @@ pub async fn set_reading(db: &Db, task: &TaskId, reading: Reading, read_at: i64)
     let queue = reading.queue.map_or(-1, i64::from);
     db.repeatable(
         "UPDATE tasks SET progress = COALESCE(NULLIF($1, -1), progress), provider_queue = NULLIF($2, -1), \
+             expected_end_at = CASE WHEN $1 = -1 THEN expected_end_at ELSE NULLIF($5, -1) END, \
              last_polled_at = $3 WHERE id = $4 AND status = 'processing'",
-        &[Arg::Int(progress), Arg::Int(queue), Arg::Int(read_at), Arg::Text(task.as_str())],
+        &[Arg::Int(progress), Arg::Int(queue), Arg::Int(read_at), Arg::Text(task.as_str()), Arg::Int(ends_at(reading))],
     )
     .await?;
     Ok(())
+}
+
+/// A reading's expected end as bound: -1 when unknown (stored as NULL).
+fn ends_at(reading: Reading) -> i64 {
+    reading.ends_at.filter(|&at| at >= 0).unwrap_or(-1)
 }
 
 /// Moves the next check to `until` (never earlier than already planned):
@@ -416,6 +432,9 @@ pub async fn note_events(conn: &mut AnyConnection, events: &[Noted<'_>]) -> Resu
         queue: i64,
         /// When the last reading was taken.
         read_at: i64,
+        /// The last new progress's expected end; -1: unknown, -2: no new
+        /// progress, the stored one stays.
+        ends_at: i64,
         until: i64,
         trust_ms: i64,
         now: i64,
@@ -426,6 +445,7 @@ pub async fn note_events(conn: &mut AnyConnection, events: &[Noted<'_>]) -> Resu
             progress: -1,
             queue: -2,
             read_at: 0,
+            ends_at: -2,
             until: e.until,
             trust_ms: e.trust_ms,
             now: e.now,
@@ -433,6 +453,7 @@ pub async fn note_events(conn: &mut AnyConnection, events: &[Noted<'_>]) -> Resu
         if let Some(reading) = e.reading {
             if let Some(progress) = reading.progress {
                 f.progress = i64::from(progress);
+                f.ends_at = ends_at(reading);
             }
             f.queue = reading.queue.map_or(-1, i64::from);
             f.read_at = e.now;
@@ -455,8 +476,9 @@ pub async fn note_events(conn: &mut AnyConnection, events: &[Noted<'_>]) -> Resu
             lock.fetch_all(&mut *conn).await?;
         }
         let sql = format!(
-            "WITH news (n_id, n_progress, n_queue, n_read_at, n_until, n_trust, n_now) AS (VALUES {}) \
+            "WITH news (n_id, n_progress, n_queue, n_read_at, n_ends_at, n_until, n_trust, n_now) AS (VALUES {}) \
              UPDATE tasks SET progress = COALESCE(NULLIF(news.n_progress, -1), tasks.progress), \
+             expected_end_at = CASE WHEN news.n_ends_at = -2 THEN tasks.expected_end_at ELSE NULLIF(news.n_ends_at, -1) END, \
              provider_queue = CASE WHEN news.n_queue = -2 THEN tasks.provider_queue ELSE NULLIF(news.n_queue, -1) END, \
              last_polled_at = CASE WHEN news.n_queue = -2 THEN tasks.last_polled_at ELSE news.n_read_at END, \
              next_check_at = CASE WHEN tasks.leased_until IS NOT NULL AND tasks.leased_until > news.n_now \
@@ -464,7 +486,7 @@ pub async fn note_events(conn: &mut AnyConnection, events: &[Noted<'_>]) -> Resu
              WHEN news.n_until < COALESCE(tasks.checked_at, tasks.created_at) + news.n_trust THEN news.n_until \
              ELSE COALESCE(tasks.checked_at, tasks.created_at) + news.n_trust END \
              FROM news WHERE tasks.id = news.n_id AND tasks.status = 'processing'",
-            super::queries::value_rows(rows.len(), 7)
+            super::queries::value_rows(rows.len(), 8)
         );
         let mut update = sqlx::query(&sql).persistent(false);
         for (id, f) in rows {
@@ -473,6 +495,7 @@ pub async fn note_events(conn: &mut AnyConnection, events: &[Noted<'_>]) -> Resu
                 .bind(f.progress)
                 .bind(f.queue)
                 .bind(f.read_at)
+                .bind(f.ends_at)
                 .bind(f.until)
                 .bind(f.trust_ms)
                 .bind(f.now);
@@ -1055,21 +1078,43 @@ mod tests {
         (get("progress"), get("provider_queue"), get("last_polled_at"), get("next_check_at"))
     }
 
+    /// A task's stored expected end.
+    async fn expected_end(db: &Db, id: &TaskId) -> Option<i64> {
+        sqlx::query_scalar("SELECT expected_end_at FROM tasks WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_one(db)
+            .await
+            .unwrap()
+    }
+
     #[tokio::test]
     async fn an_event_records_its_reading_with_the_next_check() {
         let f = fixture().await;
         let id = submitted(&f, 1_000).await;
         mark_processing(&f.db, &id, "p1", 3_000, 1_000).await.unwrap();
-        let queued = Reading { progress: None, queue: Some(2) };
+        let queued = Reading { progress: None, queue: Some(2), ends_at: None };
         note_event(&f.db, &id, Some(queued), 9_000, 60_000, 2_000).await.unwrap();
         let (_, queue, read_at, next) = reading(&f.db, &id).await;
         assert_eq!((queue, read_at, next), (Some(2), Some(2_000), Some(9_000)));
-        let running = Reading { progress: Some(40), queue: None };
+        let running = Reading { progress: Some(40), queue: None, ends_at: None }.ending(Some(9_500));
         note_event(&f.db, &id, Some(running), 8_000, 60_000, 3_000).await.unwrap();
         assert_eq!(reading(&f.db, &id).await, (Some(40), None, Some(3_000), Some(8_000)));
+        assert_eq!(expected_end(&f.db, &id).await, Some(9_500));
         // An event with nothing new moves the check alone.
         note_event(&f.db, &id, None, 7_000, 60_000, 4_000).await.unwrap();
         assert_eq!(reading(&f.db, &id).await, (Some(40), None, Some(3_000), Some(7_000)));
+        assert_eq!(expected_end(&f.db, &id).await, Some(9_500));
+        // A check's reading: a new progress brings its end (or forgets the
+        // old one when it points nowhere); a place in a queue alone keeps it.
+        let later = Reading { progress: Some(60), queue: None, ends_at: None }.ending(Some(9_200));
+        set_reading(&f.db, &id, later, 5_000).await.unwrap();
+        assert_eq!((reading(&f.db, &id).await.0, expected_end(&f.db, &id).await), (Some(60), Some(9_200)));
+        set_reading(&f.db, &id, Reading { progress: None, queue: Some(0), ends_at: None }.ending(Some(1)), 5_500)
+            .await
+            .unwrap();
+        assert_eq!(expected_end(&f.db, &id).await, Some(9_200), "no new progress, no new end");
+        set_reading(&f.db, &id, Reading { progress: Some(70), queue: None, ends_at: None }, 6_000).await.unwrap();
+        assert_eq!(expected_end(&f.db, &id).await, None);
     }
 
     /// A batch's events about a task, written in one statement, leave it
@@ -1080,9 +1125,11 @@ mod tests {
         let (a, b) = (submitted(&f, 1_000).await, submitted(&f, 1_000).await);
         mark_processing(&f.db, &a, "p1", 3_000, 1_000).await.unwrap();
         mark_processing(&f.db, &b, "p2", 3_000, 1_000).await.unwrap();
-        let noted = |task, progress, queue, until, now| Noted {
+        let noted = |task, progress: Option<u8>, queue, until, now| Noted {
             task,
-            reading: (progress, queue).ne(&(None, None)).then_some(Reading { progress, queue }),
+            reading: (progress, queue)
+                .ne(&(None, None))
+                .then_some(Reading { progress, queue, ends_at: None }.ending(progress.map(|p| 10_000 + i64::from(p)))),
             until,
             trust_ms: 60_000,
             now,
@@ -1103,6 +1150,7 @@ mod tests {
             (Some(30), Some(1), Some(2_500), Some(6_000)),
             "a reading keeps the progress"
         );
+        assert_eq!((expected_end(&f.db, &a).await, expected_end(&f.db, &b).await), (Some(10_040), Some(10_030)));
         assert_eq!(super::super::queries::value_rows(2, 3), "($1, $2, $3), ($4, $5, $6)");
     }
 
@@ -1135,6 +1183,7 @@ mod tests {
             delivery: delivery.into(),
             prediction: prediction.into(),
             progress: Some(progress),
+            ends_at: None,
             queue: None,
             next_check,
             trust_ms: 60_000,

@@ -16,7 +16,7 @@ use crate::server::reads::{Columns, ReadRow};
 pub const COLUMNS: &str = "t.id, t.user_id, t.prompt, t.model, t.cost, t.status, t.prediction_id, t.progress, \
      t.error, t.object_key, t.created_at, t.finished_at, t.deadline_at, t.next_check_at, t.last_polled_at, \
      t.aspect_ratio, t.num_outputs, t.seed, t.negative_prompt, t.input_key, t.source_task_id, t.scale, \
-     t.provider_queue, CAST(CASE WHEN EXISTS (SELECT 1 FROM credit_ledger l WHERE l.entry_key = 'refund:' || t.id) THEN 1 ELSE 0 END AS BIGINT) \
+     t.provider_queue, t.expected_end_at, CAST(CASE WHEN EXISTS (SELECT 1 FROM credit_ledger l WHERE l.entry_key = 'refund:' || t.id) THEN 1 ELSE 0 END AS BIGINT) \
      AS refunded";
 
 /// The states of a task not yet finished, as an SQL list (for `concat!`).
@@ -100,6 +100,43 @@ pub struct TaskRow {
     /// Its place in the provider's own queue (0: next), while it waits
     /// there.
     pub provider_queue: Option<u32>,
+    /// When its prediction should end, as the provider's own start time and
+    /// progress said at the last reading that changed the progress.
+    pub expected_end_at: Option<i64>,
+}
+
+#[cfg(test)]
+impl TaskRow {
+    /// A task to test with: a processing one's fields, in `state`.
+    pub fn example(state: State) -> Self {
+        Self {
+            id: crate::server::ids::TaskId::from_db("t1".into()),
+            user_id: crate::server::ids::UserId::from_db("u1".into()),
+            prompt: "a cat".into(),
+            model: "m".into(),
+            cost: 10,
+            state,
+            prediction_id: Some("p1".into()),
+            progress: Some(40),
+            error: None,
+            object_key: None,
+            created_at: 1_000,
+            finished_at: None,
+            deadline_at: 601_000,
+            next_check_at: 5_000,
+            last_polled_at: None,
+            refunded: false,
+            aspect_ratio: None,
+            num_outputs: 1,
+            seed: None,
+            negative_prompt: None,
+            input_key: None,
+            source_task_id: None,
+            scale: None,
+            provider_queue: None,
+            expected_end_at: None,
+        }
+    }
 }
 
 impl ReadRow for TaskRow {
@@ -130,6 +167,7 @@ impl ReadRow for TaskRow {
             source_task_id: r.get("source_task_id")?,
             scale: r.get::<Option<i64>>("scale")?.and_then(|s| u8::try_from(s).ok()),
             provider_queue: r.get::<Option<i64>>("provider_queue")?.and_then(|q| u32::try_from(q).ok()),
+            expected_end_at: r.get("expected_end_at")?,
         })
     }
 }

@@ -193,6 +193,7 @@ async fn queue_news(state: &AppState, receiver: &Receiver, delivery: &str, predi
         next_check: schedule::after_event(&prediction, now, spacing),
         trust_ms: schedule::EVENT_TRUST_MS.max(spacing),
         progress: prediction.progress,
+        ends_at: schedule::expected_end_ms(&prediction, now),
         queue: prediction.queue_position,
         prediction: prediction.id,
         received_at: now,
@@ -244,7 +245,8 @@ async fn apply_event(state: &AppState, prediction: Prediction) -> Result<()> {
         // News through `accept` (fal's route): record the progress and
         // defer the provider checks; a poller holding a claim keeps it.
         let trust = schedule::EVENT_TRUST_MS.max(spacing);
-        let reading = store::Reading::of(&task, &prediction);
+        let reading =
+            store::Reading::of(&task, &prediction).map(|r| r.ending(schedule::expected_end_ms(&prediction, now)));
         store::note_event(&state.db, &task.id, reading, next_check, trust, now).await?;
         return Ok(());
     }
