@@ -229,19 +229,14 @@ pub async fn apply(
     let verdict = judge(task, &answer);
     Ok(match verdict {
         Verdict::Running { reading } => {
-            // The end its progress points to, from when the answer arrived
-            // (see `expected_end_ms`).
-            let reading = reading.map(|reading| {
-                reading.ending(
-                    answer.as_ref().ok().and_then(|p| schedule::expected_end_ms(p, state.clock.now_ms().max(now))),
-                )
-            });
+            // The end it points to, from when the answer arrived (the model
+            // may have finished another step while it was on its way).
+            let end = answer.as_ref().ok().and_then(|p| schedule::expected_end_ms(p, state.clock.now_ms().max(now)));
+            let reading = reading.map(|reading| reading.ending(end));
             if let Some(reading) = reading {
                 store::set_reading(&state.db, &task.id, reading, now).await?;
             }
-            if let Ok(prediction) = &answer {
-                schedule::recheck(state, &task.id, prediction, now);
-            }
+            schedule::recheck(state, &task.id, end, now);
             Outcome::Running { reading }
         }
         Verdict::Store { outputs, seed } => finalize::store_outputs(state, task, claim, &outputs, seed).await?,

@@ -216,13 +216,14 @@ pub fn expected_end_ms(prediction: &Prediction, now: i64) -> Option<i64> {
     (progress > 0).then(|| started + ran * 100 / progress.min(100))
 }
 
-/// After a check at `checked_at` saw `prediction` still running: schedules
-/// one more check at its expected end (not before the check interval has
-/// passed) when that comes before polls or the reconciler would look again.
-pub fn recheck(state: &AppState, task_id: &TaskId, prediction: &Prediction, checked_at: i64) {
-    // From when the answer arrived, not when the check began: the model
-    // may have finished another step while the answer was on its way.
-    let Some(end) = expected_end_ms(prediction, state.clock.now_ms().max(checked_at)) else { return };
+/// After a check at `checked_at` saw a prediction still running, with its
+/// expected `end` ([`expected_end_ms`] from when the answer arrived, not
+/// when the check began: the model may have finished another step while
+/// the answer was on its way): schedules one more check then (not before
+/// the check interval has passed) when that comes before polls or the
+/// reconciler would look again.
+pub fn recheck(state: &AppState, task_id: &TaskId, end: Option<i64>, checked_at: i64) {
+    let Some(end) = end else { return };
     let at = (end + MARGIN_MS).max(checked_at + state.config.provider_check.as_millis() as i64);
     let horizon = (state.config.poll_interval.max(state.config.reconcile_interval).as_millis() as i64)
         .max(current_spacing_ms(state));
@@ -313,12 +314,13 @@ const QUIET_CHECKS: i64 = 4;
 /// prediction may send no `logs` before its end, and if its `completed` is
 /// lost, a check must come soon.
 ///
+/// `end` is the event's expected end ([`expected_end_ms`] at `now`);
 /// `check_ms` is the spacing of regular checks ([`spacing`]): with many
 /// tasks in flight the trust stretches with it, so events never make the
 /// checks more frequent than the budget allows anyway.
-pub fn after_event(prediction: &Prediction, now: i64, check_ms: i64) -> i64 {
+pub fn after_event(end: Option<i64>, now: i64, check_ms: i64) -> i64 {
     let check_ms = check_ms.max(1);
-    match expected_end_ms(prediction, now) {
+    match end {
         Some(end) => (end + 1_000).clamp(now + check_ms, now + EVENT_TRUST_MS.max(check_ms)),
         None => now + QUIET_CHECKS * check_ms,
     }
@@ -537,14 +539,14 @@ mod tests {
     fn events_defer_checks_until_the_expected_end() {
         let now = 1_800_000_000_000;
         // 50 % after 4 s: the end is due in 4 s; check a second after it.
-        assert_eq!(after_event(&event(Some(50), 4_000, now), now, 2_000), now + 5_000);
+        assert_eq!(after_event(expected_end_ms(&event(Some(50), 4_000, now), now), now, 2_000), now + 5_000);
         // A long one: at most a minute without a check.
-        assert_eq!(after_event(&event(Some(1), 10_000, now), now, 2_000), now + 60_000);
+        assert_eq!(after_event(expected_end_ms(&event(Some(1), 10_000, now), now), now, 2_000), now + 60_000);
         // Nearly done: never sooner than the check interval.
-        assert_eq!(after_event(&event(Some(99), 10_000, now), now, 2_000), now + 2_000);
+        assert_eq!(after_event(expected_end_ms(&event(Some(99), 10_000, now), now), now, 2_000), now + 2_000);
         // No progress yet: a few intervals (a lost `completed` of a short
         // prediction must not wait a minute).
-        assert_eq!(after_event(&event(None, 1_000, now), now, 2_000), now + 8_000);
+        assert_eq!(after_event(expected_end_ms(&event(None, 1_000, now), now), now, 2_000), now + 8_000);
     }
 
     fn running(progress: Option<u8>, started_at: Option<&str>) -> Prediction {

@@ -188,12 +188,13 @@ async fn queue_news(state: &AppState, receiver: &Receiver, delivery: &str, predi
     let now = state.clock.now_ms();
     // Replicate's predictions: checks spaced on Replicate's budget.
     let spacing = schedule::spacing_ms(state).await;
+    let ends_at = schedule::expected_end_ms(&prediction, now);
     let item = news::Item {
         delivery: delivery.to_owned(),
-        next_check: schedule::after_event(&prediction, now, spacing),
+        next_check: schedule::after_event(ends_at, now, spacing),
         trust_ms: schedule::EVENT_TRUST_MS.max(spacing),
         progress: prediction.progress,
-        ends_at: schedule::expected_end_ms(&prediction, now),
+        ends_at,
         queue: prediction.queue_position,
         prediction: prediction.id,
         received_at: now,
@@ -240,13 +241,13 @@ async fn apply_event(state: &AppState, prediction: Prediction) -> Result<()> {
     }
     let now = state.clock.now_ms();
     let spacing = schedule::spacing_for(state, &task.model).await;
-    let next_check = schedule::after_event(&prediction, now, spacing);
+    let ends_at = schedule::expected_end_ms(&prediction, now);
+    let next_check = schedule::after_event(ends_at, now, spacing);
     if is_news(&prediction) {
         // News through `accept` (fal's route): record the progress and
         // defer the provider checks; a poller holding a claim keeps it.
         let trust = schedule::EVENT_TRUST_MS.max(spacing);
-        let reading =
-            store::Reading::of(&task, &prediction).map(|r| r.ending(schedule::expected_end_ms(&prediction, now)));
+        let reading = store::Reading::of(&task, &prediction).map(|r| r.ending(ends_at));
         store::note_event(&state.db, &task.id, reading, next_check, trust, now).await?;
         return Ok(());
     }
