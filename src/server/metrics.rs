@@ -28,6 +28,11 @@ struct CallLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PurposeLabels {
+    purpose: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
     outcome: &'static str,
 }
@@ -85,6 +90,8 @@ pub struct Metrics {
     mail: Family<OutcomeLabels, Counter>,
     generation_seconds: Histogram,
     queue_wait_seconds: Histogram,
+    queue_reads: Family<PurposeLabels, Counter>,
+    queue_claims_lost: Counter,
     server_fns: Family<ServerFnLabels, Counter>,
     /// Read when `/metrics` is scraped ([`Metrics::set_gauges`]).
     queue_length: Gauge,
@@ -121,6 +128,8 @@ impl Default for Metrics {
         let mail = Family::<OutcomeLabels, Counter>::default();
         let generation_seconds = Histogram::new(exponential_buckets(1.0, 1.5, 14));
         let queue_wait_seconds = Histogram::new(exponential_buckets(0.1, 2.0, 14));
+        let queue_reads = Family::<PurposeLabels, Counter>::default();
+        let queue_claims_lost = Counter::default();
         let queue_length = Gauge::default();
         let budget_left = Family::<BudgetLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
         let server_fns = Family::<ServerFnLabels, Counter>::default();
@@ -144,6 +153,16 @@ impl Default for Metrics {
             "queue_wait_seconds",
             "From a queued generation to its submission",
             queue_wait_seconds.clone(),
+        );
+        registry.register(
+            "queue_order_reads",
+            "Reads of the queue's fair order, to dispatch or to tell positions",
+            queue_reads.clone(),
+        );
+        registry.register(
+            "queue_claims_lost",
+            "Queued tasks the dispatcher found taken (by another instance) or canceled",
+            queue_claims_lost.clone(),
         );
         registry.register("queue_length", "Generations queued for the provider's budget", queue_length.clone());
         registry.register(
@@ -172,6 +191,8 @@ impl Default for Metrics {
             mail,
             generation_seconds,
             queue_wait_seconds,
+            queue_reads,
+            queue_claims_lost,
             server_fns,
             queue_length,
             budget_left,
@@ -221,6 +242,26 @@ impl Metrics {
     /// A queued task left the queue for the provider after `waited`.
     pub fn dequeued(&self, waited: Duration) {
         self.queue_wait_seconds.observe(waited.as_secs_f64());
+    }
+
+    /// The queue's order was read: by the dispatcher for the heads to
+    /// submit (`dispatch`), or for the positions views carry.
+    pub fn queue_read(&self, purpose: &'static str) {
+        self.queue_reads.get_or_create(&PurposeLabels { purpose }).inc();
+    }
+
+    /// Reads of the queue's order for `purpose` so far.
+    pub fn queue_reads(&self, purpose: &'static str) -> u64 {
+        self.queue_reads.get_or_create(&PurposeLabels { purpose }).get()
+    }
+
+    /// A head the dispatcher read was gone when it came to take it.
+    pub fn queue_claim_lost(&self) {
+        self.queue_claims_lost.inc();
+    }
+
+    pub fn queue_claims_lost(&self) -> u64 {
+        self.queue_claims_lost.get()
     }
 
     pub fn object_written(&self) {
@@ -373,6 +414,8 @@ mod tests {
         m.provider_call("get", "denied");
         m.set_gauges(&Gauges { queue_length: 3, create_left: Some(2.5), other_left: None });
         m.dequeued(Duration::from_millis(1500));
+        m.queue_read("dispatch");
+        m.queue_claim_lost();
         m.completed(Duration::from_secs(3));
         m.failed_and_refunded();
         assert_eq!((m.polls(), m.provider_gets(), m.completions(), m.failures()), (1, 2, 1, 1));
@@ -386,6 +429,8 @@ mod tests {
         assert!(text.contains("darkroom_queue_length 3"), "{text}");
         assert!(text.contains(r#"darkroom_provider_budget_left{call="create"} 2.5"#), "{text}");
         assert!(text.contains("darkroom_queue_wait_seconds_count 1"), "{text}");
+        assert!(text.contains(r#"darkroom_queue_order_reads_total{purpose="dispatch"} 1"#), "{text}");
+        assert!(text.contains("darkroom_queue_claims_lost_total 1"), "{text}");
     }
 
     #[test]

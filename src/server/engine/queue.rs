@@ -80,6 +80,7 @@ impl Queue {
         if self.lock().read_at == read_at {
             let (read_at, moves) = (state.clock.now_ms(), self.lock().moves);
             let order = queries::queue(&state.db, POSITIONS).await?;
+            state.metrics.queue_read("positions");
             let positions: HashMap<TaskId, u32> = order.into_iter().map(|(task, _, _)| task).zip(1u32..).collect();
             let position = positions.get(task).copied();
             let mut snapshot = self.lock();
@@ -136,6 +137,7 @@ async fn serve(state: &AppState, slots: &Arc<tokio::sync::Semaphore>) -> Result<
     loop {
         let batch = slots.available_permits().max(1) as i64;
         let heads = queries::queue(&state.db, batch).await?;
+        state.metrics.queue_read("dispatch");
         if heads.is_empty() {
             return Ok(state.clock.now_ms() + IDLE_MS);
         }
@@ -149,6 +151,7 @@ async fn serve(state: &AppState, slots: &Arc<tokio::sync::Semaphore>) -> Result<
             if !store::claim_queued(&state.db, &task, now, now + SUBMIT_GRACE_MS).await? {
                 // Taken by another dispatcher, or canceled, meanwhile.
                 budget.give_back(Call::Create).await?;
+                state.metrics.queue_claim_lost();
                 continue;
             }
             state.metrics.dequeued(Duration::from_millis((now - queued_at).max(0) as u64));
