@@ -219,6 +219,105 @@ async fn another_instance_takes_the_queue_over() {
     assert_eq!(sim_stats(&a).await["creates"], 0);
 }
 
+/// A stand-in for Replicate's API that answers every request as
+/// `upstream` does, `delay` late: a provider whose creates are slow. Its
+/// address, to give as `REPLICATE_BASE_URL` (with `/v1`).
+async fn slow_provider(upstream: String, delay: Duration) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let forward = move |request: axum::extract::Request| {
+        let upstream = upstream.clone();
+        async move {
+            tokio::time::sleep(delay).await;
+            let (parts, body) = request.into_parts();
+            let body = axum::body::to_bytes(body, 1 << 20).await.expect("body");
+            let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+            let mut headers = reqwest::header::HeaderMap::new();
+            for name in [reqwest::header::AUTHORIZATION, reqwest::header::CONTENT_TYPE] {
+                if let Some(value) = parts.headers.get(&name) {
+                    headers.insert(name, value.clone());
+                }
+            }
+            let answer = reqwest::Client::new()
+                .request(parts.method, format!("{upstream}{path}"))
+                .headers(headers)
+                .body(body)
+                .send()
+                .await
+                .expect("upstream");
+            let status = answer.status();
+            let content_type = answer.headers().get(reqwest::header::CONTENT_TYPE).cloned();
+            let mut response =
+                axum::response::Response::new(axum::body::Body::from(answer.bytes().await.expect("read")));
+            *response.status_mut() = status;
+            if let Some(content_type) = content_type {
+                response.headers_mut().insert(reqwest::header::CONTENT_TYPE, content_type);
+            }
+            response
+        }
+    };
+    let router = axum::Router::new().fallback(forward);
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn the_dispatcher_reads_the_order_once_for_a_batch_of_heads() {
+    // 96 tasks queued on instance a (its creates paused); b, on the same
+    // database with room for all of them at once, submits them to a
+    // provider that takes 300 ms per create (a's simulator behind a slow
+    // stand-in), so b's 32 submission slots are busy. Reading the order is
+    // a pass over every queued and in-flight task: b reads it once per
+    // batch of 32 heads, not once per slot that frees up.
+    let clock = manual_clock();
+    let a = spawn_app_on(
+        &[
+            ("DARKROOM_MAX_ACTIVE_TASKS", "200"),
+            ("DARKROOM_GENERATIONS_PER_MINUTE", "1000"),
+            ("DARKROOM_SIGNUP_CREDITS", "10000"),
+            ("DARKROOM_SIM_TOKEN", "r8_slow"),
+            ("DARKROOM_SIM_RATE_LIMITS", "create=600000/min"),
+        ],
+        clock.clone(),
+    )
+    .await;
+    a.state.budget.throttled(Call::Create, Some(Duration::from_secs(300))).await.expect("pause");
+    let c = client();
+    a.sign_up(&c).await;
+    let mut ids = Vec::new();
+    for n in 0..96 {
+        clock.advance(Duration::from_millis(1));
+        ids.push(generate(&a, &c, &format!("batch {n}")).await);
+    }
+    let provider = slow_provider(format!("{}/sim", a.base), Duration::from_millis(300)).await;
+    let objects = format!("file://{}", a.state.config.data_dir.join("objects").display());
+    let b = spawn_app_on(
+        &[
+            ("DATABASE_URL", &a.state.config.database_url),
+            ("DARKROOM_STORAGE", &objects),
+            ("DARKROOM_PROVIDER", "replicate"),
+            ("REPLICATE_API_TOKEN", "r8_slow"),
+            ("REPLICATE_BASE_URL", &format!("{provider}/v1")),
+            ("DARKROOM_PROVIDER_LIMITS", "create=600000/min"),
+        ],
+        clock.clone(),
+    )
+    .await;
+    for id in &ids {
+        assert_eq!(left_queue(&b, &c, id).await["status"], "processing");
+    }
+    // The last creates are still on their way.
+    let start = Instant::now();
+    while sim_stats(&a).await["creates"] != 96 {
+        assert!(start.elapsed() < Duration::from_secs(10), "{}", sim_stats(&a).await);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Three batches of 32, and the read that found the queue empty.
+    let reads = b.state.metrics.queue_reads("dispatch");
+    assert!(reads <= 4, "{reads} reads of the order for 96 submissions");
+    assert_eq!(b.state.metrics.queue_claims_lost(), 0);
+}
+
 #[tokio::test]
 async fn polls_never_spend_more_than_the_budget() {
     // Other calls: 60 a minute published, so 48 (a burst of 1) to spend;

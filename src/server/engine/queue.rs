@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::budget::{Call, Priority, Spend};
+use super::budget::{Budget, Call, Priority, Spend};
 use super::lifecycle::{self, SUBMIT_GRACE_MS};
 use super::task::TaskRow;
 use super::{calls, queries, schedule, store};
@@ -30,7 +30,8 @@ use crate::server::state::AppState;
 const SUBMITS_AT_ONCE: usize = 32;
 /// How often an idle dispatcher looks for tasks another instance queued.
 const IDLE_MS: i64 = 1_000;
-/// How long a read of the queue's order serves positions.
+/// How long a read of the queue's order serves positions, and the
+/// dispatcher's submissions.
 const SNAPSHOT_MS: i64 = 500;
 /// Positions are told for this many tasks at the head of the queue.
 const POSITIONS: i64 = 10_000;
@@ -130,30 +131,50 @@ pub fn spawn(state: AppState) -> tokio::task::JoinHandle<()> {
 }
 
 /// Submits from the head of the queue while the budget has creates to
-/// spare; when to look again. The order is read a batch of heads at a time
-/// (as many as there are free submission slots), each head taken by
-/// compare-and-set: one another instance took first is skipped.
+/// spare; when to look again. The order is read [`SUBMITS_AT_ONCE`] heads
+/// at a time and served while it is at most [`SNAPSHOT_MS`] old, waiting
+/// for a free submission slot per head: one read of the order (a pass over
+/// every queued and in-flight task) for a batch of submissions, however
+/// busy the slots. Submitting a head leaves the others' order as it was
+/// (a person's queued task moves to their in-flight ones); only tasks
+/// queued, finished or canceled since can change it, hence the age bound.
+/// Each head is taken by compare-and-set: one another instance took
+/// first is skipped.
 async fn serve(state: &AppState, slots: &Arc<tokio::sync::Semaphore>) -> Result<i64> {
     loop {
-        let batch = slots.available_permits().max(1) as i64;
-        let heads = queries::queue(&state.db, batch).await?;
+        let read_at = state.clock.now_ms();
+        let heads = queries::queue(&state.db, SUBMITS_AT_ONCE as i64).await?;
         state.metrics.queue_read("dispatch");
         if heads.is_empty() {
-            return Ok(state.clock.now_ms() + IDLE_MS);
+            return Ok(read_at + IDLE_MS);
         }
+        // A create taken from a budget and not spent yet: a head found
+        // taken passes it on to the next one (rather than give it back and
+        // take another: on PostgreSQL, two writes of the row every instance
+        // shares, for each head another instance took first).
+        let mut held: Option<&Budget> = None;
         for (task, model, queued_at) in heads {
             let permit = Arc::clone(slots).acquire_owned().await.map_err(AppError::internal)?;
             let now = state.clock.now_ms();
+            if now - read_at >= SNAPSHOT_MS {
+                break;
+            }
             let budget = state.budget_for(&model);
-            if let Spend::Denied { wait_ms } = budget.take(Call::Create, Priority::Urgent).await? {
-                return Ok(now + wait_ms);
+            if !held.is_some_and(|h| std::ptr::eq(h, budget)) {
+                if let Some(other) = held.take() {
+                    other.give_back(Call::Create).await?;
+                }
+                if let Spend::Denied { wait_ms } = budget.take(Call::Create, Priority::Urgent).await? {
+                    return Ok(now + wait_ms);
+                }
+                held = Some(budget);
             }
             if !store::claim_queued(&state.db, &task, now, now + SUBMIT_GRACE_MS).await? {
                 // Taken by another dispatcher, or canceled, meanwhile.
-                budget.give_back(Call::Create).await?;
                 state.metrics.queue_claim_lost();
                 continue;
             }
+            held = None;
             state.metrics.dequeued(Duration::from_millis((now - queued_at).max(0) as u64));
             state.queue.moved();
             let state = state.clone();
@@ -163,6 +184,9 @@ async fn serve(state: &AppState, slots: &Arc<tokio::sync::Semaphore>) -> Result<
                     tracing::warn!(%task, "submission: {e}");
                 }
             });
+        }
+        if let Some(unspent) = held {
+            unspent.give_back(Call::Create).await?;
         }
     }
 }
