@@ -127,7 +127,8 @@ pub async fn provider_gets(addr: SocketAddr) -> f64 {
 /// The server's `darkroom_queue_length`: generations stored `queued`,
 /// waiting for the provider's budget (or for the dispatcher).
 pub async fn queue_length(addr: SocketAddr) -> f64 {
-    let text = reqwest::get(format!("http://{addr}/metrics")).await.expect("GET /metrics").text().await.expect("metrics");
+    let text =
+        reqwest::get(format!("http://{addr}/metrics")).await.expect("GET /metrics").text().await.expect("metrics");
     text.lines().find_map(|l| l.strip_prefix("darkroom_queue_length ")?.parse().ok()).unwrap_or(0.0)
 }
 

@@ -227,6 +227,8 @@ pub async fn bench_in_flight(dir: &std::path::Path, report: &mut Report) {
         let need = level.saturating_sub(TASKS).saturating_sub(long.len());
         let deadline = std::time::Instant::now() + Duration::from_secs(300);
         long.extend(super::scale::create(&sessions, long.len(), need, deadline).await);
+        // Every one at the provider (none `queued`) before the pages start.
+        assert!(super::scale::all_submitted(&[app.addr], deadline).await, "{level}: tasks still queued");
         let requests: std::sync::Arc<Vec<std::sync::Arc<Vec<u8>>>> = std::sync::Arc::new(
             long.iter()
                 .map(|(u, id)| {

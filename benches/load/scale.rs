@@ -255,7 +255,7 @@ async fn run(dir: &std::path::Path, report: &mut Report, webhooks: bool, levels:
 
 /// Waits until no task is queued on any of `addrs` (every one created at
 /// the provider); false if some still are at `deadline`.
-async fn all_submitted(addrs: &[SocketAddr], deadline: Instant) -> bool {
+pub async fn all_submitted(addrs: &[SocketAddr], deadline: Instant) -> bool {
     loop {
         let mut queued = 0.0;
         for addr in addrs {
