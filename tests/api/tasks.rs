@@ -336,6 +336,60 @@ async fn polls_just_before_the_re_check_at_the_end_leave_the_provider_alone() {
     assert_eq!(app.state.metrics.provider_gets(), 2, "the first check and the one at the end");
 }
 
+/// With more tasks in flight than the budget can check every interval,
+/// regular checks are spaced further apart than a short prediction runs;
+/// the check at its expected end still comes then, not a spacing later.
+/// Other calls: 60 a minute published, 48 to spend, three quarters of it
+/// on regular checks: eleven tasks in flight are checked 18.3 s apart.
+#[tokio::test]
+async fn the_check_at_the_end_comes_though_the_budget_spaces_checks_apart() {
+    let clock = manual_clock();
+    let app = spawn_app_on(
+        &[
+            ("DARKROOM_PROVIDER_LIMITS", "other=60/min"),
+            ("DARKROOM_PROVIDER_CHECK_MS", "2000"),
+            ("DARKROOM_SIGNUP_CREDITS", "1000"),
+            ("DARKROOM_MAX_ACTIVE_TASKS", "20"),
+        ],
+        clock.clone(),
+    )
+    .await;
+    let c = client();
+    app.sign_up(&c).await;
+    for n in 0..10 {
+        generate(&app, &c, &format!("a long one {n} #ms=600000")).await;
+    }
+    // Their first checks (one every 1.25 s of the budget), then quiet:
+    // nobody polls them and the reconciler is off.
+    for _ in 0..100 {
+        clock.advance(Duration::from_millis(250));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let gets = app.state.metrics.provider_gets();
+    let id = generate(&app, &c, "a short one #ms=5000").await;
+    // The clock stands once the provider was asked twice (the first check
+    // and the one that finds the image), while the image is stored.
+    let start = Instant::now();
+    let view = loop {
+        if app.state.metrics.provider_gets() - gets < 2 {
+            clock.advance(Duration::from_millis(250));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let (_, view) = app.call(&c, "check_image_status", &[("task_id", &id)]).await;
+        if !unfinished(&view) {
+            break view;
+        }
+        let ran = clock.now_ms() - view["created_ms"].as_i64().expect("created");
+        assert!(ran < 60_000 && start.elapsed() < Duration::from_secs(30), "{view}");
+    };
+    assert_eq!(view["status"], "completed", "{view}");
+    let took = view["finished_ms"].as_i64().expect("finished") - view["created_ms"].as_i64().expect("created");
+    // The first check at 2 s reads its progress; the one at its end
+    // (5 s, and the 250 ms steps of the clock) stores the image.
+    assert!(took <= 6_000, "completed {took} ms after it was created");
+    assert_eq!(app.state.metrics.provider_gets() - gets, 2, "the first check and the one at the end");
+}
+
 #[tokio::test]
 async fn bad_input_says_why_and_charges_nothing() {
     let app = spawn_app_with(&[("DARKROOM_SIGNUP_CREDITS", "10")]).await;

@@ -9,8 +9,9 @@
 //! - **Re-checks at the expected end**: a check that sees a prediction
 //!   running knows how far it got since it started; when the end it points
 //!   to comes before the next poll (or reconciler pass) would, this instance
-//!   checks again right then ([`recheck`]), so the task completes when the
-//!   image is ready rather than up to a poll interval later. A new
+//!   checks again right then ([`recheck_at`]), so the task completes when
+//!   the image is ready rather than up to a poll interval (or a spacing of
+//!   regular checks) later. A new
 //!   prediction gets its first such check without waiting for a poll
 //!   ([`first_check`]); with webhooks on, the provider's own events do this.
 //! - **After a provider event** ([`after_event`]): news defers the next
@@ -219,17 +220,21 @@ pub fn expected_end_ms(prediction: &Prediction, now: i64) -> Option<i64> {
 /// After a check at `checked_at` saw a prediction still running, with its
 /// expected `end` ([`expected_end_ms`] from when the answer arrived, not
 /// when the check began: the model may have finished another step while
-/// the answer was on its way): schedules one more check then (not before
-/// the check interval has passed) when that comes before polls or the
-/// reconciler would look again.
-pub fn recheck(state: &AppState, task_id: &TaskId, end: Option<i64>, checked_at: i64) {
-    let Some(end) = end else { return };
-    let at = (end + MARGIN_MS).max(checked_at + state.config.provider_check.as_millis() as i64);
+/// the answer was on its way): when to check once more, at that end (not
+/// before the check interval has passed), if it comes before polls or the
+/// reconciler would look again. The caller brings the task's next check
+/// forward to it ([`store::check_by`](super::store::check_by)) — the
+/// spacing of regular checks may put it much later, and a check before
+/// `next_check_at` is never claimed — then [`recheck`]s it.
+pub fn recheck_at(state: &AppState, end: Option<i64>, checked_at: i64) -> Option<i64> {
+    let at = (end? + MARGIN_MS).max(checked_at + state.config.provider_check.as_millis() as i64);
     let horizon = (state.config.poll_interval.max(state.config.reconcile_interval).as_millis() as i64)
         .max(current_spacing_ms(state));
-    if at > checked_at + horizon {
-        return;
-    }
+    (at <= checked_at + horizon).then_some(at)
+}
+
+/// Checks `task_id` once more at `at` ([`recheck_at`]) on this instance.
+pub fn recheck(state: &AppState, task_id: &TaskId, at: i64) {
     check_at(state, task_id, Pending { at, at_end: true });
 }
 

@@ -356,15 +356,36 @@ impl Reading {
 
 /// Records what the provider said of a processing task, as read at
 /// `read_at` (kept in `last_polled_at`: the poll advice extrapolates from
-/// it).
-pub async fn set_reading(db: &Db, task: &TaskId, reading: Reading, read_at: i64) -> Result<()> {
+/// it), and brings its next check forward to `check_by` when that is
+/// sooner (as [`check_by`]).
+pub async fn set_reading(db: &Db, task: &TaskId, reading: Reading, read_at: i64, check_by: Option<i64>) -> Result<()> {
     let progress = reading.progress.map_or(-1, i64::from);
     let queue = reading.queue.map_or(-1, i64::from);
     db.repeatable(
         "UPDATE tasks SET progress = COALESCE(NULLIF($1, -1), progress), provider_queue = NULLIF($2, -1), \
              expected_end_at = CASE WHEN $1 = -1 THEN expected_end_at ELSE NULLIF($5, -1) END, \
+             next_check_at = CASE WHEN $6 >= 0 AND $6 < next_check_at THEN $6 ELSE next_check_at END, \
              last_polled_at = $3 WHERE id = $4 AND status = 'processing'",
-        &[Arg::Int(progress), Arg::Int(queue), Arg::Int(read_at), Arg::Text(task.as_str()), Arg::Int(ends_at(reading))],
+        &[
+            Arg::Int(progress),
+            Arg::Int(queue),
+            Arg::Int(read_at),
+            Arg::Text(task.as_str()),
+            Arg::Int(ends_at(reading)),
+            Arg::Int(check_by.filter(|&at| at >= 0).unwrap_or(-1)),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Brings a processing task's next check forward to `at` (never later
+/// than already planned): a check at its expected end, which the spacing
+/// of regular checks would otherwise hold back.
+pub async fn check_by(db: &Db, task: &TaskId, at: i64) -> Result<()> {
+    db.repeatable(
+        "UPDATE tasks SET next_check_at = $1 WHERE id = $2 AND status = 'processing' AND next_check_at > $1",
+        &[Arg::Int(at), Arg::Text(task.as_str())],
     )
     .await?;
     Ok(())
@@ -1107,14 +1128,22 @@ mod tests {
         // A check's reading: a new progress brings its end (or forgets the
         // old one when it points nowhere); a place in a queue alone keeps it.
         let later = Reading { progress: Some(60), queue: None, ends_at: None }.ending(Some(9_200));
-        set_reading(&f.db, &id, later, 5_000).await.unwrap();
+        // With a check at its end sooner than the next one planned, the
+        // next check comes then; never later than planned.
+        set_reading(&f.db, &id, later, 5_000, Some(6_500)).await.unwrap();
         assert_eq!((reading(&f.db, &id).await.0, expected_end(&f.db, &id).await), (Some(60), Some(9_200)));
-        set_reading(&f.db, &id, Reading { progress: None, queue: Some(0), ends_at: None }.ending(Some(1)), 5_500)
-            .await
-            .unwrap();
+        assert_eq!(reading(&f.db, &id).await.3, Some(6_500));
+        let queue_only = Reading { progress: None, queue: Some(0), ends_at: None }.ending(Some(1));
+        set_reading(&f.db, &id, queue_only, 5_500, Some(8_000)).await.unwrap();
         assert_eq!(expected_end(&f.db, &id).await, Some(9_200), "no new progress, no new end");
-        set_reading(&f.db, &id, Reading { progress: Some(70), queue: None, ends_at: None }, 6_000).await.unwrap();
+        assert_eq!(reading(&f.db, &id).await.3, Some(6_500), "not put back");
+        set_reading(&f.db, &id, Reading { progress: Some(70), queue: None, ends_at: None }, 6_000, None).await.unwrap();
         assert_eq!(expected_end(&f.db, &id).await, None);
+        assert_eq!(reading(&f.db, &id).await.3, Some(6_500));
+        // Without a reading to record, the check alone.
+        check_by(&f.db, &id, 6_200).await.unwrap();
+        check_by(&f.db, &id, 9_000).await.unwrap();
+        assert_eq!(reading(&f.db, &id).await.3, Some(6_200));
     }
 
     /// A batch's events about a task, written in one statement, leave it
