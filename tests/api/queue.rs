@@ -220,23 +220,25 @@ async fn another_instance_takes_the_queue_over() {
 }
 
 /// A stand-in for Replicate's API that answers every request as
-/// `upstream` does, `delay` late: a provider whose creates are slow. Its
-/// address, to give as `REPLICATE_BASE_URL` (with `/v1`).
-async fn slow_provider(upstream: String, delay: Duration) -> String {
+/// `upstream` does, `delay` late: a provider whose creates are slow. It
+/// signs in upstream with `token`, whatever token its callers use (so
+/// theirs, and their budget, can be their own). Its address, to give as
+/// `REPLICATE_BASE_URL` (with `/v1`).
+async fn slow_provider(upstream: String, token: &str, delay: Duration) -> String {
+    let bearer = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).expect("token");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let forward = move |request: axum::extract::Request| {
-        let upstream = upstream.clone();
+        let (upstream, bearer) = (upstream.clone(), bearer.clone());
         async move {
             tokio::time::sleep(delay).await;
             let (parts, body) = request.into_parts();
             let body = axum::body::to_bytes(body, 1 << 20).await.expect("body");
             let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
             let mut headers = reqwest::header::HeaderMap::new();
-            for name in [reqwest::header::AUTHORIZATION, reqwest::header::CONTENT_TYPE] {
-                if let Some(value) = parts.headers.get(&name) {
-                    headers.insert(name, value.clone());
-                }
+            headers.insert(reqwest::header::AUTHORIZATION, bearer);
+            if let Some(value) = parts.headers.get(reqwest::header::CONTENT_TYPE) {
+                headers.insert(reqwest::header::CONTENT_TYPE, value.clone());
             }
             let answer = reqwest::Client::new()
                 .request(parts.method, format!("{upstream}{path}"))
@@ -289,14 +291,15 @@ async fn the_dispatcher_reads_the_order_once_for_a_batch_of_heads() {
         clock.advance(Duration::from_millis(1));
         ids.push(generate(&a, &c, &format!("batch {n}")).await);
     }
-    let provider = slow_provider(format!("{}/sim", a.base), Duration::from_millis(300)).await;
+    let provider = slow_provider(format!("{}/sim", a.base), "r8_slow", Duration::from_millis(300)).await;
     let objects = format!("file://{}", a.state.config.data_dir.join("objects").display());
     let b = spawn_app_on(
         &[
             ("DATABASE_URL", &a.state.config.database_url),
             ("DARKROOM_STORAGE", &objects),
             ("DARKROOM_PROVIDER", "replicate"),
-            ("REPLICATE_API_TOKEN", "r8_slow"),
+            // A token (so a budget, on PostgreSQL too) of its own.
+            ("REPLICATE_API_TOKEN", "r8_b"),
             ("REPLICATE_BASE_URL", &format!("{provider}/v1")),
             ("DARKROOM_PROVIDER_LIMITS", "create=600000/min"),
         ],
