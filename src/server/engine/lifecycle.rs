@@ -233,17 +233,16 @@ pub async fn apply(
             // may have finished another step while it was on its way).
             let end = answer.as_ref().ok().and_then(|p| schedule::expected_end_ms(p, state.clock.now_ms().max(now)));
             let reading = reading.map(|reading| reading.ending(end));
-            // The check at the end comes before the next regular one when
-            // the budget spaces those further apart than the prediction
-            // has left to run: the row says so, or no poller could claim it.
+            // The check at the end comes before the one the claim planned
+            // when the budget spaces regular checks further apart than the
+            // prediction has left to run: the row says so, or no poller
+            // could claim it.
             let recheck_at = schedule::recheck_at(state, end, now);
-            match reading {
-                Some(reading) => store::set_reading(&state.db, &task.id, reading, now, recheck_at).await?,
-                None => {
-                    if let Some(at) = recheck_at {
-                        store::check_by(&state.db, &task.id, at).await?;
-                    }
-                }
+            let sooner = recheck_at.filter(|&at| at < claim.next_check_at());
+            match (reading, sooner) {
+                (Some(reading), _) => store::set_reading(&state.db, &task.id, reading, now, sooner).await?,
+                (None, Some(at)) => store::check_by(&state.db, &task.id, at).await?,
+                (None, None) => {}
             }
             if let Some(at) = recheck_at {
                 schedule::recheck(state, &task.id, at);

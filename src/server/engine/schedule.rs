@@ -11,9 +11,9 @@
 //!   to comes before the next poll (or reconciler pass) would, this instance
 //!   checks again right then ([`recheck_at`]), so the task completes when
 //!   the image is ready rather than up to a poll interval (or a spacing of
-//!   regular checks) later. A new
-//!   prediction gets its first such check without waiting for a poll
-//!   ([`first_check`]); with webhooks on, the provider's own events do this.
+//!   regular checks) later. A new prediction gets its first such check
+//!   without waiting for a poll ([`first_check`]); with webhooks on, the
+//!   provider's own events do this.
 //! - **After a provider event** ([`after_event`]): news defers the next
 //!   check to the expected end, never past a minute after the last check.
 //! - **A page's poll advice** ([`advised`]): when the next poll is worth

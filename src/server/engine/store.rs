@@ -254,7 +254,18 @@ pub async fn mark_processing(
 /// A claim on a task's provider check; its token also holds the download
 /// lease that may follow.
 #[derive(Debug, Clone)]
-pub struct Claim(String);
+pub struct Claim {
+    token: String,
+    /// The next check the claim planned.
+    next_check_at: i64,
+}
+
+impl Claim {
+    /// When the task is checked next, as the claim wrote it.
+    pub fn next_check_at(&self) -> i64 {
+        self.next_check_at
+    }
+}
 
 /// Claims this interval's provider check: only when the previous claim
 /// (or lease) has run out. `None` when another poller has it. A claim is a
@@ -269,25 +280,25 @@ pub async fn claim_check(db: &Db, task: &TaskId, now: i64, next_check_at: i64) -
             &[Arg::Int(next_check_at), Arg::Text(&token), Arg::Int(now), Arg::Text(task.as_str())],
         )
         .await?;
-    Ok((claimed == 1).then_some(Claim(token)))
+    Ok((claimed == 1).then_some(Claim { token, next_check_at }))
 }
 
 /// Claims a task for a provider event (a verified webhook), which carries
 /// the prediction, so no check interval needs to have passed: it takes over
 /// an ordinary claim, never a download lease. `None` while one is held.
 pub async fn claim_for_event(db: &Db, task: &TaskId, now: i64, next_check_at: i64) -> Result<Option<Claim>> {
-    let token = uuid::Uuid::new_v4().to_string();
+    let (token, next_check_at) = (uuid::Uuid::new_v4().to_string(), next_check_at.max(now));
     let claimed = sqlx::query(
         "UPDATE tasks SET next_check_at = $1, check_token = $2, leased_until = NULL \
          WHERE id = $3 AND status = 'processing' AND (leased_until IS NULL OR leased_until <= $4)",
     )
-    .bind(next_check_at.max(now))
+    .bind(next_check_at)
     .bind(&token)
     .bind(task.as_str())
     .bind(now)
     .execute(db)
     .await?;
-    Ok((claimed.rows_affected() == 1).then_some(Claim(token)))
+    Ok((claimed.rows_affected() == 1).then_some(Claim { token, next_check_at }))
 }
 
 /// Takes (or extends) the download lease until `until`, with the claim
@@ -299,7 +310,7 @@ pub async fn extend_lease(db: &Db, task: &TaskId, claim: &Claim, until: i64) -> 
     )
     .bind(until)
     .bind(task.as_str())
-    .bind(&claim.0)
+    .bind(&claim.token)
     .execute(db)
     .await?;
     Ok(held.rows_affected() == 1)
@@ -313,7 +324,7 @@ pub async fn release_lease(db: &Db, task: &TaskId, claim: &Claim, retry_at: i64)
     )
     .bind(retry_at)
     .bind(task.as_str())
-    .bind(&claim.0)
+    .bind(&claim.token)
     .execute(db)
     .await?;
     Ok(())
