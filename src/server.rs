@@ -269,6 +269,7 @@ pub async fn build_on(
         finished: Arc::default(),
         uploads,
         rechecks: Arc::default(),
+        backlog: Arc::default(),
         objects,
         provider,
         fal,
@@ -297,6 +298,7 @@ pub async fn build_on(
 
     engine::reconcile::spawn(state.clone());
     engine::queue::spawn(state.clone());
+    engine::backlog::spawn(state.clone());
     mail::spawn(state.clone());
 
     let proxies = Arc::new(state.config.trusted_proxies.clone());

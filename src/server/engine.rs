@@ -19,6 +19,7 @@
 //!   picks);
 //! - [`budget`] and [`calls`]: the provider's rate limits as a budget
 //!   every instance shares, and every provider call through it;
+//!   [`backlog`]: the checks it has no room for yet, best first;
 //! - [`finalize`]: a succeeded prediction's outputs streamed into object
 //!   storage;
 //! - [`webhook`] (provider events; fal's in [`fal_events`]; running
@@ -27,6 +28,7 @@
 //! - [`task`] (a row and its view), [`finished`] (finished tasks kept in
 //!   memory) and [`owned`] (sharing and deleting).
 
+pub mod backlog;
 pub mod budget;
 pub mod calls;
 pub mod fal_events;

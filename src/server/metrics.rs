@@ -95,6 +95,7 @@ pub struct Metrics {
     server_fns: Family<ServerFnLabels, Counter>,
     /// Read when `/metrics` is scraped ([`Metrics::set_gauges`]).
     queue_length: Gauge,
+    checks_waiting: Gauge,
     budget_left: Family<BudgetLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
 }
 
@@ -106,6 +107,8 @@ struct BudgetLabels {
 /// What the scrape reads from the database and the budget.
 pub struct Gauges {
     pub queue_length: i64,
+    /// Checks waiting for the budget on this instance (its backlog).
+    pub checks_waiting: i64,
     pub create_left: Option<f64>,
     pub other_left: Option<f64>,
 }
@@ -131,6 +134,7 @@ impl Default for Metrics {
         let queue_reads = Family::<PurposeLabels, Counter>::default();
         let queue_claims_lost = Counter::default();
         let queue_length = Gauge::default();
+        let checks_waiting = Gauge::default();
         let budget_left = Family::<BudgetLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
         let server_fns = Family::<ServerFnLabels, Counter>::default();
         registry.register("http_requests", "HTTP requests by route and status", requests.clone());
@@ -166,6 +170,11 @@ impl Default for Metrics {
         );
         registry.register("queue_length", "Generations queued for the provider's budget", queue_length.clone());
         registry.register(
+            "checks_waiting",
+            "Status checks waiting for the provider's budget on this instance",
+            checks_waiting.clone(),
+        );
+        registry.register(
             "provider_budget_left",
             "Provider calls of each kind that could be made back to back now",
             budget_left.clone(),
@@ -195,6 +204,7 @@ impl Default for Metrics {
             queue_claims_lost,
             server_fns,
             queue_length,
+            checks_waiting,
             budget_left,
         }
     }
@@ -324,6 +334,7 @@ impl Metrics {
     /// Sets the gauges read at scrape time.
     pub fn set_gauges(&self, g: &Gauges) {
         self.queue_length.set(g.queue_length);
+        self.checks_waiting.set(g.checks_waiting);
         for (call, left) in [("create", g.create_left), ("other", g.other_left)] {
             if let Some(left) = left {
                 self.budget_left.get_or_create(&BudgetLabels { call }).set(left);
@@ -360,6 +371,7 @@ async fn gauges(state: &AppState) -> crate::error::Result<Gauges> {
     use super::engine::budget::Call;
     Ok(Gauges {
         queue_length: super::engine::queries::queue_length(&state.db).await?,
+        checks_waiting: state.backlog.len() as i64,
         create_left: state.budget.left(Call::Create).await?,
         other_left: state.budget.left(Call::Other).await?,
     })
@@ -412,7 +424,7 @@ mod tests {
         m.provider_call("get", "ok");
         m.provider_call("get", "error");
         m.provider_call("get", "denied");
-        m.set_gauges(&Gauges { queue_length: 3, create_left: Some(2.5), other_left: None });
+        m.set_gauges(&Gauges { queue_length: 3, checks_waiting: 7, create_left: Some(2.5), other_left: None });
         m.dequeued(Duration::from_millis(1500));
         m.queue_read("dispatch");
         m.queue_claim_lost();
@@ -427,6 +439,7 @@ mod tests {
         assert!(text.contains("darkroom_generation_seconds_count 1"), "{text}");
         assert!(text.contains(r#"darkroom_provider_calls_total{call="get",outcome="denied"} 1"#), "{text}");
         assert!(text.contains("darkroom_queue_length 3"), "{text}");
+        assert!(text.contains("darkroom_checks_waiting 7"), "{text}");
         assert!(text.contains(r#"darkroom_provider_budget_left{call="create"} 2.5"#), "{text}");
         assert!(text.contains("darkroom_queue_wait_seconds_count 1"), "{text}");
         assert!(text.contains(r#"darkroom_queue_order_reads_total{purpose="dispatch"} 1"#), "{text}");

@@ -11,6 +11,7 @@ use super::auth::AttemptLimiter;
 use super::config::Config;
 use super::db::Db;
 use super::engine::Finished;
+use super::engine::backlog::Backlog;
 use super::engine::budget::Budget;
 use super::engine::finalize::Uploads;
 use super::engine::queue::Queue;
@@ -59,6 +60,8 @@ pub struct Shared {
     pub uploads: Arc<Uploads>,
     /// Checks this instance will make when predictions should end.
     pub rechecks: Arc<Rechecks>,
+    /// Checks waiting for the provider budget, best first.
+    pub backlog: Arc<Backlog>,
     /// Replicate's client (or its simulator's).
     pub provider: Provider,
     /// fal.ai's client (or its simulator's), for the models that say

@@ -15,6 +15,8 @@ use crate::helpers::{
     Clock, TestApp, client, fresh_postgres_database, generate, manual_clock, spawn_app_on, unfinished, uuid_like,
 };
 use darkroom::server::engine::budget::Call;
+use darkroom::server::engine::queries;
+use darkroom::server::ids::TaskId;
 
 /// What the app's simulator served (`GET /sim/_stats`).
 async fn sim_stats(app: &TestApp) -> Value {
@@ -358,6 +360,98 @@ async fn polls_never_spend_more_than_the_budget() {
     assert!(denied <= 30, "{denied} denied checks for 1,000 polls");
     // The advice says when a check can come: well past the interval.
     assert!(advice.iter().any(|&a| a > 3_000), "{:?}", &advice[advice.len() - 10..]);
+}
+
+/// While checks wait for the budget, the one worth most is made first: a
+/// new short task's (its end unknown, so a check may find it done) before
+/// the regular checks of long tasks whose ends are minutes away, though
+/// those were denied first and their pages keep polling.
+/// Other calls: 60 a minute published, 48 to spend (one every 1.25 s);
+/// ten tasks in flight are checked 16.7 s apart.
+#[tokio::test]
+async fn a_short_task_is_checked_before_long_ones_that_waited_longer() {
+    let clock = manual_clock();
+    let app = spawn_app_on(
+        &[
+            ("DARKROOM_PROVIDER_LIMITS", "other=60/min"),
+            ("DARKROOM_PROVIDER_CHECK_MS", "2000"),
+            ("DARKROOM_SIGNUP_CREDITS", "1000"),
+            ("DARKROOM_MAX_ACTIVE_TASKS", "20"),
+        ],
+        clock.clone(),
+    )
+    .await;
+    let c = client();
+    app.sign_up(&c).await;
+    let mut long = Vec::new();
+    for n in 0..10 {
+        long.push(generate(&app, &c, &format!("a long one {n} #ms=600000")).await);
+    }
+    // 30 s, their pages polling: their first checks (from 2 s, one every
+    // 1.25 s of the budget), then the next ones 16.7 s later.
+    for _ in 0..120 {
+        clock.advance(Duration::from_millis(250));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        for id in &long {
+            view(&app, &c, id).await;
+        }
+    }
+    let first_checks = sim_stats(&app).await["gets"].as_u64().unwrap_or(0);
+    assert!(first_checks >= 10, "{first_checks} checks of ten tasks");
+    // A 429 pauses every check for 10 s (as `calls::counted` does on one;
+    // here the test makes it, so the pause is exact). The long tasks'
+    // pages poll: their checks are denied, and wait.
+    app.state.budget.throttled(Call::Other, Some(Duration::from_secs(10))).await.expect("pause");
+    let paused_at = clock.now_ms();
+    for id in &long {
+        assert_eq!(view(&app, &c, id).await["status"], "processing");
+    }
+    let short = generate(&app, &c, "a short one #ms=5000").await;
+    // The clock stands once the provider was asked again (while the image
+    // is stored, if that check was the short task's).
+    let start = Instant::now();
+    let done = loop {
+        if sim_stats(&app).await["gets"].as_u64().unwrap_or(0) == first_checks {
+            clock.advance(Duration::from_millis(250));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        for id in &long {
+            view(&app, &c, id).await;
+        }
+        let v = view(&app, &c, &short).await;
+        if !unfinished(&v) {
+            break v;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the first check after the pause was not the short task's: {v}"
+        );
+    };
+    assert_eq!(done["status"], "completed", "{done}");
+    // Its prediction ended at 5 s, during the pause; the first check after
+    // it found the image. (Checked in the order they were denied, it came
+    // after the ten long ones, 17.5 s after it was created.)
+    let took = done["finished_ms"].as_i64().expect("finished") - done["created_ms"].as_i64().expect("created");
+    assert!(took <= 10_500, "completed {took} ms after it was created");
+    // Then the long ones, in turn, as the budget allows.
+    for _ in 0..80 {
+        clock.advance(Duration::from_millis(250));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        for id in &long {
+            view(&app, &c, id).await;
+        }
+    }
+    let resumed = paused_at + 10_000;
+    for id in &long {
+        let id = TaskId::parse(id).expect("id");
+        let task = queries::load(&app.state.db, &id).await.expect("load").expect("row");
+        assert!(task.last_polled_at.is_some_and(|at| at >= resumed), "{id} not checked since the pause");
+    }
+    let stats = sim_stats(&app).await;
+    let gets = stats["gets"].as_u64().unwrap_or(0) - first_checks;
+    let allowed = (clock.now_ms() - resumed) as u64 / 1_250 + 1;
+    assert!(gets <= allowed, "{gets} checks since the pause, {allowed} allowed");
+    assert_eq!(stats["throttled"], 0);
 }
 
 #[tokio::test]

@@ -58,7 +58,8 @@ impl Call {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Priority {
     /// Someone waits for exactly this call: a create, a person's cancel, a
-    /// check at a prediction's expected end. May take the last token.
+    /// prediction's first check or the one at its expected end. May take
+    /// the last token.
     Urgent,
     /// A page's poll found the task due: leaves a tenth of a burst.
     Watched,

@@ -9,7 +9,7 @@ use super::budget::Priority;
 use super::calls::{self, Called};
 use super::store::{self, FailFrom};
 use super::task::{State, TaskRow};
-use super::{detached, finalize, queries, schedule};
+use super::{backlog, detached, finalize, queries, schedule};
 use crate::error::Result;
 use crate::model::TaskView;
 use crate::provider::{Prediction, PredictionStatus, ProviderError, seed_from_logs};
@@ -120,7 +120,8 @@ pub enum Outcome {
     /// Trouble (the provider, the download, the store): it stays
     /// processing until a later check.
     TryLater,
-    /// The provider budget had no room: the check waits for it.
+    /// The provider budget had no room, or other checks wait for it: the
+    /// check waits its turn in the backlog.
     Deferred,
 }
 
@@ -183,30 +184,50 @@ async fn advance_due(state: AppState, task: TaskRow, priority: Priority) -> Resu
             }
             Ok(task)
         }
-        Outcome::ClaimedElsewhere | Outcome::Finished | Outcome::TryLater | Outcome::Deferred => {
-            reload(state, task).await
-        }
+        // Waiting for the budget: nothing was written.
+        Outcome::Deferred => Ok(task),
+        Outcome::ClaimedElsewhere | Outcome::Finished | Outcome::TryLater => reload(state, task).await,
     }
 }
 
 /// This interval's provider check of a due task: a call from the budget,
 /// then the claim (so a claim is never left without its call), then the
-/// answer applied.
+/// answer applied. While checks wait for the budget, one that ranks after
+/// them waits with them ([`backlog`]), as does one the budget denies:
+/// nothing is written, and the checker makes it in its turn.
 async fn check(state: &AppState, task: &TaskRow, now: i64, next_check_at: i64, priority: Priority) -> Result<Outcome> {
-    // Processing tasks have a prediction id (`mark_processing`).
-    let Some(prediction_id) = task.prediction_id.as_deref() else { return Ok(Outcome::NotDue) };
+    if task.prediction_id.is_none() {
+        return Ok(Outcome::NotDue);
+    }
     use super::budget::{Call, Spend};
-    let budget = state.budget_for(&task.model);
-    if let Spend::Denied { wait_ms } = budget.take(Call::Other, priority).await? {
-        state.metrics.provider_call("get", "denied");
-        // The budget is spent: this task tries again in its own slot, the
-        // tasks denied together one budget interval apart, and polls are
-        // told so. Retried at once, every poll would try the budget again
-        // and write the task again.
-        let retry_at = schedule::retry_slot(state, now, wait_ms, next_check_at);
-        store::postpone(&state.db, &task.id, retry_at).await?;
+    let rank = backlog::Rank::of(task, priority);
+    if state.backlog.must_wait(&task.id, rank)
+        || matches!(state.budget_for(&task.model).take(Call::Other, priority).await?, Spend::Denied { .. })
+    {
+        if state.backlog.join(&task.id, &task.model, rank) == backlog::Joined::New {
+            state.metrics.provider_call("get", "denied");
+        }
         return Ok(Outcome::Deferred);
     }
+    claim_and_check(state, task, now, next_check_at).await
+}
+
+/// The checker's turn for a due task, the budget taken for it
+/// ([`backlog`]): the check, unless another poller or instance made it
+/// meanwhile (the call goes back to the budget).
+pub async fn check_granted(state: &AppState, task: TaskRow) -> Result<Outcome> {
+    let now = state.clock.now_ms();
+    let next_check_at = now + schedule::spacing_for(state, &task.model).await.max(1);
+    claim_and_check(state, &task, now, next_check_at).await
+}
+
+/// The claim of this interval's check, the call the budget granted, and the
+/// answer applied.
+async fn claim_and_check(state: &AppState, task: &TaskRow, now: i64, next_check_at: i64) -> Result<Outcome> {
+    use super::budget::Call;
+    // Processing tasks have a prediction id (`mark_processing`).
+    let Some(prediction_id) = task.prediction_id.as_deref() else { return Ok(Outcome::NotDue) };
+    let budget = state.budget_for(&task.model);
     let Some(claim) = store::claim_check(&state.db, &task.id, now, next_check_at).await? else {
         budget.give_back(Call::Other).await?;
         return Ok(Outcome::ClaimedElsewhere);

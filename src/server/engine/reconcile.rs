@@ -71,10 +71,12 @@ pub async fn purge_pass(state: &AppState, before: i64) -> Result<usize> {
     Ok(done)
 }
 
-/// One pass: every due unfinished task gets one `advance`. Returns how many
-/// were looked at.
+/// One pass: every due unfinished task gets one `advance`, unless its check
+/// waits in the backlog. Returns how many were looked at.
 pub async fn pass(state: &AppState) -> Result<usize> {
-    let ids = schedule::due_now(state).await?;
+    let mut ids = schedule::due_now(state).await?;
+    // Waiting for the budget already: the checker makes them in turn.
+    ids.retain(|id| !state.backlog.holds(id));
     let n = ids.len();
     futures::stream::iter(ids)
         .for_each_concurrent(8, |id| async move {

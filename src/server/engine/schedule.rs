@@ -14,6 +14,8 @@
 //!   regular checks) later. A new prediction gets its first such check
 //!   without waiting for a poll ([`first_check`]); with webhooks on, the
 //!   provider's own events do this.
+//! - **Checks the budget has no room for** wait their turn, best first,
+//!   in [`super::backlog`].
 //! - **After a provider event** ([`after_event`]): news defers the next
 //!   check to the expected end, never past a minute after the last check.
 //! - **A page's poll advice** ([`advised`]): when the next poll is worth
@@ -45,13 +47,10 @@ const CHECK_SHARE: f64 = 0.75;
 
 /// How many tasks are at Replicate, counted at most once a second: what
 /// the regular checks on its budget are spread over.
-/// Also the last retry slot handed to a check the budget denied
-/// ([`retry_slot`]).
 #[derive(Default)]
 pub struct Pace {
     in_flight: AtomicI64,
     counted_at: AtomicI64,
-    last_retry_at: AtomicI64,
 }
 
 /// Time between two regular checks of a task: the check interval, or
@@ -103,35 +102,6 @@ pub fn current_spacing_ms(state: &AppState) -> i64 {
         state.pace.in_flight.load(Ordering::Relaxed),
         state.budget.per_second(Call::Other),
     )
-}
-
-/// When a check the budget denied at `now` tries again, room coming back
-/// in `wait_ms`. Denied right after another check took the room (a wait
-/// of a whole budget interval or more), it takes the next free slot of
-/// this instance's retries, one interval after the slot before it: the
-/// checks denied together come back one at a time, as fast as the budget
-/// refills and no faster. Denied with less to wait (the room it was
-/// slotted for is still coming: polls come a little after the slot), it
-/// tries again as the room comes, ahead of the queue. At the latest at
-/// `latest`, the task's regular next check.
-pub fn retry_slot(state: &AppState, now: i64, wait_ms: i64, latest: i64) -> i64 {
-    let step = state.budget.per_second(Call::Other).map_or(0, |rate| (1000.0 / rate).ceil() as i64);
-    next_slot(&state.pace.last_retry_at, now, wait_ms.max(1), step, latest)
-}
-
-/// [`retry_slot`]'s arithmetic: `last` holds the slot handed out last; a
-/// slot past `latest` is not handed out (the task keeps its regular check).
-fn next_slot(last: &AtomicI64, now: i64, wait_ms: i64, step: i64, latest: i64) -> i64 {
-    let earliest = now + wait_ms;
-    if wait_ms < step {
-        return earliest.min(latest);
-    }
-    let mut slot = latest;
-    let _ = last.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |prev| {
-        slot = (prev + step).max(earliest);
-        (slot <= latest).then_some(slot)
-    });
-    slot.min(latest)
 }
 
 /// Most tasks one reconciler pass looks at.
@@ -262,7 +232,7 @@ fn check_at(state: &AppState, task_id: &TaskId, pending: Pending) {
         let mut at = at;
         loop {
             state.clock.sleep_until(at).await;
-            let pending_at_end = {
+            {
                 let mut pending = state.rechecks.lock();
                 match pending.get_mut(&task_id) {
                     // A newer estimate moved it: sleep on.
@@ -273,13 +243,16 @@ fn check_at(state: &AppState, task_id: &TaskId, pending: Pending) {
                     // Running: it stays listed until it is done (the poll
                     // advice of a task being stored points at it), but
                     // polls meanwhile are not held back for it.
-                    Some(p) => std::mem::replace(&mut p.at_end, false),
-                    None => false,
+                    Some(p) => p.at_end = false,
+                    None => {}
                 }
-            };
-            // Timed at the expected end, someone waits for exactly this
-            // check; a first check is worth less.
-            let priority = if pending_at_end { Priority::Urgent } else { Priority::Watched };
+            }
+            // Someone waits for exactly this check: the one at the end
+            // stores the image; a first check learns when the prediction
+            // ends, without which none can be timed there (one per create,
+            // so the create budget bounds them: a fifth of the other
+            // calls' at Replicate's limits).
+            let priority = Priority::Urgent;
             let advanced = async {
                 match queries::load(&state.db, &task_id).await? {
                     Some(task) => super::lifecycle::advance(&state, task, priority).await.map(drop),
@@ -356,6 +329,14 @@ pub fn task_end(task: &TaskRow) -> Option<i64> {
     task.expected_end_at.or_else(|| extrapolated_end(task.progress, task.last_polled_at, task.created_at))
 }
 
+/// The soonest a task whose last reading showed no progress at all (0 %)
+/// is likely to end: as if that reading had been 1 % — it ran that long
+/// with nothing to show. Ranks checks ([`super::backlog`]); no page is
+/// advised by it.
+pub fn no_end_before(task: &TaskRow) -> Option<i64> {
+    (task.progress == Some(0)).then(|| extrapolated_end(Some(1), task.last_polled_at, task.created_at)).flatten()
+}
+
 fn extrapolated_end(progress: Option<i64>, read_at: Option<i64>, created_ms: i64) -> Option<i64> {
     let (Some(p), Some(read_at)) = (progress.filter(|p| (1..100).contains(p)), read_at) else { return None };
     let ran = (read_at - created_ms).max(0);
@@ -396,7 +377,8 @@ pub fn not_before_next_check(advice: u64, next_check_at: i64, now: i64, ceiling:
 
 /// A task's view with what an unfinished one carries: its place in the
 /// queue while queued, and the poll advice — timed to this instance's
-/// pending re-check when there is one (it is what stores the image), else
+/// pending re-check when there is one (it is what stores the image), or to
+/// its turn when its check waits for the budget ([`super::backlog`]), else
 /// extrapolated from the progress, never before the next check can come.
 pub async fn advised(state: &AppState, task: &TaskRow) -> crate::error::Result<TaskView> {
     let mut view = task.view();
@@ -410,9 +392,10 @@ pub async fn advised(state: &AppState, task: &TaskRow) -> crate::error::Result<T
             view.queue_position = state.queue.position(state, &task.id).await?;
             poll_after_queued_ms(view.queue_position, state.budget.per_second(Call::Create), interval)
         }
-        _ => match state.rechecks.due(&task.id) {
-            Some(due) => poll_after_recheck_ms(due, now, interval),
-            None => {
+        _ => match (state.rechecks.due(&task.id), turn_in_backlog(state, task, interval as i64)) {
+            (Some(due), _) => poll_after_recheck_ms(due, now, interval),
+            (None, Some(turn)) => poll_after_recheck_ms(now + turn, now, interval),
+            (None, None) => {
                 let advice = poll_after_ms(task_end(task), now, interval);
                 if state.webhooks.is_some() || task.state != State::Processing {
                     advice
@@ -426,35 +409,16 @@ pub async fn advised(state: &AppState, task: &TaskRow) -> crate::error::Result<T
     Ok(view)
 }
 
+/// When `task`'s check, waiting for the budget, is about to be made (up to
+/// `horizon_ms`); `None` when it does not wait.
+fn turn_in_backlog(state: &AppState, task: &TaskRow, horizon_ms: i64) -> Option<i64> {
+    let rate = state.budget_for(&task.model).per_second(Call::Other)?;
+    state.backlog.turn_in_ms(&task.id, rate, horizon_ms)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn denied_checks_come_back_one_budget_interval_apart() {
-        let last = AtomicI64::new(0);
-        // Five checks denied at 3 s, just after one took the room (back at
-        // 4.25 s), a call every 1.25 s, regular checks at 16 s: a slot
-        // each, in turn.
-        let slots: Vec<i64> = (0..5).map(|_| next_slot(&last, 3_000, 1_250, 1_250, 16_000)).collect();
-        assert_eq!(slots, [4_250, 5_500, 6_750, 8_000, 9_250]);
-        // The first comes back at 4.3 s, a poll late, and takes the room
-        // (the budget's next is at 5.55 s); the second, at 5.5 s, is 50 ms
-        // early: it tries again as the room comes, and keeps its place.
-        assert_eq!(next_slot(&last, 5_500, 50, 1_250, 18_000), 5_550);
-        assert_eq!(last.load(Ordering::Relaxed), 9_250, "no slot taken");
-        // Slots past the regular check are not handed out: the task keeps
-        // it, and the queue of slots does not grow.
-        let late = AtomicI64::new(15_000);
-        assert_eq!(next_slot(&late, 3_000, 1_250, 1_250, 16_000), 16_000);
-        assert_eq!(late.load(Ordering::Relaxed), 15_000);
-        // Once the slots are in the past, the next one is when the budget
-        // has room.
-        assert_eq!(next_slot(&last, 30_000, 1_250, 1_250, 40_000), 31_250);
-        // A 429's pause: every check waits for its end, one by one.
-        assert_eq!(next_slot(&last, 31_000, 10_000, 1_250, 60_000), 41_000);
-        assert_eq!(next_slot(&last, 31_000, 10_000, 1_250, 60_000), 42_250);
-    }
 
     #[test]
     fn the_poll_advice_points_at_the_expected_end() {
@@ -489,6 +453,11 @@ mod tests {
         // that is the end.
         task.expected_end_at = Some(9_200);
         assert_eq!(task_end(&task), Some(9_200));
+        // Nothing to show after 5 s: not before 500 s, as if it were at 1 %.
+        let stuck = TaskRow { progress: Some(0), last_polled_at: Some(5_000), created_at: 0, ..task.clone() };
+        assert_eq!(no_end_before(&stuck), Some(500_000));
+        assert_eq!(no_end_before(&task), None, "it shows progress");
+        assert_eq!(no_end_before(&TaskRow { last_polled_at: None, ..stuck }), None, "never read");
     }
 
     #[test]

@@ -1,0 +1,345 @@
+//! The checks the provider budget has no room for yet, waiting their turn
+//! best first, and the checker that makes them as the budget refills.
+//!
+//! A due check the budget denies joins this instance's backlog instead of
+//! being tried again by every poll: nothing is written to the task (it
+//! stays due in the database), and while anything waits here, a due check
+//! that ranks after it joins too rather than take the budget itself — so
+//! the budget goes where a check is worth most, not to whichever poll
+//! comes first as it refills. The order ([`Rank`]):
+//! 1. a prediction's first check and the one at its expected end (someone
+//!    waits for exactly that check, [`Priority::Urgent`]);
+//! 2. tasks a page is polling ([`Priority::Watched`]);
+//! 3. the reconciler's ([`Priority::Background`]);
+//!
+//! and within each, the task whose prediction should end soonest first (one
+//! whose end is not known yet by its due time: a check now may find it
+//! done, and tells its end; one that showed no progress at all by
+//! [`schedule::no_end_before`]). The checker ([`spawn`]) takes the budget for
+//! the head at the head's priority, and checks it.
+//!
+//! On PostgreSQL each instance keeps the backlog of the tasks it saw due;
+//! the check's claim in the database keeps a task from being checked twice
+//! when two instances wait for it.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
+
+use super::budget::{Call, Priority, Spend};
+use super::lifecycle::{self, Step};
+use super::task::TaskRow;
+use super::{queries, schedule};
+use crate::error::Result;
+use crate::server::ids::TaskId;
+use crate::server::state::AppState;
+
+/// Most checks one instance keeps waiting. A task that finds it full stays
+/// due in the database: a later poll, or the reconciler, brings it back.
+const MOST_WAITING: usize = 100_000;
+
+/// Where a waiting check stands: smaller first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Rank {
+    /// 0 urgent, 1 watched, 2 background.
+    class: u8,
+    /// The prediction's expected end, or the task's due time.
+    at: i64,
+}
+
+impl Rank {
+    /// The rank of `task`'s check at `priority`.
+    pub fn of(task: &TaskRow, priority: Priority) -> Self {
+        let class = match priority {
+            Priority::Urgent => 0,
+            Priority::Watched => 1,
+            Priority::Background => 2,
+        };
+        let end = schedule::task_end(task).or_else(|| schedule::no_end_before(task));
+        Self { class, at: end.unwrap_or(task.next_check_at) }
+    }
+
+    fn priority(self) -> Priority {
+        match self.class {
+            0 => Priority::Urgent,
+            1 => Priority::Watched,
+            _ => Priority::Background,
+        }
+    }
+}
+
+/// One instance's waiting checks.
+#[derive(Default)]
+pub struct Backlog {
+    waiting: Mutex<Waiting>,
+    /// Wakes the checker: a check joined at the head.
+    wake: tokio::sync::Notify,
+}
+
+#[derive(Default)]
+struct Waiting {
+    order: BTreeSet<(Rank, TaskId)>,
+    /// Each waiting task's rank and model (whose budget it spends).
+    tasks: HashMap<TaskId, (Rank, String)>,
+}
+
+/// What [`Backlog::join`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Joined {
+    /// It waits now, and did not before.
+    New,
+    /// It was waiting already (at its better rank, if this one was).
+    Already,
+    /// The backlog is full of better ones: it stays due, unlisted.
+    Full,
+}
+
+impl Backlog {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Waiting> {
+        self.waiting.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// How many checks wait.
+    pub fn len(&self) -> usize {
+        self.lock().tasks.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether `task` waits here.
+    pub fn holds(&self, task: &TaskId) -> bool {
+        self.lock().tasks.contains_key(task)
+    }
+
+    /// Whether a check of `task` at `rank` must wait its turn: it waits
+    /// already, or something better does.
+    pub fn must_wait(&self, task: &TaskId, rank: Rank) -> bool {
+        let waiting = self.lock();
+        waiting.tasks.contains_key(task) || waiting.order.first().is_some_and(|(first, _)| *first < rank)
+    }
+
+    /// `task` waits for the budget at `rank` (its better rank, when it
+    /// waits already), its check spending `model`'s budget.
+    pub fn join(&self, task: &TaskId, model: &str, rank: Rank) -> Joined {
+        let mut waiting = self.lock();
+        let joined = match waiting.tasks.get(task).map(|(r, _)| *r) {
+            Some(old) if old <= rank => return Joined::Already,
+            Some(old) => {
+                waiting.order.remove(&(old, task.clone()));
+                Joined::Already
+            }
+            None if waiting.tasks.len() < MOST_WAITING => Joined::New,
+            None => match waiting.order.last().cloned() {
+                Some(last) if rank < last.0 => {
+                    waiting.order.remove(&last);
+                    waiting.tasks.remove(&last.1);
+                    Joined::New
+                }
+                _ => return Joined::Full,
+            },
+        };
+        waiting.order.insert((rank, task.clone()));
+        waiting.tasks.insert(task.clone(), (rank, model.to_owned()));
+        let at_head = waiting.order.first().is_some_and(|(_, first)| first == task);
+        drop(waiting);
+        if at_head {
+            self.wake.notify_one();
+        }
+        joined
+    }
+
+    /// The head: the best waiting check, its model and priority.
+    fn head(&self) -> Option<(TaskId, String, Priority)> {
+        let waiting = self.lock();
+        let (rank, task) = waiting.order.first()?;
+        let model = waiting.tasks.get(task).map(|(_, m)| m.clone()).unwrap_or_default();
+        Some((task.clone(), model, rank.priority()))
+    }
+
+    /// `task` no longer waits.
+    pub fn remove(&self, task: &TaskId) {
+        let mut waiting = self.lock();
+        if let Some((rank, _)) = waiting.tasks.remove(task) {
+            waiting.order.remove(&(rank, task.clone()));
+        }
+    }
+
+    /// About when `task`'s turn comes, in milliseconds from now, when the
+    /// budget makes `per_second` checks: one budget interval for each
+    /// check ahead of it, and its own. Counted up to `horizon_ms`' worth
+    /// (a turn further off is told as `horizon_ms`); `None` when it does
+    /// not wait here.
+    pub fn turn_in_ms(&self, task: &TaskId, per_second: f64, horizon_ms: i64) -> Option<i64> {
+        let waiting = self.lock();
+        let (rank, _) = waiting.tasks.get(task)?;
+        if per_second <= 0.0 {
+            return Some(horizon_ms);
+        }
+        let most = (per_second * horizon_ms as f64 / 1000.0).ceil() as usize;
+        let ahead = waiting.order.range(..(*rank, task.clone())).take(most).count();
+        Some((((ahead + 1) as f64 * 1000.0 / per_second).ceil() as i64).min(horizon_ms))
+    }
+}
+
+/// The checker: makes the backlog's checks as the budget allows, best
+/// first, forever.
+pub fn spawn(state: AppState) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let Some(head) = state.backlog.head() else {
+                state.backlog.wake.notified().await;
+                continue;
+            };
+            match serve(&state, head).await {
+                Ok(None) => {}
+                // Room comes back then, unless a better check joins first
+                // (it may take what this one could not: a check at the end
+                // may empty the bucket).
+                Ok(Some(at)) => tokio::select! {
+                    () = state.backlog.wake.notified() => {}
+                    () = state.clock.sleep_until(at) => {}
+                },
+                Err(e) => {
+                    tracing::warn!("backlog: {e}");
+                    state.clock.sleep_until(state.clock.now_ms() + 1_000).await;
+                }
+            }
+        }
+    })
+}
+
+/// Checks the head if it is still due and the budget has room for it; when
+/// to try again if it has none.
+async fn serve(state: &AppState, (task_id, model, priority): (TaskId, String, Priority)) -> Result<Option<i64>> {
+    let task = queries::load(&state.db, &task_id).await?;
+    let now = state.clock.now_ms();
+    // Checked meanwhile (by another instance, or this one's check at the
+    // end), finished, or expiring (a poll or the reconciler fails it).
+    let Some(task) = task.filter(|t| {
+        let end_check_soon = state.rechecks.end_check_before(&t.id, now + schedule::check_interval_ms(state));
+        lifecycle::step(t, now, end_check_soon) == Step::Check
+    }) else {
+        state.backlog.remove(&task_id);
+        return Ok(None);
+    };
+    let budget = state.budget_for(&model);
+    if let Spend::Denied { wait_ms } = budget.take(Call::Other, priority).await? {
+        return Ok(Some(now + wait_ms.max(1)));
+    }
+    state.backlog.remove(&task_id);
+    let state = state.clone();
+    tokio::spawn(async move {
+        if let Err(e) = lifecycle::check_granted(&state, task).await {
+            tracing::warn!(task = %task_id, "check: {e}");
+        }
+    });
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::engine::State;
+
+    fn task(n: u8, next_check_at: i64, end: Option<i64>) -> TaskRow {
+        TaskRow {
+            id: TaskId::from_db(format!("t{n}")),
+            next_check_at,
+            expected_end_at: end,
+            ..TaskRow::example(State::Processing)
+        }
+    }
+
+    fn order(backlog: &Backlog) -> Vec<TaskId> {
+        let mut order = Vec::new();
+        while let Some((task, _, _)) = backlog.head() {
+            backlog.remove(&task);
+            order.push(task);
+        }
+        order
+    }
+
+    #[test]
+    fn the_check_worth_most_comes_first() {
+        let backlog = Backlog::default();
+        let long = task(1, 1_000, Some(600_000));
+        let longer = task(2, 900, Some(700_000));
+        let new = task(3, 2_000, None);
+        let ending = task(4, 1_500, Some(5_000));
+        let unwatched = task(5, 500, Some(3_000));
+        for t in [&longer, &long, &new] {
+            assert_eq!(backlog.join(&t.id, "m", Rank::of(t, Priority::Watched)), Joined::New);
+        }
+        backlog.join(&unwatched.id, "m", Rank::of(&unwatched, Priority::Background));
+        backlog.join(&ending.id, "m", Rank::of(&ending, Priority::Urgent));
+        // The check at an end; the watched ones, the new one (its end
+        // unknown, due at 2 s) before those ending at 600 s and 700 s; the
+        // reconciler's last, though its end is nearest.
+        assert_eq!(order(&backlog), [&ending, &new, &long, &longer, &unwatched].map(|t| t.id.clone()));
+    }
+
+    #[test]
+    fn a_waiting_check_moves_up_never_down() {
+        let backlog = Backlog::default();
+        let t = task(1, 1_000, Some(9_000));
+        let other = task(2, 1_000, Some(8_000));
+        backlog.join(&t.id, "m", Rank::of(&t, Priority::Background));
+        backlog.join(&other.id, "m", Rank::of(&other, Priority::Watched));
+        assert_eq!(backlog.head().unwrap().0, other.id);
+        // Its page polls it now: it moves up to the watched, by its end.
+        assert_eq!(backlog.join(&t.id, "m", Rank::of(&t, Priority::Watched)), Joined::Already);
+        assert_eq!(backlog.len(), 2);
+        // The reconciler finds it due again: it keeps its place.
+        backlog.join(&t.id, "m", Rank::of(&t, Priority::Background));
+        assert_eq!(backlog.head().unwrap().2, Priority::Watched);
+        assert_eq!(order(&backlog), [other.id.clone(), t.id.clone()]);
+    }
+
+    #[test]
+    fn a_check_waits_behind_better_ones_only() {
+        let backlog = Backlog::default();
+        let long = task(1, 1_000, Some(600_000));
+        let short = task(2, 2_000, Some(5_000));
+        assert!(!backlog.must_wait(&long.id, Rank::of(&long, Priority::Watched)), "nothing waits");
+        backlog.join(&long.id, "m", Rank::of(&long, Priority::Watched));
+        assert!(backlog.must_wait(&long.id, Rank::of(&long, Priority::Urgent)), "it waits already");
+        assert!(!backlog.must_wait(&short.id, Rank::of(&short, Priority::Watched)), "it ends sooner");
+        assert!(backlog.must_wait(&short.id, Rank::of(&short, Priority::Background)));
+    }
+
+    #[test]
+    fn a_turn_is_told_by_the_checks_ahead() {
+        let backlog = Backlog::default();
+        let tasks: Vec<TaskRow> = (1..=20).map(|n| task(n, 0, Some(i64::from(n) * 1_000))).collect();
+        for t in &tasks {
+            backlog.join(&t.id, "m", Rank::of(t, Priority::Watched));
+        }
+        // Two checks a second: the first in 500 ms, the fourth in 2 s.
+        assert_eq!(backlog.turn_in_ms(&tasks[0].id, 2.0, 3_000), Some(500));
+        assert_eq!(backlog.turn_in_ms(&tasks[3].id, 2.0, 3_000), Some(2_000));
+        // Further off than the horizon: told the horizon.
+        assert_eq!(backlog.turn_in_ms(&tasks[19].id, 2.0, 3_000), Some(3_000));
+        assert_eq!(backlog.turn_in_ms(&task(30, 0, None).id, 2.0, 3_000), None, "not waiting");
+    }
+
+    #[test]
+    fn a_full_backlog_keeps_the_best() {
+        let backlog = Backlog::default();
+        {
+            let mut waiting = backlog.lock();
+            for n in 0..MOST_WAITING {
+                let id = TaskId::new();
+                let rank = Rank { class: 1, at: 1_000_000 + n as i64 };
+                waiting.order.insert((rank, id.clone()));
+                waiting.tasks.insert(id, (rank, "m".into()));
+            }
+        }
+        let late = task(1, 0, Some(2_000_000));
+        assert_eq!(backlog.join(&late.id, "m", Rank::of(&late, Priority::Watched)), Joined::Full);
+        let soon = task(2, 0, Some(5_000));
+        assert_eq!(backlog.join(&soon.id, "m", Rank::of(&soon, Priority::Watched)), Joined::New);
+        assert_eq!(backlog.len(), MOST_WAITING);
+        assert_eq!(backlog.head().unwrap().0, soon.id);
+    }
+}
