@@ -78,8 +78,16 @@ pub struct Backlog {
 #[derive(Default)]
 struct Waiting {
     order: BTreeSet<(Rank, TaskId)>,
-    /// Each waiting task's rank and model (whose budget it spends).
-    tasks: HashMap<TaskId, (Rank, String)>,
+    tasks: HashMap<TaskId, Entry>,
+}
+
+/// A waiting task.
+struct Entry {
+    rank: Rank,
+    /// Its model (whose budget its check spends).
+    model: String,
+    /// Its deadline: past it, the task is failed, not checked.
+    deadline_at: i64,
 }
 
 /// What [`Backlog::join`] did.
@@ -107,9 +115,10 @@ impl Backlog {
         self.len() == 0
     }
 
-    /// Whether `task` waits here.
-    pub fn holds(&self, task: &TaskId) -> bool {
-        self.lock().tasks.contains_key(task)
+    /// Whether `task` waits here for a check at `now` (not past its
+    /// deadline).
+    pub fn holds(&self, task: &TaskId, now: i64) -> bool {
+        self.lock().tasks.get(task).is_some_and(|e| now < e.deadline_at)
     }
 
     /// Whether a check of `task` at `rank` must wait its turn: it waits
@@ -119,14 +128,14 @@ impl Backlog {
         waiting.tasks.contains_key(task) || waiting.order.first().is_some_and(|(first, _)| *first < rank)
     }
 
-    /// `task` waits for the budget at `rank` (its better rank, when it
-    /// waits already), its check spending `model`'s budget.
-    pub fn join(&self, task: &TaskId, model: &str, rank: Rank) -> Joined {
-        let mut waiting = self.lock();
-        let joined = match waiting.tasks.get(task).map(|(r, _)| *r) {
+    /// `task`'s check waits for the budget at `rank` (its better rank, when
+    /// it waits already).
+    pub fn join(&self, task: &TaskRow, rank: Rank) -> Joined {
+        let (id, mut waiting) = (&task.id, self.lock());
+        let joined = match waiting.tasks.get(id).map(|e| e.rank) {
             Some(old) if old <= rank => return Joined::Already,
             Some(old) => {
-                waiting.order.remove(&(old, task.clone()));
+                waiting.order.remove(&(old, id.clone()));
                 Joined::Already
             }
             None if waiting.tasks.len() < MOST_WAITING => Joined::New,
@@ -139,9 +148,10 @@ impl Backlog {
                 _ => return Joined::Full,
             },
         };
-        waiting.order.insert((rank, task.clone()));
-        waiting.tasks.insert(task.clone(), (rank, model.to_owned()));
-        let at_head = waiting.order.first().is_some_and(|(_, first)| first == task);
+        waiting.order.insert((rank, id.clone()));
+        let entry = Entry { rank, model: task.model.clone(), deadline_at: task.deadline_at };
+        waiting.tasks.insert(id.clone(), entry);
+        let at_head = waiting.order.first().is_some_and(|(_, first)| first == id);
         drop(waiting);
         if at_head {
             self.wake.notify_one();
@@ -153,15 +163,15 @@ impl Backlog {
     fn head(&self) -> Option<(TaskId, String, Priority)> {
         let waiting = self.lock();
         let (rank, task) = waiting.order.first()?;
-        let model = waiting.tasks.get(task).map(|(_, m)| m.clone()).unwrap_or_default();
+        let model = waiting.tasks.get(task).map(|e| e.model.clone()).unwrap_or_default();
         Some((task.clone(), model, rank.priority()))
     }
 
     /// `task` no longer waits.
     pub fn remove(&self, task: &TaskId) {
         let mut waiting = self.lock();
-        if let Some((rank, _)) = waiting.tasks.remove(task) {
-            waiting.order.remove(&(rank, task.clone()));
+        if let Some(entry) = waiting.tasks.remove(task) {
+            waiting.order.remove(&(entry.rank, task.clone()));
         }
     }
 
@@ -172,12 +182,12 @@ impl Backlog {
     /// not wait here.
     pub fn turn_in_ms(&self, task: &TaskId, per_second: f64, horizon_ms: i64) -> Option<i64> {
         let waiting = self.lock();
-        let (rank, _) = waiting.tasks.get(task)?;
+        let rank = waiting.tasks.get(task)?.rank;
         if per_second <= 0.0 {
             return Some(horizon_ms);
         }
         let most = (per_second * horizon_ms as f64 / 1000.0).ceil() as usize;
-        let ahead = waiting.order.range(..(*rank, task.clone())).take(most).count();
+        let ahead = waiting.order.range(..(rank, task.clone())).take(most).count();
         Some((((ahead + 1) as f64 * 1000.0 / per_second).ceil() as i64).min(horizon_ms))
     }
 }
@@ -269,10 +279,10 @@ mod tests {
         let ending = task(4, 1_500, Some(5_000));
         let unwatched = task(5, 500, Some(3_000));
         for t in [&longer, &long, &new] {
-            assert_eq!(backlog.join(&t.id, "m", Rank::of(t, Priority::Watched)), Joined::New);
+            assert_eq!(backlog.join(t, Rank::of(t, Priority::Watched)), Joined::New);
         }
-        backlog.join(&unwatched.id, "m", Rank::of(&unwatched, Priority::Background));
-        backlog.join(&ending.id, "m", Rank::of(&ending, Priority::Urgent));
+        backlog.join(&unwatched, Rank::of(&unwatched, Priority::Background));
+        backlog.join(&ending, Rank::of(&ending, Priority::Urgent));
         // The check at an end; the watched ones, the new one (its end
         // unknown, due at 2 s) before those ending at 600 s and 700 s; the
         // reconciler's last, though its end is nearest.
@@ -284,16 +294,27 @@ mod tests {
         let backlog = Backlog::default();
         let t = task(1, 1_000, Some(9_000));
         let other = task(2, 1_000, Some(8_000));
-        backlog.join(&t.id, "m", Rank::of(&t, Priority::Background));
-        backlog.join(&other.id, "m", Rank::of(&other, Priority::Watched));
+        backlog.join(&t, Rank::of(&t, Priority::Background));
+        backlog.join(&other, Rank::of(&other, Priority::Watched));
         assert_eq!(backlog.head().unwrap().0, other.id);
         // Its page polls it now: it moves up to the watched, by its end.
-        assert_eq!(backlog.join(&t.id, "m", Rank::of(&t, Priority::Watched)), Joined::Already);
+        assert_eq!(backlog.join(&t, Rank::of(&t, Priority::Watched)), Joined::Already);
         assert_eq!(backlog.len(), 2);
         // The reconciler finds it due again: it keeps its place.
-        backlog.join(&t.id, "m", Rank::of(&t, Priority::Background));
+        backlog.join(&t, Rank::of(&t, Priority::Background));
         assert_eq!(backlog.head().unwrap().2, Priority::Watched);
         assert_eq!(order(&backlog), [other.id.clone(), t.id.clone()]);
+    }
+
+    #[test]
+    fn a_task_past_its_deadline_is_not_held() {
+        let backlog = Backlog::default();
+        let t = task(1, 1_000, None);
+        backlog.join(&t, Rank::of(&t, Priority::Watched));
+        assert!(backlog.holds(&t.id, t.deadline_at - 1));
+        // The reconciler fails it then, though it waits for a check.
+        assert!(!backlog.holds(&t.id, t.deadline_at));
+        assert!(!backlog.holds(&task(2, 1_000, None).id, 0));
     }
 
     #[test]
@@ -302,7 +323,7 @@ mod tests {
         let long = task(1, 1_000, Some(600_000));
         let short = task(2, 2_000, Some(5_000));
         assert!(!backlog.must_wait(&long.id, Rank::of(&long, Priority::Watched)), "nothing waits");
-        backlog.join(&long.id, "m", Rank::of(&long, Priority::Watched));
+        backlog.join(&long, Rank::of(&long, Priority::Watched));
         assert!(backlog.must_wait(&long.id, Rank::of(&long, Priority::Urgent)), "it waits already");
         assert!(!backlog.must_wait(&short.id, Rank::of(&short, Priority::Watched)), "it ends sooner");
         assert!(backlog.must_wait(&short.id, Rank::of(&short, Priority::Background)));
@@ -313,7 +334,7 @@ mod tests {
         let backlog = Backlog::default();
         let tasks: Vec<TaskRow> = (1..=20).map(|n| task(n, 0, Some(i64::from(n) * 1_000))).collect();
         for t in &tasks {
-            backlog.join(&t.id, "m", Rank::of(t, Priority::Watched));
+            backlog.join(&t, Rank::of(&t, Priority::Watched));
         }
         // Two checks a second: the first in 500 ms, the fourth in 2 s.
         assert_eq!(backlog.turn_in_ms(&tasks[0].id, 2.0, 3_000), Some(500));
@@ -332,13 +353,13 @@ mod tests {
                 let id = TaskId::new();
                 let rank = Rank { class: 1, at: 1_000_000 + n as i64 };
                 waiting.order.insert((rank, id.clone()));
-                waiting.tasks.insert(id, (rank, "m".into()));
+                waiting.tasks.insert(id, Entry { rank, model: "m".into(), deadline_at: i64::MAX });
             }
         }
         let late = task(1, 0, Some(2_000_000));
-        assert_eq!(backlog.join(&late.id, "m", Rank::of(&late, Priority::Watched)), Joined::Full);
+        assert_eq!(backlog.join(&late, Rank::of(&late, Priority::Watched)), Joined::Full);
         let soon = task(2, 0, Some(5_000));
-        assert_eq!(backlog.join(&soon.id, "m", Rank::of(&soon, Priority::Watched)), Joined::New);
+        assert_eq!(backlog.join(&soon, Rank::of(&soon, Priority::Watched)), Joined::New);
         assert_eq!(backlog.len(), MOST_WAITING);
         assert_eq!(backlog.head().unwrap().0, soon.id);
     }

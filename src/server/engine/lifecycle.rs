@@ -200,11 +200,14 @@ async fn check(state: &AppState, task: &TaskRow, now: i64, next_check_at: i64, p
         return Ok(Outcome::NotDue);
     }
     use super::budget::{Call, Spend};
+    let budget = state.budget_for(&task.model);
     let rank = backlog::Rank::of(task, priority);
-    if state.backlog.must_wait(&task.id, rank)
-        || matches!(state.budget_for(&task.model).take(Call::Other, priority).await?, Spend::Denied { .. })
+    // (A budget without limits, such as fal's, never makes a check wait.)
+    let limited = budget.per_second(Call::Other).is_some();
+    if limited && state.backlog.must_wait(&task.id, rank)
+        || matches!(budget.take(Call::Other, priority).await?, Spend::Denied { .. })
     {
-        if state.backlog.join(&task.id, &task.model, rank) == backlog::Joined::New {
+        if state.backlog.join(task, rank) == backlog::Joined::New {
             state.metrics.provider_call("get", "denied");
         }
         return Ok(Outcome::Deferred);

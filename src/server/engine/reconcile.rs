@@ -75,8 +75,10 @@ pub async fn purge_pass(state: &AppState, before: i64) -> Result<usize> {
 /// waits in the backlog. Returns how many were looked at.
 pub async fn pass(state: &AppState) -> Result<usize> {
     let mut ids = schedule::due_now(state).await?;
-    // Waiting for the budget already: the checker makes them in turn.
-    ids.retain(|id| !state.backlog.holds(id));
+    // Waiting for the budget already: the checker makes them in turn
+    // (unless their deadline has come).
+    let now = state.clock.now_ms();
+    ids.retain(|id| !state.backlog.holds(id, now));
     let n = ids.len();
     futures::stream::iter(ids)
         .for_each_concurrent(8, |id| async move {
