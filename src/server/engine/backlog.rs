@@ -7,12 +7,16 @@
 //! that ranks after it joins too rather than take the budget itself — so
 //! the budget goes where a check is worth most, not to whichever poll
 //! comes first as it refills. The order ([`Rank`]):
-//! 1. a prediction's first check and the one at its expected end (someone
-//!    waits for exactly that check, [`Priority::Urgent`]);
-//! 2. tasks a page is polling ([`Priority::Watched`]);
-//! 3. the reconciler's ([`Priority::Background`]);
+//! 1. checks at a prediction's expected end (someone waits for exactly
+//!    that check, [`Priority::Urgent`]), soonest end first;
+//! 2. predictions' first checks (what learns their ends), newest first: a
+//!    wave of them waits behind the ones that come after it, not the
+//!    other way round (they come at most as fast as creates, well within
+//!    the budget, so none waits for long);
+//! 3. tasks a page is polling ([`Priority::Watched`]);
+//! 4. the reconciler's ([`Priority::Background`]);
 //!
-//! and within each, the task whose prediction should end soonest first (one
+//! the last two the task whose prediction should end soonest first (one
 //! whose end is not known yet by its due time: a check now may find it
 //! done, and tells its end; one that showed no progress at all by
 //! [`schedule::no_end_before`]). The checker ([`spawn`]) takes the budget for
@@ -40,28 +44,31 @@ const MOST_WAITING: usize = 100_000;
 /// Where a waiting check stands: smaller first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Rank {
-    /// 0 urgent, 1 watched, 2 background.
+    /// 0 a check at an expected end, 1 a first check, 2 watched, 3
+    /// background.
     class: u8,
-    /// The prediction's expected end, or the task's due time.
+    /// The prediction's expected end, or the task's due time; for a first
+    /// check, the task's creation, newest first.
     at: i64,
 }
 
 impl Rank {
     /// The rank of `task`'s check at `priority`.
     pub fn of(task: &TaskRow, priority: Priority) -> Self {
-        let class = match priority {
-            Priority::Urgent => 0,
-            Priority::Watched => 1,
-            Priority::Background => 2,
-        };
         let end = schedule::task_end(task).or_else(|| schedule::no_end_before(task));
-        Self { class, at: end.unwrap_or(task.next_check_at) }
+        let (class, at) = match (priority, end) {
+            (Priority::Urgent, Some(end)) => (0, end),
+            (Priority::Urgent, None) => (1, -task.created_at),
+            (Priority::Watched, _) => (2, end.unwrap_or(task.next_check_at)),
+            (Priority::Background, _) => (3, end.unwrap_or(task.next_check_at)),
+        };
+        Self { class, at }
     }
 
     fn priority(self) -> Priority {
         match self.class {
-            0 => Priority::Urgent,
-            1 => Priority::Watched,
+            0 | 1 => Priority::Urgent,
+            2 => Priority::Watched,
             _ => Priority::Background,
         }
     }
@@ -278,15 +285,21 @@ mod tests {
         let new = task(3, 2_000, None);
         let ending = task(4, 1_500, Some(5_000));
         let unwatched = task(5, 500, Some(3_000));
+        let first = TaskRow { created_at: 100, ..task(6, 2_100, None) };
+        let later_first = TaskRow { created_at: 200, ..task(7, 2_200, None) };
         for t in [&longer, &long, &new] {
             assert_eq!(backlog.join(t, Rank::of(t, Priority::Watched)), Joined::New);
         }
+        for t in [&ending, &first, &later_first] {
+            backlog.join(t, Rank::of(t, Priority::Urgent));
+        }
         backlog.join(&unwatched, Rank::of(&unwatched, Priority::Background));
-        backlog.join(&ending, Rank::of(&ending, Priority::Urgent));
-        // The check at an end; the watched ones, the new one (its end
-        // unknown, due at 2 s) before those ending at 600 s and 700 s; the
-        // reconciler's last, though its end is nearest.
-        assert_eq!(order(&backlog), [&ending, &new, &long, &longer, &unwatched].map(|t| t.id.clone()));
+        // The check at an end; first checks, the newest first; the watched
+        // ones, the new one (its end unknown, due at 2 s) before those
+        // ending at 600 s and 700 s; the reconciler's last, though its end
+        // is nearest.
+        let expected = [&ending, &later_first, &first, &new, &long, &longer, &unwatched];
+        assert_eq!(order(&backlog), expected.map(|t| t.id.clone()));
     }
 
     #[test]
@@ -334,7 +347,7 @@ mod tests {
         let backlog = Backlog::default();
         let tasks: Vec<TaskRow> = (1..=20).map(|n| task(n, 0, Some(i64::from(n) * 1_000))).collect();
         for t in &tasks {
-            backlog.join(&t, Rank::of(&t, Priority::Watched));
+            backlog.join(t, Rank::of(t, Priority::Watched));
         }
         // Two checks a second: the first in 500 ms, the fourth in 2 s.
         assert_eq!(backlog.turn_in_ms(&tasks[0].id, 2.0, 3_000), Some(500));
@@ -351,7 +364,7 @@ mod tests {
             let mut waiting = backlog.lock();
             for n in 0..MOST_WAITING {
                 let id = TaskId::new();
-                let rank = Rank { class: 1, at: 1_000_000 + n as i64 };
+                let rank = Rank { class: 2, at: 1_000_000 + n as i64 };
                 waiting.order.insert((rank, id.clone()));
                 waiting.tasks.insert(id, Entry { rank, model: "m".into(), deadline_at: i64::MAX });
             }
