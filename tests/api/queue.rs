@@ -454,6 +454,46 @@ async fn a_short_task_is_checked_before_long_ones_that_waited_longer() {
     assert_eq!(stats["throttled"], 0);
 }
 
+/// A task whose check waits for the budget still fails at its deadline:
+/// the reconciler passes over tasks waiting in the backlog only until
+/// then. (A 429's pause of five minutes holds every check here.)
+#[tokio::test]
+async fn a_task_waiting_for_the_budget_still_expires() {
+    let clock = manual_clock();
+    let app = spawn_app_on(
+        &[
+            ("DARKROOM_PROVIDER_LIMITS", "other=60/min"),
+            ("DARKROOM_TASK_DEADLINE_SECS", "60"),
+            ("DARKROOM_RECONCILE_INTERVAL_SECS", "10"),
+        ],
+        clock.clone(),
+    )
+    .await;
+    let c = client();
+    app.sign_up(&c).await;
+    app.state.budget.throttled(Call::Other, Some(Duration::from_secs(300))).await.expect("pause");
+    let id = generate(&app, &c, "a long one #ms=600000").await;
+    let task = TaskId::parse(&id).expect("id");
+    // Its first check is due: it waits for the pause to end.
+    clock.advance(Duration::from_secs(3));
+    let start = Instant::now();
+    while !app.state.backlog.holds(&task, clock.now_ms()) {
+        assert!(start.elapsed() < Duration::from_secs(5), "its first check did not wait");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Past its deadline (nobody polls), the reconciler's pass fails it.
+    clock.advance(Duration::from_secs(60));
+    let start = Instant::now();
+    while app.count("SELECT COUNT(*) FROM tasks WHERE status = 'failed'").await < 1 {
+        assert!(start.elapsed() < Duration::from_secs(15), "the reconciler did not fail it");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let v = view(&app, &c, &id).await;
+    assert_eq!(v["error"], "Timed out after 1 min.", "{v}");
+    assert_eq!(v["refunded"], true);
+    assert_eq!(sim_stats(&app).await["gets"], 0, "never checked");
+}
+
 #[tokio::test]
 #[ignore = "needs PostgreSQL: make test runs it with DARKROOM_TEST_POSTGRES"]
 async fn instances_on_one_postgres_share_one_budget_and_submit_each_task_once() {
