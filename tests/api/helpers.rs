@@ -23,6 +23,31 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
 
 /// A manual clock at the current time, for [`spawn_app_on`]: the app, its
 /// reconciler and its simulator stand still until the test moves it.
+/// An app on a tight budget of other calls (60 a minute published, 48 to
+/// spend: one every 1.25 s) with ten long tasks (`#ms=600000`) of one
+/// person in flight, checked every 2 s at most: what the tests of how the
+/// budget is shared start from. Returns the app, that person's client and
+/// the tasks' ids.
+pub async fn ten_long_tasks_on_a_tight_budget(clock: Clock) -> (TestApp, reqwest::Client, Vec<String>) {
+    let app = spawn_app_on(
+        &[
+            ("DARKROOM_PROVIDER_LIMITS", "other=60/min"),
+            ("DARKROOM_PROVIDER_CHECK_MS", "2000"),
+            ("DARKROOM_SIGNUP_CREDITS", "1000"),
+            ("DARKROOM_MAX_ACTIVE_TASKS", "20"),
+        ],
+        clock,
+    )
+    .await;
+    let c = client();
+    app.sign_up(&c).await;
+    let mut long = Vec::new();
+    for n in 0..10 {
+        long.push(generate(&app, &c, &format!("a long one {n} #ms=600000")).await);
+    }
+    (app, c, long)
+}
+
 pub fn manual_clock() -> Clock {
     Clock::manual(Clock::system().now_ms())
 }

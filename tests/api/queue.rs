@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::helpers::{
-    Clock, TestApp, client, fresh_postgres_database, generate, manual_clock, spawn_app_on, unfinished, uuid_like,
+    Clock, TestApp, client, fresh_postgres_database, generate, manual_clock, spawn_app_on,
+    ten_long_tasks_on_a_tight_budget, unfinished, uuid_like,
 };
 use darkroom::server::engine::budget::Call;
 use darkroom::server::engine::queries;
@@ -371,22 +372,7 @@ async fn polls_never_spend_more_than_the_budget() {
 #[tokio::test]
 async fn a_short_task_is_checked_before_long_ones_that_waited_longer() {
     let clock = manual_clock();
-    let app = spawn_app_on(
-        &[
-            ("DARKROOM_PROVIDER_LIMITS", "other=60/min"),
-            ("DARKROOM_PROVIDER_CHECK_MS", "2000"),
-            ("DARKROOM_SIGNUP_CREDITS", "1000"),
-            ("DARKROOM_MAX_ACTIVE_TASKS", "20"),
-        ],
-        clock.clone(),
-    )
-    .await;
-    let c = client();
-    app.sign_up(&c).await;
-    let mut long = Vec::new();
-    for n in 0..10 {
-        long.push(generate(&app, &c, &format!("a long one {n} #ms=600000")).await);
-    }
+    let (app, c, long) = ten_long_tasks_on_a_tight_budget(clock.clone()).await;
     // 30 s, their pages polling: their first checks (from 2 s, one every
     // 1.25 s of the budget), then the next ones 16.7 s later.
     for _ in 0..120 {

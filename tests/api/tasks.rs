@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::helpers::{
     TestApp, client, generate, manual_clock, poll_until_done, poll_until_done_within, spawn_app, spawn_app_on,
-    spawn_app_with, unfinished,
+    spawn_app_with, ten_long_tasks_on_a_tight_budget, unfinished,
 };
 
 #[tokio::test]
@@ -344,21 +344,7 @@ async fn polls_just_before_the_re_check_at_the_end_leave_the_provider_alone() {
 #[tokio::test]
 async fn the_check_at_the_end_comes_though_the_budget_spaces_checks_apart() {
     let clock = manual_clock();
-    let app = spawn_app_on(
-        &[
-            ("DARKROOM_PROVIDER_LIMITS", "other=60/min"),
-            ("DARKROOM_PROVIDER_CHECK_MS", "2000"),
-            ("DARKROOM_SIGNUP_CREDITS", "1000"),
-            ("DARKROOM_MAX_ACTIVE_TASKS", "20"),
-        ],
-        clock.clone(),
-    )
-    .await;
-    let c = client();
-    app.sign_up(&c).await;
-    for n in 0..10 {
-        generate(&app, &c, &format!("a long one {n} #ms=600000")).await;
-    }
+    let (app, c, _) = ten_long_tasks_on_a_tight_budget(clock.clone()).await;
     // Their first checks (one every 1.25 s of the budget), then quiet:
     // nobody polls them and the reconciler is off.
     for _ in 0..100 {
