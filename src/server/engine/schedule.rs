@@ -392,10 +392,15 @@ pub async fn advised(state: &AppState, task: &TaskRow) -> crate::error::Result<T
             view.queue_position = state.queue.position(state, &task.id).await?;
             poll_after_queued_ms(view.queue_position, state.budget.per_second(Call::Create), interval)
         }
-        _ => match (state.rechecks.due(&task.id), turn_in_backlog(state, task, interval as i64)) {
-            (Some(due), _) => poll_after_recheck_ms(due, now, interval),
-            (None, Some(turn)) => poll_after_recheck_ms(now + turn, now, interval),
-            (None, None) => {
+        // A re-check of its own, else its turn in the backlog (only walked
+        // when there is no re-check), else by its expected end.
+        _ => match state
+            .rechecks
+            .due(&task.id)
+            .or_else(|| turn_in_backlog(state, task, interval as i64).map(|turn| now + turn))
+        {
+            Some(at) => poll_after_recheck_ms(at, now, interval),
+            None => {
                 let advice = poll_after_ms(task_end(task), now, interval);
                 if state.webhooks.is_some() || task.state != State::Processing {
                     advice
