@@ -396,13 +396,25 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// Inside the router, after routing: passes the route a request matched
+/// (its pattern, one of the app's own, never the client's path) out with
+/// the response, to [`track`], which runs outside the router.
+pub async fn label_route(request: Request, next: Next) -> Response {
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let mut response = next.run(request).await;
+    if let Some(route) = route {
+        response.extensions_mut().insert(route);
+    }
+    response
+}
+
 /// Middleware: counts and times every request by its route pattern (never
 /// the raw path, so ids do not explode the label set).
 pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
     let method = method_label(request.method());
     let started = Instant::now();
     let response = next.run(request).await;
+    let route = response.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
     let labels = RequestLabels {
         method,
         route: route.unwrap_or_else(|| "other".to_owned()),
