@@ -21,8 +21,6 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
     spawn_app_on(overrides, Clock::system()).await
 }
 
-/// A manual clock at the current time, for [`spawn_app_on`]: the app, its
-/// reconciler and its simulator stand still until the test moves it.
 /// An app on a tight budget of other calls (60 a minute published, 48 to
 /// spend: one every 1.25 s) with ten long tasks (`#ms=600000`) of one
 /// person in flight, checked every 2 s at most: what the tests of how the
@@ -48,6 +46,8 @@ pub async fn ten_long_tasks_on_a_tight_budget(clock: Clock) -> (TestApp, reqwest
     (app, c, long)
 }
 
+/// A manual clock at the current time, for [`spawn_app_on`]: the app, its
+/// reconciler and its simulator stand still until the test moves it.
 pub fn manual_clock() -> Clock {
     Clock::manual(Clock::system().now_ms())
 }

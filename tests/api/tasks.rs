@@ -57,7 +57,10 @@ async fn a_generation_is_charged_completes_and_serves_its_png() {
         metrics.contains(r#"darkroom_http_requests_total{method="POST",route="/api/check_image_status",status="200"}"#),
         "{metrics}"
     );
-    assert!(metrics.contains(r#"darkroom_http_requests_total{method="GET",route="/images/{task_id}",status="304"} 1"#));
+    assert!(
+        metrics.contains(r#"darkroom_http_requests_total{method="GET",route="/images/{task_id}",status="304"} 1"#),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
