@@ -6,8 +6,8 @@
 use std::time::{Duration, Instant};
 
 use crate::helpers::{
-    TestApp, client, generate, manual_clock, poll_until_done, poll_until_done_within, spawn_app, spawn_app_on,
-    spawn_app_with, ten_long_tasks_on_a_tight_budget, unfinished,
+    TestApp, client, fresh_postgres_database, generate, manual_clock, poll_until_done, poll_until_done_within,
+    spawn_app, spawn_app_on, spawn_app_with, ten_long_tasks_on_a_tight_budget, unfinished,
 };
 
 #[tokio::test]
@@ -621,5 +621,63 @@ async fn polls_answer_after_postgres_ends_every_connection() {
     for _ in 0..3 {
         let (status, view) = app.call(&c, "check_image_status", &[("task_id", &id)]).await;
         assert_eq!((status, view["status"].as_str()), (200, Some("processing")), "{view}");
+    }
+}
+
+/// PostgreSQL only. Every read of a task takes its refund flag from the
+/// ledger (`engine::task::COLUMNS`); the planner must find it with the
+/// ledger's unique index, one probe per task, and never hash the whole
+/// ledger, whatever the number of tasks read and whatever its statistics
+/// say (a history page of a few dozen tasks is enough to tip an `EXISTS`
+/// into a scan of every entry).
+#[tokio::test]
+#[ignore = "needs PostgreSQL: make test runs it with DARKROOM_TEST_POSTGRES"]
+async fn a_read_of_many_tasks_never_scans_the_ledger_on_postgres() {
+    use sqlx::Row;
+    let database_url = fresh_postgres_database().await.expect("DARKROOM_TEST_POSTGRES names a PostgreSQL server");
+    let app = spawn_app_with(&[("DATABASE_URL", database_url.as_str())]).await;
+    let c = client();
+    let email = app.sign_up(&c).await;
+    let user = app.user_id(&email).await;
+    // A ledger of ten thousand entries and two hundred tasks, with fresh
+    // statistics (and, before the ANALYZE, none: checked first).
+    sqlx::query(
+        "INSERT INTO credit_ledger (user_id, kind, amount, entry_key, created_at) \
+         SELECT $1, 'grant', 1, 'test-grant:' || g, 0 FROM generate_series(1, 10000) g",
+    )
+    .bind(&user)
+    .execute(&app.state.db)
+    .await
+    .expect("ledger entries");
+    sqlx::query(
+        "INSERT INTO tasks (id, user_id, prompt, model, cost, status, created_at, updated_at, deadline_at, next_check_at) \
+         SELECT 'plan-' || g, $1, 'p', 'm', 1, 'processing', g, g, 0, 0 FROM generate_series(1, 200) g",
+    )
+    .bind(&user)
+    .execute(&app.state.db)
+    .await
+    .expect("tasks");
+    let columns = darkroom::server::engine::task::COLUMNS;
+    for analyzed in [false, true] {
+        if analyzed {
+            sqlx::query("ANALYZE").execute(&app.state.db).await.expect("analyze");
+        }
+        for limit in [20, 50, 200] {
+            let sql = format!(
+                "EXPLAIN SELECT {columns} FROM tasks t WHERE t.user_id = '{user}' ORDER BY t.created_at LIMIT {limit}"
+            );
+            let plan: Vec<String> = sqlx::query(&sql)
+                .fetch_all(&app.state.db)
+                .await
+                .expect("explain")
+                .iter()
+                .map(|r| r.get::<String, _>(0))
+                .collect();
+            let plan = plan.join("\n");
+            assert!(
+                plan.contains("credit_ledger") && !plan.contains("Seq Scan on credit_ledger"),
+                "{limit} tasks (statistics: {analyzed}):\n{plan}"
+            );
+        }
     }
 }

@@ -13,11 +13,19 @@ use crate::server::reads::{Columns, ReadRow};
 /// the ledger (the one source of truth for money), as BIGINT like every
 /// integer column: native PostgreSQL decoding (the point reads) does not
 /// widen an INT4 into an i64.
+///
+/// The flag is a count of the task's refund entry (0 or 1: `entry_key` is
+/// unique), a scalar subquery, so it is always a probe of the ledger's
+/// unique index per task. An `EXISTS` there lets PostgreSQL's planner
+/// hash the whole ledger instead whenever it expects more than a handful
+/// of tasks: a history page of 20 from an account of 200 tasks, or a batch
+/// of provider events read before the tables had statistics, scanned every
+/// ledger entry.
 pub const COLUMNS: &str = "t.id, t.user_id, t.prompt, t.model, t.cost, t.status, t.prediction_id, t.progress, \
      t.error, t.object_key, t.created_at, t.finished_at, t.deadline_at, t.next_check_at, t.last_polled_at, \
      t.aspect_ratio, t.num_outputs, t.seed, t.negative_prompt, t.input_key, t.source_task_id, t.scale, \
-     t.provider_queue, t.expected_end_at, CAST(CASE WHEN EXISTS (SELECT 1 FROM credit_ledger l WHERE l.entry_key = 'refund:' || t.id) THEN 1 ELSE 0 END AS BIGINT) \
-     AS refunded";
+     t.provider_queue, t.expected_end_at, \
+     CAST((SELECT COUNT(*) FROM credit_ledger l WHERE l.entry_key = 'refund:' || t.id) AS BIGINT) AS refunded";
 
 /// The states of a task not yet finished, as an SQL list (for `concat!`).
 macro_rules! unfinished {
