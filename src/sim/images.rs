@@ -24,7 +24,7 @@ use super::{
     uploads::NewUpload,
 };
 
-/// Images decoded or upscaled at once.
+/// Images decoded, upscaled or rendered at once.
 pub(super) const AT_ONCE: usize = 2;
 /// Most memory one decode may allocate.
 const MAX_ALLOC: u64 = 64 * 1024 * 1024;
@@ -51,7 +51,7 @@ pub(super) async fn open(sim: &Arc<Sim>, source: Source, scale: Option<Number>) 
     let read = {
         let _permit = sim.image_work.acquire().await.ok();
         let bytes = bytes.clone();
-        tokio::task::spawn_blocking(move || read(&bytes, want_grid)).await
+        crate::server::background::run("sim-decode", move || read(&bytes, want_grid)).await
     };
     let (width, height, grid) = match read {
         Ok(Some(read)) => read,
@@ -91,8 +91,9 @@ enum Origin {
 }
 
 /// Upscales the stored input `bytes` to `width`×`height` (Catmull-Rom) and
-/// encodes a PNG, with alpha when the input has it. CPU-bound: call it
-/// from `spawn_blocking`, holding a permit of [`work_permits`].
+/// encodes a PNG, with alpha when the input has it. CPU-bound: made
+/// through `files::serve_png` (a permit of [`work_permits`], a thread of
+/// lower priority).
 pub(super) fn upscale_png(bytes: &[u8], width: u32, height: u32) -> Result<Vec<u8>, UpscaleError> {
     let input = decode(bytes).ok_or(UpscaleError::Undecodable)?;
     let png = if input.color().has_alpha() {

@@ -73,8 +73,9 @@ pub(super) fn hex_digest(bytes: &[u8]) -> String {
 }
 
 /// Renders the picture's landscape (blended with its guide, if any) and
-/// encodes it as an RGB PNG. CPU-bound (tens of ms): call it from
-/// `spawn_blocking`. Sides are clamped to 1..=4096.
+/// encodes it as an RGB PNG. CPU-bound (tens of ms): made through
+/// `files::serve_png` (a permit, a thread of lower priority). Sides are
+/// clamped to 1..=4096.
 pub(super) fn render_png(picture: &Picture) -> Result<Vec<u8>, png::EncodingError> {
     let (width, height) = (picture.width.clamp(1, MAX_SIDE), picture.height.clamp(1, MAX_SIDE));
     let scene = Scene::new(scene_seed(&picture.prompt, picture.seed, picture.index), width, height);
