@@ -106,7 +106,7 @@ fn not_found() -> Response {
 /// The simulator stands in for a provider's own machines, yet runs in the
 /// app's process (and, built in, on its cores): its rendering must take
 /// only what the app leaves. Thirty outputs rendered at once at the app's
-/// priority held the polls of 10,000 tasks up by 100–250 ms (make bench,
+/// priority held the polls of 10,000 tasks up by 100–300 ms (make bench,
 /// section 2b on PostgreSQL).
 async fn serve_png<E: Display + Send + 'static>(
     permits: &tokio::sync::Semaphore,
